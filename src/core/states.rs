@@ -1,0 +1,365 @@
+//! States of action plans, actions and audits, and the tables of allowed
+//! transitions between them.
+//!
+//! The tables are data: the API, the applier, the decision engine and the
+//! recovery code all ask [`plan_transition_allowed`] and friends, and a test
+//! checks that `docs/state-machines.md` lists exactly these rows.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Who asks for a state change. Recorded in every history row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// The REST API, on behalf of an operator.
+    Api,
+    /// The applier, while executing a plan.
+    Applier,
+    /// The decision engine (audits, planners, expiry).
+    DecisionEngine,
+    /// The applier's start-up reconciliation after a crash or shutdown.
+    Recovery,
+}
+
+impl Actor {
+    pub const ALL: [Actor; 4] = [
+        Actor::Api,
+        Actor::Applier,
+        Actor::DecisionEngine,
+        Actor::Recovery,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Api => "api",
+            Actor::Applier => "applier",
+            Actor::DecisionEngine => "decision_engine",
+            Actor::Recovery => "recovery",
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Actor {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Actor::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// A string that names no state of the entity it was parsed for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state '{0}'")]
+pub struct UnknownState(pub String);
+
+macro_rules! state_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownState(other.to_string())),
+                }
+            }
+        }
+    };
+}
+
+state_enum!(
+    /// States of an action plan, exactly upstream's names.
+    ActionPlanState {
+        Recommended => "RECOMMENDED",
+        Pending => "PENDING",
+        Ongoing => "ONGOING",
+        Cancelling => "CANCELLING",
+        Cancelled => "CANCELLED",
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        Superseded => "SUPERSEDED",
+        Deleted => "DELETED",
+    }
+);
+
+state_enum!(
+    /// States of an action, exactly upstream's names.
+    ActionState {
+        Pending => "PENDING",
+        Ongoing => "ONGOING",
+        Cancelling => "CANCELLING",
+        Cancelled => "CANCELLED",
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        Skipped => "SKIPPED",
+        Deleted => "DELETED",
+    }
+);
+
+state_enum!(
+    /// States of an audit, exactly upstream's names.
+    AuditState {
+        Pending => "PENDING",
+        Ongoing => "ONGOING",
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        Cancelled => "CANCELLED",
+        Suspended => "SUSPENDED",
+        Deleted => "DELETED",
+    }
+);
+
+state_enum!(
+    /// Kinds of audit.
+    AuditType {
+        Oneshot => "ONESHOT",
+        Continuous => "CONTINUOUS",
+        Event => "EVENT",
+    }
+);
+
+impl ActionPlanState {
+    /// A plan in one of these states will never change again except by deletion.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ActionPlanState::Cancelled
+                | ActionPlanState::Succeeded
+                | ActionPlanState::Failed
+                | ActionPlanState::Superseded
+                | ActionPlanState::Deleted
+        )
+    }
+
+    /// States an operator may delete a plan from (upstream bug 1738360).
+    pub fn is_deletable(self) -> bool {
+        plan_transition_allowed(self, ActionPlanState::Deleted, Actor::Api)
+    }
+}
+
+impl ActionState {
+    /// An action in one of these states has settled: it will not run again.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ActionState::Cancelled
+                | ActionState::Succeeded
+                | ActionState::Failed
+                | ActionState::Skipped
+                | ActionState::Deleted
+        )
+    }
+}
+
+impl AuditState {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            AuditState::Succeeded
+                | AuditState::Failed
+                | AuditState::Cancelled
+                | AuditState::Deleted
+        )
+    }
+}
+
+/// One allowed state change and who may make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition<S: 'static> {
+    pub from: S,
+    pub to: S,
+    pub by: &'static [Actor],
+}
+
+const fn t<S>(from: S, to: S, by: &'static [Actor]) -> Transition<S> {
+    Transition { from, to, by }
+}
+
+use ActionPlanState as P;
+use Actor::{Api, Applier, DecisionEngine, Recovery};
+
+/// Every allowed action plan transition. The API's PATCH accepts exactly
+/// upstream's four pairs (RECOMMENDED->PENDING, RECOMMENDED->CANCELLED,
+/// PENDING->CANCELLED, ONGOING->CANCELLING) plus deletion.
+pub const PLAN_TRANSITIONS: &[Transition<ActionPlanState>] = &[
+    t(P::Recommended, P::Pending, &[Api]),
+    t(P::Recommended, P::Cancelled, &[Api, DecisionEngine]),
+    t(P::Recommended, P::Ongoing, &[Applier]),
+    t(P::Recommended, P::Superseded, &[DecisionEngine]),
+    t(P::Pending, P::Cancelled, &[Api]),
+    t(P::Pending, P::Ongoing, &[Applier]),
+    t(P::Ongoing, P::Cancelling, &[Api]),
+    t(P::Ongoing, P::Succeeded, &[Applier]),
+    t(P::Ongoing, P::Failed, &[Applier, Recovery]),
+    t(P::Cancelling, P::Cancelled, &[Applier, Recovery]),
+    t(P::Cancelling, P::Failed, &[Applier, Recovery]),
+    t(P::Cancelling, P::Succeeded, &[Applier]),
+    t(P::Recommended, P::Deleted, &[Api]),
+    t(P::Succeeded, P::Deleted, &[Api]),
+    t(P::Failed, P::Deleted, &[Api]),
+    t(P::Superseded, P::Deleted, &[Api]),
+    t(P::Cancelled, P::Deleted, &[Api]),
+];
+
+use ActionState as A;
+
+/// Every allowed action transition.
+pub const ACTION_TRANSITIONS: &[Transition<ActionState>] = &[
+    t(A::Pending, A::Ongoing, &[Applier]),
+    t(A::Pending, A::Skipped, &[Api, Applier]),
+    t(A::Pending, A::Failed, &[Applier]),
+    t(A::Pending, A::Cancelled, &[Api, Applier, Recovery]),
+    t(A::Ongoing, A::Succeeded, &[Applier, Recovery]),
+    t(A::Ongoing, A::Failed, &[Applier, Recovery]),
+    t(A::Ongoing, A::Cancelling, &[Applier]),
+    t(A::Ongoing, A::Pending, &[Recovery]),
+    t(A::Ongoing, A::Cancelled, &[Recovery]),
+    t(A::Cancelling, A::Cancelled, &[Applier, Recovery]),
+    t(A::Cancelling, A::Succeeded, &[Applier, Recovery]),
+    t(A::Cancelling, A::Failed, &[Applier, Recovery]),
+    t(A::Pending, A::Deleted, &[Api]),
+    t(A::Succeeded, A::Deleted, &[Api]),
+    t(A::Failed, A::Deleted, &[Api]),
+    t(A::Skipped, A::Deleted, &[Api]),
+    t(A::Cancelled, A::Deleted, &[Api]),
+];
+
+use AuditState as U;
+
+/// Every allowed audit transition (upstream's `AuditStateTransitionManager`
+/// table, which the API uses, plus the engine's own moves).
+pub const AUDIT_TRANSITIONS: &[Transition<AuditState>] = &[
+    t(U::Pending, U::Ongoing, &[Api, DecisionEngine]),
+    t(U::Pending, U::Cancelled, &[Api, DecisionEngine]),
+    t(U::Ongoing, U::Failed, &[Api, DecisionEngine, Recovery]),
+    t(U::Ongoing, U::Succeeded, &[Api, DecisionEngine]),
+    t(U::Ongoing, U::Cancelled, &[Api, DecisionEngine]),
+    t(U::Ongoing, U::Suspended, &[Api]),
+    t(U::Failed, U::Deleted, &[Api]),
+    t(U::Succeeded, U::Deleted, &[Api]),
+    t(U::Cancelled, U::Deleted, &[Api]),
+    t(U::Suspended, U::Ongoing, &[Api]),
+    t(U::Suspended, U::Deleted, &[Api]),
+];
+
+fn allowed<S: PartialEq + Copy>(table: &[Transition<S>], from: S, to: S, actor: Actor) -> bool {
+    table
+        .iter()
+        .any(|t| t.from == from && t.to == to && t.by.contains(&actor))
+}
+
+pub fn plan_transition_allowed(from: ActionPlanState, to: ActionPlanState, actor: Actor) -> bool {
+    allowed(PLAN_TRANSITIONS, from, to, actor)
+}
+
+pub fn action_transition_allowed(from: ActionState, to: ActionState, actor: Actor) -> bool {
+    allowed(ACTION_TRANSITIONS, from, to, actor)
+}
+
+pub fn audit_transition_allowed(from: AuditState, to: AuditState, actor: Actor) -> bool {
+    allowed(AUDIT_TRANSITIONS, from, to, actor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_patch_accepts_exactly_upstreams_four_plan_transitions() {
+        let mut pairs = vec![];
+        for &from in ActionPlanState::ALL {
+            for &to in ActionPlanState::ALL {
+                if to != P::Deleted && plan_transition_allowed(from, to, Api) {
+                    pairs.push((from, to));
+                }
+            }
+        }
+        assert_eq!(
+            pairs,
+            vec![
+                (P::Recommended, P::Pending),
+                (P::Recommended, P::Cancelled),
+                (P::Pending, P::Cancelled),
+                (P::Ongoing, P::Cancelling),
+            ]
+        );
+    }
+
+    #[test]
+    fn plans_can_be_deleted_only_when_not_running() {
+        let deletable: Vec<_> = ActionPlanState::ALL
+            .iter()
+            .filter(|s| s.is_deletable())
+            .collect();
+        assert_eq!(
+            deletable,
+            vec![
+                &P::Recommended,
+                &P::Cancelled,
+                &P::Succeeded,
+                &P::Failed,
+                &P::Superseded
+            ]
+        );
+    }
+
+    #[test]
+    fn finished_states_have_no_way_out_but_deletion() {
+        for tr in PLAN_TRANSITIONS {
+            if tr.from.is_finished() && tr.from != P::Recommended {
+                assert_eq!(tr.to, P::Deleted, "{:?}", tr);
+            }
+        }
+        for tr in ACTION_TRANSITIONS {
+            if tr.from.is_finished() {
+                assert_eq!(tr.to, A::Deleted, "{:?}", tr);
+            }
+        }
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in ActionPlanState::ALL {
+            assert_eq!(s.as_str().parse::<ActionPlanState>().unwrap(), *s);
+        }
+        for s in ActionState::ALL {
+            assert_eq!(s.as_str().parse::<ActionState>().unwrap(), *s);
+        }
+        assert!("cancelled".parse::<ActionPlanState>().is_err());
+    }
+
+    #[test]
+    fn only_recovery_may_send_an_action_back_to_pending() {
+        assert!(action_transition_allowed(A::Ongoing, A::Pending, Recovery));
+        assert!(!action_transition_allowed(A::Ongoing, A::Pending, Applier));
+        assert!(!action_transition_allowed(A::Ongoing, A::Pending, Api));
+    }
+}

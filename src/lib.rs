@@ -1,0 +1,20 @@
+//! watcherd: OpenStack Watcher's action plans, with cancellation that really
+//! stops them.
+//!
+//! The crate is laid out by what each module holds:
+//!
+//! - [`core`]: states, transition tables and records. No I/O.
+//! - [`store`]: the database (SQLite), compare-and-set transitions with
+//!   history, the side-effect journal, and wake-up events.
+//! - [`cloud`]: the `Cloud` trait and the simulated cloud.
+//! - [`applier`]: runs a plan's DAG with concurrency limits, cancels it
+//!   through a tree of tokens, reconciles after a restart.
+//! - [`decision`]: goals, strategies, the weight planner, audits.
+//! - [`api`]: the Watcher v1 REST API.
+//! - [`config`] and [`service`]: configuration and wiring of the daemon.
+//! - [`cli`]: the `watcher` command line client.
+//!
+//! `docs/architecture.md` is the map with the invariants.
+
+pub mod core;
+pub mod store;

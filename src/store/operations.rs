@@ -1,0 +1,1274 @@
+//! Queries and state changes. Each public method is one transaction.
+
+use super::{from_micros, now_micros, Store, StoreError, StoreEvent};
+use crate::core::*;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Paging and ordering of a list, already validated by the caller.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub marker: Option<Uuid>,
+    /// A column expression from [`SortKey`]; never user text.
+    pub sort: SortKey,
+    pub descending: bool,
+    pub show_deleted: bool,
+}
+
+/// The SQL column a list is ordered by. Built only from the fixed tables in
+/// the API layer, so user input never reaches SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey(pub &'static str);
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            limit: 1000,
+            marker: None,
+            sort: SortKey("x.id"),
+            descending: false,
+            show_deleted: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanFilter {
+    pub audit_uuid: Option<Uuid>,
+    pub strategy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub action_plan_uuid: Option<Uuid>,
+    pub audit_uuid: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub goal: Option<String>,
+    pub strategy: Option<String>,
+}
+
+/// A new audit as the API validated it.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub uuid: Uuid,
+    pub name: String,
+    pub audit_type: AuditType,
+    pub goal_id: i64,
+    pub strategy_id: Option<i64>,
+    pub parameters: Value,
+    pub interval: Option<String>,
+    pub scope: Value,
+    pub auto_trigger: bool,
+    pub force: bool,
+    pub start_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub end_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What the decision engine hands over to create a plan.
+#[derive(Debug, Clone)]
+pub struct NewPlan {
+    pub uuid: Uuid,
+    pub audit_uuid: Uuid,
+    pub strategy_name: String,
+    pub actions: Vec<NewAction>,
+    pub efficacy_indicators: Vec<EfficacyIndicator>,
+    pub global_efficacy: Vec<EfficacyIndicator>,
+    pub hostname: String,
+}
+
+/// A journaled side effect of an action: written before the cloud is asked
+/// to do anything, completed with the cloud's operation id once known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub action_uuid: Uuid,
+    pub intent: Value,
+    pub operation_id: Option<String>,
+}
+
+/// Optional fields a plan transition also sets.
+#[derive(Debug, Clone, Default)]
+pub struct PlanUpdate {
+    pub status_message: Option<String>,
+    pub hostname: Option<String>,
+}
+
+const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid, s.uuid, s.name, x.state, \
+    x.efficacy_indicators, x.global_efficacy, x.hostname, x.status_message, \
+    x.created_at, x.updated_at, x.deleted_at \
+    FROM action_plans x JOIN audits a ON a.id = x.audit_id JOIN strategies s ON s.id = x.strategy_id";
+
+const ACTION_SELECT: &str = "SELECT x.id, x.uuid, p.uuid, x.action_type, x.input_parameters, \
+    x.parents, x.state, x.status_message, x.created_at, x.updated_at, x.deleted_at \
+    FROM actions x JOIN action_plans p ON p.id = x.action_plan_id";
+
+const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, g.uuid, g.name, \
+    s.uuid, s.name, x.parameters, x.interval, x.scope, x.auto_trigger, x.force, \
+    x.next_run_time, x.start_time, x.end_time, x.hostname, x.status_message, \
+    x.created_at, x.updated_at, x.deleted_at \
+    FROM audits x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
+
+const GOAL_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, \
+    x.efficacy_specification, x.created_at, x.updated_at FROM goals x";
+
+const STRATEGY_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, x.goal_id, \
+    g.uuid, g.name, x.parameters_spec, x.created_at \
+    FROM strategies x JOIN goals g ON g.id = x.goal_id";
+
+fn uuid_col(row: &Row, i: usize) -> rusqlite::Result<Uuid> {
+    let s: String = row.get(i)?;
+    Uuid::parse_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn opt_uuid_col(row: &Row, i: usize) -> rusqlite::Result<Option<Uuid>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| {
+        Uuid::parse_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
+}
+
+fn time_col(row: &Row, i: usize) -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
+    Ok(from_micros(row.get(i)?))
+}
+
+fn opt_time_col(row: &Row, i: usize) -> rusqlite::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    Ok(row.get::<_, Option<i64>>(i)?.map(from_micros))
+}
+
+fn parsed<T: std::str::FromStr>(row: &Row, i: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let s: String = row.get(i)?;
+    s.parse::<T>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
+    let s: String = row.get(i)?;
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn plan_from_row(row: &Row) -> rusqlite::Result<ActionPlan> {
+    Ok(ActionPlan {
+        id: row.get(0)?,
+        uuid: uuid_col(row, 1)?,
+        audit_uuid: uuid_col(row, 2)?,
+        strategy_uuid: uuid_col(row, 3)?,
+        strategy_name: row.get(4)?,
+        state: parsed(row, 5)?,
+        efficacy_indicators: json_col(row, 6)?,
+        global_efficacy: json_col(row, 7)?,
+        hostname: row.get(8)?,
+        status_message: row.get(9)?,
+        created_at: time_col(row, 10)?,
+        updated_at: opt_time_col(row, 11)?,
+        deleted_at: opt_time_col(row, 12)?,
+    })
+}
+
+fn action_from_row(row: &Row) -> rusqlite::Result<Action> {
+    Ok(Action {
+        id: row.get(0)?,
+        uuid: uuid_col(row, 1)?,
+        action_plan_uuid: uuid_col(row, 2)?,
+        action_type: row.get(3)?,
+        input_parameters: json_col(row, 4)?,
+        parents: json_col(row, 5)?,
+        state: parsed(row, 6)?,
+        status_message: row.get(7)?,
+        created_at: time_col(row, 8)?,
+        updated_at: opt_time_col(row, 9)?,
+        deleted_at: opt_time_col(row, 10)?,
+    })
+}
+
+fn audit_from_row(row: &Row) -> rusqlite::Result<Audit> {
+    Ok(Audit {
+        id: row.get(0)?,
+        uuid: uuid_col(row, 1)?,
+        name: row.get(2)?,
+        audit_type: parsed(row, 3)?,
+        state: parsed(row, 4)?,
+        goal_uuid: uuid_col(row, 5)?,
+        goal_name: row.get(6)?,
+        strategy_uuid: opt_uuid_col(row, 7)?,
+        strategy_name: row.get(8)?,
+        parameters: json_col(row, 9)?,
+        interval: row.get(10)?,
+        scope: json_col(row, 11)?,
+        auto_trigger: row.get(12)?,
+        force: row.get(13)?,
+        next_run_time: opt_time_col(row, 14)?,
+        start_time: opt_time_col(row, 15)?,
+        end_time: opt_time_col(row, 16)?,
+        hostname: row.get(17)?,
+        status_message: row.get(18)?,
+        created_at: time_col(row, 19)?,
+        updated_at: opt_time_col(row, 20)?,
+        deleted_at: opt_time_col(row, 21)?,
+    })
+}
+
+fn goal_from_row(row: &Row) -> rusqlite::Result<Goal> {
+    Ok(Goal {
+        id: row.get(0)?,
+        uuid: uuid_col(row, 1)?,
+        name: row.get(2)?,
+        display_name: row.get(3)?,
+        efficacy_specification: json_col(row, 4)?,
+        created_at: time_col(row, 5)?,
+        updated_at: opt_time_col(row, 6)?,
+    })
+}
+
+fn strategy_from_row(row: &Row) -> rusqlite::Result<Strategy> {
+    Ok(Strategy {
+        id: row.get(0)?,
+        uuid: uuid_col(row, 1)?,
+        name: row.get(2)?,
+        display_name: row.get(3)?,
+        goal_id: row.get(4)?,
+        goal_uuid: uuid_col(row, 5)?,
+        goal_name: row.get(6)?,
+        parameters_spec: json_col(row, 7)?,
+        created_at: time_col(row, 8)?,
+    })
+}
+
+fn history_from_row(row: &Row) -> rusqlite::Result<HistoryEntry> {
+    let entity: String = row.get(1)?;
+    Ok(HistoryEntry {
+        seq: row.get(0)?,
+        entity: Entity::parse(&entity).unwrap_or(Entity::Action),
+        uuid: uuid_col(row, 2)?,
+        action_plan_uuid: opt_uuid_col(row, 3)?,
+        from_state: row.get(4)?,
+        to_state: row.get(5)?,
+        actor: parsed(row, 6)?,
+        reason: row.get(7)?,
+        at: time_col(row, 8)?,
+    })
+}
+
+/// Writes one history row. Every state change calls this in its own transaction.
+#[allow(clippy::too_many_arguments)]
+fn record_history(
+    conn: &Connection,
+    entity: Entity,
+    uuid: Uuid,
+    plan: Option<Uuid>,
+    from: Option<&str>,
+    to: &str,
+    actor: Actor,
+    reason: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        entity.as_str(),
+        uuid.to_string(),
+        plan.map(|p| p.to_string()),
+        from,
+        to,
+        actor.as_str(),
+        reason,
+        at
+    ])?;
+    Ok(())
+}
+
+fn plan_state(conn: &Connection, uuid: Uuid) -> Result<ActionPlanState, StoreError> {
+    let s: Option<String> = conn
+        .prepare_cached("SELECT state FROM action_plans WHERE uuid = ?1 AND deleted_at IS NULL")?
+        .query_row([uuid.to_string()], |r| r.get(0))
+        .optional()?;
+    match s {
+        Some(s) => Ok(s.parse()?),
+        None => Err(StoreError::NotFound {
+            kind: "ActionPlan",
+            id: uuid.to_string(),
+        }),
+    }
+}
+
+fn get_plan_conn(
+    conn: &Connection,
+    uuid: Uuid,
+    show_deleted: bool,
+) -> Result<ActionPlan, StoreError> {
+    let sql = format!(
+        "{PLAN_SELECT} WHERE x.uuid = ?1{}",
+        if show_deleted {
+            ""
+        } else {
+            " AND x.deleted_at IS NULL"
+        }
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([uuid.to_string()], plan_from_row)
+        .optional()?
+        .ok_or(StoreError::NotFound {
+            kind: "ActionPlan",
+            id: uuid.to_string(),
+        })
+}
+
+fn get_audit_conn(conn: &Connection, ident: &str, show_deleted: bool) -> Result<Audit, StoreError> {
+    let column = if Uuid::parse_str(ident).is_ok() {
+        "x.uuid"
+    } else {
+        "x.name"
+    };
+    let ident = Uuid::parse_str(ident)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| ident.to_string());
+    let sql = format!(
+        "{AUDIT_SELECT} WHERE {column} = ?1{} ORDER BY x.id DESC LIMIT 1",
+        if show_deleted {
+            ""
+        } else {
+            " AND x.deleted_at IS NULL"
+        }
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([&ident], audit_from_row)
+        .optional()?
+        .ok_or(StoreError::NotFound {
+            kind: "Audit",
+            id: ident,
+        })
+}
+
+/// Moves every action of `plan` that is in `from` to `to`, with a history
+/// row each. Returns the actions moved.
+#[allow(clippy::too_many_arguments)]
+fn move_actions(
+    conn: &Connection,
+    events: &mut Vec<StoreEvent>,
+    plan: Uuid,
+    from: ActionState,
+    to: ActionState,
+    actor: Actor,
+    reason: &str,
+    status_message: Option<&str>,
+    now: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    if !action_transition_allowed(from, to, actor) {
+        return Err(StoreError::IllegalTransition {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
+    let uuids: Vec<Uuid> = conn
+        .prepare_cached(
+            "SELECT x.uuid FROM actions x JOIN action_plans p ON p.id = x.action_plan_id \
+             WHERE p.uuid = ?1 AND x.state = ?2 ORDER BY x.id",
+        )?
+        .query_map(params![plan.to_string(), from.as_str()], |r| uuid_col(r, 0))?
+        .collect::<Result<_, _>>()?;
+    let deleted_at = (to == ActionState::Deleted).then_some(now);
+    let status_message = status_message.map(bound_status_message);
+    for uuid in &uuids {
+        conn.prepare_cached(
+            "UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
+             status_message = COALESCE(?4, status_message) WHERE uuid = ?5 AND state = ?6",
+        )?
+        .execute(params![
+            to.as_str(),
+            now,
+            deleted_at,
+            status_message,
+            uuid.to_string(),
+            from.as_str()
+        ])?;
+        record_history(
+            conn,
+            Entity::Action,
+            *uuid,
+            Some(plan),
+            Some(from.as_str()),
+            to.as_str(),
+            actor,
+            reason,
+            now,
+        )?;
+        events.push(StoreEvent::ActionState {
+            plan,
+            uuid: *uuid,
+            state: to,
+        });
+    }
+    Ok(uuids)
+}
+
+fn build_list_sql(
+    select: &str,
+    table: &str,
+    query: &ListQuery,
+    mut clauses: Vec<String>,
+    mut args: Vec<SqlValue>,
+    conn: &Connection,
+    kind: &'static str,
+) -> Result<(String, Vec<SqlValue>), StoreError> {
+    if !query.show_deleted {
+        clauses.push("x.deleted_at IS NULL".into());
+    }
+    let col = query.sort.0;
+    if let Some(marker) = query.marker {
+        let exists: Option<i64> = conn
+            .query_row(
+                &format!("SELECT id FROM {table} WHERE uuid = ?1"),
+                [marker.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(marker_id) = exists else {
+            return Err(StoreError::NotFound {
+                kind,
+                id: marker.to_string(),
+            });
+        };
+        let cmp = if query.descending { "<" } else { ">" };
+        clauses.push(format!(
+            "({col}, x.id) {cmp} ((SELECT {col} {from_part} WHERE x.id = ?), ?)",
+            from_part = &select[select.find(" FROM ").expect("select has FROM") + 1..],
+        ));
+        args.push(SqlValue::Integer(marker_id));
+        args.push(SqlValue::Integer(marker_id));
+    }
+    let dir = if query.descending { "DESC" } else { "ASC" };
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        "{select}{where_sql} ORDER BY {col} {dir}, x.id {dir} LIMIT {}",
+        query.limit
+    );
+    Ok((sql, args))
+}
+
+fn ident_clause(ident: &str, uuid_col: &str, name_col: &str) -> (String, SqlValue) {
+    match Uuid::parse_str(ident) {
+        Ok(u) => (format!("{uuid_col} = ?"), SqlValue::Text(u.to_string())),
+        Err(_) => (format!("{name_col} = ?"), SqlValue::Text(ident.to_string())),
+    }
+}
+
+fn query_list<T>(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<SqlValue>,
+    map: fn(&Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params_from_iter(args), map)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+impl Store {
+    // ----- catalogue -----------------------------------------------------
+
+    /// Registers a goal, keeping its UUID if it exists already.
+    pub async fn upsert_goal(
+        &self,
+        name: &str,
+        display_name: &str,
+        spec: Vec<EfficacySpec>,
+    ) -> Result<(), StoreError> {
+        let (name, display_name) = (name.to_string(), display_name.to_string());
+        let spec = serde_json::to_string(&spec)?;
+        self.write(move |conn, _| {
+            let now = now_micros();
+            conn.execute(
+                "INSERT INTO goals (uuid, name, display_name, efficacy_specification, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE SET \
+                 display_name = excluded.display_name, efficacy_specification = excluded.efficacy_specification",
+                params![Uuid::new_v4().to_string(), name, display_name, spec, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Registers a strategy of an existing goal, keeping its UUID if it exists already.
+    pub async fn upsert_strategy(
+        &self,
+        name: &str,
+        display_name: &str,
+        goal: &str,
+        parameters_spec: Value,
+    ) -> Result<(), StoreError> {
+        let (name, display_name, goal) =
+            (name.to_string(), display_name.to_string(), goal.to_string());
+        let spec = serde_json::to_string(&parameters_spec)?;
+        self.write(move |conn, _| {
+            let now = now_micros();
+            conn.execute(
+                "INSERT INTO strategies (uuid, name, display_name, goal_id, parameters_spec, created_at) \
+                 VALUES (?1, ?2, ?3, (SELECT id FROM goals WHERE name = ?4), ?5, ?6) \
+                 ON CONFLICT(name) DO UPDATE SET display_name = excluded.display_name, \
+                 goal_id = excluded.goal_id, parameters_spec = excluded.parameters_spec",
+                params![Uuid::new_v4().to_string(), name, display_name, goal, spec, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn list_goals(&self, query: ListQuery) -> Result<Vec<Goal>, StoreError> {
+        self.read(move |conn| {
+            let (sql, args) =
+                build_list_sql(GOAL_SELECT, "goals", &query, vec![], vec![], conn, "Goal")?;
+            query_list(conn, &sql, args, goal_from_row)
+        })
+        .await
+    }
+
+    /// A goal by UUID or name.
+    pub async fn get_goal(&self, ident: &str) -> Result<Goal, StoreError> {
+        let ident = ident.to_string();
+        self.read(move |conn| {
+            let (clause, arg) = ident_clause(&ident, "x.uuid", "x.name");
+            conn.query_row(
+                &format!("{GOAL_SELECT} WHERE {clause}"),
+                [arg],
+                goal_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound {
+                kind: "Goal",
+                id: ident,
+            })
+        })
+        .await
+    }
+
+    pub async fn list_strategies(
+        &self,
+        goal: Option<String>,
+        query: ListQuery,
+    ) -> Result<Vec<Strategy>, StoreError> {
+        self.read(move |conn| {
+            let (mut clauses, mut args) = (vec![], vec![]);
+            if let Some(goal) = &goal {
+                let (c, a) = ident_clause(goal, "g.uuid", "g.name");
+                clauses.push(c);
+                args.push(a);
+            }
+            let (sql, args) = build_list_sql(
+                STRATEGY_SELECT,
+                "strategies",
+                &query,
+                clauses,
+                args,
+                conn,
+                "Strategy",
+            )?;
+            query_list(conn, &sql, args, strategy_from_row)
+        })
+        .await
+    }
+
+    /// A strategy by UUID or name.
+    pub async fn get_strategy(&self, ident: &str) -> Result<Strategy, StoreError> {
+        let ident = ident.to_string();
+        self.read(move |conn| {
+            let (clause, arg) = ident_clause(&ident, "x.uuid", "x.name");
+            conn.query_row(
+                &format!("{STRATEGY_SELECT} WHERE {clause}"),
+                [arg],
+                strategy_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound {
+                kind: "Strategy",
+                id: ident,
+            })
+        })
+        .await
+    }
+
+    // ----- audits ----------------------------------------------------------
+
+    pub async fn create_audit(&self, new: NewAudit) -> Result<Audit, StoreError> {
+        self.write(move |conn, events| {
+            let now = now_micros();
+            conn.execute(
+                "INSERT INTO audits (uuid, name, audit_type, state, goal_id, strategy_id, parameters, \
+                 interval, scope, auto_trigger, force, start_time, end_time, created_at) \
+                 VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    new.uuid.to_string(),
+                    new.name,
+                    new.audit_type.as_str(),
+                    new.goal_id,
+                    new.strategy_id,
+                    new.parameters.to_string(),
+                    new.interval,
+                    new.scope.to_string(),
+                    new.auto_trigger,
+                    new.force,
+                    new.start_time.map(super::to_micros),
+                    new.end_time.map(super::to_micros),
+                    now
+                ],
+            )?;
+            record_history(conn, Entity::Audit, new.uuid, None, None, "PENDING", Actor::Api, "audit created", now)?;
+            events.push(StoreEvent::AuditState { uuid: new.uuid, state: AuditState::Pending });
+            get_audit_conn(conn, &new.uuid.to_string(), false)
+        })
+        .await
+    }
+
+    pub async fn get_audit(&self, ident: &str, show_deleted: bool) -> Result<Audit, StoreError> {
+        let ident = ident.to_string();
+        self.read(move |conn| get_audit_conn(conn, &ident, show_deleted))
+            .await
+    }
+
+    pub async fn list_audits(
+        &self,
+        filter: AuditFilter,
+        query: ListQuery,
+    ) -> Result<Vec<Audit>, StoreError> {
+        self.read(move |conn| {
+            let (mut clauses, mut args) = (vec![], vec![]);
+            if let Some(goal) = &filter.goal {
+                let (c, a) = ident_clause(goal, "g.uuid", "g.name");
+                clauses.push(c);
+                args.push(a);
+            }
+            if let Some(strategy) = &filter.strategy {
+                let (c, a) = ident_clause(strategy, "s.uuid", "s.name");
+                clauses.push(c);
+                args.push(a);
+            }
+            let (sql, args) =
+                build_list_sql(AUDIT_SELECT, "audits", &query, clauses, args, conn, "Audit")?;
+            query_list(conn, &sql, args, audit_from_row)
+        })
+        .await
+    }
+
+    /// Audits in `state`, oldest first.
+    pub async fn audits_in_state(&self, state: AuditState) -> Result<Vec<Audit>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                &format!("{AUDIT_SELECT} WHERE x.state = ? AND x.deleted_at IS NULL ORDER BY x.id"),
+                vec![SqlValue::Text(state.as_str().into())],
+                audit_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Compare-and-set of an audit's state, with its history row.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_audit(
+        &self,
+        uuid: Uuid,
+        from: AuditState,
+        to: AuditState,
+        actor: Actor,
+        reason: &str,
+        status_message: Option<String>,
+        hostname: Option<String>,
+    ) -> Result<Audit, StoreError> {
+        let reason = reason.to_string();
+        self.write(move |conn, events| {
+            if !audit_transition_allowed(from, to, actor) {
+                return Err(StoreError::IllegalTransition { from: from.to_string(), to: to.to_string() });
+            }
+            let now = now_micros();
+            let deleted_at = (to == AuditState::Deleted).then_some(now);
+            let n = conn.execute(
+                "UPDATE audits SET state = ?1, updated_at = ?2, status_message = COALESCE(?3, status_message), \
+                 hostname = COALESCE(?4, hostname), deleted_at = COALESCE(?5, deleted_at) \
+                 WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
+                params![
+                    to.as_str(),
+                    now,
+                    status_message.as_deref().map(bound_status_message),
+                    hostname,
+                    deleted_at,
+                    uuid.to_string(),
+                    from.as_str()
+                ],
+            )?;
+            if n == 0 {
+                let current = get_audit_conn(conn, &uuid.to_string(), false)?;
+                return Err(StoreError::Conflict {
+                    kind: "Audit",
+                    id: uuid.to_string(),
+                    expected: from.to_string(),
+                    current: current.state.to_string(),
+                });
+            }
+            record_history(conn, Entity::Audit, uuid, None, Some(from.as_str()), to.as_str(), actor, &reason, now)?;
+            events.push(StoreEvent::AuditState { uuid, state: to });
+            get_audit_conn(conn, &uuid.to_string(), true)
+        })
+        .await
+    }
+
+    // ----- action plans ----------------------------------------------------
+
+    /// Creates a plan and its actions, and marks its audit SUCCEEDED, in one
+    /// transaction: nobody ever sees a plan without all its actions.
+    /// A plan without actions is born SUCCEEDED, as upstream does.
+    pub async fn create_plan(&self, new: NewPlan) -> Result<ActionPlan, StoreError> {
+        self.write(move |conn, events| {
+            let now = now_micros();
+            let audit = get_audit_conn(conn, &new.audit_uuid.to_string(), false)?;
+            if audit.state != AuditState::Ongoing {
+                return Err(StoreError::Conflict {
+                    kind: "Audit",
+                    id: audit.uuid.to_string(),
+                    expected: "ONGOING".into(),
+                    current: audit.state.to_string(),
+                });
+            }
+            let state = if new.actions.is_empty() {
+                ActionPlanState::Succeeded
+            } else {
+                ActionPlanState::Recommended
+            };
+            conn.execute(
+                "INSERT INTO action_plans (uuid, audit_id, strategy_id, state, efficacy_indicators, \
+                 global_efficacy, created_at) VALUES (?1, ?2, (SELECT id FROM strategies WHERE name = ?3), \
+                 ?4, ?5, ?6, ?7)",
+                params![
+                    new.uuid.to_string(),
+                    audit.id,
+                    new.strategy_name,
+                    state.as_str(),
+                    serde_json::to_string(&new.efficacy_indicators)?,
+                    serde_json::to_string(&new.global_efficacy)?,
+                    now
+                ],
+            )?;
+            let plan_id = conn.last_insert_rowid();
+            record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
+                Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
+            {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO actions (uuid, action_plan_id, action_type, input_parameters, parents, state, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6)",
+                )?;
+                for a in &new.actions {
+                    insert.execute(params![
+                        a.uuid.to_string(),
+                        plan_id,
+                        a.action_type,
+                        a.input_parameters.to_string(),
+                        serde_json::to_string(&a.parents)?,
+                        now
+                    ])?;
+                    record_history(conn, Entity::Action, a.uuid, Some(new.uuid), None, "PENDING",
+                        Actor::DecisionEngine, "planned", now)?;
+                }
+            }
+            conn.execute(
+                "UPDATE audits SET state = 'SUCCEEDED', updated_at = ?1 WHERE id = ?2",
+                params![now, audit.id],
+            )?;
+            record_history(conn, Entity::Audit, audit.uuid, None, Some("ONGOING"), "SUCCEEDED",
+                Actor::DecisionEngine, &format!("produced action plan {}", new.uuid), now)?;
+            events.push(StoreEvent::AuditState { uuid: audit.uuid, state: AuditState::Succeeded });
+            events.push(StoreEvent::PlanState { uuid: new.uuid, state });
+            get_plan_conn(conn, new.uuid, false)
+        })
+        .await
+    }
+
+    pub async fn get_plan(&self, uuid: Uuid, show_deleted: bool) -> Result<ActionPlan, StoreError> {
+        self.read(move |conn| get_plan_conn(conn, uuid, show_deleted))
+            .await
+    }
+
+    pub async fn list_plans(
+        &self,
+        filter: PlanFilter,
+        query: ListQuery,
+    ) -> Result<Vec<ActionPlan>, StoreError> {
+        self.read(move |conn| {
+            let (mut clauses, mut args) = (vec![], vec![]);
+            if let Some(audit) = filter.audit_uuid {
+                clauses.push("a.uuid = ?".to_string());
+                args.push(SqlValue::Text(audit.to_string()));
+            }
+            if let Some(strategy) = &filter.strategy {
+                let (c, a) = ident_clause(strategy, "s.uuid", "s.name");
+                clauses.push(c);
+                args.push(a);
+            }
+            let (sql, args) = build_list_sql(
+                PLAN_SELECT,
+                "action_plans",
+                &query,
+                clauses,
+                args,
+                conn,
+                "ActionPlan",
+            )?;
+            query_list(conn, &sql, args, plan_from_row)
+        })
+        .await
+    }
+
+    /// UUIDs of live plans in any of `states`, oldest first.
+    pub async fn plans_in_states(
+        &self,
+        states: &[ActionPlanState],
+    ) -> Result<Vec<ActionPlan>, StoreError> {
+        let states: Vec<SqlValue> = states
+            .iter()
+            .map(|s| SqlValue::Text(s.as_str().into()))
+            .collect();
+        self.read(move |conn| {
+            let marks = vec!["?"; states.len()].join(",");
+            query_list(
+                conn,
+                &format!("{PLAN_SELECT} WHERE x.state IN ({marks}) AND x.deleted_at IS NULL ORDER BY x.id"),
+                states,
+                plan_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Compare-and-set of a plan's state with its history row and cascades:
+    /// a plan cancelled before it ran cancels its PENDING actions; a deleted
+    /// plan deletes its actions. Returns the plan as it is after the change.
+    pub async fn transition_plan(
+        &self,
+        uuid: Uuid,
+        from: ActionPlanState,
+        to: ActionPlanState,
+        actor: Actor,
+        reason: &str,
+        update: PlanUpdate,
+    ) -> Result<ActionPlan, StoreError> {
+        let reason = reason.to_string();
+        self.write(move |conn, events| {
+            use ActionPlanState as P;
+            if !plan_transition_allowed(from, to, actor) {
+                return Err(StoreError::IllegalTransition { from: from.to_string(), to: to.to_string() });
+            }
+            let now = now_micros();
+            let deleted_at = (to == P::Deleted).then_some(now);
+            let n = conn
+                .prepare_cached(
+                    "UPDATE action_plans SET state = ?1, updated_at = ?2, \
+                     status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
+                     deleted_at = COALESCE(?5, deleted_at) \
+                     WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
+                )?
+                .execute(params![
+                    to.as_str(),
+                    now,
+                    update.status_message.as_deref().map(bound_status_message),
+                    update.hostname,
+                    deleted_at,
+                    uuid.to_string(),
+                    from.as_str()
+                ])?;
+            if n == 0 {
+                let current = plan_state(conn, uuid)?;
+                return Err(StoreError::Conflict {
+                    kind: "ActionPlan",
+                    id: uuid.to_string(),
+                    expected: from.to_string(),
+                    current: current.to_string(),
+                });
+            }
+            record_history(conn, Entity::ActionPlan, uuid, Some(uuid), Some(from.as_str()), to.as_str(), actor, &reason, now)?;
+            events.push(StoreEvent::PlanState { uuid, state: to });
+            match to {
+                P::Cancelled if matches!(from, P::Recommended | P::Pending) => {
+                    move_actions(conn, events, uuid, ActionState::Pending, ActionState::Cancelled, actor,
+                        "action plan cancelled before it ran", Some("Action plan cancelled before this action ran."), now)?;
+                }
+                P::Deleted => {
+                    for s in [ActionState::Pending, ActionState::Succeeded, ActionState::Failed,
+                        ActionState::Skipped, ActionState::Cancelled] {
+                        move_actions(conn, events, uuid, s, ActionState::Deleted, actor, "action plan deleted", None, now)?;
+                    }
+                }
+                _ => {}
+            }
+            get_plan_conn(conn, uuid, true)
+        })
+        .await
+    }
+
+    // ----- actions -----------------------------------------------------------
+
+    pub async fn get_action(&self, uuid: Uuid, show_deleted: bool) -> Result<Action, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "{ACTION_SELECT} WHERE x.uuid = ?1{}",
+                if show_deleted {
+                    ""
+                } else {
+                    " AND x.deleted_at IS NULL"
+                }
+            );
+            conn.prepare_cached(&sql)?
+                .query_row([uuid.to_string()], action_from_row)
+                .optional()?
+                .ok_or(StoreError::NotFound {
+                    kind: "Action",
+                    id: uuid.to_string(),
+                })
+        })
+        .await
+    }
+
+    pub async fn list_actions(
+        &self,
+        filter: ActionFilter,
+        query: ListQuery,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.read(move |conn| {
+            let (mut clauses, mut args) = (vec![], vec![]);
+            if let Some(plan) = filter.action_plan_uuid {
+                clauses.push("p.uuid = ?".to_string());
+                args.push(SqlValue::Text(plan.to_string()));
+            }
+            if let Some(audit) = filter.audit_uuid {
+                clauses.push("p.audit_id = (SELECT id FROM audits WHERE uuid = ?)".to_string());
+                args.push(SqlValue::Text(audit.to_string()));
+            }
+            let (sql, args) = build_list_sql(
+                ACTION_SELECT,
+                "actions",
+                &query,
+                clauses,
+                args,
+                conn,
+                "Action",
+            )?;
+            query_list(conn, &sql, args, action_from_row)
+        })
+        .await
+    }
+
+    /// Every live action of a plan in creation order (the applier's view).
+    pub async fn plan_actions(&self, plan: Uuid) -> Result<Vec<Action>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                &format!("{ACTION_SELECT} WHERE p.uuid = ? AND x.deleted_at IS NULL ORDER BY x.id"),
+                vec![SqlValue::Text(plan.to_string())],
+                action_from_row,
+            )
+        })
+        .await
+    }
+
+    /// PENDING -> ONGOING, allowed only while the plan is ONGOING. Because
+    /// the API's cancel is a compare-and-set on the same plan row, either the
+    /// cancel commits first and this fails with `PlanNotRunning`, or this
+    /// commits first and the applier knows the action is running: no action
+    /// can ever start after the CANCELLING write.
+    pub async fn start_action(&self, plan: Uuid, uuid: Uuid) -> Result<(), StoreError> {
+        self.write(move |conn, events| {
+            let state = plan_state(conn, plan)?;
+            if state != ActionPlanState::Ongoing {
+                return Err(StoreError::PlanNotRunning { plan, state });
+            }
+            change_action(
+                conn,
+                events,
+                plan,
+                uuid,
+                ActionState::Pending,
+                ActionState::Ongoing,
+                Actor::Applier,
+                "started",
+                None,
+            )
+        })
+        .await
+    }
+
+    /// Compare-and-set of one action's state, with its history row.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_action(
+        &self,
+        plan: Uuid,
+        uuid: Uuid,
+        from: ActionState,
+        to: ActionState,
+        actor: Actor,
+        reason: &str,
+        status_message: Option<String>,
+    ) -> Result<(), StoreError> {
+        let reason = reason.to_string();
+        self.write(move |conn, events| {
+            change_action(
+                conn,
+                events,
+                plan,
+                uuid,
+                from,
+                to,
+                actor,
+                &reason,
+                status_message.as_deref(),
+            )
+        })
+        .await
+    }
+
+    /// Moves every action of the plan in `from` to `to`; returns those moved.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_plan_actions(
+        &self,
+        plan: Uuid,
+        from: ActionState,
+        to: ActionState,
+        actor: Actor,
+        reason: &str,
+        status_message: Option<String>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let reason = reason.to_string();
+        self.write(move |conn, events| {
+            move_actions(
+                conn,
+                events,
+                plan,
+                from,
+                to,
+                actor,
+                &reason,
+                status_message.as_deref(),
+                now_micros(),
+            )
+        })
+        .await
+    }
+
+    /// An operator's skip (PENDING -> SKIPPED), allowed while the plan is
+    /// RECOMMENDED or PENDING; both checks and the write are one transaction.
+    pub async fn skip_action(
+        &self,
+        uuid: Uuid,
+        status_message: String,
+    ) -> Result<Action, StoreError> {
+        self.write(move |conn, events| {
+            let action = conn
+                .prepare_cached(&format!(
+                    "{ACTION_SELECT} WHERE x.uuid = ?1 AND x.deleted_at IS NULL"
+                ))?
+                .query_row([uuid.to_string()], action_from_row)
+                .optional()?
+                .ok_or(StoreError::NotFound {
+                    kind: "Action",
+                    id: uuid.to_string(),
+                })?;
+            let plan = action.action_plan_uuid;
+            let state = plan_state(conn, plan)?;
+            if !matches!(
+                state,
+                ActionPlanState::Recommended | ActionPlanState::Pending
+            ) {
+                return Err(StoreError::PlanNotRunning { plan, state });
+            }
+            if action.state != ActionState::Skipped {
+                change_action(
+                    conn,
+                    events,
+                    plan,
+                    uuid,
+                    action.state,
+                    ActionState::Skipped,
+                    Actor::Api,
+                    "skipped by operator",
+                    Some(&status_message),
+                )?;
+            } else {
+                conn.execute(
+                    "UPDATE actions SET status_message = ?1, updated_at = ?2 WHERE uuid = ?3",
+                    params![
+                        bound_status_message(&status_message),
+                        now_micros(),
+                        uuid.to_string()
+                    ],
+                )?;
+            }
+            conn.prepare_cached(&format!("{ACTION_SELECT} WHERE x.uuid = ?1"))?
+                .query_row([uuid.to_string()], action_from_row)
+                .map_err(Into::into)
+        })
+        .await
+    }
+
+    // ----- history and journal -------------------------------------------------
+
+    /// Every state change of a plan and its actions, in commit order.
+    pub async fn plan_history(&self, plan: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+                 FROM state_history WHERE action_plan_uuid = ? ORDER BY seq",
+                vec![SqlValue::Text(plan.to_string())],
+                history_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Every state change of one record (audit, action or plan), in commit order.
+    pub async fn record_history(&self, uuid: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+                 FROM state_history WHERE uuid = ? ORDER BY seq",
+                vec![SqlValue::Text(uuid.to_string())],
+                history_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Records what an action is about to ask of the cloud, before asking.
+    pub async fn journal_intent(&self, action: Uuid, intent: Value) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO action_journal (action_uuid, intent, recorded_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(action_uuid) DO UPDATE SET intent = excluded.intent, operation_id = NULL, \
+                 updated_at = excluded.recorded_at",
+                params![action.to_string(), intent.to_string(), now_micros()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the cloud's id for the operation an intent started.
+    pub async fn journal_operation(
+        &self,
+        action: Uuid,
+        operation_id: String,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.execute(
+                "UPDATE action_journal SET operation_id = ?1, updated_at = ?2 WHERE action_uuid = ?3",
+                params![operation_id, now_micros(), action.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn journal(&self, action: Uuid) -> Result<Option<JournalEntry>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT action_uuid, intent, operation_id FROM action_journal WHERE action_uuid = ?1",
+                [action.to_string()],
+                |r| {
+                    Ok(JournalEntry {
+                        action_uuid: uuid_col(r, 0)?,
+                        intent: json_col(r, 1)?,
+                        operation_id: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(Into::into)
+        })
+        .await
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn change_action(
+    conn: &Connection,
+    events: &mut Vec<StoreEvent>,
+    plan: Uuid,
+    uuid: Uuid,
+    from: ActionState,
+    to: ActionState,
+    actor: Actor,
+    reason: &str,
+    status_message: Option<&str>,
+) -> Result<(), StoreError> {
+    if !action_transition_allowed(from, to, actor) {
+        return Err(StoreError::IllegalTransition {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
+    let now = now_micros();
+    let n = conn
+        .prepare_cached(
+            "UPDATE actions SET state = ?1, updated_at = ?2, status_message = COALESCE(?3, status_message) \
+             WHERE uuid = ?4 AND state = ?5 AND deleted_at IS NULL",
+        )?
+        .execute(params![
+            to.as_str(),
+            now,
+            status_message.map(bound_status_message),
+            uuid.to_string(),
+            from.as_str()
+        ])?;
+    if n == 0 {
+        let current: Option<String> = conn
+            .prepare_cached("SELECT state FROM actions WHERE uuid = ?1")?
+            .query_row([uuid.to_string()], |r| r.get(0))
+            .optional()?;
+        return Err(match current {
+            None => StoreError::NotFound {
+                kind: "Action",
+                id: uuid.to_string(),
+            },
+            Some(current) => StoreError::Conflict {
+                kind: "Action",
+                id: uuid.to_string(),
+                expected: from.to_string(),
+                current,
+            },
+        });
+    }
+    record_history(
+        conn,
+        Entity::Action,
+        uuid,
+        Some(plan),
+        Some(from.as_str()),
+        to.as_str(),
+        actor,
+        reason,
+        now,
+    )?;
+    events.push(StoreEvent::ActionState {
+        plan,
+        uuid,
+        state: to,
+    });
+    Ok(())
+}

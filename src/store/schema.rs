@@ -1,0 +1,98 @@
+//! The database schema, applied in order at start-up. A migration is never
+//! edited once released: add a new entry instead.
+
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE goals (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    efficacy_specification TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER
+);
+CREATE TABLE strategies (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    goal_id INTEGER NOT NULL REFERENCES goals(id),
+    parameters_spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER
+);
+CREATE TABLE audits (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    audit_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    goal_id INTEGER NOT NULL REFERENCES goals(id),
+    strategy_id INTEGER REFERENCES strategies(id),
+    parameters TEXT NOT NULL,
+    interval TEXT,
+    scope TEXT NOT NULL,
+    auto_trigger INTEGER NOT NULL,
+    force INTEGER NOT NULL,
+    next_run_time INTEGER,
+    start_time INTEGER,
+    end_time INTEGER,
+    hostname TEXT,
+    status_message TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER
+);
+CREATE INDEX audits_state ON audits(state);
+CREATE TABLE action_plans (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    audit_id INTEGER NOT NULL REFERENCES audits(id),
+    strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+    state TEXT NOT NULL,
+    efficacy_indicators TEXT NOT NULL,
+    global_efficacy TEXT NOT NULL,
+    hostname TEXT,
+    status_message TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER
+);
+CREATE INDEX action_plans_state ON action_plans(state);
+CREATE TABLE actions (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    action_plan_id INTEGER NOT NULL REFERENCES action_plans(id),
+    action_type TEXT NOT NULL,
+    input_parameters TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_message TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER
+);
+CREATE INDEX actions_plan ON actions(action_plan_id, state);
+CREATE TABLE state_history (
+    seq INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    action_plan_uuid TEXT,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX state_history_plan ON state_history(action_plan_uuid, seq);
+CREATE INDEX state_history_uuid ON state_history(uuid, seq);
+CREATE TABLE action_journal (
+    action_uuid TEXT PRIMARY KEY,
+    intent TEXT NOT NULL,
+    operation_id TEXT,
+    recorded_at INTEGER NOT NULL,
+    updated_at INTEGER
+);
+"#];
