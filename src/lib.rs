@@ -16,5 +16,8 @@
 //!
 //! `docs/architecture.md` is the map with the invariants.
 
+pub mod applier;
+pub mod cloud;
 pub mod core;
+pub mod decision;
 pub mod store;

@@ -263,6 +263,17 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
+        self.enqueue(f).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write now and returns where its answer will arrive. Writes
+    /// are applied in the order they are queued, so a caller can queue
+    /// several and await them later.
+    pub(crate) fn enqueue<R, F>(&self, f: F) -> oneshot::Receiver<Result<R, StoreError>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(move |ctx| {
             let result = match ctx {
@@ -275,8 +286,10 @@ impl Store {
                 let _ = tx.send(commit.and(result));
             })
         });
-        self.send(WriterMsg::Write(job))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // If the writer is gone, `tx` is dropped with the job and the
+        // receiver reports the store closed.
+        let _ = self.send(WriterMsg::Write(job));
+        rx
     }
 
     /// Runs a read-only query on a pooled connection.

@@ -1042,6 +1042,35 @@ impl Store {
         .await
     }
 
+    /// Like [`Store::transition_action`], but queued now and answered later:
+    /// see [`Store::enqueue`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_transition_action(
+        &self,
+        plan: Uuid,
+        uuid: Uuid,
+        from: ActionState,
+        to: ActionState,
+        actor: Actor,
+        reason: &str,
+        status_message: Option<String>,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), StoreError>> {
+        let reason = reason.to_string();
+        self.enqueue(move |conn, events| {
+            change_action(
+                conn,
+                events,
+                plan,
+                uuid,
+                from,
+                to,
+                actor,
+                &reason,
+                status_message.as_deref(),
+            )
+        })
+    }
+
     /// Moves every action of the plan in `from` to `to`; returns those moved.
     #[allow(clippy::too_many_arguments)]
     pub async fn transition_plan_actions(

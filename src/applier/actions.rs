@@ -1,0 +1,932 @@
+//! Action plugins: upstream's action types, each able to validate its
+//! inputs, check its pre-conditions, run, abort when its cancellation token
+//! fires, and tell after a restart what became of an interrupted run.
+//!
+//! `execute` has one of four outcomes. On cancel an action reports
+//! `Cancelled` (aborted, effect undone), `Succeeded` (it finished before the
+//! abort could take effect) or `Failed` (the abort failed; the message says
+//! why). Side effects are journaled before the cloud is asked for them.
+
+use super::params::{self, object};
+use crate::cloud::{Cloud, CloudError, OperationId, OperationState};
+use crate::store::{JournalEntry, Store};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How an action run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Option<String>),
+    Failed(String),
+    /// Aborted on cancel, with its effect undone.
+    Cancelled(String),
+}
+
+/// A pre-condition's verdict when the action should not run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Precondition {
+    /// Nothing to do (the instance is gone, or already where it should be).
+    Skip(String),
+    Fail(String),
+}
+
+/// What a restarted applier learns about a run it lost track of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reconciled {
+    /// The side effect never reached the cloud, or was fully undone: the
+    /// action can run again from the start.
+    NotStarted,
+    /// Still running in the cloud: follow it.
+    Running(OperationId),
+    Finished(Outcome),
+}
+
+/// Timings every action uses.
+#[derive(Debug, Clone)]
+pub struct ActionSettings {
+    /// How often a running cloud operation is polled.
+    pub poll_interval: Duration,
+    /// How long a cancelled action that cannot be aborted is waited for.
+    pub non_abortable_deadline: Duration,
+    /// How long an abort may take to settle before the action is FAILED.
+    pub abort_deadline: Duration,
+}
+
+impl Default for ActionSettings {
+    fn default() -> Self {
+        ActionSettings {
+            poll_interval: Duration::from_millis(100),
+            non_abortable_deadline: Duration::from_secs(300),
+            abort_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything an action run needs.
+#[derive(Clone)]
+pub struct ActionContext {
+    pub plan: Uuid,
+    pub action: Uuid,
+    pub params: Value,
+    pub cloud: Arc<dyn Cloud>,
+    pub store: Store,
+    pub settings: ActionSettings,
+}
+
+impl ActionContext {
+    fn str(&self, field: &str) -> Option<&str> {
+        self.params.get(field).and_then(Value::as_str)
+    }
+
+    /// Journals `intent`, then starts the operation, then journals its id.
+    async fn journaled<F, Fut>(&self, intent: Value, start: F) -> Result<OperationId, String>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<OperationId, CloudError>>,
+    {
+        self.store
+            .journal_intent(self.action, intent)
+            .await
+            .map_err(|e| format!("could not journal the intent: {e}"))?;
+        let op = retry_transient(start).await.map_err(|e| e.to_string())?;
+        self.store
+            .journal_operation(self.action, op.clone())
+            .await
+            .map_err(|e| format!("could not journal operation {op}: {e}"))?;
+        Ok(op)
+    }
+}
+
+/// Retries a cloud call on transient errors, a few times with backoff.
+pub async fn retry_transient<T, F, Fut>(call: F) -> Result<T, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    let mut delay = Duration::from_millis(20);
+    for _ in 0..6 {
+        match call().await {
+            Err(CloudError::Transient(m)) => {
+                tracing::debug!(error = %m, "transient cloud error, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
+#[async_trait]
+pub trait ActionPlugin: Send + Sync {
+    fn action_type(&self) -> &'static str;
+    /// The `description` the API shows for this action type.
+    fn description(&self) -> &'static str;
+    /// Checks `input_parameters`; the message names the offending field.
+    fn validate(&self, params: &Value) -> Result<(), String>;
+    /// Whether a running action can be interrupted with its effect undone.
+    fn can_abort(&self) -> bool;
+    /// Compute hosts this action touches, for the per-host limit.
+    fn hosts(&self, _params: &Value) -> Vec<String> {
+        Vec::new()
+    }
+    async fn pre_condition(&self, _ctx: &ActionContext) -> Result<(), Precondition> {
+        Ok(())
+    }
+    /// Runs the action. When `cancel` fires, aborts and reports the outcome.
+    /// `resume` is an operation a previous run started, to follow instead
+    /// of starting a new one.
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        cancel: &CancellationToken,
+        resume: Option<OperationId>,
+    ) -> Outcome;
+    /// What became of a run interrupted by a crash or shutdown.
+    async fn reconcile(&self, _ctx: &ActionContext, _journal: Option<&JournalEntry>) -> Reconciled {
+        Reconciled::NotStarted
+    }
+}
+
+/// The action types watcherd knows, by name.
+#[derive(Clone)]
+pub struct ActionRegistry {
+    plugins: Arc<HashMap<&'static str, Arc<dyn ActionPlugin>>>,
+}
+
+impl Default for ActionRegistry {
+    fn default() -> Self {
+        let all: Vec<Arc<dyn ActionPlugin>> = vec![
+            Arc::new(Nop),
+            Arc::new(Sleep),
+            Arc::new(Migrate),
+            Arc::new(Resize),
+            Arc::new(ChangeNovaServiceState),
+            Arc::new(VolumeMigrate),
+        ];
+        ActionRegistry {
+            plugins: Arc::new(all.into_iter().map(|p| (p.action_type(), p)).collect()),
+        }
+    }
+}
+
+impl ActionRegistry {
+    pub fn get(&self, action_type: &str) -> Option<Arc<dyn ActionPlugin>> {
+        self.plugins.get(action_type).cloned()
+    }
+
+    pub fn description(&self, action_type: &str) -> &'static str {
+        self.plugins
+            .get(action_type)
+            .map(|p| p.description())
+            .unwrap_or("")
+    }
+
+    /// Checks an action as a planner proposes it.
+    pub fn validate(&self, action_type: &str, params: &Value) -> Result<(), String> {
+        let plugin = self.get(action_type).ok_or_else(|| {
+            let mut known: Vec<_> = self.plugins.keys().copied().collect();
+            known.sort_unstable();
+            format!(
+                "unknown action type '{action_type}'; known types: {}",
+                known.join(", ")
+            )
+        })?;
+        plugin
+            .validate(params)
+            .map_err(|e| format!("invalid input for {action_type}: {e}"))
+    }
+}
+
+// ----- nop -------------------------------------------------------------------
+
+pub struct Nop;
+
+const NOP_FIELDS: &[&str] = &[
+    "message",
+    "skip_pre_condition",
+    "fail_pre_condition",
+    "fail_execute",
+    "fail_post_condition",
+];
+
+#[async_trait]
+impl ActionPlugin for Nop {
+    fn action_type(&self) -> &'static str {
+        "nop"
+    }
+    fn description(&self) -> &'static str {
+        "Logging a NOP message"
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(params, NOP_FIELDS)?;
+        params::optional_str(p, "message")?;
+        for flag in &NOP_FIELDS[1..] {
+            params::optional_bool(p, flag)?;
+        }
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        true
+    }
+    async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let flag = |f: &str| ctx.params.get(f).and_then(Value::as_bool).unwrap_or(false);
+        if flag("skip_pre_condition") {
+            return Err(Precondition::Skip("skip_pre_condition is set".into()));
+        }
+        if flag("fail_pre_condition") {
+            return Err(Precondition::Fail("fail_pre_condition is set".into()));
+        }
+        Ok(())
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        _: &CancellationToken,
+        _: Option<OperationId>,
+    ) -> Outcome {
+        tracing::info!(message = ctx.str("message").unwrap_or(""), "nop");
+        if ctx.params.get("fail_execute").and_then(Value::as_bool) == Some(true) {
+            return Outcome::Failed("fail_execute is set".into());
+        }
+        Outcome::Succeeded(None)
+    }
+}
+
+// ----- sleep -----------------------------------------------------------------
+
+pub struct Sleep;
+
+#[async_trait]
+impl ActionPlugin for Sleep {
+    fn action_type(&self) -> &'static str {
+        "sleep"
+    }
+    fn description(&self) -> &'static str {
+        "Wait for a given interval in seconds."
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(params, &["duration"])?;
+        let d = params::required_number(p, "duration")?;
+        if !(0.0..=86_400.0 * 7.0).contains(&d) {
+            return Err(format!(
+                "'duration' must be between 0 and 604800 seconds, not {d}"
+            ));
+        }
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        true
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        cancel: &CancellationToken,
+        _: Option<OperationId>,
+    ) -> Outcome {
+        let secs = ctx
+            .params
+            .get("duration")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => Outcome::Succeeded(None),
+            _ = cancel.cancelled() => Outcome::Cancelled(format!(
+                "Sleep aborted after {:.1} s of {secs} s.",
+                started.elapsed().as_secs_f64()
+            )),
+        }
+    }
+}
+
+// ----- migrate ---------------------------------------------------------------
+
+pub struct Migrate;
+
+const MIGRATE_FIELDS: &[&str] = &[
+    "migration_type",
+    "resource_id",
+    "resource_name",
+    "source_node",
+    "destination_node",
+];
+
+/// Follows a live migration until it settles, aborting it if `cancel` fires.
+async fn follow_live_migration(
+    ctx: &ActionContext,
+    cancel: &CancellationToken,
+    op: &str,
+    dest: &str,
+    source: &str,
+) -> Outcome {
+    loop {
+        let state = match retry_transient(|| ctx.cloud.operation(op)).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(format!("lost track of migration {op}: {e}")),
+        };
+        match state {
+            OperationState::Completed => return Outcome::Succeeded(None),
+            OperationState::Failed(m) => {
+                return Outcome::Failed(format!("live migration failed: {m}"))
+            }
+            OperationState::Aborted => {
+                return Outcome::Failed("live migration was aborted outside watcher".into())
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
+            _ = cancel.cancelled() => return abort_live_migration(ctx, op, dest, source).await,
+        }
+    }
+}
+
+/// Aborts a live migration and classifies how it settled.
+async fn abort_live_migration(ctx: &ActionContext, op: &str, dest: &str, source: &str) -> Outcome {
+    let progress = match ctx.cloud.operation(op).await {
+        Ok(OperationState::Running { progress, .. }) => format!(" at {:.0}%", progress * 100.0),
+        _ => String::new(),
+    };
+    let refused = match retry_transient(|| ctx.cloud.abort(op)).await {
+        Ok(()) => None,
+        Err(CloudError::AlreadyFinished(_)) => None,
+        Err(e @ CloudError::AbortRefused(_)) => Some(e.to_string()),
+        Err(e) => Some(format!("abort request failed: {e}")),
+    };
+    let past_no_return = refused
+        .as_deref()
+        .is_some_and(|m| m.contains("point of no return"));
+    let deadline = tokio::time::Instant::now() + ctx.settings.abort_deadline;
+    loop {
+        let settled = match retry_transient(|| ctx.cloud.operation(op)).await {
+            Ok(s) if s.is_settled() => s,
+            Ok(_) if tokio::time::Instant::now() >= deadline => {
+                return Outcome::Failed(format!(
+                    "Abort of the live migration{progress} did not settle within {} s.",
+                    ctx.settings.abort_deadline.as_secs()
+                ))
+            }
+            Ok(_) => {
+                tokio::time::sleep(ctx.settings.poll_interval).await;
+                continue;
+            }
+            Err(e) => {
+                return Outcome::Failed(format!("lost track of migration {op} during abort: {e}"))
+            }
+        };
+        return match (settled, refused) {
+            (OperationState::Aborted, _) => Outcome::Cancelled(format!(
+                "Live migration aborted{progress}; instance back on {source}."
+            )),
+            (OperationState::Completed, None) => Outcome::Succeeded(Some(format!(
+                "Cancel requested, but the live migration finished on {dest} before the abort took effect."
+            ))),
+            (OperationState::Completed, Some(_)) if past_no_return => Outcome::Succeeded(Some(format!(
+                "Cancel requested, but the live migration was past its point of no return; it completed on {dest}."
+            ))),
+            (OperationState::Completed, Some(why)) => Outcome::Failed(format!(
+                "Could not abort the live migration ({why}); it completed on {dest}."
+            )),
+            (OperationState::Failed(m), _) => Outcome::Failed(format!("Live migration failed during abort: {m}")),
+            (other, _) => Outcome::Failed(format!("Live migration ended in an unexpected state: {other:?}")),
+        };
+    }
+}
+
+/// Waits for an operation that ends awaiting confirmation (cold migration,
+/// resize), then confirms it, or reverts it if `cancel` fired meanwhile.
+async fn confirm_or_revert(
+    ctx: &ActionContext,
+    cancel: &CancellationToken,
+    op: &str,
+    what: &str,
+) -> Outcome {
+    let deadline_after_cancel = ctx.settings.non_abortable_deadline;
+    let mut cancel_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if cancel_deadline.is_none() && cancel.is_cancelled() {
+            cancel_deadline = Some(tokio::time::Instant::now() + deadline_after_cancel);
+        }
+        match retry_transient(|| ctx.cloud.operation(op)).await {
+            Ok(OperationState::AwaitingConfirmation) => {
+                return if cancel_deadline.is_some() {
+                    match retry_transient(|| ctx.cloud.revert(op)).await {
+                        Ok(()) => Outcome::Cancelled(format!("{what} reverted on cancel.")),
+                        Err(e) => {
+                            Outcome::Failed(format!("could not revert the {what} on cancel: {e}"))
+                        }
+                    }
+                } else {
+                    match retry_transient(|| ctx.cloud.confirm(op)).await {
+                        Ok(()) => Outcome::Succeeded(None),
+                        Err(e) => Outcome::Failed(format!("could not confirm the {what}: {e}")),
+                    }
+                };
+            }
+            Ok(OperationState::Completed) => return Outcome::Succeeded(None),
+            Ok(OperationState::Failed(m)) => return Outcome::Failed(format!("{what} failed: {m}")),
+            Ok(OperationState::Aborted) => {
+                return Outcome::Cancelled(format!("{what} was reverted."))
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Failed(format!("lost track of the {what} {op}: {e}")),
+        }
+        if let Some(d) = cancel_deadline {
+            if tokio::time::Instant::now() >= d {
+                return Outcome::Failed(format!(
+                    "{what} cannot be aborted and was still running {} s after the cancel.",
+                    deadline_after_cancel.as_secs()
+                ));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
+            _ = cancel.cancelled(), if cancel_deadline.is_none() => {}
+        }
+    }
+}
+
+/// After a restart: where is the instance a migration was moving?
+async fn reconcile_migration(ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
+    let Some(journal) = journal else {
+        return Reconciled::NotStarted;
+    };
+    if let Some(op) = &journal.operation_id {
+        match ctx.cloud.operation(op).await {
+            Ok(
+                OperationState::Running { .. }
+                | OperationState::Aborting
+                | OperationState::AwaitingConfirmation,
+            ) => return Reconciled::Running(op.clone()),
+            Ok(OperationState::Completed) => {
+                return Reconciled::Finished(Outcome::Succeeded(Some(
+                    "Completed while the applier was down.".into(),
+                )))
+            }
+            Ok(OperationState::Aborted) => return Reconciled::NotStarted,
+            Ok(OperationState::Failed(m)) => {
+                return Reconciled::Finished(Outcome::Failed(format!(
+                    "failed while the applier was down: {m}"
+                )))
+            }
+            Err(_) => {} // the cloud forgot it; look at the instance instead
+        }
+    }
+    let instance = journal
+        .intent
+        .get("instance")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let source = journal
+        .intent
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let dest = journal.intent.get("destination").and_then(Value::as_str);
+    match ctx.cloud.instance(instance).await {
+        Ok(Some(i)) if i.status == "ACTIVE" && i.host == source => Reconciled::NotStarted,
+        Ok(Some(i))
+            if i.status == "ACTIVE" && (Some(i.host.as_str()) == dest || dest.is_none()) =>
+        {
+            Reconciled::Finished(Outcome::Succeeded(Some(format!(
+                "Found on {} after a restart; the migration had completed.",
+                i.host
+            ))))
+        }
+        Ok(Some(i)) => Reconciled::Finished(Outcome::Failed(format!(
+            "Outcome unknown after a restart: instance is {} on {}.",
+            i.status, i.host
+        ))),
+        Ok(None) => Reconciled::Finished(Outcome::Failed(
+            "instance disappeared while the applier was down".into(),
+        )),
+        Err(e) => Reconciled::Finished(Outcome::Failed(format!(
+            "could not ask the cloud after a restart: {e}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl ActionPlugin for Migrate {
+    fn action_type(&self) -> &'static str {
+        "migrate"
+    }
+    fn description(&self) -> &'static str {
+        "Moving a VM instance from source_node to destination_node"
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(params, MIGRATE_FIELDS)?;
+        params::one_of(p, "migration_type", &["live", "cold"])?;
+        params::uuid_field(p, "resource_id")?;
+        params::required_str(p, "source_node")?;
+        params::optional_str(p, "destination_node")?;
+        params::optional_str(p, "resource_name")?;
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        true
+    }
+    fn hosts(&self, params: &Value) -> Vec<String> {
+        ["source_node", "destination_node"]
+            .iter()
+            .filter_map(|f| params.get(*f).and_then(Value::as_str).map(str::to_string))
+            .collect()
+    }
+    async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let id = ctx.str("resource_id").unwrap_or_default();
+        let source = ctx.str("source_node").unwrap_or_default();
+        let instance = retry_transient(|| ctx.cloud.instance(id))
+            .await
+            .map_err(|e| Precondition::Fail(e.to_string()))?
+            .ok_or_else(|| Precondition::Skip(format!("instance {id} no longer exists")))?;
+        if instance.host != source {
+            return Err(Precondition::Skip(format!(
+                "instance {} is on {}, not on source_node {source}",
+                instance.name, instance.host
+            )));
+        }
+        if let Some(dest) = ctx.str("destination_node") {
+            match retry_transient(|| ctx.cloud.compute_service(dest)).await {
+                Ok(Some(s)) if s.enabled => {}
+                Ok(Some(_)) => {
+                    return Err(Precondition::Fail(format!(
+                        "destination {dest} is disabled"
+                    )))
+                }
+                Ok(None) => {
+                    return Err(Precondition::Fail(format!(
+                        "destination {dest} does not exist"
+                    )))
+                }
+                Err(e) => return Err(Precondition::Fail(e.to_string())),
+            }
+        }
+        if ctx.str("migration_type") == Some("live") && instance.status != "ACTIVE" {
+            return Err(Precondition::Fail(format!(
+                "instance {} is {}; only ACTIVE instances can be live-migrated",
+                instance.name, instance.status
+            )));
+        }
+        Ok(())
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        cancel: &CancellationToken,
+        resume: Option<OperationId>,
+    ) -> Outcome {
+        let instance = ctx.str("resource_id").unwrap_or_default().to_string();
+        let source = ctx.str("source_node").unwrap_or_default().to_string();
+        let dest = ctx.str("destination_node").map(str::to_string);
+        let live = ctx.str("migration_type") == Some("live");
+        let op = match resume {
+            Some(op) => op,
+            None => {
+                let intent = json!({
+                    "operation": if live { "live_migrate" } else { "cold_migrate" },
+                    "instance": instance, "source": source, "destination": dest,
+                });
+                let started = ctx
+                    .journaled(intent, || async {
+                        if live {
+                            ctx.cloud.live_migrate(&instance, dest.as_deref()).await
+                        } else {
+                            ctx.cloud.cold_migrate(&instance, dest.as_deref()).await
+                        }
+                    })
+                    .await;
+                match started {
+                    Ok(op) => op,
+                    Err(e) => return Outcome::Failed(format!("migration could not start: {e}")),
+                }
+            }
+        };
+        if live {
+            let dest_name = dest
+                .clone()
+                .unwrap_or_else(|| "the scheduler's choice".into());
+            follow_live_migration(ctx, cancel, &op, &dest_name, &source).await
+        } else {
+            confirm_or_revert(ctx, cancel, &op, "cold migration").await
+        }
+    }
+    async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
+        reconcile_migration(ctx, journal).await
+    }
+}
+
+// ----- resize ----------------------------------------------------------------
+
+pub struct Resize;
+
+#[async_trait]
+impl ActionPlugin for Resize {
+    fn action_type(&self) -> &'static str {
+        "resize"
+    }
+    fn description(&self) -> &'static str {
+        "Resize a server with specified flavor."
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(params, &["resource_id", "flavor", "resource_name"])?;
+        params::uuid_field(p, "resource_id")?;
+        params::required_str(p, "flavor")?;
+        params::optional_str(p, "resource_name")?;
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        true
+    }
+    async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let id = ctx.str("resource_id").unwrap_or_default();
+        match retry_transient(|| ctx.cloud.instance(id)).await {
+            Ok(Some(i)) if Some(i.flavor.as_str()) == ctx.str("flavor") => Err(Precondition::Skip(
+                format!("instance {} already has flavor {}", i.name, i.flavor),
+            )),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Precondition::Skip(format!(
+                "instance {id} no longer exists"
+            ))),
+            Err(e) => Err(Precondition::Fail(e.to_string())),
+        }
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        cancel: &CancellationToken,
+        resume: Option<OperationId>,
+    ) -> Outcome {
+        let instance = ctx.str("resource_id").unwrap_or_default().to_string();
+        let flavor = ctx.str("flavor").unwrap_or_default().to_string();
+        let op = match resume {
+            Some(op) => op,
+            None => {
+                let intent = json!({"operation": "resize", "instance": instance, "flavor": flavor});
+                match ctx
+                    .journaled(intent, || ctx.cloud.resize(&instance, &flavor))
+                    .await
+                {
+                    Ok(op) => op,
+                    Err(e) => return Outcome::Failed(format!("resize could not start: {e}")),
+                }
+            }
+        };
+        confirm_or_revert(ctx, cancel, &op, "resize").await
+    }
+    async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
+        let Some(op) = journal.and_then(|j| j.operation_id.clone()) else {
+            return Reconciled::NotStarted;
+        };
+        match ctx.cloud.operation(&op).await {
+            Ok(OperationState::Completed) => Reconciled::Finished(Outcome::Succeeded(None)),
+            Ok(OperationState::Failed(m)) => Reconciled::Finished(Outcome::Failed(m)),
+            Ok(OperationState::Aborted) | Err(_) => Reconciled::NotStarted,
+            Ok(_) => Reconciled::Running(op),
+        }
+    }
+}
+
+// ----- change_nova_service_state ----------------------------------------------
+
+pub struct ChangeNovaServiceState;
+
+impl ChangeNovaServiceState {
+    fn host(params: &Value) -> String {
+        params
+            .get("resource_name")
+            .or_else(|| params.get("resource_id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[async_trait]
+impl ActionPlugin for ChangeNovaServiceState {
+    fn action_type(&self) -> &'static str {
+        "change_nova_service_state"
+    }
+    fn description(&self) -> &'static str {
+        "Disables or enables the nova-compute service.A disabled nova-compute service can not be selected by the nova for future deployment of new server."
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(
+            params,
+            &["resource_id", "resource_name", "state", "disabled_reason"],
+        )?;
+        params::required_str(p, "resource_id")?;
+        params::one_of(p, "state", &["up", "down", "enabled", "disabled"])?;
+        params::optional_str(p, "resource_name")?;
+        params::optional_str(p, "disabled_reason")?;
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        false
+    }
+    fn hosts(&self, params: &Value) -> Vec<String> {
+        vec![Self::host(params)]
+    }
+    async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let host = Self::host(&ctx.params);
+        let want_enabled = matches!(ctx.str("state"), Some("enabled" | "up"));
+        match retry_transient(|| ctx.cloud.compute_service(&host)).await {
+            Ok(Some(s)) if s.enabled == want_enabled => Err(Precondition::Skip(format!(
+                "nova-compute on {host} is already {}",
+                if want_enabled { "enabled" } else { "disabled" }
+            ))),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Precondition::Skip(format!(
+                "no nova-compute service on {host}"
+            ))),
+            Err(e) => Err(Precondition::Fail(e.to_string())),
+        }
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        _: &CancellationToken,
+        _: Option<OperationId>,
+    ) -> Outcome {
+        let host = Self::host(&ctx.params);
+        let enable = matches!(ctx.str("state"), Some("enabled" | "up"));
+        let reason = ctx.str("disabled_reason").map(str::to_string);
+        let intent = json!({"operation": "set_compute_service", "host": host, "enabled": enable});
+        if let Err(e) = ctx.store.journal_intent(ctx.action, intent).await {
+            return Outcome::Failed(format!("could not journal the intent: {e}"));
+        }
+        match retry_transient(|| {
+            ctx.cloud
+                .set_compute_service(&host, enable, reason.as_deref())
+        })
+        .await
+        {
+            Ok(()) => Outcome::Succeeded(None),
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+    async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
+        if journal.is_none() {
+            return Reconciled::NotStarted;
+        }
+        let host = Self::host(&ctx.params);
+        let want = matches!(ctx.str("state"), Some("enabled" | "up"));
+        match ctx.cloud.compute_service(&host).await {
+            Ok(Some(s)) if s.enabled == want => Reconciled::Finished(Outcome::Succeeded(None)),
+            _ => Reconciled::NotStarted,
+        }
+    }
+}
+
+// ----- volume_migrate ----------------------------------------------------------
+
+pub struct VolumeMigrate;
+
+#[async_trait]
+impl ActionPlugin for VolumeMigrate {
+    fn action_type(&self) -> &'static str {
+        "volume_migrate"
+    }
+    fn description(&self) -> &'static str {
+        "Moving a volume to destination_node or type"
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(
+            params,
+            &[
+                "resource_id",
+                "resource_name",
+                "migration_type",
+                "destination_node",
+                "destination_type",
+            ],
+        )?;
+        params::uuid_field(p, "resource_id")?;
+        let kind = params::one_of(p, "migration_type", &["swap", "retype", "migrate"])?;
+        params::optional_str(p, "resource_name")?;
+        params::optional_str(p, "destination_type")?;
+        let pool = params::optional_str(p, "destination_node")?;
+        if kind != "retype" && pool.is_none() {
+            return Err(format!(
+                "'destination_node' is required for a {kind} migration"
+            ));
+        }
+        if kind == "retype" && params::optional_str(p, "destination_type")?.is_none() {
+            return Err("'destination_type' is required for a retype".into());
+        }
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        false
+    }
+    async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let id = ctx.str("resource_id").unwrap_or_default();
+        match retry_transient(|| ctx.cloud.volume(id)).await {
+            Ok(Some(v)) if Some(v.pool.as_str()) == ctx.str("destination_node") => Err(
+                Precondition::Skip(format!("volume {} is already in {}", v.name, v.pool)),
+            ),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Precondition::Skip(format!("volume {id} no longer exists"))),
+            Err(e) => Err(Precondition::Fail(e.to_string())),
+        }
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        cancel: &CancellationToken,
+        resume: Option<OperationId>,
+    ) -> Outcome {
+        if ctx.str("migration_type") == Some("retype") {
+            return Outcome::Failed("volume retype is not supported by this cloud driver".into());
+        }
+        let volume = ctx.str("resource_id").unwrap_or_default().to_string();
+        let pool = ctx.str("destination_node").unwrap_or_default().to_string();
+        let op = match resume {
+            Some(op) => op,
+            None => {
+                let intent = json!({"operation": "migrate_volume", "volume": volume, "pool": pool});
+                match ctx
+                    .journaled(intent, || ctx.cloud.migrate_volume(&volume, &pool))
+                    .await
+                {
+                    Ok(op) => op,
+                    Err(e) => {
+                        return Outcome::Failed(format!("volume migration could not start: {e}"))
+                    }
+                }
+            }
+        };
+        // Cinder has no abort: on cancel, wait up to the deadline and report.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if deadline.is_none() && cancel.is_cancelled() {
+                deadline = Some(tokio::time::Instant::now() + ctx.settings.non_abortable_deadline);
+            }
+            match retry_transient(|| ctx.cloud.operation(&op)).await {
+                Ok(OperationState::Completed) => {
+                    return Outcome::Succeeded(deadline.map(|_| {
+                        "Volume migrations cannot be aborted; it completed after the cancel."
+                            .to_string()
+                    }))
+                }
+                Ok(OperationState::Failed(m)) => {
+                    return Outcome::Failed(format!("volume migration failed: {m}"))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Outcome::Failed(format!("lost track of volume migration {op}: {e}"))
+                }
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                return Outcome::Failed(format!(
+                    "Volume migration cannot be aborted and was still running {} s after the cancel.",
+                    ctx.settings.non_abortable_deadline.as_secs()
+                ));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
+                _ = cancel.cancelled(), if deadline.is_none() => {}
+            }
+        }
+    }
+    async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
+        let Some(op) = journal.and_then(|j| j.operation_id.clone()) else {
+            return Reconciled::NotStarted;
+        };
+        match ctx.cloud.operation(&op).await {
+            Ok(OperationState::Completed) => Reconciled::Finished(Outcome::Succeeded(None)),
+            Ok(OperationState::Failed(m)) => Reconciled::Finished(Outcome::Failed(m)),
+            Ok(_) => Reconciled::Running(op),
+            Err(_) => Reconciled::NotStarted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_inputs_are_refused_with_the_field_named() {
+        let r = ActionRegistry::default();
+        let err = r
+            .validate("sleep", &json!({"duration": "ten"}))
+            .unwrap_err();
+        assert!(err.contains("'duration'"), "{err}");
+        let err = r
+            .validate(
+                "migrate",
+                &json!({"migration_type": "warp", "resource_id": "x", "source_node": "a"}),
+            )
+            .unwrap_err();
+        assert!(err.contains("'migration_type'"), "{err}");
+        let err = r.validate("teleport", &json!({})).unwrap_err();
+        assert!(err.contains("unknown action type 'teleport'"), "{err}");
+        assert!(r.validate("nop", &json!({"message": "hi"})).is_ok());
+    }
+}

@@ -1,0 +1,140 @@
+//! The cloud the applier acts on, behind one trait.
+//!
+//! The trait is shaped after what Nova and Cinder offer, so that an
+//! OpenStack driver can implement it: long operations return an operation
+//! id, are followed by polling [`Cloud::operation`], and may be aborted,
+//! force-completed, or (for resizes and cold migrations) confirmed or
+//! reverted. [`simulated::SimulatedCloud`] is a real implementation with
+//! capacity, timing, progress and deterministic faults.
+
+pub mod scenario;
+pub mod simulated;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// The cloud's id of a long-running operation (a Nova migration id, say).
+pub type OperationId = String;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComputeNode {
+    pub name: String,
+    pub vcpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+    pub service_enabled: bool,
+    pub disabled_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub uuid: String,
+    pub name: String,
+    pub host: String,
+    pub flavor: String,
+    /// Nova's vm/task status in one word: ACTIVE, MIGRATING, RESIZE, VERIFY_RESIZE, ERROR.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Volume {
+    pub uuid: String,
+    pub name: String,
+    pub pool: String,
+    pub size_gb: u64,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComputeService {
+    pub host: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+}
+
+/// Where a long-running operation is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum OperationState {
+    /// Under way; `progress` from 0 to 1, `detail` for a status message.
+    Running { progress: f64, detail: String },
+    /// An abort was accepted and the cloud is rolling back.
+    Aborting,
+    /// Done, waiting for confirm or revert (Nova's VERIFY_RESIZE).
+    AwaitingConfirmation,
+    /// Done; the effect is in place.
+    Completed,
+    /// Aborted or reverted; the effect is undone.
+    Aborted,
+    /// Failed; the message is the cloud's.
+    Failed(String),
+}
+
+impl OperationState {
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self,
+            OperationState::Completed | OperationState::Aborted | OperationState::Failed(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CloudError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// The cloud will not do it (no capacity, disabled host, wrong status).
+    #[error("{0}")]
+    Rejected(String),
+    /// The cloud refused to abort, or the operation is past its point of no return.
+    #[error("abort refused: {0}")]
+    AbortRefused(String),
+    /// This kind of operation has no abort (cold migration, volume migration).
+    #[error("{0} cannot be aborted")]
+    NotAbortable(String),
+    /// The operation had already finished when asked to abort or complete.
+    #[error("operation {0} has already finished")]
+    AlreadyFinished(String),
+    /// A passing fault worth retrying (connection refused, 5xx, busy).
+    #[error("transient cloud error: {0}")]
+    Transient(String),
+}
+
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    /// A short name for logs ("simulated", "openstack").
+    fn kind(&self) -> &'static str;
+
+    async fn compute_nodes(&self) -> Result<Vec<ComputeNode>, CloudError>;
+    async fn instances(&self) -> Result<Vec<Instance>, CloudError>;
+    async fn instance(&self, uuid: &str) -> Result<Option<Instance>, CloudError>;
+    async fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError>;
+    async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, CloudError>;
+
+    async fn live_migrate(
+        &self,
+        instance: &str,
+        destination: Option<&str>,
+    ) -> Result<OperationId, CloudError>;
+    async fn cold_migrate(
+        &self,
+        instance: &str,
+        destination: Option<&str>,
+    ) -> Result<OperationId, CloudError>;
+    async fn resize(&self, instance: &str, flavor: &str) -> Result<OperationId, CloudError>;
+    async fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError>;
+    async fn set_compute_service(
+        &self,
+        host: &str,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<(), CloudError>;
+
+    /// Where an operation is; `NotFound` if the cloud does not know it.
+    async fn operation(&self, op: &str) -> Result<OperationState, CloudError>;
+    /// Asks the cloud to abort a running operation and roll it back.
+    async fn abort(&self, op: &str) -> Result<(), CloudError>;
+    /// Asks the cloud to finish a running live migration now.
+    async fn force_complete(&self, op: &str) -> Result<(), CloudError>;
+    async fn confirm(&self, op: &str) -> Result<(), CloudError>;
+    async fn revert(&self, op: &str) -> Result<(), CloudError>;
+}

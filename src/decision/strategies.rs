@@ -1,0 +1,332 @@
+//! Goals and strategies (this step: `dummy`, `dummy_with_resize`, `actuator`).
+
+use crate::applier::actions::ActionRegistry;
+use crate::cloud::Cloud;
+use crate::core::EfficacyIndicator;
+use serde_json::{json, Map, Value};
+
+/// An action a strategy proposes, before planning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposed {
+    pub action_type: String,
+    pub input_parameters: Value,
+}
+
+fn proposed(action_type: &str, input_parameters: Value) -> Proposed {
+    Proposed {
+        action_type: action_type.into(),
+        input_parameters,
+    }
+}
+
+/// A strategy's result.
+#[derive(Debug, Clone, Default)]
+pub struct Solution {
+    pub actions: Vec<Proposed>,
+    pub efficacy_indicators: Vec<EfficacyIndicator>,
+    pub global_efficacy: Vec<EfficacyIndicator>,
+}
+
+pub struct GoalDef {
+    pub name: &'static str,
+    pub display_name: &'static str,
+}
+
+pub const GOALS: &[GoalDef] = &[
+    GoalDef {
+        name: "dummy",
+        display_name: "Dummy goal",
+    },
+    GoalDef {
+        name: "unclassified",
+        display_name: "Unclassified",
+    },
+];
+
+pub struct StrategyDef {
+    pub name: &'static str,
+    pub display_name: &'static str,
+    pub goal: &'static str,
+    pub parameters_spec: fn() -> Value,
+}
+
+pub const STRATEGIES: &[StrategyDef] = &[
+    StrategyDef {
+        name: "dummy",
+        display_name: "Dummy strategy",
+        goal: "dummy",
+        parameters_spec: dummy_spec,
+    },
+    StrategyDef {
+        name: "dummy_with_resize",
+        display_name: "Dummy strategy with resize",
+        goal: "dummy",
+        parameters_spec: dummy_spec,
+    },
+    StrategyDef {
+        name: "actuator",
+        display_name: "Actuator",
+        goal: "unclassified",
+        parameters_spec: actuator_spec,
+    },
+];
+
+/// Upstream's dummy parameters, except that `para1` may go up to an hour
+/// (upstream caps it at 10.2 s, too short to watch a cancel happen).
+fn dummy_spec() -> Value {
+    json!({
+        "properties": {
+            "para1": {"description": "number parameter example", "type": "number", "default": 3.2, "minimum": 1.0, "maximum": 3600.0},
+            "para2": {"description": "string parameter example", "type": "string", "default": "hello"}
+        }
+    })
+}
+
+fn actuator_spec() -> Value {
+    json!({
+        "properties": {
+            "actions": {
+                "description": "Actions to run: [{\"action_type\": ..., \"resource_id\": ..., \"input_parameters\": {...}}]",
+                "type": "array",
+                "items": {"type": "object"}
+            }
+        },
+        "required": ["actions"]
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the cloud could not be read: {0}")]
+    Cloud(#[from] crate::cloud::CloudError),
+}
+
+/// Checks `params` against a strategy's `parameters_spec` (the subset of JSON
+/// schema upstream's specs use), fills defaults and refuses unknown keys.
+/// Strings that hold numbers or booleans are accepted for those types, since
+/// `watcher audit create -p k=v` sends what the user typed.
+pub fn apply_parameters(spec: &Value, params: &Value) -> Result<Value, String> {
+    let props = spec
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let given = match params {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        _ => return Err("parameters must be a JSON object".into()),
+    };
+    let mut unknown: Vec<&String> = given.keys().filter(|k| !props.contains_key(*k)).collect();
+    unknown.sort();
+    if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+        let mut allowed: Vec<&str> = props.keys().map(String::as_str).collect();
+        allowed.sort_unstable();
+        return Err(format!(
+            "Audit parameter(s) {} not allowed; this strategy accepts: {}",
+            names.join(", "),
+            if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ));
+    }
+    let mut out = Map::new();
+    for (name, schema) in &props {
+        let value = match given.get(name) {
+            Some(v) => coerce(name, schema, v)?,
+            None => match schema.get("default") {
+                Some(d) => d.clone(),
+                None => {
+                    let required = spec
+                        .get("required")
+                        .and_then(Value::as_array)
+                        .is_some_and(|r| r.iter().any(|x| x == name));
+                    if required {
+                        return Err(format!("parameter '{name}' is required"));
+                    }
+                    continue;
+                }
+            },
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+fn coerce(name: &str, schema: &Value, v: &Value) -> Result<Value, String> {
+    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("");
+    let value = match (ty, v) {
+        ("number" | "integer", Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(|n| json!(n))
+            .map_err(|_| format!("parameter '{name}' must be a number, not '{s}'"))?,
+        ("boolean", Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" => json!(true),
+            "false" => json!(false),
+            _ => {
+                return Err(format!(
+                    "parameter '{name}' must be true or false, not '{s}'"
+                ))
+            }
+        },
+        ("array" | "object", Value::String(s)) => serde_json::from_str(s)
+            .map_err(|_| format!("parameter '{name}' must be a JSON {ty}"))?,
+        _ => v.clone(),
+    };
+    let ok = match ty {
+        "number" => value.is_number(),
+        "integer" => value.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => true,
+    };
+    if !ok {
+        return Err(format!(
+            "parameter '{name}' must be of type {ty}, not {value}"
+        ));
+    }
+    if let Some(n) = value.as_f64() {
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+            if n < min {
+                return Err(format!(
+                    "parameter '{name}' must be at least {min}, not {n}"
+                ));
+            }
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+            if n > max {
+                return Err(format!("parameter '{name}' must be at most {max}, not {n}"));
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// Runs a strategy against the cloud.
+pub async fn execute(
+    strategy: &str,
+    params: &Value,
+    cloud: &dyn Cloud,
+    registry: &ActionRegistry,
+) -> Result<Solution, StrategyError> {
+    let p = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
+    let actions = match strategy {
+        "dummy" => vec![
+            proposed("nop", json!({"message": p("para2")})),
+            proposed("nop", json!({"message": "Welcome"})),
+            proposed("sleep", json!({"duration": p("para1")})),
+        ],
+        "dummy_with_resize" => dummy_with_resize(params, cloud).await?,
+        "actuator" => {
+            let list = params
+                .get("actions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut out = vec![];
+            for (n, a) in list.iter().enumerate() {
+                let ty = a
+                    .get("action_type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        StrategyError::Invalid(format!("actions[{n}] has no action_type"))
+                    })?;
+                let mut input = a
+                    .get("input_parameters")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                if let (Some(rid), Some(obj)) = (a.get("resource_id"), input.as_object_mut()) {
+                    obj.insert("resource_id".into(), rid.clone());
+                }
+                out.push(proposed(ty, input));
+            }
+            out
+        }
+        other => {
+            return Err(StrategyError::Invalid(format!(
+                "strategy '{other}' is not implemented"
+            )))
+        }
+    };
+    for (n, a) in actions.iter().enumerate() {
+        registry
+            .validate(&a.action_type, &a.input_parameters)
+            .map_err(|e| StrategyError::Invalid(format!("action {n}: {e}")))?;
+    }
+    Ok(Solution {
+        actions,
+        ..Default::default()
+    })
+}
+
+/// Upstream's dummy_with_resize: two nops, a 5 s sleep, two live
+/// migrations and a resize, on instances the cloud really has.
+async fn dummy_with_resize(
+    params: &Value,
+    cloud: &dyn Cloud,
+) -> Result<Vec<Proposed>, StrategyError> {
+    let instances = cloud.instances().await?;
+    let hosts = cloud.compute_nodes().await?;
+    let mut out = vec![
+        proposed(
+            "nop",
+            json!({"message": params.get("para2").cloned().unwrap_or(Value::Null)}),
+        ),
+        proposed("nop", json!({"message": "Welcome"})),
+        proposed("sleep", json!({"duration": 5.0})),
+    ];
+    for inst in instances.iter().filter(|i| i.status == "ACTIVE").take(2) {
+        if let Some(dest) = hosts
+            .iter()
+            .find(|h| h.name != inst.host && h.service_enabled)
+        {
+            out.push(proposed(
+                "migrate",
+                json!({"migration_type": "live", "resource_id": inst.uuid, "resource_name": inst.name,
+                       "source_node": inst.host, "destination_node": dest.name}),
+            ));
+        }
+    }
+    if let Some(inst) = instances.get(2) {
+        let flavor = if inst.flavor == "m1.small" {
+            "m1.medium"
+        } else {
+            "m1.small"
+        };
+        out.push(proposed(
+            "resize",
+            json!({"resource_id": inst.uuid, "flavor": flavor}),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_filled_and_strings_become_numbers() {
+        let out = apply_parameters(&dummy_spec(), &json!({"para1": "30"})).unwrap();
+        assert_eq!(out, json!({"para1": 30.0, "para2": "hello"}));
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_by_name() {
+        let err = apply_parameters(&dummy_spec(), &json!({"para3": 1})).unwrap_err();
+        assert!(err.contains("para3") && err.contains("para1"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        let err = apply_parameters(&dummy_spec(), &json!({"para1": 0.5})).unwrap_err();
+        assert!(err.contains("at least"), "{err}");
+    }
+}
