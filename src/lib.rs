@@ -16,6 +16,7 @@
 //!
 //! `docs/architecture.md` is the map with the invariants.
 
+pub mod api;
 pub mod applier;
 pub mod cloud;
 pub mod core;

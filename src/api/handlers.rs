@@ -1,0 +1,1011 @@
+//! Route handlers. Each validates its input completely before writing
+//! anything, so bad input changes nothing.
+
+use super::error::ApiError;
+use super::version::{Version, MAX, MIN};
+use super::{views, AppState};
+use crate::core::*;
+use crate::decision::strategies;
+use crate::store::*;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+type Q = Query<HashMap<String, String>>;
+type ApiResult = Result<Response, ApiError>;
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:9322");
+    format!("http://{host}")
+}
+
+fn show_deleted(headers: &HeaderMap) -> bool {
+    headers.get("x-show-deleted").is_some_and(|v| !v.is_empty())
+}
+
+fn parse_uuid(kind: &str, s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::bad_request(format!("Expected a UUID for {kind} but received {s}.")))
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("Request is not in valid JSON format"))
+}
+
+/// Reads limit/marker/sort_key/sort_dir and checks them; `sort_keys` maps
+/// the API names a resource accepts to SQL columns.
+fn list_query(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    sort_keys: &[(&str, &'static str)],
+) -> Result<(ListQuery, String), ApiError> {
+    const MAX_LIMIT: usize = 1000;
+    let limit = match q.get("limit") {
+        None => MAX_LIMIT,
+        Some(l) => {
+            let n: i64 = l.parse().map_err(|_| {
+                ApiError::bad_request(format!("Invalid limit '{l}': must be a positive integer."))
+            })?;
+            if n <= 0 {
+                return Err(ApiError::bad_request("Limit must be positive"));
+            }
+            (n as usize).min(MAX_LIMIT)
+        }
+    };
+    let marker = q
+        .get("marker")
+        .map(|m| parse_uuid("marker", m))
+        .transpose()?;
+    let key = q.get("sort_key").map(String::as_str).unwrap_or("id");
+    let sort = if key == "id" {
+        SortKey("x.id")
+    } else {
+        let col = sort_keys
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| {
+                let names: Vec<&str> = sort_keys.iter().map(|(k, _)| *k).collect();
+                ApiError::bad_request(format!(
+                    "Invalid sort_key '{key}'; valid keys: id, {}",
+                    names.join(", ")
+                ))
+            })?;
+        SortKey(col)
+    };
+    let descending = match q.get("sort_dir").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid sort direction: {other}. Acceptable values are 'asc' or 'desc'"
+            )))
+        }
+    };
+    let query = ListQuery {
+        limit,
+        marker,
+        sort,
+        descending,
+        show_deleted: show_deleted(headers),
+    };
+    Ok((query, key.to_string()))
+}
+
+/// `{"<name>": [...], "next": "..."}` with `next` only on a full page.
+fn collection(
+    name: &str,
+    items: Vec<Value>,
+    uuids: Vec<Uuid>,
+    q: &ListQuery,
+    sort_key: &str,
+    base: &str,
+    detail: bool,
+) -> Response {
+    let mut body = serde_json::Map::new();
+    let full = items.len() == q.limit && q.limit > 0;
+    body.insert(name.into(), Value::Array(items));
+    if full {
+        if let Some(last) = uuids.last() {
+            let dir = if q.descending { "desc" } else { "asc" };
+            let path = if detail {
+                format!("{name}/detail")
+            } else {
+                name.to_string()
+            };
+            body.insert(
+                "next".into(),
+                json!(format!(
+                    "{base}/v1/{path}?sort_key={sort_key}&sort_dir={dir}&limit={}&marker={last}",
+                    q.limit
+                )),
+            );
+        }
+    }
+    Json(Value::Object(body)).into_response()
+}
+
+// ----- roots ---------------------------------------------------------------------
+
+pub async fn root(headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    let v = json!({"id": "v1", "status": "CURRENT", "min_version": MIN.to_string(), "max_version": MAX.to_string(),
+        "links": [{"href": format!("{base}/v1/"), "rel": "self"}]});
+    Json(json!({
+        "name": "OpenStack Watcher API",
+        "description": "Watcher is an OpenStack project which aims to improve physical resources usage through better VM placement.",
+        "versions": [v.clone()],
+        "default_version": v,
+    }))
+}
+
+pub async fn v1_root(headers: HeaderMap, Extension(ver): Extension<Version>) -> Json<Value> {
+    let base = base_url(&headers);
+    let mut doc = serde_json::Map::new();
+    doc.insert("id".into(), json!("v1"));
+    doc.insert(
+        "media_types".into(),
+        json!([{"base": "application/json", "type": "application/vnd.openstack.watcher.v1+json"}]),
+    );
+    doc.insert("links".into(), json!([{"href": format!("{base}/v1/"), "rel": "self"},
+        {"href": "http://docs.openstack.org/developer/watcher/dev/api-spec-v1.html", "rel": "describedby", "type": "text/html"}]));
+    let mut resources = vec![
+        "audit_templates",
+        "audits",
+        "actions",
+        "action_plans",
+        "scoring_engines",
+        "services",
+    ];
+    if ver.at_least(1, 3) {
+        resources.push("data_model");
+    }
+    if ver.at_least(1, 4) {
+        resources.push("webhooks");
+    }
+    for r in resources {
+        doc.insert(r.into(), json!([{"href": format!("{base}/v1/{r}/"), "rel": "self"}, {"href": format!("{base}/{r}/"), "rel": "bookmark"}]));
+    }
+    Json(Value::Object(doc))
+}
+
+// ----- goals and strategies --------------------------------------------------------
+
+const GOAL_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("name", "x.name"),
+    ("display_name", "x.display_name"),
+];
+const STRATEGY_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("name", "x.name"),
+    ("display_name", "x.display_name"),
+    ("goal_uuid", "g.uuid"),
+    ("goal_name", "g.name"),
+];
+
+async fn goals(
+    state: AppState,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    detail: bool,
+) -> ApiResult {
+    let (query, key) = list_query(&q, &headers, GOAL_SORT)?;
+    let base = base_url(&headers);
+    let goals = state.store.list_goals(query.clone()).await?;
+    let uuids = goals.iter().map(|g| g.uuid).collect();
+    let items = goals
+        .iter()
+        .map(|g| views::goal(g, &base, detail))
+        .collect();
+    Ok(collection(
+        "goals", items, uuids, &query, &key, &base, detail,
+    ))
+}
+
+pub async fn list_goals(State(s): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult {
+    goals(s, q, h, false).await
+}
+
+pub async fn list_goals_detail(State(s): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult {
+    goals(s, q, h, true).await
+}
+
+pub async fn show_goal(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
+    let g = s.store.get_goal(&ident).await?;
+    Ok(Json(views::goal(&g, &base_url(&h), true)).into_response())
+}
+
+async fn strategies_list(
+    state: AppState,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    detail: bool,
+) -> ApiResult {
+    let (query, key) = list_query(&q, &headers, STRATEGY_SORT)?;
+    let base = base_url(&headers);
+    let list = state
+        .store
+        .list_strategies(q.get("goal").cloned(), query.clone())
+        .await?;
+    let uuids = list.iter().map(|s| s.uuid).collect();
+    let items = list
+        .iter()
+        .map(|s| views::strategy(s, &base, detail))
+        .collect();
+    Ok(collection(
+        "strategies",
+        items,
+        uuids,
+        &query,
+        &key,
+        &base,
+        detail,
+    ))
+}
+
+pub async fn list_strategies(State(s): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult {
+    strategies_list(s, q, h, false).await
+}
+
+pub async fn list_strategies_detail(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+) -> ApiResult {
+    strategies_list(s, q, h, true).await
+}
+
+pub async fn show_strategy(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
+    let st = s.store.get_strategy(&ident).await?;
+    Ok(Json(views::strategy(&st, &base_url(&h), true)).into_response())
+}
+
+pub async fn strategy_state(State(s): State<AppState>, Path(ident): Path<String>) -> ApiResult {
+    let st = s.store.get_strategy(&ident).await?;
+    Ok(Json(json!([
+        {"type": "Datasource", "state": "available", "mandatory": "", "comment": "simulated cloud metrics"},
+        {"type": "Name", "state": st.name, "mandatory": "", "comment": ""},
+    ]))
+    .into_response())
+}
+
+// ----- audits ------------------------------------------------------------------------
+
+const AUDIT_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("name", "x.name"),
+    ("audit_type", "x.audit_type"),
+    ("state", "x.state"),
+    ("goal_uuid", "g.uuid"),
+    ("goal_name", "g.name"),
+    ("strategy_uuid", "s.uuid"),
+    ("strategy_name", "s.name"),
+    ("created_at", "x.created_at"),
+    ("updated_at", "x.updated_at"),
+];
+
+async fn audits(
+    state: AppState,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ver: Version,
+    detail: bool,
+) -> ApiResult {
+    let (query, key) = list_query(&q, &headers, AUDIT_SORT)?;
+    let base = base_url(&headers);
+    let filter = AuditFilter {
+        goal: q.get("goal").cloned(),
+        strategy: q.get("strategy").cloned(),
+    };
+    let list = state.store.list_audits(filter, query.clone()).await?;
+    let uuids = list.iter().map(|a| a.uuid).collect();
+    let items = list
+        .iter()
+        .map(|a| views::audit(a, &base, detail, ver))
+        .collect();
+    Ok(collection(
+        "audits", items, uuids, &query, &key, &base, detail,
+    ))
+}
+
+pub async fn list_audits(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    audits(s, q, h, v, false).await
+}
+
+pub async fn list_audits_detail(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    audits(s, q, h, v, true).await
+}
+
+pub async fn show_audit(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    let a = s.store.get_audit(&ident, show_deleted(&h)).await?;
+    Ok(Json(views::audit(&a, &base_url(&h), true, v)).into_response())
+}
+
+pub async fn create_audit(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    let body = parse_json(&body)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("The audit must be a JSON object."))?;
+    const ALLOWED: &[&str] = &[
+        "audit_type",
+        "audit_template_uuid",
+        "goal",
+        "strategy",
+        "name",
+        "parameters",
+        "interval",
+        "auto_trigger",
+        "start_time",
+        "end_time",
+        "force",
+    ];
+    const READ_ONLY: &[&str] = &[
+        "state",
+        "scope",
+        "hostname",
+        "uuid",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "status_message",
+    ];
+    for k in obj.keys() {
+        if READ_ONLY.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Cannot set read only field: {k}."
+            )));
+        }
+        if !ALLOWED.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Unknown attribute for argument audit: {k}"
+            )));
+        }
+    }
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ApiError::bad_request(format!("Invalid input for field/attribute {k}. Value: {other}. Wrong type, expected a string."))),
+        }
+    };
+    let flag = |k: &str| -> Result<bool, ApiError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(ApiError::bad_request(format!("Invalid input for field/attribute {k}. Value: {other}. Wrong type, expected a boolean."))),
+        }
+    };
+    let audit_type: AuditType = match text("audit_type")? {
+        None => {
+            return Err(ApiError::bad_request(
+                "Mandatory field missing: audit_type.",
+            ))
+        }
+        Some(t) => t
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("Audit type {t} could not be found")))?,
+    };
+    if audit_type != AuditType::Oneshot {
+        return Err(ApiError::bad_request(format!(
+            "{audit_type} audits are not supported by this build yet; create a ONESHOT audit."
+        )));
+    }
+    if text("interval")?.is_some() {
+        return Err(ApiError::bad_request(
+            "Interval of audit must not be set for ONESHOT.",
+        ));
+    }
+    if (obj.contains_key("start_time") || obj.contains_key("end_time")) && !ver.at_least(1, 1) {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "start_time and end_time need API microversion 1.1 or higher.",
+        ));
+    }
+    if text("audit_template_uuid")?.is_some() {
+        return Err(ApiError::bad_request(
+            "Audit templates are not supported by this build yet; pass a goal instead.",
+        ));
+    }
+    let goal_ident = text("goal")?
+        .ok_or_else(|| ApiError::bad_request("A goal or audit_template_uuid must be provided."))?;
+    let goal = s.store.get_goal(&goal_ident).await?;
+    let strategy = match text("strategy")? {
+        Some(st) => {
+            let st = s.store.get_strategy(&st).await?;
+            if st.goal_id != goal.id {
+                return Err(ApiError::bad_request(format!(
+                    "Strategy {} is not available for goal {}.",
+                    st.name, goal.name
+                )));
+            }
+            st
+        }
+        // Upstream refuses parameters without a strategy; we pick the goal's default strategy instead.
+        None => {
+            let list = s
+                .store
+                .list_strategies(
+                    Some(goal.name.clone()),
+                    ListQuery {
+                        limit: 1,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            list.into_iter().next().ok_or_else(|| {
+                ApiError::bad_request(format!("No strategy achieves goal {}.", goal.name))
+            })?
+        }
+    };
+    let parameters = strategies::apply_parameters(
+        &strategy.parameters_spec,
+        obj.get("parameters").unwrap_or(&Value::Null),
+    )
+    .map_err(ApiError::bad_request)?;
+    let name = match text("name")? {
+        Some(n) if n.trim().is_empty() => {
+            return Err(ApiError::bad_request("The audit name must not be empty."))
+        }
+        Some(n) if n.len() > 63 || n.chars().any(char::is_control) => {
+            return Err(ApiError::bad_request(
+                "The audit name must be at most 63 characters, with no control characters.",
+            ))
+        }
+        Some(n) => n,
+        None => {
+            let n = format!(
+                "{}-{}",
+                strategy.name,
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f")
+            );
+            n.chars().take(63).collect()
+        }
+    };
+    let new = NewAudit {
+        uuid: Uuid::new_v4(),
+        name,
+        audit_type,
+        goal_id: goal.id,
+        strategy_id: Some(strategy.id),
+        parameters,
+        interval: None,
+        scope: json!([]),
+        auto_trigger: flag("auto_trigger")?,
+        force: flag("force")?,
+        start_time: None,
+        end_time: None,
+    };
+    let audit = s.store.create_audit(new).await?;
+    let base = base_url(&h);
+    let location = format!("{base}/v1/audits/{}", audit.uuid);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(views::audit(&audit, &base, true, ver)),
+    )
+        .into_response())
+}
+
+// ----- action plans ---------------------------------------------------------------
+
+const PLAN_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("state", "x.state"),
+    ("audit_uuid", "a.uuid"),
+    ("strategy_uuid", "s.uuid"),
+    ("strategy_name", "s.name"),
+    ("created_at", "x.created_at"),
+    ("updated_at", "x.updated_at"),
+];
+
+async fn plans(
+    state: AppState,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ver: Version,
+    detail: bool,
+) -> ApiResult {
+    let (query, key) = list_query(&q, &headers, PLAN_SORT)?;
+    let base = base_url(&headers);
+    let filter = PlanFilter {
+        audit_uuid: q
+            .get("audit_uuid")
+            .map(|a| parse_uuid("audit_uuid", a))
+            .transpose()?,
+        strategy: q.get("strategy").cloned(),
+    };
+    let list = state.store.list_plans(filter, query.clone()).await?;
+    let uuids = list.iter().map(|p| p.uuid).collect();
+    let items = list
+        .iter()
+        .map(|p| views::action_plan(p, &base, detail, ver))
+        .collect();
+    Ok(collection(
+        "action_plans",
+        items,
+        uuids,
+        &query,
+        &key,
+        &base,
+        detail,
+    ))
+}
+
+pub async fn list_plans(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    plans(s, q, h, v, false).await
+}
+
+pub async fn list_plans_detail(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    plans(s, q, h, v, true).await
+}
+
+pub async fn show_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let p = s.store.get_plan(uuid, show_deleted(&h)).await?;
+    Ok(Json(views::action_plan(&p, &base_url(&h), true, v)).into_response())
+}
+
+/// A JSON-patch document as upstream validates it.
+struct PatchOp {
+    op: String,
+    path: String,
+    value: Option<Value>,
+}
+
+const INTERNAL_PATHS: &[&str] = &[
+    "/created_at",
+    "/id",
+    "/links",
+    "/updated_at",
+    "/deleted_at",
+    "/uuid",
+    "/status_message",
+];
+
+fn parse_patch(body: &Value) -> Result<Vec<PatchOp>, ApiError> {
+    let ops = body
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("The patch must be a JSON array of operations."))?;
+    let mut out = Vec::new();
+    for op in ops {
+        let o = op
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("Each patch operation must be a JSON object."))?;
+        let kind = o.get("op").and_then(Value::as_str).unwrap_or("");
+        if !matches!(kind, "add" | "replace" | "remove") {
+            return Err(ApiError::bad_request(format!(
+                "Invalid patch operation '{kind}': must be add, replace or remove."
+            )));
+        }
+        let path = o.get("path").and_then(Value::as_str).unwrap_or("");
+        let valid_path = path.starts_with('/')
+            && path[1..].split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            });
+        if !valid_path {
+            return Err(ApiError::bad_request(format!(
+                "Invalid patch path '{path}'."
+            )));
+        }
+        if INTERNAL_PATHS.contains(&path) {
+            return Err(ApiError::bad_request(format!(
+                "'{path}' is an internal attribute and can not be updated"
+            )));
+        }
+        let value = o.get("value").cloned();
+        if kind != "remove" && value.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "'add' and 'replace' operations need a value ({path})."
+            )));
+        }
+        out.push(PatchOp {
+            op: kind.into(),
+            path: path.into(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// Python's repr of the patch, as upstream quotes it in errors.
+fn patch_repr(ops: &[PatchOp]) -> String {
+    let items: Vec<String> = ops
+        .iter()
+        .map(|o| {
+            let v = match &o.value {
+                Some(Value::String(s)) => format!(", 'value': '{s}'"),
+                Some(v) => format!(", 'value': {v}"),
+                None => String::new(),
+            };
+            format!("{{'path': '{}', 'op': '{}'{v}}}", o.path, o.op)
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+pub async fn patch_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let ops = parse_patch(&parse_json(&body)?)?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    let mut target: Option<ActionPlanState> = Some(plan.state);
+    for op in &ops {
+        if op.path != "/state" {
+            continue;
+        }
+        target = match (&*op.op, &op.value) {
+            ("remove", _) => None,
+            (_, Some(Value::String(v))) => Some(v.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: Invalid state: {v}",
+                    patch_repr(&ops)
+                ))
+            })?),
+            (_, Some(other)) => {
+                return Err(ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: Invalid state: {other}",
+                    patch_repr(&ops)
+                )))
+            }
+            _ => None,
+        };
+    }
+    let refuse = |from: ActionPlanState, to: &str| {
+        ApiError::bad_request(format!(
+            "Couldn't apply patch '{}'. Reason: State transition not allowed: ({from} -> {to})",
+            patch_repr(&ops)
+        ))
+    };
+    let Some(target) = target else {
+        return Err(refuse(plan.state, "None"));
+    };
+    let base = base_url(&h);
+    let cancel = matches!(
+        target,
+        ActionPlanState::Cancelled | ActionPlanState::Cancelling
+    );
+    // A cancel is an intent, not a pair of states: it is re-evaluated if the
+    // applier moved the plan between our read and our write.
+    let mut current = plan.state;
+    for _ in 0..5 {
+        let to = if cancel {
+            match current {
+                ActionPlanState::Recommended | ActionPlanState::Pending => {
+                    ActionPlanState::Cancelled
+                }
+                ActionPlanState::Ongoing => ActionPlanState::Cancelling,
+                // A second cancel is not an error: the plan is returned as it is.
+                ActionPlanState::Cancelling | ActionPlanState::Cancelled => {
+                    let p = s.store.get_plan(uuid, false).await?;
+                    return Ok(Json(views::action_plan(&p, &base, true, ver)).into_response());
+                }
+                _ => target,
+            }
+        } else {
+            target
+        };
+        if to == ActionPlanState::Deleted || !plan_transition_allowed(current, to, Actor::Api) {
+            return Err(refuse(current, to.as_str()));
+        }
+        let reason = if cancel {
+            "cancelled by operator"
+        } else {
+            "started by operator"
+        };
+        match s
+            .store
+            .transition_plan(uuid, current, to, Actor::Api, reason, PlanUpdate::default())
+            .await
+        {
+            Ok(p) => return Ok(Json(views::action_plan(&p, &base, true, ver)).into_response()),
+            Err(StoreError::Conflict { current: now, .. }) => {
+                current = now
+                    .parse()
+                    .map_err(|_| ApiError::conflict("The action plan changed state; retry."))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        "The action plan kept changing state; retry.",
+    ))
+}
+
+pub async fn start_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    if plan.state != ActionPlanState::Recommended {
+        return Err(ApiError::bad_request(format!(
+            "Couldn't start when state is '{}'.",
+            plan.state
+        )));
+    }
+    match s
+        .store
+        .transition_plan(
+            uuid,
+            ActionPlanState::Recommended,
+            ActionPlanState::Pending,
+            Actor::Api,
+            "started by operator",
+            PlanUpdate::default(),
+        )
+        .await
+    {
+        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::bad_request(format!(
+            "Couldn't start when state is '{current}'."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete_plan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    if !plan.state.is_deletable() {
+        return Err(ApiError::bad_request(format!(
+            "Couldn't delete when state is '{}'.",
+            plan.state
+        )));
+    }
+    match s
+        .store
+        .transition_plan(
+            uuid,
+            plan.state,
+            ActionPlanState::Deleted,
+            Actor::Api,
+            "deleted by operator",
+            PlanUpdate::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::bad_request(format!(
+            "Couldn't delete when state is '{current}'."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Our extension: every state change of the plan and its actions.
+pub async fn plan_history(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    s.store.get_plan(uuid, true).await?;
+    let rows = s.store.plan_history(uuid).await?;
+    Ok(
+        Json(json!({"history": rows.iter().map(views::history_entry).collect::<Vec<_>>()}))
+            .into_response(),
+    )
+}
+
+// ----- actions -------------------------------------------------------------------------
+
+const ACTION_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("action_type", "x.action_type"),
+    ("state", "x.state"),
+    ("action_plan_uuid", "p.uuid"),
+    ("created_at", "x.created_at"),
+    ("updated_at", "x.updated_at"),
+];
+
+async fn actions(
+    state: AppState,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ver: Version,
+    detail: bool,
+) -> ApiResult {
+    let (query, key) = list_query(&q, &headers, ACTION_SORT)?;
+    let filter = ActionFilter {
+        action_plan_uuid: q
+            .get("action_plan_uuid")
+            .map(|a| parse_uuid("action_plan_uuid", a))
+            .transpose()?,
+        audit_uuid: q
+            .get("audit_uuid")
+            .map(|a| parse_uuid("audit_uuid", a))
+            .transpose()?,
+    };
+    if filter.action_plan_uuid.is_some() && filter.audit_uuid.is_some() {
+        return Err(ApiError::bad_request(
+            "Filtering actions on both audit and action-plan is prohibited",
+        ));
+    }
+    let base = base_url(&headers);
+    let list = state.store.list_actions(filter, query.clone()).await?;
+    let uuids = list.iter().map(|a| a.uuid).collect();
+    let items = list
+        .iter()
+        .map(|a| {
+            views::action(
+                a,
+                &base,
+                detail,
+                ver,
+                state.registry.description(&a.action_type),
+            )
+        })
+        .collect();
+    Ok(collection(
+        "actions", items, uuids, &query, &key, &base, detail,
+    ))
+}
+
+pub async fn list_actions(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    actions(s, q, h, v, false).await
+}
+
+pub async fn list_actions_detail(
+    State(s): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    actions(s, q, h, v, true).await
+}
+
+pub async fn show_action(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    let uuid = parse_uuid("action", &id)?;
+    let a = s.store.get_action(uuid, show_deleted(&h)).await?;
+    Ok(Json(views::action(
+        &a,
+        &base_url(&h),
+        true,
+        v,
+        s.registry.description(&a.action_type),
+    ))
+    .into_response())
+}
+
+/// Skip (microversion >= 1.5): PENDING -> SKIPPED while the plan is
+/// RECOMMENDED or PENDING; 409 otherwise, as upstream.
+pub async fn patch_action(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    if !ver.at_least(1, 5) {
+        return Err(ApiError::bad_request(
+            "API microversion 1.5 or higher is required.",
+        ));
+    }
+    let uuid = parse_uuid("action", &id)?;
+    let ops = parse_patch(&parse_json(&body)?)?;
+    let mut state: Option<ActionState> = None;
+    let mut reason: Option<String> = None;
+    for op in &ops {
+        if op.op == "remove" {
+            return Err(ApiError::bad_request(format!("Cannot remove {}.", op.path)));
+        }
+        match (op.path.as_str(), &op.value) {
+            ("/state", Some(Value::String(v))) => {
+                state = Some(
+                    v.parse()
+                        .map_err(|_| ApiError::bad_request(format!("Invalid state: {v}")))?,
+                )
+            }
+            ("/status_message", Some(Value::String(v))) => reason = Some(v.clone()),
+            (p, _) => {
+                return Err(ApiError::bad_request(format!(
+                    "{} is not an allowed attribute or has a wrong value.",
+                    &p[1..]
+                )))
+            }
+        }
+    }
+    let action = s.store.get_action(uuid, false).await?;
+    let to = state.unwrap_or(action.state);
+    if to != action.state && !(action.state == ActionState::Pending && to == ActionState::Skipped) {
+        return Err(ApiError::conflict(format!(
+            "State transition not allowed: ({} -> {to})",
+            action.state
+        )));
+    }
+    if to != ActionState::Skipped {
+        return Err(ApiError::conflict(
+            "status_message can only be changed on a SKIPPED action.",
+        ));
+    }
+    let message = match reason {
+        Some(r) => format!("Action skipped by user. Reason: {r}"),
+        None => "Action skipped by user.".to_string(),
+    };
+    match s.store.skip_action(uuid, message).await {
+        Ok(a) => Ok(Json(views::action(
+            &a,
+            &base_url(&h),
+            true,
+            ver,
+            s.registry.description(&a.action_type),
+        ))
+        .into_response()),
+        Err(StoreError::PlanNotRunning { state, .. }) => Err(ApiError::conflict(format!(
+            "State update not allowed for actionplan state: {state}"
+        ))),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::conflict(format!(
+            "State transition not allowed: ({current} -> SKIPPED)"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}

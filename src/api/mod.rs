@@ -1,0 +1,148 @@
+//! The Watcher v1 REST API (axum).
+//!
+//! Paths and JSON shapes follow upstream so that python-watcherclient works
+//! unchanged; `docs/api-compatibility.md` lists where we differ and why.
+//! Bookmark paths (`/action_plans/<uuid>`) and trailing slashes
+//! (`/v1/actions/?...`) are rewritten before routing.
+
+mod error;
+mod handlers;
+pub mod version;
+mod views;
+
+pub use error::{error_body, ApiError};
+
+use crate::applier::actions::ActionRegistry;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub registry: ActionRegistry,
+}
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    use handlers::*;
+    let v1 = Router::new()
+        .route("/", get(v1_root))
+        .route("/goals", get(list_goals))
+        .route("/goals/detail", get(list_goals_detail))
+        .route("/goals/{ident}", get(show_goal))
+        .route("/strategies", get(list_strategies))
+        .route("/strategies/detail", get(list_strategies_detail))
+        .route("/strategies/{ident}", get(show_strategy))
+        .route("/strategies/{ident}/state", get(strategy_state))
+        .route("/audits", get(list_audits).post(create_audit))
+        .route("/audits/detail", get(list_audits_detail))
+        .route("/audits/{ident}", get(show_audit))
+        .route("/action_plans", get(list_plans))
+        .route("/action_plans/detail", get(list_plans_detail))
+        .route(
+            "/action_plans/{uuid}",
+            get(show_plan).patch(patch_plan).delete(delete_plan),
+        )
+        .route("/action_plans/{uuid}/start", post(start_plan))
+        .route("/action_plans/{uuid}/history", get(plan_history))
+        .route("/actions", get(list_actions))
+        .route("/actions/detail", get(list_actions_detail))
+        .route("/actions/{uuid}", get(show_action).patch(patch_action))
+        .layer(axum::middleware::from_fn(microversion));
+    Router::new()
+        .route("/", get(root))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Rewrites bookmark paths under `/v1` and drops trailing slashes, as
+/// upstream's router accepts both.
+pub fn normalize_path(mut req: Request) -> Request {
+    let uri = req.uri();
+    let path = uri.path();
+    let mut new_path = if path.len() > 1 {
+        path.trim_end_matches('/').to_string()
+    } else {
+        path.to_string()
+    };
+    if new_path.is_empty() {
+        new_path = "/".into();
+    }
+    if new_path != "/"
+        && new_path != "/v1"
+        && !new_path.starts_with("/v1/")
+        && new_path != "/healthz"
+    {
+        new_path = format!("/v1{new_path}");
+    }
+    if new_path != path {
+        let pq = match uri.query() {
+            Some(q) => format!("{new_path}?{q}"),
+            None => new_path,
+        };
+        if let Ok(new_uri) = Uri::builder().path_and_query(pq).build() {
+            *req.uri_mut() = new_uri;
+        }
+    }
+    req
+}
+
+/// Negotiates the microversion and sets upstream's headers on every /v1 response.
+async fn microversion(mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(version::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut resp = match version::parse(header.as_deref()) {
+        Ok(v) => {
+            req.extensions_mut().insert(v);
+            let mut resp = next.run(req).await;
+            if let Ok(value) = HeaderValue::from_str(&format!("infra-optim {v}")) {
+                resp.headers_mut().insert(version::HEADER, value);
+            }
+            resp
+        }
+        Err(message) => ApiError::new(StatusCode::NOT_ACCEPTABLE, message).into_response(),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "openstack-api-minimum-version",
+        HeaderValue::from_static("1.0"),
+    );
+    h.insert(
+        "openstack-api-maximum-version",
+        HeaderValue::from_static("1.7"),
+    );
+    h.insert("vary", HeaderValue::from_static("OpenStack-API-Version"));
+    resp
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("The resource {} could not be found.", uri.path()))
+}
+
+/// Serves the API on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let svc = tower::util::MapRequest::new(router(state), normalize_path);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(svc),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
