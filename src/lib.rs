@@ -19,6 +19,8 @@
 pub mod api;
 pub mod applier;
 pub mod cloud;
+pub mod config;
 pub mod core;
 pub mod decision;
+pub mod service;
 pub mod store;

@@ -244,10 +244,26 @@ impl Applier {
                 ActionPlanState::Recommended if self.auto_trigger(&p).await => {
                     self.try_claim(p.uuid, ActionPlanState::Recommended).await
                 }
+                ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {
+                    // Ours, but no run holds it (its run ended on an error):
+                    // resume it rather than leave it stuck.
+                    warn!(plan = %p.uuid, state = %p.state, "resuming a plan no run was holding");
+                    self.spawn_run(p);
+                }
                 ActionPlanState::Cancelling => self.signal_cancel(p.uuid).await,
                 _ => {}
             }
         }
+    }
+
+    fn is_orphan(&self, plan: &ActionPlan) -> bool {
+        plan.hostname.as_deref() == Some(self.inner.settings.host.as_str())
+            && !self
+                .inner
+                .running
+                .lock()
+                .expect("running lock")
+                .contains_key(&plan.uuid)
     }
 
     fn has_slot(&self) -> bool {

@@ -220,7 +220,15 @@ impl PlanRunner {
                 }
             };
             tokio::select! {
+                biased;
                 Some((i, report)) = rx.recv() => {
+                    // An abort may report before this loop has seen the cancel:
+                    // record CANCELLING first so the outcome's transition is legal.
+                    if cancel.is_cancelled() && !cancel_entered {
+                        cancelling = true;
+                        cancel_entered = true;
+                        self.enter_cancel(plan_id, &mut nodes, &mut ready, &mut running).await?;
+                    }
                     let r = running.remove(&i);
                     self.free_slots(&nodes[i], &mut running_by_type, &mut running_by_host);
                     let from = match &r {
@@ -459,8 +467,11 @@ impl PlanRunner {
                 n.action.state = ActionState::Cancelled;
             }
         }
+        // The action tokens are children of the plan's token, so aborts have
+        // begun already; what remains is to record CANCELLING before any
+        // outcome is recorded (the loop records outcomes only after this).
         for (i, r) in running.iter_mut() {
-            if r.cancelling || r.token.is_cancelled() {
+            if r.cancelling {
                 continue;
             }
             let node = &mut nodes[*i];

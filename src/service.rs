@@ -1,0 +1,131 @@
+//! Wiring of the embedded daemon: store, simulated cloud, decision engine,
+//! applier and API in one process, sharing one shutdown token.
+
+use crate::api::{self, AppState};
+use crate::applier::actions::{ActionRegistry, ActionSettings};
+use crate::applier::{Applier, ApplierSettings};
+use crate::cloud::scenario::Scenario;
+use crate::cloud::simulated::SimulatedCloud;
+use crate::cloud::Cloud;
+use crate::config::Config;
+use crate::decision::{self, DecisionEngine, DecisionSettings};
+use crate::store::{DatabaseLocation, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Scenario(#[from] crate::cloud::scenario::ScenarioError),
+    #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started daemon.
+pub struct Service {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+impl Service {
+    pub async fn start(config: &Config) -> Result<Service, ServiceError> {
+        config.check()?;
+        let location = DatabaseLocation::parse(&config.database_url())?;
+        let store = Store::open(&location, config.durability)?;
+        decision::sync_catalogue(&store).await?;
+        let scenario = match &config.cloud_scenario {
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::demo(),
+        };
+        let cloud: Arc<dyn Cloud> = Arc::new(SimulatedCloud::new(&scenario));
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServiceError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+
+        let a = &config.applier;
+        let applier = Applier::new(
+            store.clone(),
+            cloud.clone(),
+            ApplierSettings {
+                host: config.host.clone(),
+                max_concurrent_plans: a.max_concurrent_plans,
+                limits: a.limits.clone(),
+                actions: ActionSettings {
+                    poll_interval: Duration::from_millis(a.poll_interval_ms.max(1)),
+                    non_abortable_deadline: secs(a.non_abortable_deadline_secs),
+                    abort_deadline: secs(a.abort_deadline_secs),
+                },
+                sweep_interval: secs(a.sweep_interval_secs),
+                shutdown_grace: secs(a.shutdown_grace_secs),
+            },
+            shutdown.clone(),
+        );
+        let d = &config.decision_engine;
+        let engine = DecisionEngine::new(
+            store.clone(),
+            cloud,
+            DecisionSettings {
+                host: config.host.clone(),
+                action_plan_expiry: secs(d.action_plan_expiry_hours * 3600.0),
+                sweep_interval: secs(d.sweep_interval_secs),
+                planner: d.planner.clone(),
+            },
+            shutdown.clone(),
+        );
+        let state = AppState {
+            store: store.clone(),
+            registry: ActionRegistry::default(),
+        };
+        let api_shutdown = shutdown.clone();
+        let tasks = vec![
+            tokio::spawn(applier.run()),
+            tokio::spawn(engine.run()),
+            tokio::spawn(async move {
+                if let Err(e) = api::serve(listener, state, api_shutdown).await {
+                    tracing::error!(error = %e, "API server stopped");
+                }
+            }),
+        ];
+        Ok(Service {
+            addr,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops everything: the API stops accepting, the applier starts nothing
+    /// more and gives running actions their grace period.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
