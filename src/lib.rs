@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod applier;
+pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod core;
