@@ -1,0 +1,265 @@
+//! Helpers for black-box tests: start the real `watcherd` binary on a free
+//! port with its own SQLite file, talk HTTP to it, wait for conditions.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("watcherd-test-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Test settings: quick sweeps, quick polling. `applier_extra` is TOML
+/// appended inside `[applier]` (it may open `[applier.limits]` too).
+pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {
+    let path = dir.join("watcherd.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n\
+         [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n{applier_extra}\n",
+        dir.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    /// Starts watcherd with its data (and config) in `dir`.
+    pub fn start_in(dir: &Path, applier_extra: &str, scenario: Option<&Path>) -> Daemon {
+        let config = write_config(dir, applier_extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcherd"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--log")
+            .arg("warn,watcher=info");
+        if let Some(s) = scenario {
+            cmd.arg("--cloud-scenario").arg(s);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("watcherd.log"))
+            .unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .env_remove("WATCHER_LISTEN")
+            .spawn()
+            .expect("spawn watcherd");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("watcherd listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "watcherd did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(dir.join("watcherd.log")).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Daemon {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn start(name: &str) -> Daemon {
+        Daemon::start_in(&temp_dir(name), "", None)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_sigterm(self.child.id());
+        self.child.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("watcherd.log")).unwrap_or_default()
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let r = ureq::request(method, &format!("{}{path}", self.url))
+            .set("OpenStack-API-Version", "infra-optim 1.5")
+            .set("Content-Type", "application/json");
+        let res = match body {
+            Some(b) => r.send_string(&b.to_string()),
+            None => r.call(),
+        };
+        let (status, resp) = match res {
+            Ok(resp) => (resp.status(), resp),
+            Err(ureq::Error::Status(code, resp)) => (code, resp),
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let text = resp.into_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let res = ureq::request(method, &format!("{}{path}", self.url))
+            .set("Content-Type", "application/json")
+            .send_string(body);
+        match res {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.req("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn plan(&self, uuid: &str) -> Value {
+        self.get(&format!("/v1/action_plans/{uuid}"))
+    }
+
+    pub fn actions(&self, plan: &str) -> Vec<Value> {
+        self.get(&format!("/v1/actions/detail?action_plan_uuid={plan}"))["actions"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Creates an audit and returns the RECOMMENDED plan it produced.
+    pub fn recommend(&self, goal: &str, strategy: &str, parameters: Value) -> String {
+        let (status, audit) = self.req(
+            "POST",
+            "/v1/audits",
+            Some(&json!({"audit_type": "ONESHOT", "goal": goal, "strategy": strategy, "parameters": parameters})),
+        );
+        assert_eq!(status, 201, "{audit}");
+        let audit = audit["uuid"].as_str().unwrap().to_string();
+        let plans = wait_for(Duration::from_secs(10), || {
+            let p =
+                self.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"].clone();
+            (!p.as_array().unwrap().is_empty()).then_some(p)
+        });
+        plans[0]["uuid"].as_str().unwrap().to_string()
+    }
+
+    /// An actuator plan running exactly `actions`.
+    pub fn actuator(&self, actions: Value) -> String {
+        self.recommend("unclassified", "actuator", json!({"actions": actions}))
+    }
+
+    pub fn start_plan(&self, plan: &str) {
+        let (status, body) = self.req(
+            "POST",
+            &format!("/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub fn patch_state(&self, plan: &str, state: &str) -> (u16, Value) {
+        self.req(
+            "PATCH",
+            &format!("/v1/action_plans/{plan}"),
+            Some(&json!([{"op": "replace", "value": state, "path": "/state"}])),
+        )
+    }
+
+    pub fn wait_state(&self, plan: &str, states: &[&str]) -> Value {
+        wait_for(Duration::from_secs(20), || {
+            let p = self.plan(plan);
+            states.contains(&p["state"].as_str().unwrap()).then_some(p)
+        })
+    }
+
+    pub fn wait_action_state(&self, plan: &str, action_type: &str, state: &str) {
+        wait_for(Duration::from_secs(20), || {
+            self.actions(plan)
+                .iter()
+                .any(|a| a["action_type"] == action_type && a["state"] == state)
+                .then_some(())
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The faultstring inside Watcher's double-encoded error body.
+pub fn faultstring(body: &Value) -> String {
+    let inner: Value = serde_json::from_str(
+        body["error_message"]
+            .as_str()
+            .expect("error_message is a string"),
+    )
+    .unwrap();
+    assert!(inner.get("debuginfo").is_some());
+    inner["faultstring"].as_str().unwrap().to_string()
+}
+
+/// A scenario file: the demo cloud with `overrides` (TOML tables) appended.
+pub fn scenario_file(dir: &Path, timing: &str, faults: &str) -> PathBuf {
+    let demo = watcher::cloud::scenario::DEMO_SCENARIO;
+    let mut text = String::new();
+    let mut skip = false;
+    for line in demo.lines() {
+        if line.starts_with("[timing]") || line.starts_with("[faults]") {
+            skip = true;
+            continue;
+        }
+        if line.starts_with('[') {
+            skip = false;
+        }
+        if !skip {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let body = format!("[timing]\n{timing}\n[faults]\n{faults}\n");
+    // Tables must come before the arrays of tables that follow `seed`.
+    let text = text.replacen("\n[[flavors]]", &format!("\n{body}\n[[flavors]]"), 1);
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
