@@ -615,7 +615,18 @@ const INTERNAL_PATHS: &[&str] = &[
     "/status_message",
 ];
 
-fn parse_patch(body: &Value) -> Result<Vec<PatchOp>, ApiError> {
+/// Actions may carry an operator's reason in `/status_message` (>= 1.5).
+const ACTION_INTERNAL_PATHS: &[&str] = &[
+    "/created_at",
+    "/id",
+    "/links",
+    "/updated_at",
+    "/deleted_at",
+    "/uuid",
+];
+
+/// `internal` lists the paths that may never be patched on this resource.
+fn parse_patch(body: &Value, internal: &[&str]) -> Result<Vec<PatchOp>, ApiError> {
     let ops = body
         .as_array()
         .ok_or_else(|| ApiError::bad_request("The patch must be a JSON array of operations."))?;
@@ -643,7 +654,7 @@ fn parse_patch(body: &Value) -> Result<Vec<PatchOp>, ApiError> {
                 "Invalid patch path '{path}'."
             )));
         }
-        if INTERNAL_PATHS.contains(&path) {
+        if internal.contains(&path) {
             return Err(ApiError::bad_request(format!(
                 "'{path}' is an internal attribute and can not be updated"
             )));
@@ -687,7 +698,7 @@ pub async fn patch_plan(
     body: Bytes,
 ) -> ApiResult {
     let uuid = parse_uuid("action plan", &id)?;
-    let ops = parse_patch(&parse_json(&body)?)?;
+    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
     let plan = s.store.get_plan(uuid, false).await?;
     let mut target: Option<ActionPlanState> = Some(plan.state);
     for op in &ops {
@@ -951,7 +962,7 @@ pub async fn patch_action(
         ));
     }
     let uuid = parse_uuid("action", &id)?;
-    let ops = parse_patch(&parse_json(&body)?)?;
+    let ops = parse_patch(&parse_json(&body)?, ACTION_INTERNAL_PATHS)?;
     let mut state: Option<ActionState> = None;
     let mut reason: Option<String> = None;
     for op in &ops {

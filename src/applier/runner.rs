@@ -174,8 +174,12 @@ impl PlanRunner {
                 _ => {}
             }
         }
+        // Only count parents down here: the ready set is built once below, so
+        // no action is queued twice.
         for i in released {
-            release_children(&mut nodes, i, &mut ready);
+            for c in nodes[i].children.clone() {
+                nodes[c].waiting_on = nodes[c].waiting_on.saturating_sub(1);
+            }
         }
         for (i, n) in nodes.iter().enumerate() {
             if n.action.state == ActionState::Pending && n.waiting_on == 0 {
@@ -321,6 +325,9 @@ impl PlanRunner {
             {
                 let Some(i) = queue.pop_front() else { break };
                 let node = &nodes[i];
+                if running.contains_key(&i) || node.action.state != ActionState::Pending {
+                    continue;
+                }
                 let host_busy = node
                     .hosts
                     .iter()

@@ -1,0 +1,247 @@
+//! The v1 API's shapes, codes and error bodies; bad input changes nothing.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[test]
+fn unknown_uuids_get_404_with_watchers_error_body() {
+    let d = Daemon::start("api-404");
+    let (status, body) = d.req(
+        "GET",
+        "/v1/action_plans/00000000-0000-0000-0000-000000000000",
+        None,
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        faultstring(&body),
+        "ActionPlan 00000000-0000-0000-0000-000000000000 could not be found"
+    );
+    let inner: Value = serde_json::from_str(body["error_message"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["faultcode"], "Client");
+    let (status, _) = d.req(
+        "GET",
+        "/v1/actions/00000000-0000-0000-0000-000000000000",
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, body) = d.req("GET", "/v1/action_plans/not-a-uuid", None);
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn malformed_json_and_bad_patches_are_refused_and_change_nothing() {
+    let d = Daemon::start("api-bad-input");
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let history = |d: &Daemon| d.get(&format!("/v1/action_plans/{plan}/history"));
+    let before = history(&d);
+    let (status, body) = d.raw("PATCH", &format!("/v1/action_plans/{plan}"), "[{\"op\": ");
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("Request is not in valid JSON format"),
+        "{body}"
+    );
+    let bad: Vec<Value> = vec![
+        json!({"op": "replace", "path": "/state", "value": "PENDING"}),
+        json!([{"op": "move", "path": "/state", "value": "PENDING"}]),
+        json!([{"op": "replace", "path": "/state", "value": "NOT_A_STATE"}]),
+        json!([{"op": "replace", "path": "/uuid", "value": "x"}]),
+        json!([{"op": "replace", "path": "/state"}]),
+        json!([{"op": "replace", "path": "/state", "value": "ONGOING"}]),
+        json!([{"op": "replace", "path": "/state", "value": "SUCCEEDED"}]),
+        json!([{"op": "replace", "path": "/hostname", "value": "evil"}]),
+        json!([{"op": "replace", "path": "/state'; DROP TABLE actions; --", "value": "PENDING"}]),
+    ];
+    for b in bad {
+        let (status, body) = d.req("PATCH", &format!("/v1/action_plans/{plan}"), Some(&b));
+        assert_eq!(status, 400, "{b} -> {body}");
+        faultstring(&body);
+    }
+    assert_eq!(history(&d), before);
+    assert_eq!(d.plan(&plan)["state"], "RECOMMENDED");
+}
+
+#[test]
+fn an_illegal_transition_names_both_states_like_upstream() {
+    let d = Daemon::start("api-transition");
+    let plan = d.actuator(json!([{"action_type": "nop", "input_parameters": {"message": "x"}}]));
+    d.start_plan(&plan);
+    d.wait_state(&plan, &["SUCCEEDED"]);
+    let (status, body) = d.patch_state(&plan, "PENDING");
+    assert_eq!(status, 400);
+    assert_eq!(
+        faultstring(&body),
+        "Couldn't apply patch '[{'path': '/state', 'op': 'replace', 'value': 'PENDING'}]'. Reason: State transition not allowed: (SUCCEEDED -> PENDING)"
+    );
+    let (status, body) = d.req(
+        "POST",
+        &format!("/v1/action_plans/{plan}/start"),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        faultstring(&body),
+        "Couldn't start when state is 'SUCCEEDED'."
+    );
+}
+
+#[test]
+fn running_plans_cannot_be_deleted_and_finished_ones_can() {
+    let d = Daemon::start("api-delete");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 30}));
+    d.start_plan(&plan);
+    d.wait_state(&plan, &["ONGOING"]);
+    let (status, body) = d.req("DELETE", &format!("/v1/action_plans/{plan}"), None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        faultstring(&body),
+        "Couldn't delete when state is 'ONGOING'."
+    );
+    d.patch_state(&plan, "CANCELLING");
+    d.wait_state(&plan, &["CANCELLED"]);
+    let (status, _) = d.req("DELETE", &format!("/v1/action_plans/{plan}"), None);
+    assert_eq!(status, 204);
+    assert_eq!(
+        d.req("GET", &format!("/v1/action_plans/{plan}"), None).0,
+        404
+    );
+}
+
+#[test]
+fn invalid_audits_are_refused_with_the_reason_and_create_nothing() {
+    let d = Daemon::start("api-audit");
+    let count = |d: &Daemon| d.get("/v1/audits")["audits"].as_array().unwrap().len();
+    let cases = [
+        (
+            json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para9": 1}}),
+            "para9",
+        ),
+        (
+            json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para1": "lots"}}),
+            "para1",
+        ),
+        (
+            json!({"audit_type": "ONESHOT", "goal": "dummy", "state": "SUCCEEDED"}),
+            "read only",
+        ),
+        (
+            json!({"audit_type": "ONESHOT", "goal": "dummy", "bogus": 1}),
+            "bogus",
+        ),
+        (
+            json!({"audit_type": "SOMETIMES", "goal": "dummy"}),
+            "SOMETIMES",
+        ),
+        (json!({"goal": "dummy"}), "audit_type"),
+        (
+            json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+                "parameters": {"actions": [{"action_type": "sleep", "input_parameters": {"duration": "soon"}}]}}),
+            "'duration'",
+        ),
+    ];
+    for (body, expect) in cases {
+        let (status, resp) = d.req("POST", "/v1/audits", Some(&body));
+        if status == 201 {
+            // Strategy-level problems surface when the engine runs the audit.
+            let uuid = resp["uuid"].as_str().unwrap();
+            let audit = wait_for(std::time::Duration::from_secs(10), || {
+                let a = d.get(&format!("/v1/audits/{uuid}"));
+                (a["state"] == "FAILED").then_some(a)
+            });
+            assert!(
+                audit["status_message"].as_str().unwrap().contains(expect),
+                "{audit}"
+            );
+            continue;
+        }
+        assert_eq!(status, 400, "{body} -> {resp}");
+        assert!(faultstring(&resp).contains(expect), "{body} -> {resp}");
+    }
+    assert_eq!(
+        count(&d),
+        1,
+        "only the actuator audit was created, and it FAILED"
+    );
+    let (status, _) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "goal": "nope"})),
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn lists_have_links_and_next_only_on_full_pages_and_accept_bookmarks_and_trailing_slashes() {
+    let d = Daemon::start("api-lists");
+    let p1 = d.recommend("dummy", "dummy", json!({}));
+    d.recommend("dummy", "dummy", json!({}));
+    let page = d.get("/v1/action_plans?limit=1");
+    assert_eq!(page["action_plans"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_str().unwrap();
+    assert!(
+        next.contains("marker=") && next.contains("limit=1"),
+        "{next}"
+    );
+    let all = d.get("/v1/action_plans/?limit=5");
+    assert!(all.get("next").is_none());
+    assert_eq!(all["action_plans"].as_array().unwrap().len(), 2);
+    let item = &all["action_plans"][0];
+    assert!(item["efficacy_indicators"].is_array() && item["global_efficacy"].is_array());
+    assert_eq!(item["links"][1]["rel"], "bookmark");
+    assert_eq!(d.get(&format!("/action_plans/{p1}"))["uuid"], p1.as_str());
+    let (status, body) = d.req("GET", "/v1/action_plans?sort_key=password", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = d.req("GET", "/v1/action_plans?limit=-1", None);
+    assert_eq!(status, 400);
+    let desc = d.get("/v1/action_plans?sort_key=created_at&sort_dir=desc");
+    assert_ne!(desc["action_plans"][0]["uuid"], p1.as_str());
+}
+
+#[test]
+fn microversions_are_negotiated_with_upstreams_headers() {
+    let d = Daemon::start("api-versions");
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let get = |v: &str| {
+        let r = ureq::get(&format!("{}/v1/action_plans/{plan}", d.url))
+            .set("OpenStack-API-Version", v)
+            .call();
+        match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let r = get("infra-optim 1.5");
+    assert_eq!(r.header("OpenStack-API-Version"), Some("infra-optim 1.5"));
+    assert_eq!(r.header("OpenStack-API-Maximum-Version"), Some("1.7"));
+    let body: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert!(body.get("status_message").is_some());
+    let body: Value = serde_json::from_str(&get("infra-optim 1.0").into_string().unwrap()).unwrap();
+    assert!(body.get("status_message").is_none(), "hidden below 1.5");
+    let r = get("infra-optim 1.99");
+    assert_eq!(r.status(), 406);
+    assert_eq!(r.header("OpenStack-API-Minimum-Version"), Some("1.0"));
+}
+
+#[test]
+fn skipping_an_action_needs_a_plan_that_has_not_started() {
+    let d = Daemon::start("api-skip");
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let action = d.actions(&plan)[0]["uuid"].as_str().unwrap().to_string();
+    let ops = json!([{"op": "replace", "path": "/state", "value": "SKIPPED"}, {"op": "replace", "path": "/status_message", "value": "not today"}]);
+    let (status, body) = d.req("PATCH", &format!("/v1/actions/{action}"), Some(&ops));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "SKIPPED");
+    assert_eq!(
+        body["status_message"],
+        "Action skipped by user. Reason: not today"
+    );
+    d.start_plan(&plan);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(p["state"], "SUCCEEDED");
+    assert_eq!(p["status_message"], "One or more actions were skipped.");
+    let other = d.actions(&plan)[1]["uuid"].as_str().unwrap().to_string();
+    let (status, body) = d.req("PATCH", &format!("/v1/actions/{other}"), Some(&ops));
+    assert_eq!(status, 409, "{body}");
+}

@@ -1,0 +1,99 @@
+//! Crashes and stops: no plan is left stuck, nothing is lost.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn recovery_rows(d: &Daemon, plan: &str) -> Vec<Value> {
+    d.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["actor"] == "recovery")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_plan_interrupted_by_kill_9_resumes_after_a_restart_and_succeeds() {
+    let dir = temp_dir("kill9");
+    let mut d = Daemon::start_in(&dir, "", None);
+    let plan = d.actuator(json!([
+        {"action_type": "nop", "input_parameters": {"message": "first"}},
+        {"action_type": "sleep", "input_parameters": {"duration": 1.5}}
+    ]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    d.kill9();
+
+    let d = Daemon::start_in(&dir, "", None);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    let rows = recovery_rows(&d, &plan);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0]["from_state"].as_str(), rows[0]["to_state"].as_str()),
+        (Some("ONGOING"), Some("PENDING"))
+    );
+    // The nop that had finished did not run again.
+    let nop_starts = d.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["to_state"] == "ONGOING" && h["resource"] == "action")
+        .count();
+    assert_eq!(nop_starts, 3, "nop once, sleep twice");
+}
+
+#[test]
+fn sigterm_gives_running_actions_a_grace_period_then_the_next_start_resumes_the_plan() {
+    let dir = temp_dir("sigterm");
+    let mut d = Daemon::start_in(&dir, "", None);
+    let plan = d.actuator(json!([{"action_type": "sleep", "input_parameters": {"duration": 30}}]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    let status = d.terminate();
+    assert!(status.success(), "watcherd exited with {status}");
+
+    // The sleep was aborted at the end of the grace period and recorded as
+    // interrupted; the plan still belongs to this host, ONGOING.
+    let d = Daemon::start_in(&dir, "", None);
+    let rows = recovery_rows(&d, &plan);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0]["reason"].as_str().unwrap().contains("shutdown"),
+        "{rows:?}"
+    );
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    assert_eq!(d.plan(&plan)["state"], "ONGOING");
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    assert_eq!(
+        d.wait_state(&plan, &["CANCELLED", "FAILED"])["state"],
+        "CANCELLED"
+    );
+}
+
+#[test]
+fn a_live_migration_lost_in_a_crash_is_reconciled_from_the_journal_and_the_cloud() {
+    let dir = temp_dir("kill9-migration");
+    let scenario = scenario_file(&dir, "live_migration_secs = 1.0", "");
+    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "migrate", "ONGOING");
+    d.kill9();
+
+    // The embedded simulated cloud restarts from its scenario: the instance
+    // is on its source again, so the journaled migration had no lasting
+    // effect and runs again.
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    let rows = recovery_rows(&d, &plan);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["to_state"], "PENDING");
+}
