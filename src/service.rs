@@ -43,17 +43,39 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
+/// What to run besides the configuration's defaults; benchmarks and tests
+/// use it to bring their own cloud or to leave the decision engine out.
+#[derive(Default, Clone)]
+pub struct ServiceOptions {
+    /// A cloud to use instead of the configured simulated one.
+    pub cloud: Option<Arc<dyn Cloud>>,
+    /// Leave the decision engine out (plans are then made by the caller).
+    pub without_decision_engine: bool,
+}
+
 impl Service {
     pub async fn start(config: &Config) -> Result<Service, ServiceError> {
+        Service::start_with(config, ServiceOptions::default()).await
+    }
+
+    pub async fn start_with(
+        config: &Config,
+        options: ServiceOptions,
+    ) -> Result<Service, ServiceError> {
         config.check()?;
         let location = DatabaseLocation::parse(&config.database_url())?;
         let store = Store::open(&location, config.durability)?;
         decision::sync_catalogue(&store).await?;
-        let scenario = match &config.cloud_scenario {
-            Some(path) => Scenario::load(path)?,
-            None => Scenario::demo(),
+        let cloud: Arc<dyn Cloud> = match options.cloud {
+            Some(cloud) => cloud,
+            None => {
+                let scenario = match &config.cloud_scenario {
+                    Some(path) => Scenario::load(path)?,
+                    None => Scenario::demo(),
+                };
+                Arc::new(SimulatedCloud::new(&scenario))
+            }
         };
-        let cloud: Arc<dyn Cloud> = Arc::new(SimulatedCloud::new(&scenario));
         let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -103,15 +125,17 @@ impl Service {
             registry: ActionRegistry::default(),
         };
         let api_shutdown = shutdown.clone();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(applier.run()),
-            tokio::spawn(engine.run()),
             tokio::spawn(async move {
                 if let Err(e) = api::serve(listener, state, api_shutdown).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             }),
         ];
+        if !options.without_decision_engine {
+            tasks.push(tokio::spawn(engine.run()));
+        }
         Ok(Service {
             addr,
             store,

@@ -135,6 +135,7 @@ impl PlanRunner {
 
         // Settled actions release their children; interrupted ones are reconciled.
         let mut released = vec![];
+        #[allow(clippy::needless_range_loop)] // the body needs `nodes` mutably
         for i in 0..nodes.len() {
             match nodes[i].action.state {
                 s if s.is_finished() => released.push(i),

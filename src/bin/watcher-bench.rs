@@ -1,1 +1,586 @@
-fn main() {}
+//! watcher-bench: the numbers in docs/benchmarks.md.
+//!
+//! Run with `cargo run --release --bin watcher-bench` (add `-- --quick` for a
+//! short smoke run). Prints one table; every figure is measured here, now.
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use watcher::applier::actions::{ActionRegistry, ActionSettings};
+use watcher::applier::runner::{PlanRunner, RunEnd};
+use watcher::applier::Limits;
+use watcher::cloud::scenario::Scenario;
+use watcher::cloud::simulated::SimulatedCloud;
+use watcher::cloud::*;
+use watcher::config::Config;
+use watcher::core::*;
+use watcher::service::{Service, ServiceOptions};
+use watcher::store::*;
+
+struct Opts {
+    actions: usize,
+    /// PENDING actions behind the running sleep in cancel case (a).
+    pending: usize,
+    runs: usize,
+    requests: usize,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("watcher-bench-{name}-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A recommended plan made straight in the store (no decision engine).
+async fn make_plan(store: &Store, actions: Vec<NewAction>) -> anyhow::Result<Uuid> {
+    let goal = store.get_goal("unclassified").await?;
+    let strategy = store.get_strategy("actuator").await?;
+    let audit = store
+        .create_audit(NewAudit {
+            uuid: Uuid::new_v4(),
+            name: "bench".into(),
+            audit_type: AuditType::Oneshot,
+            goal_id: goal.id,
+            strategy_id: Some(strategy.id),
+            parameters: json!({}),
+            interval: None,
+            scope: json!([]),
+            auto_trigger: false,
+            force: true,
+            start_time: None,
+            end_time: None,
+        })
+        .await?;
+    store
+        .transition_audit(
+            audit.uuid,
+            AuditState::Pending,
+            AuditState::Ongoing,
+            Actor::DecisionEngine,
+            "bench",
+            None,
+            None,
+        )
+        .await?;
+    let plan = store
+        .create_plan(NewPlan {
+            uuid: Uuid::new_v4(),
+            audit_uuid: audit.uuid,
+            strategy_name: "actuator".into(),
+            actions,
+            efficacy_indicators: vec![],
+            global_efficacy: vec![],
+            hostname: "bench".into(),
+        })
+        .await?;
+    Ok(plan.uuid)
+}
+
+fn nops(n: usize, chain: bool) -> Vec<NewAction> {
+    let mut out: Vec<NewAction> = Vec::with_capacity(n);
+    for i in 0..n {
+        let parents = if chain && i > 0 {
+            vec![out[i - 1].uuid]
+        } else {
+            vec![]
+        };
+        out.push(NewAction {
+            uuid: Uuid::new_v4(),
+            action_type: "nop".into(),
+            input_parameters: json!({"message": null}),
+            parents,
+        });
+    }
+    out
+}
+
+/// Actions per second of one plan of `n` nops, every change durably recorded.
+async fn throughput(n: usize, chain: bool) -> anyhow::Result<(f64, usize)> {
+    let dir = temp_dir("throughput");
+    let store = Store::open(
+        &DatabaseLocation::File(dir.join("bench.db")),
+        Durability::Normal,
+    )?;
+    watcher::decision::sync_catalogue(&store).await?;
+    let plan = make_plan(&store, nops(n, chain)).await?;
+    store
+        .transition_plan(
+            plan,
+            ActionPlanState::Recommended,
+            ActionPlanState::Pending,
+            Actor::Api,
+            "bench",
+            PlanUpdate::default(),
+        )
+        .await?;
+    let p = store
+        .transition_plan(
+            plan,
+            ActionPlanState::Pending,
+            ActionPlanState::Ongoing,
+            Actor::Applier,
+            "bench",
+            PlanUpdate::default(),
+        )
+        .await?;
+    let mut limits = Limits::default();
+    if !chain {
+        limits.per_plan = 512;
+        limits.per_type.insert("nop".into(), 512);
+    }
+    let runner = PlanRunner {
+        store: store.clone(),
+        cloud: Arc::new(SimulatedCloud::new(&Scenario::demo())),
+        registry: ActionRegistry::default(),
+        limits,
+        settings: ActionSettings::default(),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let t = Instant::now();
+    let end = runner
+        .run(p, CancellationToken::new(), CancellationToken::new())
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    if end != RunEnd::Finished(ActionPlanState::Succeeded) {
+        bail!("plan ended {end:?}");
+    }
+    let history = store.plan_history(plan).await?.len();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((n as f64 / secs, history))
+}
+
+/// Wraps a cloud and records when abort requests reach it.
+struct RecordingCloud {
+    inner: SimulatedCloud,
+    aborts: Mutex<Vec<Instant>>,
+}
+
+#[async_trait]
+impl Cloud for RecordingCloud {
+    fn kind(&self) -> &'static str {
+        "recording"
+    }
+    async fn compute_nodes(&self) -> Result<Vec<ComputeNode>, CloudError> {
+        self.inner.compute_nodes().await
+    }
+    async fn instances(&self) -> Result<Vec<Instance>, CloudError> {
+        self.inner.instances().await
+    }
+    async fn instance(&self, uuid: &str) -> Result<Option<Instance>, CloudError> {
+        self.inner.instance(uuid).await
+    }
+    async fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError> {
+        self.inner.volume(uuid).await
+    }
+    async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, CloudError> {
+        self.inner.compute_service(host).await
+    }
+    async fn live_migrate(&self, i: &str, d: Option<&str>) -> Result<OperationId, CloudError> {
+        self.inner.live_migrate(i, d).await
+    }
+    async fn cold_migrate(&self, i: &str, d: Option<&str>) -> Result<OperationId, CloudError> {
+        self.inner.cold_migrate(i, d).await
+    }
+    async fn resize(&self, i: &str, f: &str) -> Result<OperationId, CloudError> {
+        self.inner.resize(i, f).await
+    }
+    async fn migrate_volume(&self, v: &str, p: &str) -> Result<OperationId, CloudError> {
+        self.inner.migrate_volume(v, p).await
+    }
+    async fn set_compute_service(
+        &self,
+        h: &str,
+        e: bool,
+        r: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.inner.set_compute_service(h, e, r).await
+    }
+    async fn operation(&self, op: &str) -> Result<OperationState, CloudError> {
+        self.inner.operation(op).await
+    }
+    async fn abort(&self, op: &str) -> Result<(), CloudError> {
+        self.aborts.lock().unwrap().push(Instant::now());
+        self.inner.abort(op).await
+    }
+    async fn force_complete(&self, op: &str) -> Result<(), CloudError> {
+        self.inner.force_complete(op).await
+    }
+    async fn confirm(&self, op: &str) -> Result<(), CloudError> {
+        self.inner.confirm(op).await
+    }
+    async fn revert(&self, op: &str) -> Result<(), CloudError> {
+        self.inner.revert(op).await
+    }
+}
+
+fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    let req = ureq::request(method, url).set("Content-Type", "application/json");
+    let resp = match body {
+        Some(b) => req.send_string(&b.to_string()),
+        None => req.call(),
+    }
+    .with_context(|| format!("{method} {url}"))?;
+    Ok(serde_json::from_str(&resp.into_string()?).unwrap_or(Value::Null))
+}
+
+/// Waits (in the runtime) for a committed state change matching `pred`, and
+/// returns when it was seen.
+async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    pred: impl Fn(&StoreEvent) -> bool,
+) -> Instant {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Ok(ev)) if pred(&ev) => return Instant::now(),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event stream ended: {e}"),
+            Err(_) => panic!("no matching event within 30 s"),
+        }
+    }
+}
+
+struct Latencies {
+    response_to_cancelled: Vec<Duration>,
+    sent_to_cancelled: Vec<Duration>,
+    response_to_abort: Vec<Duration>,
+    sent_to_abort: Vec<Duration>,
+}
+
+/// (a) 1,000 PENDING nops behind a running sleep; (b) a running live migration.
+async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
+    let dir = temp_dir("cancel");
+    let mut scenario = Scenario::demo();
+    scenario.timing.live_migration_secs = 60.0;
+    scenario.timing.abort_secs = 0.0;
+    let cloud = Arc::new(RecordingCloud {
+        inner: SimulatedCloud::new(&scenario),
+        aborts: Mutex::new(vec![]),
+    });
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.clone(),
+        host: "bench".into(),
+        ..Config::default()
+    };
+    let service = Service::start_with(
+        &config,
+        ServiceOptions {
+            cloud: Some(cloud.clone()),
+            without_decision_engine: true,
+        },
+    )
+    .await?;
+    watcher::decision::sync_catalogue(&service.store).await?;
+    let url = format!("http://{}", service.addr);
+    let mut lat = Latencies {
+        response_to_cancelled: vec![],
+        sent_to_cancelled: vec![],
+        response_to_abort: vec![],
+        sent_to_abort: vec![],
+    };
+    for run in 0..opts.runs * 2 {
+        let migration = run % 2 == 1;
+        let first = NewAction {
+            uuid: Uuid::new_v4(),
+            action_type: if migration { "migrate" } else { "sleep" }.into(),
+            input_parameters: if migration {
+                json!({"migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+                       "source_node": "compute-1", "destination_node": "compute-2"})
+            } else {
+                json!({"duration": 600})
+            },
+            parents: vec![],
+        };
+        let mut actions = vec![first.clone()];
+        if !migration {
+            let mut rest = nops(opts.pending, false);
+            for a in &mut rest {
+                a.parents = vec![first.uuid];
+            }
+            actions.extend(rest);
+        }
+        let plan = make_plan(&service.store, actions).await?;
+        let mut rx = service.store.subscribe();
+        let u = url.clone();
+        tokio::task::spawn_blocking(move || {
+            http(
+                "POST",
+                &format!("{u}/v1/action_plans/{plan}/start"),
+                Some(&json!({})),
+            )
+        })
+        .await??;
+        let first_uuid = first.uuid;
+        wait_event(&mut rx, |e| matches!(e, StoreEvent::ActionState { uuid, state: ActionState::Ongoing, .. } if *uuid == first_uuid)).await;
+        if migration {
+            // Let the migration be under way in the cloud, not just recorded.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let u = url.clone();
+        let aborts_before = cloud.aborts.lock().unwrap().len();
+        let mut rx = service.store.subscribe();
+        let (sent, responded) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(Instant, Instant)> {
+                let sent = Instant::now();
+                http(
+                    "PATCH",
+                    &format!("{u}/v1/action_plans/{plan}"),
+                    Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+                )?;
+                Ok((sent, Instant::now()))
+            })
+            .await??;
+        let done = wait_event(&mut rx, |e| matches!(e, StoreEvent::PlanState { uuid, state } if *uuid == plan && state.is_finished())).await;
+        let p = service.store.get_plan(plan, false).await?;
+        if p.state != ActionPlanState::Cancelled {
+            bail!("plan {plan} ended {} ({:?})", p.state, p.status_message);
+        }
+        if migration {
+            let aborted = *cloud
+                .aborts
+                .lock()
+                .unwrap()
+                .get(aborts_before)
+                .context("no abort reached the cloud")?;
+            lat.response_to_abort
+                .push(aborted.saturating_duration_since(responded));
+            lat.sent_to_abort
+                .push(aborted.saturating_duration_since(sent));
+        } else {
+            lat.response_to_cancelled
+                .push(done.saturating_duration_since(responded));
+            lat.sent_to_cancelled
+                .push(done.saturating_duration_since(sent));
+        }
+    }
+    service.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(lat)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Starts the real watcherd binary; returns it and its URL.
+fn spawn_watcherd(dir: &Path) -> anyhow::Result<(std::process::Child, String)> {
+    let exe = std::env::current_exe()?.with_file_name("watcherd");
+    let mut child = std::process::Command::new(&exe)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(["--log", "warn"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {}; build it first (cargo build --release)",
+                exe.display()
+            )
+        })?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("watcherd listening on ")
+        .context("watcherd did not start")?
+        .to_string();
+    Ok((child, url))
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+/// Idle RSS, then GET of one action plan from two client threads.
+fn process_figures(opts: &Opts) -> anyhow::Result<(u64, f64, Duration, Duration)> {
+    let dir = temp_dir("process");
+    let (mut child, url) = spawn_watcherd(&dir)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(child.id())?;
+    http(
+        "POST",
+        &format!("{url}/v1/audits"),
+        Some(&json!({"audit_type": "ONESHOT", "goal": "dummy"})),
+    )?;
+    let mut plan = None;
+    for _ in 0..200 {
+        let list = http("GET", &format!("{url}/v1/action_plans"), None)?;
+        if let Some(u) = list["action_plans"][0]["uuid"].as_str() {
+            plan = Some(u.to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let plan = plan.context("no plan was recommended")?;
+    let target = format!("{url}/v1/action_plans/{plan}");
+    let t = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let target = target.clone();
+            let n = opts.requests / 2;
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new();
+                let mut lat = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let s = Instant::now();
+                    agent
+                        .get(&target)
+                        .call()
+                        .expect("GET")
+                        .into_string()
+                        .expect("body");
+                    lat.push(s.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|h| h.join().expect("client thread"))
+        .collect();
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((rss, rate, pct(&mut lat, 0.5), pct(&mut lat, 0.99)))
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let opts = if quick {
+        Opts {
+            actions: 1_000,
+            pending: 1_000,
+            runs: 20,
+            requests: 400,
+        }
+    } else {
+        Opts {
+            actions: 10_000,
+            pending: 1_000,
+            runs: 200,
+            requests: 4_000,
+        }
+    };
+    let mut opts = opts;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--pending") {
+        opts.pending = args
+            .get(i + 1)
+            .context("--pending takes a number")?
+            .parse()?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "watcher-bench{} on {} cores",
+        if quick { " --quick" } else { "" },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    let (seq, seq_hist) = rt.block_on(throughput(opts.actions, true))?;
+    let (par, par_hist) = rt.block_on(throughput(opts.actions, false))?;
+    let mut lat = rt.block_on(cancel_latency(&opts))?;
+    let (rss, rate, g50, g99) = process_figures(&opts)?;
+
+    let n = opts.actions;
+    let rows: Vec<(String, String, &str)> = vec![
+        (
+            format!("applier: {n} nops, one sequential chain"),
+            format!("{seq:.0} actions/s ({seq_hist} history rows)"),
+            ">= 5,000 actions/s",
+        ),
+        (
+            format!("applier: {n} nops, no parents (512 at once)"),
+            format!("{par:.0} actions/s ({par_hist} history rows)"),
+            ">= 20,000 actions/s",
+        ),
+        (
+            format!(
+                "cancel (a): 1 sleep + {} PENDING, PATCH response -> CANCELLED, p50 ({} runs)",
+                opts.pending,
+                lat.response_to_cancelled.len()
+            ),
+            ms(pct(&mut lat.response_to_cancelled, 0.5)),
+            "",
+        ),
+        (
+            "cancel (a): PATCH response -> CANCELLED, p99".into(),
+            ms(pct(&mut lat.response_to_cancelled, 0.99)),
+            "p99 < 10 ms",
+        ),
+        (
+            "cancel (a): PATCH sent -> CANCELLED, p99".into(),
+            ms(pct(&mut lat.sent_to_cancelled, 0.99)),
+            "",
+        ),
+        (
+            format!(
+                "cancel (b): live migration, PATCH response -> abort at the cloud, p50 ({} runs)",
+                lat.response_to_abort.len()
+            ),
+            ms(pct(&mut lat.response_to_abort, 0.5)),
+            "",
+        ),
+        (
+            "cancel (b): PATCH response -> abort at the cloud, p99".into(),
+            ms(pct(&mut lat.response_to_abort, 0.99)),
+            "p99 < 10 ms",
+        ),
+        (
+            "cancel (b): PATCH sent -> abort at the cloud, p99".into(),
+            ms(pct(&mut lat.sent_to_abort, 0.99)),
+            "",
+        ),
+        (
+            "watcherd idle RSS (embedded: API + decision engine + applier)".into(),
+            format!("{:.1} MiB", rss as f64 / 1024.0),
+            "",
+        ),
+        (
+            format!(
+                "GET /v1/action_plans/{{uuid}}, 2 client threads, {} requests",
+                opts.requests
+            ),
+            format!("{rate:.0} req/s, p50 {}, p99 {}", ms(g50), ms(g99)),
+            "",
+        ),
+    ];
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    println!("| {:w0$} | {:w1$} | target |", "measure", "result");
+    println!("|{}|{}|--------|", "-".repeat(w0 + 2), "-".repeat(w1 + 2));
+    for (m, r, t) in rows {
+        println!("| {m:w0$} | {r:w1$} | {t} |");
+    }
+    Ok(())
+}

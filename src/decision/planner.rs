@@ -60,7 +60,7 @@ impl WeightPlanner {
             }
         }
         // Stable: equal weights keep the strategy's order.
-        by_type.sort_by(|a, b| b.0.cmp(&a.0));
+        by_type.sort_by_key(|t| std::cmp::Reverse(t.0));
         let mut out = Vec::new();
         let mut previous: Vec<Uuid> = Vec::new();
         for (_, ty, actions) in by_type {

@@ -85,6 +85,12 @@ pub enum StoreEvent {
         uuid: Uuid,
         state: ActionState,
     },
+    /// Many actions of one plan moved to `state` at once (a cancel, a delete).
+    ActionsMoved {
+        plan: Uuid,
+        state: ActionState,
+        count: usize,
+    },
     AuditState {
         uuid: Uuid,
         state: AuditState,
@@ -167,6 +173,8 @@ impl DatabaseLocation {
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Pages come from the mapping instead of one read() each.
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     Ok(conn)
 }
 
@@ -178,8 +186,33 @@ fn configure_writer(conn: &Connection, durability: Durability) -> Result<(), Sto
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints copy the WAL into the database and fsync it: tens of
+    // milliseconds that would land on whichever commit crossed the
+    // threshold (a cancel, say). The checkpointer thread does them instead.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
+
+/// Copies the WAL back into the database off the write path, every
+/// `CHECKPOINT_EVERY` or sooner when the writer reports a large group.
+fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
+    let conn = match open_connection(&path, OpenFlags::default()) {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "checkpointer cannot open the database"),
+    };
+    loop {
+        match wake.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
@@ -228,9 +261,20 @@ impl Store {
         let (events, _) = broadcast::channel(4096);
         let (tx, rx) = mpsc::channel::<WriterMsg>();
         let events_tx = events.clone();
+        // The checkpointer stops when the writer (holding its sender) stops.
+        let (wake_tx, wake_rx) = mpsc::channel::<()>();
+        if let DatabaseLocation::File(path) = location {
+            let path = path.clone();
+            std::thread::Builder::new()
+                .name("store-checkpointer".into())
+                .spawn(move || checkpointer_loop(path, wake_rx))
+                .map_err(|e| {
+                    StoreError::Invalid(format!("cannot start the checkpointer thread: {e}"))
+                })?;
+        }
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, events_tx))
+            .spawn(move || writer_loop(conn, rx, events_tx, wake_tx))
             .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -352,7 +396,9 @@ fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<WriterMsg>,
     events: broadcast::Sender<StoreEvent>,
+    checkpoint: mpsc::Sender<()>,
 ) {
+    let mut since_checkpoint = 0usize;
     let mut pending: Vec<WriterMsg> = Vec::new();
     while let Ok(first) = rx.recv() {
         pending.push(first);
@@ -383,6 +429,11 @@ fn writer_loop(
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => {
+                since_checkpoint += completions.len();
+                if since_checkpoint >= 2_000 {
+                    since_checkpoint = 0;
+                    let _ = checkpoint.send(());
+                }
                 for done in completions {
                     done(Ok(()));
                 }

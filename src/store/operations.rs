@@ -376,43 +376,35 @@ fn move_actions(
             to: to.to_string(),
         });
     }
-    let uuids: Vec<Uuid> = conn
-        .prepare_cached(
-            "SELECT x.uuid FROM actions x JOIN action_plans p ON p.id = x.action_plan_id \
-             WHERE p.uuid = ?1 AND x.state = ?2 ORDER BY x.id",
-        )?
-        .query_map(params![plan.to_string(), from.as_str()], |r| uuid_col(r, 0))?
-        .collect::<Result<_, _>>()?;
+    // Set-based: one history INSERT and one UPDATE for the whole group, so
+    // cancelling a plan with thousands of PENDING actions stays fast.
+    let plan_id: i64 = conn
+        .prepare_cached("SELECT id FROM action_plans WHERE uuid = ?1")?
+        .query_row([plan.to_string()], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+         SELECT 'action', uuid, ?1, ?2, ?3, ?4, ?5, ?6 FROM actions \
+         WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id",
+    )?
+    .execute(params![plan.to_string(), from.as_str(), to.as_str(), actor.as_str(), reason, now, plan_id])?;
     let deleted_at = (to == ActionState::Deleted).then_some(now);
     let status_message = status_message.map(bound_status_message);
-    for uuid in &uuids {
-        conn.prepare_cached(
+    let uuids: Vec<Uuid> = conn
+        .prepare_cached(
             "UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
-             status_message = COALESCE(?4, status_message) WHERE uuid = ?5 AND state = ?6",
+             status_message = COALESCE(?4, status_message) WHERE action_plan_id = ?5 AND state = ?6 \
+             RETURNING uuid",
         )?
-        .execute(params![
-            to.as_str(),
-            now,
-            deleted_at,
-            status_message,
-            uuid.to_string(),
-            from.as_str()
-        ])?;
-        record_history(
-            conn,
-            Entity::Action,
-            *uuid,
-            Some(plan),
-            Some(from.as_str()),
-            to.as_str(),
-            actor,
-            reason,
-            now,
-        )?;
-        events.push(StoreEvent::ActionState {
+        .query_map(
+            params![to.as_str(), now, deleted_at, status_message, plan_id, from.as_str()],
+            |r| uuid_col(r, 0),
+        )?
+        .collect::<Result<_, _>>()?;
+    if !uuids.is_empty() {
+        events.push(StoreEvent::ActionsMoved {
             plan,
-            uuid: *uuid,
             state: to,
+            count: uuids.len(),
         });
     }
     Ok(uuids)
@@ -1164,20 +1156,6 @@ impl Store {
                 "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
                  FROM state_history WHERE action_plan_uuid = ? ORDER BY seq",
                 vec![SqlValue::Text(plan.to_string())],
-                history_from_row,
-            )
-        })
-        .await
-    }
-
-    /// Every state change of one record (audit, action or plan), in commit order.
-    pub async fn record_history(&self, uuid: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.read(move |conn| {
-            query_list(
-                conn,
-                "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
-                 FROM state_history WHERE uuid = ? ORDER BY seq",
-                vec![SqlValue::Text(uuid.to_string())],
                 history_from_row,
             )
         })

@@ -87,7 +87,8 @@ CREATE TABLE state_history (
     at INTEGER NOT NULL
 );
 CREATE INDEX state_history_plan ON state_history(action_plan_uuid, seq);
-CREATE INDEX state_history_uuid ON state_history(uuid, seq);
+-- Plan and action rows are found through the plan; only audits need their own.
+CREATE INDEX state_history_audit ON state_history(uuid, seq) WHERE entity = 'audit';
 CREATE TABLE action_journal (
     action_uuid TEXT PRIMARY KEY,
     intent TEXT NOT NULL,

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Drives a real watcherd with the unmodified python-watcherclient CLI.
+
+Usage: python_watcherclient.py WATCHERD_BINARY WATCHER_CLI
+
+Starts watcherd on a free port with a throw-away SQLite file, runs the
+operator's session of the README (audit, start, cancel while running, show,
+list, delete) through `watcher --os-auth-token x --os-endpoint-override URL`,
+and checks what the client prints. Prints 'N passed, M failed' and exits
+non-zero if anything failed.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+watcherd, cli = sys.argv[1], sys.argv[2]
+passed = failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name}: {detail}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    with open(f"{tmp}/watcherd.toml", "w") as f:
+        f.write(f'listen = "127.0.0.1:0"\ndata_dir = "{tmp}"\n[applier]\nsweep_interval_secs = 0.5\n')
+    log = open(f"{tmp}/watcherd.log", "w")
+    daemon = subprocess.Popen([watcherd, "--config", f"{tmp}/watcherd.toml"], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        url = daemon.stdout.readline().strip().removeprefix("watcherd listening on ")
+        base = [cli, "--os-auth-token", "x", "--os-endpoint-override", url]
+
+        def run(*args, version=None, expect_ok=True):
+            cmd = base + (["--os-infra-optim-api-version", version] if version else []) + list(args)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if expect_ok and p.returncode != 0:
+                check(" ".join(args), False, p.stderr.strip())
+            return p
+
+        def value(*args, **kw):
+            return json.loads(run(*args, "-f", "json", **kw).stdout or "null")
+
+        goals = value("goal", "list")
+        check("goal list shows dummy", any(g["Name"] == "dummy" for g in goals), goals)
+        strategies = value("strategy", "list", "--goal", "dummy")
+        check("strategy list --goal dummy", {"dummy", "dummy_with_resize"} <= {s["Name"] for s in strategies}, strategies)
+        shown = value("strategy", "show", "dummy")
+        check("strategy show has parameters", "para1" in json.dumps(shown), shown)
+
+        audit = value("audit", "create", "-g", "dummy", "-p", "para1=30")
+        check("audit create -g dummy -p para1=30", audit.get("Strategy") == "dummy", audit)
+        plan = None
+        for _ in range(100):
+            plans = value("actionplan", "list", "--audit", audit["UUID"])
+            if plans:
+                plan = plans[0]["UUID"]
+                break
+            time.sleep(0.05)
+        check("the audit produced a RECOMMENDED plan", plan is not None)
+
+        started = value("actionplan", "start", plan)
+        check("actionplan start", started.get("State") in ("PENDING", "ONGOING"), started)
+        for _ in range(200):
+            actions = value("action", "list", "--action-plan", plan)
+            if any(a["Action"] == "sleep" and a["State"] == "ONGOING" for a in actions):
+                break
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        p = run("actionplan", "cancel", plan)
+        check("actionplan cancel of an ONGOING plan", p.returncode == 0, p.stderr)
+        final = None
+        for _ in range(200):
+            final = value("actionplan", "show", plan)
+            if final["State"] not in ("ONGOING", "CANCELLING"):
+                break
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        check("the plan ends CANCELLED", final["State"] == "CANCELLED", final)
+        check(f"cancel settled in {elapsed:.2f}s, not 30s", elapsed < 3.0)
+        actions = value("action", "list", "--action-plan", plan, "--detail")
+        by_type = [(a["Action"], a["State"]) for a in actions]
+        check("finished actions stay, the sleep is CANCELLED",
+              by_type == [("nop", "SUCCEEDED"), ("nop", "SUCCEEDED"), ("sleep", "CANCELLED")], by_type)
+        sleep = [a for a in actions if a["Action"] == "sleep"][0]
+        check("the sleep's status message explains", "aborted" in (sleep.get("Status Message") or ""), sleep)
+
+        p = run("actionplan", "cancel", plan)
+        check("a second cancel is not an error", p.returncode == 0, p.stderr)
+
+        # A RECOMMENDED plan: cancel cancels it and its actions.
+        audit2 = value("audit", "create", "-g", "dummy", "-s", "dummy")
+        plan2 = None
+        for _ in range(100):
+            plans = value("actionplan", "list", "--audit", audit2["UUID"])
+            if plans:
+                plan2 = plans[0]["UUID"]
+                break
+            time.sleep(0.05)
+        run("actionplan", "cancel", plan2)
+        check("cancel of a RECOMMENDED plan", value("actionplan", "show", plan2)["State"] == "CANCELLED")
+        check("its actions are CANCELLED",
+              all(a["State"] == "CANCELLED" for a in value("action", "list", "--action-plan", plan2)))
+        action_id = value("action", "list", "--action-plan", plan2)[0]["UUID"]
+        check("action show", value("action", "show", action_id)["UUID"] == action_id)
+
+        p = run("actionplan", "start", plan2, expect_ok=False)
+        check("start of a CANCELLED plan is refused with upstream's message",
+              p.returncode != 0 and "Couldn't start when state is 'CANCELLED'" in p.stderr, p.stderr)
+        p = run("actionplan", "show", "00000000-0000-0000-0000-000000000000", expect_ok=False)
+        check("unknown plan: the client prints the faultstring",
+              p.returncode != 0 and "could not be found" in p.stderr, p.stderr)
+
+        p = run("actionplan", "delete", plan2)
+        check("actionplan delete", p.returncode == 0, p.stderr)
+        p = run("actionplan", "show", plan2, expect_ok=False)
+        check("a deleted plan is gone", p.returncode != 0)
+
+        for version in ("1.0", "1.5", "1.7"):
+            plans = value("actionplan", "list", version=version)
+            check(f"actionplan list at {version}", any(x["UUID"] == plan for x in plans), plans)
+            shown = value("actionplan", "show", plan, version=version)
+            check(f"actionplan show at {version}", shown["State"] == "CANCELLED", shown)
+        check("audit list", any(a["UUID"] == audit["UUID"] for a in value("audit", "list")))
+        check("audit show", value("audit", "show", audit["UUID"])["UUID"] == audit["UUID"])
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+print(f"python-watcherclient: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
