@@ -368,8 +368,8 @@ async fn abort_live_migration(ctx: &ActionContext, op: &str, dest: &str, source:
             Ok(s) if s.is_settled() => s,
             Ok(_) if tokio::time::Instant::now() >= deadline => {
                 return Outcome::Failed(format!(
-                    "Abort of the live migration{progress} did not settle within {} s.",
-                    ctx.settings.abort_deadline.as_secs()
+                    "Abort of the live migration{progress} did not settle within {:.1} s.",
+                    ctx.settings.abort_deadline.as_secs_f64()
                 ))
             }
             Ok(_) => {
@@ -440,8 +440,8 @@ async fn confirm_or_revert(
         if let Some(d) = cancel_deadline {
             if tokio::time::Instant::now() >= d {
                 return Outcome::Failed(format!(
-                    "{what} cannot be aborted and was still running {} s after the cancel.",
-                    deadline_after_cancel.as_secs()
+                    "{what} cannot be aborted and was still running {:.1} s after the cancel.",
+                    deadline_after_cancel.as_secs_f64()
                 ));
             }
         }
@@ -884,8 +884,8 @@ impl ActionPlugin for VolumeMigrate {
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 return Outcome::Failed(format!(
-                    "Volume migration cannot be aborted and was still running {} s after the cancel.",
-                    ctx.settings.non_abortable_deadline.as_secs()
+                    "Volume migration cannot be aborted and was still running {:.1} s after the cancel.",
+                    ctx.settings.non_abortable_deadline.as_secs_f64()
                 ));
             }
             tokio::select! {
