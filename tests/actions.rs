@@ -15,7 +15,11 @@ fn run_and_cancel(d: &Daemon, actions: Value, running_type: &str) -> (Value, Val
     d.wait_action_state(&plan, running_type, "ONGOING");
     assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
     let p = d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
-    let a = d.actions(&plan).into_iter().find(|a| a["action_type"] == running_type).unwrap();
+    let a = d
+        .actions(&plan)
+        .into_iter()
+        .find(|a| a["action_type"] == running_type)
+        .unwrap();
     (p, a)
 }
 
@@ -24,7 +28,11 @@ fn a_cancelled_resize_is_reverted_once_it_awaits_confirmation() {
     let dir = temp_dir("resize");
     let scenario = scenario_file(&dir, "resize_secs = 0.5", "");
     let d = Daemon::start_in(&dir, "", Some(&scenario));
-    let (p, a) = run_and_cancel(&d, json!([{"action_type": "resize", "input_parameters": {"resource_id": VM1, "flavor": "m1.medium"}}]), "resize");
+    let (p, a) = run_and_cancel(
+        &d,
+        json!([{"action_type": "resize", "input_parameters": {"resource_id": VM1, "flavor": "m1.medium"}}]),
+        "resize",
+    );
     assert_eq!(a["state"], "CANCELLED", "{a}");
     assert_eq!(a["status_message"], "resize reverted on cancel.");
     assert_eq!(p["state"], "CANCELLED");
@@ -35,10 +43,20 @@ fn a_cancelled_volume_migration_is_awaited_and_reported_as_finished() {
     let dir = temp_dir("volume");
     let scenario = scenario_file(&dir, "volume_migration_secs = 0.5", "");
     let d = Daemon::start_in(&dir, "", Some(&scenario));
-    let (p, a) = run_and_cancel(&d, json!([{"action_type": "volume_migrate", "input_parameters": {
-        "resource_id": VOLUME, "migration_type": "migrate", "destination_node": "ceph-slow@rbd#slow"}}]), "volume_migrate");
+    let (p, a) = run_and_cancel(
+        &d,
+        json!([{"action_type": "volume_migrate", "input_parameters": {
+        "resource_id": VOLUME, "migration_type": "migrate", "destination_node": "ceph-slow@rbd#slow"}}]),
+        "volume_migrate",
+    );
     assert_eq!(a["state"], "SUCCEEDED", "{a}");
-    assert!(a["status_message"].as_str().unwrap().contains("cannot be aborted"), "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be aborted"),
+        "{a}"
+    );
     assert_eq!(p["state"], "CANCELLED");
 }
 
@@ -47,10 +65,20 @@ fn a_volume_migration_still_running_at_the_deadline_fails_the_cancelled_plan() {
     let dir = temp_dir("volume-deadline");
     let scenario = scenario_file(&dir, "volume_migration_secs = 30.0", "");
     let d = Daemon::start_in(&dir, "non_abortable_deadline_secs = 0.3", Some(&scenario));
-    let (p, a) = run_and_cancel(&d, json!([{"action_type": "volume_migrate", "input_parameters": {
-        "resource_id": VOLUME, "migration_type": "migrate", "destination_node": "ceph-slow@rbd#slow"}}]), "volume_migrate");
+    let (p, a) = run_and_cancel(
+        &d,
+        json!([{"action_type": "volume_migrate", "input_parameters": {
+        "resource_id": VOLUME, "migration_type": "migrate", "destination_node": "ceph-slow@rbd#slow"}}]),
+        "volume_migrate",
+    );
     assert_eq!(a["state"], "FAILED", "{a}");
-    assert!(a["status_message"].as_str().unwrap().contains("still running 0.3 s after the cancel"), "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("still running 0.3 s after the cancel"),
+        "{a}"
+    );
     assert_eq!(p["state"], "FAILED");
 }
 
@@ -62,22 +90,41 @@ fn service_state_changes_apply_and_are_skipped_when_already_done() {
         {"action_type": "change_nova_service_state", "input_parameters": {"resource_id": "compute-3", "state": "disabled"}}
     ]));
     d.start_plan(&plan);
-    assert_eq!(d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"], "SUCCEEDED");
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
     let states: Vec<(String, String)> = d
         .actions(&plan)
         .iter()
-        .map(|a| (a["state"].as_str().unwrap().into(), a["status_message"].as_str().unwrap_or("").into()))
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap().into(),
+                a["status_message"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
     assert_eq!(states[0].0, "SUCCEEDED");
     assert_eq!(states[1].0, "SKIPPED");
     assert!(states[1].1.contains("already disabled"), "{states:?}");
     // A migration to the disabled host now fails its pre-condition.
-    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {"migration_type": "live",
-        "resource_id": VM1, "source_node": "compute-1", "destination_node": "compute-3"}}]));
+    let plan = d.actuator(
+        json!([{"action_type": "migrate", "input_parameters": {"migration_type": "live",
+        "resource_id": VM1, "source_node": "compute-1", "destination_node": "compute-3"}}]),
+    );
     d.start_plan(&plan);
-    assert_eq!(d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"], "FAILED");
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "FAILED"
+    );
     let a = &d.actions(&plan)[0];
-    assert!(a["status_message"].as_str().unwrap().contains("compute-3 is disabled"), "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("compute-3 is disabled"),
+        "{a}"
+    );
 }
 
 #[test]
@@ -90,15 +137,36 @@ fn two_migrations_from_one_host_wait_for_each_other_under_a_per_host_limit_of_on
         {"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": VM2, "source_node": "compute-1", "destination_node": "compute-3"}}
     ]));
     // The planner put them side by side: only the limit keeps them apart.
-    assert!(d.actions(&plan).iter().all(|a| a["parents"].as_array().unwrap().is_empty()));
+    assert!(d
+        .actions(&plan)
+        .iter()
+        .all(|a| a["parents"].as_array().unwrap().is_empty()));
     d.start_plan(&plan);
-    assert_eq!(d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"], "SUCCEEDED");
-    let history = d.get(&format!("/v1/action_plans/{plan}/history"))["history"].as_array().unwrap().clone();
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    let history = d.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .clone();
     let seqs: Vec<(String, i64)> = history
         .iter()
-        .filter(|h| h["resource"] == "action" && matches!(h["to_state"].as_str(), Some("ONGOING" | "SUCCEEDED")))
-        .map(|h| (h["to_state"].as_str().unwrap().to_string(), h["seq"].as_i64().unwrap()))
+        .filter(|h| {
+            h["resource"] == "action"
+                && matches!(h["to_state"].as_str(), Some("ONGOING" | "SUCCEEDED"))
+        })
+        .map(|h| {
+            (
+                h["to_state"].as_str().unwrap().to_string(),
+                h["seq"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let order: Vec<&str> = seqs.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(order, ["ONGOING", "SUCCEEDED", "ONGOING", "SUCCEEDED"], "{history:?}");
+    assert_eq!(
+        order,
+        ["ONGOING", "SUCCEEDED", "ONGOING", "SUCCEEDED"],
+        "{history:?}"
+    );
 }

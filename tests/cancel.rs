@@ -156,6 +156,14 @@ fn cancelling_a_live_migration_aborts_it_and_the_instance_stays_on_its_source() 
     ]));
     d.start_plan(&plan);
     d.wait_action_state(&plan, "migrate", "ONGOING");
+    // While it runs, its status message follows the cloud's progress.
+    wait_for(Duration::from_secs(5), || {
+        let m = d.actions(&plan)[0]["status_message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        m.contains("compute-1 -> compute-2").then_some(())
+    });
     assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
     let p = d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
     assert_eq!(p["state"], "CANCELLED", "{p}");

@@ -79,6 +79,23 @@ pub struct ActionContext {
 }
 
 impl ActionContext {
+    /// Publishes a running operation's progress as the action's status
+    /// message when it moved by a tenth or more since `last` (a fraction).
+    async fn report_progress(&self, state: &OperationState, last: &mut f64) {
+        if let OperationState::Running { progress, detail } = state {
+            if *progress - *last >= 0.1 || (*last < 0.0) {
+                *last = *progress;
+                if let Err(e) = self
+                    .store
+                    .set_action_progress(self.action, detail.clone())
+                    .await
+                {
+                    tracing::debug!(error = %e, "could not record progress");
+                }
+            }
+        }
+    }
+
     fn str(&self, field: &str) -> Option<&str> {
         self.params.get(field).and_then(Value::as_str)
     }
@@ -325,11 +342,13 @@ async fn follow_live_migration(
     dest: &str,
     source: &str,
 ) -> Outcome {
+    let mut reported = -1.0;
     loop {
         let state = match retry_transient(|| ctx.cloud.operation(op)).await {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(format!("lost track of migration {op}: {e}")),
         };
+        ctx.report_progress(&state, &mut reported).await;
         match state {
             OperationState::Completed => return Outcome::Succeeded(None),
             OperationState::Failed(m) => {

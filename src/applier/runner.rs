@@ -492,7 +492,7 @@ impl PlanRunner {
                     ActionState::Cancelling,
                     Actor::Applier,
                     "action plan cancelled: aborting",
-                    None,
+                    Some("Aborting: the action plan was cancelled.".into()),
                 )
                 .await
             {

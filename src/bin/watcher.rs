@@ -417,11 +417,14 @@ fn wait_for_plan(client: &Client, plan: &str) -> anyhow::Result<Value> {
             .iter()
             .filter(|a| matches!(a["state"].as_str(), Some("ONGOING" | "CANCELLING")))
             .map(|a| {
-                format!(
-                    "{} ({})",
+                let (t, st) = (
                     a["action_type"].as_str().unwrap_or("?"),
-                    a["state"].as_str().unwrap_or("?")
-                )
+                    a["state"].as_str().unwrap_or("?"),
+                );
+                match a["status_message"].as_str() {
+                    Some(m) if !m.is_empty() => format!("{t} ({st}: {m})"),
+                    _ => format!("{t} ({st})"),
+                }
             })
             .collect();
         let total = actions.len().max(1);

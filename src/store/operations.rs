@@ -1162,6 +1162,19 @@ impl Store {
         .await
     }
 
+    /// Progress of a running action, shown as its `status_message`. Not a
+    /// state change, so no history row; ignored once the action has moved on.
+    pub async fn set_action_progress(&self, uuid: Uuid, message: String) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "UPDATE actions SET status_message = ?1 WHERE uuid = ?2 AND state = 'ONGOING'",
+            )?
+            .execute(params![bound_status_message(&message), uuid.to_string()])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records what an action is about to ask of the cloud, before asking.
     pub async fn journal_intent(&self, action: Uuid, intent: Value) -> Result<(), StoreError> {
         self.write(move |conn, _| {
@@ -1233,7 +1246,8 @@ fn change_action(
     let now = now_micros();
     let n = conn
         .prepare_cached(
-            "UPDATE actions SET state = ?1, updated_at = ?2, status_message = COALESCE(?3, status_message) \
+            // The message explains the latest state, so each change replaces it.
+            "UPDATE actions SET state = ?1, updated_at = ?2, status_message = ?3 \
              WHERE uuid = ?4 AND state = ?5 AND deleted_at IS NULL",
         )?
         .execute(params![
