@@ -40,6 +40,8 @@ pub struct ApplierConfig {
     pub poll_interval_ms: u64,
     pub abort_deadline_secs: f64,
     pub non_abortable_deadline_secs: f64,
+    /// After a cancel, undo SUCCEEDED actions that know how (off by default).
+    pub rollback_on_cancel: bool,
     pub limits: Limits,
 }
 
@@ -60,6 +62,7 @@ impl Default for ApplierConfig {
             poll_interval_ms: 100,
             abort_deadline_secs: 120.0,
             non_abortable_deadline_secs: 300.0,
+            rollback_on_cancel: false,
             limits: Limits::default(),
         }
     }

@@ -170,3 +170,71 @@ fn two_migrations_from_one_host_wait_for_each_other_under_a_per_host_limit_of_on
         "{history:?}"
     );
 }
+
+#[test]
+fn with_rollback_on_cancel_finished_actions_are_undone_in_reverse_order() {
+    let dir = temp_dir("rollback");
+    let scenario = scenario_file(&dir, "live_migration_secs = 0.2\nresize_secs = 1.0", "");
+    let d = Daemon::start_in(&dir, "rollback_on_cancel = true", Some(&scenario));
+    // Weight planner order: service state (50), migrate (30), resize (20).
+    let plan = d.actuator(json!([
+        {"action_type": "change_nova_service_state", "input_parameters": {"resource_id": "compute-3", "state": "disabled"}},
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": VM1, "source_node": "compute-1", "destination_node": "compute-2"}},
+        {"action_type": "resize", "input_parameters": {"resource_id": VM2, "flavor": "m1.medium"}},
+        {"action_type": "nop", "input_parameters": {"message": "no lasting effect"}}
+    ]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "resize", "ONGOING");
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    let p = d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    let by_type = |t: &str| {
+        d.actions(&plan)
+            .into_iter()
+            .find(|a| a["action_type"] == t)
+            .unwrap()
+    };
+    let migrate = by_type("migrate");
+    assert_eq!(migrate["state"], "CANCELLED", "{migrate}");
+    assert_eq!(
+        migrate["status_message"],
+        "Rolled back on cancel: migrated back to compute-1."
+    );
+    let service = by_type("change_nova_service_state");
+    assert_eq!(service["state"], "CANCELLED", "{service}");
+    assert!(
+        service["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("enabled again"),
+        "{service}"
+    );
+    assert_eq!(by_type("nop")["state"], "SUCCEEDED");
+    assert_eq!(by_type("resize")["state"], "CANCELLED");
+    // Reverse dependency order: the migration (later) is undone before the service change.
+    let history = d.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let undone: Vec<&str> = history
+        .iter()
+        .filter(|h| h["reason"] == "rolled back on cancel")
+        .map(|h| {
+            if h["uuid"] == migrate["uuid"] {
+                "migrate"
+            } else {
+                "service"
+            }
+        })
+        .collect();
+    assert_eq!(undone, ["migrate", "service"]);
+    // The instance really is back: migrating it again from compute-1 works.
+    let again = d.actuator(json!([{"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": VM1, "source_node": "compute-1", "destination_node": "compute-3"}}]));
+    d.start_plan(&again);
+    assert_eq!(
+        d.wait_state(&again, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED",
+        "compute-3 is enabled again and VM1 is on compute-1"
+    );
+    assert_eq!(d.actions(&again)[0]["state"], "SUCCEEDED");
+}

@@ -168,6 +168,37 @@ pub trait ActionPlugin: Send + Sync {
     async fn reconcile(&self, _ctx: &ActionContext, _journal: Option<&JournalEntry>) -> Reconciled {
         Reconciled::NotStarted
     }
+    /// Whether a SUCCEEDED run can be undone (`rollback_on_cancel`).
+    /// Actions without a lasting effect (nop, sleep) have nothing to undo.
+    fn can_revert(&self) -> bool {
+        false
+    }
+    /// Undoes a SUCCEEDED run. `Ok` says what was done; `Err` why it failed.
+    async fn revert(&self, _ctx: &ActionContext) -> Result<String, String> {
+        Err(format!("{} cannot be rolled back", self.action_type()))
+    }
+}
+
+/// Waits for an operation to settle (or await confirmation), up to `limit`.
+async fn await_operation(
+    ctx: &ActionContext,
+    op: &str,
+    limit: Duration,
+) -> Result<OperationState, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match retry_transient(|| ctx.cloud.operation(op)).await {
+            Ok(s) if s.is_settled() || s == OperationState::AwaitingConfirmation => return Ok(s),
+            Ok(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "operation {op} did not finish within {:.1} s",
+                    limit.as_secs_f64()
+                ))
+            }
+            Ok(_) => tokio::time::sleep(ctx.settings.poll_interval).await,
+            Err(e) => return Err(format!("lost track of operation {op}: {e}")),
+        }
+    }
 }
 
 /// The action types watcherd knows, by name.
@@ -638,6 +669,48 @@ impl ActionPlugin for Migrate {
     async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
         reconcile_migration(ctx, journal).await
     }
+    fn can_revert(&self) -> bool {
+        true
+    }
+    /// Migrates the instance back to `source_node`, the same way it left.
+    async fn revert(&self, ctx: &ActionContext) -> Result<String, String> {
+        let instance = ctx.str("resource_id").unwrap_or_default().to_string();
+        let source = ctx.str("source_node").unwrap_or_default().to_string();
+        let live = ctx.str("migration_type") == Some("live");
+        let now = retry_transient(|| ctx.cloud.instance(&instance))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("instance {instance} no longer exists"))?;
+        if now.host == source {
+            return Ok(format!(
+                "Nothing to roll back: the instance is on {source}."
+            ));
+        }
+        let intent = json!({"operation": if live { "rollback_live_migrate" } else { "rollback_cold_migrate" },
+                            "instance": instance, "source": now.host, "destination": source});
+        let op = ctx
+            .journaled(intent, || async {
+                if live {
+                    ctx.cloud.live_migrate(&instance, Some(&source)).await
+                } else {
+                    ctx.cloud.cold_migrate(&instance, Some(&source)).await
+                }
+            })
+            .await?;
+        match await_operation(ctx, &op, ctx.settings.non_abortable_deadline).await? {
+            OperationState::Completed => {
+                Ok(format!("Rolled back on cancel: migrated back to {source}."))
+            }
+            OperationState::AwaitingConfirmation => {
+                retry_transient(|| ctx.cloud.confirm(&op))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("Rolled back on cancel: migrated back to {source}."))
+            }
+            OperationState::Failed(m) => Err(format!("migration back to {source} failed: {m}")),
+            other => Err(format!("migration back to {source} ended {other:?}")),
+        }
+    }
 }
 
 // ----- resize ----------------------------------------------------------------
@@ -686,7 +759,15 @@ impl ActionPlugin for Resize {
         let op = match resume {
             Some(op) => op,
             None => {
-                let intent = json!({"operation": "resize", "instance": instance, "flavor": flavor});
+                let old_flavor = match retry_transient(|| ctx.cloud.instance(&instance)).await {
+                    Ok(Some(i)) => i.flavor,
+                    Ok(None) => {
+                        return Outcome::Failed(format!("instance {instance} no longer exists"))
+                    }
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                };
+                // The old flavor is journaled so that a rollback can restore it.
+                let intent = json!({"operation": "resize", "instance": instance, "flavor": flavor, "old_flavor": old_flavor});
                 match ctx
                     .journaled(intent, || ctx.cloud.resize(&instance, &flavor))
                     .await
@@ -697,6 +778,43 @@ impl ActionPlugin for Resize {
             }
         };
         confirm_or_revert(ctx, cancel, &op, "resize").await
+    }
+    fn can_revert(&self) -> bool {
+        true
+    }
+    /// Resizes back to the flavor journaled before the resize.
+    async fn revert(&self, ctx: &ActionContext) -> Result<String, String> {
+        let instance = ctx.str("resource_id").unwrap_or_default().to_string();
+        let journal = ctx
+            .store
+            .journal(ctx.action)
+            .await
+            .map_err(|e| e.to_string())?;
+        let old = journal
+            .as_ref()
+            .and_then(|j| j.intent.get("old_flavor"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| "the flavor before the resize was not recorded".to_string())?;
+        let op = ctx
+            .journaled(
+                json!({"operation": "rollback_resize", "instance": instance, "flavor": old}),
+                || ctx.cloud.resize(&instance, &old),
+            )
+            .await?;
+        match await_operation(ctx, &op, ctx.settings.non_abortable_deadline).await? {
+            OperationState::AwaitingConfirmation => {
+                retry_transient(|| ctx.cloud.confirm(&op))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("Rolled back on cancel: resized back to {old}."))
+            }
+            OperationState::Completed => {
+                Ok(format!("Rolled back on cancel: resized back to {old}."))
+            }
+            OperationState::Failed(m) => Err(format!("resize back to {old} failed: {m}")),
+            other => Err(format!("resize back to {old} ended {other:?}")),
+        }
     }
     async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
         let Some(op) = journal.and_then(|j| j.operation_id.clone()) else {
@@ -788,6 +906,27 @@ impl ActionPlugin for ChangeNovaServiceState {
             Ok(()) => Outcome::Succeeded(None),
             Err(e) => Outcome::Failed(e.to_string()),
         }
+    }
+    fn can_revert(&self) -> bool {
+        true
+    }
+    /// Puts the service back in the opposite state.
+    async fn revert(&self, ctx: &ActionContext) -> Result<String, String> {
+        let host = Self::host(&ctx.params);
+        let enabled_by_action = matches!(ctx.str("state"), Some("enabled" | "up"));
+        let restore = !enabled_by_action;
+        let reason = (!restore).then_some("restored by watcher after a cancelled action plan");
+        ctx.store
+            .journal_intent(ctx.action, json!({"operation": "rollback_set_compute_service", "host": host, "enabled": restore}))
+            .await
+            .map_err(|e| e.to_string())?;
+        retry_transient(|| ctx.cloud.set_compute_service(&host, restore, reason))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "Rolled back on cancel: nova-compute on {host} {} again.",
+            if restore { "enabled" } else { "disabled" }
+        ))
     }
     async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
         if journal.is_none() {

@@ -84,6 +84,8 @@ pub struct ApplierSettings {
     /// How often the database is swept for work a lost event would hide.
     pub sweep_interval: Duration,
     pub shutdown_grace: Duration,
+    /// After a cancel, undo SUCCEEDED actions that know how.
+    pub rollback_on_cancel: bool,
 }
 
 struct Runs {
@@ -121,6 +123,7 @@ impl Applier {
             limits: settings.limits.clone(),
             settings: settings.actions.clone(),
             shutdown_grace: settings.shutdown_grace,
+            rollback_on_cancel: settings.rollback_on_cancel,
         };
         Applier {
             inner: Arc::new(Inner {

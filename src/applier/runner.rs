@@ -43,6 +43,8 @@ pub struct PlanRunner {
     pub settings: ActionSettings,
     /// How long running actions get to finish on shutdown before they are aborted.
     pub shutdown_grace: Duration,
+    /// After a cancel, undo SUCCEEDED actions that know how.
+    pub rollback_on_cancel: bool,
 }
 
 /// What an action task reports to the loop.
@@ -298,6 +300,9 @@ impl PlanRunner {
             )
         }) {
             return Ok(RunEnd::Interrupted);
+        }
+        if cancelling && self.rollback_on_cancel {
+            self.roll_back(plan_id, &mut nodes).await?;
         }
         self.finish_plan(plan_id, &nodes, cancelling)
             .await
@@ -704,6 +709,55 @@ impl PlanRunner {
         Ok(Some(to))
     }
 
+    /// `rollback_on_cancel`: undoes SUCCEEDED actions in reverse dependency
+    /// order, one at a time, recording each as CANCELLED (undone) or FAILED.
+    async fn roll_back(&self, plan: Uuid, nodes: &mut [Node]) -> Result<(), StoreError> {
+        for i in topological_order(nodes).into_iter().rev() {
+            let node = &nodes[i];
+            if node.action.state != ActionState::Succeeded {
+                continue;
+            }
+            let Some(plugin) = self.registry.get(&node.action.action_type) else {
+                continue;
+            };
+            if !plugin.can_revert() {
+                continue;
+            }
+            let ctx = ActionContext {
+                plan,
+                action: node.action.uuid,
+                params: node.action.input_parameters.clone(),
+                cloud: self.cloud.clone(),
+                store: self.store.clone(),
+                settings: self.settings.clone(),
+            };
+            let (to, reason, message) = match plugin.revert(&ctx).await {
+                Ok(m) => (ActionState::Cancelled, "rolled back on cancel", m),
+                Err(e) => (
+                    ActionState::Failed,
+                    "rollback on cancel failed",
+                    format!(
+                        "Rollback on cancel failed: {e}; the action's effect is still in place."
+                    ),
+                ),
+            };
+            info!(action = %node.action.uuid, state = %to, "rollback");
+            self.store
+                .transition_action(
+                    plan,
+                    node.action.uuid,
+                    ActionState::Succeeded,
+                    to,
+                    Actor::Applier,
+                    reason,
+                    Some(message),
+                )
+                .await?;
+            nodes[i].action.state = to;
+        }
+        Ok(())
+    }
+
     /// Derives the plan's final state from its actions and writes it.
     async fn finish_plan(
         &self,
@@ -804,6 +858,28 @@ enum Settle {
     Done,
     BackToPending,
     PlanStopped,
+}
+
+/// Parents before children (Kahn's algorithm); creation order among equals.
+fn topological_order(nodes: &[Node]) -> Vec<usize> {
+    let mut waiting: Vec<usize> = vec![0; nodes.len()];
+    for n in nodes {
+        for &c in &n.children {
+            waiting[c] += 1;
+        }
+    }
+    let mut queue: VecDeque<usize> = (0..nodes.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(i) = queue.pop_front() {
+        order.push(i);
+        for &c in &nodes[i].children {
+            waiting[c] -= 1;
+            if waiting[c] == 0 {
+                queue.push_back(c);
+            }
+        }
+    }
+    order
 }
 
 fn release_children(nodes: &mut [Node], i: usize, ready: &mut HashMap<String, VecDeque<usize>>) {

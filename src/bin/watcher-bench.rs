@@ -141,6 +141,7 @@ async fn throughput(n: usize, chain: bool) -> anyhow::Result<(f64, usize)> {
         limits,
         settings: ActionSettings::default(),
         shutdown_grace: Duration::from_secs(1),
+        rollback_on_cancel: false,
     };
     let t = Instant::now();
     let end = runner

@@ -245,6 +245,9 @@ pub const ACTION_TRANSITIONS: &[Transition<ActionState>] = &[
     t(A::Cancelling, A::Cancelled, &[Applier, Recovery]),
     t(A::Cancelling, A::Succeeded, &[Applier, Recovery]),
     t(A::Cancelling, A::Failed, &[Applier, Recovery]),
+    // rollback_on_cancel: a finished action's effect undone, or the undo failed.
+    t(A::Succeeded, A::Cancelled, &[Applier]),
+    t(A::Succeeded, A::Failed, &[Applier]),
     t(A::Pending, A::Deleted, &[Api]),
     t(A::Succeeded, A::Deleted, &[Api]),
     t(A::Failed, A::Deleted, &[Api]),
@@ -339,7 +342,9 @@ mod tests {
             }
         }
         for tr in ACTION_TRANSITIONS {
-            if tr.from.is_finished() {
+            // The only exception: rollback_on_cancel undoing a SUCCEEDED action.
+            let rollback = tr.from == A::Succeeded && matches!(tr.to, A::Cancelled | A::Failed);
+            if tr.from.is_finished() && !rollback {
                 assert_eq!(tr.to, A::Deleted, "{:?}", tr);
             }
         }
