@@ -238,3 +238,71 @@ fn with_rollback_on_cancel_finished_actions_are_undone_in_reverse_order() {
     );
     assert_eq!(d.actions(&again)[0]["state"], "SUCCEEDED");
 }
+
+#[test]
+fn pre_and_post_conditions_skip_or_fail_actions_with_upstreams_messages() {
+    let d = Daemon::start("conditions");
+    let plan = d.actuator(json!([
+        {"action_type": "nop", "input_parameters": {"message": "a", "skip_pre_condition": true}},
+        {"action_type": "nop", "input_parameters": {"message": "b", "fail_pre_condition": true}},
+        {"action_type": "nop", "input_parameters": {"message": "c", "fail_post_condition": true}}
+    ]));
+    d.start_plan(&plan);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(p["state"], "FAILED");
+    let got: Vec<(String, String)> = d
+        .actions(&plan)
+        .iter()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap().into(),
+                a["status_message"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got[0],
+        (
+            "SKIPPED".into(),
+            "Action was skipped automatically: skip_pre_condition is set".into()
+        )
+    );
+    assert_eq!(
+        got[1],
+        (
+            "FAILED".into(),
+            "Action failed in pre_condition: fail_pre_condition is set".into()
+        )
+    );
+    assert_eq!(
+        got[2],
+        (
+            "FAILED".into(),
+            "Action failed in post_condition: fail_post_condition is set".into()
+        )
+    );
+}
+
+#[test]
+fn the_dummy_with_resize_strategy_runs_on_the_simulated_cloud() {
+    let dir = temp_dir("dummy-resize");
+    let scenario = scenario_file(&dir, "live_migration_secs = 0.2\nresize_secs = 0.2", "");
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = d.recommend("dummy", "dummy_with_resize", json!({}));
+    let mut types: Vec<String> = d
+        .actions(&plan)
+        .iter()
+        .map(|a| a["action_type"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["migrate", "migrate", "nop", "nop", "resize", "sleep"]
+    );
+    d.start_plan(&plan);
+    let p = wait_for(std::time::Duration::from_secs(20), || {
+        let p = d.plan(&plan);
+        matches!(p["state"].as_str(), Some("SUCCEEDED" | "FAILED")).then_some(p)
+    });
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+}

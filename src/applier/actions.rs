@@ -164,6 +164,10 @@ pub trait ActionPlugin: Send + Sync {
         cancel: &CancellationToken,
         resume: Option<OperationId>,
     ) -> Outcome;
+    /// Checked after a successful run; an `Err` makes the action FAILED.
+    async fn post_condition(&self, _ctx: &ActionContext) -> Result<(), String> {
+        Ok(())
+    }
     /// What became of a run interrupted by a crash or shutdown.
     async fn reconcile(&self, _ctx: &ActionContext, _journal: Option<&JournalEntry>) -> Reconciled {
         Reconciled::NotStarted
@@ -289,6 +293,17 @@ impl ActionPlugin for Nop {
         }
         if flag("fail_pre_condition") {
             return Err(Precondition::Fail("fail_pre_condition is set".into()));
+        }
+        Ok(())
+    }
+    async fn post_condition(&self, ctx: &ActionContext) -> Result<(), String> {
+        if ctx
+            .params
+            .get("fail_post_condition")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Err("fail_post_condition is set".into());
         }
         Ok(())
     }

@@ -446,7 +446,12 @@ impl PlanRunner {
                         return;
                     }
                 }
-                let outcome = plugin.execute(&ctx, &token, resume).await;
+                let mut outcome = plugin.execute(&ctx, &token, resume).await;
+                if let Outcome::Succeeded(_) = outcome {
+                    if let Err(m) = plugin.post_condition(&ctx).await {
+                        outcome = Outcome::Failed(format!("Action failed in post_condition: {m}"));
+                    }
+                }
                 let _ = tx.send((i, Report::Finished(outcome)));
             }
             .instrument(span),
