@@ -19,6 +19,39 @@ use uuid::Uuid;
 type Q = Query<HashMap<String, String>>;
 type ApiResult = Result<Response, ApiError>;
 
+/// Everything a list handler reads; one extractor so that the list and
+/// `/detail` routes can share one handler.
+pub struct ListRequest {
+    state: AppState,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ver: Version,
+}
+
+impl axum::extract::FromRequestParts<AppState> for ListRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let Query(q) = Q::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
+        let ver = parts
+            .extensions
+            .get::<Version>()
+            .copied()
+            .unwrap_or(super::version::MIN);
+        Ok(ListRequest {
+            state: state.clone(),
+            q,
+            headers: parts.headers.clone(),
+            ver,
+        })
+    }
+}
+
 fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
@@ -193,12 +226,10 @@ const STRATEGY_SORT: &[(&str, &str)] = &[
     ("goal_name", "g.name"),
 ];
 
-async fn goals(
-    state: AppState,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
-    detail: bool,
-) -> ApiResult {
+pub async fn list_goals(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state, q, headers, ..
+    } = r;
     let (query, key) = list_query(&q, &headers, GOAL_SORT)?;
     let base = base_url(&headers);
     let goals = state.store.list_goals(query.clone()).await?;
@@ -212,14 +243,6 @@ async fn goals(
     ))
 }
 
-pub async fn list_goals(State(s): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult {
-    goals(s, q, h, false).await
-}
-
-pub async fn list_goals_detail(State(s): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult {
-    goals(s, q, h, true).await
-}
-
 pub async fn show_goal(
     State(s): State<AppState>,
     Path(ident): Path<String>,
@@ -229,12 +252,10 @@ pub async fn show_goal(
     Ok(Json(views::goal(&g, &base_url(&h), true)).into_response())
 }
 
-async fn strategies_list(
-    state: AppState,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
-    detail: bool,
-) -> ApiResult {
+pub async fn list_strategies(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state, q, headers, ..
+    } = r;
     let (query, key) = list_query(&q, &headers, STRATEGY_SORT)?;
     let base = base_url(&headers);
     let list = state
@@ -255,18 +276,6 @@ async fn strategies_list(
         &base,
         detail,
     ))
-}
-
-pub async fn list_strategies(State(s): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult {
-    strategies_list(s, q, h, false).await
-}
-
-pub async fn list_strategies_detail(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-) -> ApiResult {
-    strategies_list(s, q, h, true).await
 }
 
 pub async fn show_strategy(
@@ -302,13 +311,13 @@ const AUDIT_SORT: &[(&str, &str)] = &[
     ("updated_at", "x.updated_at"),
 ];
 
-async fn audits(
-    state: AppState,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
-    ver: Version,
-    detail: bool,
-) -> ApiResult {
+pub async fn list_audits(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state,
+        q,
+        headers,
+        ver,
+    } = r;
     let (query, key) = list_query(&q, &headers, AUDIT_SORT)?;
     let base = base_url(&headers);
     let filter = AuditFilter {
@@ -324,24 +333,6 @@ async fn audits(
     Ok(collection(
         "audits", items, uuids, &query, &key, &base, detail,
     ))
-}
-
-pub async fn list_audits(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    Extension(v): Extension<Version>,
-) -> ApiResult {
-    audits(s, q, h, v, false).await
-}
-
-pub async fn list_audits_detail(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    Extension(v): Extension<Version>,
-) -> ApiResult {
-    audits(s, q, h, v, true).await
 }
 
 pub async fn show_audit(
@@ -536,13 +527,13 @@ const PLAN_SORT: &[(&str, &str)] = &[
     ("updated_at", "x.updated_at"),
 ];
 
-async fn plans(
-    state: AppState,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
-    ver: Version,
-    detail: bool,
-) -> ApiResult {
+pub async fn list_plans(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state,
+        q,
+        headers,
+        ver,
+    } = r;
     let (query, key) = list_query(&q, &headers, PLAN_SORT)?;
     let base = base_url(&headers);
     let filter = PlanFilter {
@@ -567,24 +558,6 @@ async fn plans(
         &base,
         detail,
     ))
-}
-
-pub async fn list_plans(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    Extension(v): Extension<Version>,
-) -> ApiResult {
-    plans(s, q, h, v, false).await
-}
-
-pub async fn list_plans_detail(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    Extension(v): Extension<Version>,
-) -> ApiResult {
-    plans(s, q, h, v, true).await
 }
 
 pub async fn show_plan(
@@ -868,13 +841,13 @@ const ACTION_SORT: &[(&str, &str)] = &[
     ("updated_at", "x.updated_at"),
 ];
 
-async fn actions(
-    state: AppState,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
-    ver: Version,
-    detail: bool,
-) -> ApiResult {
+pub async fn list_actions(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state,
+        q,
+        headers,
+        ver,
+    } = r;
     let (query, key) = list_query(&q, &headers, ACTION_SORT)?;
     let filter = ActionFilter {
         action_plan_uuid: q
@@ -909,24 +882,6 @@ async fn actions(
     Ok(collection(
         "actions", items, uuids, &query, &key, &base, detail,
     ))
-}
-
-pub async fn list_actions(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    Extension(v): Extension<Version>,
-) -> ApiResult {
-    actions(s, q, h, v, false).await
-}
-
-pub async fn list_actions_detail(
-    State(s): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    Extension(v): Extension<Version>,
-) -> ApiResult {
-    actions(s, q, h, v, true).await
 }
 
 pub async fn show_action(

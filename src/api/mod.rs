@@ -35,26 +35,41 @@ pub fn router(state: AppState) -> Router {
     use handlers::*;
     let v1 = Router::new()
         .route("/", get(v1_root))
-        .route("/goals", get(list_goals))
-        .route("/goals/detail", get(list_goals_detail))
+        .route("/goals", get(|r: ListRequest| list_goals(r, false)))
+        .route("/goals/detail", get(|r: ListRequest| list_goals(r, true)))
         .route("/goals/{ident}", get(show_goal))
-        .route("/strategies", get(list_strategies))
-        .route("/strategies/detail", get(list_strategies_detail))
+        .route(
+            "/strategies",
+            get(|r: ListRequest| list_strategies(r, false)),
+        )
+        .route(
+            "/strategies/detail",
+            get(|r: ListRequest| list_strategies(r, true)),
+        )
         .route("/strategies/{ident}", get(show_strategy))
         .route("/strategies/{ident}/state", get(strategy_state))
-        .route("/audits", get(list_audits).post(create_audit))
-        .route("/audits/detail", get(list_audits_detail))
+        .route(
+            "/audits",
+            get(|r: ListRequest| list_audits(r, false)).post(create_audit),
+        )
+        .route("/audits/detail", get(|r: ListRequest| list_audits(r, true)))
         .route("/audits/{ident}", get(show_audit))
-        .route("/action_plans", get(list_plans))
-        .route("/action_plans/detail", get(list_plans_detail))
+        .route("/action_plans", get(|r: ListRequest| list_plans(r, false)))
+        .route(
+            "/action_plans/detail",
+            get(|r: ListRequest| list_plans(r, true)),
+        )
         .route(
             "/action_plans/{uuid}",
             get(show_plan).patch(patch_plan).delete(delete_plan),
         )
         .route("/action_plans/{uuid}/start", post(start_plan))
         .route("/action_plans/{uuid}/history", get(plan_history))
-        .route("/actions", get(list_actions))
-        .route("/actions/detail", get(list_actions_detail))
+        .route("/actions", get(|r: ListRequest| list_actions(r, false)))
+        .route(
+            "/actions/detail",
+            get(|r: ListRequest| list_actions(r, true)),
+        )
         .route("/actions/{uuid}", get(show_action).patch(patch_action))
         .layer(axum::middleware::from_fn(microversion));
     Router::new()
