@@ -410,15 +410,47 @@ fn move_actions(
     Ok(uuids)
 }
 
+/// The filters of a list: SQL conditions and their bound values.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    args: Vec<SqlValue>,
+}
+
+impl Where {
+    /// `condition` holds one `?` for `value`.
+    fn eq(mut self, condition: &str, value: Option<String>) -> Self {
+        if let Some(v) = value {
+            self.clauses.push(condition.to_string());
+            self.args.push(SqlValue::Text(v));
+        }
+        self
+    }
+
+    /// A record named by UUID or by name.
+    fn ident(self, ident: Option<&str>, uuid_col: &str, name_col: &str) -> Self {
+        match ident {
+            None => self,
+            Some(i) => match Uuid::parse_str(i) {
+                Ok(u) => self.eq(&format!("{uuid_col} = ?"), Some(u.to_string())),
+                Err(_) => self.eq(&format!("{name_col} = ?"), Some(i.to_string())),
+            },
+        }
+    }
+}
+
 fn build_list_sql(
     select: &str,
     table: &str,
     query: &ListQuery,
-    mut clauses: Vec<String>,
-    mut args: Vec<SqlValue>,
+    filters: Where,
     conn: &Connection,
     kind: &'static str,
 ) -> Result<(String, Vec<SqlValue>), StoreError> {
+    let Where {
+        mut clauses,
+        mut args,
+    } = filters;
     if !query.show_deleted {
         clauses.push("x.deleted_at IS NULL".into());
     }
@@ -458,11 +490,25 @@ fn build_list_sql(
     Ok((sql, args))
 }
 
-fn ident_clause(ident: &str, uuid_col: &str, name_col: &str) -> (String, SqlValue) {
-    match Uuid::parse_str(ident) {
-        Ok(u) => (format!("{uuid_col} = ?"), SqlValue::Text(u.to_string())),
-        Err(_) => (format!("{name_col} = ?"), SqlValue::Text(ident.to_string())),
-    }
+/// One record by UUID or name.
+fn find_by_ident<T>(
+    conn: &Connection,
+    select: &str,
+    ident: &str,
+    kind: &'static str,
+    map: fn(&Row) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let w = Where::default().ident(Some(ident), "x.uuid", "x.name");
+    conn.query_row(
+        &format!("{select} WHERE {}", w.clauses[0]),
+        params_from_iter(w.args),
+        map,
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound {
+        kind,
+        id: ident.to_string(),
+    })
 }
 
 fn query_list<T>(
@@ -529,7 +575,7 @@ impl Store {
     pub async fn list_goals(&self, query: ListQuery) -> Result<Vec<Goal>, StoreError> {
         self.read(move |conn| {
             let (sql, args) =
-                build_list_sql(GOAL_SELECT, "goals", &query, vec![], vec![], conn, "Goal")?;
+                build_list_sql(GOAL_SELECT, "goals", &query, Where::default(), conn, "Goal")?;
             query_list(conn, &sql, args, goal_from_row)
         })
         .await
@@ -538,20 +584,8 @@ impl Store {
     /// A goal by UUID or name.
     pub async fn get_goal(&self, ident: &str) -> Result<Goal, StoreError> {
         let ident = ident.to_string();
-        self.read(move |conn| {
-            let (clause, arg) = ident_clause(&ident, "x.uuid", "x.name");
-            conn.query_row(
-                &format!("{GOAL_SELECT} WHERE {clause}"),
-                [arg],
-                goal_from_row,
-            )
-            .optional()?
-            .ok_or(StoreError::NotFound {
-                kind: "Goal",
-                id: ident,
-            })
-        })
-        .await
+        self.read(move |conn| find_by_ident(conn, GOAL_SELECT, &ident, "Goal", goal_from_row))
+            .await
     }
 
     pub async fn list_strategies(
@@ -560,18 +594,12 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<Strategy>, StoreError> {
         self.read(move |conn| {
-            let (mut clauses, mut args) = (vec![], vec![]);
-            if let Some(goal) = &goal {
-                let (c, a) = ident_clause(goal, "g.uuid", "g.name");
-                clauses.push(c);
-                args.push(a);
-            }
+            let filters = Where::default().ident(goal.as_deref(), "g.uuid", "g.name");
             let (sql, args) = build_list_sql(
                 STRATEGY_SELECT,
                 "strategies",
                 &query,
-                clauses,
-                args,
+                filters,
                 conn,
                 "Strategy",
             )?;
@@ -584,17 +612,7 @@ impl Store {
     pub async fn get_strategy(&self, ident: &str) -> Result<Strategy, StoreError> {
         let ident = ident.to_string();
         self.read(move |conn| {
-            let (clause, arg) = ident_clause(&ident, "x.uuid", "x.name");
-            conn.query_row(
-                &format!("{STRATEGY_SELECT} WHERE {clause}"),
-                [arg],
-                strategy_from_row,
-            )
-            .optional()?
-            .ok_or(StoreError::NotFound {
-                kind: "Strategy",
-                id: ident,
-            })
+            find_by_ident(conn, STRATEGY_SELECT, &ident, "Strategy", strategy_from_row)
         })
         .await
     }
@@ -643,19 +661,11 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<Audit>, StoreError> {
         self.read(move |conn| {
-            let (mut clauses, mut args) = (vec![], vec![]);
-            if let Some(goal) = &filter.goal {
-                let (c, a) = ident_clause(goal, "g.uuid", "g.name");
-                clauses.push(c);
-                args.push(a);
-            }
-            if let Some(strategy) = &filter.strategy {
-                let (c, a) = ident_clause(strategy, "s.uuid", "s.name");
-                clauses.push(c);
-                args.push(a);
-            }
+            let filters = Where::default()
+                .ident(filter.goal.as_deref(), "g.uuid", "g.name")
+                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
             let (sql, args) =
-                build_list_sql(AUDIT_SELECT, "audits", &query, clauses, args, conn, "Audit")?;
+                build_list_sql(AUDIT_SELECT, "audits", &query, filters, conn, "Audit")?;
             query_list(conn, &sql, args, audit_from_row)
         })
         .await
@@ -804,22 +814,14 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<ActionPlan>, StoreError> {
         self.read(move |conn| {
-            let (mut clauses, mut args) = (vec![], vec![]);
-            if let Some(audit) = filter.audit_uuid {
-                clauses.push("a.uuid = ?".to_string());
-                args.push(SqlValue::Text(audit.to_string()));
-            }
-            if let Some(strategy) = &filter.strategy {
-                let (c, a) = ident_clause(strategy, "s.uuid", "s.name");
-                clauses.push(c);
-                args.push(a);
-            }
+            let filters = Where::default()
+                .eq("a.uuid = ?", filter.audit_uuid.map(|u| u.to_string()))
+                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
             let (sql, args) = build_list_sql(
                 PLAN_SELECT,
                 "action_plans",
                 &query,
-                clauses,
-                args,
+                filters,
                 conn,
                 "ActionPlan",
             )?;
@@ -943,24 +945,14 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<Action>, StoreError> {
         self.read(move |conn| {
-            let (mut clauses, mut args) = (vec![], vec![]);
-            if let Some(plan) = filter.action_plan_uuid {
-                clauses.push("p.uuid = ?".to_string());
-                args.push(SqlValue::Text(plan.to_string()));
-            }
-            if let Some(audit) = filter.audit_uuid {
-                clauses.push("p.audit_id = (SELECT id FROM audits WHERE uuid = ?)".to_string());
-                args.push(SqlValue::Text(audit.to_string()));
-            }
-            let (sql, args) = build_list_sql(
-                ACTION_SELECT,
-                "actions",
-                &query,
-                clauses,
-                args,
-                conn,
-                "Action",
-            )?;
+            let filters = Where::default()
+                .eq("p.uuid = ?", filter.action_plan_uuid.map(|u| u.to_string()))
+                .eq(
+                    "p.audit_id = (SELECT id FROM audits WHERE uuid = ?)",
+                    filter.audit_uuid.map(|u| u.to_string()),
+                );
+            let (sql, args) =
+                build_list_sql(ACTION_SELECT, "actions", &query, filters, conn, "Action")?;
             query_list(conn, &sql, args, action_from_row)
         })
         .await
