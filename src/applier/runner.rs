@@ -127,6 +127,10 @@ impl PlanRunner {
             }
         }
 
+        // Action tokens hang under this scope, which is cancelled when this
+        // function returns for any reason: no action task outlives its run.
+        let scope = cancel.child_token();
+        let _abort_on_exit = scope.clone().drop_guard();
         let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Report)>();
         let mut running: HashMap<usize, Running> = HashMap::new();
         let mut writes: Vec<PendingWrite> = Vec::new();
@@ -156,7 +160,7 @@ impl PlanRunner {
                                 .journal(nodes[i].action.uuid)
                                 .await?
                                 .and_then(|j| j.operation_id);
-                            let token = cancel.child_token();
+                            let token = scope.child_token();
                             let c = nodes[i].action.state == ActionState::Cancelling;
                             if c {
                                 token.cancel();
@@ -213,7 +217,7 @@ impl PlanRunner {
                     &mut running,
                     &mut running_by_type,
                     &mut running_by_host,
-                    &cancel,
+                    &scope,
                     &tx,
                 );
             }
@@ -318,7 +322,7 @@ impl PlanRunner {
         running: &mut HashMap<usize, Running>,
         by_type: &mut HashMap<String, usize>,
         by_host: &mut HashMap<String, usize>,
-        cancel: &CancellationToken,
+        scope: &CancellationToken,
         tx: &mpsc::UnboundedSender<(usize, Report)>,
     ) {
         let types: Vec<String> = ready.keys().cloned().collect();
@@ -345,7 +349,7 @@ impl PlanRunner {
                     }
                     continue;
                 }
-                let token = cancel.child_token();
+                let token = scope.child_token();
                 self.take_slots(node, by_type, by_host);
                 self.spawn_action(&node.action, i, token.clone(), None, tx.clone());
                 running.insert(
