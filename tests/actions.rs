@@ -306,3 +306,50 @@ fn the_dummy_with_resize_strategy_runs_on_the_simulated_cloud() {
     });
     assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
 }
+
+#[test]
+fn injected_faults_replay_from_the_seed_transient_errors_are_retried_and_failures_reported() {
+    let dir = temp_dir("faults");
+    let scenario = scenario_file(
+        &dir,
+        "live_migration_secs = 0.2",
+        "transient_error_rate = 0.3\nmigration_failure_rate = 0.0",
+    );
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": VM1, "source_node": "compute-1", "destination_node": "compute-2"}},
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": VM2, "source_node": "compute-1", "destination_node": "compute-3"}}
+    ]));
+    d.start_plan(&plan);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(
+        p["state"],
+        "SUCCEEDED",
+        "transient errors are retried: {p} {:?}",
+        d.actions(&plan)
+    );
+
+    let dir = temp_dir("faults-fail");
+    let scenario = scenario_file(
+        &dir,
+        "live_migration_secs = 0.2",
+        "migration_failure_rate = 1.0",
+    );
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": VM1, "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "FAILED"
+    );
+    let a = &d.actions(&plan)[0];
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("live migration failed: simulated migration failure at"),
+        "{a}"
+    );
+}
