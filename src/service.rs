@@ -126,6 +126,14 @@ impl Service {
             registry: ActionRegistry::default(),
         };
         let api_shutdown = shutdown.clone();
+        // Registered before the API answers, so `GET /v1/services` is never
+        // empty for a process that is up.
+        store.heartbeat("watcher-applier", &config.host).await?;
+        if !options.without_decision_engine {
+            store
+                .heartbeat("watcher-decision-engine", &config.host)
+                .await?;
+        }
         let mut tasks = vec![
             tokio::spawn(applier.run()),
             tokio::spawn(async move {

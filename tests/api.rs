@@ -245,3 +245,67 @@ fn skipping_an_action_needs_a_plan_that_has_not_started() {
     let (status, body) = d.req("PATCH", &format!("/v1/actions/{other}"), Some(&ops));
     assert_eq!(status, 409, "{body}");
 }
+
+#[test]
+fn services_report_the_applier_and_decision_engine_alive_and_scoring_engines_are_empty() {
+    let d = Daemon::start("api-services");
+    let list = d.get("/v1/services")["services"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut names: Vec<&str> = list.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["watcher-applier", "watcher-decision-engine"]);
+    assert!(
+        list.iter()
+            .all(|s| s["status"] == "ACTIVE" && s["host"] == "test-host"),
+        "{list:?}"
+    );
+    let id = list[0]["id"].as_i64().unwrap();
+    assert_eq!(d.get(&format!("/v1/services/{id}"))["id"], id);
+    assert!(d.get("/v1/services/watcher-applier")["last_seen_up"].is_string());
+    assert_eq!(
+        d.get("/v1/services?limit=1")["services"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(d.get("/v1/scoring_engines"), json!({"scoring_engines": []}));
+    assert_eq!(d.req("GET", "/v1/scoring_engines/x", None).0, 404);
+}
+
+#[test]
+fn audits_can_be_renamed_and_deleted_once_finished_but_not_moved_illegally() {
+    let d = Daemon::start("api-audit-patch");
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let audit = d.plan(&plan)["audit_uuid"].as_str().unwrap().to_string();
+    let (status, body) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{audit}"),
+        Some(&json!([{"op": "replace", "path": "/name", "value": "renamed"}])),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(d.get("/v1/audits/renamed")["uuid"], audit.as_str());
+    let (status, body) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{audit}"),
+        Some(&json!([{"op": "replace", "path": "/state", "value": "ONGOING"}])),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        faultstring(&body).contains("State transition not allowed: (SUCCEEDED -> ONGOING)"),
+        "{body}"
+    );
+    let (status, _) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{audit}"),
+        Some(&json!([{"op": "replace", "path": "/audit_type", "value": "EVENT"}])),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = d.req("DELETE", &format!("/v1/audits/{audit}"), None);
+    assert_eq!(status, 204);
+    assert_eq!(d.req("GET", &format!("/v1/audits/{audit}"), None).0, 404);
+    // Deleting an audit does not delete its plan, as upstream.
+    assert_eq!(d.plan(&plan)["state"], "RECOMMENDED");
+}

@@ -975,3 +975,212 @@ pub async fn patch_action(
         Err(e) => Err(e.into()),
     }
 }
+
+// ----- audits: update and delete ----------------------------------------------------
+
+/// Audit PATCH: `/state` along upstream's audit table (e.g. cancel with
+/// `replace /state CANCELLED`), and `/name`.
+pub async fn patch_audit(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
+    let audit = s.store.get_audit(&ident, false).await?;
+    let mut state = audit.state;
+    let mut name: Option<String> = None;
+    for op in &ops {
+        match (op.path.as_str(), op.op.as_str(), &op.value) {
+            ("/state", "remove", _) | ("/state", _, Some(Value::Null)) => {
+                return Err(ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: the state cannot be removed",
+                    patch_repr(&ops)
+                )))
+            }
+            ("/state", _, Some(Value::String(v))) => {
+                state = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "Couldn't apply patch '{}'. Reason: Invalid state: {v}",
+                        patch_repr(&ops)
+                    ))
+                })?
+            }
+            ("/name", "remove", _) => {
+                return Err(ApiError::bad_request("The audit name cannot be removed."))
+            }
+            ("/name", _, Some(Value::String(v)))
+                if !v.trim().is_empty() && v.len() <= 63 && !v.chars().any(char::is_control) =>
+            {
+                name = Some(v.clone())
+            }
+            ("/name", _, _) => {
+                return Err(ApiError::bad_request(
+                    "The audit name must be 1 to 63 characters, with no control characters.",
+                ))
+            }
+            (p, _, _) => {
+                return Err(ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: {} cannot be changed by this build",
+                    patch_repr(&ops),
+                    &p[1..]
+                )))
+            }
+        }
+    }
+    if state != audit.state
+        && (state == AuditState::Deleted
+            || !audit_transition_allowed(audit.state, state, Actor::Api))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Couldn't apply patch '{}'. Reason: State transition not allowed: ({} -> {state})",
+            patch_repr(&ops),
+            audit.state
+        )));
+    }
+    let mut updated = audit.clone();
+    if state != audit.state {
+        updated = s
+            .store
+            .transition_audit(
+                audit.uuid,
+                audit.state,
+                state,
+                Actor::Api,
+                "changed by operator",
+                None,
+                None,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { current, .. } => ApiError::conflict(format!(
+                    "The audit changed state meanwhile (now {current}); retry."
+                )),
+                other => other.into(),
+            })?;
+    }
+    if let Some(n) = name {
+        updated = s.store.rename_audit(audit.uuid, n).await?;
+    }
+    Ok(Json(views::audit(&updated, &base_url(&h), true, ver)).into_response())
+}
+
+pub async fn delete_audit(State(s): State<AppState>, Path(ident): Path<String>) -> ApiResult {
+    let audit = s.store.get_audit(&ident, false).await?;
+    if !audit_transition_allowed(audit.state, AuditState::Deleted, Actor::Api) {
+        return Err(ApiError::bad_request(format!(
+            "Couldn't delete when state is '{}'.",
+            audit.state
+        )));
+    }
+    match s
+        .store
+        .transition_audit(
+            audit.uuid,
+            audit.state,
+            AuditState::Deleted,
+            Actor::Api,
+            "deleted by operator",
+            None,
+            None,
+        )
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::bad_request(format!(
+            "Couldn't delete when state is '{current}'."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ----- services and scoring engines ----------------------------------------------------
+
+pub async fn list_services(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state, q, headers, ..
+    } = r;
+    let limit = match q.get("limit") {
+        None => 1000,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n > 0 => (n as usize).min(1000),
+            _ => return Err(ApiError::bad_request("Limit must be positive")),
+        },
+    };
+    // Services page by their integer id, as upstream.
+    let marker = q
+        .get("marker")
+        .map(|m| {
+            m.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid marker '{m}': services page by integer id."
+                ))
+            })
+        })
+        .transpose()?;
+    let descending = match q.get("sort_dir").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid sort direction: {other}. Acceptable values are 'asc' or 'desc'"
+            )))
+        }
+    };
+    if let Some(k) = q.get("sort_key").filter(|k| k.as_str() != "id") {
+        return Err(ApiError::bad_request(format!(
+            "Invalid sort_key '{k}'; services sort by id."
+        )));
+    }
+    let base = base_url(&headers);
+    let list = state.store.list_services(limit, marker, descending).await?;
+    let mut body = serde_json::Map::new();
+    if list.len() == limit {
+        if let Some(last) = list.last() {
+            let path = if detail {
+                "services/detail"
+            } else {
+                "services"
+            };
+            let dir = if descending { "desc" } else { "asc" };
+            body.insert(
+                "next".into(),
+                json!(format!(
+                    "{base}/v1/{path}?sort_key=id&sort_dir={dir}&limit={limit}&marker={}",
+                    last.id
+                )),
+            );
+        }
+    }
+    body.insert(
+        "services".into(),
+        Value::Array(
+            list.iter()
+                .map(|x| views::service(x, &base, detail))
+                .collect(),
+        ),
+    );
+    Ok(Json(Value::Object(body)).into_response())
+}
+
+pub async fn show_service(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
+    let svc = s.store.get_service(&ident).await?;
+    Ok(Json(views::service(&svc, &base_url(&h), true)).into_response())
+}
+
+/// No scoring engine ships with this build: the collection is empty.
+pub async fn list_scoring_engines(r: ListRequest) -> ApiResult {
+    list_query(&r.q, &r.headers, &[])?;
+    Ok(Json(json!({"scoring_engines": []})).into_response())
+}
+
+pub async fn show_scoring_engine(Path(ident): Path<String>) -> ApiResult {
+    Err(ApiError::not_found(format!(
+        "ScoringEngine {ident} could not be found"
+    )))
+}

@@ -53,7 +53,19 @@ pub fn router(state: AppState) -> Router {
             get(|r: ListRequest| list_audits(r, false)).post(create_audit),
         )
         .route("/audits/detail", get(|r: ListRequest| list_audits(r, true)))
-        .route("/audits/{ident}", get(show_audit))
+        .route(
+            "/audits/{ident}",
+            get(show_audit).patch(patch_audit).delete(delete_audit),
+        )
+        .route("/services", get(|r: ListRequest| list_services(r, false)))
+        .route(
+            "/services/detail",
+            get(|r: ListRequest| list_services(r, true)),
+        )
+        .route("/services/{ident}", get(show_service))
+        .route("/scoring_engines", get(list_scoring_engines))
+        .route("/scoring_engines/detail", get(list_scoring_engines))
+        .route("/scoring_engines/{ident}", get(show_scoring_engine))
         .route("/action_plans", get(|r: ListRequest| list_plans(r, false)))
         .route(
             "/action_plans/detail",

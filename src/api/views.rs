@@ -165,3 +165,27 @@ pub fn history_entry(h: &HistoryEntry) -> Value {
         "at": timestamp(&h.at),
     })
 }
+
+pub fn service(s: &ServiceRecord, base: &str, detail: bool) -> Value {
+    let alive = s.last_seen_up.unwrap_or(s.created_at);
+    let down = chrono::Duration::from_std(crate::store::SERVICE_DOWN_TIME).unwrap_or_default();
+    let status = if chrono::Utc::now() - alive <= down {
+        "ACTIVE"
+    } else {
+        "FAILED"
+    };
+    let mut v = vec![
+        ("id", json!(s.id)),
+        ("name", json!(s.name)),
+        ("host", json!(s.host)),
+        ("status", json!(status)),
+        ("links", links(base, "services", &s.id.to_string())),
+    ];
+    if detail {
+        v.push(("last_seen_up", naive(&s.last_seen_up)));
+        v.push(("created_at", timestamp(&s.created_at)));
+        v.push(("updated_at", opt_timestamp(&s.updated_at)));
+        v.push(("deleted_at", opt_timestamp(&s.deleted_at)));
+    }
+    object(v)
+}

@@ -13,7 +13,7 @@ pub mod runner;
 
 use crate::cloud::Cloud;
 use crate::core::{ActionPlan, ActionPlanState, Actor};
-use crate::store::{PlanUpdate, Store, StoreError, StoreEvent};
+use crate::store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent};
 use actions::{ActionRegistry, ActionSettings};
 use runner::{PlanRunner, RunEnd};
 use serde::{Deserialize, Serialize};
@@ -144,6 +144,12 @@ impl Applier {
         if let Err(e) = self.resume_owned_plans().await {
             error!(error = %e, "could not resume the plans this applier owned");
         }
+        let mut heartbeat = Heartbeat::new(
+            self.inner.store.clone(),
+            "watcher-applier",
+            self.inner.settings.host.clone(),
+        );
+        heartbeat.beat().await;
         self.sweep().await;
         let mut sweep = tokio::time::interval(self.inner.settings.sweep_interval);
         loop {
@@ -157,7 +163,10 @@ impl Applier {
                     }
                     Err(RecvError::Closed) => break,
                 },
-                _ = sweep.tick() => self.sweep().await,
+                _ = sweep.tick() => {
+                    heartbeat.beat().await;
+                    self.sweep().await;
+                }
                 _ = self.inner.slot_freed.notified() => self.sweep().await,
                 _ = self.inner.shutdown.cancelled() => break,
             }

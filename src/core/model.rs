@@ -156,3 +156,16 @@ pub struct NewAction {
     pub input_parameters: Value,
     pub parents: Vec<Uuid>,
 }
+
+/// A watcherd component that reports it is alive (`GET /v1/services`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceRecord {
+    pub id: i64,
+    /// `watcher-applier` or `watcher-decision-engine`, as upstream.
+    pub name: String,
+    pub host: String,
+    pub last_seen_up: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}

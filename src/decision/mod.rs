@@ -7,7 +7,7 @@ pub mod strategies;
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Cloud;
 use crate::core::{ActionPlanState, Actor, Audit, AuditState, AuditType};
-use crate::store::{NewPlan, PlanUpdate, Store, StoreError, StoreEvent};
+use crate::store::{Heartbeat, NewPlan, PlanUpdate, Store, StoreError, StoreEvent};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -64,6 +64,12 @@ impl DecisionEngine {
 
     pub async fn run(self) {
         let mut events = self.store.subscribe();
+        let mut heartbeat = Heartbeat::new(
+            self.store.clone(),
+            "watcher-decision-engine",
+            self.settings.host.clone(),
+        );
+        heartbeat.beat().await;
         self.sweep().await;
         let mut sweep = tokio::time::interval(self.settings.sweep_interval);
         loop {
@@ -74,7 +80,10 @@ impl DecisionEngine {
                     Err(RecvError::Lagged(_)) => self.sweep().await,
                     Err(RecvError::Closed) => break,
                 },
-                _ = sweep.tick() => self.sweep().await,
+                _ = sweep.tick() => {
+                    heartbeat.beat().await;
+                    self.sweep().await;
+                }
                 _ = self.shutdown.cancelled() => break,
             }
         }

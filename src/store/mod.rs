@@ -452,6 +452,40 @@ fn writer_loop(
     }
 }
 
+/// How often a component records that it is alive.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// A component not heard from for this long is shown FAILED (upstream's `service_down_time`).
+pub const SERVICE_DOWN_TIME: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// A component's heartbeat, written at most once per [`HEARTBEAT_EVERY`].
+pub struct Heartbeat {
+    store: Store,
+    name: &'static str,
+    host: String,
+    last: Option<std::time::Instant>,
+}
+
+impl Heartbeat {
+    pub fn new(store: Store, name: &'static str, host: String) -> Heartbeat {
+        Heartbeat {
+            store,
+            name,
+            host,
+            last: None,
+        }
+    }
+
+    pub async fn beat(&mut self) {
+        if self.last.is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY) {
+            return;
+        }
+        match self.store.heartbeat(self.name, &self.host).await {
+            Ok(()) => self.last = Some(std::time::Instant::now()),
+            Err(e) => tracing::warn!(service = self.name, error = %e, "could not record heartbeat"),
+        }
+    }
+}
+
 /// Timestamps are stored as microseconds since the epoch.
 pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

@@ -113,6 +113,9 @@ const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, 
     x.created_at, x.updated_at, x.deleted_at \
     FROM audits x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
 
+const SERVICE_SELECT: &str = "SELECT x.id, x.name, x.host, x.last_seen_up, x.created_at, \
+    x.updated_at, x.deleted_at FROM services x";
+
 const GOAL_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, \
     x.efficacy_specification, x.created_at, x.updated_at FROM goals x";
 
@@ -220,6 +223,18 @@ fn audit_from_row(row: &Row) -> rusqlite::Result<Audit> {
         created_at: time_col(row, 19)?,
         updated_at: opt_time_col(row, 20)?,
         deleted_at: opt_time_col(row, 21)?,
+    })
+}
+
+fn service_from_row(row: &Row) -> rusqlite::Result<ServiceRecord> {
+    Ok(ServiceRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        host: row.get(2)?,
+        last_seen_up: opt_time_col(row, 3)?,
+        created_at: time_col(row, 4)?,
+        updated_at: opt_time_col(row, 5)?,
+        deleted_at: opt_time_col(row, 6)?,
     })
 }
 
@@ -684,6 +699,21 @@ impl Store {
         .await
     }
 
+    /// Renames an audit (not a state change: no history row).
+    pub async fn rename_audit(&self, uuid: Uuid, name: String) -> Result<Audit, StoreError> {
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE audits SET name = ?1, updated_at = ?2 WHERE uuid = ?3 AND deleted_at IS NULL",
+                params![name, now_micros(), uuid.to_string()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound { kind: "Audit", id: uuid.to_string() });
+            }
+            get_audit_conn(conn, &uuid.to_string(), false)
+        })
+        .await
+    }
+
     /// Compare-and-set of an audit's state, with its history row.
     #[allow(clippy::too_many_arguments)]
     pub async fn transition_audit(
@@ -1134,6 +1164,55 @@ impl Store {
             conn.prepare_cached(&format!("{ACTION_SELECT} WHERE x.uuid = ?1"))?
                 .query_row([uuid.to_string()], action_from_row)
                 .map_err(Into::into)
+        })
+        .await
+    }
+
+    // ----- services -----------------------------------------------------------
+
+    /// Records that component `name` on `host` is alive now.
+    pub async fn heartbeat(&self, name: &str, host: &str) -> Result<(), StoreError> {
+        let (name, host) = (name.to_string(), host.to_string());
+        self.write(move |conn, _| {
+            let now = now_micros();
+            conn.prepare_cached(
+                "INSERT INTO services (name, host, last_seen_up, created_at) VALUES (?1, ?2, ?3, ?3) \
+                 ON CONFLICT(name, host) DO UPDATE SET last_seen_up = excluded.last_seen_up, updated_at = excluded.last_seen_up",
+            )?
+            .execute(params![name, host, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Services ordered by id; `marker` is the last id of the previous page.
+    pub async fn list_services(
+        &self,
+        limit: usize,
+        marker: Option<i64>,
+        descending: bool,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.read(move |conn| {
+            let (cmp, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
+            let sql = format!(
+                "{SERVICE_SELECT} WHERE x.deleted_at IS NULL AND (?1 IS NULL OR x.id {cmp} ?1) ORDER BY x.id {dir} LIMIT {limit}"
+            );
+            query_list(conn, &sql, vec![marker.map(SqlValue::Integer).unwrap_or(SqlValue::Null)], service_from_row)
+        })
+        .await
+    }
+
+    /// A service by id or by name (the first of that name).
+    pub async fn get_service(&self, ident: &str) -> Result<ServiceRecord, StoreError> {
+        let ident = ident.to_string();
+        self.read(move |conn| {
+            let (clause, arg) = match ident.parse::<i64>() {
+                Ok(id) => ("x.id = ?1", SqlValue::Integer(id)),
+                Err(_) => ("x.name = ?1", SqlValue::Text(ident.clone())),
+            };
+            conn.query_row(&format!("{SERVICE_SELECT} WHERE {clause} AND x.deleted_at IS NULL ORDER BY x.id LIMIT 1"), [arg], service_from_row)
+                .optional()?
+                .ok_or(StoreError::NotFound { kind: "Service", id: ident })
         })
         .await
     }

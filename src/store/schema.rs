@@ -1,7 +1,8 @@
 //! The database schema, applied in order at start-up. A migration is never
 //! edited once released: add a new entry instead.
 
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE goals (
     id INTEGER PRIMARY KEY,
     uuid TEXT NOT NULL UNIQUE,
@@ -96,4 +97,17 @@ CREATE TABLE action_journal (
     recorded_at INTEGER NOT NULL,
     updated_at INTEGER
 );
-"#];
+"#,
+    r#"
+CREATE TABLE services (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    last_seen_up INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER,
+    UNIQUE (name, host)
+);
+"#,
+];

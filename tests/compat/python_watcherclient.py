@@ -131,6 +131,18 @@ with tempfile.TemporaryDirectory() as tmp:
             check(f"actionplan show at {version}", shown["State"] == "CANCELLED", shown)
         check("audit list", any(a["UUID"] == audit["UUID"] for a in value("audit", "list")))
         check("audit show", value("audit", "show", audit["UUID"])["UUID"] == audit["UUID"])
+        renamed = value("audit", "update", audit["UUID"], "replace", "name=nightly")
+        check("audit update replace name=...", renamed.get("Name") == "nightly", renamed)
+        p = run("audit", "delete", audit2["UUID"])
+        check("audit delete", p.returncode == 0, p.stderr)
+        services = value("service", "list")
+        check("service list shows both components ACTIVE",
+              sorted(x["Name"] for x in services) == ["watcher-applier", "watcher-decision-engine"]
+              and all(x["Status"] == "ACTIVE" for x in services), services)
+        check("service show", value("service", "show", "watcher-applier")["Name"] == "watcher-applier")
+        check("scoringengine list", value("scoringengine", "list") == [])
+        check("strategy state", any(x.get("Type") == "Name" for x in value("strategy", "state", "dummy")))
+        check("goal show", value("goal", "show", "dummy")["Name"] == "dummy")
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
