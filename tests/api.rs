@@ -309,3 +309,78 @@ fn audits_can_be_renamed_and_deleted_once_finished_but_not_moved_illegally() {
     // Deleting an audit does not delete its plan, as upstream.
     assert_eq!(d.plan(&plan)["state"], "RECOMMENDED");
 }
+
+#[test]
+fn audit_templates_are_managed_and_audits_created_from_them_take_their_defaults() {
+    let d = Daemon::start("api-templates");
+    let body = json!({"name": "nightly", "goal": "dummy", "strategy": "dummy", "description": "every night"});
+    let (status, t) = d.req("POST", "/v1/audit_templates", Some(&body));
+    assert_eq!(status, 201, "{t}");
+    assert_eq!(
+        (t["goal_name"].as_str(), t["strategy_name"].as_str()),
+        (Some("dummy"), Some("dummy"))
+    );
+    let (status, dup) = d.req("POST", "/v1/audit_templates", Some(&body));
+    assert_eq!(status, 409, "{dup}");
+    let (status, bad) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&json!({"name": "x", "goal": "dummy", "strategy": "actuator"})),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        faultstring(&bad).contains("not available for goal dummy"),
+        "{bad}"
+    );
+    // default_parameters need 1.7 (the helper sends 1.5).
+    let (status, _) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&json!({"name": "y", "goal": "dummy", "default_parameters": {"para1": 2}})),
+    );
+    assert_eq!(status, 406);
+    let r = ureq::post(&format!("{}/v1/audit_templates", d.url))
+        .set("OpenStack-API-Version", "infra-optim 1.7")
+        .send_string(&json!({"name": "with-defaults", "goal": "dummy", "strategy": "dummy", "default_parameters": {"para1": 2}}).to_string())
+        .unwrap();
+    let with_defaults: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(with_defaults["default_parameters"], json!({"para1": 2}));
+
+    let uuid = t["uuid"].as_str().unwrap();
+    let (status, patched) = d.req(
+        "PATCH",
+        "/v1/audit_templates/nightly",
+        Some(&json!([{"op": "replace", "path": "/description", "value": "weekly"}])),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["description"], "weekly");
+    assert_eq!(
+        d.get("/v1/audit_templates")["audit_templates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let (status, audit) = d.req("POST", "/v1/audits", Some(&json!({"audit_type": "ONESHOT", "audit_template_uuid": with_defaults["uuid"], "parameters": {"para2": "hi"}})));
+    assert_eq!(status, 201, "{audit}");
+    assert_eq!(audit["parameters"], json!({"para1": 2, "para2": "hi"}));
+    let (status, _) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "audit_template_uuid": "nightly"})),
+    );
+    assert_eq!(
+        status, 400,
+        "the template must be named by UUID, as upstream"
+    );
+
+    assert_eq!(
+        d.req("DELETE", &format!("/v1/audit_templates/{uuid}"), None)
+            .0,
+        204
+    );
+    assert_eq!(d.req("GET", "/v1/audit_templates/nightly", None).0, 404);
+    // The name is free again.
+    assert_eq!(d.req("POST", "/v1/audit_templates", Some(&body)).0, 201);
+}

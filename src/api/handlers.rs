@@ -430,57 +430,50 @@ pub async fn create_audit(
             "start_time and end_time need API microversion 1.1 or higher.",
         ));
     }
-    if text("audit_template_uuid")?.is_some() {
-        return Err(ApiError::bad_request(
-            "Audit templates are not supported by this build yet; pass a goal instead.",
-        ));
-    }
-    let goal_ident = text("goal")?
-        .ok_or_else(|| ApiError::bad_request("A goal or audit_template_uuid must be provided."))?;
-    let goal = s.store.get_goal(&goal_ident).await?;
-    let strategy = match text("strategy")? {
-        Some(st) => {
-            let st = s.store.get_strategy(&st).await?;
-            if st.goal_id != goal.id {
-                return Err(ApiError::bad_request(format!(
-                    "Strategy {} is not available for goal {}.",
-                    st.name, goal.name
-                )));
+    let template = match text("audit_template_uuid")? {
+        Some(t) => {
+            if obj.get("goal").is_some_and(|g| !g.is_null()) {
+                return Err(ApiError::bad_request(
+                    "Give either a goal or an audit_template_uuid, not both.",
+                ));
             }
-            st
+            let uuid = parse_uuid("audit_template_uuid", &t)?;
+            Some(s.store.get_audit_template(&uuid.to_string()).await?)
         }
-        // Upstream refuses parameters without a strategy; we pick the goal's default strategy instead.
-        None => {
-            let list = s
-                .store
-                .list_strategies(
-                    Some(goal.name.clone()),
-                    ListQuery {
-                        limit: 1,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            list.into_iter().next().ok_or_else(|| {
-                ApiError::bad_request(format!("No strategy achieves goal {}.", goal.name))
-            })?
-        }
+        None => None,
     };
-    let parameters = strategies::apply_parameters(
-        &strategy.parameters_spec,
-        obj.get("parameters").unwrap_or(&Value::Null),
-    )
-    .map_err(ApiError::bad_request)?;
+    let (goal_ident, strategy_ident) = match &template {
+        Some(t) => (
+            t.goal_uuid.to_string(),
+            text("strategy")?.or(t.strategy_uuid.map(|u| u.to_string())),
+        ),
+        None => (
+            text("goal")?.ok_or_else(|| {
+                ApiError::bad_request("A goal or audit_template_uuid must be provided.")
+            })?,
+            text("strategy")?,
+        ),
+    };
+    let (goal, strategy) =
+        resolve_goal_strategy(&s, &goal_ident, strategy_ident.as_deref()).await?;
+    // A template's default parameters sit under the audit's own.
+    let mut given = template
+        .as_ref()
+        .and_then(|t| t.default_parameters.clone())
+        .unwrap_or_else(|| json!({}));
+    match obj.get("parameters") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(p)) => {
+            for (k, v) in p {
+                given[k] = v.clone();
+            }
+        }
+        Some(_) => return Err(ApiError::bad_request("parameters must be a JSON object.")),
+    }
+    let parameters = strategies::apply_parameters(&strategy.parameters_spec, &given)
+        .map_err(ApiError::bad_request)?;
     let name = match text("name")? {
-        Some(n) if n.trim().is_empty() => {
-            return Err(ApiError::bad_request("The audit name must not be empty."))
-        }
-        Some(n) if n.len() > 63 || n.chars().any(char::is_control) => {
-            return Err(ApiError::bad_request(
-                "The audit name must be at most 63 characters, with no control characters.",
-            ))
-        }
-        Some(n) => n,
+        Some(n) => checked_name("audit", n)?,
         None => {
             let n = format!(
                 "{}-{}",
@@ -498,7 +491,10 @@ pub async fn create_audit(
         strategy_id: Some(strategy.id),
         parameters,
         interval: None,
-        scope: json!([]),
+        scope: template
+            .as_ref()
+            .map(|t| t.scope.clone())
+            .unwrap_or_else(|| json!([])),
         auto_trigger: flag("auto_trigger")?,
         force: flag("force")?,
         start_time: None,
@@ -513,6 +509,53 @@ pub async fn create_audit(
         Json(views::audit(&audit, &base, true, ver)),
     )
         .into_response())
+}
+
+/// A name as upstream stores it: 1 to 63 characters, no control characters.
+fn checked_name(kind: &str, n: String) -> Result<String, ApiError> {
+    if n.trim().is_empty() || n.chars().count() > 63 || n.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "The {kind} name must be 1 to 63 characters, with no control characters."
+        )));
+    }
+    Ok(n)
+}
+
+/// The goal, and the strategy (given, or the goal's first), which must
+/// belong to the goal.
+async fn resolve_goal_strategy(
+    s: &AppState,
+    goal: &str,
+    strategy: Option<&str>,
+) -> Result<(Goal, Strategy), ApiError> {
+    let goal = s.store.get_goal(goal).await?;
+    let strategy = match strategy {
+        Some(st) => {
+            let st = s.store.get_strategy(st).await?;
+            if st.goal_id != goal.id {
+                return Err(ApiError::bad_request(format!(
+                    "Strategy {} is not available for goal {}.",
+                    st.name, goal.name
+                )));
+            }
+            st
+        }
+        // Upstream refuses parameters without a strategy; we use the goal's first strategy instead.
+        None => {
+            let query = ListQuery {
+                limit: 1,
+                ..Default::default()
+            };
+            let list = s
+                .store
+                .list_strategies(Some(goal.name.clone()), query)
+                .await?;
+            list.into_iter().next().ok_or_else(|| {
+                ApiError::bad_request(format!("No strategy achieves goal {}.", goal.name))
+            })?
+        }
+    };
+    Ok((goal, strategy))
 }
 
 // ----- action plans ---------------------------------------------------------------
@@ -1010,15 +1053,9 @@ pub async fn patch_audit(
             ("/name", "remove", _) => {
                 return Err(ApiError::bad_request("The audit name cannot be removed."))
             }
-            ("/name", _, Some(Value::String(v)))
-                if !v.trim().is_empty() && v.len() <= 63 && !v.chars().any(char::is_control) =>
-            {
-                name = Some(v.clone())
-            }
+            ("/name", _, Some(Value::String(v))) => name = Some(checked_name("audit", v.clone())?),
             ("/name", _, _) => {
-                return Err(ApiError::bad_request(
-                    "The audit name must be 1 to 63 characters, with no control characters.",
-                ))
+                return Err(ApiError::bad_request("The audit name must be a string."))
             }
             (p, _, _) => {
                 return Err(ApiError::bad_request(format!(
@@ -1183,4 +1220,219 @@ pub async fn show_scoring_engine(Path(ident): Path<String>) -> ApiResult {
     Err(ApiError::not_found(format!(
         "ScoringEngine {ident} could not be found"
     )))
+}
+
+// ----- audit templates ---------------------------------------------------------------
+
+const TEMPLATE_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("name", "x.name"),
+    ("goal_uuid", "g.uuid"),
+    ("goal_name", "g.name"),
+    ("strategy_uuid", "s.uuid"),
+    ("strategy_name", "s.name"),
+    ("created_at", "x.created_at"),
+    ("updated_at", "x.updated_at"),
+];
+
+pub async fn list_audit_templates(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state,
+        q,
+        headers,
+        ver,
+    } = r;
+    let (query, key) = list_query(&q, &headers, TEMPLATE_SORT)?;
+    let base = base_url(&headers);
+    let filter = AuditFilter {
+        goal: q.get("goal").cloned(),
+        strategy: q.get("strategy").cloned(),
+    };
+    let list = state
+        .store
+        .list_audit_templates(filter, query.clone())
+        .await?;
+    let uuids = list.iter().map(|t| t.uuid).collect();
+    let items = list
+        .iter()
+        .map(|t| views::audit_template(t, &base, detail, ver))
+        .collect();
+    Ok(collection(
+        "audit_templates",
+        items,
+        uuids,
+        &query,
+        &key,
+        &base,
+        detail,
+    ))
+}
+
+pub async fn show_audit_template(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    let t = s.store.get_audit_template(&ident).await?;
+    Ok(Json(views::audit_template(&t, &base_url(&h), true, v)).into_response())
+}
+
+/// Checks a template document (a create body, or a template after a patch)
+/// and resolves its goal and strategy.
+async fn template_fields(
+    s: &AppState,
+    doc: &serde_json::Map<String, Value>,
+    ver: Version,
+) -> Result<TemplateFields, ApiError> {
+    const ALLOWED: &[&str] = &[
+        "name",
+        "description",
+        "goal",
+        "strategy",
+        "scope",
+        "default_parameters",
+    ];
+    if let Some(k) = doc.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "Unknown attribute for argument audit_template: {k}"
+        )));
+    }
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match doc.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(ApiError::bad_request(format!("Invalid input for field/attribute {k}. Value: {other}. Wrong type, expected a string."))),
+        }
+    };
+    let name = checked_name(
+        "audit template",
+        text("name")?.ok_or_else(|| ApiError::bad_request("Mandatory field missing: name."))?,
+    )?;
+    let goal =
+        text("goal")?.ok_or_else(|| ApiError::bad_request("Mandatory field missing: goal."))?;
+    let strategy_given = text("strategy")?;
+    let (goal, strategy) = resolve_goal_strategy(s, &goal, strategy_given.as_deref()).await?;
+    let scope = match doc.get("scope") {
+        None | Some(Value::Null) => json!([]),
+        Some(v @ Value::Array(_)) => v.clone(),
+        Some(_) => return Err(ApiError::bad_request("scope must be a list.")),
+    };
+    let default_parameters = match doc.get("default_parameters") {
+        None | Some(Value::Null) => None,
+        Some(_) if !ver.at_least(1, 7) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "default_parameters needs API microversion 1.7 or higher.",
+            ))
+        }
+        Some(d @ Value::Object(_)) => {
+            strategies::apply_parameters(&strategy.parameters_spec, d)
+                .map_err(ApiError::bad_request)?;
+            Some(d.clone())
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "default_parameters must be a JSON object.",
+            ))
+        }
+    };
+    Ok(TemplateFields {
+        name,
+        description: text("description")?,
+        goal_id: goal.id,
+        strategy_id: strategy_given.map(|_| strategy.id),
+        scope,
+        default_parameters,
+    })
+}
+
+fn template_conflict(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict { id, .. } => {
+            ApiError::conflict(format!("An audit_template with name {id} already exists"))
+        }
+        other => other.into(),
+    }
+}
+
+pub async fn create_audit_template(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    let body = parse_json(&body)?;
+    let doc = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("The audit template must be a JSON object."))?;
+    let fields = template_fields(&s, doc, ver).await?;
+    let t = s
+        .store
+        .create_audit_template(fields)
+        .await
+        .map_err(template_conflict)?;
+    let base = base_url(&h);
+    let location = format!("{base}/v1/audit_templates/{}", t.uuid);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(views::audit_template(&t, &base, true, ver)),
+    )
+        .into_response())
+}
+
+/// PATCH: the ops are applied to the template's document, which is then
+/// checked like a new one.
+pub async fn patch_audit_template(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
+    let t = s.store.get_audit_template(&ident).await?;
+    let mut doc = serde_json::Map::new();
+    doc.insert("name".into(), json!(t.name));
+    doc.insert("description".into(), json!(t.description));
+    doc.insert("goal".into(), json!(t.goal_uuid));
+    doc.insert("strategy".into(), json!(t.strategy_uuid));
+    doc.insert("scope".into(), t.scope.clone());
+    if let Some(d) = &t.default_parameters {
+        doc.insert("default_parameters".into(), d.clone());
+    }
+    for op in &ops {
+        let key = op.path[1..].to_string();
+        if key.contains('/') {
+            return Err(ApiError::bad_request(format!(
+                "Couldn't apply patch '{}'. Reason: nested paths are not supported",
+                patch_repr(&ops)
+            )));
+        }
+        match op.op.as_str() {
+            "remove" => {
+                doc.remove(&key);
+            }
+            _ => {
+                doc.insert(key, op.value.clone().unwrap_or(Value::Null));
+            }
+        }
+    }
+    let fields = template_fields(&s, &doc, ver).await?;
+    let t = s
+        .store
+        .update_audit_template(t.uuid, fields)
+        .await
+        .map_err(template_conflict)?;
+    Ok(Json(views::audit_template(&t, &base_url(&h), true, ver)).into_response())
+}
+
+pub async fn delete_audit_template(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+) -> ApiResult {
+    let t = s.store.get_audit_template(&ident).await?;
+    s.store.delete_audit_template(t.uuid).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -57,6 +57,20 @@ pub fn router(state: AppState) -> Router {
             "/audits/{ident}",
             get(show_audit).patch(patch_audit).delete(delete_audit),
         )
+        .route(
+            "/audit_templates",
+            get(|r: ListRequest| list_audit_templates(r, false)).post(create_audit_template),
+        )
+        .route(
+            "/audit_templates/detail",
+            get(|r: ListRequest| list_audit_templates(r, true)),
+        )
+        .route(
+            "/audit_templates/{ident}",
+            get(show_audit_template)
+                .patch(patch_audit_template)
+                .delete(delete_audit_template),
+        )
         .route("/services", get(|r: ListRequest| list_services(r, false)))
         .route(
             "/services/detail",

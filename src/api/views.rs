@@ -189,3 +189,29 @@ pub fn service(s: &ServiceRecord, base: &str, detail: bool) -> Value {
     }
     object(v)
 }
+
+pub fn audit_template(t: &AuditTemplate, base: &str, detail: bool, ver: Version) -> Value {
+    let mut v = vec![
+        ("uuid", json!(t.uuid)),
+        ("name", json!(t.name)),
+        ("goal_uuid", json!(t.goal_uuid)),
+        ("goal_name", json!(t.goal_name)),
+        ("strategy_uuid", json!(t.strategy_uuid)),
+        ("strategy_name", json!(t.strategy_name)),
+        ("scope", t.scope.clone()),
+        ("links", links(base, "audit_templates", &t.uuid.to_string())),
+    ];
+    if detail {
+        v.push(("description", json!(t.description)));
+        v.push(("created_at", timestamp(&t.created_at)));
+        v.push(("updated_at", opt_timestamp(&t.updated_at)));
+        v.push(("deleted_at", opt_timestamp(&t.deleted_at)));
+        if ver.at_least(1, 7) {
+            v.push((
+                "default_parameters",
+                t.default_parameters.clone().unwrap_or_else(|| json!({})),
+            ));
+        }
+    }
+    object(v)
+}

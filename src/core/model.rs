@@ -169,3 +169,23 @@ pub struct ServiceRecord {
     pub updated_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
+
+/// A reusable audit definition (`watcher audittemplate ...`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditTemplate {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub goal_id: i64,
+    pub goal_uuid: Uuid,
+    pub goal_name: String,
+    pub strategy_id: Option<i64>,
+    pub strategy_uuid: Option<Uuid>,
+    pub strategy_name: Option<String>,
+    pub scope: Value,
+    pub default_parameters: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}

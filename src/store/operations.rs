@@ -53,6 +53,17 @@ pub struct AuditFilter {
     pub strategy: Option<String>,
 }
 
+/// An audit template as the API validated it (create and update alike).
+#[derive(Debug, Clone)]
+pub struct TemplateFields {
+    pub name: String,
+    pub description: Option<String>,
+    pub goal_id: i64,
+    pub strategy_id: Option<i64>,
+    pub scope: Value,
+    pub default_parameters: Option<Value>,
+}
+
 /// A new audit as the API validated it.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
@@ -115,6 +126,10 @@ const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, 
 
 const SERVICE_SELECT: &str = "SELECT x.id, x.name, x.host, x.last_seen_up, x.created_at, \
     x.updated_at, x.deleted_at FROM services x";
+
+const TEMPLATE_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.description, x.goal_id, g.uuid, g.name, \
+    x.strategy_id, s.uuid, s.name, x.scope, x.default_parameters, x.created_at, x.updated_at, x.deleted_at \
+    FROM audit_templates x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
 
 const GOAL_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, \
     x.efficacy_specification, x.created_at, x.updated_at FROM goals x";
@@ -235,6 +250,27 @@ fn service_from_row(row: &Row) -> rusqlite::Result<ServiceRecord> {
         created_at: time_col(row, 4)?,
         updated_at: opt_time_col(row, 5)?,
         deleted_at: opt_time_col(row, 6)?,
+    })
+}
+
+fn template_from_row(row: &Row) -> rusqlite::Result<AuditTemplate> {
+    let defaults: Option<String> = row.get(11)?;
+    Ok(AuditTemplate {
+        id: row.get(0)?,
+        uuid: uuid_col(row, 1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        goal_id: row.get(4)?,
+        goal_uuid: uuid_col(row, 5)?,
+        goal_name: row.get(6)?,
+        strategy_id: row.get(7)?,
+        strategy_uuid: opt_uuid_col(row, 8)?,
+        strategy_name: row.get(9)?,
+        scope: json_col(row, 10)?,
+        default_parameters: defaults.and_then(|d| serde_json::from_str(&d).ok()),
+        created_at: time_col(row, 12)?,
+        updated_at: opt_time_col(row, 13)?,
+        deleted_at: opt_time_col(row, 14)?,
     })
 }
 
@@ -1168,6 +1204,105 @@ impl Store {
         .await
     }
 
+    // ----- audit templates ------------------------------------------------------
+
+    /// Creates a template; a live template of the same name is a conflict.
+    pub async fn create_audit_template(
+        &self,
+        fields: TemplateFields,
+    ) -> Result<AuditTemplate, StoreError> {
+        self.write(move |conn, _| {
+            let uuid = Uuid::new_v4();
+            write_template(conn, false, uuid, &fields)?;
+            find_by_ident(
+                conn,
+                TEMPLATE_SELECT,
+                &uuid.to_string(),
+                "AuditTemplate",
+                template_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Replaces a template's fields.
+    pub async fn update_audit_template(
+        &self,
+        uuid: Uuid,
+        fields: TemplateFields,
+    ) -> Result<AuditTemplate, StoreError> {
+        self.write(move |conn, _| {
+            write_template(conn, true, uuid, &fields)?;
+            find_by_ident(
+                conn,
+                TEMPLATE_SELECT,
+                &uuid.to_string(),
+                "AuditTemplate",
+                template_from_row,
+            )
+        })
+        .await
+    }
+
+    pub async fn delete_audit_template(&self, uuid: Uuid) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE audit_templates SET deleted_at = ?1 WHERE uuid = ?2 AND deleted_at IS NULL",
+                params![now_micros(), uuid.to_string()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "AuditTemplate",
+                    id: uuid.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A live template by UUID or name.
+    pub async fn get_audit_template(&self, ident: &str) -> Result<AuditTemplate, StoreError> {
+        let ident = ident.to_string();
+        self.read(move |conn| {
+            let select = format!("{TEMPLATE_SELECT} WHERE x.deleted_at IS NULL AND");
+            let w = Where::default().ident(Some(&ident), "x.uuid", "x.name");
+            conn.query_row(
+                &format!("{select} {}", w.clauses[0]),
+                params_from_iter(w.args),
+                template_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound {
+                kind: "AuditTemplate",
+                id: ident,
+            })
+        })
+        .await
+    }
+
+    pub async fn list_audit_templates(
+        &self,
+        filter: AuditFilter,
+        query: ListQuery,
+    ) -> Result<Vec<AuditTemplate>, StoreError> {
+        self.read(move |conn| {
+            let filters = Where::default()
+                .ident(filter.goal.as_deref(), "g.uuid", "g.name")
+                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
+            let (sql, args) = build_list_sql(
+                TEMPLATE_SELECT,
+                "audit_templates",
+                &query,
+                filters,
+                conn,
+                "AuditTemplate",
+            )?;
+            query_list(conn, &sql, args, template_from_row)
+        })
+        .await
+    }
+
     // ----- services -----------------------------------------------------------
 
     /// Records that component `name` on `host` is alive now.
@@ -1294,6 +1429,56 @@ impl Store {
         })
         .await
     }
+}
+
+/// Inserts or (`update`) updates a template, refusing a name that a
+/// different live template already has.
+fn write_template(
+    conn: &Connection,
+    update: bool,
+    uuid: Uuid,
+    f: &TemplateFields,
+) -> Result<(), StoreError> {
+    let clash: Option<String> = conn
+        .query_row(
+            "SELECT uuid FROM audit_templates WHERE name = ?1 AND deleted_at IS NULL AND uuid != ?2",
+            params![f.name, uuid.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if clash.is_some() {
+        return Err(StoreError::Conflict {
+            kind: "AuditTemplate",
+            id: f.name.clone(),
+            expected: "a unique name".into(),
+            current: "taken".into(),
+        });
+    }
+    let defaults = f.default_parameters.as_ref().map(|d| d.to_string());
+    let now = now_micros();
+    match update {
+        false => {
+            conn.execute(
+                "INSERT INTO audit_templates (uuid, name, description, goal_id, strategy_id, scope, default_parameters, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![uuid.to_string(), f.name, f.description, f.goal_id, f.strategy_id, f.scope.to_string(), defaults, now],
+            )?;
+        }
+        true => {
+            let n = conn.execute(
+                "UPDATE audit_templates SET name = ?2, description = ?3, goal_id = ?4, strategy_id = ?5, scope = ?6, \
+                 default_parameters = ?7, updated_at = ?8 WHERE uuid = ?1 AND deleted_at IS NULL",
+                params![uuid.to_string(), f.name, f.description, f.goal_id, f.strategy_id, f.scope.to_string(), defaults, now],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "AuditTemplate",
+                    id: uuid.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

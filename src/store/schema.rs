@@ -110,4 +110,21 @@ CREATE TABLE services (
     UNIQUE (name, host)
 );
 "#,
+    r#"
+CREATE TABLE audit_templates (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    description TEXT,
+    goal_id INTEGER NOT NULL REFERENCES goals(id),
+    strategy_id INTEGER REFERENCES strategies(id),
+    scope TEXT NOT NULL,
+    default_parameters TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    deleted_at INTEGER
+);
+-- Names are unique among live templates; deleted ones keep theirs.
+CREATE UNIQUE INDEX audit_templates_live_name ON audit_templates(name) WHERE deleted_at IS NULL;
+"#,
 ];

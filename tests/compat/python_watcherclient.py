@@ -143,6 +143,18 @@ with tempfile.TemporaryDirectory() as tmp:
         check("scoringengine list", value("scoringengine", "list") == [])
         check("strategy state", any(x.get("Type") == "Name" for x in value("strategy", "state", "dummy")))
         check("goal show", value("goal", "show", "dummy")["Name"] == "dummy")
+
+        # The captured upstream session: templates, then an audit from one.
+        tmpl = value("audittemplate", "create", "cap-tmpl", "dummy", "-s", "dummy")
+        check("audittemplate create", tmpl.get("Name") == "cap-tmpl" and tmpl.get("Strategy") == "dummy", tmpl)
+        check("audittemplate list", any(t["Name"] == "cap-tmpl" for t in value("audittemplate", "list")))
+        check("audittemplate show", value("audittemplate", "show", "cap-tmpl")["UUID"] == tmpl["UUID"])
+        upd = value("audittemplate", "update", "cap-tmpl", "replace", "description=nightly")
+        check("audittemplate update", upd.get("Description") == "nightly", upd)
+        from_tmpl = value("audit", "create", "-a", "cap-tmpl")
+        check("audit create -a <template>", from_tmpl.get("Goal") == "dummy" and from_tmpl.get("Strategy") == "dummy", from_tmpl)
+        p = run("audittemplate", "delete", "cap-tmpl")
+        check("audittemplate delete", p.returncode == 0, p.stderr)
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
