@@ -384,3 +384,101 @@ fn audit_templates_are_managed_and_audits_created_from_them_take_their_defaults(
     // The name is free again.
     assert_eq!(d.req("POST", "/v1/audit_templates", Some(&body)).0, 201);
 }
+
+#[test]
+fn hostile_input_gets_a_clear_4xx_with_a_watcher_body_and_changes_nothing() {
+    let d = Daemon::start("api-hostile");
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let before = d.get(&format!("/v1/action_plans/{plan}/history"));
+    let audits_before = d.get("/v1/audits")["audits"].as_array().unwrap().len();
+
+    // A body over 1 MiB.
+    let big = format!(
+        "[{{\"op\": \"replace\", \"path\": \"/state\", \"value\": \"{}\"}}]",
+        "x".repeat(1_100_000)
+    );
+    let (status, body) = d.raw("PATCH", &format!("/v1/action_plans/{plan}"), &big);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("larger than"), "{body}");
+    // Deep nesting.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let (status, body) = d.raw("PATCH", &format!("/v1/action_plans/{plan}"), &deep);
+    assert_eq!(status, 400, "{body}");
+    // A verb the resource does not have.
+    let (status, body) = d.raw("PUT", &format!("/v1/action_plans/{plan}"), "{}");
+    assert_eq!(status, 405);
+    assert!(body.contains("error_message"), "{body}");
+    // Wrong JSON types, SQL in names and filters, control characters.
+    for b in [
+        json!({"audit_type": "ONESHOT", "goal": 42}),
+        json!({"audit_type": "ONESHOT", "goal": "dummy", "auto_trigger": "yes"}),
+        json!({"audit_type": "ONESHOT", "goal": "dummy", "name": "a\u{0007}b"}),
+        json!({"audit_type": "ONESHOT", "goal": "dummy'; DROP TABLE audits; --"}),
+        json!([1, 2, 3]),
+    ] {
+        let (status, resp) = d.req("POST", "/v1/audits", Some(&b));
+        assert!(status == 400 || status == 404, "{b} -> {status} {resp}");
+        faultstring(&resp);
+    }
+    let (status, _) = d.req(
+        "GET",
+        "/v1/audits?goal=dummy%27%3B%20DROP%20TABLE%20audits%3B%20--",
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = d.req("GET", "/v1/action_plans?limit=99999999999999999999", None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        d.get("/v1/action_plans?limit=100000")["action_plans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Unicode names are fine.
+    let (status, resp) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "goal": "dummy", "name": "nuit-été-夜"})),
+    );
+    assert_eq!(status, 201, "{resp}");
+    assert_eq!(resp["name"], "nuit-été-夜");
+
+    assert_eq!(d.get(&format!("/v1/action_plans/{plan}/history")), before);
+    assert_eq!(
+        d.get("/v1/audits")["audits"].as_array().unwrap().len(),
+        audits_before + 1
+    );
+}
+
+#[test]
+fn of_many_concurrent_starts_of_one_plan_exactly_one_wins() {
+    let d = Daemon::start("api-concurrent");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 30}));
+    let url = d.url.clone();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            let plan = plan.clone();
+            std::thread::spawn(move || {
+                match ureq::post(&format!("{url}/v1/action_plans/{plan}/start")).send_string("{}") {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(code, _)) => code,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 200 || c == 400), "{codes:?}");
+    let starts = d.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["to_state"] == "PENDING" && h["resource"] == "action_plan")
+        .count();
+    assert_eq!(starts, 1);
+    d.patch_state(&plan, "CANCELLING");
+    d.wait_state(&plan, &["CANCELLED"]);
+}

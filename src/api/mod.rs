@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(root))
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(watcher_error_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -167,6 +168,39 @@ async fn microversion(mut req: Request, next: Next) -> Response {
     );
     h.insert("vary", HeaderValue::from_static("OpenStack-API-Version"));
     resp
+}
+
+/// Errors produced outside our handlers (axum's 405, 413 for a body over
+/// [`MAX_BODY`], a malformed query string) get Watcher's error body too, so
+/// clients always find a faultstring.
+async fn watcher_error_bodies(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_string();
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        message = format!("Request body is larger than {MAX_BODY} bytes.");
+    }
+    let mut out = ApiError::new(status, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 async fn not_found(uri: Uri) -> ApiError {
