@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Drives a real watcherd with the unmodified python-watcherclient CLI.
 
-Usage: python_watcherclient.py WATCHERD_BINARY WATCHER_CLI
+Usage: python_watcherclient.py WATCHERD_BINARY WATCHER_CLI [OPENSTACK_CLI]
 
 Starts watcherd on a free port with a throw-away SQLite file, runs the
 operator's session of the README (audit, start, cancel while running, show,
 list, delete) through `watcher --os-auth-token x --os-endpoint-override URL`,
-and checks what the client prints. Prints 'N passed, M failed' and exits
-non-zero if anything failed.
+and checks what the client prints. With OPENSTACK_CLI it also runs a
+session through `openstack optimize ...` (python-openstackclient with the
+watcher plugin, Keystone-less: `--os-auth-type none --os-endpoint URL`).
+Prints 'N passed, M failed' and exits non-zero if anything failed.
 """
 
 import json
@@ -17,6 +19,7 @@ import tempfile
 import time
 
 watcherd, cli = sys.argv[1], sys.argv[2]
+osc = sys.argv[3] if len(sys.argv) > 3 else None
 passed = failed = 0
 
 
@@ -155,6 +158,38 @@ with tempfile.TemporaryDirectory() as tmp:
         check("audit create -a <template>", from_tmpl.get("Goal") == "dummy" and from_tmpl.get("Strategy") == "dummy", from_tmpl)
         p = run("audittemplate", "delete", "cap-tmpl")
         check("audittemplate delete", p.returncode == 0, p.stderr)
+        if osc:
+            os_base = [osc, "--os-auth-type", "none", "--os-endpoint", url]
+
+            def os_value(*args):
+                p = subprocess.run(os_base + ["optimize"] + list(args) + ["-f", "json"], capture_output=True, text=True, timeout=60)
+                if p.returncode != 0:
+                    check("openstack optimize " + " ".join(args), False, p.stderr.strip())
+                return json.loads(p.stdout or "null")
+
+            check("openstack optimize goal list", any(g["Name"] == "dummy" for g in os_value("goal", "list")))
+            os_audit = os_value("audit", "create", "-g", "dummy", "-p", "para1=30")
+            os_plan = None
+            for _ in range(100):
+                plans = os_value("actionplan", "list", "--audit", os_audit["UUID"])
+                if plans:
+                    os_plan = plans[0]["UUID"]
+                    break
+                time.sleep(0.05)
+            check("openstack optimize audit create makes a plan", os_plan is not None)
+            os_value("actionplan", "start", os_plan)
+            for _ in range(200):
+                if any(a["State"] == "ONGOING" and a["Action"] == "sleep" for a in os_value("action", "list", "--action-plan", os_plan)):
+                    break
+                time.sleep(0.05)
+            p = subprocess.run(os_base + ["optimize", "actionplan", "cancel", os_plan], capture_output=True, text=True, timeout=60)
+            check("openstack optimize actionplan cancel", p.returncode == 0, p.stderr)
+            for _ in range(200):
+                shown = os_value("actionplan", "show", os_plan)
+                if shown["State"] not in ("ONGOING", "CANCELLING"):
+                    break
+                time.sleep(0.02)
+            check("openstack optimize: the plan ends CANCELLED", shown["State"] == "CANCELLED", shown)
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
