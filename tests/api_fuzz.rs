@@ -54,7 +54,7 @@ impl Gen {
         match self.0.next_u64() % if depth > 3 { 5 } else { 7 } {
             0 => Value::Null,
             1 => json!(self.chance(0.5)),
-            2 => json!((self.0.next_u64() as i64) >> self.0.next_u64() % 64),
+            2 => json!((self.0.next_u64() as i64) >> (self.0.next_u64() % 64)),
             3 => json!(self.0.next_f64() * 1e6 - 5e5),
             4 => json!(self.text()),
             5 => Value::Array(
