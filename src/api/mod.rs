@@ -7,6 +7,7 @@
 
 mod error;
 mod handlers;
+pub mod openapi;
 pub mod version;
 mod views;
 
@@ -35,6 +36,10 @@ pub fn router(state: AppState) -> Router {
     use handlers::*;
     let v1 = Router::new()
         .route("/", get(v1_root))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .route("/goals", get(|r: ListRequest| list_goals(r, false)))
         .route("/goals/detail", get(|r: ListRequest| list_goals(r, true)))
         .route("/goals/{ident}", get(show_goal))
