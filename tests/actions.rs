@@ -353,3 +353,49 @@ fn injected_faults_replay_from_the_seed_transient_errors_are_retried_and_failure
         "{a}"
     );
 }
+
+#[test]
+fn host_maintenance_empties_a_host_and_disables_it() {
+    let dir = temp_dir("maintenance");
+    let scenario = scenario_file(&dir, "live_migration_secs = 0.2", "");
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = d.recommend(
+        "cluster_maintaining",
+        "host_maintenance",
+        json!({"maintenance_node": "compute-1"}),
+    );
+    let mut types: Vec<String> = d
+        .actions(&plan)
+        .iter()
+        .map(|a| a["action_type"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["change_nova_service_state", "migrate", "migrate"]);
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED",
+        "{:?}",
+        d.actions(&plan)
+    );
+    // compute-1 is now empty and disabled: maintaining it again has nothing to move or disable.
+    let (status, audit) = d.req("POST", "/v1/audits", Some(&json!({"audit_type": "ONESHOT", "goal": "cluster_maintaining", "parameters": {"maintenance_node": "compute-1"}})));
+    assert_eq!(status, 201);
+    let uuid = audit["uuid"].as_str().unwrap().to_string();
+    let plans = wait_for(std::time::Duration::from_secs(10), || {
+        let p = d.get(&format!("/v1/action_plans?audit_uuid={uuid}"))["action_plans"].clone();
+        (!p.as_array().unwrap().is_empty()).then_some(p)
+    });
+    assert_eq!(
+        plans[0]["state"], "SUCCEEDED",
+        "an empty plan is born SUCCEEDED"
+    );
+    // A missing parameter is refused with its name.
+    let (status, body) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "goal": "cluster_maintaining"})),
+    );
+    assert_eq!(status, 400);
+    assert!(faultstring(&body).contains("maintenance_node"), "{body}");
+}

@@ -170,6 +170,9 @@ impl Cloud for RecordingCloud {
     async fn compute_nodes(&self) -> Result<Vec<ComputeNode>, CloudError> {
         self.inner.compute_nodes().await
     }
+    async fn flavors(&self) -> Result<Vec<Flavor>, CloudError> {
+        self.inner.flavors().await
+    }
     async fn instances(&self) -> Result<Vec<Instance>, CloudError> {
         self.inner.instances().await
     }

@@ -46,6 +46,14 @@ pub struct Volume {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flavor {
+    pub name: String,
+    pub vcpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComputeService {
     pub host: String,
     pub enabled: bool,
@@ -105,6 +113,7 @@ pub trait Cloud: Send + Sync {
     fn kind(&self) -> &'static str;
 
     async fn compute_nodes(&self) -> Result<Vec<ComputeNode>, CloudError>;
+    async fn flavors(&self) -> Result<Vec<Flavor>, CloudError>;
     async fn instances(&self) -> Result<Vec<Instance>, CloudError>;
     async fn instance(&self, uuid: &str) -> Result<Option<Instance>, CloudError>;
     async fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError>;

@@ -464,6 +464,23 @@ impl Cloud for SimulatedCloud {
         })
     }
 
+    async fn flavors(&self) -> Result<Vec<super::Flavor>, CloudError> {
+        self.with_state(|st| {
+            let mut out: Vec<super::Flavor> = st
+                .flavors
+                .iter()
+                .map(|(name, f)| super::Flavor {
+                    name: name.clone(),
+                    vcpus: f.vcpus,
+                    ram_mb: f.ram_mb,
+                    disk_gb: f.disk_gb,
+                })
+                .collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+    }
+
     async fn instances(&self) -> Result<Vec<Instance>, CloudError> {
         self.with_state(|st| Ok(st.instances.values().cloned().collect()))
     }

@@ -41,6 +41,10 @@ pub const GOALS: &[GoalDef] = &[
         name: "unclassified",
         display_name: "Unclassified",
     },
+    GoalDef {
+        name: "cluster_maintaining",
+        display_name: "Cluster Maintaining",
+    },
 ];
 
 pub struct StrategyDef {
@@ -69,6 +73,12 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "unclassified",
         parameters_spec: actuator_spec,
     },
+    StrategyDef {
+        name: "host_maintenance",
+        display_name: "Host Maintenance Strategy",
+        goal: "cluster_maintaining",
+        parameters_spec: host_maintenance_spec,
+    },
 ];
 
 /// Upstream's dummy parameters, except that `para1` may go up to an hour
@@ -92,6 +102,19 @@ fn actuator_spec() -> Value {
             }
         },
         "required": ["actions"]
+    })
+}
+
+/// Upstream's host_maintenance parameters.
+fn host_maintenance_spec() -> Value {
+    json!({
+        "properties": {
+            "maintenance_node": {"description": "The name of the compute node which needs maintenance", "type": "string"},
+            "backup_node": {"description": "The name of the compute node which will take the maintenance node's instances", "type": "string"},
+            "disable_live_migration": {"description": "Migrate active instances cold instead of live", "type": "boolean", "default": false},
+            "disable_cold_migration": {"description": "Do not move inactive instances", "type": "boolean", "default": false}
+        },
+        "required": ["maintenance_node"]
     })
 }
 
@@ -224,6 +247,7 @@ pub async fn execute(
             proposed("sleep", json!({"duration": p("para1")})),
         ],
         "dummy_with_resize" => dummy_with_resize(params, cloud).await?,
+        "host_maintenance" => host_maintenance(params, cloud).await?,
         "actuator" => {
             let list = params
                 .get("actions")
@@ -308,6 +332,134 @@ async fn dummy_with_resize(
     Ok(out)
 }
 
+/// Empties `maintenance_node`: disables its nova-compute, then moves every
+/// instance to `backup_node` when it has room, otherwise to the enabled host
+/// with the most free memory that fits. Refuses (rather than half-plans) when
+/// an instance fits nowhere.
+async fn host_maintenance(
+    params: &Value,
+    cloud: &dyn Cloud,
+) -> Result<Vec<Proposed>, StrategyError> {
+    let invalid = StrategyError::Invalid;
+    let maint = params
+        .get("maintenance_node")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let backup = params
+        .get("backup_node")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let no_live = params
+        .get("disable_live_migration")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let no_cold = params
+        .get("disable_cold_migration")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let nodes = cloud.compute_nodes().await?;
+    let flavors: std::collections::HashMap<String, crate::cloud::Flavor> = cloud
+        .flavors()
+        .await?
+        .into_iter()
+        .map(|f| (f.name.clone(), f))
+        .collect();
+    let instances = cloud.instances().await?;
+    let node = nodes
+        .iter()
+        .find(|n| n.name == maint)
+        .ok_or_else(|| invalid(format!("maintenance_node {maint} does not exist")))?;
+    if let Some(b) = &backup {
+        match nodes.iter().find(|n| &n.name == b) {
+            None => return Err(invalid(format!("backup_node {b} does not exist"))),
+            Some(_) if *b == maint => {
+                return Err(invalid(
+                    "backup_node must differ from maintenance_node".into(),
+                ))
+            }
+            Some(n) if !n.service_enabled => {
+                return Err(invalid(format!("backup_node {b} is disabled")))
+            }
+            Some(_) => {}
+        }
+    }
+    // Free capacity (vcpus, ram, disk) per enabled host, updated as instances are placed.
+    let mut free: std::collections::BTreeMap<String, (i64, i64, i64)> = nodes
+        .iter()
+        .filter(|n| n.name != maint && n.service_enabled)
+        .map(|n| {
+            (
+                n.name.clone(),
+                (n.vcpus as i64, n.ram_mb as i64, n.disk_gb as i64),
+            )
+        })
+        .collect();
+    let take = |c: &mut (i64, i64, i64), f: &crate::cloud::Flavor| {
+        c.0 -= f.vcpus as i64;
+        c.1 -= f.ram_mb as i64;
+        c.2 -= f.disk_gb as i64;
+    };
+    for i in &instances {
+        if let (Some(f), Some(c)) = (flavors.get(&i.flavor), free.get_mut(&i.host)) {
+            take(c, f);
+        }
+    }
+    let mut out = vec![];
+    if node.service_enabled {
+        out.push(proposed(
+            "change_nova_service_state",
+            json!({"resource_id": maint, "resource_name": maint, "state": "disabled", "disabled_reason": "watcher_maintaining"}),
+        ));
+    }
+    let mut to_move: Vec<_> = instances.iter().filter(|i| i.host == maint).collect();
+    to_move.sort_by(|a, b| a.name.cmp(&b.name));
+    for i in to_move {
+        let active = i.status == "ACTIVE";
+        let migration_type = match (active, no_live, no_cold) {
+            (true, false, _) => "live",
+            (true, true, false) | (false, _, false) => "cold",
+            _ => {
+                return Err(invalid(format!(
+                    "instance {} cannot move: the migrations it would need are disabled",
+                    i.name
+                )))
+            }
+        };
+        let f = flavors.get(&i.flavor).ok_or_else(|| {
+            invalid(format!(
+                "instance {} has unknown flavor {}",
+                i.name, i.flavor
+            ))
+        })?;
+        let fits = |c: &(i64, i64, i64)| {
+            c.0 >= f.vcpus as i64 && c.1 >= f.ram_mb as i64 && c.2 >= f.disk_gb as i64
+        };
+        let dest = backup
+            .clone()
+            .filter(|b| free.get(b).is_some_and(fits))
+            .or_else(|| {
+                free.iter()
+                    .filter(|(_, c)| fits(c))
+                    .max_by_key(|(_, c)| c.1)
+                    .map(|(n, _)| n.clone())
+            })
+            .ok_or_else(|| {
+                invalid(format!(
+                    "no enabled host has room for instance {} ({})",
+                    i.name, i.flavor
+                ))
+            })?;
+        take(free.get_mut(&dest).expect("destination is a known host"), f);
+        out.push(proposed(
+            "migrate",
+            json!({"migration_type": migration_type, "resource_id": i.uuid, "resource_name": i.name,
+                   "source_node": maint, "destination_node": dest}),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +480,60 @@ mod tests {
     fn out_of_range_numbers_are_refused() {
         let err = apply_parameters(&dummy_spec(), &json!({"para1": 0.5})).unwrap_err();
         assert!(err.contains("at least"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod host_maintenance_tests {
+    use super::*;
+    use crate::cloud::scenario::Scenario;
+    use crate::cloud::simulated::SimulatedCloud;
+
+    #[tokio::test]
+    async fn the_maintenance_node_is_disabled_and_emptied_onto_hosts_with_room() {
+        let cloud = SimulatedCloud::new(&Scenario::demo());
+        let params = apply_parameters(
+            &host_maintenance_spec(),
+            &json!({"maintenance_node": "compute-2"}),
+        )
+        .unwrap();
+        let actions = host_maintenance(&params, &cloud).await.unwrap();
+        assert_eq!(actions[0].action_type, "change_nova_service_state");
+        let moves: Vec<(&str, &str)> = actions[1..]
+            .iter()
+            .map(|a| {
+                (
+                    a.input_parameters["resource_name"].as_str().unwrap(),
+                    a.input_parameters["destination_node"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        // cache-1 (m1.medium) and db-1 (m1.large) leave compute-2; compute-1 has the most free memory.
+        assert_eq!(moves, [("cache-1", "compute-1"), ("db-1", "compute-1")]);
+    }
+
+    #[tokio::test]
+    async fn a_backup_node_is_used_while_it_has_room_and_missing_room_is_refused() {
+        let cloud = SimulatedCloud::new(&Scenario::demo());
+        let params = json!({"maintenance_node": "compute-1", "backup_node": "compute-3"});
+        let actions = host_maintenance(&params, &cloud).await.unwrap();
+        assert!(actions[1..]
+            .iter()
+            .all(|a| a.input_parameters["destination_node"] == "compute-3"));
+        let mut tiny = Scenario::demo();
+        for h in &mut tiny.hosts {
+            if h.name != "compute-2" {
+                h.vcpus = 1;
+            }
+        }
+        let cloud = SimulatedCloud::new(&tiny);
+        let err = host_maintenance(&json!({"maintenance_node": "compute-2"}), &cloud)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no enabled host has room for instance"),
+            "{err}"
+        );
     }
 }
