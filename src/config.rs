@@ -27,8 +27,41 @@ pub struct Config {
     /// API refuses to listen beyond loopback unless `insecure_listen` is set.
     pub auth_strategy: String,
     pub insecure_listen: bool,
+    /// Used when `auth_strategy = "keystone"`.
+    pub keystone: KeystoneConfig,
     pub applier: ApplierConfig,
     pub decision_engine: DecisionConfig,
+}
+
+/// Keystone v3 settings: where to validate tokens, and watcherd's own
+/// service credentials for doing so.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneConfig {
+    /// e.g. `http://127.0.0.1:5000/v3`
+    pub auth_url: String,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// How long a validated token is trusted before asking Keystone again
+    /// (a revoked token stops working within this time).
+    pub cache_ttl_secs: f64,
+}
+
+impl Default for KeystoneConfig {
+    fn default() -> Self {
+        KeystoneConfig {
+            auth_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            project_name: "service".into(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            cache_ttl_secs: 60.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,6 +141,7 @@ impl Default for Config {
             durability: Durability::Normal,
             auth_strategy: "noauth".into(),
             insecure_listen: false,
+            keystone: KeystoneConfig::default(),
             applier: ApplierConfig::default(),
             decision_engine: DecisionConfig::default(),
         }
@@ -153,13 +187,32 @@ impl Config {
 
     /// Refuses settings that would be unsafe or meaningless.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.auth_strategy != "noauth" {
-            return Err(ConfigError::Invalid(format!(
-                "auth_strategy '{}' is not supported by this build; use 'noauth'",
-                self.auth_strategy
-            )));
+        match self.auth_strategy.as_str() {
+            "noauth" | "keystone" => {}
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "auth_strategy '{other}' is unknown; use 'noauth' or 'keystone'"
+                )))
+            }
         }
-        if !self.listen.ip().is_loopback() && !self.insecure_listen {
+        if self.auth_strategy == "keystone" {
+            let k = &self.keystone;
+            for (name, v) in [
+                ("auth_url", &k.auth_url),
+                ("username", &k.username),
+                ("password", &k.password),
+            ] {
+                if v.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "auth_strategy = 'keystone' needs keystone.{name} (watcherd's service credentials)"
+                    )));
+                }
+            }
+        }
+        if self.auth_strategy == "noauth"
+            && !self.listen.ip().is_loopback()
+            && !self.insecure_listen
+        {
             return Err(ConfigError::Invalid(format!(
                 "refusing to listen on {} without authentication: every caller would be an admin. \
                  Listen on 127.0.0.1, or set insecure_listen = true if a proxy authenticates callers.",

@@ -121,7 +121,15 @@ impl Service {
             },
             shutdown.clone(),
         );
+        let auth = if config.auth_strategy == "keystone" {
+            crate::api::auth::Auth::Keystone(Arc::new(crate::api::auth::Keystone::new(
+                config.keystone.clone(),
+            )))
+        } else {
+            crate::api::auth::Auth::NoAuth
+        };
         let state = AppState {
+            auth,
             store: store.clone(),
             registry: ActionRegistry::default(),
         };

@@ -5,6 +5,7 @@
 //! Bookmark paths (`/action_plans/<uuid>`) and trailing slashes
 //! (`/v1/actions/?...`) are rewritten before routing.
 
+pub mod auth;
 mod error;
 mod handlers;
 pub mod openapi;
@@ -27,6 +28,7 @@ use axum::Router;
 pub struct AppState {
     pub store: Store,
     pub registry: ActionRegistry,
+    pub auth: auth::Auth,
 }
 
 /// Largest request body accepted; larger ones get 413.
@@ -102,6 +104,10 @@ pub fn router(state: AppState) -> Router {
             get(|r: ListRequest| list_actions(r, true)),
         )
         .route("/actions/{uuid}", get(show_action).patch(patch_action))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(microversion));
     Router::new()
         .route("/", get(root))

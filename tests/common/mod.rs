@@ -24,10 +24,15 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// Test settings: quick sweeps, quick polling. `applier_extra` is TOML
 /// appended inside `[applier]` (it may open `[applier.limits]` too).
 pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {
+    write_config_with(dir, "", applier_extra, "")
+}
+
+/// `top` goes before any table, `tables` after `[applier]`.
+pub fn write_config_with(dir: &Path, top: &str, applier_extra: &str, tables: &str) -> PathBuf {
     let path = dir.join("watcherd.toml");
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n\
-         [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n{applier_extra}\n",
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n{top}\n\n\
+         [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n{applier_extra}\n{tables}\n",
         dir.display()
     );
     std::fs::write(&path, text).unwrap();
@@ -37,7 +42,10 @@ pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {
 impl Daemon {
     /// Starts watcherd with its data (and config) in `dir`.
     pub fn start_in(dir: &Path, applier_extra: &str, scenario: Option<&Path>) -> Daemon {
-        let config = write_config(dir, applier_extra);
+        Daemon::start_with_config(dir, write_config(dir, applier_extra), scenario)
+    }
+
+    pub fn start_with_config(dir: &Path, config: PathBuf, scenario: Option<&Path>) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcherd"));
         cmd.arg("--config")
             .arg(&config)

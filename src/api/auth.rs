@@ -1,0 +1,314 @@
+//! Authentication (Keystone tokens) and policy.
+//!
+//! `noauth`: every caller is an admin (the config refuses a non-loopback
+//! address then). `keystone`: `X-Auth-Token` is validated against Keystone v3
+//! (`GET /v3/auth/tokens` with our service token); validations are cached for
+//! `cache_ttl_secs` at most, and never past the token's own expiry, so a
+//! revoked token stops working within that time.
+//!
+//! Policy uses upstream's rule names (`action_plan:update`, ...). Reads are
+//! allowed to `admin`, `administrator` and `reader`; changes to `admin` and
+//! `administrator` (upstream's `rule:admin_api`).
+
+use super::error::ApiError;
+use crate::config::KeystoneConfig;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Who is calling, from the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("The request you have made requires authentication.")]
+    Invalid,
+    #[error("Keystone could not be reached to validate the token: {0}")]
+    Unavailable(String),
+}
+
+/// How callers are authenticated.
+#[derive(Clone)]
+pub enum Auth {
+    NoAuth,
+    Keystone(Arc<Keystone>),
+}
+
+pub struct Keystone {
+    config: KeystoneConfig,
+    agent: ureq::Agent,
+    service_token: Mutex<Option<(String, DateTime<Utc>)>>,
+    cache: Mutex<HashMap<String, (Caller, Instant)>>,
+}
+
+/// Entries kept at most; past it the cache is cleared (tokens re-validate).
+const CACHE_MAX: usize = 10_000;
+
+fn expires_at(token: &Value) -> Option<DateTime<Utc>> {
+    token["token"]["expires_at"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
+}
+
+impl Keystone {
+    pub fn new(config: KeystoneConfig) -> Keystone {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .build();
+        Keystone {
+            config,
+            agent,
+            service_token: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/auth/tokens", self.config.auth_url.trim_end_matches('/'))
+    }
+
+    /// Our own token, re-issued a minute before it expires.
+    fn service_token(&self, force: bool) -> Result<String, AuthError> {
+        if !force {
+            if let Some((t, exp)) = self.service_token.lock().expect("token lock").clone() {
+                if exp - chrono::Duration::seconds(60) > Utc::now() {
+                    return Ok(t);
+                }
+            }
+        }
+        let c = &self.config;
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": c.username, "domain": {"name": c.user_domain_name}, "password": c.password}}},
+            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}
+        }});
+        let resp = self
+            .agent
+            .post(&self.url())
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+            .map_err(|e| AuthError::Unavailable(format!("service login failed: {e}")))?;
+        let token = resp
+            .header("X-Subject-Token")
+            .ok_or_else(|| AuthError::Unavailable("Keystone returned no token".into()))?
+            .to_string();
+        let body: Value = resp
+            .into_json()
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let exp = expires_at(&body).unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(5));
+        *self.service_token.lock().expect("token lock") = Some((token.clone(), exp));
+        Ok(token)
+    }
+
+    /// Validates a user's token (blocking: call from a blocking thread).
+    fn validate_blocking(&self, token: &str) -> Result<Caller, AuthError> {
+        if let Some((caller, until)) = self.cache.lock().expect("cache lock").get(token).cloned() {
+            if Instant::now() < until {
+                return Ok(caller);
+            }
+        }
+        let mut service = self.service_token(false)?;
+        let mut retried = false;
+        let body: Value = loop {
+            match self
+                .agent
+                .get(&self.url())
+                .set("X-Auth-Token", &service)
+                .set("X-Subject-Token", token)
+                .call()
+            {
+                Ok(resp) => {
+                    break resp
+                        .into_json()
+                        .map_err(|e| AuthError::Unavailable(e.to_string()))?
+                }
+                Err(ureq::Error::Status(401, _)) if !retried => {
+                    // Our own token went stale: log in again, once.
+                    retried = true;
+                    service = self.service_token(true)?;
+                }
+                Err(ureq::Error::Status(401 | 404, _)) => return Err(AuthError::Invalid),
+                Err(e) => return Err(AuthError::Unavailable(e.to_string())),
+            }
+        };
+        let t = &body["token"];
+        let caller = Caller {
+            user_id: t["user"]["id"].as_str().map(str::to_string),
+            project_id: t["project"]["id"].as_str().map(str::to_string),
+            roles: t["roles"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let ttl = Duration::from_secs_f64(self.config.cache_ttl_secs.max(0.0));
+        let left = expires_at(&body)
+            .map(|e| (e - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(ttl);
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            token.to_string(),
+            (caller.clone(), Instant::now() + ttl.min(left)),
+        );
+        Ok(caller)
+    }
+}
+
+/// The policy rule of a route, with upstream's names.
+pub fn rule_for(method: &Method, path: &str) -> Option<String> {
+    let p = path.strip_prefix("/v1").unwrap_or(path);
+    let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+    let resource = match *segs.first()? {
+        "goals" => "goal",
+        "strategies" => "strategy",
+        "audits" => "audit",
+        "audit_templates" => "audit_template",
+        "action_plans" => "action_plan",
+        "actions" => "action",
+        "services" => "service",
+        "scoring_engines" => "scoring_engine",
+        _ => return None,
+    };
+    let verb = match (method.as_str(), segs.get(1).copied(), segs.get(2).copied()) {
+        ("GET", None, _) => "get_all",
+        ("GET", Some("detail"), None) => "detail",
+        ("GET", Some(_), Some("state")) => "state",
+        ("GET", Some(_), _) => "get",
+        ("POST", None, _) => "create",
+        ("POST", Some(_), Some("start")) => "start",
+        ("PATCH", Some(_), _) => "update",
+        ("DELETE", Some(_), _) => "delete",
+        _ => return None,
+    };
+    Some(format!("{resource}:{verb}"))
+}
+
+/// Whether `caller` may perform `rule`.
+pub fn allowed(rule: &str, caller: &Caller) -> bool {
+    let has = |r: &str| caller.roles.iter().any(|x| x == r);
+    let admin = has("admin") || has("administrator");
+    let read = rule.ends_with(":get_all")
+        || rule.ends_with(":detail")
+        || rule.ends_with(":get")
+        || rule.ends_with(":state");
+    admin || (read && has("reader"))
+}
+
+fn unauthorized(auth_url: &str, message: &str) -> Response {
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{auth_url}\"")) {
+        resp.headers_mut().insert("www-authenticate", v);
+    }
+    resp
+}
+
+/// Authenticates and applies policy to every `/v1` request.
+pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
+    let Auth::Keystone(ks) = auth else {
+        return next.run(req).await;
+    };
+    let Some(token) = req
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return unauthorized(
+            &ks.config.auth_url,
+            "The request you have made requires authentication: send X-Auth-Token.",
+        );
+    };
+    let ks2 = ks.clone();
+    let caller = match tokio::task::spawn_blocking(move || ks2.validate_blocking(&token)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(AuthError::Invalid)) => {
+            return unauthorized(&ks.config.auth_url, "The request you have made requires authentication: the token is invalid, expired or revoked.")
+        }
+        Ok(Err(e @ AuthError::Unavailable(_))) => {
+            tracing::warn!(error = %e, "token validation failed");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+        }
+        Err(e) => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    if let Some(rule) = rule_for(req.method(), &path) {
+        if !allowed(&rule, &caller) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Policy doesn't allow {rule} to be performed."),
+            )
+            .into_response();
+        }
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_upstreams_rule_names() {
+        assert_eq!(
+            rule_for(&Method::GET, "/v1/action_plans").as_deref(),
+            Some("action_plan:get_all")
+        );
+        assert_eq!(
+            rule_for(&Method::GET, "/v1/action_plans/detail").as_deref(),
+            Some("action_plan:detail")
+        );
+        assert_eq!(
+            rule_for(&Method::PATCH, "/v1/action_plans/{uuid}").as_deref(),
+            Some("action_plan:update")
+        );
+        assert_eq!(
+            rule_for(&Method::POST, "/v1/action_plans/{uuid}/start").as_deref(),
+            Some("action_plan:start")
+        );
+        assert_eq!(
+            rule_for(&Method::GET, "/v1/strategies/{ident}/state").as_deref(),
+            Some("strategy:state")
+        );
+        assert_eq!(
+            rule_for(&Method::POST, "/v1/audits").as_deref(),
+            Some("audit:create")
+        );
+    }
+
+    #[test]
+    fn readers_read_and_only_admins_change() {
+        let who = |r: &str| Caller {
+            user_id: None,
+            project_id: None,
+            roles: vec![r.to_string()],
+        };
+        assert!(allowed("action_plan:get", &who("reader")));
+        assert!(!allowed("action_plan:update", &who("reader")));
+        assert!(!allowed("action_plan:get", &who("member")));
+        assert!(allowed("action_plan:update", &who("admin")));
+    }
+}
