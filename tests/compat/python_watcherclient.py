@@ -108,10 +108,15 @@ with tempfile.TemporaryDirectory() as tmp:
                 plan2 = plans[0]["UUID"]
                 break
             time.sleep(0.05)
+        first_action = value("action", "list", "--action-plan", plan2)[0]["UUID"]
+        skipped = value("action", "update", first_action, "--state", "SKIPPED", "--reason", "not tonight")
+        check("action update --state SKIPPED --reason", skipped.get("State") == "SKIPPED"
+              and "not tonight" in (skipped.get("Status Message") or ""), skipped)
         run("actionplan", "cancel", plan2)
         check("cancel of a RECOMMENDED plan", value("actionplan", "show", plan2)["State"] == "CANCELLED")
-        check("its actions are CANCELLED",
-              all(a["State"] == "CANCELLED" for a in value("action", "list", "--action-plan", plan2)))
+        states2 = sorted(a["State"] for a in value("action", "list", "--action-plan", plan2))
+        check("its PENDING actions are CANCELLED, the skipped one stays SKIPPED",
+              states2 == ["CANCELLED", "CANCELLED", "SKIPPED"], states2)
         action_id = value("action", "list", "--action-plan", plan2)[0]["UUID"]
         check("action show", value("action", "show", action_id)["UUID"] == action_id)
 
