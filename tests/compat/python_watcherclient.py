@@ -132,6 +132,37 @@ with tempfile.TemporaryDirectory() as tmp:
         p = run("actionplan", "show", plan2, expect_ok=False)
         check("a deleted plan is gone", p.returncode != 0)
 
+        # The cancel scenario at each microversion the issue names.
+        for version in ("1.0", "1.5", "1.7"):
+            def new_plan():
+                a = value("audit", "create", "-g", "dummy", "-p", "para1=30", version=version)
+                for _ in range(100):
+                    plans = value("actionplan", "list", "--audit", a["UUID"], version=version)
+                    if plans:
+                        return plans[0]["UUID"]
+                    time.sleep(0.05)
+                return None
+            recommended = new_plan()
+            run("actionplan", "cancel", recommended, version=version)
+            check(f"[{version}] cancel of a RECOMMENDED plan",
+                  value("actionplan", "show", recommended, version=version)["State"] == "CANCELLED")
+            running = new_plan()
+            run("actionplan", "start", running, version=version)
+            for _ in range(200):
+                if any(a["Action"] == "sleep" and a["State"] == "ONGOING"
+                       for a in value("action", "list", "--action-plan", running, version=version)):
+                    break
+                time.sleep(0.05)
+            run("actionplan", "cancel", running, version=version)
+            for _ in range(200):
+                st = value("actionplan", "show", running, version=version)["State"]
+                if st not in ("ONGOING", "CANCELLING"):
+                    break
+                time.sleep(0.02)
+            check(f"[{version}] cancel of an ONGOING plan ends CANCELLED", st == "CANCELLED", st)
+            acts = sorted((a["Action"], a["State"]) for a in value("action", "list", "--action-plan", running, version=version))
+            check(f"[{version}] actions after the cancel", acts == [("nop", "SUCCEEDED"), ("nop", "SUCCEEDED"), ("sleep", "CANCELLED")], acts)
+
         for version in ("1.0", "1.5", "1.7"):
             plans = value("actionplan", "list", version=version)
             check(f"actionplan list at {version}", any(x["UUID"] == plan for x in plans), plans)
