@@ -112,7 +112,7 @@ impl Service {
         let d = &config.decision_engine;
         let engine = DecisionEngine::new(
             store.clone(),
-            cloud,
+            cloud.clone(),
             DecisionSettings {
                 host: config.host.clone(),
                 action_plan_expiry: secs(d.action_plan_expiry_hours * 3600.0),
@@ -129,6 +129,7 @@ impl Service {
             crate::api::auth::Auth::NoAuth
         };
         let state = AppState {
+            cloud: cloud.clone(),
             auth,
             store: store.clone(),
             registry: ActionRegistry::default(),

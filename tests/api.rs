@@ -482,3 +482,40 @@ fn of_many_concurrent_starts_of_one_plan_exactly_one_wins() {
     d.patch_state(&plan, "CANCELLING");
     d.wait_state(&plan, &["CANCELLED"]);
 }
+
+#[test]
+fn the_data_model_lists_servers_with_their_hosts_from_microversion_1_3() {
+    let d = Daemon::start("api-data-model");
+    let (status, body) = d.req("GET", "/v1/data_model", None);
+    assert_eq!(status, 200, "{body}");
+    let ctx = body["context"].as_array().unwrap();
+    let web1 = ctx.iter().find(|e| e["server_name"] == "web-1").unwrap();
+    assert_eq!(
+        (
+            web1["node_hostname"].as_str(),
+            web1["server_vcpus"].as_u64(),
+            web1["server_state"].as_str()
+        ),
+        (Some("compute-1"), Some(1), Some("active"))
+    );
+    assert_eq!(
+        ctx.iter()
+            .filter(|e| e.get("server_uuid").is_some())
+            .count(),
+        5
+    );
+    let r = match ureq::get(&format!("{}/v1/data_model", d.url))
+        .set("OpenStack-API-Version", "infra-optim 1.2")
+        .call()
+    {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(c, _)) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(r, 406);
+    assert_eq!(
+        d.req("GET", "/v1/data_model?data_model_type=storage", None)
+            .0,
+        404
+    );
+}

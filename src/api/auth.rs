@@ -186,6 +186,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<String> {
         "actions" => "action",
         "services" => "service",
         "scoring_engines" => "scoring_engine",
+        "data_model" => return Some("data_model:get_all".into()),
         _ => return None,
     };
     let verb = match (method.as_str(), segs.get(1).copied(), segs.get(2).copied()) {

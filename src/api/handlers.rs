@@ -1436,3 +1436,74 @@ pub async fn delete_audit_template(
     s.store.delete_audit_template(t.uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+// ----- data model -----------------------------------------------------------------------
+
+/// `GET /v1/data_model` (>= 1.3): one flat entry per server with its host's
+/// figures, and one per host without servers, as upstream's compute model.
+pub async fn data_model(
+    State(s): State<AppState>,
+    Query(q): Q,
+    Extension(ver): Extension<Version>,
+) -> ApiResult {
+    if !ver.at_least(1, 3) {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "The data model needs API microversion 1.3 or higher.",
+        ));
+    }
+    match q.get("data_model_type").map(String::as_str) {
+        None | Some("compute") => {}
+        Some(other) => {
+            return Err(ApiError::not_found(format!(
+                "Data model type {other} could not be found; only 'compute' exists."
+            )))
+        }
+    }
+    if let Some(a) = q.get("audit_uuid").or_else(|| q.get("audit")) {
+        s.store.get_audit(a, false).await?;
+    }
+    let unavailable = |e: crate::cloud::CloudError| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The cloud could not be read: {e}"),
+        )
+    };
+    let nodes = s.cloud.compute_nodes().await.map_err(unavailable)?;
+    let flavors: HashMap<String, crate::cloud::Flavor> = s
+        .cloud
+        .flavors()
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|f| (f.name.clone(), f))
+        .collect();
+    let instances = s.cloud.instances().await.map_err(unavailable)?;
+    let mut context = Vec::new();
+    for n in &nodes {
+        let node = json!({
+            "node_uuid": n.uuid, "node_hostname": n.name, "node_vcpus": n.vcpus, "node_vcpu_ratio": 1.0,
+            "node_memory": n.ram_mb, "node_memory_ratio": 1.0, "node_disk": n.disk_gb, "node_disk_ratio": 1.0,
+            "node_state": "up", "node_status": if n.service_enabled { "enabled" } else { "disabled" },
+        });
+        let mut any = false;
+        for i in instances.iter().filter(|i| i.host == n.name) {
+            any = true;
+            let f = flavors.get(&i.flavor);
+            let mut entry = node.clone();
+            let e = entry.as_object_mut().expect("object");
+            e.insert("server_uuid".into(), json!(i.uuid));
+            e.insert("server_name".into(), json!(i.name));
+            e.insert("server_vcpus".into(), json!(f.map(|f| f.vcpus)));
+            e.insert("server_memory".into(), json!(f.map(|f| f.ram_mb)));
+            e.insert("server_disk".into(), json!(f.map(|f| f.disk_gb)));
+            e.insert("server_state".into(), json!(i.status.to_lowercase()));
+            e.insert("server_flavor".into(), json!(i.flavor));
+            context.push(entry);
+        }
+        if !any {
+            context.push(node);
+        }
+    }
+    Ok(Json(json!({"context": context})).into_response())
+}

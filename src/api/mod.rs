@@ -27,6 +27,8 @@ use axum::Router;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The cloud, for the data model.
+    pub cloud: std::sync::Arc<dyn crate::cloud::Cloud>,
     pub registry: ActionRegistry,
     pub auth: auth::Auth,
 }
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             get(|r: ListRequest| list_services(r, true)),
         )
         .route("/services/{ident}", get(show_service))
+        .route("/data_model", get(data_model))
         .route("/scoring_engines", get(list_scoring_engines))
         .route("/scoring_engines/detail", get(list_scoring_engines))
         .route("/scoring_engines/{ident}", get(show_scoring_engine))

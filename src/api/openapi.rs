@@ -160,6 +160,12 @@ pub const ROUTES: &[Operation] = &[
     ),
     op(
         "get",
+        "/data_model",
+        "The compute data model: servers and their hosts (microversion >= 1.3)",
+        200,
+    ),
+    op(
+        "get",
         "/services",
         "List watcherd components with ACTIVE/FAILED",
         200,

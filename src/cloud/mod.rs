@@ -18,6 +18,8 @@ pub type OperationId = String;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComputeNode {
+    /// The hypervisor's id (Nova's hypervisor UUID).
+    pub uuid: String,
     pub name: String,
     pub vcpus: u32,
     pub ram_mb: u64,

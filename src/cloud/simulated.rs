@@ -120,6 +120,17 @@ pub struct SimulatedCloud {
     state: Mutex<State>,
 }
 
+/// A stable UUID for a simulated host, derived from its name.
+fn host_uuid(name: &str) -> String {
+    let mut a = SplitMix64::new(0x5157_4154_4348_4552);
+    let mut h = 0u64;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut r = SplitMix64::new(h ^ a.next_u64());
+    uuid::Uuid::from_u64_pair(r.next_u64(), r.next_u64()).to_string()
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -453,6 +464,7 @@ impl Cloud for SimulatedCloud {
                 .hosts
                 .iter()
                 .map(|(name, h)| ComputeNode {
+                    uuid: host_uuid(name),
                     name: name.clone(),
                     vcpus: h.vcpus,
                     ram_mb: h.ram_mb,

@@ -182,6 +182,8 @@ with tempfile.TemporaryDirectory() as tmp:
         check("scoringengine list", value("scoringengine", "list") == [])
         check("strategy state", any(x.get("Type") == "Name" for x in value("strategy", "state", "dummy")))
         check("goal show", value("goal", "show", "dummy")["Name"] == "dummy")
+        model = value("datamodel", "list")
+        check("datamodel list", any(m.get("Server Name") == "web-1" for m in model), model)
 
         # The captured upstream session: templates, then an audit from one.
         tmpl = value("audittemplate", "create", "cap-tmpl", "dummy", "-s", "dummy")
