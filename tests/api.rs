@@ -519,3 +519,50 @@ fn the_data_model_lists_servers_with_their_hosts_from_microversion_1_3() {
         404
     );
 }
+
+#[test]
+fn an_event_audit_runs_each_time_its_webhook_fires() {
+    let d = Daemon::start("api-event");
+    let (status, audit) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "EVENT", "goal": "dummy", "name": "on-alarm"})),
+    );
+    assert_eq!(status, 201, "{audit}");
+    let uuid = audit["uuid"].as_str().unwrap().to_string();
+    let plans = |d: &Daemon| {
+        d.get(&format!("/v1/action_plans?audit_uuid={uuid}"))["action_plans"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // Not run on creation: two sweeps later it still has no plan.
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    assert_eq!(plans(&d), 0);
+    assert_eq!(d.get(&format!("/v1/audits/{uuid}"))["state"], "PENDING");
+
+    let (status, _) = d.req(
+        "POST",
+        "/v1/webhooks/on-alarm",
+        Some(&json!({"alarm": "cpu"})),
+    );
+    assert_eq!(status, 202);
+    wait_for(std::time::Duration::from_secs(10), || {
+        (plans(&d) == 1).then_some(())
+    });
+    wait_for(std::time::Duration::from_secs(10), || {
+        (d.get(&format!("/v1/audits/{uuid}"))["state"] == "SUCCEEDED").then_some(())
+    });
+    let (status, _) = d.req("POST", &format!("/v1/webhooks/{uuid}"), None);
+    assert_eq!(status, 202);
+    wait_for(std::time::Duration::from_secs(10), || {
+        (plans(&d) == 2).then_some(())
+    });
+
+    let oneshot = d.recommend("dummy", "dummy", json!({}));
+    let oneshot_audit = d.plan(&oneshot)["audit_uuid"].as_str().unwrap().to_string();
+    let (status, body) = d.req("POST", &format!("/v1/webhooks/{oneshot_audit}"), None);
+    assert_eq!(status, 400);
+    assert!(faultstring(&body).contains("only EVENT audits"), "{body}");
+    assert_eq!(d.req("POST", "/v1/webhooks/nobody", None).0, 404);
+}

@@ -115,6 +115,8 @@ fn random_requests_never_get_a_5xx_and_errors_always_have_watchers_body() {
                 "actions",
                 "services",
                 "scoring_engines",
+                "webhooks",
+                "data_model",
                 "nowhere",
             ])
             .to_string();

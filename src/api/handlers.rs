@@ -414,15 +414,15 @@ pub async fn create_audit(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("Audit type {t} could not be found")))?,
     };
-    if audit_type != AuditType::Oneshot {
-        return Err(ApiError::bad_request(format!(
-            "{audit_type} audits are not supported by this build yet; create a ONESHOT audit."
-        )));
+    if audit_type == AuditType::Continuous {
+        return Err(ApiError::bad_request(
+            "CONTINUOUS audits are not supported by this build yet; create a ONESHOT or EVENT audit.",
+        ));
     }
     if text("interval")?.is_some() {
-        return Err(ApiError::bad_request(
-            "Interval of audit must not be set for ONESHOT.",
-        ));
+        return Err(ApiError::bad_request(format!(
+            "Interval of audit must not be set for {audit_type}."
+        )));
     }
     if (obj.contains_key("start_time") || obj.contains_key("end_time")) && !ver.at_least(1, 1) {
         return Err(ApiError::new(
@@ -1506,4 +1506,12 @@ pub async fn data_model(
         }
     }
     Ok(Json(json!({"context": context})).into_response())
+}
+
+// ----- webhooks --------------------------------------------------------------------------
+
+/// `POST /v1/webhooks/{audit}`: runs an EVENT audit. The body is ignored.
+pub async fn trigger_webhook(State(s): State<AppState>, Path(ident): Path<String>) -> ApiResult {
+    s.store.trigger_audit(&ident).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }

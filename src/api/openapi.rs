@@ -159,6 +159,12 @@ pub const ROUTES: &[Operation] = &[
         200,
     ),
     op(
+        "post",
+        "/webhooks/{ident}",
+        "Run an EVENT audit (UUID or name); the body is ignored",
+        202,
+    ),
+    op(
         "get",
         "/data_model",
         "The compute data model: servers and their hosts (microversion >= 1.3)",

@@ -54,6 +54,8 @@ pub struct Audit {
     pub scope: Value,
     pub auto_trigger: bool,
     pub force: bool,
+    /// An EVENT audit whose webhook fired and whose run has not started yet.
+    pub triggered: bool,
     pub next_run_time: Option<DateTime<Utc>>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,

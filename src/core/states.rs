@@ -266,6 +266,8 @@ pub const AUDIT_TRANSITIONS: &[Transition<AuditState>] = &[
     t(U::Ongoing, U::Succeeded, &[Api, DecisionEngine]),
     t(U::Ongoing, U::Cancelled, &[Api, DecisionEngine]),
     t(U::Ongoing, U::Suspended, &[Api]),
+    // An EVENT audit runs again each time its webhook fires.
+    t(U::Succeeded, U::Ongoing, &[DecisionEngine]),
     t(U::Failed, U::Deleted, &[Api]),
     t(U::Succeeded, U::Deleted, &[Api]),
     t(U::Cancelled, U::Deleted, &[Api]),

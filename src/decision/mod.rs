@@ -75,7 +75,9 @@ impl DecisionEngine {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Ok(StoreEvent::AuditState { uuid, state: AuditState::Pending }) => self.run_audit(uuid).await,
+                    Ok(StoreEvent::AuditState { uuid, state: AuditState::Pending | AuditState::Succeeded }) => {
+                        self.run_audit(uuid).await
+                    }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => self.sweep().await,
                     Err(RecvError::Closed) => break,
@@ -101,6 +103,14 @@ impl DecisionEngine {
                 }
             }
             Err(e) => warn!(error = %e, "could not read pending audits"),
+        }
+        match self.store.triggered_audits().await {
+            Ok(audits) => {
+                for a in audits {
+                    self.run_audit(a.uuid).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "could not read triggered audits"),
         }
         self.expire_recommendations().await;
     }
@@ -136,12 +146,21 @@ impl DecisionEngine {
 
     /// Runs one ONESHOT audit: PENDING -> ONGOING -> (plan created, SUCCEEDED) | FAILED | CANCELLED.
     async fn run_audit(&self, uuid: Uuid) {
+        // A ONESHOT audit runs once, when created; an EVENT audit each time
+        // its webhook fires (PENDING the first time, SUCCEEDED after).
         let audit = match self.store.get_audit(&uuid.to_string(), false).await {
             Ok(a) if a.state == AuditState::Pending && a.audit_type == AuditType::Oneshot => a,
+            Ok(a)
+                if a.audit_type == AuditType::Event
+                    && a.triggered
+                    && matches!(a.state, AuditState::Pending | AuditState::Succeeded) =>
+            {
+                a
+            }
             Ok(_) => return,
             Err(e) => return warn!(audit = %uuid, error = %e, "could not read audit"),
         };
-        if !audit.force {
+        if !audit.force && audit.audit_type == AuditType::Oneshot {
             let busy = self
                 .store
                 .plans_in_states(&[ActionPlanState::Ongoing])
@@ -170,10 +189,14 @@ impl DecisionEngine {
             .store
             .transition_audit(
                 uuid,
-                AuditState::Pending,
+                audit.state,
                 AuditState::Ongoing,
                 Actor::DecisionEngine,
-                "audit started",
+                if audit.triggered {
+                    "audit triggered by its webhook"
+                } else {
+                    "audit started"
+                },
                 None,
                 Some(self.settings.host.clone()),
             )

@@ -121,7 +121,7 @@ const ACTION_SELECT: &str = "SELECT x.id, x.uuid, p.uuid, x.action_type, x.input
 const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, g.uuid, g.name, \
     s.uuid, s.name, x.parameters, x.interval, x.scope, x.auto_trigger, x.force, \
     x.next_run_time, x.start_time, x.end_time, x.hostname, x.status_message, \
-    x.created_at, x.updated_at, x.deleted_at \
+    x.created_at, x.updated_at, x.deleted_at, x.triggered \
     FROM audits x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
 
 const SERVICE_SELECT: &str = "SELECT x.id, x.name, x.host, x.last_seen_up, x.created_at, \
@@ -238,6 +238,7 @@ fn audit_from_row(row: &Row) -> rusqlite::Result<Audit> {
         created_at: time_col(row, 19)?,
         updated_at: opt_time_col(row, 20)?,
         deleted_at: opt_time_col(row, 21)?,
+        triggered: row.get(22)?,
     })
 }
 
@@ -735,6 +736,52 @@ impl Store {
         .await
     }
 
+    /// A webhook for an EVENT audit: marks it triggered (durably, so a
+    /// restart does not lose it) and wakes the decision engine.
+    pub async fn trigger_audit(&self, ident: &str) -> Result<Audit, StoreError> {
+        let ident = ident.to_string();
+        self.write(move |conn, events| {
+            let audit = get_audit_conn(conn, &ident, false)?;
+            if audit.audit_type != AuditType::Event {
+                return Err(StoreError::Invalid(format!(
+                    "Audit type {} not allowed: only EVENT audits have webhooks",
+                    audit.audit_type
+                )));
+            }
+            if !matches!(audit.state, AuditState::Pending | AuditState::Succeeded) {
+                return Err(StoreError::Invalid(format!(
+                    "Audit state {} not allowed: a webhook needs a PENDING or SUCCEEDED audit",
+                    audit.state
+                )));
+            }
+            conn.execute(
+                "UPDATE audits SET triggered = 1, updated_at = ?1 WHERE id = ?2",
+                params![now_micros(), audit.id],
+            )?;
+            events.push(StoreEvent::AuditState {
+                uuid: audit.uuid,
+                state: audit.state,
+            });
+            get_audit_conn(conn, &audit.uuid.to_string(), false)
+        })
+        .await
+    }
+
+    /// EVENT audits whose webhook fired, oldest first.
+    pub async fn triggered_audits(&self) -> Result<Vec<Audit>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                &format!(
+                    "{AUDIT_SELECT} WHERE x.triggered = 1 AND x.deleted_at IS NULL ORDER BY x.id"
+                ),
+                vec![],
+                audit_from_row,
+            )
+        })
+        .await
+    }
+
     /// Renames an audit (not a state change: no history row).
     pub async fn rename_audit(&self, uuid: Uuid, name: String) -> Result<Audit, StoreError> {
         self.write(move |conn, _| {
@@ -771,7 +818,8 @@ impl Store {
             let deleted_at = (to == AuditState::Deleted).then_some(now);
             let n = conn.execute(
                 "UPDATE audits SET state = ?1, updated_at = ?2, status_message = COALESCE(?3, status_message), \
-                 hostname = COALESCE(?4, hostname), deleted_at = COALESCE(?5, deleted_at) \
+                 hostname = COALESCE(?4, hostname), deleted_at = COALESCE(?5, deleted_at), \
+                 triggered = CASE WHEN ?1 = 'ONGOING' THEN 0 ELSE triggered END \
                  WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
                 params![
                     to.as_str(),

@@ -127,4 +127,8 @@ CREATE TABLE audit_templates (
 -- Names are unique among live templates; deleted ones keep theirs.
 CREATE UNIQUE INDEX audit_templates_live_name ON audit_templates(name) WHERE deleted_at IS NULL;
 "#,
+    r#"
+-- EVENT audits: set by a webhook, cleared when the engine starts the run.
+ALTER TABLE audits ADD COLUMN triggered INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
