@@ -135,22 +135,19 @@ fn list_query(
 }
 
 /// `{"<name>": [...], "next": "..."}` with `next` only on a full page.
-fn collection(
+fn collection<T>(
     name: &str,
-    items: Vec<Value>,
-    uuids: Vec<Uuid>,
-    q: &ListQuery,
-    sort_key: &str,
-    base: &str,
-    detail: bool,
+    list: &[T],
+    uuid: impl Fn(&T) -> Uuid,
+    view: impl Fn(&T) -> Value,
+    page: &Page,
 ) -> Response {
     let mut body = serde_json::Map::new();
-    let full = items.len() == q.limit && q.limit > 0;
-    body.insert(name.into(), Value::Array(items));
-    if full {
-        if let Some(last) = uuids.last() {
+    let q = &page.query;
+    if list.len() == q.limit && q.limit > 0 {
+        if let Some(last) = list.last().map(&uuid) {
             let dir = if q.descending { "desc" } else { "asc" };
-            let path = if detail {
+            let path = if page.detail {
                 format!("{name}/detail")
             } else {
                 name.to_string()
@@ -158,13 +155,37 @@ fn collection(
             body.insert(
                 "next".into(),
                 json!(format!(
-                    "{base}/v1/{path}?sort_key={sort_key}&sort_dir={dir}&limit={}&marker={last}",
-                    q.limit
+                    "{}/v1/{path}?sort_key={}&sort_dir={dir}&limit={}&marker={last}",
+                    page.base, page.key, q.limit
                 )),
             );
         }
     }
+    body.insert(name.into(), Value::Array(list.iter().map(view).collect()));
     Json(Value::Object(body)).into_response()
+}
+
+/// One list request's paging, ordering and link base.
+struct Page {
+    query: ListQuery,
+    key: String,
+    base: String,
+    detail: bool,
+}
+
+fn page(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    sort_keys: &[(&str, &'static str)],
+    detail: bool,
+) -> Result<Page, ApiError> {
+    let (query, key) = list_query(q, headers, sort_keys)?;
+    Ok(Page {
+        query,
+        key,
+        base: base_url(headers),
+        detail,
+    })
 }
 
 // ----- roots ---------------------------------------------------------------------
@@ -230,16 +251,15 @@ pub async fn list_goals(r: ListRequest, detail: bool) -> ApiResult {
     let ListRequest {
         state, q, headers, ..
     } = r;
-    let (query, key) = list_query(&q, &headers, GOAL_SORT)?;
-    let base = base_url(&headers);
-    let goals = state.store.list_goals(query.clone()).await?;
-    let uuids = goals.iter().map(|g| g.uuid).collect();
-    let items = goals
-        .iter()
-        .map(|g| views::goal(g, &base, detail))
-        .collect();
+    let page = page(&q, &headers, GOAL_SORT, detail)?;
+    let goals = state.store.list_goals(page.query.clone()).await?;
+
     Ok(collection(
-        "goals", items, uuids, &query, &key, &base, detail,
+        "goals",
+        &goals,
+        |g| g.uuid,
+        |g| views::goal(g, &page.base, detail),
+        &page,
     ))
 }
 
@@ -256,25 +276,18 @@ pub async fn list_strategies(r: ListRequest, detail: bool) -> ApiResult {
     let ListRequest {
         state, q, headers, ..
     } = r;
-    let (query, key) = list_query(&q, &headers, STRATEGY_SORT)?;
-    let base = base_url(&headers);
+    let page = page(&q, &headers, STRATEGY_SORT, detail)?;
     let list = state
         .store
-        .list_strategies(q.get("goal").cloned(), query.clone())
+        .list_strategies(q.get("goal").cloned(), page.query.clone())
         .await?;
-    let uuids = list.iter().map(|s| s.uuid).collect();
-    let items = list
-        .iter()
-        .map(|s| views::strategy(s, &base, detail))
-        .collect();
+
     Ok(collection(
         "strategies",
-        items,
-        uuids,
-        &query,
-        &key,
-        &base,
-        detail,
+        &list,
+        |s| s.uuid,
+        |s| views::strategy(s, &page.base, detail),
+        &page,
     ))
 }
 
@@ -318,20 +331,19 @@ pub async fn list_audits(r: ListRequest, detail: bool) -> ApiResult {
         headers,
         ver,
     } = r;
-    let (query, key) = list_query(&q, &headers, AUDIT_SORT)?;
-    let base = base_url(&headers);
+    let page = page(&q, &headers, AUDIT_SORT, detail)?;
     let filter = AuditFilter {
         goal: q.get("goal").cloned(),
         strategy: q.get("strategy").cloned(),
     };
-    let list = state.store.list_audits(filter, query.clone()).await?;
-    let uuids = list.iter().map(|a| a.uuid).collect();
-    let items = list
-        .iter()
-        .map(|a| views::audit(a, &base, detail, ver))
-        .collect();
+    let list = state.store.list_audits(filter, page.query.clone()).await?;
+
     Ok(collection(
-        "audits", items, uuids, &query, &key, &base, detail,
+        "audits",
+        &list,
+        |a| a.uuid,
+        |a| views::audit(a, &page.base, detail, ver),
+        &page,
     ))
 }
 
@@ -577,8 +589,7 @@ pub async fn list_plans(r: ListRequest, detail: bool) -> ApiResult {
         headers,
         ver,
     } = r;
-    let (query, key) = list_query(&q, &headers, PLAN_SORT)?;
-    let base = base_url(&headers);
+    let page = page(&q, &headers, PLAN_SORT, detail)?;
     let filter = PlanFilter {
         audit_uuid: q
             .get("audit_uuid")
@@ -586,20 +597,14 @@ pub async fn list_plans(r: ListRequest, detail: bool) -> ApiResult {
             .transpose()?,
         strategy: q.get("strategy").cloned(),
     };
-    let list = state.store.list_plans(filter, query.clone()).await?;
-    let uuids = list.iter().map(|p| p.uuid).collect();
-    let items = list
-        .iter()
-        .map(|p| views::action_plan(p, &base, detail, ver))
-        .collect();
+    let list = state.store.list_plans(filter, page.query.clone()).await?;
+
     Ok(collection(
         "action_plans",
-        items,
-        uuids,
-        &query,
-        &key,
-        &base,
-        detail,
+        &list,
+        |p| p.uuid,
+        |p| views::action_plan(p, &page.base, detail, ver),
+        &page,
     ))
 }
 
@@ -891,7 +896,7 @@ pub async fn list_actions(r: ListRequest, detail: bool) -> ApiResult {
         headers,
         ver,
     } = r;
-    let (query, key) = list_query(&q, &headers, ACTION_SORT)?;
+    let page = page(&q, &headers, ACTION_SORT, detail)?;
     let filter = ActionFilter {
         action_plan_uuid: q
             .get("action_plan_uuid")
@@ -907,23 +912,22 @@ pub async fn list_actions(r: ListRequest, detail: bool) -> ApiResult {
             "Filtering actions on both audit and action-plan is prohibited",
         ));
     }
-    let base = base_url(&headers);
-    let list = state.store.list_actions(filter, query.clone()).await?;
-    let uuids = list.iter().map(|a| a.uuid).collect();
-    let items = list
-        .iter()
-        .map(|a| {
+    let list = state.store.list_actions(filter, page.query.clone()).await?;
+
+    Ok(collection(
+        "actions",
+        &list,
+        |a| a.uuid,
+        |a| {
             views::action(
                 a,
-                &base,
+                &page.base,
                 detail,
                 ver,
                 state.registry.description(&a.action_type),
             )
-        })
-        .collect();
-    Ok(collection(
-        "actions", items, uuids, &query, &key, &base, detail,
+        },
+        &page,
     ))
 }
 
@@ -1242,29 +1246,22 @@ pub async fn list_audit_templates(r: ListRequest, detail: bool) -> ApiResult {
         headers,
         ver,
     } = r;
-    let (query, key) = list_query(&q, &headers, TEMPLATE_SORT)?;
-    let base = base_url(&headers);
+    let page = page(&q, &headers, TEMPLATE_SORT, detail)?;
     let filter = AuditFilter {
         goal: q.get("goal").cloned(),
         strategy: q.get("strategy").cloned(),
     };
     let list = state
         .store
-        .list_audit_templates(filter, query.clone())
+        .list_audit_templates(filter, page.query.clone())
         .await?;
-    let uuids = list.iter().map(|t| t.uuid).collect();
-    let items = list
-        .iter()
-        .map(|t| views::audit_template(t, &base, detail, ver))
-        .collect();
+
     Ok(collection(
         "audit_templates",
-        items,
-        uuids,
-        &query,
-        &key,
-        &base,
-        detail,
+        &list,
+        |t| t.uuid,
+        |t| views::audit_template(t, &page.base, detail, ver),
+        &page,
     ))
 }
 

@@ -313,6 +313,18 @@ impl PlanRunner {
             .map(RunEnd::Finished)
     }
 
+    /// What a plugin needs to act on `action`.
+    fn context(&self, action: &Action) -> ActionContext {
+        ActionContext {
+            plan: action.action_plan_uuid,
+            action: action.uuid,
+            params: action.input_parameters.clone(),
+            cloud: self.cloud.clone(),
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
     /// Starts every ready action the limits allow.
     #[allow(clippy::too_many_arguments)]
     fn start_ready(
@@ -414,14 +426,7 @@ impl PlanRunner {
             let _ = tx.send((i, Report::PreconditionFailed(msg)));
             return;
         };
-        let ctx = ActionContext {
-            plan: action.action_plan_uuid,
-            action: action.uuid,
-            params: action.input_parameters.clone(),
-            cloud: self.cloud.clone(),
-            store: self.store.clone(),
-            settings: self.settings.clone(),
-        };
+        let ctx = self.context(action);
         let already_running = action.state != ActionState::Pending;
         let span =
             tracing::info_span!("action", action = %action.uuid, r#type = %action.action_type);
@@ -661,14 +666,7 @@ impl PlanRunner {
         let Some(plugin) = self.registry.get(&action.action_type) else {
             return Ok(Some(action.state));
         };
-        let ctx = ActionContext {
-            plan: action.action_plan_uuid,
-            action: action.uuid,
-            params: action.input_parameters.clone(),
-            cloud: self.cloud.clone(),
-            store: self.store.clone(),
-            settings: self.settings.clone(),
-        };
+        let ctx = self.context(action);
         let journal = self.store.journal(action.uuid).await?;
         let verdict = plugin.reconcile(&ctx, journal.as_ref()).await;
         let from = action.state;
@@ -732,14 +730,7 @@ impl PlanRunner {
             if !plugin.can_revert() {
                 continue;
             }
-            let ctx = ActionContext {
-                plan,
-                action: node.action.uuid,
-                params: node.action.input_parameters.clone(),
-                cloud: self.cloud.clone(),
-                store: self.store.clone(),
-                settings: self.settings.clone(),
-            };
+            let ctx = self.context(&node.action);
             let (to, reason, message) = match plugin.revert(&ctx).await {
                 Ok(m) => (ActionState::Cancelled, "rolled back on cancel", m),
                 Err(e) => (
