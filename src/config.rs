@@ -27,6 +27,8 @@ pub struct Config {
     /// API refuses to listen beyond loopback unless `insecure_listen` is set.
     pub auth_strategy: String,
     pub insecure_listen: bool,
+    /// Rules (oslo.policy syntax, flat YAML) over the built-in defaults.
+    pub policy_file: Option<PathBuf>,
     /// Used when `auth_strategy = "keystone"`.
     pub keystone: KeystoneConfig,
     pub applier: ApplierConfig,
@@ -141,6 +143,7 @@ impl Default for Config {
             durability: Durability::Normal,
             auth_strategy: "noauth".into(),
             insecure_listen: false,
+            policy_file: None,
             keystone: KeystoneConfig::default(),
             applier: ApplierConfig::default(),
             decision_engine: DecisionConfig::default(),

@@ -24,6 +24,13 @@ pub enum ServiceError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Scenario(#[from] crate::cloud::scenario::ScenarioError),
+    #[error(transparent)]
+    Policy(#[from] crate::api::policy::PolicyError),
+    #[error("cannot read the policy file {path}: {source}")]
+    PolicyFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
     Listen {
         addr: SocketAddr,
@@ -121,9 +128,21 @@ impl Service {
             },
             shutdown.clone(),
         );
+        let policy = match &config.policy_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ServiceError::PolicyFile {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                crate::api::policy::Policy::with_overrides(&text)?
+            }
+            None => crate::api::policy::Policy::default(),
+        };
         let auth = if config.auth_strategy == "keystone" {
             crate::api::auth::Auth::Keystone(Arc::new(crate::api::auth::Keystone::new(
                 config.keystone.clone(),
+                policy,
             )))
         } else {
             crate::api::auth::Auth::NoAuth

@@ -114,3 +114,23 @@ fn errors_say_what_went_wrong_and_what_to_do() {
         stderr(&o)
     );
 }
+
+#[test]
+fn watcherd_refuses_a_broken_policy_file_and_says_where() {
+    let dir = temp_dir("bad-policy");
+    std::fs::write(
+        dir.join("policy.yaml"),
+        "\"action_plan:update\": \"role:admin or\"\n",
+    )
+    .unwrap();
+    let top = format!("policy_file = \"{}\"", dir.join("policy.yaml").display());
+    let config = write_config_with(&dir, &top, "", "");
+    let o = Command::new(env!("CARGO_BIN_EXE_watcherd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("policy") && err.contains("line 1"), "{err}");
+}

@@ -84,8 +84,23 @@ fn user_with_role(ks: &str, admin: &str, name: &str, role: &str) -> String {
 }
 
 fn start(ks: &str) -> Daemon {
+    start_with_policy(ks, None)
+}
+
+fn start_with_policy(ks: &str, policy: Option<&str>) -> Daemon {
     let dir = temp_dir("keystone");
-    let top = "auth_strategy = \"keystone\"";
+    let top = match policy {
+        Some(text) => {
+            let path = dir.join("policy.yaml");
+            std::fs::write(&path, text).unwrap();
+            format!(
+                "auth_strategy = \"keystone\"\npolicy_file = \"{}\"",
+                path.display()
+            )
+        }
+        None => "auth_strategy = \"keystone\"".to_string(),
+    };
+    let top = top.as_str();
     let tables = format!(
         "[keystone]\nauth_url = \"{ks}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncache_ttl_secs = 1.0\n"
     );
@@ -162,6 +177,18 @@ fn tokens_are_validated_with_keystone_and_roles_decide_what_a_caller_may_do() {
     assert_eq!(
         faultstring(&body),
         "Policy doesn't allow action_plan:get_all to be performed."
+    );
+
+    // A policy file can grant that role what the defaults refuse.
+    let relaxed = start_with_policy(
+        &ks,
+        Some("\"action_plan:get_all\": \"rule:reader_api or role:watcher-test-other\"\n"),
+    );
+    assert_eq!(get(&relaxed, "/v1/action_plans", Some(&other)).0, 200);
+    assert_eq!(
+        get(&relaxed, "/v1/audits", Some(&other)).0,
+        403,
+        "other rules keep their defaults"
     );
 }
 

@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 mod handlers;
 pub mod openapi;
+pub mod policy;
 pub mod version;
 mod views;
 
