@@ -1123,21 +1123,9 @@ impl Store {
         reason: &str,
         status_message: Option<String>,
     ) -> Result<(), StoreError> {
-        let reason = reason.to_string();
-        self.write(move |conn, events| {
-            change_action(
-                conn,
-                events,
-                plan,
-                uuid,
-                from,
-                to,
-                actor,
-                &reason,
-                status_message.as_deref(),
-            )
-        })
-        .await
+        self.enqueue_transition_action(plan, uuid, from, to, actor, reason, status_message)
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// Like [`Store::transition_action`], but queued now and answered later:
