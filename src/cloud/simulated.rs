@@ -330,6 +330,40 @@ impl State {
         Ok((inst, dest))
     }
 
+    /// Starts a live or cold migration after the checks both share.
+    fn start_migration(
+        &mut self,
+        instance: &str,
+        destination: Option<&str>,
+        live: bool,
+    ) -> Result<OperationId, CloudError> {
+        let (inst, dest) = self.migration_target(instance, destination)?;
+        let (source, uuid) = (inst.host, inst.uuid);
+        let (status, kind, secs_) = if live {
+            (
+                "MIGRATING",
+                OpKind::LiveMigration {
+                    instance: uuid,
+                    source,
+                    dest,
+                },
+                self.timing.live_migration_secs,
+            )
+        } else {
+            (
+                "RESIZE",
+                OpKind::ColdMigration {
+                    instance: uuid,
+                    source,
+                    dest,
+                },
+                self.timing.cold_migration_secs,
+            )
+        };
+        self.set_instance_status(instance, status);
+        Ok(self.start_op(kind, secs(secs_)))
+    }
+
     fn start_op(&mut self, kind: OpKind, duration: Duration) -> OperationId {
         let fails_at = if self.rng.chance(self.faults.migration_failure_rate) {
             Some(0.1 + 0.8 * self.rng.next_f64())
@@ -520,19 +554,7 @@ impl Cloud for SimulatedCloud {
         instance: &str,
         destination: Option<&str>,
     ) -> Result<OperationId, CloudError> {
-        self.with_state(|st| {
-            let (inst, dest) = st.migration_target(instance, destination)?;
-            st.set_instance_status(instance, "MIGRATING");
-            let d = secs(st.timing.live_migration_secs);
-            Ok(st.start_op(
-                OpKind::LiveMigration {
-                    instance: inst.uuid,
-                    source: inst.host,
-                    dest,
-                },
-                d,
-            ))
-        })
+        self.with_state(|st| st.start_migration(instance, destination, true))
     }
 
     async fn cold_migrate(
@@ -540,19 +562,7 @@ impl Cloud for SimulatedCloud {
         instance: &str,
         destination: Option<&str>,
     ) -> Result<OperationId, CloudError> {
-        self.with_state(|st| {
-            let (inst, dest) = st.migration_target(instance, destination)?;
-            st.set_instance_status(instance, "RESIZE");
-            let d = secs(st.timing.cold_migration_secs);
-            Ok(st.start_op(
-                OpKind::ColdMigration {
-                    instance: inst.uuid,
-                    source: inst.host,
-                    dest,
-                },
-                d,
-            ))
-        })
+        self.with_state(|st| st.start_migration(instance, destination, false))
     }
 
     async fn resize(&self, instance: &str, flavor: &str) -> Result<OperationId, CloudError> {

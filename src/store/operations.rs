@@ -542,7 +542,7 @@ fn build_list_sql(
     Ok((sql, args))
 }
 
-/// One record by UUID or name.
+/// One live (not deleted) record by UUID or name.
 fn find_by_ident<T>(
     conn: &Connection,
     select: &str,
@@ -552,7 +552,7 @@ fn find_by_ident<T>(
 ) -> Result<T, StoreError> {
     let w = Where::default().ident(Some(ident), "x.uuid", "x.name");
     conn.query_row(
-        &format!("{select} WHERE {}", w.clauses[0]),
+        &format!("{select} WHERE x.deleted_at IS NULL AND {}", w.clauses[0]),
         params_from_iter(w.args),
         map,
     )
@@ -1301,18 +1301,13 @@ impl Store {
     pub async fn get_audit_template(&self, ident: &str) -> Result<AuditTemplate, StoreError> {
         let ident = ident.to_string();
         self.read(move |conn| {
-            let select = format!("{TEMPLATE_SELECT} WHERE x.deleted_at IS NULL AND");
-            let w = Where::default().ident(Some(&ident), "x.uuid", "x.name");
-            conn.query_row(
-                &format!("{select} {}", w.clauses[0]),
-                params_from_iter(w.args),
+            find_by_ident(
+                conn,
+                TEMPLATE_SELECT,
+                &ident,
+                "AuditTemplate",
                 template_from_row,
             )
-            .optional()?
-            .ok_or(StoreError::NotFound {
-                kind: "AuditTemplate",
-                id: ident,
-            })
         })
         .await
     }
