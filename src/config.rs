@@ -23,8 +23,8 @@ pub struct Config {
     /// This process's name, written as plans' and audits' `hostname`.
     pub host: String,
     pub durability: Durability,
-    /// Only `noauth` exists in this build: every caller is an admin, so the
-    /// API refuses to listen beyond loopback unless `insecure_listen` is set.
+    /// `noauth` (every caller is an admin, so the API refuses to listen
+    /// beyond loopback unless `insecure_listen` is set) or `keystone`.
     pub auth_strategy: String,
     pub insecure_listen: bool,
     /// Rules (oslo.policy syntax, flat YAML) over the built-in defaults.
@@ -50,6 +50,10 @@ pub struct KeystoneConfig {
     /// How long a validated token is trusted before asking Keystone again
     /// (a revoked token stops working within this time).
     pub cache_ttl_secs: f64,
+    /// Upstream's `[api] enable_webhooks_auth`: when false, `POST
+    /// /v1/webhooks/{audit}` needs no token, for alarm systems that cannot
+    /// send one. Everything else still does.
+    pub enable_webhooks_auth: bool,
 }
 
 impl Default for KeystoneConfig {
@@ -62,6 +66,7 @@ impl Default for KeystoneConfig {
             user_domain_name: "Default".into(),
             project_domain_name: "Default".into(),
             cache_ttl_secs: 60.0,
+            enable_webhooks_auth: true,
         }
     }
 }

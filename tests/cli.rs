@@ -134,3 +134,42 @@ fn watcherd_refuses_a_broken_policy_file_and_says_where() {
     let err = stderr(&o);
     assert!(err.contains("policy") && err.contains("line 1"), "{err}");
 }
+
+#[test]
+fn continuous_audits_are_created_with_their_schedule_and_bad_ones_are_explained() {
+    let d = Daemon::start("cli-continuous");
+    let o = watcher(
+        &d,
+        &[
+            "audit",
+            "create",
+            "-g",
+            "dummy",
+            "-t",
+            "continuous",
+            "-i",
+            "0 3 * * *",
+            "-f",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(a["audit_type"], "CONTINUOUS");
+    assert_eq!(a["interval"], "0 3 * * *");
+    let o = watcher(
+        &d,
+        &[
+            "audit",
+            "create",
+            "-g",
+            "dummy",
+            "-t",
+            "CONTINUOUS",
+            "-i",
+            "hourly",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cron expression"), "{}", stderr(&o));
+}

@@ -88,6 +88,11 @@ fn start(ks: &str) -> Daemon {
 }
 
 fn start_with_policy(ks: &str, policy: Option<&str>) -> Daemon {
+    start_with(ks, policy, "")
+}
+
+/// watcherd under Keystone, with a policy file and more `[keystone]` lines.
+fn start_with(ks: &str, policy: Option<&str>, keystone_extra: &str) -> Daemon {
     let dir = temp_dir("keystone");
     let top = match policy {
         Some(text) => {
@@ -102,7 +107,7 @@ fn start_with_policy(ks: &str, policy: Option<&str>) -> Daemon {
     };
     let top = top.as_str();
     let tables = format!(
-        "[keystone]\nauth_url = \"{ks}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncache_ttl_secs = 1.0\n"
+        "[keystone]\nauth_url = \"{ks}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncache_ttl_secs = 1.0\n{keystone_extra}\n"
     );
     let config = write_config_with(&dir, top, "", &tables);
     Daemon::start_with_config(&dir, config, None)
@@ -302,4 +307,45 @@ fn openstack_clients_find_watcherd_through_the_catalog() {
     let _ = ureq::delete(&format!("{ks}/services/{sid}"))
         .set("X-Auth-Token", &admin)
         .call();
+}
+
+#[test]
+fn webhooks_can_go_without_a_token_and_generic_policy_checks_use_the_token() {
+    let Some(ks) = keystone() else { return };
+    let admin = login(&ks, "admin", "admin", "admin");
+    let member = user_with_role(&ks, &admin, "watcher-member", "member");
+    let d = start_with(
+        &ks,
+        Some("\"audit:get_all\": \"project_id:%(project_id)s and not role:intern\"\n"),
+        "enable_webhooks_auth = false",
+    );
+    // A member (project-scoped token) may list audits under that rule, not create them.
+    let (status, _, _) = get(&d, "/v1/audits", Some(&member));
+    assert_eq!(status, 200);
+    let create = |token: &str| match ureq::post(&format!("{}/v1/audits", d.url))
+        .set("X-Auth-Token", token)
+        .send_json(json!({"audit_type": "EVENT", "goal": "dummy"}))
+    {
+        Ok(r) => (r.status(), r.into_json::<Value>().unwrap()),
+        Err(ureq::Error::Status(c, r)) => (c, r.into_json::<Value>().unwrap_or(Value::Null)),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(create(&member).0, 403);
+    let (status, audit) = create(&admin);
+    assert_eq!(status, 201, "{audit}");
+    let uuid = audit["uuid"].as_str().unwrap();
+
+    // The webhook answers without a token; everything else still needs one.
+    let r = ureq::post(&format!("{}/v1/webhooks/{uuid}", d.url)).call();
+    assert!(matches!(&r, Ok(resp) if resp.status() == 202), "{r:?}");
+    assert_eq!(get(&d, &format!("/v1/audits/{uuid}"), None).0, 401);
+    let plans = wait_for(Duration::from_secs(10), || {
+        let (_, v, _) = get(
+            &d,
+            &format!("/v1/action_plans?audit_uuid={uuid}"),
+            Some(&admin),
+        );
+        (!v["action_plans"].as_array()?.is_empty()).then_some(v)
+    });
+    assert_eq!(plans["action_plans"][0]["state"], "RECOMMENDED");
 }

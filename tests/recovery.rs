@@ -97,3 +97,41 @@ fn a_live_migration_lost_in_a_crash_is_reconciled_from_the_journal_and_the_cloud
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["to_state"], "PENDING");
 }
+
+#[test]
+fn an_audit_interrupted_mid_computation_is_failed_with_the_reason_at_restart() {
+    let dir = temp_dir("audit-interrupted");
+    let mut d = Daemon::start_in(&dir, "", None);
+    // An EVENT audit waits for its webhook, so it is still PENDING here.
+    let (status, a) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "EVENT", "goal": "dummy"})),
+    );
+    assert_eq!(status, 201, "{a}");
+    let uuid = a["uuid"].as_str().unwrap().to_string();
+    d.kill9();
+    // What a kill -9 in the middle of the computation leaves behind: the
+    // audit ONGOING on this host, and no plan.
+    let db = rusqlite::Connection::open(dir.join("watcher.db")).unwrap();
+    db.execute(
+        "UPDATE audits SET state = 'ONGOING', hostname = 'test-host' WHERE uuid = ?1",
+        [&uuid],
+    )
+    .unwrap();
+    drop(db);
+
+    let d = Daemon::start_in(&dir, "", None);
+    let a = wait_for(std::time::Duration::from_secs(10), || {
+        let a = d.get(&format!("/v1/audits/{uuid}"));
+        (a["state"] != "ONGOING").then_some(a)
+    });
+    assert_eq!(a["state"], "FAILED", "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped while computing"),
+        "{a}"
+    );
+}

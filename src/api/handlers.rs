@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::version::{Version, MAX, MIN};
 use super::{views, AppState};
+use crate::core::schedule::Schedule;
 use crate::core::*;
 use crate::decision::strategies;
 use crate::store::*;
@@ -12,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -426,22 +428,47 @@ pub async fn create_audit(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("Audit type {t} could not be found")))?,
     };
-    if audit_type == AuditType::Continuous {
-        return Err(ApiError::bad_request(
-            "CONTINUOUS audits are not supported by this build yet; create a ONESHOT or EVENT audit.",
-        ));
-    }
-    if text("interval")?.is_some() {
-        return Err(ApiError::bad_request(format!(
-            "Interval of audit must not be set for {audit_type}."
-        )));
-    }
-    if (obj.contains_key("start_time") || obj.contains_key("end_time")) && !ver.at_least(1, 1) {
+    // python-watcherclient sends the interval as a string; a JSON number is
+    // read the same way.
+    let interval = match obj.get("interval") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => text("interval")?,
+    };
+    let interval = match (audit_type, interval) {
+        (AuditType::Continuous, None) => {
+            return Err(ApiError::bad_request(
+                "Interval of audit must be specified for CONTINUOUS.",
+            ))
+        }
+        (AuditType::Continuous, Some(i)) => Some(checked_interval(&i)?),
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "Interval of audit must not be set for {audit_type}."
+            )))
+        }
+        (_, None) => None,
+    };
+    let times_given = ["start_time", "end_time"]
+        .iter()
+        .any(|k| obj.get(*k).is_some_and(|v| !v.is_null()));
+    if times_given && !ver.at_least(1, 1) {
         return Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "start_time and end_time need API microversion 1.1 or higher.",
         ));
     }
+    if times_given && audit_type == AuditType::Oneshot {
+        return Err(ApiError::bad_request(
+            "Start or End time of audit must not be set for ONESHOT.",
+        ));
+    }
+    let start_time = text("start_time")?
+        .map(|t| parse_time("start_time", &t))
+        .transpose()?;
+    let end_time = text("end_time")?
+        .map(|t| parse_time("end_time", &t))
+        .transpose()?;
+    check_time_window(start_time, end_time)?;
     let template = match text("audit_template_uuid")? {
         Some(t) => {
             if obj.get("goal").is_some_and(|g| !g.is_null()) {
@@ -502,15 +529,15 @@ pub async fn create_audit(
         goal_id: goal.id,
         strategy_id: Some(strategy.id),
         parameters,
-        interval: None,
+        interval,
         scope: template
             .as_ref()
             .map(|t| t.scope.clone())
             .unwrap_or_else(|| json!([])),
         auto_trigger: flag("auto_trigger")?,
         force: flag("force")?,
-        start_time: None,
-        end_time: None,
+        start_time,
+        end_time,
     };
     let audit = s.store.create_audit(new).await?;
     let base = base_url(&h);
@@ -521,6 +548,55 @@ pub async fn create_audit(
         Json(views::audit(&audit, &base, true, ver)),
     )
         .into_response())
+}
+
+/// A CONTINUOUS audit's interval: seconds or a cron expression that fires.
+fn checked_interval(text: &str) -> Result<String, ApiError> {
+    text.parse::<Schedule>()
+        .map(|_| text.trim().to_string())
+        .map_err(|why| {
+            ApiError::bad_request(format!(
+                "Invalid interval: {why}. Give a number of seconds (e.g. 3600) or a cron \
+                 expression (e.g. '0 */6 * * *')."
+            ))
+        })
+}
+
+/// An ISO 8601 time as python-watcherclient passes it on: with an offset,
+/// or without one (then UTC, where upstream uses its server's local zone).
+fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(text, format) {
+            return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+        }
+    }
+    Err(ApiError::bad_request(format!(
+        "Invalid {field} '{text}': give an ISO 8601 time such as 2026-12-01T08:00:00 (UTC) \
+         or 2026-12-01T09:00:00+01:00."
+    )))
+}
+
+fn check_time_window(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> Result<(), ApiError> {
+    match (start, end) {
+        (Some(s), Some(e)) if e <= s => Err(ApiError::bad_request(
+            "The end_time of an audit must be after its start_time.",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A name as upstream stores it: 1 to 63 characters, no control characters.
@@ -1037,9 +1113,56 @@ pub async fn patch_audit(
     let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
     let audit = s.store.get_audit(&ident, false).await?;
     let mut state = audit.state;
-    let mut name: Option<String> = None;
+    let mut edit = AuditEdit::default();
+    let refuse = |why: String| {
+        ApiError::bad_request(format!(
+            "Couldn't apply patch '{}'. Reason: {why}",
+            patch_repr(&ops)
+        ))
+    };
     for op in &ops {
         match (op.path.as_str(), op.op.as_str(), &op.value) {
+            ("/interval", _, _) if audit.audit_type != AuditType::Continuous => {
+                return Err(refuse(format!(
+                    "Interval of audit must not be set for {}.",
+                    audit.audit_type
+                )))
+            }
+            ("/interval", "remove", _) | ("/interval", _, None | Some(Value::Null)) => {
+                return Err(refuse("a CONTINUOUS audit needs an interval".into()))
+            }
+            ("/interval", _, Some(Value::String(v))) => edit.interval = Some(checked_interval(v)?),
+            ("/interval", _, Some(Value::Number(n))) => {
+                edit.interval = Some(checked_interval(&n.to_string())?)
+            }
+            ("/start_time" | "/end_time", _, _) if audit.audit_type == AuditType::Oneshot => {
+                return Err(refuse(
+                    "Start or End time of audit must not be set for ONESHOT.".into(),
+                ))
+            }
+            ("/start_time" | "/end_time", _, _) if !ver.at_least(1, 1) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "start_time and end_time need API microversion 1.1 or higher.",
+                ))
+            }
+            (p @ ("/start_time" | "/end_time"), o, v) => {
+                let value = match (o, v) {
+                    ("remove", _) | (_, None | Some(Value::Null)) => None,
+                    (_, Some(Value::String(t))) => Some(parse_time(&p[1..], t)?),
+                    _ => return Err(refuse(format!("{} must be a time string", &p[1..]))),
+                };
+                if p == "/start_time" {
+                    edit.start_time = Some(value);
+                } else {
+                    edit.end_time = Some(value);
+                }
+            }
+            ("/auto_trigger", "remove", _) => edit.auto_trigger = Some(false),
+            ("/auto_trigger", _, Some(Value::Bool(b))) => edit.auto_trigger = Some(*b),
+            ("/auto_trigger", _, _) => {
+                return Err(refuse("auto_trigger must be true or false".into()))
+            }
             ("/state", "remove", _) | ("/state", _, Some(Value::Null)) => {
                 return Err(ApiError::bad_request(format!(
                     "Couldn't apply patch '{}'. Reason: the state cannot be removed",
@@ -1057,7 +1180,9 @@ pub async fn patch_audit(
             ("/name", "remove", _) => {
                 return Err(ApiError::bad_request("The audit name cannot be removed."))
             }
-            ("/name", _, Some(Value::String(v))) => name = Some(checked_name("audit", v.clone())?),
+            ("/name", _, Some(Value::String(v))) => {
+                edit.name = Some(checked_name("audit", v.clone())?)
+            }
             ("/name", _, _) => {
                 return Err(ApiError::bad_request("The audit name must be a string."))
             }
@@ -1070,6 +1195,10 @@ pub async fn patch_audit(
             }
         }
     }
+    check_time_window(
+        edit.start_time.unwrap_or(audit.start_time),
+        edit.end_time.unwrap_or(audit.end_time),
+    )?;
     if state != audit.state
         && (state == AuditState::Deleted
             || !audit_transition_allowed(audit.state, state, Actor::Api))
@@ -1101,8 +1230,13 @@ pub async fn patch_audit(
                 other => other.into(),
             })?;
     }
-    if let Some(n) = name {
-        updated = s.store.rename_audit(audit.uuid, n).await?;
+    if edit.name.is_some()
+        || edit.interval.is_some()
+        || edit.start_time.is_some()
+        || edit.end_time.is_some()
+        || edit.auto_trigger.is_some()
+    {
+        updated = s.store.update_audit(audit.uuid, edit).await?;
     }
     Ok(Json(views::audit(&updated, &base_url(&h), true, ver)).into_response())
 }

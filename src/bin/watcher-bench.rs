@@ -77,6 +77,7 @@ async fn make_plan(store: &Store, actions: Vec<NewAction>) -> anyhow::Result<Uui
             efficacy_indicators: vec![],
             global_efficacy: vec![],
             hostname: "bench".into(),
+            next_run_time: None,
         })
         .await?;
     Ok(plan.uuid)

@@ -123,6 +123,17 @@ enum AuditCmd {
         /// Audit type.
         #[arg(short = 't', long = "audit_type", default_value = "ONESHOT")]
         audit_type: String,
+        /// For CONTINUOUS audits: seconds between runs, or a cron expression
+        /// such as '0 */6 * * *' (UTC).
+        #[arg(short, long)]
+        interval: Option<String>,
+        /// For CONTINUOUS audits: no run before this time (ISO 8601, UTC unless an offset is given).
+        #[arg(long)]
+        start_time: Option<String>,
+        /// For CONTINUOUS audits: the audit ends (SUCCEEDED) at this time.
+        #[arg(long)]
+        end_time: Option<String>,
+        /// Audit name; default: the strategy's name and the time.
         #[arg(long)]
         name: Option<String>,
         /// Start the resulting action plan at once.
@@ -263,6 +274,10 @@ const AUDIT_SHOW: &[(&str, &str)] = &[
     ("Updated At", "updated_at"),
     ("State", "state"),
     ("Audit Type", "audit_type"),
+    ("Interval", "interval"),
+    ("Next Run Time", "next_run_time"),
+    ("Start Time", "start_time"),
+    ("End Time", "end_time"),
     ("Parameters", "parameters"),
     ("Goal", "goal_name"),
     ("Strategy", "strategy_name"),
@@ -514,16 +529,24 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             strategy,
             parameters,
             audit_type,
+            interval,
+            start_time,
+            end_time,
             name,
             auto_trigger,
             force,
         }) => {
-            let mut body = json!({"audit_type": audit_type, "goal": goal, "auto_trigger": auto_trigger, "force": force});
-            if let Some(s) = strategy {
-                body["strategy"] = json!(s);
-            }
-            if let Some(n) = name {
-                body["name"] = json!(n);
+            let mut body = json!({"audit_type": audit_type.to_uppercase(), "goal": goal, "auto_trigger": auto_trigger, "force": force});
+            for (key, value) in [
+                ("strategy", strategy),
+                ("name", name),
+                ("interval", interval),
+                ("start_time", start_time),
+                ("end_time", end_time),
+            ] {
+                if let Some(v) = value {
+                    body[key] = json!(v);
+                }
             }
             if !parameters.is_empty() {
                 body["parameters"] = parse_parameters(&parameters)?;

@@ -1,6 +1,7 @@
 //! The domain: states, transition tables and records. No I/O lives here.
 
 pub mod model;
+pub mod schedule;
 pub mod states;
 
 pub use model::*;

@@ -236,7 +236,11 @@ pub const ACTION_TRANSITIONS: &[Transition<ActionState>] = &[
     t(A::Pending, A::Ongoing, &[Applier]),
     t(A::Pending, A::Skipped, &[Api, Applier]),
     t(A::Pending, A::Failed, &[Applier]),
-    t(A::Pending, A::Cancelled, &[Api, Applier, Recovery]),
+    t(
+        A::Pending,
+        A::Cancelled,
+        &[Api, Applier, DecisionEngine, Recovery],
+    ),
     t(A::Ongoing, A::Succeeded, &[Applier, Recovery]),
     t(A::Ongoing, A::Failed, &[Applier, Recovery]),
     t(A::Ongoing, A::Cancelling, &[Applier]),

@@ -6,8 +6,10 @@ pub mod strategies;
 
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Cloud;
+use crate::core::schedule::Schedule;
 use crate::core::{ActionPlanState, Actor, Audit, AuditState, AuditType};
 use crate::store::{Heartbeat, NewPlan, PlanUpdate, Store, StoreError, StoreEvent};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -70,29 +72,255 @@ impl DecisionEngine {
             self.settings.host.clone(),
         );
         heartbeat.beat().await;
-        self.sweep().await;
+        self.recover_interrupted_audits().await;
         let mut sweep = tokio::time::interval(self.settings.sweep_interval);
+        // When the next CONTINUOUS audit is due; the sweep catches anything
+        // this misses (a clock step, a failed write).
+        let mut due: Option<DateTime<Utc>> = None;
         loop {
+            let wake = async {
+                match due {
+                    Some(t) => {
+                        let wait = (t - Utc::now()).to_std().unwrap_or_default();
+                        tokio::time::sleep(wait).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Ok(StoreEvent::AuditState { uuid, state: AuditState::Pending | AuditState::Succeeded }) => {
-                        self.run_audit(uuid).await
-                    }
+                    Ok(StoreEvent::AuditState { uuid, state }) => match state {
+                        AuditState::Pending | AuditState::Succeeded => {
+                            self.run_audit(uuid).await;
+                            due = self.run_continuous().await;
+                        }
+                        AuditState::Ongoing => due = self.run_continuous().await,
+                        _ => {}
+                    },
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => self.sweep().await,
+                    Err(RecvError::Lagged(_)) => due = self.sweep().await,
                     Err(RecvError::Closed) => break,
                 },
                 _ = sweep.tick() => {
                     heartbeat.beat().await;
-                    self.sweep().await;
+                    due = self.sweep().await;
                 }
+                _ = wake => due = self.run_continuous().await,
                 _ = self.shutdown.cancelled() => break,
             }
         }
         info!("decision engine stopped");
     }
 
-    async fn sweep(&self) {
+    /// A ONESHOT or EVENT audit this engine was computing when it stopped
+    /// has no plan (a plan and its audit's SUCCEEDED are one transaction):
+    /// it is marked FAILED with the reason, so that it is never left ONGOING.
+    /// CONTINUOUS audits simply go on at their next run.
+    async fn recover_interrupted_audits(&self) {
+        let Ok(audits) = self.store.audits_in_state(AuditState::Ongoing).await else {
+            return;
+        };
+        for a in audits.into_iter().filter(|a| {
+            a.audit_type != AuditType::Continuous
+                && a.hostname.as_deref() == Some(self.settings.host.as_str())
+        }) {
+            let _ = self
+                .store
+                .transition_audit(
+                    a.uuid,
+                    AuditState::Ongoing,
+                    AuditState::Failed,
+                    Actor::Recovery,
+                    "the decision engine stopped during the audit",
+                    Some(
+                        "The decision engine stopped while computing this audit; create it again."
+                            .into(),
+                    ),
+                    None,
+                )
+                .await;
+        }
+    }
+
+    /// Runs every CONTINUOUS audit that is due and returns when the next
+    /// one is.
+    async fn run_continuous(&self) -> Option<DateTime<Utc>> {
+        let audits = match self
+            .store
+            .continuous_audits(self.settings.host.clone())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "could not read continuous audits");
+                return None;
+            }
+        };
+        let mut next: Option<DateTime<Utc>> = None;
+        for audit in audits {
+            if let Some(t) = self.continuous_step(audit).await {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next
+    }
+
+    /// One look at a CONTINUOUS audit: finish it after its end time, plan its
+    /// first run, or run it when due. Returns when to look again.
+    async fn continuous_step(&self, audit: Audit) -> Option<DateTime<Utc>> {
+        let now = Utc::now();
+        let host = self.settings.host.clone();
+        if audit.end_time.is_some_and(|end| end <= now) {
+            self.finish_continuous(&audit).await;
+            return None;
+        }
+        let schedule = match audit.interval.as_deref().map(str::parse::<Schedule>) {
+            Some(Ok(s)) => s,
+            // Only an old database could hold one: the API checks intervals.
+            _ => {
+                self.fail_continuous(&audit, format!("invalid interval {:?}", audit.interval))
+                    .await;
+                return None;
+            }
+        };
+        let not_before = audit.start_time.filter(|t| *t > now);
+        let planned = match audit.next_run_time {
+            Some(t) => t,
+            None => {
+                // The first run: at once for a number of seconds, at the next
+                // matching minute for cron (as upstream), never before start_time.
+                let first = match (&schedule, not_before) {
+                    (Schedule::Every(_), Some(start)) => start,
+                    (Schedule::Every(_), None) => now,
+                    (Schedule::Cron(c), start) => c.next_after(start.unwrap_or(now)),
+                };
+                if first > now {
+                    let _ = self
+                        .store
+                        .schedule_audit(audit.uuid, audit.state, first, host, None)
+                        .await;
+                    return Some(bounded(first, audit.end_time));
+                }
+                first
+            }
+        };
+        if planned > now {
+            return Some(bounded(planned, audit.end_time));
+        }
+        let next = schedule.next_after(Some(planned), now);
+        if audit.state == AuditState::Pending {
+            let started = self
+                .store
+                .transition_audit(
+                    audit.uuid,
+                    AuditState::Pending,
+                    AuditState::Ongoing,
+                    Actor::DecisionEngine,
+                    "continuous audit started",
+                    None,
+                    Some(host.clone()),
+                )
+                .await;
+            if started.is_err() {
+                return None; // cancelled meanwhile
+            }
+        }
+        if !audit.force {
+            if let Ok(busy) = self
+                .store
+                .plans_in_states(&[ActionPlanState::Ongoing])
+                .await
+            {
+                if let Some(p) = busy.first() {
+                    // Upstream skips the run too; we say so on the audit.
+                    let why = format!(
+                        "Run of {} skipped: action plan {} is ONGOING; next run at {}.",
+                        planned.format("%Y-%m-%dT%H:%M:%SZ"),
+                        p.uuid,
+                        next.format("%Y-%m-%dT%H:%M:%SZ")
+                    );
+                    let _ = self
+                        .store
+                        .schedule_audit(audit.uuid, AuditState::Ongoing, next, host, Some(why))
+                        .await;
+                    return Some(bounded(next, audit.end_time));
+                }
+            }
+        }
+        match self.plan_audit(&audit, Some(next)).await {
+            Ok(()) => Some(bounded(next, audit.end_time)),
+            Err(message) => {
+                self.fail_continuous(&audit, message).await;
+                None
+            }
+        }
+    }
+
+    async fn finish_continuous(&self, audit: &Audit) {
+        let host = Some(self.settings.host.clone());
+        if audit.state == AuditState::Pending
+            && self
+                .store
+                .transition_audit(
+                    audit.uuid,
+                    AuditState::Pending,
+                    AuditState::Ongoing,
+                    Actor::DecisionEngine,
+                    "continuous audit started",
+                    None,
+                    host.clone(),
+                )
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let _ = self
+            .store
+            .transition_audit(
+                audit.uuid,
+                AuditState::Ongoing,
+                AuditState::Succeeded,
+                Actor::DecisionEngine,
+                "end_time passed",
+                None,
+                host,
+            )
+            .await;
+    }
+
+    async fn fail_continuous(&self, audit: &Audit, message: String) {
+        warn!(audit = %audit.uuid, error = %message, "continuous audit failed");
+        let from = audit.state;
+        if from == AuditState::Pending {
+            let _ = self
+                .store
+                .transition_audit(
+                    audit.uuid,
+                    from,
+                    AuditState::Ongoing,
+                    Actor::DecisionEngine,
+                    "continuous audit started",
+                    None,
+                    Some(self.settings.host.clone()),
+                )
+                .await;
+        }
+        let _ = self
+            .store
+            .transition_audit(
+                audit.uuid,
+                AuditState::Ongoing,
+                AuditState::Failed,
+                Actor::DecisionEngine,
+                "strategy failed",
+                Some(message),
+                None,
+            )
+            .await;
+    }
+
+    async fn sweep(&self) -> Option<DateTime<Utc>> {
         match self.store.audits_in_state(AuditState::Pending).await {
             Ok(audits) => {
                 for a in audits
@@ -113,6 +341,7 @@ impl DecisionEngine {
             Err(e) => warn!(error = %e, "could not read triggered audits"),
         }
         self.expire_recommendations().await;
+        self.run_continuous().await
     }
 
     async fn expire_recommendations(&self) {
@@ -206,7 +435,7 @@ impl DecisionEngine {
             Err(StoreError::Conflict { .. }) => return, // cancelled or taken meanwhile
             Err(e) => return warn!(audit = %uuid, error = %e, "could not start audit"),
         }
-        if let Err(message) = self.plan_audit(&audit).await {
+        if let Err(message) = self.plan_audit(&audit, None).await {
             warn!(audit = %uuid, error = %message, "audit failed");
             let _ = self
                 .store
@@ -223,7 +452,13 @@ impl DecisionEngine {
         }
     }
 
-    async fn plan_audit(&self, audit: &Audit) -> Result<(), String> {
+    /// Computes the audit's solution and stores it as a plan; `next_run_time`
+    /// is set for a CONTINUOUS audit, whose run this is.
+    async fn plan_audit(
+        &self,
+        audit: &Audit,
+        next_run_time: Option<DateTime<Utc>>,
+    ) -> Result<(), String> {
         let strategy_name = match &audit.strategy_name {
             Some(s) => s.clone(),
             None => strategies::STRATEGIES
@@ -251,10 +486,16 @@ impl DecisionEngine {
                 efficacy_indicators: solution.efficacy_indicators,
                 global_efficacy: solution.global_efficacy,
                 hostname: self.settings.host.clone(),
+                next_run_time,
             })
             .await
             .map_err(|e| e.to_string())?;
         info!(audit = %audit.uuid, plan = %plan.uuid, "action plan recommended");
         Ok(())
     }
+}
+
+/// When to look at an audit again: its next run, or its end if sooner.
+fn bounded(next: DateTime<Utc>, end: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    end.map_or(next, |e| e.min(next))
 }

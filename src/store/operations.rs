@@ -2,6 +2,7 @@
 
 use super::{from_micros, now_micros, Store, StoreError, StoreEvent};
 use crate::core::*;
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -81,6 +82,17 @@ pub struct NewAudit {
     pub end_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// The fields of an audit an operator may change; `None` leaves one as it is
+/// (for the times, `Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct AuditEdit {
+    pub name: Option<String>,
+    pub interval: Option<String>,
+    pub start_time: Option<Option<DateTime<Utc>>>,
+    pub end_time: Option<Option<DateTime<Utc>>>,
+    pub auto_trigger: Option<bool>,
+}
+
 /// What the decision engine hands over to create a plan.
 #[derive(Debug, Clone)]
 pub struct NewPlan {
@@ -91,6 +103,10 @@ pub struct NewPlan {
     pub efficacy_indicators: Vec<EfficacyIndicator>,
     pub global_efficacy: Vec<EfficacyIndicator>,
     pub hostname: String,
+    /// For a CONTINUOUS audit: when it runs next. Its audit then stays
+    /// ONGOING and its older RECOMMENDED plans are cancelled, in the same
+    /// transaction as the new plan.
+    pub next_run_time: Option<DateTime<Utc>>,
 }
 
 /// A journaled side effect of an action: written before the cloud is asked
@@ -782,17 +798,101 @@ impl Store {
         .await
     }
 
-    /// Renames an audit (not a state change: no history row).
-    pub async fn rename_audit(&self, uuid: Uuid, name: String) -> Result<Audit, StoreError> {
-        self.write(move |conn, _| {
+    /// Changes an audit's editable fields (not its state: no history row).
+    /// A new interval or start time drops the planned run, so the decision
+    /// engine plans the next one by the new rule.
+    pub async fn update_audit(&self, uuid: Uuid, edit: AuditEdit) -> Result<Audit, StoreError> {
+        self.write(move |conn, events| {
+            let audit = get_audit_conn(conn, &uuid.to_string(), false)?;
+            let reschedule = edit.interval.is_some() || edit.start_time.is_some();
             let n = conn.execute(
-                "UPDATE audits SET name = ?1, updated_at = ?2 WHERE uuid = ?3 AND deleted_at IS NULL",
-                params![name, now_micros(), uuid.to_string()],
+                "UPDATE audits SET name = COALESCE(?1, name), interval = COALESCE(?2, interval), \
+                 start_time = CASE WHEN ?3 THEN ?4 ELSE start_time END, \
+                 end_time = CASE WHEN ?5 THEN ?6 ELSE end_time END, \
+                 auto_trigger = COALESCE(?7, auto_trigger), \
+                 next_run_time = CASE WHEN ?8 THEN NULL ELSE next_run_time END, \
+                 updated_at = ?9 WHERE id = ?10 AND deleted_at IS NULL",
+                params![
+                    edit.name,
+                    edit.interval,
+                    edit.start_time.is_some(),
+                    edit.start_time.flatten().map(super::to_micros),
+                    edit.end_time.is_some(),
+                    edit.end_time.flatten().map(super::to_micros),
+                    edit.auto_trigger,
+                    reschedule,
+                    now_micros(),
+                    audit.id
+                ],
             )?;
             if n == 0 {
-                return Err(StoreError::NotFound { kind: "Audit", id: uuid.to_string() });
+                return Err(StoreError::NotFound {
+                    kind: "Audit",
+                    id: uuid.to_string(),
+                });
             }
+            // Wakes the decision engine so that it plans by the new schedule.
+            events.push(StoreEvent::AuditState {
+                uuid,
+                state: audit.state,
+            });
             get_audit_conn(conn, &uuid.to_string(), false)
+        })
+        .await
+    }
+
+    /// CONTINUOUS audits this decision engine runs or may claim: PENDING or
+    /// ONGOING, owned by `host` or by nobody yet.
+    pub async fn continuous_audits(&self, host: String) -> Result<Vec<Audit>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                &format!(
+                    "{AUDIT_SELECT} WHERE x.audit_type = 'CONTINUOUS' AND x.state IN ('PENDING', 'ONGOING') \
+                     AND (x.hostname IS NULL OR x.hostname = ?) AND x.deleted_at IS NULL ORDER BY x.id"
+                ),
+                vec![SqlValue::Text(host)],
+                audit_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Plans an audit's next run, if it is still in `state` (a cancel or a
+    /// suspension written meanwhile wins). `status_message` replaces the
+    /// audit's message when given.
+    pub async fn schedule_audit(
+        &self,
+        uuid: Uuid,
+        state: AuditState,
+        next_run_time: DateTime<Utc>,
+        hostname: String,
+        status_message: Option<String>,
+    ) -> Result<Audit, StoreError> {
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE audits SET next_run_time = ?1, hostname = ?2, \
+                 status_message = COALESCE(?3, status_message), updated_at = ?4 \
+                 WHERE uuid = ?5 AND state = ?6 AND deleted_at IS NULL",
+                params![
+                    super::to_micros(next_run_time),
+                    hostname,
+                    status_message.as_deref().map(bound_status_message),
+                    now_micros(),
+                    uuid.to_string(),
+                    state.as_str()
+                ],
+            )?;
+            let current = get_audit_conn(conn, &uuid.to_string(), true)?;
+            if n == 0 {
+                return Err(StoreError::Conflict {
+                    kind: "Audit",
+                    id: uuid.to_string(),
+                    expected: state.to_string(),
+                    current: current.state.to_string(),
+                });
+            }
+            Ok(current)
         })
         .await
     }
@@ -864,6 +964,25 @@ impl Store {
                     current: audit.state.to_string(),
                 });
             }
+            let continuous = audit.audit_type == AuditType::Continuous;
+            if continuous {
+                // Upstream's rule: a new run's plan replaces this audit's
+                // recommendations nobody started.
+                let older: Vec<String> = conn
+                    .prepare_cached(
+                        "SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
+                         AND deleted_at IS NULL",
+                    )?
+                    .query_map([audit.id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for old in older {
+                    let old = Uuid::parse_str(&old).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    transition_plan_conn(conn, events, old, ActionPlanState::Recommended,
+                        ActionPlanState::Cancelled, Actor::DecisionEngine,
+                        &format!("replaced by action plan {} of the same continuous audit", new.uuid),
+                        PlanUpdate::default())?;
+                }
+            }
             let state = if new.actions.is_empty() {
                 ActionPlanState::Succeeded
             } else {
@@ -904,13 +1023,20 @@ impl Store {
                         Actor::DecisionEngine, "planned", now)?;
                 }
             }
-            conn.execute(
-                "UPDATE audits SET state = 'SUCCEEDED', updated_at = ?1 WHERE id = ?2",
-                params![now, audit.id],
-            )?;
-            record_history(conn, Entity::Audit, audit.uuid, None, Some("ONGOING"), "SUCCEEDED",
-                Actor::DecisionEngine, &format!("produced action plan {}", new.uuid), now)?;
-            events.push(StoreEvent::AuditState { uuid: audit.uuid, state: AuditState::Succeeded });
+            if continuous {
+                conn.execute(
+                    "UPDATE audits SET next_run_time = ?1, status_message = NULL, updated_at = ?2 WHERE id = ?3",
+                    params![new.next_run_time.map(super::to_micros), now, audit.id],
+                )?;
+            } else {
+                conn.execute(
+                    "UPDATE audits SET state = 'SUCCEEDED', updated_at = ?1 WHERE id = ?2",
+                    params![now, audit.id],
+                )?;
+                record_history(conn, Entity::Audit, audit.uuid, None, Some("ONGOING"), "SUCCEEDED",
+                    Actor::DecisionEngine, &format!("produced action plan {}", new.uuid), now)?;
+                events.push(StoreEvent::AuditState { uuid: audit.uuid, state: AuditState::Succeeded });
+            }
             events.push(StoreEvent::PlanState { uuid: new.uuid, state });
             get_plan_conn(conn, new.uuid, false)
         })
@@ -979,52 +1105,7 @@ impl Store {
     ) -> Result<ActionPlan, StoreError> {
         let reason = reason.to_string();
         self.write(move |conn, events| {
-            use ActionPlanState as P;
-            if !plan_transition_allowed(from, to, actor) {
-                return Err(StoreError::IllegalTransition { from: from.to_string(), to: to.to_string() });
-            }
-            let now = now_micros();
-            let deleted_at = (to == P::Deleted).then_some(now);
-            let n = conn
-                .prepare_cached(
-                    "UPDATE action_plans SET state = ?1, updated_at = ?2, \
-                     status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
-                     deleted_at = COALESCE(?5, deleted_at) \
-                     WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
-                )?
-                .execute(params![
-                    to.as_str(),
-                    now,
-                    update.status_message.as_deref().map(bound_status_message),
-                    update.hostname,
-                    deleted_at,
-                    uuid.to_string(),
-                    from.as_str()
-                ])?;
-            if n == 0 {
-                let current = plan_state(conn, uuid)?;
-                return Err(StoreError::Conflict {
-                    kind: "ActionPlan",
-                    id: uuid.to_string(),
-                    expected: from.to_string(),
-                    current: current.to_string(),
-                });
-            }
-            record_history(conn, Entity::ActionPlan, uuid, Some(uuid), Some(from.as_str()), to.as_str(), actor, &reason, now)?;
-            events.push(StoreEvent::PlanState { uuid, state: to });
-            match to {
-                P::Cancelled if matches!(from, P::Recommended | P::Pending) => {
-                    move_actions(conn, events, uuid, ActionState::Pending, ActionState::Cancelled, actor,
-                        "action plan cancelled before it ran", Some("Action plan cancelled before this action ran."), now)?;
-                }
-                P::Deleted => {
-                    for s in [ActionState::Pending, ActionState::Succeeded, ActionState::Failed,
-                        ActionState::Skipped, ActionState::Cancelled] {
-                        move_actions(conn, events, uuid, s, ActionState::Deleted, actor, "action plan deleted", None, now)?;
-                    }
-                }
-                _ => {}
-            }
+            transition_plan_conn(conn, events, uuid, from, to, actor, &reason, update)?;
             get_plan_conn(conn, uuid, true)
         })
         .await
@@ -1578,5 +1659,103 @@ fn change_action(
         uuid,
         state: to,
     });
+    Ok(())
+}
+
+/// [`Store::transition_plan`] inside a transaction that may do more.
+#[allow(clippy::too_many_arguments)]
+fn transition_plan_conn(
+    conn: &Connection,
+    events: &mut Vec<StoreEvent>,
+    uuid: Uuid,
+    from: ActionPlanState,
+    to: ActionPlanState,
+    actor: Actor,
+    reason: &str,
+    update: PlanUpdate,
+) -> Result<(), StoreError> {
+    use ActionPlanState as P;
+    if !plan_transition_allowed(from, to, actor) {
+        return Err(StoreError::IllegalTransition {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
+    let now = now_micros();
+    let deleted_at = (to == P::Deleted).then_some(now);
+    let n = conn
+        .prepare_cached(
+            "UPDATE action_plans SET state = ?1, updated_at = ?2, \
+             status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
+             deleted_at = COALESCE(?5, deleted_at) \
+             WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
+        )?
+        .execute(params![
+            to.as_str(),
+            now,
+            update.status_message.as_deref().map(bound_status_message),
+            update.hostname,
+            deleted_at,
+            uuid.to_string(),
+            from.as_str()
+        ])?;
+    if n == 0 {
+        let current = plan_state(conn, uuid)?;
+        return Err(StoreError::Conflict {
+            kind: "ActionPlan",
+            id: uuid.to_string(),
+            expected: from.to_string(),
+            current: current.to_string(),
+        });
+    }
+    record_history(
+        conn,
+        Entity::ActionPlan,
+        uuid,
+        Some(uuid),
+        Some(from.as_str()),
+        to.as_str(),
+        actor,
+        reason,
+        now,
+    )?;
+    events.push(StoreEvent::PlanState { uuid, state: to });
+    match to {
+        P::Cancelled if matches!(from, P::Recommended | P::Pending) => {
+            move_actions(
+                conn,
+                events,
+                uuid,
+                ActionState::Pending,
+                ActionState::Cancelled,
+                actor,
+                "action plan cancelled before it ran",
+                Some("Action plan cancelled before this action ran."),
+                now,
+            )?;
+        }
+        P::Deleted => {
+            for s in [
+                ActionState::Pending,
+                ActionState::Succeeded,
+                ActionState::Failed,
+                ActionState::Skipped,
+                ActionState::Cancelled,
+            ] {
+                move_actions(
+                    conn,
+                    events,
+                    uuid,
+                    s,
+                    ActionState::Deleted,
+                    actor,
+                    "action plan deleted",
+                    None,
+                    now,
+                )?;
+            }
+        }
+        _ => {}
+    }
     Ok(())
 }

@@ -185,6 +185,21 @@ with tempfile.TemporaryDirectory() as tmp:
         model = value("datamodel", "list")
         check("datamodel list", any(m.get("Server Name") == "web-1" for m in model), model)
 
+        # CONTINUOUS audits, as the captured upstream session creates them.
+        cont = value("audit", "create", "-t", "CONTINUOUS", "-i", "3600", "-g", "dummy", "-s", "dummy")
+        check("audit create -t CONTINUOUS -i 3600", cont.get("Audit Type") == "CONTINUOUS" and cont.get("Interval") == "3600", cont)
+        upd = value("audit", "update", cont["UUID"], "replace", "interval=0 */6 * * *")
+        check("audit update replace interval=<cron>", upd.get("Interval") == "0 */6 * * *", upd)
+        timed = value("audit", "create", "-t", "CONTINUOUS", "-i", "600", "-g", "dummy",
+                      "--start-time", "2030-01-01T00:00:00", "--end-time", "2030-01-02T00:00:00", version="1.1")
+        check("audit create --start-time --end-time at 1.1",
+              timed.get("Start Time", "").startswith("2030-01-01T00:00:00"), timed)
+        p = run("audit", "create", "-t", "CONTINUOUS", "-g", "dummy", expect_ok=False)
+        check("CONTINUOUS without interval is refused with the reason",
+              p.returncode != 0 and "Interval of audit must be specified" in p.stderr, p.stderr)
+        cancelled = value("audit", "update", cont["UUID"], "replace", "state=CANCELLED")
+        check("audit update replace state=CANCELLED", cancelled.get("State") == "CANCELLED", cancelled)
+
         # The captured upstream session: templates, then an audit from one.
         tmpl = value("audittemplate", "create", "cap-tmpl", "dummy", "-s", "dummy")
         check("audittemplate create", tmpl.get("Name") == "cap-tmpl" and tmpl.get("Strategy") == "dummy", tmpl)
