@@ -566,3 +566,79 @@ fn an_event_audit_runs_each_time_its_webhook_fires() {
     assert!(faultstring(&body).contains("only EVENT audits"), "{body}");
     assert_eq!(d.req("POST", "/v1/webhooks/nobody", None).0, 404);
 }
+
+#[test]
+fn an_audit_scope_cuts_the_data_model_and_the_plan_and_bad_scopes_are_refused() {
+    let d = Daemon::start("api-scope");
+    let (status, body) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&json!({"name": "bad", "goal": "cluster_maintaining",
+                     "scope": [{"compute": [{"zones": [{"name": "az1"}]}]}]})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        faultstring(&body).contains("unknown compute scope rule 'zones'"),
+        "{body}"
+    );
+    assert_eq!(d.get("/v1/audit_templates")["audit_templates"], json!([]));
+
+    // Zone az1 is compute-1 and compute-2; db-1 (on compute-2) is excluded.
+    let model = d.get("/v1/data_model");
+    let db1 = model["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["server_name"] == "db-1")
+        .unwrap()["server_uuid"]
+        .clone();
+    let (status, t) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(
+            &json!({"name": "az1-maintenance", "goal": "cluster_maintaining",
+                     "strategy": "host_maintenance",
+                     "scope": [{"compute": [{"availability_zones": [{"name": "az1"}]},
+                                            {"exclude": [{"instances": [{"uuid": db1}]}]}]}]}),
+        ),
+    );
+    assert_eq!(status, 201, "{t}");
+    let (status, a) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(
+            &json!({"audit_type": "ONESHOT", "audit_template_uuid": t["uuid"],
+                     "parameters": {"maintenance_node": "compute-2"}}),
+        ),
+    );
+    assert_eq!(status, 201, "{a}");
+    let audit = a["uuid"].as_str().unwrap();
+    assert_eq!(a["scope"], t["scope"]);
+
+    let scoped = d.get(&format!("/v1/data_model?audit_uuid={audit}"));
+    let ctx = scoped["context"].as_array().unwrap();
+    assert!(
+        ctx.iter().all(|e| e["node_hostname"] != "compute-3"),
+        "{scoped}"
+    );
+    let db = ctx.iter().find(|e| e["server_name"] == "db-1").unwrap();
+    assert_eq!(db["server_watcher_exclude"], true);
+
+    let plans = wait_for(std::time::Duration::from_secs(10), || {
+        let p = d.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"].clone();
+        (!p.as_array().unwrap().is_empty()).then_some(p)
+    });
+    let plan = plans[0]["uuid"].as_str().unwrap();
+    let moves: Vec<Value> = d
+        .actions(plan)
+        .into_iter()
+        .filter(|a| a["action_type"] == "migrate")
+        .collect();
+    // cache-1 moves, db-1 stays, and nothing goes to compute-3 (outside the scope).
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0]["input_parameters"]["resource_name"], "cache-1");
+    assert_eq!(
+        moves[0]["input_parameters"]["destination_node"],
+        "compute-1"
+    );
+}

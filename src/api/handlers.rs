@@ -6,6 +6,8 @@ use super::version::{Version, MAX, MIN};
 use super::{views, AppState};
 use crate::core::schedule::Schedule;
 use crate::core::*;
+use crate::decision::model::ClusterModel;
+use crate::decision::scope::ComputeScope;
 use crate::decision::strategies;
 use crate::store::*;
 use axum::body::Bytes;
@@ -1446,7 +1448,11 @@ async fn template_fields(
     let (goal, strategy) = resolve_goal_strategy(s, &goal, strategy_given.as_deref()).await?;
     let scope = match doc.get("scope") {
         None | Some(Value::Null) => json!([]),
-        Some(v @ Value::Array(_)) => v.clone(),
+        Some(v @ Value::Array(_)) => {
+            crate::decision::scope::validate(v)
+                .map_err(|e| ApiError::bad_request(format!("Invalid scope: {e}.")))?;
+            v.clone()
+        }
         Some(_) => return Err(ApiError::bad_request("scope must be a list.")),
     };
     let default_parameters = match doc.get("default_parameters") {
@@ -1591,31 +1597,38 @@ pub async fn data_model(
             )))
         }
     }
-    if let Some(a) = q.get("audit_uuid").or_else(|| q.get("audit")) {
-        s.store.get_audit(a, false).await?;
-    }
+    let audit = match q.get("audit_uuid").or_else(|| q.get("audit")) {
+        Some(a) => Some(s.store.get_audit(a, false).await?),
+        None => None,
+    };
     let unavailable = |e: crate::cloud::CloudError| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("The cloud could not be read: {e}"),
         )
     };
-    let nodes = s.cloud.compute_nodes().await.map_err(unavailable)?;
-    let flavors: HashMap<String, crate::cloud::Flavor> = s
-        .cloud
-        .flavors()
+    let mut model = ClusterModel::from_cloud(s.cloud.as_ref())
         .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|f| (f.name.clone(), f))
-        .collect();
-    let instances = s.cloud.instances().await.map_err(unavailable)?;
+        .map_err(unavailable)?;
+    // With an audit, the model its strategy would see: cut to its scope.
+    if let Some(a) = &audit {
+        let scope = ComputeScope::resolve(&a.scope, &model.nodes)
+            .map_err(|e| ApiError::bad_request(format!("The audit's scope is invalid: {e}.")))?;
+        model = model.scoped(&scope);
+    }
+    let ClusterModel {
+        nodes,
+        instances,
+        flavors,
+        excluded,
+    } = model;
     let mut context = Vec::new();
     for n in &nodes {
         let node = json!({
             "node_uuid": n.uuid, "node_hostname": n.name, "node_vcpus": n.vcpus, "node_vcpu_ratio": 1.0,
             "node_memory": n.ram_mb, "node_memory_ratio": 1.0, "node_disk": n.disk_gb, "node_disk_ratio": 1.0,
             "node_state": "up", "node_status": if n.service_enabled { "enabled" } else { "disabled" },
+            "node_disabled_reason": n.disabled_reason, "node_availability_zone": n.availability_zone,
         });
         let mut any = false;
         for i in instances.iter().filter(|i| i.host == n.name) {
@@ -1630,6 +1643,12 @@ pub async fn data_model(
             e.insert("server_disk".into(), json!(f.map(|f| f.disk_gb)));
             e.insert("server_state".into(), json!(i.status.to_lowercase()));
             e.insert("server_flavor".into(), json!(i.flavor));
+            e.insert("server_project_id".into(), json!(i.project_id));
+            e.insert("server_metadata".into(), json!(i.metadata));
+            e.insert(
+                "server_watcher_exclude".into(),
+                json!(excluded.contains(&i.uuid)),
+            );
             context.push(entry);
         }
         if !any {

@@ -56,7 +56,12 @@ pub const ROUTES: &[Operation] = &[
         "List audits (filters: goal, strategy)",
         200,
     ),
-    op("post", "/audits", "Create an audit", 201),
+    op(
+        "post",
+        "/audits",
+        "Create an audit (ONESHOT, CONTINUOUS with an interval in seconds or cron, EVENT)",
+        201,
+    ),
     op("get", "/audits/detail", "List audits with every field", 200),
     op(
         "get",
@@ -67,7 +72,7 @@ pub const ROUTES: &[Operation] = &[
     op(
         "patch",
         "/audits/{ident}",
-        "Change an audit's state or name (JSON patch)",
+        "Change an audit's state, name, interval, start/end time or auto_trigger (JSON patch)",
         200,
     ),
     op("delete", "/audits/{ident}", "Delete a finished audit", 204),

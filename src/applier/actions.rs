@@ -8,7 +8,7 @@
 //! why). Side effects are journaled before the cloud is asked for them.
 
 use super::params::{self, object};
-use crate::cloud::{Cloud, CloudError, OperationId, OperationState};
+use crate::cloud::{retry_transient, Cloud, CloudError, OperationId, OperationState};
 use crate::store::{JournalEntry, Store};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -117,26 +117,6 @@ impl ActionContext {
             .map_err(|e| format!("could not journal operation {op}: {e}"))?;
         Ok(op)
     }
-}
-
-/// Retries a cloud call on transient errors, a few times with backoff.
-pub async fn retry_transient<T, F, Fut>(call: F) -> Result<T, CloudError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, CloudError>>,
-{
-    let mut delay = Duration::from_millis(20);
-    for _ in 0..6 {
-        match call().await {
-            Err(CloudError::Transient(m)) => {
-                tracing::debug!(error = %m, "transient cloud error, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
-    call().await
 }
 
 #[async_trait]

@@ -26,6 +26,16 @@ pub struct ComputeNode {
     pub disk_gb: u64,
     pub service_enabled: bool,
     pub disabled_reason: Option<String>,
+    /// Nova's availability zone of the host's compute service.
+    pub availability_zone: String,
+    /// The host aggregates the host belongs to.
+    pub aggregates: Vec<Aggregate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aggregate {
+    pub id: i64,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +46,8 @@ pub struct Instance {
     pub flavor: String,
     /// Nova's vm/task status in one word: ACTIVE, MIGRATING, RESIZE, VERIFY_RESIZE, ERROR.
     pub status: String,
+    pub project_id: String,
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,4 +160,24 @@ pub trait Cloud: Send + Sync {
     async fn force_complete(&self, op: &str) -> Result<(), CloudError>;
     async fn confirm(&self, op: &str) -> Result<(), CloudError>;
     async fn revert(&self, op: &str) -> Result<(), CloudError>;
+}
+
+/// Retries a cloud call on transient errors, a few times with backoff.
+pub async fn retry_transient<T, F, Fut>(call: F) -> Result<T, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    let mut delay = std::time::Duration::from_millis(20);
+    for _ in 0..6 {
+        match call().await {
+            Err(CloudError::Transient(m)) => {
+                tracing::debug!(error = %m, "transient cloud error, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+    call().await
 }

@@ -77,6 +77,16 @@ pub struct HostSpec {
     pub disk_gb: u64,
     #[serde(default = "yes")]
     pub enabled: bool,
+    #[serde(default = "default_zone")]
+    pub availability_zone: String,
+    /// Names of the host aggregates the host is in; ids are given in order
+    /// of first appearance, from 1.
+    #[serde(default)]
+    pub aggregates: Vec<String>,
+}
+
+fn default_zone() -> String {
+    "nova".into()
 }
 
 fn yes() -> bool {
@@ -90,6 +100,14 @@ pub struct InstanceSpec {
     pub name: String,
     pub host: String,
     pub flavor: String,
+    #[serde(default = "default_project")]
+    pub project_id: String,
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+fn default_project() -> String {
+    "demo".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -57,6 +57,8 @@ struct Host {
     disk_gb: u64,
     enabled: bool,
     disabled_reason: Option<String>,
+    availability_zone: String,
+    aggregates: Vec<super::Aggregate>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +160,12 @@ impl SimulatedCloud {
                 )
             })
             .collect();
+        let mut aggregate_ids: Vec<&String> = vec![];
+        for a in scenario.hosts.iter().flat_map(|h| &h.aggregates) {
+            if !aggregate_ids.contains(&a) {
+                aggregate_ids.push(a);
+            }
+        }
         let hosts = scenario
             .hosts
             .iter()
@@ -170,6 +178,18 @@ impl SimulatedCloud {
                         disk_gb: h.disk_gb,
                         enabled: h.enabled,
                         disabled_reason: None,
+                        availability_zone: h.availability_zone.clone(),
+                        aggregates: h
+                            .aggregates
+                            .iter()
+                            .map(|name| super::Aggregate {
+                                id: aggregate_ids
+                                    .iter()
+                                    .position(|a| *a == name)
+                                    .map_or(0, |i| i as i64 + 1),
+                                name: name.clone(),
+                            })
+                            .collect(),
                     },
                 )
             })
@@ -186,6 +206,8 @@ impl SimulatedCloud {
                         host: i.host.clone(),
                         flavor: i.flavor.clone(),
                         status: "ACTIVE".into(),
+                        project_id: i.project_id.clone(),
+                        metadata: i.metadata.clone(),
                     },
                 )
             })
@@ -505,6 +527,8 @@ impl Cloud for SimulatedCloud {
                     disk_gb: h.disk_gb,
                     service_enabled: h.enabled,
                     disabled_reason: h.disabled_reason.clone(),
+                    availability_zone: h.availability_zone.clone(),
+                    aggregates: h.aggregates.clone(),
                 })
                 .collect())
         })

@@ -1,7 +1,9 @@
 //! The decision engine: runs audits, turns a strategy's solution into an
 //! action plan with the weight planner, and expires old recommendations.
 
+pub mod model;
 pub mod planner;
+pub mod scope;
 pub mod strategies;
 
 use crate::applier::actions::ActionRegistry;
@@ -10,6 +12,8 @@ use crate::core::schedule::Schedule;
 use crate::core::{ActionPlanState, Actor, Audit, AuditState, AuditType};
 use crate::store::{Heartbeat, NewPlan, PlanUpdate, Store, StoreError, StoreEvent};
 use chrono::{DateTime, Utc};
+use model::ClusterModel;
+use scope::ComputeScope;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -467,13 +471,17 @@ impl DecisionEngine {
                 .map(|s| s.name.to_string())
                 .ok_or_else(|| format!("no strategy achieves goal {}", audit.goal_name))?,
         };
+        let model = ClusterModel::from_cloud(self.cloud.as_ref())
+            .await
+            .map_err(|e| format!("the cloud could not be read: {e}"))?;
+        let scope = ComputeScope::resolve(&audit.scope, &model.nodes)
+            .map_err(|e| format!("invalid audit scope: {e}"))?;
         let solution = strategies::execute(
             &strategy_name,
             &audit.parameters,
-            self.cloud.as_ref(),
+            &model.scoped(&scope),
             &self.registry,
         )
-        .await
         .map_err(|e| e.to_string())?;
         let actions = self.settings.planner.schedule(solution.actions);
         let plan = self

@@ -1,7 +1,7 @@
 //! Goals and strategies (this step: `dummy`, `dummy_with_resize`, `actuator`).
 
+use super::model::ClusterModel;
 use crate::applier::actions::ActionRegistry;
-use crate::cloud::Cloud;
 use crate::core::EfficacyIndicator;
 use serde_json::{json, Map, Value};
 
@@ -232,11 +232,11 @@ fn coerce(name: &str, schema: &Value, v: &Value) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Runs a strategy against the cloud.
-pub async fn execute(
+/// Runs a strategy on the (scoped) cluster data model.
+pub fn execute(
     strategy: &str,
     params: &Value,
-    cloud: &dyn Cloud,
+    model: &ClusterModel,
     registry: &ActionRegistry,
 ) -> Result<Solution, StrategyError> {
     let p = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
@@ -246,8 +246,8 @@ pub async fn execute(
             proposed("nop", json!({"message": "Welcome"})),
             proposed("sleep", json!({"duration": p("para1")})),
         ],
-        "dummy_with_resize" => dummy_with_resize(params, cloud).await?,
-        "host_maintenance" => host_maintenance(params, cloud).await?,
+        "dummy_with_resize" => dummy_with_resize(params, model),
+        "host_maintenance" => host_maintenance(params, model)?,
         "actuator" => {
             let list = params
                 .get("actions")
@@ -292,12 +292,13 @@ pub async fn execute(
 
 /// Upstream's dummy_with_resize: two nops, a 5 s sleep, two live
 /// migrations and a resize, on instances the cloud really has.
-async fn dummy_with_resize(
-    params: &Value,
-    cloud: &dyn Cloud,
-) -> Result<Vec<Proposed>, StrategyError> {
-    let instances = cloud.instances().await?;
-    let hosts = cloud.compute_nodes().await?;
+fn dummy_with_resize(params: &Value, model: &ClusterModel) -> Vec<Proposed> {
+    let instances: Vec<_> = model
+        .instances
+        .iter()
+        .filter(|i| !model.is_excluded(i))
+        .collect();
+    let hosts = &model.nodes;
     let mut out = vec![
         proposed(
             "nop",
@@ -329,17 +330,15 @@ async fn dummy_with_resize(
             json!({"resource_id": inst.uuid, "flavor": flavor}),
         ));
     }
-    Ok(out)
+    out
 }
 
 /// Empties `maintenance_node`: disables its nova-compute, then moves every
 /// instance to `backup_node` when it has room, otherwise to the enabled host
 /// with the most free memory that fits. Refuses (rather than half-plans) when
-/// an instance fits nowhere.
-async fn host_maintenance(
-    params: &Value,
-    cloud: &dyn Cloud,
-) -> Result<Vec<Proposed>, StrategyError> {
+/// an instance fits nowhere. Instances the scope excludes stay; nodes outside
+/// the scope are neither maintained nor used as destinations.
+fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed>, StrategyError> {
     let invalid = StrategyError::Invalid;
     let maint = params
         .get("maintenance_node")
@@ -358,21 +357,21 @@ async fn host_maintenance(
         .get("disable_cold_migration")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let nodes = cloud.compute_nodes().await?;
-    let flavors: std::collections::HashMap<String, crate::cloud::Flavor> = cloud
-        .flavors()
-        .await?
-        .into_iter()
-        .map(|f| (f.name.clone(), f))
-        .collect();
-    let instances = cloud.instances().await?;
-    let node = nodes
-        .iter()
-        .find(|n| n.name == maint)
-        .ok_or_else(|| invalid(format!("maintenance_node {maint} does not exist")))?;
+    let nodes = &model.nodes;
+    let flavors = &model.flavors;
+    let instances = &model.instances;
+    let node = model.node(&maint).ok_or_else(|| {
+        invalid(format!(
+            "maintenance_node {maint} does not exist or is outside the audit scope"
+        ))
+    })?;
     if let Some(b) = &backup {
-        match nodes.iter().find(|n| &n.name == b) {
-            None => return Err(invalid(format!("backup_node {b} does not exist"))),
+        match model.node(b) {
+            None => {
+                return Err(invalid(format!(
+                    "backup_node {b} does not exist or is outside the audit scope"
+                )))
+            }
             Some(_) if *b == maint => {
                 return Err(invalid(
                     "backup_node must differ from maintenance_node".into(),
@@ -400,7 +399,7 @@ async fn host_maintenance(
         c.1 -= f.ram_mb as i64;
         c.2 -= f.disk_gb as i64;
     };
-    for i in &instances {
+    for i in instances {
         if let (Some(f), Some(c)) = (flavors.get(&i.flavor), free.get_mut(&i.host)) {
             take(c, f);
         }
@@ -412,7 +411,10 @@ async fn host_maintenance(
             json!({"resource_id": maint, "resource_name": maint, "state": "disabled", "disabled_reason": "watcher_maintaining"}),
         ));
     }
-    let mut to_move: Vec<_> = instances.iter().filter(|i| i.host == maint).collect();
+    let mut to_move: Vec<_> = instances
+        .iter()
+        .filter(|i| i.host == maint && !model.is_excluded(i))
+        .collect();
     to_move.sort_by(|a, b| a.name.cmp(&b.name));
     for i in to_move {
         let active = i.status == "ACTIVE";
@@ -488,6 +490,43 @@ mod host_maintenance_tests {
     use super::*;
     use crate::cloud::scenario::Scenario;
     use crate::cloud::simulated::SimulatedCloud;
+    use crate::decision::scope::ComputeScope;
+
+    async fn model(cloud: &SimulatedCloud) -> ClusterModel {
+        ClusterModel::from_cloud(cloud).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_scope_keeps_excluded_instances_and_outside_nodes_out_of_the_plan() {
+        let cloud = SimulatedCloud::new(&Scenario::demo());
+        let all = model(&cloud).await;
+        let db = all
+            .instances
+            .iter()
+            .find(|i| i.name == "db-1")
+            .unwrap()
+            .uuid
+            .clone();
+        // Only zone az1 (compute-1, compute-2), and db-1 excluded.
+        let scope = ComputeScope::resolve(
+            &json!([{"compute": [{"availability_zones": [{"name": "az1"}]},
+                                 {"exclude": [{"instances": [{"uuid": db}]}]}]}]),
+            &all.nodes,
+        )
+        .unwrap();
+        let scoped = all.scoped(&scope);
+        let actions = host_maintenance(&json!({"maintenance_node": "compute-2"}), &scoped).unwrap();
+        let moved: Vec<&str> = actions[1..]
+            .iter()
+            .map(|a| a.input_parameters["resource_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(moved, ["cache-1"]);
+        assert!(actions[1..]
+            .iter()
+            .all(|a| a.input_parameters["destination_node"] == "compute-1"));
+        let err = host_maintenance(&json!({"maintenance_node": "compute-3"}), &scoped).unwrap_err();
+        assert!(err.to_string().contains("outside the audit scope"), "{err}");
+    }
 
     #[tokio::test]
     async fn the_maintenance_node_is_disabled_and_emptied_onto_hosts_with_room() {
@@ -497,7 +536,7 @@ mod host_maintenance_tests {
             &json!({"maintenance_node": "compute-2"}),
         )
         .unwrap();
-        let actions = host_maintenance(&params, &cloud).await.unwrap();
+        let actions = host_maintenance(&params, &model(&cloud).await).unwrap();
         assert_eq!(actions[0].action_type, "change_nova_service_state");
         let moves: Vec<(&str, &str)> = actions[1..]
             .iter()
@@ -516,7 +555,7 @@ mod host_maintenance_tests {
     async fn a_backup_node_is_used_while_it_has_room_and_missing_room_is_refused() {
         let cloud = SimulatedCloud::new(&Scenario::demo());
         let params = json!({"maintenance_node": "compute-1", "backup_node": "compute-3"});
-        let actions = host_maintenance(&params, &cloud).await.unwrap();
+        let actions = host_maintenance(&params, &model(&cloud).await).unwrap();
         assert!(actions[1..]
             .iter()
             .all(|a| a.input_parameters["destination_node"] == "compute-3"));
@@ -527,9 +566,11 @@ mod host_maintenance_tests {
             }
         }
         let cloud = SimulatedCloud::new(&tiny);
-        let err = host_maintenance(&json!({"maintenance_node": "compute-2"}), &cloud)
-            .await
-            .unwrap_err();
+        let err = host_maintenance(
+            &json!({"maintenance_node": "compute-2"}),
+            &model(&cloud).await,
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("no enabled host has room for instance"),

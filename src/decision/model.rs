@@ -1,0 +1,56 @@
+//! The cluster data model a strategy works on: compute nodes, instances
+//! and flavors read from the cloud once per audit, then cut down to the
+//! audit's scope before any strategy sees them.
+
+use super::scope::ComputeScope;
+use crate::cloud::{retry_transient, Cloud, CloudError, ComputeNode, Flavor, Instance};
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone, Default)]
+pub struct ClusterModel {
+    pub nodes: Vec<ComputeNode>,
+    pub instances: Vec<Instance>,
+    pub flavors: HashMap<String, Flavor>,
+    /// Instances the scope excludes: they stay where they are, and still
+    /// take their host's capacity.
+    pub excluded: HashSet<String>,
+}
+
+impl ClusterModel {
+    /// Reads the cloud, retrying its transient errors.
+    pub async fn from_cloud(cloud: &dyn Cloud) -> Result<ClusterModel, CloudError> {
+        Ok(ClusterModel {
+            nodes: retry_transient(|| cloud.compute_nodes()).await?,
+            instances: retry_transient(|| cloud.instances()).await?,
+            flavors: retry_transient(|| cloud.flavors())
+                .await?
+                .into_iter()
+                .map(|f| (f.name.clone(), f))
+                .collect(),
+            excluded: HashSet::new(),
+        })
+    }
+
+    /// The model with only the scope's nodes (and their instances), and the
+    /// scope's excluded instances marked.
+    pub fn scoped(mut self, scope: &ComputeScope) -> ClusterModel {
+        self.nodes.retain(|n| scope.keeps_node(&n.name));
+        let kept: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        self.instances.retain(|i| kept.contains(i.host.as_str()));
+        self.excluded = self
+            .instances
+            .iter()
+            .filter(|i| scope.excludes_instance(i))
+            .map(|i| i.uuid.clone())
+            .collect();
+        self
+    }
+
+    pub fn node(&self, name: &str) -> Option<&ComputeNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn is_excluded(&self, instance: &Instance) -> bool {
+        self.excluded.contains(&instance.uuid)
+    }
+}
