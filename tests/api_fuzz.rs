@@ -47,6 +47,12 @@ impl Gen {
             "a/b",
             "?",
             "#",
+            "CONTINUOUS",
+            "*/5 * * * *",
+            "60",
+            "0 0 31 2 *",
+            "2030-01-01T00:00:00",
+            "*",
         ])
         .to_string()
     }
@@ -79,6 +85,13 @@ impl Gen {
                             "para1",
                             "actions",
                             "limit",
+                            "interval",
+                            "start_time",
+                            "end_time",
+                            "scope",
+                            "compute",
+                            "availability_zones",
+                            "exclude",
                         ])
                         .to_string();
                     let v = self.value(depth + 1);

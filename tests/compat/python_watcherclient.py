@@ -35,7 +35,9 @@ def check(name, ok, detail=""):
 
 with tempfile.TemporaryDirectory() as tmp:
     with open(f"{tmp}/watcherd.toml", "w") as f:
-        f.write(f'listen = "127.0.0.1:0"\ndata_dir = "{tmp}"\n[applier]\nsweep_interval_secs = 0.5\n')
+        # One plan at a time, so that a second started plan waits PENDING
+        # long enough for the client to cancel it.
+        f.write(f'listen = "127.0.0.1:0"\ndata_dir = "{tmp}"\n[applier]\nsweep_interval_secs = 0.5\nmax_concurrent_plans = 1\n')
     log = open(f"{tmp}/watcherd.log", "w")
     daemon = subprocess.Popen([watcherd, "--config", f"{tmp}/watcherd.toml"], stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -147,12 +149,22 @@ with tempfile.TemporaryDirectory() as tmp:
             check(f"[{version}] cancel of a RECOMMENDED plan",
                   value("actionplan", "show", recommended, version=version)["State"] == "CANCELLED")
             running = new_plan()
+            # Made now: no audit makes a plan while another plan is ONGOING.
+            queued = new_plan()
             run("actionplan", "start", running, version=version)
             for _ in range(200):
                 if any(a["Action"] == "sleep" and a["State"] == "ONGOING"
                        for a in value("action", "list", "--action-plan", running, version=version)):
                     break
                 time.sleep(0.05)
+            waiting = value("actionplan", "start", queued, version=version)
+            check(f"[{version}] a second plan waits PENDING while the applier is busy",
+                  waiting.get("State") == "PENDING", waiting)
+            run("actionplan", "cancel", queued, version=version)
+            check(f"[{version}] cancel of a PENDING plan",
+                  value("actionplan", "show", queued, version=version)["State"] == "CANCELLED")
+            queued_acts = {a["State"] for a in value("action", "list", "--action-plan", queued, version=version)}
+            check(f"[{version}] a cancelled PENDING plan's actions are CANCELLED", queued_acts == {"CANCELLED"}, queued_acts)
             run("actionplan", "cancel", running, version=version)
             for _ in range(200):
                 st = value("actionplan", "show", running, version=version)["State"]
