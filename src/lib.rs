@@ -6,7 +6,8 @@
 //! - [`core`]: states, transition tables and records. No I/O.
 //! - [`store`]: the database (SQLite), compare-and-set transitions with
 //!   history, the side-effect journal, and wake-up events.
-//! - [`cloud`]: the `Cloud` trait and the simulated cloud.
+//! - [`cloud`]: the `Cloud` trait, the simulated cloud and the OpenStack driver.
+//! - [`keystone`]: Keystone v3 login, token renewal, catalog lookup.
 //! - [`applier`]: runs a plan's DAG with concurrency limits, cancels it
 //!   through a tree of tokens, reconciles after a restart.
 //! - [`decision`]: goals, strategies, the weight planner, audits.
@@ -23,5 +24,6 @@ pub mod cloud;
 pub mod config;
 pub mod core;
 pub mod decision;
+pub mod keystone;
 pub mod service;
 pub mod store;

@@ -14,8 +14,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use crate::keystone::{expires_at, Credentials, Session};
+use chrono::Utc;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,71 +47,38 @@ pub enum Auth {
 pub struct Keystone {
     config: KeystoneConfig,
     policy: super::policy::Policy,
-    agent: ureq::Agent,
-    service_token: Mutex<Option<(String, DateTime<Utc>)>>,
+    /// watcherd's own session, whose token validates callers' tokens.
+    session: Session,
     cache: Mutex<HashMap<String, (Caller, Instant)>>,
 }
 
 /// Entries kept at most; past it the cache is cleared (tokens re-validate).
 const CACHE_MAX: usize = 10_000;
 
-fn expires_at(token: &Value) -> Option<DateTime<Utc>> {
-    token["token"]["expires_at"]
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.with_timezone(&Utc))
-}
-
 impl Keystone {
     pub fn new(config: KeystoneConfig, policy: super::policy::Policy) -> Keystone {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build();
+        let session = Session::new(Credentials {
+            auth_url: config.auth_url.clone(),
+            username: config.username.clone(),
+            password: config.password.clone(),
+            project_name: config.project_name.clone(),
+            user_domain_name: config.user_domain_name.clone(),
+            project_domain_name: config.project_domain_name.clone(),
+            region_name: None,
+            interface: "public".into(),
+        });
         Keystone {
             config,
             policy,
-            agent,
-            service_token: Mutex::new(None),
+            session,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    fn url(&self) -> String {
-        format!("{}/auth/tokens", self.config.auth_url.trim_end_matches('/'))
-    }
-
-    /// Our own token, re-issued a minute before it expires.
-    fn service_token(&self, force: bool) -> Result<String, AuthError> {
-        if !force {
-            if let Some((t, exp)) = self.service_token.lock().expect("token lock").clone() {
-                if exp - chrono::Duration::seconds(60) > Utc::now() {
-                    return Ok(t);
-                }
-            }
-        }
-        let c = &self.config;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "domain": {"name": c.user_domain_name}, "password": c.password}}},
-            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}
-        }});
-        let resp = self
-            .agent
-            .post(&self.url())
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string())
-            .map_err(|e| AuthError::Unavailable(format!("service login failed: {e}")))?;
-        let token = resp
-            .header("X-Subject-Token")
-            .ok_or_else(|| AuthError::Unavailable("Keystone returned no token".into()))?
-            .to_string();
-        let body: Value = resp
-            .into_json()
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let exp = expires_at(&body).unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(5));
-        *self.service_token.lock().expect("token lock") = Some((token.clone(), exp));
-        Ok(token)
+    fn service_token(&self, fresh: bool) -> Result<String, AuthError> {
+        self.session
+            .token(fresh)
+            .map_err(|e| AuthError::Unavailable(format!("service login failed: {e}")))
     }
 
     /// Validates a user's token (blocking: call from a blocking thread).
@@ -124,8 +92,9 @@ impl Keystone {
         let mut retried = false;
         let body: Value = loop {
             match self
-                .agent
-                .get(&self.url())
+                .session
+                .agent()
+                .get(&self.session.tokens_url())
                 .set("X-Auth-Token", &service)
                 .set("X-Subject-Token", token)
                 .call()
