@@ -18,6 +18,9 @@ pub struct Config {
     /// `watcher.db` in `data_dir`.
     pub database: String,
     pub data_dir: PathBuf,
+    /// `simulated` (the default) or `openstack` (credentials from
+    /// `OS_CLOUD` + clouds.yaml or the `OS_*` variables).
+    pub cloud: String,
     /// Scenario file of the simulated cloud; empty means the built-in demo cloud.
     pub cloud_scenario: Option<PathBuf>,
     /// This process's name, written as plans' and audits' `hostname`.
@@ -143,6 +146,7 @@ impl Default for Config {
             listen: "127.0.0.1:9322".parse().expect("valid address"),
             database: String::new(),
             data_dir: default_data_dir(),
+            cloud: "simulated".into(),
             cloud_scenario: None,
             host: default_host(),
             durability: Durability::Normal,
@@ -195,6 +199,14 @@ impl Config {
 
     /// Refuses settings that would be unsafe or meaningless.
     pub fn check(&self) -> Result<(), ConfigError> {
+        match self.cloud.as_str() {
+            "simulated" | "openstack" => {}
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "cloud '{other}' is unknown; use 'simulated' or 'openstack'"
+                )))
+            }
+        }
         match self.auth_strategy.as_str() {
             "noauth" | "keystone" => {}
             other => {

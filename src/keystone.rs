@@ -307,7 +307,9 @@ fn find_endpoint(
     let none = || KeystoneError::NoEndpoint {
         service_type: service_type.into(),
         interface: interface.into(),
-        region: region.map(|r| format!(" in region {r}")).unwrap_or_default(),
+        region: region
+            .map(|r| format!(" in region {r}"))
+            .unwrap_or_default(),
     };
     let services = catalog.as_array().ok_or_else(none)?;
     services
@@ -318,7 +320,11 @@ fn find_endpoint(
             e["interface"] == interface
                 && region.is_none_or(|r| e["region"] == r || e["region_id"] == r)
         })
-        .and_then(|e| e["url"].as_str().map(|u| u.trim_end_matches('/').to_string()))
+        .and_then(|e| {
+            e["url"]
+                .as_str()
+                .map(|u| u.trim_end_matches('/').to_string())
+        })
         .ok_or_else(none)
 }
 

@@ -1,14 +1,16 @@
-//! Wiring of the embedded daemon: store, simulated cloud, decision engine,
+//! Wiring of the embedded daemon: store, cloud (simulated or OpenStack), decision engine,
 //! applier and API in one process, sharing one shutdown token.
 
 use crate::api::{self, AppState};
 use crate::applier::actions::{ActionRegistry, ActionSettings};
 use crate::applier::{Applier, ApplierSettings};
+use crate::cloud::openstack::OpenStackCloud;
 use crate::cloud::scenario::Scenario;
 use crate::cloud::simulated::SimulatedCloud;
 use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::decision::{self, DecisionEngine, DecisionSettings};
+use crate::keystone::Credentials;
 use crate::store::{DatabaseLocation, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub enum ServiceError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot connect to the OpenStack cloud: {0}")]
+    Cloud(String),
     #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
     Listen {
         addr: SocketAddr,
@@ -75,6 +79,18 @@ impl Service {
         decision::sync_catalogue(&store).await?;
         let cloud: Arc<dyn Cloud> = match options.cloud {
             Some(cloud) => cloud,
+            None if config.cloud == "openstack" => {
+                let connect = || {
+                    let credentials = Credentials::from_environment()
+                        .map_err(|e| ServiceError::Cloud(e.to_string()))?;
+                    OpenStackCloud::connect(credentials)
+                        .map_err(|e| ServiceError::Cloud(e.to_string()))
+                };
+                let cloud = tokio::task::spawn_blocking(connect)
+                    .await
+                    .map_err(|e| ServiceError::Cloud(e.to_string()))??;
+                Arc::new(cloud)
+            }
             None => {
                 let scenario = match &config.cloud_scenario {
                     Some(path) => Scenario::load(path)?,

@@ -10,11 +10,11 @@
 
 use super::error::ApiError;
 use crate::config::KeystoneConfig;
+use crate::keystone::{expires_at, Credentials, Session};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crate::keystone::{expires_at, Credentials, Session};
 use chrono::Utc;
 use serde_json::Value;
 use std::collections::HashMap;

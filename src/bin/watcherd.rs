@@ -14,7 +14,8 @@ use watcher::service::Service;
     version,
     about = "OpenStack Watcher service: audits, action plans, and an applier whose cancel really stops them",
     long_about = "Runs the whole Watcher service in one process: the v1 REST API, the decision \
-engine, the applier, a SQLite database and a simulated cloud.\n\n\
+engine, the applier and a SQLite database, against a simulated cloud (the default) or a \
+real OpenStack cloud (--cloud openstack).\n\n\
 Settings come from defaults, then --config FILE (TOML), then WATCHER_* environment \
 variables, then flags. `watcherd --print-config` shows the result."
 )]
@@ -31,6 +32,10 @@ struct Args {
     /// Directory for the default database file [default: ~/.local/share/watcherd].
     #[arg(long, env = "WATCHER_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The cloud to manage: simulated, or openstack (credentials from OS_CLOUD and
+    /// clouds.yaml, or the OS_* variables of an openrc file) [default: simulated].
+    #[arg(long, env = "WATCHER_CLOUD", value_name = "KIND")]
+    cloud: Option<String>,
     /// Simulated cloud scenario (TOML) [default: the built-in demo cloud].
     #[arg(long, env = "WATCHER_CLOUD_SCENARIO", value_name = "FILE")]
     cloud_scenario: Option<PathBuf>,
@@ -58,6 +63,9 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(c) = &args.cloud {
+        config.cloud = c.clone();
     }
     if let Some(s) = &args.cloud_scenario {
         config.cloud_scenario = Some(s.clone());

@@ -7,6 +7,7 @@
 //! reverted. [`simulated::SimulatedCloud`] is a real implementation with
 //! capacity, timing, progress and deterministic faults.
 
+pub mod openstack;
 pub mod scenario;
 pub mod simulated;
 
