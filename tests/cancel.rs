@@ -179,6 +179,81 @@ fn cancelling_a_live_migration_aborts_it_and_the_instance_stays_on_its_source() 
 }
 
 #[test]
+fn force_complete_above_finishes_a_migration_far_enough_along_instead_of_aborting_it() {
+    let dir = temp_dir("cancel-force");
+    let scenario = scenario_file(&dir, "live_migration_secs = 20.0\nabort_secs = 0.2", "");
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    // Two migrations at once: one finishes on cancel whatever its progress
+    // (threshold 0), the other only past 99 %, so it is aborted.
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "force_complete_above": 0.0,
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}},
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "force_complete_above": 0.99,
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0002", "source_node": "compute-1", "destination_node": "compute-3"}}
+    ]));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(10), || {
+        (d.actions(&plan).iter().all(|a| a["state"] == "ONGOING")).then_some(())
+    });
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    let p = d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    let actions = d.actions(&plan);
+    let by_dest = |dest: &str| {
+        actions
+            .iter()
+            .find(|a| a["input_parameters"]["destination_node"] == dest)
+            .unwrap()
+            .clone()
+    };
+    let forced = by_dest("compute-2");
+    assert_eq!(forced["state"], "SUCCEEDED", "{forced}");
+    assert!(
+        forced["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("forced to complete on compute-2"),
+        "{forced}"
+    );
+    assert_eq!(by_dest("compute-3")["state"], "CANCELLED");
+    let model = d.get("/v1/data_model");
+    let host = |name: &str| {
+        model["context"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["server_name"] == name)
+            .unwrap()["node_hostname"]
+            .clone()
+    };
+    assert_eq!(host("web-1"), "compute-2");
+    assert_eq!(host("web-2"), "compute-1");
+
+    // A threshold outside 0..1 is refused when the plan is made.
+    let (status, body) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+            "parameters": {"actions": [{"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "force_complete_above": 1.5, "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+            "source_node": "compute-2"}}]}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let audit = body["uuid"].as_str().unwrap().to_string();
+    let a = wait_for(Duration::from_secs(10), || {
+        let a = d.get(&format!("/v1/audits/{audit}"));
+        (a["state"] == "FAILED").then_some(a)
+    });
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("force_complete_above must be a fraction"),
+        "{a}"
+    );
+}
+
+#[test]
 fn an_abort_past_the_point_of_no_return_ends_the_action_succeeded_with_the_reason() {
     let dir = temp_dir("cancel-pnr");
     let scenario = scenario_file(

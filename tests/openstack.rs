@@ -364,3 +364,81 @@ fn live_migration_resize_and_a_cancelled_cold_migration_end_as_nova_says() {
     assert_eq!(cold["status"], "reverted", "{cold}");
     nova.reset();
 }
+
+#[test]
+fn a_live_migration_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
+    let Some(nova) = openstack() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-crash", "compute1");
+    let mut d = start("os-crash", "");
+    let dir = d.dir.clone();
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "live", "resource_id": vm, "source_node": "compute1", "destination_node": "compute2"}}]));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(60), || {
+        nova.migrations(&vm)
+            .iter()
+            .any(|m| m["status"] == "running")
+            .then_some(())
+    });
+    d.kill9();
+
+    // The migration goes on in Nova; the restarted watcherd finds it through
+    // its journal and records how it really ended.
+    let config = dir.join("watcherd.toml");
+    let d = Daemon::start_with_config(&dir, config, None);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    assert_eq!(nova.host_of(&vm), "compute2");
+    let live: Vec<Value> = nova
+        .migrations(&vm)
+        .into_iter()
+        .filter(|m| m["migration_type"] == "live-migration")
+        .collect();
+    assert_eq!(live.len(), 1, "started once: {live:?}");
+    assert_eq!(live[0]["status"], "completed");
+    nova.reset();
+}
+
+#[test]
+fn force_complete_above_makes_nova_finish_a_cancelled_live_migration() {
+    let Some(nova) = openstack() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-force", "compute1");
+    let d = start("os-force", "");
+    // The fake driver reports no progress figures, so only a threshold of 0
+    // can apply: every cancelled migration is finished rather than rolled back.
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "live", "resource_id": vm, "source_node": "compute1",
+        "destination_node": "compute2", "force_complete_above": 0.0}}]));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(60), || {
+        nova.migrations(&vm)
+            .iter()
+            .any(|m| m["status"] == "running")
+            .then_some(())
+    });
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    let p = wait_plan(&d, &plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    // Nothing was undone, but the operator's cancel is what ended the plan.
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    let a = &d.actions(&plan)[0];
+    assert_eq!(a["state"], "SUCCEEDED", "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("forced to complete on compute2"),
+        "{a}"
+    );
+    assert_eq!(nova.host_of(&vm), "compute2");
+    let live = nova
+        .migrations(&vm)
+        .into_iter()
+        .find(|m| m["migration_type"] == "live-migration")
+        .unwrap();
+    assert_eq!(live["status"], "completed", "{live}");
+    nova.reset();
+}

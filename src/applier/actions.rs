@@ -358,15 +358,18 @@ const MIGRATE_FIELDS: &[&str] = &[
     "resource_name",
     "source_node",
     "destination_node",
+    "force_complete_above",
 ];
 
-/// Follows a live migration until it settles, aborting it if `cancel` fires.
+/// Follows a live migration until it settles, aborting it if `cancel` fires
+/// (or forcing it to complete, when it is past `force_above` of its progress).
 async fn follow_live_migration(
     ctx: &ActionContext,
     cancel: &CancellationToken,
     op: &str,
     dest: &str,
     source: &str,
+    force_above: Option<f64>,
 ) -> Outcome {
     let mut reported = -1.0;
     loop {
@@ -387,7 +390,69 @@ async fn follow_live_migration(
         }
         tokio::select! {
             _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
-            _ = cancel.cancelled() => return abort_live_migration(ctx, op, dest, source).await,
+            _ = cancel.cancelled() => {
+                if let Some(done) = force_complete_instead(ctx, op, dest, force_above).await {
+                    return done;
+                }
+                return abort_live_migration(ctx, op, dest, source).await;
+            }
+        }
+    }
+}
+
+/// The `force_complete_above` policy: a live migration this far along is
+/// cheaper to finish than to roll back. `None` when the policy does not
+/// apply (or force-complete was refused): then it is aborted.
+async fn force_complete_instead(
+    ctx: &ActionContext,
+    op: &str,
+    dest: &str,
+    force_above: Option<f64>,
+) -> Option<Outcome> {
+    let threshold = force_above?;
+    let progress = match retry_transient(|| ctx.cloud.operation(op)).await {
+        Ok(OperationState::Running { progress, .. }) if progress >= threshold => progress,
+        _ => return None,
+    };
+    if let Err(e) = retry_transient(|| ctx.cloud.force_complete(op)).await {
+        tracing::warn!(error = %e, "force-complete refused; aborting instead");
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + ctx.settings.abort_deadline;
+    loop {
+        let state = match retry_transient(|| ctx.cloud.operation(op)).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Some(Outcome::Failed(format!(
+                    "lost track of migration {op}: {e}"
+                )))
+            }
+        };
+        match state {
+            OperationState::Completed => {
+                return Some(Outcome::Succeeded(Some(format!(
+                    "Cancel requested at {:.0}% (force_complete_above = {threshold}): the live \
+                     migration was forced to complete on {dest} rather than rolled back.",
+                    progress * 100.0
+                ))))
+            }
+            OperationState::Failed(m) => {
+                return Some(Outcome::Failed(format!(
+                    "Live migration failed after force-complete: {m}"
+                )))
+            }
+            OperationState::Aborted => {
+                return Some(Outcome::Cancelled(
+                    "Live migration rolled back although force-complete was requested.".into(),
+                ))
+            }
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Some(Outcome::Failed(format!(
+                    "Force-completed live migration did not settle within {:.1} s.",
+                    ctx.settings.abort_deadline.as_secs_f64()
+                )))
+            }
+            _ => tokio::time::sleep(ctx.settings.poll_interval).await,
         }
     }
 }
@@ -503,7 +568,7 @@ async fn reconcile_migration(ctx: &ActionContext, journal: Option<&JournalEntry>
         return Reconciled::NotStarted;
     };
     if let Some(op) = &journal.operation_id {
-        match ctx.cloud.operation(op).await {
+        match retry_transient(|| ctx.cloud.operation(op)).await {
             Ok(
                 OperationState::Running { .. }
                 | OperationState::Aborting
@@ -572,6 +637,16 @@ impl ActionPlugin for Migrate {
         params::required_str(p, "source_node")?;
         params::optional_str(p, "destination_node")?;
         params::optional_str(p, "resource_name")?;
+        if let Some(v) = p.get("force_complete_above") {
+            match v.as_f64() {
+                Some(f) if (0.0..=1.0).contains(&f) => {}
+                _ => {
+                    return Err(format!(
+                        "force_complete_above must be a fraction from 0 to 1 (of the migration's progress), not {v}"
+                    ))
+                }
+            }
+        }
         Ok(())
     }
     fn can_abort(&self) -> bool {
@@ -656,7 +731,11 @@ impl ActionPlugin for Migrate {
             let dest_name = dest
                 .clone()
                 .unwrap_or_else(|| "the scheduler's choice".into());
-            follow_live_migration(ctx, cancel, &op, &dest_name, &source).await
+            let force_above = ctx
+                .params
+                .get("force_complete_above")
+                .and_then(Value::as_f64);
+            follow_live_migration(ctx, cancel, &op, &dest_name, &source, force_above).await
         } else {
             confirm_or_revert(ctx, cancel, &op, "cold migration").await
         }

@@ -1401,6 +1401,31 @@ mod tests {
     }
 
     #[test]
+    fn cinder_volume_migrations_are_followed_by_migration_status_and_host() {
+        let pool = "node2@lvm#pool";
+        let v = |status: Value, host: &str| json!({"migration_status": status, "os-vol-host-attr:host": host});
+        assert!(matches!(
+            volume_state(&v(json!("migrating"), "node1@lvm#pool"), pool),
+            OperationState::Running { .. }
+        ));
+        assert_eq!(
+            volume_state(&v(json!("success"), pool), pool),
+            OperationState::Completed
+        );
+        assert!(matches!(
+            volume_state(&v(json!("error"), "node1@lvm#pool"), pool),
+            OperationState::Failed(m) if m.contains("failed")
+        ));
+        // Without Cinder in the catalog, volume actions say what is missing.
+        let (n, _) = nova("2.104", Replay::default());
+        let err = n.migrate_volume("v1", pool).unwrap_err();
+        assert!(
+            err.to_string().contains("no block-storage endpoint"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn operation_ids_round_trip_and_nonsense_is_not_found() {
         assert_eq!(
             Op::parse("live-migration/abc/12").unwrap(),

@@ -112,7 +112,8 @@ fn host_maintenance_spec() -> Value {
             "maintenance_node": {"description": "The name of the compute node which needs maintenance", "type": "string"},
             "backup_node": {"description": "The name of the compute node which will take the maintenance node's instances", "type": "string"},
             "disable_live_migration": {"description": "Migrate active instances cold instead of live", "type": "boolean", "default": false},
-            "disable_cold_migration": {"description": "Do not move inactive instances", "type": "boolean", "default": false}
+            "disable_cold_migration": {"description": "Do not move inactive instances", "type": "boolean", "default": false},
+            "force_complete_above": {"description": "On cancel, force a live migration past this fraction of its progress to complete instead of rolling it back (our addition)", "type": "number", "minimum": 0.0, "maximum": 1.0}
         },
         "required": ["maintenance_node"]
     })
@@ -453,11 +454,12 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
                 ))
             })?;
         take(free.get_mut(&dest).expect("destination is a known host"), f);
-        out.push(proposed(
-            "migrate",
-            json!({"migration_type": migration_type, "resource_id": i.uuid, "resource_name": i.name,
-                   "source_node": maint, "destination_node": dest}),
-        ));
+        let mut input = json!({"migration_type": migration_type, "resource_id": i.uuid, "resource_name": i.name,
+               "source_node": maint, "destination_node": dest});
+        if let (Some(f), "live") = (params.get("force_complete_above"), migration_type) {
+            input["force_complete_above"] = f.clone();
+        }
+        out.push(proposed("migrate", input));
     }
     Ok(out)
 }
