@@ -94,6 +94,12 @@ pub struct DecisionConfig {
     pub action_plan_expiry_hours: f64,
     pub sweep_interval_secs: f64,
     pub planner: WeightPlanner,
+    /// Where strategies' metrics come from: `simulated` (derived from the
+    /// simulated cloud's scenario, or from instance UUIDs on other clouds)
+    /// or `prometheus`.
+    pub datasource: String,
+    /// Prometheus's address, e.g. `http://prometheus:9090` (with `datasource = "prometheus"`).
+    pub prometheus_url: String,
 }
 
 impl Default for ApplierConfig {
@@ -117,6 +123,8 @@ impl Default for DecisionConfig {
             action_plan_expiry_hours: 24.0,
             sweep_interval_secs: 5.0,
             planner: WeightPlanner::default(),
+            datasource: "simulated".into(),
+            prometheus_url: String::new(),
         }
     }
 }
@@ -205,6 +213,22 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "cloud '{other}' is unknown; use 'simulated' or 'openstack'"
                 )))
+            }
+        }
+        match (
+            self.decision_engine.datasource.as_str(),
+            self.decision_engine.prometheus_url.is_empty(),
+        ) {
+            ("simulated", _) | ("prometheus", false) => {}
+            ("prometheus", true) => return Err(ConfigError::Invalid(
+                "decision_engine.datasource = \"prometheus\" needs decision_engine.prometheus_url \
+                     (e.g. \"http://prometheus:9090\")"
+                    .into(),
+            )),
+            (other, _) => {
+                return Err(ConfigError::Invalid(format!(
+                "decision_engine.datasource '{other}' is unknown; use 'simulated' or 'prometheus'"
+            )))
             }
         }
         match self.auth_strategy.as_str() {

@@ -9,6 +9,7 @@ use crate::cloud::scenario::Scenario;
 use crate::cloud::simulated::SimulatedCloud;
 use crate::cloud::Cloud;
 use crate::config::Config;
+use crate::decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
 use crate::decision::{self, DecisionEngine, DecisionSettings};
 use crate::keystone::Credentials;
 use crate::store::{DatabaseLocation, Store};
@@ -77,6 +78,10 @@ impl Service {
         let location = DatabaseLocation::parse(&config.database_url())?;
         let store = Store::open(&location, config.durability)?;
         decision::sync_catalogue(&store).await?;
+        let scenario = match &config.cloud_scenario {
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::demo(),
+        };
         let cloud: Arc<dyn Cloud> = match options.cloud {
             Some(cloud) => cloud,
             None if config.cloud == "openstack" => {
@@ -91,13 +96,14 @@ impl Service {
                     .map_err(|e| ServiceError::Cloud(e.to_string()))??;
                 Arc::new(cloud)
             }
-            None => {
-                let scenario = match &config.cloud_scenario {
-                    Some(path) => Scenario::load(path)?,
-                    None => Scenario::demo(),
-                };
-                Arc::new(SimulatedCloud::new(&scenario))
-            }
+            None => Arc::new(SimulatedCloud::new(&scenario)),
+        };
+        let metrics: Arc<dyn MetricsSource> = match config.decision_engine.datasource.as_str() {
+            "prometheus" => Arc::new(PrometheusMetrics::new(
+                &config.decision_engine.prometheus_url,
+            )),
+            // On another cloud than the scenario's, values are drawn per instance UUID.
+            _ => Arc::new(SimulatedMetrics::new(&scenario)),
         };
         let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -136,6 +142,7 @@ impl Service {
         let engine = DecisionEngine::new(
             store.clone(),
             cloud.clone(),
+            metrics,
             DecisionSettings {
                 host: config.host.clone(),
                 action_plan_expiry: secs(d.action_plan_expiry_hours * 3600.0),

@@ -1,7 +1,8 @@
 //! watcher-bench: the numbers in docs/benchmarks.md.
 //!
 //! Run with `cargo run --release --bin watcher-bench` (add `-- --quick` for a
-//! short smoke run). Prints one table; every figure is measured here, now.
+//! short smoke run, `-- --strategies` for the decision engine's table only).
+//! Prints its tables; every figure is measured here, now.
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;
@@ -476,8 +477,124 @@ fn process_figures(opts: &Opts) -> anyhow::Result<(u64, f64, Duration, Duration)
     Ok((rss, rate, pct(&mut lat, 0.5), pct(&mut lat, 0.99)))
 }
 
+/// One strategy on one generated cloud.
+struct StrategyRow {
+    hosts: usize,
+    instances: usize,
+    strategy: String,
+    time: Duration,
+    outcome: String,
+}
+
+/// Strategies on generated clouds of each size (20 instances per host on
+/// average), timed on their own: the model and metrics are built first
+/// (their time is reported in the model row), as the decision engine does.
+fn strategy_rows(sizes: &[usize]) -> anyhow::Result<Vec<StrategyRow>> {
+    use watcher::decision::consolidation::upstream_basic_reference;
+    use watcher::decision::metrics::SimulatedMetrics;
+    use watcher::decision::model::ClusterModel;
+    use watcher::decision::strategies::{apply_parameters, execute, STRATEGIES};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let registry = ActionRegistry::default();
+    let mut rows = vec![];
+    for &hosts in sizes {
+        let scenario = Scenario::generated(hosts, 20, 1, false);
+        let started = Instant::now();
+        let cloud = SimulatedCloud::new(&scenario);
+        let model = rt.block_on(ClusterModel::from_cloud(&cloud))?;
+        let metrics = SimulatedMetrics::new(&scenario).values(&model);
+        let instances = model.instances.len();
+        rows.push(StrategyRow {
+            hosts,
+            instances,
+            strategy: "(cluster model + metrics)".into(),
+            time: started.elapsed(),
+            outcome: String::new(),
+        });
+        let value = |s: &watcher::decision::strategies::Solution, n: &str| {
+            s.efficacy_indicators
+                .iter()
+                .find(|i| i.name == n)
+                .map_or(0.0, |i| i.value)
+        };
+        for (name, params) in [
+            ("basic", json!({})),
+            ("vm_workload_consolidation", json!({})),
+            ("workload_balance", json!({"threshold": 35})),
+        ] {
+            let def = STRATEGIES
+                .iter()
+                .find(|s| s.name == name)
+                .expect("known strategy");
+            let params =
+                apply_parameters(&(def.parameters_spec)(), &params).map_err(anyhow::Error::msg)?;
+            let started = Instant::now();
+            let s = execute(name, &params, &model, &metrics, &registry)?;
+            let time = started.elapsed();
+            let outcome = if name == "workload_balance" {
+                format!(
+                    "{} migrations; CPU use std dev {:.1} -> {:.1} points",
+                    value(&s, "instance_migrations_count"),
+                    value(&s, "standard_deviation_before_audit"),
+                    value(&s, "standard_deviation_after_audit"),
+                )
+            } else {
+                format!(
+                    "{} nodes released, {} migrations",
+                    value(&s, "released_compute_nodes_count"),
+                    value(&s, "instance_migrations_count"),
+                )
+            };
+            rows.push(StrategyRow {
+                hosts,
+                instances,
+                strategy: name.into(),
+                time,
+                outcome,
+            });
+        }
+        let started = Instant::now();
+        let (released, migrations) = upstream_basic_reference(&model, &metrics)?;
+        rows.push(StrategyRow {
+            hosts,
+            instances,
+            strategy: "upstream's basic algorithm (reference)".into(),
+            time: started.elapsed(),
+            outcome: format!("{released} nodes released, {migrations} migrations"),
+        });
+    }
+    Ok(rows)
+}
+
+fn print_strategy_rows(rows: &[StrategyRow]) {
+    println!();
+    println!("| hosts | instances | strategy | time | outcome |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.hosts,
+            r.instances,
+            r.strategy,
+            ms(r.time),
+            r.outcome
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--strategies") {
+        let sizes: &[usize] = if quick {
+            &[100, 1000]
+        } else {
+            &[100, 500, 1000, 2000, 5000]
+        };
+        print_strategy_rows(&strategy_rows(sizes)?);
+        return Ok(());
+    }
     let opts = if quick {
         Opts {
             actions: 1_000,
@@ -587,5 +704,11 @@ fn main() -> anyhow::Result<()> {
     for (m, r, t) in rows {
         println!("| {m:w0$} | {r:w1$} | {t} |");
     }
+    let sizes: &[usize] = if quick {
+        &[100, 1000]
+    } else {
+        &[100, 500, 1000, 2000, 5000]
+    };
+    print_strategy_rows(&strategy_rows(sizes)?);
     Ok(())
 }

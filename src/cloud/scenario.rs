@@ -83,6 +83,9 @@ pub struct HostSpec {
     /// of first appearance, from 1.
     #[serde(default)]
     pub aggregates: Vec<String>,
+    /// Air inlet temperature (°C) for the simulated thermal metrics.
+    #[serde(default)]
+    pub inlet_temp: Option<f64>,
 }
 
 fn default_zone() -> String {
@@ -104,6 +107,13 @@ pub struct InstanceSpec {
     pub project_id: String,
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Mean use of its vCPUs in percent (simulated metrics); drawn from the
+    /// seed when absent.
+    #[serde(default)]
+    pub cpu_util: Option<f64>,
+    /// Mean use of its flavor's RAM in percent; drawn from the seed when absent.
+    #[serde(default)]
+    pub ram_util: Option<f64>,
 }
 
 fn default_project() -> String {
@@ -143,6 +153,83 @@ impl Scenario {
         Scenario::parse(DEMO_SCENARIO).expect("the built-in demo scenario is valid")
     }
 
+    /// A large cloud for benchmarks and property tests: `hosts` hosts of
+    /// 64 vCPUs, 256 GiB and 4 TB (every tenth disabled when
+    /// `with_disabled`), about `per_host` instances each on average
+    /// (between a quarter and twice that, as long as they fit), flavors of
+    /// 1, 2, 4 and 8 vCPUs. The same arguments give the same cloud.
+    pub fn generated(hosts: usize, per_host: usize, seed: u64, with_disabled: bool) -> Scenario {
+        let mut rng = crate::cloud::simulated::SplitMix64::new(seed);
+        let flavors: Vec<FlavorSpec> = [
+            ("g.small", 1),
+            ("g.medium", 2),
+            ("g.large", 4),
+            ("g.xlarge", 8),
+        ]
+        .iter()
+        .map(|&(name, vcpus)| FlavorSpec {
+            name: name.into(),
+            vcpus,
+            ram_mb: vcpus as u64 * 4096,
+            disk_gb: vcpus as u64 * 20,
+        })
+        .collect();
+        let mut scenario = Scenario {
+            seed,
+            timing: Timing::default(),
+            faults: Faults::default(),
+            flavors,
+            hosts: vec![],
+            instances: vec![],
+            pools: vec![],
+            volumes: vec![],
+        };
+        for h in 0..hosts {
+            let name = format!("node-{h:05}");
+            scenario.hosts.push(HostSpec {
+                name: name.clone(),
+                vcpus: 64,
+                ram_mb: 262_144,
+                disk_gb: 4_000,
+                enabled: !(with_disabled && h % 10 == 9),
+                availability_zone: if h % 2 == 0 { "az1" } else { "az2" }.into(),
+                aggregates: vec![],
+                inlet_temp: None,
+            });
+            let count = (per_host as f64 * (0.25 + 1.75 * rng.next_f64())).round() as usize;
+            let mut free = 64u32;
+            for k in 0..count {
+                // Mostly small: 40 % 1 vCPU, 35 % 2, 20 % 4, 5 % 8.
+                let r = rng.next_f64();
+                let f = if r < 0.4 {
+                    0
+                } else if r < 0.75 {
+                    1
+                } else if r < 0.95 {
+                    2
+                } else {
+                    3
+                };
+                let flavor = &scenario.flavors[f];
+                if flavor.vcpus > free {
+                    break;
+                }
+                free -= flavor.vcpus;
+                scenario.instances.push(InstanceSpec {
+                    uuid: format!("{:08x}-0000-4000-8000-{:012x}", h, k),
+                    name: format!("vm-{h:05}-{k:02}"),
+                    host: name.clone(),
+                    flavor: flavor.name.clone(),
+                    project_id: format!("project-{}", k % 7),
+                    metadata: Default::default(),
+                    cpu_util: None,
+                    ram_util: None,
+                });
+            }
+        }
+        scenario
+    }
+
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.display().to_string(),
@@ -160,15 +247,27 @@ impl Scenario {
     /// Every reference names something that exists, and rates are probabilities.
     fn check(&self) -> Result<(), ScenarioError> {
         let bad = |m: String| Err(ScenarioError::Inconsistent(m));
+        let hosts: std::collections::HashSet<&str> =
+            self.hosts.iter().map(|h| h.name.as_str()).collect();
+        let flavors: std::collections::HashSet<&str> =
+            self.flavors.iter().map(|f| f.name.as_str()).collect();
         for i in &self.instances {
-            if !self.hosts.iter().any(|h| h.name == i.host) {
+            if !hosts.contains(i.host.as_str()) {
                 return bad(format!("instance {} is on unknown host {}", i.name, i.host));
             }
-            if !self.flavors.iter().any(|f| f.name == i.flavor) {
+            if !flavors.contains(i.flavor.as_str()) {
                 return bad(format!(
                     "instance {} has unknown flavor {}",
                     i.name, i.flavor
                 ));
+            }
+            for (name, v) in [("cpu_util", i.cpu_util), ("ram_util", i.ram_util)] {
+                if let Some(v) = v.filter(|v| !(0.0..=100.0).contains(v)) {
+                    return bad(format!(
+                        "instance {}: {name} is a percentage (0 to 100), not {v}",
+                        i.name
+                    ));
+                }
             }
         }
         for v in &self.volumes {

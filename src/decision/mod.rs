@@ -1,7 +1,11 @@
 //! The decision engine: runs audits, turns a strategy's solution into an
 //! action plan with the weight planner, and expires old recommendations.
 
+pub mod balancing;
+pub mod consolidation;
+pub mod metrics;
 pub mod model;
+pub mod placement;
 pub mod planner;
 pub mod scope;
 pub mod strategies;
@@ -24,7 +28,9 @@ use uuid::Uuid;
 /// Registers the goals and strategies this build knows.
 pub async fn sync_catalogue(store: &Store) -> Result<(), StoreError> {
     for g in strategies::GOALS {
-        store.upsert_goal(g.name, g.display_name, vec![]).await?;
+        store
+            .upsert_goal(g.name, g.display_name, (g.efficacy_specification)())
+            .await?;
     }
     for s in strategies::STRATEGIES {
         store
@@ -47,6 +53,7 @@ pub struct DecisionSettings {
 pub struct DecisionEngine {
     store: Store,
     cloud: Arc<dyn Cloud>,
+    metrics: Arc<dyn metrics::MetricsSource>,
     registry: ActionRegistry,
     settings: DecisionSettings,
     shutdown: CancellationToken,
@@ -56,12 +63,14 @@ impl DecisionEngine {
     pub fn new(
         store: Store,
         cloud: Arc<dyn Cloud>,
+        metrics: Arc<dyn metrics::MetricsSource>,
         settings: DecisionSettings,
         shutdown: CancellationToken,
     ) -> Self {
         DecisionEngine {
             store,
             cloud,
+            metrics,
             registry: ActionRegistry::default(),
             settings,
             shutdown,
@@ -463,25 +472,52 @@ impl DecisionEngine {
         audit: &Audit,
         next_run_time: Option<DateTime<Utc>>,
     ) -> Result<(), String> {
-        let strategy_name = match &audit.strategy_name {
-            Some(s) => s.clone(),
+        let strategy = match &audit.strategy_name {
+            Some(s) => strategies::STRATEGIES.iter().find(|d| d.name == s.as_str()),
             None => strategies::STRATEGIES
                 .iter()
-                .find(|s| s.goal == audit.goal_name)
-                .map(|s| s.name.to_string())
-                .ok_or_else(|| format!("no strategy achieves goal {}", audit.goal_name))?,
-        };
+                .find(|s| s.goal == audit.goal_name),
+        }
+        .ok_or_else(|| {
+            format!(
+                "no strategy {} for goal {}",
+                audit.strategy_name.as_deref().unwrap_or("achieves"),
+                audit.goal_name
+            )
+        })?;
+        let strategy_name = strategy.name.to_string();
         let model = ClusterModel::from_cloud(self.cloud.as_ref())
             .await
             .map_err(|e| format!("the cloud could not be read: {e}"))?;
         let scope = ComputeScope::resolve(&audit.scope, &model.nodes)
             .map_err(|e| format!("invalid audit scope: {e}"))?;
-        let solution = strategies::execute(
-            &strategy_name,
-            &audit.parameters,
-            &model.scoped(&scope),
-            &self.registry,
-        )
+        let model = model.scoped(&scope);
+        let values = if strategy.metrics.is_empty() {
+            metrics::MetricValues::new(self.metrics.kind())
+        } else {
+            let period = audit
+                .parameters
+                .get("period")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(300.0)
+                .max(1.0);
+            self.metrics
+                .collect(&model, strategy.metrics, Duration::from_secs_f64(period))
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        // Strategies are pure computation, up to a second on large clouds:
+        // off the async workers.
+        let (name, params, registry) = (
+            strategy_name.clone(),
+            audit.parameters.clone(),
+            self.registry.clone(),
+        );
+        let solution = tokio::task::spawn_blocking(move || {
+            strategies::execute(&name, &params, &model, &values, &registry)
+        })
+        .await
+        .map_err(|e| format!("the strategy stopped: {e}"))?
         .map_err(|e| e.to_string())?;
         let actions = self.settings.planner.schedule(solution.actions);
         let plan = self

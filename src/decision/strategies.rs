@@ -1,8 +1,14 @@
-//! Goals and strategies (this step: `dummy`, `dummy_with_resize`, `actuator`).
+//! The catalogue of goals and strategies, parameter checking, and the
+//! strategies small enough to live here (`dummy`, `dummy_with_resize`,
+//! `actuator`, `host_maintenance`); the others have their own modules.
 
+use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
+use super::{balancing, consolidation};
 use crate::applier::actions::ActionRegistry;
-use crate::core::EfficacyIndicator;
+use crate::cloud::Instance;
+pub use crate::core::EfficacyIndicator;
+use crate::core::EfficacySpec;
 use serde_json::{json, Map, Value};
 
 /// An action a strategy proposes, before planning.
@@ -12,11 +18,132 @@ pub struct Proposed {
     pub input_parameters: Value,
 }
 
-fn proposed(action_type: &str, input_parameters: Value) -> Proposed {
+pub(crate) fn proposed(action_type: &str, input_parameters: Value) -> Proposed {
     Proposed {
         action_type: action_type.into(),
         input_parameters,
     }
+}
+
+/// The one shape of a migration every strategy proposes.
+pub(crate) fn migrate_action(
+    inst: &Instance,
+    migration_type: &str,
+    source: &str,
+    destination: &str,
+) -> Proposed {
+    proposed(
+        "migrate",
+        json!({"migration_type": migration_type, "resource_id": inst.uuid, "resource_name": inst.name,
+               "source_node": source, "destination_node": destination}),
+    )
+}
+
+/// The server_consolidation goal's indicators and global efficacy.
+pub(crate) fn consolidation_efficacy(
+    enabled_nodes: usize,
+    released: usize,
+    migrations: usize,
+) -> (Vec<EfficacyIndicator>, Vec<EfficacyIndicator>) {
+    let specs = server_consolidation_spec();
+    let value = |name: &str| match name {
+        "compute_nodes_count" => enabled_nodes as f64,
+        "released_compute_nodes_count" => released as f64,
+        _ => migrations as f64,
+    };
+    let indicators = specs
+        .iter()
+        .map(|s| EfficacyIndicator {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            unit: s.unit.clone(),
+            value: value(&s.name),
+        })
+        .collect();
+    let ratio = if enabled_nodes == 0 {
+        0.0
+    } else {
+        released as f64 / enabled_nodes as f64 * 100.0
+    };
+    let global = vec![EfficacyIndicator {
+        name: "released_nodes_ratio".into(),
+        description:
+            "Ratio of released compute nodes divided by the total number of enabled compute nodes."
+                .into(),
+        unit: Some("%".into()),
+        value: ratio,
+    }];
+    (indicators, global)
+}
+
+fn spec(name: &str, description: &str, unit: Option<&str>, schema: Value) -> EfficacySpec {
+    EfficacySpec {
+        name: name.into(),
+        description: description.into(),
+        unit: unit.map(str::to_string),
+        schema,
+    }
+}
+
+/// Upstream's ServerConsolidation efficacy specification.
+fn server_consolidation_spec() -> Vec<EfficacySpec> {
+    let count = json!({"type": "integer", "minimum": 0});
+    vec![
+        spec(
+            "compute_nodes_count",
+            "The total number of enabled compute nodes.",
+            None,
+            count.clone(),
+        ),
+        spec(
+            "released_compute_nodes_count",
+            "The number of compute nodes to be released.",
+            None,
+            count.clone(),
+        ),
+        spec(
+            "instance_migrations_count",
+            "The number of VM migrations to be performed.",
+            None,
+            count,
+        ),
+    ]
+}
+
+/// Upstream's WorkloadBalancing efficacy specification.
+fn workload_balancing_spec() -> Vec<EfficacySpec> {
+    let count = json!({"type": "integer", "minimum": 0});
+    let number = json!({"type": "number"});
+    vec![
+        spec(
+            "instance_migrations_count",
+            "The number of VM migrations to be performed.",
+            None,
+            count.clone(),
+        ),
+        spec(
+            "instances_count",
+            "The total number of audited instances in strategy.",
+            None,
+            count,
+        ),
+        spec(
+            "standard_deviation_after_audit",
+            "The value of resulted standard deviation.",
+            None,
+            number.clone(),
+        ),
+        spec(
+            "standard_deviation_before_audit",
+            "The value of original standard deviation.",
+            None,
+            number,
+        ),
+    ]
+}
+
+fn no_indicators() -> Vec<EfficacySpec> {
+    vec![]
 }
 
 /// A strategy's result.
@@ -30,20 +157,34 @@ pub struct Solution {
 pub struct GoalDef {
     pub name: &'static str,
     pub display_name: &'static str,
+    pub efficacy_specification: fn() -> Vec<EfficacySpec>,
 }
 
 pub const GOALS: &[GoalDef] = &[
     GoalDef {
         name: "dummy",
         display_name: "Dummy goal",
+        efficacy_specification: no_indicators,
     },
     GoalDef {
         name: "unclassified",
         display_name: "Unclassified",
+        efficacy_specification: no_indicators,
+    },
+    GoalDef {
+        name: "server_consolidation",
+        display_name: "Server Consolidation",
+        efficacy_specification: server_consolidation_spec,
+    },
+    GoalDef {
+        name: "workload_balancing",
+        display_name: "Workload Balancing",
+        efficacy_specification: workload_balancing_spec,
     },
     GoalDef {
         name: "cluster_maintaining",
         display_name: "Cluster Maintaining",
+        efficacy_specification: no_indicators,
     },
 ];
 
@@ -52,6 +193,8 @@ pub struct StrategyDef {
     pub display_name: &'static str,
     pub goal: &'static str,
     pub parameters_spec: fn() -> Value,
+    /// What the decision engine collects before the strategy runs.
+    pub metrics: &'static [Metric],
 }
 
 pub const STRATEGIES: &[StrategyDef] = &[
@@ -60,24 +203,54 @@ pub const STRATEGIES: &[StrategyDef] = &[
         display_name: "Dummy strategy",
         goal: "dummy",
         parameters_spec: dummy_spec,
+        metrics: &[],
     },
     StrategyDef {
         name: "dummy_with_resize",
         display_name: "Dummy strategy with resize",
         goal: "dummy",
         parameters_spec: dummy_spec,
+        metrics: &[],
     },
     StrategyDef {
         name: "actuator",
         display_name: "Actuator",
         goal: "unclassified",
         parameters_spec: actuator_spec,
+        metrics: &[],
+    },
+    StrategyDef {
+        name: "basic",
+        display_name: "Basic offline consolidation",
+        goal: "server_consolidation",
+        parameters_spec: consolidation::basic_spec,
+        metrics: &[Metric::HostCpuUsage],
+    },
+    StrategyDef {
+        name: "vm_workload_consolidation",
+        display_name: "VM Workload Consolidation Strategy",
+        goal: "server_consolidation",
+        parameters_spec: consolidation::vm_workload_consolidation_spec,
+        metrics: &[
+            Metric::InstanceCpuUsage,
+            Metric::InstanceRamUsage,
+            Metric::HostCpuUsage,
+            Metric::HostRamUsage,
+        ],
+    },
+    StrategyDef {
+        name: "workload_balance",
+        display_name: "Workload Balance Migration Strategy",
+        goal: "workload_balancing",
+        parameters_spec: balancing::workload_balance_spec,
+        metrics: &[Metric::InstanceCpuUsage, Metric::InstanceRamUsage],
     },
     StrategyDef {
         name: "host_maintenance",
         display_name: "Host Maintenance Strategy",
         goal: "cluster_maintaining",
         parameters_spec: host_maintenance_spec,
+        metrics: &[],
     },
 ];
 
@@ -125,6 +298,8 @@ pub enum StrategyError {
     Invalid(String),
     #[error("the cloud could not be read: {0}")]
     Cloud(#[from] crate::cloud::CloudError),
+    #[error("{0}")]
+    Metrics(#[from] super::metrics::MetricsError),
 }
 
 /// Checks `params` against a strategy's `parameters_spec` (the subset of JSON
@@ -216,6 +391,15 @@ fn coerce(name: &str, schema: &Value, v: &Value) -> Result<Value, String> {
             "parameter '{name}' must be of type {ty}, not {value}"
         ));
     }
+    if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
+        if !choices.contains(&value) {
+            let list: Vec<String> = choices.iter().map(Value::to_string).collect();
+            return Err(format!(
+                "parameter '{name}' must be one of {}, not {value}",
+                list.join(", ")
+            ));
+        }
+    }
     if let Some(n) = value.as_f64() {
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
             if n < min {
@@ -238,18 +422,28 @@ pub fn execute(
     strategy: &str,
     params: &Value,
     model: &ClusterModel,
+    metrics: &MetricValues,
     registry: &ActionRegistry,
 ) -> Result<Solution, StrategyError> {
     let p = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
-    let actions = match strategy {
-        "dummy" => vec![
+    let solution = match strategy {
+        "basic" => Some(consolidation::basic(params, model, metrics)?),
+        "vm_workload_consolidation" => Some(consolidation::vm_workload_consolidation(
+            params, model, metrics,
+        )?),
+        "workload_balance" => Some(balancing::workload_balance(params, model, metrics)?),
+        _ => None,
+    };
+    let actions = match (strategy, &solution) {
+        (_, Some(s)) => s.actions.clone(),
+        ("dummy", _) => vec![
             proposed("nop", json!({"message": p("para2")})),
             proposed("nop", json!({"message": "Welcome"})),
             proposed("sleep", json!({"duration": p("para1")})),
         ],
-        "dummy_with_resize" => dummy_with_resize(params, model),
-        "host_maintenance" => host_maintenance(params, model)?,
-        "actuator" => {
+        ("dummy_with_resize", _) => dummy_with_resize(params, model),
+        ("host_maintenance", _) => host_maintenance(params, model)?,
+        ("actuator", _) => {
             let list = params
                 .get("actions")
                 .and_then(Value::as_array)
@@ -274,7 +468,7 @@ pub fn execute(
             }
             out
         }
-        other => {
+        (other, None) => {
             return Err(StrategyError::Invalid(format!(
                 "strategy '{other}' is not implemented"
             )))
@@ -287,7 +481,7 @@ pub fn execute(
     }
     Ok(Solution {
         actions,
-        ..Default::default()
+        ..solution.unwrap_or_default()
     })
 }
 
@@ -313,11 +507,7 @@ fn dummy_with_resize(params: &Value, model: &ClusterModel) -> Vec<Proposed> {
             .iter()
             .find(|h| h.name != inst.host && h.service_enabled)
         {
-            out.push(proposed(
-                "migrate",
-                json!({"migration_type": "live", "resource_id": inst.uuid, "resource_name": inst.name,
-                       "source_node": inst.host, "destination_node": dest.name}),
-            ));
+            out.push(migrate_action(inst, "live", &inst.host, &dest.name));
         }
     }
     if let Some(inst) = instances.get(2) {
@@ -454,12 +644,11 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
                 ))
             })?;
         take(free.get_mut(&dest).expect("destination is a known host"), f);
-        let mut input = json!({"migration_type": migration_type, "resource_id": i.uuid, "resource_name": i.name,
-               "source_node": maint, "destination_node": dest});
+        let mut action = migrate_action(i, migration_type, &maint, &dest);
         if let (Some(f), "live") = (params.get("force_complete_above"), migration_type) {
-            input["force_complete_above"] = f.clone();
+            action.input_parameters["force_complete_above"] = f.clone();
         }
-        out.push(proposed("migrate", input));
+        out.push(action);
     }
     Ok(out)
 }

@@ -194,6 +194,20 @@ with tempfile.TemporaryDirectory() as tmp:
         check("scoringengine list", value("scoringengine", "list") == [])
         check("strategy state", any(x.get("Type") == "Name" for x in value("strategy", "state", "dummy")))
         check("goal show", value("goal", "show", "dummy")["Name"] == "dummy")
+        spec = value("goal", "show", "server_consolidation")
+        check("goal show server_consolidation lists its efficacy specification",
+              "released_compute_nodes_count" in json.dumps(spec), spec)
+        cons = value("audit", "create", "-g", "server_consolidation", "-s", "basic")
+        cons_plan = None
+        for _ in range(100):
+            plans = value("actionplan", "list", "--audit", cons["UUID"])
+            if plans:
+                cons_plan = plans[0]["UUID"]
+                break
+            time.sleep(0.05)
+        shown = value("actionplan", "show", cons_plan) if cons_plan else {}
+        check("actionplan show of a basic plan shows its global efficacy",
+              "released_nodes_ratio" in json.dumps(shown), shown)
         model = value("datamodel", "list")
         check("datamodel list", any(m.get("Server Name") == "web-1" for m in model), model)
 
