@@ -2,8 +2,33 @@
 
 use serde_json::Value;
 
+/// Efficacy indicators (`[{name, value, unit, ...}]`) as `name: value unit`
+/// lines; None for anything else.
+fn indicators(v: &Value) -> Option<Vec<String>> {
+    let items = v.as_array().filter(|a| !a.is_empty())?;
+    items
+        .iter()
+        .map(|i| {
+            let name = i.get("name")?.as_str()?;
+            let value = i.get("value")?.as_f64()?;
+            let value = if value.fract() == 0.0 && value.abs() < 1e15 {
+                format!("{value:.0}")
+            } else {
+                format!("{value:.2}")
+            };
+            Some(match i.get("unit").and_then(Value::as_str) {
+                Some(unit) => format!("{name}: {value} {unit}"),
+                None => format!("{name}: {value}"),
+            })
+        })
+        .collect()
+}
+
 /// How a JSON value reads in a table cell.
 pub fn cell(v: &Value) -> String {
+    if let Some(lines) = indicators(v) {
+        return lines.join("; ");
+    }
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -79,12 +104,14 @@ pub fn show(item: &Value, fields: &[(&str, &str)]) -> String {
         .iter()
         .map(|(label, f)| {
             let v = &item[*f];
-            let text =
-                if v.is_object() || v.as_array().is_some_and(|a| a.iter().any(Value::is_object)) {
-                    serde_json::to_string_pretty(v).unwrap_or_default()
-                } else {
-                    cell(v)
-                };
+            let text = if let Some(lines) = indicators(v) {
+                lines.join("\n")
+            } else if v.is_object() || v.as_array().is_some_and(|a| a.iter().any(Value::is_object))
+            {
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            } else {
+                cell(v)
+            };
             vec![label.to_string(), text]
         })
         .collect();
@@ -95,6 +122,25 @@ pub fn show(item: &Value, fields: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn efficacy_indicators_read_as_name_value_unit() {
+        let v = json!([{"name": "released_nodes_ratio", "description": "...", "unit": "%", "value": 66.666},
+                       {"name": "instance_migrations_count", "description": "...", "unit": null, "value": 3.0}]);
+        assert_eq!(
+            cell(&v),
+            "released_nodes_ratio: 66.67 %; instance_migrations_count: 3"
+        );
+        let table = show(&json!({"e": v}), &[("E", "e")]);
+        assert!(
+            table.contains("| E     | released_nodes_ratio: 66.67 %"),
+            "{table}"
+        );
+        assert!(
+            table.contains("|       | instance_migrations_count: 3 "),
+            "{table}"
+        );
+    }
 
     #[test]
     fn tables_align_columns() {
