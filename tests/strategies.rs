@@ -351,6 +351,14 @@ fn a_consolidation_audit_runs_end_to_end_and_the_cloud_ends_consolidated() {
 fn fake_prometheus(
     known: &'static [(&'static str, f64)],
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    slow_prometheus(known, std::time::Duration::ZERO)
+}
+
+/// The same, taking `delay` to answer each query.
+fn slow_prometheus(
+    known: &'static [(&'static str, f64)],
+    delay: std::time::Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -369,6 +377,7 @@ fn fake_prometheus(
                 }
             }
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(delay);
             let body = if line.contains("/api/v1/query") && line.contains("node_cpu_seconds_total")
             {
                 let result: Vec<Value> = known
@@ -481,4 +490,63 @@ fn prometheus_metrics_drive_basic_and_a_missing_host_fails_the_audit_by_name() {
             .contains("no host_cpu_usage for host node-4"),
         "{audit}"
     );
+}
+
+#[test]
+fn cancelling_an_ongoing_audit_stops_its_computation_at_once() {
+    // Prometheus takes 20 s to answer: the audit is ONGOING, collecting.
+    static ALL: &[(&str, f64)] = &[
+        ("node-1", 55.0),
+        ("node-2", 38.0),
+        ("node-3", 3.0),
+        ("node-4", 0.5),
+    ];
+    let (url, queries) = slow_prometheus(ALL, std::time::Duration::from_secs(20));
+    let dir = temp_dir("strategies-cancel-audit");
+    let config = common::write_config_with(
+        &dir,
+        "",
+        "",
+        &format!("[decision_engine]\ndatasource = \"prometheus\"\nprometheus_url = \"{url}\"\n"),
+    );
+    let d = Daemon::start_with_config(&dir, config, Some(&golden("consolidation")));
+    let (status, audit) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(
+            &json!({"audit_type": "ONESHOT", "goal": "server_consolidation", "strategy": "basic"}),
+        ),
+    );
+    assert_eq!(status, 201, "{audit}");
+    let uuid = audit["uuid"].as_str().unwrap().to_string();
+    common::wait_for(std::time::Duration::from_secs(10), || {
+        (queries.load(std::sync::atomic::Ordering::SeqCst) >= 1
+            && d.get(&format!("/v1/audits/{uuid}"))["state"] == "ONGOING")
+            .then_some(())
+    });
+    let (status, body) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{uuid}"),
+        Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLED"}])),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The engine is free again well before Prometheus would have answered:
+    // an audit that needs no metrics gets its plan at once.
+    let started = std::time::Instant::now();
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!plan.is_empty());
+    let audit = d.get(&format!("/v1/audits/{uuid}"));
+    assert_eq!(audit["state"], "CANCELLED", "{audit}");
+    let plans = d.get(&format!("/v1/action_plans?audit_uuid={uuid}"));
+    assert_eq!(
+        plans["action_plans"],
+        json!([]),
+        "a cancelled audit left a plan"
+    );
+    assert!(d.log().contains("its computation stopped"), "{}", d.log());
 }

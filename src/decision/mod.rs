@@ -20,7 +20,7 @@ use model::ClusterModel;
 use scope::ComputeScope;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -465,9 +465,53 @@ impl DecisionEngine {
         }
     }
 
-    /// Computes the audit's solution and stores it as a plan; `next_run_time`
-    /// is set for a CONTINUOUS audit, whose run this is.
+    /// Computes the audit's solution and stores it as a plan, unless the
+    /// audit is cancelled meanwhile: then reading the cloud, collecting
+    /// metrics or waiting for the strategy stops at once (the plan could
+    /// not be stored anyway: it is written only while the audit is ONGOING).
     async fn plan_audit(
+        &self,
+        audit: &Audit,
+        next_run_time: Option<DateTime<Utc>>,
+    ) -> Result<(), String> {
+        // Subscribed before the work starts, so no cancel is missed.
+        let mut events = self.store.subscribe();
+        tokio::select! {
+            done = self.compute_plan(audit, next_run_time) => done,
+            _ = self.audit_cancelled(&mut events, audit.uuid) => {
+                info!(audit = %audit.uuid, "audit cancelled; its computation stopped");
+                Ok(())
+            }
+            _ = self.shutdown.cancelled() => {
+                // Left ONGOING: recovery marks it FAILED with the reason at the next start.
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns once the audit is CANCELLED in the database.
+    async fn audit_cancelled(&self, events: &mut broadcast::Receiver<StoreEvent>, uuid: Uuid) {
+        loop {
+            match events.recv().await {
+                Ok(StoreEvent::AuditState {
+                    uuid: u,
+                    state: AuditState::Cancelled,
+                }) if u == uuid => return,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let state = self.store.get_audit(&uuid.to_string(), false).await;
+                    if state.is_ok_and(|a| a.state == AuditState::Cancelled) {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Reads the cloud, runs the strategy and stores its plan; `next_run_time`
+    /// is set for a CONTINUOUS audit, whose run this is.
+    async fn compute_plan(
         &self,
         audit: &Audit,
         next_run_time: Option<DateTime<Utc>>,
