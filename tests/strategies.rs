@@ -160,6 +160,130 @@ async fn workload_balance_moves_the_hot_instance_to_the_idle_node() {
 }
 
 #[tokio::test]
+async fn node_resource_consolidation_empties_by_allocation_and_steers_the_scheduler() {
+    let scenario = Scenario::load(&golden("consolidation")).unwrap();
+    let model = model_of(&scenario).await;
+    // specify: migrations name their destination, nothing is disabled.
+    let s = run(
+        &scenario,
+        &model,
+        "node_resource_consolidation",
+        json!({"host_choice": "specify"}),
+    );
+    let (moves, disabled) = summary(&s);
+    assert_eq!(
+        moves,
+        [
+            m("batch-1", "node-3", "node-2"),
+            m("batch-2", "node-3", "node-2"),
+            m("idle-1", "node-4", "node-2")
+        ]
+    );
+    assert!(disabled.is_empty());
+    assert_eq!(
+        indicator(&s.efficacy_indicators, "released_compute_nodes_count"),
+        2.0
+    );
+    // auto: node-3 and node-4 disabled, migrations without destination, re-enabled.
+    let s = run(&scenario, &model, "node_resource_consolidation", json!({}));
+    let steps: Vec<(String, String)> = s
+        .actions
+        .iter()
+        .map(|a| {
+            let p = &a.input_parameters;
+            let what = match a.action_type.as_str() {
+                "migrate" => {
+                    assert!(p.get("destination_node").is_none(), "{p}");
+                    p["resource_name"].as_str().unwrap().to_string()
+                }
+                _ => format!(
+                    "{} {}",
+                    p["state"].as_str().unwrap(),
+                    p["resource_name"].as_str().unwrap()
+                ),
+            };
+            (a.action_type.clone(), what)
+        })
+        .collect();
+    let types: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "change_nova_service_state",
+            "change_nova_service_state",
+            "migrate",
+            "migrate",
+            "migrate",
+            "change_nova_service_state",
+            "change_nova_service_state"
+        ],
+        "{steps:?}"
+    );
+    assert!(
+        steps[..2].iter().all(|s| s.1.starts_with("disabled")),
+        "{steps:?}"
+    );
+    assert!(
+        steps[5..].iter().all(|s| s.1.starts_with("enabled")),
+        "{steps:?}"
+    );
+    let err = apply_parameters(
+        &(STRATEGIES
+            .iter()
+            .find(|d| d.name == "node_resource_consolidation")
+            .unwrap()
+            .parameters_spec)(),
+        &json!({"host_choice": "random"}),
+    )
+    .unwrap_err();
+    assert!(err.contains("\"auto\", \"specify\""), "{err}");
+}
+
+#[tokio::test]
+async fn outlet_temperature_moves_one_instance_from_the_hottest_host_to_the_coolest() {
+    let scenario = Scenario::load(&golden("thermal")).unwrap();
+    let model = model_of(&scenario).await;
+    let s = run(&scenario, &model, "outlet_temperature", json!({}));
+    assert_eq!(summary(&s).0, [m("t-1", "node-1", "node-3")]);
+    // Nothing is at 45 °C.
+    assert!(run(
+        &scenario,
+        &model,
+        "outlet_temperature",
+        json!({"threshold": 45})
+    )
+    .actions
+    .is_empty());
+}
+
+#[tokio::test]
+async fn uniform_airflow_moves_one_instance_or_empties_a_cool_host() {
+    let scenario = Scenario::load(&golden("thermal")).unwrap();
+    let model = model_of(&scenario).await;
+    let s = run(&scenario, &model, "uniform_airflow", json!({}));
+    assert_eq!(summary(&s).0, [m("t-1", "node-1", "node-3")]);
+    // Inlet 30 °C is under 35: node-1 may be emptied, both go to the least airflow.
+    let s = run(
+        &scenario,
+        &model,
+        "uniform_airflow",
+        json!({"threshold_inlet_t": 35}),
+    );
+    assert_eq!(
+        summary(&s).0,
+        [m("t-1", "node-1", "node-3"), m("t-2", "node-1", "node-3")]
+    );
+    assert!(run(
+        &scenario,
+        &model,
+        "uniform_airflow",
+        json!({"threshold_airflow": 500})
+    )
+    .actions
+    .is_empty());
+}
+
+#[tokio::test]
 async fn unknown_metric_names_and_missing_metrics_are_refused_clearly() {
     let def = STRATEGIES
         .iter()
@@ -549,4 +673,47 @@ fn cancelling_an_ongoing_audit_stops_its_computation_at_once() {
         "a cancelled audit left a plan"
     );
     assert!(d.log().contains("its computation stopped"), "{}", d.log());
+}
+
+#[test]
+fn node_resource_consolidation_runs_disable_migrate_enable_in_that_order() {
+    let dir = temp_dir("strategies-nrc");
+    let d = Daemon::start_in(&dir, "", Some(&golden("consolidation")));
+    let plan = d.recommend(
+        "server_consolidation",
+        "node_resource_consolidation",
+        json!({}),
+    );
+    let actions = d.actions(&plan);
+    let uuid_of = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        actions
+            .iter()
+            .filter(|a| pred(a))
+            .map(|a| a["uuid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let disables = uuid_of(&|a| a["input_parameters"]["state"] == "disabled");
+    for a in actions.iter().filter(|a| a["action_type"] == "migrate") {
+        let parents: Vec<String> = serde_json::from_value(a["parents"].clone()).unwrap();
+        assert!(disables.iter().all(|u| parents.contains(u)), "{a}");
+    }
+    d.start_plan(&plan);
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let model = d.get("/v1/data_model?data_model_type=compute");
+    for s in model["context"].as_array().unwrap() {
+        if s["server_uuid"].is_string() {
+            let node = s["node_hostname"].as_str().unwrap_or_default();
+            assert!(
+                node != "node-3" && node != "node-4",
+                "the scheduler chose an emptied node: {s}"
+            );
+        }
+        if ["node-3", "node-4"].contains(&s["node_hostname"].as_str().unwrap_or_default()) {
+            assert_eq!(
+                s["node_status"], "enabled",
+                "re-enabled after the migrations: {s}"
+            );
+        }
+    }
 }

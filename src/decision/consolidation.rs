@@ -370,6 +370,108 @@ pub fn vm_workload_consolidation(
     Ok(solution(&p, &released))
 }
 
+/// Upstream's `node_resource_consolidation` parameters.
+pub fn node_resource_consolidation_spec() -> Value {
+    json!({
+        "properties": {
+            "host_choice": {"description": "The way to select the server migration destination node. The value 'auto' means that Nova scheduler selects the destination node, and 'specify' means the strategy specifies the destination.", "type": "string", "enum": ["auto", "specify"], "default": "auto"}
+        }
+    })
+}
+
+/// Upstream's reason on nodes this strategy disables.
+const REASON_FOR_NODE_RESOURCE: &str = "Watcher node resource consolidation strategy";
+
+/// `node_resource_consolidation`: allocation only, no metrics. From the
+/// node with the fewest vCPUs allocated, each node whose instances all fit
+/// on fuller nodes is emptied. With `host_choice = specify` the migrations
+/// name their destination. With `auto` (the default) Nova's scheduler
+/// chooses: the emptied nodes and the nodes that were already empty are
+/// disabled first so that it cannot pick them, and enabled again once the
+/// migrations are done (the node_resource_consolidation planner orders it).
+pub fn node_resource_consolidation(
+    params: &Value,
+    model: &ClusterModel,
+) -> Result<Solution, StrategyError> {
+    let specify = params.get("host_choice").and_then(Value::as_str) == Some("specify");
+    let mut p = Placement::new(model)?;
+    let enabled: Vec<usize> = (0..model.nodes.len())
+        .filter(|&n| model.nodes[n].service_enabled)
+        .collect();
+    let mut candidates: Vec<usize> = enabled
+        .iter()
+        .copied()
+        .filter(|&n| !p.instances_on(n).is_empty())
+        .collect();
+    candidates.sort_by_key(|&n| (p.used(n).vcpus, n));
+    let free: Vec<usize> = enabled
+        .iter()
+        .copied()
+        .filter(|&n| p.instances_on(n).is_empty())
+        .collect();
+    let mut destinations: Vec<usize> = candidates.iter().rev().copied().collect();
+    let mut kept = vec![false; model.nodes.len()];
+    let mut released = vec![];
+    let by_vcpus = |p: &Placement, i: usize| p.demand(i).vcpus as f64;
+    for &source in &candidates {
+        if kept[source] {
+            continue;
+        }
+        if let Some(used) = empty_node(
+            &mut p,
+            &mut AllocationOnly,
+            source,
+            &destinations,
+            &by_vcpus,
+        ) {
+            for d in used {
+                kept[d] = true;
+            }
+            destinations.retain(|&d| d != source);
+            released.push(source);
+        }
+    }
+    let moves = p.moves();
+    let state_action = |n: usize, state: &str| {
+        let name = &model.nodes[n].name;
+        let mut input = json!({"resource_id": name, "resource_name": name, "state": state});
+        if state == "disabled" {
+            input["disabled_reason"] = json!(REASON_FOR_NODE_RESOURCE);
+        }
+        proposed("change_nova_service_state", input)
+    };
+    let mut actions = vec![];
+    let steer: Vec<usize> = if specify || moves.is_empty() {
+        vec![]
+    } else {
+        free.iter().chain(&released).copied().collect()
+    };
+    actions.extend(steer.iter().map(|&n| state_action(n, "disabled")));
+    for m in &moves {
+        let inst = p.instance(m.instance);
+        let mut a = migrate_action(
+            inst,
+            migration_type(inst).unwrap_or("live"),
+            &p.node(m.from).name,
+            &p.node(m.to).name,
+        );
+        if !specify {
+            if let Some(o) = a.input_parameters.as_object_mut() {
+                o.remove("destination_node");
+            }
+        }
+        actions.push(a);
+    }
+    actions.extend(steer.iter().map(|&n| state_action(n, "enabled")));
+    let (efficacy_indicators, global_efficacy) =
+        consolidation_efficacy(enabled.len(), released.len(), moves.len());
+    Ok(Solution {
+        actions,
+        efficacy_indicators,
+        global_efficacy,
+    })
+}
+
 /// Upstream's `basic` algorithm (strategies/basic_consolidation.py), kept
 /// to compare against on the same input (benchmarks, tests): returns
 /// (released nodes, migrations). It scores every node that has instances,

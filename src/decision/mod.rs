@@ -9,6 +9,7 @@ pub mod placement;
 pub mod planner;
 pub mod scope;
 pub mod strategies;
+pub mod thermal;
 
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Cloud;
@@ -563,7 +564,10 @@ impl DecisionEngine {
         .await
         .map_err(|e| format!("the strategy stopped: {e}"))?
         .map_err(|e| e.to_string())?;
-        let actions = self.settings.planner.schedule(solution.actions);
+        let actions = self
+            .settings
+            .planner
+            .schedule_with(strategy.planner, solution.actions);
         let plan = self
             .store
             .create_plan(NewPlan {

@@ -4,7 +4,8 @@
 
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
-use super::{balancing, consolidation};
+use super::planner::PlannerKind;
+use super::{balancing, consolidation, thermal};
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Instance;
 pub use crate::core::EfficacyIndicator;
@@ -177,9 +178,19 @@ pub const GOALS: &[GoalDef] = &[
         efficacy_specification: server_consolidation_spec,
     },
     GoalDef {
+        name: "thermal_optimization",
+        display_name: "Thermal Optimization",
+        efficacy_specification: no_indicators,
+    },
+    GoalDef {
         name: "workload_balancing",
         display_name: "Workload Balancing",
         efficacy_specification: workload_balancing_spec,
+    },
+    GoalDef {
+        name: "airflow_optimization",
+        display_name: "Airflow Optimization",
+        efficacy_specification: no_indicators,
     },
     GoalDef {
         name: "cluster_maintaining",
@@ -195,6 +206,8 @@ pub struct StrategyDef {
     pub parameters_spec: fn() -> Value,
     /// What the decision engine collects before the strategy runs.
     pub metrics: &'static [Metric],
+    /// How its actions are ordered into a DAG.
+    pub planner: PlannerKind,
 }
 
 pub const STRATEGIES: &[StrategyDef] = &[
@@ -204,6 +217,7 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "dummy",
         parameters_spec: dummy_spec,
         metrics: &[],
+        planner: PlannerKind::Weight,
     },
     StrategyDef {
         name: "dummy_with_resize",
@@ -211,6 +225,7 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "dummy",
         parameters_spec: dummy_spec,
         metrics: &[],
+        planner: PlannerKind::Weight,
     },
     StrategyDef {
         name: "actuator",
@@ -218,6 +233,7 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "unclassified",
         parameters_spec: actuator_spec,
         metrics: &[],
+        planner: PlannerKind::Weight,
     },
     StrategyDef {
         name: "basic",
@@ -225,6 +241,7 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "server_consolidation",
         parameters_spec: consolidation::basic_spec,
         metrics: &[Metric::HostCpuUsage],
+        planner: PlannerKind::Weight,
     },
     StrategyDef {
         name: "vm_workload_consolidation",
@@ -237,6 +254,15 @@ pub const STRATEGIES: &[StrategyDef] = &[
             Metric::HostCpuUsage,
             Metric::HostRamUsage,
         ],
+        planner: PlannerKind::Weight,
+    },
+    StrategyDef {
+        name: "node_resource_consolidation",
+        display_name: "Node Resource Consolidation strategy",
+        goal: "server_consolidation",
+        parameters_spec: consolidation::node_resource_consolidation_spec,
+        metrics: &[],
+        planner: PlannerKind::NodeResourceConsolidation,
     },
     StrategyDef {
         name: "workload_balance",
@@ -244,6 +270,27 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "workload_balancing",
         parameters_spec: balancing::workload_balance_spec,
         metrics: &[Metric::InstanceCpuUsage, Metric::InstanceRamUsage],
+        planner: PlannerKind::WorkloadStabilization,
+    },
+    StrategyDef {
+        name: "outlet_temperature",
+        display_name: "Outlet temperature based strategy",
+        goal: "thermal_optimization",
+        parameters_spec: thermal::outlet_temperature_spec,
+        metrics: &[Metric::HostOutletTemp],
+        planner: PlannerKind::Weight,
+    },
+    StrategyDef {
+        name: "uniform_airflow",
+        display_name: "Uniform airflow migration strategy",
+        goal: "airflow_optimization",
+        parameters_spec: thermal::uniform_airflow_spec,
+        metrics: &[
+            Metric::HostAirflow,
+            Metric::HostInletTemp,
+            Metric::HostPower,
+        ],
+        planner: PlannerKind::Weight,
     },
     StrategyDef {
         name: "host_maintenance",
@@ -251,6 +298,7 @@ pub const STRATEGIES: &[StrategyDef] = &[
         goal: "cluster_maintaining",
         parameters_spec: host_maintenance_spec,
         metrics: &[],
+        planner: PlannerKind::Weight,
     },
 ];
 
@@ -432,6 +480,11 @@ pub fn execute(
             params, model, metrics,
         )?),
         "workload_balance" => Some(balancing::workload_balance(params, model, metrics)?),
+        "node_resource_consolidation" => {
+            Some(consolidation::node_resource_consolidation(params, model)?)
+        }
+        "outlet_temperature" => Some(thermal::outlet_temperature(params, model, metrics)?),
+        "uniform_airflow" => Some(thermal::uniform_airflow(params, model, metrics)?),
         _ => None,
     };
     let actions = match (strategy, &solution) {
