@@ -284,6 +284,38 @@ async fn uniform_airflow_moves_one_instance_or_empties_a_cool_host() {
 }
 
 #[tokio::test]
+async fn workload_stabilization_makes_the_move_that_lowers_the_deviation_most() {
+    let scenario = Scenario::load(&golden("balance")).unwrap();
+    let model = model_of(&scenario).await;
+    let s = run(&scenario, &model, "workload_stabilization", json!({}));
+    // CPU loads 0.45 / 0.125 / 0: moving hot-1 to node-3 gives 0.25 / 0.125 / 0.2,
+    // a deviation of 0.051, under the 0.1 threshold: one move is enough.
+    assert_eq!(summary(&s).0, [m("hot-1", "node-1", "node-3")]);
+    let before = indicator(&s.efficacy_indicators, "standard_deviation_before_audit");
+    let after = indicator(&s.efficacy_indicators, "standard_deviation_after_audit");
+    assert!((before - 0.1897).abs() < 1e-3, "{before}");
+    assert!((after - 0.0514).abs() < 1e-3, "{after}");
+    // A threshold above the deviation: nothing to do.
+    let s = run(
+        &scenario,
+        &model,
+        "workload_stabilization",
+        json!({"thresholds": {"instance_cpu_usage": 0.2}}),
+    );
+    assert!(s.actions.is_empty());
+    let def = STRATEGIES
+        .iter()
+        .find(|d| d.name == "workload_stabilization")
+        .unwrap();
+    let err =
+        apply_parameters(&(def.parameters_spec)(), &json!({"metrics": ["disk"]})).unwrap_err();
+    assert!(
+        err.contains("may hold only") && err.contains("\"disk\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn unknown_metric_names_and_missing_metrics_are_refused_clearly() {
     let def = STRATEGIES
         .iter()

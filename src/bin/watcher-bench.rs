@@ -523,6 +523,8 @@ fn strategy_rows(sizes: &[usize]) -> anyhow::Result<Vec<StrategyRow>> {
             ("basic", json!({})),
             ("vm_workload_consolidation", json!({})),
             ("workload_balance", json!({"threshold": 35})),
+            ("workload_stabilization", json!({})),
+            ("node_resource_consolidation", json!({"host_choice": "specify"})),
         ] {
             let def = STRATEGIES
                 .iter()
@@ -533,7 +535,14 @@ fn strategy_rows(sizes: &[usize]) -> anyhow::Result<Vec<StrategyRow>> {
             let started = Instant::now();
             let s = execute(name, &params, &model, &metrics, &registry)?;
             let time = started.elapsed();
-            let outcome = if name == "workload_balance" {
+            let outcome = if name == "workload_stabilization" {
+                format!(
+                    "{} migrations; weighted std dev of CPU load {:.3} -> {:.3}",
+                    value(&s, "instance_migrations_count"),
+                    value(&s, "standard_deviation_before_audit"),
+                    value(&s, "standard_deviation_after_audit"),
+                )
+            } else if name == "workload_balance" {
                 format!(
                     "{} migrations; CPU use std dev {:.1} -> {:.1} points",
                     value(&s, "instance_migrations_count"),

@@ -59,23 +59,12 @@ fn disable_action(node: &str) -> super::strategies::Proposed {
 /// The plan's migrations (one per moved instance) then the disabling of
 /// the released nodes.
 fn solution(p: &Placement, released: &[usize]) -> Solution {
-    let moves = p.moves();
-    let mut actions: Vec<_> = moves
-        .iter()
-        .map(|m| {
-            let inst = p.instance(m.instance);
-            migrate_action(
-                inst,
-                migration_type(inst).unwrap_or("live"),
-                &p.node(m.from).name,
-                &p.node(m.to).name,
-            )
-        })
-        .collect();
+    let mut actions = p.migration_actions();
+    let migrations = actions.len();
     actions.extend(released.iter().map(|&n| disable_action(&p.node(n).name)));
     let enabled = p.model.nodes.iter().filter(|n| n.service_enabled).count();
     let (efficacy_indicators, global_efficacy) =
-        consolidation_efficacy(enabled, released.len(), moves.len());
+        consolidation_efficacy(enabled, released.len(), migrations);
     Solution {
         actions,
         efficacy_indicators,

@@ -6,7 +6,7 @@
 //! vectors, so a 1,000-host, 20,000-instance model plans in milliseconds.
 
 use super::model::ClusterModel;
-use super::strategies::StrategyError;
+use super::strategies::{migrate_action, Proposed, StrategyError};
 use crate::cloud::{ComputeNode, Instance};
 use std::collections::HashMap;
 
@@ -178,6 +178,22 @@ impl<'m> Placement<'m> {
                 instance: i,
                 from: self.origin[i],
                 to: self.host[i],
+            })
+            .collect()
+    }
+
+    /// The migrate actions for [`Placement::moves`], in the same order.
+    pub fn migration_actions(&self) -> Vec<Proposed> {
+        self.moves()
+            .iter()
+            .map(|m| {
+                let inst = self.instance(m.instance);
+                migrate_action(
+                    inst,
+                    migration_type(inst).unwrap_or("live"),
+                    &self.node(m.from).name,
+                    &self.node(m.to).name,
+                )
             })
             .collect()
     }

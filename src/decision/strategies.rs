@@ -273,6 +273,19 @@ pub const STRATEGIES: &[StrategyDef] = &[
         planner: PlannerKind::WorkloadStabilization,
     },
     StrategyDef {
+        name: "workload_stabilization",
+        display_name: "Workload stabilization",
+        goal: "workload_balancing",
+        parameters_spec: balancing::workload_stabilization_spec,
+        metrics: &[
+            Metric::InstanceCpuUsage,
+            Metric::InstanceRamUsage,
+            Metric::HostCpuUsage,
+            Metric::HostRamUsage,
+        ],
+        planner: PlannerKind::WorkloadStabilization,
+    },
+    StrategyDef {
         name: "outlet_temperature",
         display_name: "Outlet temperature based strategy",
         goal: "thermal_optimization",
@@ -439,6 +452,18 @@ fn coerce(name: &str, schema: &Value, v: &Value) -> Result<Value, String> {
             "parameter '{name}' must be of type {ty}, not {value}"
         ));
     }
+    if let (Some(items), Some(choices)) = (
+        value.as_array(),
+        schema.pointer("/items/enum").and_then(Value::as_array),
+    ) {
+        if let Some(bad) = items.iter().find(|v| !choices.contains(v)) {
+            let list: Vec<String> = choices.iter().map(Value::to_string).collect();
+            return Err(format!(
+                "parameter '{name}' may hold only {}, not {bad}",
+                list.join(", ")
+            ));
+        }
+    }
     if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
         if !choices.contains(&value) {
             let list: Vec<String> = choices.iter().map(Value::to_string).collect();
@@ -480,6 +505,9 @@ pub fn execute(
             params, model, metrics,
         )?),
         "workload_balance" => Some(balancing::workload_balance(params, model, metrics)?),
+        "workload_stabilization" => {
+            Some(balancing::workload_stabilization(params, model, metrics)?)
+        }
         "node_resource_consolidation" => {
             Some(consolidation::node_resource_consolidation(params, model)?)
         }

@@ -9,8 +9,8 @@
 
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
-use super::placement::{migration_type, Placement};
-use super::strategies::{migrate_action, Solution, StrategyError};
+use super::placement::Placement;
+use super::strategies::{Solution, StrategyError};
 use serde_json::{json, Value};
 
 /// Upstream's `outlet_temperature` parameters.
@@ -71,19 +71,7 @@ fn split_by(
 
 fn solution_of(p: &Placement) -> Solution {
     Solution {
-        actions: p
-            .moves()
-            .iter()
-            .map(|m| {
-                let inst = p.instance(m.instance);
-                migrate_action(
-                    inst,
-                    migration_type(inst).unwrap_or("live"),
-                    &p.node(m.from).name,
-                    &p.node(m.to).name,
-                )
-            })
-            .collect(),
+        actions: p.migration_actions(),
         ..Default::default()
     }
 }
