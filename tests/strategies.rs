@@ -315,6 +315,137 @@ async fn workload_stabilization_makes_the_move_that_lowers_the_deviation_most() 
     );
 }
 
+/// (action type, resource name, destination) of each action.
+fn steps(s: &Solution) -> Vec<(String, String, String)> {
+    s.actions
+        .iter()
+        .map(|a| {
+            let p = &a.input_parameters;
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (
+                a.action_type.clone(),
+                text("resource_name"),
+                text("destination_node"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn storage_capacity_balance_moves_the_smallest_available_volumes_to_the_emptiest_pool() {
+    let scenario = Scenario::load(&golden("storage")).unwrap();
+    let model = model_of(&scenario).await;
+    assert_eq!(model.pools.len(), 3);
+    assert_eq!(
+        model
+            .volumes
+            .iter()
+            .filter(|v| v.status == "in-use")
+            .count(),
+        1
+    );
+    let s = run(&scenario, &model, "storage_capacity_balance", json!({}));
+    let v = |n: &str| {
+        (
+            "volume_migrate".to_string(),
+            n.to_string(),
+            "stor-2@lvm#slow".to_string(),
+        )
+    };
+    assert_eq!(steps(&s), [v("v4"), v("v2")]);
+    // At 95 % nothing is over the threshold.
+    assert!(run(
+        &scenario,
+        &model,
+        "storage_capacity_balance",
+        json!({"volume_threshold": 95})
+    )
+    .actions
+    .is_empty());
+}
+
+#[tokio::test]
+async fn zone_migration_plans_a_bounded_batch_in_priority_order() {
+    let scenario = Scenario::load(&golden("storage")).unwrap();
+    let model = model_of(&scenario).await;
+    let params = json!({
+        "compute_nodes": [{"src_node": "node-1", "dst_node": "node-3"}],
+        "storage_pools": [{"src_pool": "stor-1@lvm#fast", "dst_pool": "stor-3@lvm#cold"}],
+        "priority": {"compute": "vcpu_num", "storage": "size"}
+    });
+    let s = run(&scenario, &model, "zone_migration", params);
+    let st = |t: &str, n: &str, d: &str| (t.to_string(), n.to_string(), d.to_string());
+    assert_eq!(
+        steps(&s),
+        [
+            st("volume_migrate", "v3", "stor-3@lvm#cold"),
+            st("volume_migrate", "v1", "stor-3@lvm#cold"),
+            st("migrate", "a-2", "node-3"),
+            st("migrate", "a-1", "node-3"),
+        ]
+    );
+    assert_eq!(
+        indicator(&s.efficacy_indicators, "live_migrate_instance_count"),
+        3.0
+    );
+    assert_eq!(
+        indicator(
+            &s.efficacy_indicators,
+            "planned_live_migrate_instance_count"
+        ),
+        2.0
+    );
+    assert_eq!(
+        indicator(&s.efficacy_indicators, "planned_volume_migrate_count"),
+        2.0
+    );
+    assert_eq!(indicator(&s.global_efficacy, "volume_migrate_ratio"), 50.0);
+    // No destination node: Nova's scheduler chooses; unlimited batch.
+    let s = run(
+        &scenario,
+        &model,
+        "zone_migration",
+        json!({"compute_nodes": [{"src_node": "node-1"}], "parallel_total": 0, "parallel_per_node": 0}),
+    );
+    assert_eq!(s.actions.len(), 3);
+    assert!(s
+        .actions
+        .iter()
+        .all(|a| a.input_parameters.get("destination_node").is_none()));
+    // Refused clearly: retypes, unknown pools, nothing to do.
+    let def = STRATEGIES
+        .iter()
+        .find(|d| d.name == "zone_migration")
+        .unwrap();
+    let metrics = SimulatedMetrics::new(&scenario).values(&model);
+    for (params, expected) in [
+        (
+            json!({"storage_pools": [{"src_pool": "stor-1@lvm#fast", "dst_type": "gold"}]}),
+            "cannot retype",
+        ),
+        (
+            json!({"storage_pools": [{"src_pool": "nope", "dst_pool": "stor-2@lvm#slow"}]}),
+            "storage pool nope does not exist",
+        ),
+        (
+            json!({"compute_nodes": [{"src_node": "node-9"}]}),
+            "compute node node-9 does not exist",
+        ),
+        (json!({}), "nothing to migrate"),
+    ] {
+        let params = apply_parameters(&(def.parameters_spec)(), &params).unwrap();
+        let err = execute(
+            "zone_migration",
+            &params,
+            &model,
+            &metrics,
+            &ActionRegistry::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_metric_names_and_missing_metrics_are_refused_clearly() {
     let def = STRATEGIES
@@ -748,4 +879,18 @@ fn node_resource_consolidation_runs_disable_migrate_enable_in_that_order() {
             );
         }
     }
+}
+
+#[test]
+fn a_storage_capacity_balance_plan_runs_and_the_pools_end_balanced() {
+    let dir = temp_dir("strategies-storage");
+    let d = Daemon::start_in(&dir, "", Some(&golden("storage")));
+    let plan = d.recommend("workload_balancing", "storage_capacity_balance", json!({}));
+    assert_eq!(d.actions(&plan).len(), 2);
+    d.start_plan(&plan);
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    // A second audit finds nothing left to balance.
+    let plan = d.recommend("workload_balancing", "storage_capacity_balance", json!({}));
+    assert_eq!(d.actions(&plan).len(), 0, "{}", d.plan(&plan));
 }

@@ -1621,6 +1621,7 @@ pub async fn data_model(
         instances,
         flavors,
         excluded,
+        ..
     } = model;
     let mut context = Vec::new();
     for n in &nodes {

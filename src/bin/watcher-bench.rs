@@ -524,7 +524,10 @@ fn strategy_rows(sizes: &[usize]) -> anyhow::Result<Vec<StrategyRow>> {
             ("vm_workload_consolidation", json!({})),
             ("workload_balance", json!({"threshold": 35})),
             ("workload_stabilization", json!({})),
-            ("node_resource_consolidation", json!({"host_choice": "specify"})),
+            (
+                "node_resource_consolidation",
+                json!({"host_choice": "specify"}),
+            ),
         ] {
             let def = STRATEGIES
                 .iter()

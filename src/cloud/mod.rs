@@ -57,7 +57,21 @@ pub struct Volume {
     pub name: String,
     pub pool: String,
     pub size_gb: u64,
+    /// Cinder's status: available, in-use, migrating, error...
     pub status: String,
+    /// The server it is attached to, if any.
+    pub attached_to: Option<String>,
+    pub project_id: String,
+}
+
+/// A block-storage pool (Cinder's `host@backend#pool`) and its capacity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoragePool {
+    pub name: String,
+    pub total_capacity_gb: f64,
+    pub free_capacity_gb: f64,
+    pub allocated_capacity_gb: f64,
+    pub max_over_subscription_ratio: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -132,6 +146,14 @@ pub trait Cloud: Send + Sync {
     async fn instances(&self) -> Result<Vec<Instance>, CloudError>;
     async fn instance(&self, uuid: &str) -> Result<Option<Instance>, CloudError>;
     async fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError>;
+    /// Every volume; none for a cloud without block storage.
+    async fn volumes(&self) -> Result<Vec<Volume>, CloudError> {
+        Ok(vec![])
+    }
+    /// Every storage pool; none for a cloud without block storage.
+    async fn storage_pools(&self) -> Result<Vec<StoragePool>, CloudError> {
+        Ok(vec![])
+    }
     async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, CloudError>;
 
     async fn live_migrate(

@@ -18,7 +18,7 @@
 
 use super::{
     Aggregate, Cloud, CloudError, ComputeNode, ComputeService, Flavor, Instance, OperationId,
-    OperationState, Volume,
+    OperationState, StoragePool, Volume,
 };
 use crate::keystone::{Credentials, KeystoneError, Session};
 use async_trait::async_trait;
@@ -444,6 +444,56 @@ impl Nova {
         })
     }
 
+    /// Every volume of every project (admin), following Cinder's pages.
+    pub fn volumes(&self) -> Result<Vec<Volume>, CloudError> {
+        let Some(base) = self.volume.clone() else {
+            return Ok(vec![]);
+        };
+        let mut out = vec![];
+        let mut marker: Option<String> = None;
+        loop {
+            let mut path = "/volumes/detail?all_tenants=1&limit=1000".to_string();
+            if let Some(m) = &marker {
+                path.push_str(&format!("&marker={m}"));
+            }
+            let resp = self.request("GET", &base, &path, None, None)?;
+            let body = Nova::expect(resp, "listing volumes", "volumes", "")?;
+            let page: Vec<Volume> = body["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(volume_from)
+                .collect();
+            let full = page.len() == 1000;
+            marker = page.last().map(|v| v.uuid.clone());
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Cinder's pools with their capacities.
+    pub fn storage_pools(&self) -> Result<Vec<StoragePool>, CloudError> {
+        let Some(base) = self.volume.clone() else {
+            return Ok(vec![]);
+        };
+        let resp = self.request(
+            "GET",
+            &base,
+            "/scheduler-stats/get_pools?detail=true",
+            None,
+            None,
+        )?;
+        let body = Nova::expect(resp, "listing storage pools", "pools", "")?;
+        Ok(body["pools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(pool_from)
+            .collect())
+    }
+
     pub fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError> {
         let base = self.cinder()?.to_string();
         let resp = self.request("GET", &base, &format!("/volumes/{uuid}"), None, None)?;
@@ -800,6 +850,31 @@ fn volume_from(v: &Value) -> Volume {
         pool: text(&v["os-vol-host-attr:host"]),
         size_gb: v["size"].as_u64().unwrap_or_default(),
         status: text(&v["status"]),
+        attached_to: v["attachments"][0]["server_id"]
+            .as_str()
+            .map(str::to_string),
+        project_id: text(&v["os-vol-tenant-attr:tenant_id"]),
+    }
+}
+
+/// A pool of Cinder's `scheduler-stats/get_pools?detail=true`. Capacities
+/// may be numbers, numeric strings, or "infinite"/"unknown" (then the pool
+/// is taken as unbounded: it never looks full).
+fn pool_from(p: &Value) -> StoragePool {
+    let caps = &p["capabilities"];
+    let number = |k: &str, unknown: f64| match &caps[k] {
+        Value::Number(n) => n.as_f64().unwrap_or(unknown),
+        Value::String(s) => s.parse().unwrap_or(unknown),
+        _ => unknown,
+    };
+    let total = number("total_capacity_gb", f64::INFINITY);
+    let free = number("free_capacity_gb", total);
+    StoragePool {
+        name: p["name"].as_str().unwrap_or_default().to_string(),
+        total_capacity_gb: total,
+        free_capacity_gb: free,
+        allocated_capacity_gb: number("allocated_capacity_gb", total - free),
+        max_over_subscription_ratio: number("max_over_subscription_ratio", 1.0),
     }
 }
 
@@ -1016,6 +1091,12 @@ impl Cloud for OpenStackCloud {
     async fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError> {
         let uuid = uuid.to_string();
         self.call(move |n| n.volume(&uuid)).await
+    }
+    async fn volumes(&self) -> Result<Vec<Volume>, CloudError> {
+        self.call(|n| n.volumes()).await
+    }
+    async fn storage_pools(&self) -> Result<Vec<StoragePool>, CloudError> {
+        self.call(|n| n.storage_pools()).await
     }
     async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, CloudError> {
         let host = host.to_string();

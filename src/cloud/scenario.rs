@@ -124,6 +124,19 @@ fn default_project() -> String {
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
     pub name: String,
+    #[serde(default = "default_pool_capacity")]
+    pub total_capacity_gb: u64,
+    /// Cinder's over-subscription ratio for thin provisioning.
+    #[serde(default = "one")]
+    pub max_over_subscription_ratio: f64,
+}
+
+fn default_pool_capacity() -> u64 {
+    1000
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +146,11 @@ pub struct VolumeSpec {
     pub name: String,
     pub pool: String,
     pub size_gb: u64,
+    /// UUID of the instance it is attached to (then its status is in-use).
+    #[serde(default)]
+    pub attached_to: Option<String>,
+    #[serde(default = "default_project")]
+    pub project_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +291,14 @@ impl Scenario {
         for v in &self.volumes {
             if !self.pools.iter().any(|p| p.name == v.pool) {
                 return bad(format!("volume {} is in unknown pool {}", v.name, v.pool));
+            }
+            if let Some(i) = &v.attached_to {
+                if !self.instances.iter().any(|x| &x.uuid == i) {
+                    return bad(format!(
+                        "volume {} is attached to unknown instance {i}",
+                        v.name
+                    ));
+                }
             }
         }
         let f = &self.faults;

@@ -7,7 +7,7 @@
 //! starts, as Nova's scheduler does, and released if it is aborted or fails.
 //! Faults are drawn from a seeded generator, so a seed replays the same run.
 
-use super::scenario::{Faults, Scenario, Timing};
+use super::scenario::{Faults, PoolSpec, Scenario, Timing};
 use super::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -110,7 +110,7 @@ struct State {
     hosts: BTreeMap<String, Host>,
     instances: BTreeMap<String, Instance>,
     volumes: BTreeMap<String, Volume>,
-    pools: Vec<String>,
+    pools: Vec<PoolSpec>,
     ops: HashMap<String, Op>,
     next_op: u64,
     rng: SplitMix64,
@@ -223,7 +223,14 @@ impl SimulatedCloud {
                         name: v.name.clone(),
                         pool: v.pool.clone(),
                         size_gb: v.size_gb,
-                        status: "available".into(),
+                        status: if v.attached_to.is_some() {
+                            "in-use"
+                        } else {
+                            "available"
+                        }
+                        .into(),
+                        attached_to: v.attached_to.clone(),
+                        project_id: v.project_id.clone(),
                     },
                 )
             })
@@ -234,7 +241,7 @@ impl SimulatedCloud {
                 hosts,
                 instances,
                 volumes,
-                pools: scenario.pools.iter().map(|p| p.name.clone()).collect(),
+                pools: scenario.pools.clone(),
                 ops: HashMap::new(),
                 next_op: 1,
                 rng: SplitMix64::new(scenario.seed),
@@ -563,6 +570,35 @@ impl Cloud for SimulatedCloud {
         self.with_state(|st| Ok(st.volumes.get(uuid).cloned()))
     }
 
+    async fn volumes(&self) -> Result<Vec<Volume>, CloudError> {
+        self.with_state(|st| Ok(st.volumes.values().cloned().collect()))
+    }
+
+    async fn storage_pools(&self) -> Result<Vec<StoragePool>, CloudError> {
+        self.with_state(|st| {
+            Ok(st
+                .pools
+                .iter()
+                .map(|p| {
+                    // Allocation follows the volumes, wherever migrations put them.
+                    let allocated: u64 = st
+                        .volumes
+                        .values()
+                        .filter(|v| v.pool == p.name)
+                        .map(|v| v.size_gb)
+                        .sum();
+                    StoragePool {
+                        name: p.name.clone(),
+                        total_capacity_gb: p.total_capacity_gb as f64,
+                        free_capacity_gb: p.total_capacity_gb.saturating_sub(allocated) as f64,
+                        allocated_capacity_gb: allocated as f64,
+                        max_over_subscription_ratio: p.max_over_subscription_ratio,
+                    }
+                })
+                .collect())
+        })
+    }
+
     async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, CloudError> {
         self.with_state(|st| {
             Ok(st.hosts.get(host).map(|h| ComputeService {
@@ -625,7 +661,7 @@ impl Cloud for SimulatedCloud {
                 .get(volume)
                 .ok_or_else(|| not_found("Volume", volume))?
                 .clone();
-            if !st.pools.iter().any(|p| p == pool) {
+            if !st.pools.iter().any(|p| p.name == pool) {
                 return Err(not_found("Pool", pool));
             }
             if vol.pool == pool {

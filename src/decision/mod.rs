@@ -8,8 +8,10 @@ pub mod model;
 pub mod placement;
 pub mod planner;
 pub mod scope;
+pub mod storage;
 pub mod strategies;
 pub mod thermal;
+pub mod zone_migration;
 
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Cloud;

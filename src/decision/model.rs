@@ -1,9 +1,12 @@
-//! The cluster data model a strategy works on: compute nodes, instances
-//! and flavors read from the cloud once per audit, then cut down to the
-//! audit's scope before any strategy sees them.
+//! The cluster data model a strategy works on: compute nodes, instances,
+//! flavors, storage pools and volumes, read from the cloud once per audit
+//! (neither cloud offers change events we could keep it fresh from), then
+//! cut down to the audit's scope before any strategy sees them.
 
 use super::scope::ComputeScope;
-use crate::cloud::{retry_transient, Cloud, CloudError, ComputeNode, Flavor, Instance};
+use crate::cloud::{
+    retry_transient, Cloud, CloudError, ComputeNode, Flavor, Instance, StoragePool, Volume,
+};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Default)]
@@ -14,6 +17,9 @@ pub struct ClusterModel {
     /// Instances the scope excludes: they stay where they are, and still
     /// take their host's capacity.
     pub excluded: HashSet<String>,
+    /// Block storage (empty on a cloud without it).
+    pub pools: Vec<StoragePool>,
+    pub volumes: Vec<Volume>,
 }
 
 impl ClusterModel {
@@ -28,6 +34,8 @@ impl ClusterModel {
                 .map(|f| (f.name.clone(), f))
                 .collect(),
             excluded: HashSet::new(),
+            pools: retry_transient(|| cloud.storage_pools()).await?,
+            volumes: retry_transient(|| cloud.volumes()).await?,
         })
     }
 

@@ -5,7 +5,7 @@
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
 use super::planner::PlannerKind;
-use super::{balancing, consolidation, thermal};
+use super::{balancing, consolidation, storage, thermal, zone_migration};
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Instance;
 pub use crate::core::EfficacyIndicator;
@@ -143,6 +143,48 @@ fn workload_balancing_spec() -> Vec<EfficacySpec> {
     ]
 }
 
+/// Upstream's HardwareMaintenance efficacy specification.
+fn hardware_maintenance_spec() -> Vec<EfficacySpec> {
+    let count = json!({"type": "integer", "minimum": 0});
+    [
+        (
+            "live_migrate_instance_count",
+            "The number of instances actually live migrated.",
+        ),
+        (
+            "planned_live_migrate_instance_count",
+            "The number of instances planned to live migrate.",
+        ),
+        (
+            "cold_migrate_instance_count",
+            "The number of instances actually cold migrated.",
+        ),
+        (
+            "planned_cold_migrate_instance_count",
+            "The number of instances planned to cold migrate.",
+        ),
+        (
+            "volume_migrate_count",
+            "The number of detached volumes actually migrated.",
+        ),
+        (
+            "planned_volume_migrate_count",
+            "The number of detached volumes planned to migrate.",
+        ),
+        (
+            "volume_update_count",
+            "The number of attached volumes actually migrated.",
+        ),
+        (
+            "planned_volume_update_count",
+            "The number of attached volumes planned to migrate.",
+        ),
+    ]
+    .iter()
+    .map(|(n, d)| spec(n, d, None, count.clone()))
+    .collect()
+}
+
 fn no_indicators() -> Vec<EfficacySpec> {
     vec![]
 }
@@ -191,6 +233,11 @@ pub const GOALS: &[GoalDef] = &[
         name: "airflow_optimization",
         display_name: "Airflow Optimization",
         efficacy_specification: no_indicators,
+    },
+    GoalDef {
+        name: "hardware_maintenance",
+        display_name: "Hardware Maintenance",
+        efficacy_specification: hardware_maintenance_spec,
     },
     GoalDef {
         name: "cluster_maintaining",
@@ -286,6 +333,14 @@ pub const STRATEGIES: &[StrategyDef] = &[
         planner: PlannerKind::WorkloadStabilization,
     },
     StrategyDef {
+        name: "storage_capacity_balance",
+        display_name: "Storage Capacity Balance Strategy",
+        goal: "workload_balancing",
+        parameters_spec: storage::storage_capacity_balance_spec,
+        metrics: &[],
+        planner: PlannerKind::WorkloadStabilization,
+    },
+    StrategyDef {
         name: "outlet_temperature",
         display_name: "Outlet temperature based strategy",
         goal: "thermal_optimization",
@@ -303,6 +358,14 @@ pub const STRATEGIES: &[StrategyDef] = &[
             Metric::HostInletTemp,
             Metric::HostPower,
         ],
+        planner: PlannerKind::Weight,
+    },
+    StrategyDef {
+        name: "zone_migration",
+        display_name: "Zone migration",
+        goal: "hardware_maintenance",
+        parameters_spec: zone_migration::zone_migration_spec,
+        metrics: &[],
         planner: PlannerKind::Weight,
     },
     StrategyDef {
@@ -511,6 +574,8 @@ pub fn execute(
         "node_resource_consolidation" => {
             Some(consolidation::node_resource_consolidation(params, model)?)
         }
+        "storage_capacity_balance" => Some(storage::storage_capacity_balance(params, model)?),
+        "zone_migration" => Some(zone_migration::zone_migration(params, model)?),
         "outlet_temperature" => Some(thermal::outlet_temperature(params, model, metrics)?),
         "uniform_airflow" => Some(thermal::uniform_airflow(params, model, metrics)?),
         _ => None,
