@@ -1507,6 +1507,36 @@ mod tests {
     }
 
     #[test]
+    fn cinder_pools_and_volumes_read_as_cinder_writes_them() {
+        let p = pool_from(&json!({"name": "node1@lvm#lvm", "capabilities": {
+            "total_capacity_gb": "100.5", "free_capacity_gb": 40, "allocated_capacity_gb": 70,
+            "max_over_subscription_ratio": "20.0"}}));
+        assert_eq!(p.name, "node1@lvm#lvm");
+        assert_eq!((p.total_capacity_gb, p.free_capacity_gb), (100.5, 40.0));
+        assert_eq!(
+            (p.allocated_capacity_gb, p.max_over_subscription_ratio),
+            (70.0, 20.0)
+        );
+        let thin = pool_from(
+            &json!({"name": "ceph", "capabilities": {"total_capacity_gb": "infinite", "free_capacity_gb": "unknown"}}),
+        );
+        assert!(thin.total_capacity_gb.is_infinite() && thin.free_capacity_gb.is_infinite());
+        let v = volume_from(
+            &json!({"id": "v1", "name": "data", "size": 10, "status": "in-use",
+            "os-vol-host-attr:host": "node1@lvm#lvm", "os-vol-tenant-attr:tenant_id": "p1",
+            "attachments": [{"server_id": "s1"}]}),
+        );
+        assert_eq!(
+            (v.attached_to.as_deref(), v.project_id.as_str()),
+            (Some("s1"), "p1")
+        );
+        // Without Cinder in the catalog there is simply no storage.
+        let (n, _) = nova("2.104", Replay::default());
+        assert_eq!(n.storage_pools().unwrap(), vec![]);
+        assert_eq!(n.volumes().unwrap(), vec![]);
+    }
+
+    #[test]
     fn operation_ids_round_trip_and_nonsense_is_not_found() {
         assert_eq!(
             Op::parse("live-migration/abc/12").unwrap(),
