@@ -447,6 +447,37 @@ async fn zone_migration_plans_a_bounded_batch_in_priority_order() {
 }
 
 #[tokio::test]
+async fn noisy_neighbor_moves_the_instance_crowding_out_a_priority_one() {
+    let scenario = Scenario::load(&golden("noisy")).unwrap();
+    let model = model_of(&scenario).await;
+    let s = run(&scenario, &model, "noisy_neighbor", json!({}));
+    assert_eq!(summary(&s).0, [m("batch", "node-1", "node-3")]);
+    // A 60 % threshold: gold's 50 % drop is not enough.
+    assert!(run(
+        &scenario,
+        &model,
+        "noisy_neighbor",
+        json!({"cache_threshold": 60})
+    )
+    .actions
+    .is_empty());
+    // Prometheus has no L3 cache metric: the audit says so.
+    let empty = watcher::decision::metrics::MetricValues::new("prometheus");
+    let err = execute(
+        "noisy_neighbor",
+        &json!({"cache_threshold": 35}),
+        &model,
+        &empty,
+        &ActionRegistry::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("has no instance_l3_cache_usage"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn unknown_metric_names_and_missing_metrics_are_refused_clearly() {
     let def = STRATEGIES
         .iter()

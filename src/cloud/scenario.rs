@@ -114,6 +114,12 @@ pub struct InstanceSpec {
     /// Mean use of its flavor's RAM in percent; drawn from the seed when absent.
     #[serde(default)]
     pub ram_util: Option<f64>,
+    /// L3 cache it occupies now (KB), for noisy_neighbor; drawn when absent.
+    #[serde(default)]
+    pub l3_cache_kb: Option<f64>,
+    /// L3 cache it occupied over the period before (KB); same as now when absent.
+    #[serde(default)]
+    pub l3_cache_previous_kb: Option<f64>,
 }
 
 fn default_project() -> String {
@@ -242,6 +248,8 @@ impl Scenario {
                     metadata: Default::default(),
                     cpu_util: None,
                     ram_util: None,
+                    l3_cache_kb: None,
+                    l3_cache_previous_kb: None,
                 });
             }
         }

@@ -35,10 +35,14 @@ pub enum Metric {
     InstanceCpuUsage,
     /// MB of the instance's memory in use.
     InstanceRamUsage,
+    /// KB of L3 cache the instance occupies (Intel CMT), over the period.
+    InstanceL3CacheUsage,
+    /// The same over the period before (noisy_neighbor compares the two).
+    InstanceL3CachePrevious,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 10] = [
         Metric::HostCpuUsage,
         Metric::HostRamUsage,
         Metric::HostOutletTemp,
@@ -47,6 +51,8 @@ impl Metric {
         Metric::HostPower,
         Metric::InstanceCpuUsage,
         Metric::InstanceRamUsage,
+        Metric::InstanceL3CacheUsage,
+        Metric::InstanceL3CachePrevious,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,11 +65,19 @@ impl Metric {
             Metric::HostPower => "host_power",
             Metric::InstanceCpuUsage => "instance_cpu_usage",
             Metric::InstanceRamUsage => "instance_ram_usage",
+            Metric::InstanceL3CacheUsage => "instance_l3_cache_usage",
+            Metric::InstanceL3CachePrevious => "instance_l3_cache_usage (previous period)",
         }
     }
 
     pub fn is_host(self) -> bool {
-        !matches!(self, Metric::InstanceCpuUsage | Metric::InstanceRamUsage)
+        !matches!(
+            self,
+            Metric::InstanceCpuUsage
+                | Metric::InstanceRamUsage
+                | Metric::InstanceL3CacheUsage
+                | Metric::InstanceL3CachePrevious
+        )
     }
 }
 
@@ -155,6 +169,8 @@ pub struct SimulatedMetrics {
     seed: u64,
     cpu_util: HashMap<String, f64>,
     ram_util: HashMap<String, f64>,
+    /// (previous, current) L3 cache use in KB.
+    l3_cache: HashMap<String, (f64, f64)>,
     inlet_temp: HashMap<String, f64>,
 }
 
@@ -180,6 +196,10 @@ impl SimulatedMetrics {
             }
             if let Some(r) = i.ram_util {
                 m.ram_util.insert(i.uuid.clone(), r);
+            }
+            if let Some(c) = i.l3_cache_kb {
+                let previous = i.l3_cache_previous_kb.unwrap_or(c);
+                m.l3_cache.insert(i.uuid.clone(), (previous, c));
             }
         }
         for h in &scenario.hosts {
@@ -230,6 +250,13 @@ impl SimulatedMetrics {
             let ram_used = ram * self.instance_ram_percent(&i.uuid) / 100.0;
             out.insert(Metric::InstanceCpuUsage, &i.uuid, cpu);
             out.insert(Metric::InstanceRamUsage, &i.uuid, ram_used);
+            // Steady unless the scenario says otherwise: 1 to 9 MB.
+            let (previous, current) = self.l3_cache.get(&i.uuid).copied().unwrap_or_else(|| {
+                let c = 1024.0 + 8192.0 * self.draw(&i.uuid, 3);
+                (c, c)
+            });
+            out.insert(Metric::InstanceL3CacheUsage, &i.uuid, current);
+            out.insert(Metric::InstanceL3CachePrevious, &i.uuid, previous);
             *used_cores.entry(i.host.as_str()).or_default() += vcpus * cpu / 100.0;
             *used_ram.entry(i.host.as_str()).or_default() += ram_used;
         }
@@ -339,7 +366,9 @@ impl PrometheusMetrics {
             Metric::HostOutletTemp
             | Metric::HostInletTemp
             | Metric::HostAirflow
-            | Metric::HostPower => return None,
+            | Metric::HostPower
+            | Metric::InstanceL3CacheUsage
+            | Metric::InstanceL3CachePrevious => return None,
         })
     }
 

@@ -5,6 +5,7 @@ pub mod balancing;
 pub mod consolidation;
 pub mod metrics;
 pub mod model;
+pub mod noisy_neighbor;
 pub mod placement;
 pub mod planner;
 pub mod scope;

@@ -5,7 +5,7 @@
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
 use super::planner::PlannerKind;
-use super::{balancing, consolidation, storage, thermal, zone_migration};
+use super::{balancing, consolidation, noisy_neighbor, storage, thermal, zone_migration};
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Instance;
 pub use crate::core::EfficacyIndicator;
@@ -235,6 +235,11 @@ pub const GOALS: &[GoalDef] = &[
         efficacy_specification: no_indicators,
     },
     GoalDef {
+        name: "noisy_neighbor",
+        display_name: "Noisy Neighbor",
+        efficacy_specification: no_indicators,
+    },
+    GoalDef {
         name: "hardware_maintenance",
         display_name: "Hardware Maintenance",
         efficacy_specification: hardware_maintenance_spec,
@@ -357,6 +362,17 @@ pub const STRATEGIES: &[StrategyDef] = &[
             Metric::HostAirflow,
             Metric::HostInletTemp,
             Metric::HostPower,
+        ],
+        planner: PlannerKind::Weight,
+    },
+    StrategyDef {
+        name: "noisy_neighbor",
+        display_name: "Noisy Neighbor",
+        goal: "noisy_neighbor",
+        parameters_spec: noisy_neighbor::noisy_neighbor_spec,
+        metrics: &[
+            Metric::InstanceL3CacheUsage,
+            Metric::InstanceL3CachePrevious,
         ],
         planner: PlannerKind::Weight,
     },
@@ -576,6 +592,7 @@ pub fn execute(
         }
         "storage_capacity_balance" => Some(storage::storage_capacity_balance(params, model)?),
         "zone_migration" => Some(zone_migration::zone_migration(params, model)?),
+        "noisy_neighbor" => Some(noisy_neighbor::noisy_neighbor(params, model, metrics)?),
         "outlet_temperature" => Some(thermal::outlet_temperature(params, model, metrics)?),
         "uniform_airflow" => Some(thermal::uniform_airflow(params, model, metrics)?),
         _ => None,
