@@ -478,6 +478,57 @@ async fn noisy_neighbor_moves_the_instance_crowding_out_a_priority_one() {
 }
 
 #[tokio::test]
+async fn saving_energy_keeps_the_spare_pool_and_powers_the_rest_off() {
+    let scenario = Scenario::load(&golden("energy")).unwrap();
+    let model = model_of(&scenario).await;
+    let s = run(&scenario, &model, "saving_energy", json!({}));
+    let st = |n: &str, state: &str| {
+        (
+            "change_node_power_state".to_string(),
+            n.to_string(),
+            state.to_string(),
+        )
+    };
+    let got: Vec<_> = s
+        .actions
+        .iter()
+        .map(|a| {
+            let p = &a.input_parameters;
+            (
+                a.action_type.clone(),
+                p["resource_name"].as_str().unwrap().to_string(),
+                p["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [st("node-5", "off"), st("node-4", "off")]);
+    let s = run(
+        &scenario,
+        &model,
+        "saving_energy",
+        json!({"min_free_hosts_num": 5}),
+    );
+    assert_eq!(s.actions.len(), 1);
+    assert_eq!(s.actions[0].input_parameters["resource_name"], "node-6");
+    assert_eq!(s.actions[0].input_parameters["state"], "on");
+    // A cloud without power management: the audit says what is missing.
+    let mut blind = model.clone();
+    for n in &mut blind.nodes {
+        n.powered_on = None;
+    }
+    let metrics = SimulatedMetrics::new(&scenario).values(&blind);
+    let err = execute(
+        "saving_energy",
+        &json!({}),
+        &blind,
+        &metrics,
+        &ActionRegistry::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("needs power management"), "{err}");
+}
+
+#[tokio::test]
 async fn unknown_metric_names_and_missing_metrics_are_refused_clearly() {
     let def = STRATEGIES
         .iter()
@@ -924,4 +975,37 @@ fn a_storage_capacity_balance_plan_runs_and_the_pools_end_balanced() {
     // A second audit finds nothing left to balance.
     let plan = d.recommend("workload_balancing", "storage_capacity_balance", json!({}));
     assert_eq!(d.actions(&plan).len(), 0, "{}", d.plan(&plan));
+}
+
+#[test]
+fn a_saving_energy_plan_powers_nodes_off_and_a_second_audit_finds_nothing_to_do() {
+    let dir = temp_dir("strategies-energy");
+    let d = Daemon::start_in(&dir, "", Some(&golden("energy")));
+    let plan = d.recommend("saving_energy", "saving_energy", json!({}));
+    assert_eq!(d.actions(&plan).len(), 2);
+    d.start_plan(&plan);
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let plan = d.recommend("saving_energy", "saving_energy", json!({}));
+    assert_eq!(d.actions(&plan).len(), 0, "{}", d.plan(&plan));
+    // Powered-off nodes are not migration destinations: live-migrate a-1
+    // without a destination and it lands on node-3, the one spare left on.
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "live", "resource_id": "00000000-0000-4000-8000-000000000011",
+        "source_node": "node-1"}}]));
+    d.start_plan(&plan);
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let model = d.get("/v1/data_model?data_model_type=compute");
+    let a1 = model["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server_name"] == "a-1")
+        .unwrap()
+        .clone();
+    assert!(
+        ["node-2", "node-3"].contains(&a1["node_hostname"].as_str().unwrap()),
+        "{a1}"
+    );
 }

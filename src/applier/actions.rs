@@ -199,6 +199,7 @@ impl Default for ActionRegistry {
             Arc::new(Migrate),
             Arc::new(Resize),
             Arc::new(ChangeNovaServiceState),
+            Arc::new(ChangeNodePowerState),
             Arc::new(VolumeMigrate),
         ];
         ActionRegistry {
@@ -1010,6 +1011,108 @@ impl ActionPlugin for ChangeNovaServiceState {
         let want = matches!(ctx.str("state"), Some("enabled" | "up"));
         match ctx.cloud.compute_service(&host).await {
             Ok(Some(s)) if s.enabled == want => Reconciled::Finished(Outcome::Succeeded(None)),
+            _ => Reconciled::NotStarted,
+        }
+    }
+}
+
+// ----- change_node_power_state ---------------------------------------------------
+
+/// Powers a compute node on or off (saving_energy). The cloud refuses to
+/// power off a node that still runs instances.
+pub struct ChangeNodePowerState;
+
+impl ChangeNodePowerState {
+    async fn powered_on(ctx: &ActionContext, host: &str) -> Result<Option<bool>, String> {
+        let nodes = retry_transient(|| ctx.cloud.compute_nodes())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(nodes
+            .into_iter()
+            .find(|n| n.name == host)
+            .and_then(|n| n.powered_on))
+    }
+}
+
+#[async_trait]
+impl ActionPlugin for ChangeNodePowerState {
+    fn action_type(&self) -> &'static str {
+        "change_node_power_state"
+    }
+    fn description(&self) -> &'static str {
+        "Compute node power on/off"
+    }
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        let p = object(params, &["resource_id", "resource_name", "state"])?;
+        params::required_str(p, "resource_id")?;
+        params::one_of(p, "state", &["on", "off"])?;
+        params::optional_str(p, "resource_name")?;
+        Ok(())
+    }
+    fn can_abort(&self) -> bool {
+        false
+    }
+    fn hosts(&self, params: &Value) -> Vec<String> {
+        vec![ChangeNovaServiceState::host(params)]
+    }
+    async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let host = ChangeNovaServiceState::host(&ctx.params);
+        let want = ctx.str("state") == Some("on");
+        match Self::powered_on(ctx, &host).await {
+            Ok(Some(on)) if on == want => Err(Precondition::Skip(format!(
+                "{host} is already powered {}",
+                if want { "on" } else { "off" }
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Precondition::Fail(e)),
+        }
+    }
+    async fn execute(
+        &self,
+        ctx: &ActionContext,
+        _: &CancellationToken,
+        _: Option<OperationId>,
+    ) -> Outcome {
+        let host = ChangeNovaServiceState::host(&ctx.params);
+        let on = ctx.str("state") == Some("on");
+        let intent = json!({"operation": "set_node_power", "host": host, "on": on});
+        if let Err(e) = ctx.store.journal_intent(ctx.action, intent).await {
+            return Outcome::Failed(format!("could not journal the intent: {e}"));
+        }
+        match retry_transient(|| ctx.cloud.set_node_power(&host, on)).await {
+            Ok(()) => Outcome::Succeeded(None),
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+    fn can_revert(&self) -> bool {
+        true
+    }
+    async fn revert(&self, ctx: &ActionContext) -> Result<String, String> {
+        let host = ChangeNovaServiceState::host(&ctx.params);
+        let restore = ctx.str("state") != Some("on");
+        ctx.store
+            .journal_intent(
+                ctx.action,
+                json!({"operation": "rollback_set_node_power", "host": host, "on": restore}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        retry_transient(|| ctx.cloud.set_node_power(&host, restore))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "Rolled back on cancel: {host} powered {} again.",
+            if restore { "on" } else { "off" }
+        ))
+    }
+    async fn reconcile(&self, ctx: &ActionContext, journal: Option<&JournalEntry>) -> Reconciled {
+        if journal.is_none() {
+            return Reconciled::NotStarted;
+        }
+        let host = ChangeNovaServiceState::host(&ctx.params);
+        let want = ctx.str("state") == Some("on");
+        match Self::powered_on(ctx, &host).await {
+            Ok(Some(on)) if on == want => Reconciled::Finished(Outcome::Succeeded(None)),
             _ => Reconciled::NotStarted,
         }
     }

@@ -31,6 +31,9 @@ pub struct ComputeNode {
     pub availability_zone: String,
     /// The host aggregates the host belongs to.
     pub aggregates: Vec<Aggregate>,
+    /// Whether the machine is powered on; None when the cloud has no
+    /// power management for compute nodes.
+    pub powered_on: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -174,6 +177,15 @@ pub trait Cloud: Send + Sync {
         enabled: bool,
         reason: Option<&str>,
     ) -> Result<(), CloudError>;
+
+    /// Powers a compute node on or off (it must hold no instance to go off).
+    async fn set_node_power(&self, node: &str, on: bool) -> Result<(), CloudError> {
+        let _ = (node, on);
+        Err(CloudError::Rejected(
+            "this cloud driver has no power management for compute nodes (upstream uses Ironic or MAAS)"
+                .into(),
+        ))
+    }
 
     /// Where an operation is; `NotFound` if the cloud does not know it.
     async fn operation(&self, op: &str) -> Result<OperationState, CloudError>;

@@ -334,6 +334,7 @@ impl Nova {
                     .unwrap_or_default()
                     .to_string();
                 ComputeNode {
+                    powered_on: None,
                     uuid: match &h["id"] {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),

@@ -86,6 +86,9 @@ pub struct HostSpec {
     /// Air inlet temperature (°C) for the simulated thermal metrics.
     #[serde(default)]
     pub inlet_temp: Option<f64>,
+    /// Whether the machine is on (saving_energy powers empty ones off).
+    #[serde(default = "yes")]
+    pub powered_on: bool,
 }
 
 fn default_zone() -> String {
@@ -219,6 +222,7 @@ impl Scenario {
                 availability_zone: if h % 2 == 0 { "az1" } else { "az2" }.into(),
                 aggregates: vec![],
                 inlet_temp: None,
+                powered_on: true,
             });
             let count = (per_host as f64 * (0.25 + 1.75 * rng.next_f64())).round() as usize;
             let mut free = 64u32;

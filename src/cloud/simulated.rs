@@ -59,6 +59,7 @@ struct Host {
     disabled_reason: Option<String>,
     availability_zone: String,
     aggregates: Vec<super::Aggregate>,
+    powered_on: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +191,7 @@ impl SimulatedCloud {
                                 name: name.clone(),
                             })
                             .collect(),
+                        powered_on: h.powered_on,
                     },
                 )
             })
@@ -310,7 +312,7 @@ impl State {
     fn pick_destination(&self, instance: &Instance) -> Option<String> {
         self.hosts
             .iter()
-            .filter(|(name, h)| **name != instance.host && h.enabled)
+            .filter(|(name, h)| **name != instance.host && h.enabled && h.powered_on)
             .filter(|(name, _)| self.fits(name, &instance.flavor))
             .max_by_key(|(name, _)| self.free(name).1)
             .map(|(name, _)| name.clone())
@@ -343,6 +345,9 @@ impl State {
                 }
                 if !host.enabled {
                     return Err(CloudError::Rejected(format!("host {d} is disabled")));
+                }
+                if !host.powered_on {
+                    return Err(CloudError::Rejected(format!("host {d} is powered off")));
                 }
                 if !self.fits(d, &inst.flavor) {
                     return Err(CloudError::Rejected(format!(
@@ -536,6 +541,7 @@ impl Cloud for SimulatedCloud {
                     disabled_reason: h.disabled_reason.clone(),
                     availability_zone: h.availability_zone.clone(),
                     aggregates: h.aggregates.clone(),
+                    powered_on: Some(h.powered_on),
                 })
                 .collect())
         })
@@ -702,6 +708,23 @@ impl Cloud for SimulatedCloud {
             } else {
                 reason.map(str::to_string)
             };
+            Ok(())
+        })
+    }
+
+    async fn set_node_power(&self, node: &str, on: bool) -> Result<(), CloudError> {
+        self.with_state(|st| {
+            let busy = st.instances.values().filter(|i| i.host == node).count();
+            let h = st
+                .hosts
+                .get_mut(node)
+                .ok_or_else(|| not_found("Host", node))?;
+            if !on && busy > 0 {
+                return Err(CloudError::Rejected(format!(
+                    "host {node} still runs {busy} instance(s); it cannot be powered off"
+                )));
+            }
+            h.powered_on = on;
             Ok(())
         })
     }

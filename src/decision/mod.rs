@@ -3,6 +3,7 @@
 
 pub mod balancing;
 pub mod consolidation;
+pub mod energy;
 pub mod metrics;
 pub mod model;
 pub mod noisy_neighbor;

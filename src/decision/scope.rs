@@ -226,6 +226,7 @@ mod tests {
 
     fn node(name: &str, az: &str, aggs: &[(i64, &str)]) -> ComputeNode {
         ComputeNode {
+            powered_on: None,
             uuid: name.into(),
             name: name.into(),
             vcpus: 8,

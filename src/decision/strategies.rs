@@ -5,7 +5,7 @@
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
 use super::planner::PlannerKind;
-use super::{balancing, consolidation, noisy_neighbor, storage, thermal, zone_migration};
+use super::{balancing, consolidation, energy, noisy_neighbor, storage, thermal, zone_migration};
 use crate::applier::actions::ActionRegistry;
 use crate::cloud::Instance;
 pub use crate::core::EfficacyIndicator;
@@ -240,6 +240,11 @@ pub const GOALS: &[GoalDef] = &[
         efficacy_specification: no_indicators,
     },
     GoalDef {
+        name: "saving_energy",
+        display_name: "Saving Energy",
+        efficacy_specification: no_indicators,
+    },
+    GoalDef {
         name: "hardware_maintenance",
         display_name: "Hardware Maintenance",
         efficacy_specification: hardware_maintenance_spec,
@@ -374,6 +379,14 @@ pub const STRATEGIES: &[StrategyDef] = &[
             Metric::InstanceL3CacheUsage,
             Metric::InstanceL3CachePrevious,
         ],
+        planner: PlannerKind::Weight,
+    },
+    StrategyDef {
+        name: "saving_energy",
+        display_name: "Saving Energy Strategy",
+        goal: "saving_energy",
+        parameters_spec: energy::saving_energy_spec,
+        metrics: &[],
         planner: PlannerKind::Weight,
     },
     StrategyDef {
@@ -593,6 +606,7 @@ pub fn execute(
         "storage_capacity_balance" => Some(storage::storage_capacity_balance(params, model)?),
         "zone_migration" => Some(zone_migration::zone_migration(params, model)?),
         "noisy_neighbor" => Some(noisy_neighbor::noisy_neighbor(params, model, metrics)?),
+        "saving_energy" => Some(energy::saving_energy(params, model)?),
         "outlet_temperature" => Some(thermal::outlet_temperature(params, model, metrics)?),
         "uniform_airflow" => Some(thermal::uniform_airflow(params, model, metrics)?),
         _ => None,
