@@ -247,7 +247,7 @@ fn skipping_an_action_needs_a_plan_that_has_not_started() {
 }
 
 #[test]
-fn services_report_the_applier_and_decision_engine_alive_and_scoring_engines_are_empty() {
+fn services_report_the_applier_and_decision_engine_alive_and_scoring_engines_are_listed() {
     let d = Daemon::start("api-services");
     let list = d.get("/v1/services")["services"]
         .as_array()
@@ -271,8 +271,41 @@ fn services_report_the_applier_and_decision_engine_alive_and_scoring_engines_are
             .len(),
         1
     );
-    assert_eq!(d.get("/v1/scoring_engines"), json!({"scoring_engines": []}));
+    let engines = d.get("/v1/scoring_engines")["scoring_engines"].clone();
+    let names: Vec<&str> = engines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dummy_scorer", "dummy_avg_scorer"]);
+    assert!(engines[0].get("metainfo").is_none(), "{engines}");
+    let uuid = engines[0]["uuid"].as_str().unwrap();
+    let shown = d.get(&format!("/v1/scoring_engines/{uuid}"));
+    assert!(
+        shown["metainfo"]
+            .as_str()
+            .unwrap()
+            .contains("cpu-intensive"),
+        "{shown}"
+    );
+    assert_eq!(
+        d.get("/v1/scoring_engines/dummy_avg_scorer")["name"],
+        "dummy_avg_scorer"
+    );
+    let page = d.get(&format!("/v1/scoring_engines/detail?limit=1&marker={uuid}"));
+    assert_eq!(
+        page["scoring_engines"][0]["name"], "dummy_avg_scorer",
+        "{page}"
+    );
+    assert!(page["scoring_engines"][0]["metainfo"].is_string());
+    let desc = d.get("/v1/scoring_engines?sort_key=name&sort_dir=desc");
+    assert_eq!(desc["scoring_engines"][0]["name"], "dummy_scorer");
     assert_eq!(d.req("GET", "/v1/scoring_engines/x", None).0, 404);
+    assert_eq!(
+        d.req("GET", "/v1/scoring_engines?sort_key=bogus", None).0,
+        400
+    );
 }
 
 #[test]

@@ -529,6 +529,27 @@ async fn saving_energy_keeps_the_spare_pool_and_powers_the_rest_off() {
 }
 
 #[tokio::test]
+async fn dummy_with_scorer_reports_what_the_scoring_engines_say() {
+    let scenario = Scenario::load(&golden("thermal")).unwrap();
+    let model = model_of(&scenario).await;
+    let s = run(&scenario, &model, "dummy_with_scorer", json!({}));
+    let messages: Vec<&str> = s.actions[..3]
+        .iter()
+        .map(|a| a.input_parameters["message"].as_str().unwrap())
+        .collect();
+    // Hosts at 50 %, 25 % and 0 % CPU: a mean of 25 % is idle.
+    assert_eq!(
+        messages,
+        [
+            "Hello from Dummy Strategy with Scorer!",
+            "Detected Workload: idle",
+            "AVG Scorer result: 25.00"
+        ]
+    );
+    assert_eq!(s.actions[3].action_type, "sleep");
+}
+
+#[tokio::test]
 async fn unknown_metric_names_and_missing_metrics_are_refused_clearly() {
     let def = STRATEGIES
         .iter()

@@ -1350,16 +1350,46 @@ pub async fn show_service(
     Ok(Json(views::service(&svc, &base_url(&h), true)).into_response())
 }
 
-/// No scoring engine ships with this build: the collection is empty.
-pub async fn list_scoring_engines(r: ListRequest) -> ApiResult {
-    list_query(&r.q, &r.headers, &[])?;
-    Ok(Json(json!({"scoring_engines": []})).into_response())
+/// The scoring engines this build ships (`decision::scoring`), paged and
+/// sorted like every collection.
+pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
+    use crate::decision::scoring::SCORING_ENGINES;
+    let (lq, base) = list_query(&r.q, &r.headers, &[("uuid", "uuid"), ("name", "name")])?;
+    let mut list: Vec<_> = SCORING_ENGINES.iter().collect();
+    match lq.sort.0 {
+        "uuid" => list.sort_by_key(|e| e.uuid),
+        "name" => list.sort_by_key(|e| e.name),
+        _ => list.sort_by_key(|e| e.id),
+    }
+    if lq.descending {
+        list.reverse();
+    }
+    if let Some(m) = lq.marker {
+        let m = m.to_string();
+        match list.iter().position(|e| e.uuid == m) {
+            Some(p) => list.drain(..=p).for_each(drop),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "ScoringEngine {m} could not be found"
+                )))
+            }
+        }
+    }
+    list.truncate(lq.limit);
+    Ok(Json(json!({"scoring_engines": list
+        .iter()
+        .map(|e| views::scoring_engine(e, &base, detail))
+        .collect::<Vec<_>>()}))
+    .into_response())
 }
 
-pub async fn show_scoring_engine(Path(ident): Path<String>) -> ApiResult {
-    Err(ApiError::not_found(format!(
-        "ScoringEngine {ident} could not be found"
-    )))
+pub async fn show_scoring_engine(Path(ident): Path<String>, h: HeaderMap) -> ApiResult {
+    match crate::decision::scoring::find(&ident) {
+        Some(e) => Ok(Json(views::scoring_engine(e, &base_url(&h), true)).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "ScoringEngine {ident} could not be found"
+        ))),
+    }
 }
 
 // ----- audit templates ---------------------------------------------------------------

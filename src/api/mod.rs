@@ -89,8 +89,14 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{ident}", get(show_service))
         .route("/data_model", get(data_model))
         .route("/webhooks/{ident}", post(trigger_webhook))
-        .route("/scoring_engines", get(list_scoring_engines))
-        .route("/scoring_engines/detail", get(list_scoring_engines))
+        .route(
+            "/scoring_engines",
+            get(|r: ListRequest| list_scoring_engines(r, false)),
+        )
+        .route(
+            "/scoring_engines/detail",
+            get(|r: ListRequest| list_scoring_engines(r, true)),
+        )
         .route("/scoring_engines/{ident}", get(show_scoring_engine))
         .route("/action_plans", get(|r: ListRequest| list_plans(r, false)))
         .route(

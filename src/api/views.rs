@@ -190,6 +190,23 @@ pub fn service(s: &ServiceRecord, base: &str, detail: bool) -> Value {
     object(v)
 }
 
+pub fn scoring_engine(
+    e: &crate::decision::scoring::ScoringEngine,
+    base: &str,
+    detail: bool,
+) -> Value {
+    let mut v = vec![
+        ("uuid", json!(e.uuid)),
+        ("name", json!(e.name)),
+        ("description", json!(e.description)),
+        ("links", links(base, "scoring_engines", e.uuid)),
+    ];
+    if detail {
+        v.push(("metainfo", json!(e.metainfo)));
+    }
+    object(v)
+}
+
 pub fn audit_template(t: &AuditTemplate, base: &str, detail: bool, ver: Version) -> Value {
     let mut v = vec![
         ("uuid", json!(t.uuid)),

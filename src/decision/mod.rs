@@ -10,6 +10,7 @@ pub mod noisy_neighbor;
 pub mod placement;
 pub mod planner;
 pub mod scope;
+pub mod scoring;
 pub mod storage;
 pub mod strategies;
 pub mod thermal;

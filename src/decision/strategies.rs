@@ -285,6 +285,14 @@ pub const STRATEGIES: &[StrategyDef] = &[
         planner: PlannerKind::Weight,
     },
     StrategyDef {
+        name: "dummy_with_scorer",
+        display_name: "Dummy Strategy using sample Scoring Engines",
+        goal: "dummy",
+        parameters_spec: dummy_with_scorer_spec,
+        metrics: &[Metric::HostCpuUsage],
+        planner: PlannerKind::Weight,
+    },
+    StrategyDef {
         name: "actuator",
         display_name: "Actuator",
         goal: "unclassified",
@@ -416,6 +424,70 @@ fn dummy_spec() -> Value {
             "para2": {"description": "string parameter example", "type": "string", "default": "hello"}
         }
     })
+}
+
+fn dummy_with_scorer_spec() -> Value {
+    json!({
+        "properties": {
+            "param1": {"description": "number parameter example", "type": "number", "default": 3.2, "minimum": 1.0, "maximum": 10.2},
+            "param2": {"description": "string parameter example", "type": "string", "default": "hello"}
+        }
+    })
+}
+
+/// Upstream's dummy_with_scorer, on the cloud's own figures instead of
+/// random telemetry: the mean host CPU use is classified by `dummy_scorer`
+/// and the hosts' CPU uses averaged by `dummy_avg_scorer`; the results go
+/// into nop messages, then a 5 s sleep.
+fn dummy_with_scorer(
+    model: &ClusterModel,
+    metrics: &MetricValues,
+) -> Result<Vec<Proposed>, StrategyError> {
+    use super::scoring::find;
+    let mut cpu = vec![];
+    for n in &model.nodes {
+        cpu.push(metrics.host(Metric::HostCpuUsage, &n.name)?);
+    }
+    let mean = if cpu.is_empty() {
+        0.0
+    } else {
+        cpu.iter().sum::<f64>() / cpu.len() as f64
+    };
+    let gib = 1024.0 * 1024.0 * 1024.0;
+    let features = json!([mean, 4.0 * gib, 2.0 * gib, 0, 0, 0, 0, 0, 0]);
+    let engine = |name: &str, features: &Value| -> Result<Value, StrategyError> {
+        let e = find(name)
+            .ok_or_else(|| StrategyError::Invalid(format!("no scoring engine {name}")))?;
+        (e.calculate)(features).map_err(|m| StrategyError::Invalid(format!("{name}: {m}")))
+    };
+    let workloads = [
+        "idle",
+        "cpu-intensive",
+        "memory-intensive",
+        "disk-intensive",
+    ];
+    let class = engine("dummy_scorer", &features)?[0].as_u64().unwrap_or(0) as usize;
+    let avg = engine(
+        "dummy_avg_scorer",
+        &json!(if cpu.is_empty() { vec![0.0] } else { cpu }),
+    )?[0]
+        .as_f64()
+        .unwrap_or(0.0);
+    Ok(vec![
+        proposed(
+            "nop",
+            json!({"message": "Hello from Dummy Strategy with Scorer!"}),
+        ),
+        proposed(
+            "nop",
+            json!({"message": format!("Detected Workload: {}", workloads.get(class).unwrap_or(&"idle"))}),
+        ),
+        proposed(
+            "nop",
+            json!({"message": format!("AVG Scorer result: {avg:.2}")}),
+        ),
+        proposed("sleep", json!({"duration": 5.0})),
+    ])
 }
 
 fn actuator_spec() -> Value {
@@ -619,6 +691,7 @@ pub fn execute(
             proposed("sleep", json!({"duration": p("para1")})),
         ],
         ("dummy_with_resize", _) => dummy_with_resize(params, model),
+        ("dummy_with_scorer", _) => dummy_with_scorer(model, metrics)?,
         ("host_maintenance", _) => host_maintenance(params, model)?,
         ("actuator", _) => {
             let list = params

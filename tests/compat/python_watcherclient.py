@@ -191,7 +191,10 @@ with tempfile.TemporaryDirectory() as tmp:
               sorted(x["Name"] for x in services) == ["watcher-applier", "watcher-decision-engine"]
               and all(x["Status"] == "ACTIVE" for x in services), services)
         check("service show", value("service", "show", "watcher-applier")["Name"] == "watcher-applier")
-        check("scoringengine list", value("scoringengine", "list") == [])
+        engines = value("scoringengine", "list")
+        check("scoringengine list", sorted(e["Name"] for e in engines) == ["dummy_avg_scorer", "dummy_scorer"], engines)
+        shown = value("scoringengine", "show", "dummy_scorer")
+        check("scoringengine show", "cpu-intensive" in json.dumps(shown), shown)
         check("strategy state", any(x.get("Type") == "Name" for x in value("strategy", "state", "dummy")))
         check("goal show", value("goal", "show", "dummy")["Name"] == "dummy")
         spec = value("goal", "show", "server_consolidation")

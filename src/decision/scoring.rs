@@ -1,0 +1,105 @@
+//! Scoring engines: upstream's two samples, `dummy_scorer` (a rule-based
+//! workload classifier) and `dummy_avg_scorer` (an average), served at
+//! `/v1/scoring_engines` and used by the `dummy_with_scorer` strategy.
+//! They are code, not data: the catalogue is fixed per build, with stable
+//! UUIDs so that links stay valid across restarts.
+
+use serde_json::{json, Value};
+
+pub struct ScoringEngine {
+    pub id: i64,
+    pub uuid: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub metainfo: &'static str,
+    /// Features (a JSON list) to the result (a JSON list), or why not.
+    pub calculate: fn(&Value) -> Result<Value, String>,
+}
+
+pub const SCORING_ENGINES: &[ScoringEngine] = &[
+    ScoringEngine {
+        id: 1,
+        uuid: "5a1c0a6e-3c2b-4d5e-9f1a-000000000001",
+        name: "dummy_scorer",
+        description: "Dummy workload classifier",
+        metainfo: r#"{"feature_columns": ["proc-processor-time-%", "mem-total-bytes", "mem-avail-bytes", "mem-page-reads/sec", "mem-page-writes/sec", "disk-read-bytes/sec", "disk-write-bytes/sec", "net-bytes-received/sec", "net-bytes-sent/sec"], "result_columns": ["workload", "idle-probability", "cpu-probability", "memory-probability", "disk-probability"], "workloads": ["idle", "cpu-intensive", "memory-intensive", "disk-intensive"]}"#,
+        calculate: classify_workload,
+    },
+    ScoringEngine {
+        id: 2,
+        uuid: "5a1c0a6e-3c2b-4d5e-9f1a-000000000002",
+        name: "dummy_avg_scorer",
+        description: "Dummy Scorer calculating the average value",
+        metainfo: "",
+        calculate: average,
+    },
+];
+
+pub fn find(ident: &str) -> Option<&'static ScoringEngine> {
+    SCORING_ENGINES
+        .iter()
+        .find(|e| e.uuid == ident || e.name == ident)
+}
+
+fn numbers(features: &Value) -> Result<Vec<f64>, String> {
+    features
+        .as_array()
+        .ok_or("JSON list expected in feature argument")?
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .ok_or_else(|| format!("feature {v} is not a number"))
+        })
+        .collect()
+}
+
+/// Upstream's rules: CPU at 80 % or more is cpu-intensive, 1,000 page reads
+/// and writes a second memory-intensive, 50 MiB/s read and written
+/// disk-intensive, otherwise idle. Result: [workload, four probabilities].
+fn classify_workload(features: &Value) -> Result<Value, String> {
+    let f = numbers(features)?;
+    if f.len() != 9 {
+        return Err("Invalid number of features, expected 9".into());
+    }
+    const MIB: f64 = 1024.0 * 1024.0;
+    let (workload, probabilities) = if f[0] >= 80.0 {
+        (1, [0.0, 100.0, 0.0, 0.0])
+    } else if f[3] >= 1000.0 && f[4] >= 1000.0 {
+        (2, [0.0, 0.0, 100.0, 0.0])
+    } else if f[5] >= 50.0 * MIB && f[6] >= 50.0 * MIB {
+        (3, [0.0, 0.0, 0.0, 100.0])
+    } else {
+        (0, [100.0, 0.0, 0.0, 0.0])
+    };
+    let mut out = vec![json!(workload)];
+    out.extend(probabilities.iter().map(|p| json!(p)));
+    Ok(Value::Array(out))
+}
+
+fn average(features: &Value) -> Result<Value, String> {
+    let f = numbers(features)?;
+    if f.is_empty() {
+        return Err("no features to average".into());
+    }
+    Ok(json!([f.iter().sum::<f64>() / f.len() as f64]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_engines_classify_and_average_as_upstreams() {
+        let c = find("dummy_scorer").unwrap();
+        let gib = 1024.0 * 1024.0 * 1024.0;
+        let busy = json!([85, 4.0 * gib, gib, 0, 0, 0, 0, 0, 0]);
+        assert_eq!((c.calculate)(&busy).unwrap()[0], 1);
+        let idle = json!([5, 4.0 * gib, gib, 0, 0, 0, 0, 0, 0]);
+        assert_eq!((c.calculate)(&idle).unwrap()[0], 0);
+        assert!((c.calculate)(&json!([1, 2]))
+            .unwrap_err()
+            .contains("expected 9"));
+        let a = find(SCORING_ENGINES[1].uuid).unwrap();
+        assert_eq!((a.calculate)(&json!([1, 2, 3, 6])).unwrap(), json!([3.0]));
+    }
+}
