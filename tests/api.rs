@@ -601,6 +601,44 @@ fn an_event_audit_runs_each_time_its_webhook_fires() {
 }
 
 #[test]
+fn an_event_fired_while_a_plan_is_ongoing_waits_for_it_unless_forced() {
+    let d = Daemon::start("api-event-busy");
+    let running = d.recommend("dummy", "dummy", json!({"para1": 600}));
+    d.start_plan(&running);
+    d.wait_state(&running, &["ONGOING"]);
+    let create = |name: &str, force: bool| {
+        let (status, audit) = d.req(
+            "POST",
+            "/v1/audits",
+            Some(&json!({"audit_type": "EVENT", "goal": "dummy", "name": name, "force": force})),
+        );
+        assert_eq!(status, 201, "{audit}");
+        audit["uuid"].as_str().unwrap().to_string()
+    };
+    let (waiting, forced) = (create("waits", false), create("forced", true));
+    let plans = |uuid: &str| {
+        d.get(&format!("/v1/action_plans?audit_uuid={uuid}"))["action_plans"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for uuid in [&waiting, &forced] {
+        assert_eq!(d.req("POST", &format!("/v1/webhooks/{uuid}"), None).0, 202);
+    }
+    // The forced one runs at once; the other waits for the ONGOING plan.
+    wait_for(std::time::Duration::from_secs(10), || {
+        (plans(&forced) == 1).then_some(())
+    });
+    assert_eq!(plans(&waiting), 0);
+    assert_eq!(d.get(&format!("/v1/audits/{waiting}"))["state"], "PENDING");
+    d.patch_state(&running, "CANCELLING");
+    d.wait_state(&running, &["CANCELLED"]);
+    wait_for(std::time::Duration::from_secs(15), || {
+        (plans(&waiting) == 1).then_some(())
+    });
+}
+
+#[test]
 fn an_audit_scope_cuts_the_data_model_and_the_plan_and_bad_scopes_are_refused() {
     let d = Daemon::start("api-scope");
     let (status, body) = d.req(

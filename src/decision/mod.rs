@@ -408,13 +408,19 @@ impl DecisionEngine {
             Ok(_) => return,
             Err(e) => return warn!(audit = %uuid, error = %e, "could not read audit"),
         };
-        if !audit.force && audit.audit_type == AuditType::Oneshot {
+        if !audit.force {
             let busy = self
                 .store
                 .plans_in_states(&[ActionPlanState::Ongoing])
                 .await
-                .map(|p| !p.is_empty());
-            if busy.unwrap_or(false) {
+                .map(|p| !p.is_empty())
+                .unwrap_or(false);
+            // An EVENT audit keeps its trigger and runs once the plan is
+            // done (the sweep retries it); upstream drops the event.
+            if busy && audit.audit_type == AuditType::Event {
+                return;
+            }
+            if busy {
                 let _ = self
                     .store
                     .transition_audit(

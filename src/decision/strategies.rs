@@ -651,7 +651,68 @@ fn coerce(name: &str, schema: &Value, v: &Value) -> Result<Value, String> {
             }
         }
     }
-    Ok(value)
+    nested(name, schema, value)
+}
+
+/// The inside of objects and arrays: each item of an array against
+/// `items`; an object's known properties against theirs (defaults filled),
+/// its `required` ones present, and unknown ones refused when
+/// `additionalProperties` is false.
+fn nested(name: &str, schema: &Value, value: Value) -> Result<Value, String> {
+    match value {
+        Value::Array(items) => match schema.get("items").filter(|i| i.is_object()) {
+            Some(item_schema) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| coerce(&format!("{name}[{i}]"), item_schema, v))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            None => Ok(Value::Array(items)),
+        },
+        Value::Object(mut map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return Ok(Value::Object(map));
+            };
+            if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                let mut unknown: Vec<&String> =
+                    map.keys().filter(|k| !props.contains_key(*k)).collect();
+                unknown.sort();
+                if let Some(k) = unknown.first() {
+                    let mut allowed: Vec<&str> = props.keys().map(String::as_str).collect();
+                    allowed.sort_unstable();
+                    return Err(format!(
+                        "parameter '{name}' has an unknown key '{k}'; allowed: {}",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+            for required in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(r) = required.as_str().filter(|r| !map.contains_key(*r)) {
+                    return Err(format!("parameter '{name}' needs '{r}'"));
+                }
+            }
+            for (k, sub) in props {
+                match map.get(k) {
+                    Some(v) => {
+                        let checked = coerce(&format!("{name}.{k}"), sub, v)?;
+                        map.insert(k.clone(), checked);
+                    }
+                    None => {
+                        if let Some(d) = sub.get("default") {
+                            map.insert(k.clone(), d.clone());
+                        }
+                    }
+                }
+            }
+            Ok(Value::Object(map))
+        }
+        other => Ok(other),
+    }
 }
 
 /// Runs a strategy on the (scoped) cluster data model.
@@ -917,6 +978,33 @@ mod tests {
     fn unknown_parameters_are_refused_by_name() {
         let err = apply_parameters(&dummy_spec(), &json!({"para3": 1})).unwrap_err();
         assert!(err.contains("para3") && err.contains("para1"), "{err}");
+    }
+
+    #[test]
+    fn nested_objects_and_arrays_are_checked_and_filled() {
+        let spec = super::zone_migration::zone_migration_spec();
+        let err = apply_parameters(&spec, &json!({"compute_nodes": [{"src": "n1"}]})).unwrap_err();
+        assert!(
+            err.contains("compute_nodes[0]") && err.contains("'src'"),
+            "{err}"
+        );
+        let err =
+            apply_parameters(&spec, &json!({"compute_nodes": [{"dst_node": "n1"}]})).unwrap_err();
+        assert_eq!(err, "parameter 'compute_nodes[0]' needs 'src_node'");
+        let err = apply_parameters(&spec, &json!({"priority": {"compute": "colour"}})).unwrap_err();
+        assert!(
+            err.contains("priority.compute") && err.contains("vcpu_num"),
+            "{err}"
+        );
+        let out = apply_parameters(
+            &super::consolidation::basic_spec(),
+            &json!({"aggregation_method": {"instance": "max"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out["aggregation_method"],
+            json!({"instance": "max", "compute_node": "mean", "node": ""})
+        );
     }
 
     #[test]
