@@ -1,6 +1,7 @@
-//! The server_consolidation goal: `basic` and `vm_workload_consolidation`.
+//! The server_consolidation goal: `basic`, `vm_workload_consolidation` and
+//! `node_resource_consolidation`.
 //!
-//! Both release a node only when every instance on it can leave (upstream
+//! All three release a node only when every instance on it can leave (upstream
 //! moves instances off a node even when some must stay, which costs
 //! migrations and releases nothing), never move an instance twice (chains
 //! collapse, see [`Placement::moves`]), never move onto a disabled node, and
