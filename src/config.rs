@@ -36,6 +36,8 @@ pub struct Config {
     pub keystone: KeystoneConfig,
     pub applier: ApplierConfig,
     pub decision_engine: DecisionConfig,
+    /// Notifications on RabbitMQ (off unless `transport_url` is set).
+    pub notifications: crate::notifications::NotificationConfig,
 }
 
 /// Keystone v3 settings: where to validate tokens, and watcherd's own
@@ -164,6 +166,7 @@ impl Default for Config {
             keystone: KeystoneConfig::default(),
             applier: ApplierConfig::default(),
             decision_engine: DecisionConfig::default(),
+            notifications: Default::default(),
         }
     }
 }
@@ -215,6 +218,7 @@ impl Config {
                 )))
             }
         }
+        self.notifications.check().map_err(ConfigError::Invalid)?;
         match (
             self.decision_engine.datasource.as_str(),
             self.decision_engine.prometheus_url.is_empty(),

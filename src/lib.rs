@@ -10,7 +10,8 @@
 //! - [`keystone`]: Keystone v3 login, token renewal, catalog lookup.
 //! - [`applier`]: runs a plan's DAG with concurrency limits, cancels it
 //!   through a tree of tokens, reconciles after a restart.
-//! - [`decision`]: goals, strategies, the weight planner, audits.
+//! - [`decision`]: cluster model, metrics, goals, strategies, planners, audits.
+//! - [`notifications`]: upstream's notifications on RabbitMQ, from the history.
 //! - [`api`]: the Watcher v1 REST API.
 //! - [`config`] and [`service`]: configuration and wiring of the daemon.
 //! - [`cli`]: the `watcher` command line client.
@@ -25,5 +26,6 @@ pub mod config;
 pub mod core;
 pub mod decision;
 pub mod keystone;
+pub mod notifications;
 pub mod service;
 pub mod store;

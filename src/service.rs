@@ -34,6 +34,8 @@ pub enum ServiceError {
         path: String,
         source: std::io::Error,
     },
+    #[error("notifications: {0}")]
+    Notifications(String),
     #[error("cannot connect to the OpenStack cloud: {0}")]
     Cloud(String),
     #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
@@ -195,6 +197,16 @@ impl Service {
         ];
         if !options.without_decision_engine {
             tasks.push(tokio::spawn(engine.run()));
+        }
+        if config.notifications.enabled() {
+            let relay = crate::notifications::Relay::new(
+                store.clone(),
+                config.notifications.clone(),
+                &config.host,
+                shutdown.clone(),
+            )
+            .map_err(|e| ServiceError::Notifications(e.to_string()))?;
+            tasks.push(tokio::spawn(relay.run()));
         }
         Ok(Service {
             addr,

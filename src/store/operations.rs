@@ -1480,6 +1480,55 @@ impl Store {
         .await
     }
 
+    /// The notification relay's cursor: created on first use at the newest
+    /// history row (history from before notifications were enabled is not
+    /// sent), with `nonce` as this database's message-id prefix.
+    pub async fn notification_cursor(&self, nonce: i64) -> Result<(i64, i64), StoreError> {
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT OR IGNORE INTO notification_cursor (id, last_seq, nonce) \
+                 VALUES (1, (SELECT COALESCE(MAX(seq), 0) FROM state_history), ?1)",
+                [nonce],
+            )?;
+            Ok(conn.query_row(
+                "SELECT last_seq, nonce FROM notification_cursor WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+    }
+
+    /// Records that every history row up to `seq` has been published.
+    pub async fn advance_notification_cursor(&self, seq: i64) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.execute(
+                "UPDATE notification_cursor SET last_seq = MAX(last_seq, ?1) WHERE id = 1",
+                [seq],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// History rows after `seq`, oldest first.
+    pub async fn history_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+                 FROM state_history WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![SqlValue::Integer(seq), SqlValue::Integer(limit as i64)],
+                history_from_row,
+            )
+        })
+        .await
+    }
+
     /// Progress of a running action, shown as its `status_message`. Not a
     /// state change, so no history row; ignored once the action has moved on.
     pub async fn set_action_progress(&self, uuid: Uuid, message: String) -> Result<(), StoreError> {

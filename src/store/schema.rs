@@ -131,4 +131,14 @@ CREATE UNIQUE INDEX audit_templates_live_name ON audit_templates(name) WHERE del
 -- EVENT audits: set by a webhook, cleared when the engine starts the run.
 ALTER TABLE audits ADD COLUMN triggered INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Notifications are rendered from state_history (written in the same
+-- transaction as each change): the relay's cursor is the last history row
+-- published, and `nonce` makes message ids unique to this database.
+CREATE TABLE notification_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL,
+    nonce INTEGER NOT NULL
+);
+"#,
 ];

@@ -1,0 +1,261 @@
+//! Notifications on the machine's real RabbitMQ (127.0.0.1:5672, guest):
+//! what a cancelled plan sends, in order, and that a broker outage delays
+//! notifications without blocking a plan or losing a message. Each test
+//! uses its own topic, so its queues are its own.
+
+mod common;
+
+use common::{temp_dir, wait_for, Daemon};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use watcher::notifications::amqp::{BrokerUrl, Connection};
+
+const RABBIT: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+
+fn broker() -> Connection {
+    Connection::open(&BrokerUrl::parse(RABBIT).unwrap(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("RabbitMQ must run on 127.0.0.1:5672 (.ci/run starts it): {e}"))
+}
+
+/// Whether these tests can run: in CI RabbitMQ must be there (no silent
+/// skip); elsewhere, without it, they say so and pass.
+fn rabbitmq_or_skip() -> bool {
+    match Connection::open(&BrokerUrl::parse(RABBIT).unwrap(), Duration::from_secs(2)) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").is_ok() => panic!("CI needs RabbitMQ on 127.0.0.1:5672: {e}"),
+        Err(e) => {
+            eprintln!("RabbitMQ unreachable ({e}): notification tests not run (.ci/run runs them)");
+            false
+        }
+    }
+}
+
+/// The inner oslo message of each notification queued on `queue`.
+fn drain(c: &mut Connection, queue: &str) -> Vec<Value> {
+    let mut out = vec![];
+    while let Some(body) = c.get(queue).unwrap() {
+        let outer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outer["oslo.version"], "2.0", "{outer}");
+        out.push(serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap());
+    }
+    out
+}
+
+fn start(dir: &std::path::Path, url: &str, topic: &str) -> Daemon {
+    let config = common::write_config_with(
+        dir,
+        "",
+        "",
+        &format!(
+            "[notifications]\ntransport_url = \"{url}\"\ntopics = [\"{topic}\"]\ntimeout_secs = 2\n"
+        ),
+    );
+    Daemon::start_with_config(dir, config, None)
+}
+
+fn events_of(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["event_type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn position(events: &[String], e: &str) -> usize {
+    events
+        .iter()
+        .position(|x| x == e)
+        .unwrap_or_else(|| panic!("no {e} in {events:?}"))
+}
+
+#[test]
+fn a_cancelled_plan_sends_upstreams_notifications_in_order() {
+    if !rabbitmq_or_skip() {
+        return;
+    }
+    let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
+    let mut c = broker();
+    let dir = temp_dir("notifications-cancel");
+    let d = start(&dir, RABBIT, &topic);
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 600}));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    d.wait_state(&plan, &["CANCELLED"]);
+
+    let queue = format!("{topic}.info");
+    let mut messages = vec![];
+    wait_for(Duration::from_secs(15), || {
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.cancel.end".to_string())
+            .then_some(())
+    });
+    let events = events_of(&messages);
+    // The plan's life, in the order it happened.
+    let order = [
+        "audit.create",
+        "action_plan.create",
+        "action.create",
+        "action_plan.execution.start",
+        "action.execution.start",
+        "action_plan.cancel.start",
+        "action.cancel.start",
+        "action.cancel.end",
+        "action_plan.cancel.end",
+    ];
+    let at: Vec<usize> = order.iter().map(|e| position(&events, e)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{events:?}");
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "message ids repeat");
+    let cancel = &messages[position(&events, "action_plan.cancel.end")];
+    assert_eq!(cancel["publisher_id"], "infra-optim:test-host");
+    assert_eq!(cancel["priority"], "INFO");
+    let payload = &cancel["payload"];
+    assert_eq!(payload["watcher_object.name"], "ActionPlanCancelPayload");
+    assert_eq!(payload["watcher_object.namespace"], "watcher");
+    let data = &payload["watcher_object.data"];
+    assert_eq!(data["uuid"], plan.as_str());
+    assert_eq!(data["state"], "CANCELLED");
+    assert_eq!(data["fault"], Value::Null);
+    assert_eq!(data["audit"]["watcher_object.name"], "TerseAuditPayload");
+    assert_eq!(data["strategy"]["watcher_object.data"]["name"], "dummy");
+    let update = messages
+        .iter()
+        .find(|m| {
+            m["event_type"] == "action_plan.update"
+                && m["payload"]["watcher_object.data"]["state_update"]["watcher_object.data"]
+                    ["state"]
+                    == "CANCELLING"
+        })
+        .expect("an update for ONGOING -> CANCELLING");
+    let su = &update["payload"]["watcher_object.data"]["state_update"]["watcher_object.data"];
+    assert_eq!(su["old_state"], "ONGOING");
+    // Nothing on the error topic: nothing failed.
+    assert!(drain(&mut c, &format!("{topic}.error")).is_empty());
+    for q in ["info", "error"] {
+        c.delete_queue(&format!("{topic}.{q}")).unwrap();
+    }
+}
+
+/// A TCP proxy to RabbitMQ that can be cut: while down it drops every
+/// connection, as a dead broker would.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, live2) = (up.clone(), live.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused mid-handshake
+                }
+                let Ok(server) = TcpStream::connect("127.0.0.1:5672") else {
+                    continue;
+                };
+                let mut l = live2.lock().unwrap();
+                l.push(client.try_clone().unwrap());
+                l.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up, live }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for s in self.live.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_broker_outage_delays_notifications_but_never_a_plan_and_loses_none() {
+    if !rabbitmq_or_skip() {
+        return;
+    }
+    let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
+    let proxy = Proxy::start();
+    let dir = temp_dir("notifications-outage");
+    let d = start(
+        &dir,
+        &format!("rabbit://guest:guest@127.0.0.1:{}/", proxy.port),
+        &topic,
+    );
+    // The broker is unreachable: plans run as usual.
+    let plan = d.actuator(json!([
+        {"action_type": "nop", "input_parameters": {"message": "one"}},
+        {"action_type": "nop", "input_parameters": {"message": "two"}}
+    ]));
+    d.start_plan(&plan);
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    assert!(d.log().contains("broker unavailable"), "{}", d.log());
+
+    // Nothing reached the broker meanwhile.
+    let mut c = broker();
+    let queue = format!("{topic}.info");
+    c.declare("watcher", &queue).unwrap();
+    assert!(drain(&mut c, &queue).is_empty());
+
+    // Back: everything arrives, once, in order.
+    proxy.set_up(true);
+    let mut messages = vec![];
+    wait_for(Duration::from_secs(40), || {
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.execution.end".to_string())
+            .then_some(())
+    });
+    let events = events_of(&messages);
+    let start = position(&events, "action_plan.execution.start");
+    let end = position(&events, "action_plan.execution.end");
+    assert!(start < end, "{events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "action.execution.end")
+            .count(),
+        2,
+        "{events:?}"
+    );
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "duplicates: {events:?}");
+    for q in ["info", "error"] {
+        let _ = c.delete_queue(&format!("{topic}.{q}"));
+    }
+}
