@@ -177,6 +177,7 @@ impl Service {
             auth,
             store: store.clone(),
             registry: ActionRegistry::default(),
+            tally: Default::default(),
         };
         let api_shutdown = shutdown.clone();
         // Registered before the API answers, so `GET /v1/services` is never

@@ -713,3 +713,39 @@ fn an_audit_scope_cuts_the_data_model_and_the_plan_and_bad_scopes_are_refused() 
         "compute-1"
     );
 }
+
+#[test]
+fn healthz_and_metrics_tell_an_operator_what_runs_and_how_fast_cancels_are() {
+    let d = Daemon::start("api-health");
+    let (status, body) = d.raw("GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["checks"]["database"], "ok");
+    assert_eq!(health["checks"]["watcher-applier@test-host"], "ACTIVE");
+    // The first scrape starts the histograms; then a plan runs and is cancelled.
+    let (status, _) = d.raw("GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 600}));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    d.patch_state(&plan, "CANCELLING");
+    d.wait_state(&plan, &["CANCELLED"]);
+    let (_, text) = d.raw("GET", "/metrics", "");
+    for line in [
+        "watcher_action_plans{state=\"CANCELLED\"} 1",
+        "watcher_audits{state=\"SUCCEEDED\"} 1",
+        "watcher_service_up{name=\"watcher-applier\",host=\"test-host\"} 1",
+        "watcher_action_duration_seconds_count{action_type=\"nop\"} 2",
+        "watcher_action_duration_seconds_count{action_type=\"sleep\"} 1",
+        "watcher_cancel_latency_seconds_count 1",
+        "# TYPE watcher_cancel_latency_seconds histogram",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    // The cancel took well under a second: it is in the 1 s bucket.
+    assert!(
+        text.contains("watcher_cancel_latency_seconds_bucket{le=\"1\"} 1"),
+        "{text}"
+    );
+}

@@ -8,6 +8,7 @@
 pub mod auth;
 mod error;
 mod handlers;
+pub mod health;
 pub mod openapi;
 pub mod policy;
 pub mod version;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub cloud: std::sync::Arc<dyn crate::cloud::Cloud>,
     pub registry: ActionRegistry,
     pub auth: auth::Auth,
+    /// The `/metrics` histograms.
+    pub tally: health::SharedTally,
 }
 
 /// Largest request body accepted; larger ones get 413.
@@ -122,6 +125,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(microversion));
     Router::new()
         .route("/", get(root))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
         .nest("/v1", v1)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(watcher_error_bodies))
@@ -146,6 +151,7 @@ pub fn normalize_path(mut req: Request) -> Request {
         && new_path != "/v1"
         && !new_path.starts_with("/v1/")
         && new_path != "/healthz"
+        && new_path != "/metrics"
     {
         new_path = format!("/v1{new_path}");
     }

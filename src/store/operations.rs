@@ -6,7 +6,16 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
+use std::collections::HashMap;
 use uuid::Uuid;
+
+/// Live records per state, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StateCounts {
+    pub action_plans: Vec<(String, i64)>,
+    pub actions: Vec<(String, i64)>,
+    pub audits: Vec<(String, i64)>,
+}
 
 /// Paging and ordering of a list, already validated by the caller.
 #[derive(Debug, Clone)]
@@ -1507,6 +1516,72 @@ impl Store {
                 [seq],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// How many live plans, actions and audits are in each state.
+    pub async fn state_counts(&self) -> Result<StateCounts, StoreError> {
+        self.read(|conn| {
+            let count = |table: &str| -> Result<Vec<(String, i64)>, StoreError> {
+                let sql = format!(
+                    "SELECT state, COUNT(*) FROM {table} WHERE deleted_at IS NULL GROUP BY state ORDER BY state"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            };
+            Ok(StateCounts {
+                action_plans: count("action_plans")?,
+                actions: count("actions")?,
+                audits: count("audits")?,
+            })
+        })
+        .await
+    }
+
+    /// The newest history row's number, and the notification cursor if
+    /// notifications were ever enabled.
+    pub async fn history_position(&self) -> Result<(i64, Option<i64>), StoreError> {
+        self.read(|conn| {
+            let newest: i64 =
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", [], |r| {
+                    r.get(0)
+                })?;
+            let cursor: Option<i64> = conn
+                .query_row(
+                    "SELECT last_seq FROM notification_cursor WHERE id = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok((newest, cursor))
+        })
+        .await
+    }
+
+    /// The type of each of these actions (deleted ones included).
+    pub async fn action_types(
+        &self,
+        uuids: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, String>, StoreError> {
+        self.read(move |conn| {
+            let mut out = HashMap::new();
+            for chunk in uuids.chunks(400) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT uuid, action_type FROM actions WHERE uuid IN ({marks})"
+                ))?;
+                let rows = stmt
+                    .query_map(params_from_iter(chunk.iter().map(|u| u.to_string())), |r| {
+                        Ok((uuid_col(r, 0)?, r.get::<_, String>(1)?))
+                    })?;
+                for row in rows {
+                    let (u, t) = row?;
+                    out.insert(u, t);
+                }
+            }
+            Ok(out)
         })
         .await
     }
