@@ -23,6 +23,8 @@ pub struct Config {
     pub cloud: String,
     /// Scenario file of the simulated cloud; empty means the built-in demo cloud.
     pub cloud_scenario: Option<PathBuf>,
+    /// With `cloud = "sim-cloud"`: where `watcherd sim-cloud` listens.
+    pub sim_cloud_url: String,
     /// This process's name, written as plans' and audits' `hostname`.
     pub host: String,
     pub durability: Durability,
@@ -158,6 +160,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             cloud: "simulated".into(),
             cloud_scenario: None,
+            sim_cloud_url: String::new(),
             host: default_host(),
             durability: Durability::Normal,
             auth_strategy: "noauth".into(),
@@ -212,9 +215,16 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.cloud.as_str() {
             "simulated" | "openstack" => {}
+            "sim-cloud" if self.sim_cloud_url.starts_with("http://") => {}
+            "sim-cloud" => {
+                return Err(ConfigError::Invalid(
+                    "cloud = \"sim-cloud\" needs sim_cloud_url, the http://host:port `watcherd sim-cloud` printed"
+                        .into(),
+                ))
+            }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "cloud '{other}' is unknown; use 'simulated' or 'openstack'"
+                    "cloud '{other}' is unknown; use 'simulated', 'openstack' or 'sim-cloud'"
                 )))
             }
         }

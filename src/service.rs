@@ -98,6 +98,9 @@ impl Service {
                     .map_err(|e| ServiceError::Cloud(e.to_string()))??;
                 Arc::new(cloud)
             }
+            None if config.cloud == "sim-cloud" => Arc::new(
+                crate::cloud::remote::RemoteCloud::new(&config.sim_cloud_url),
+            ),
             None => Arc::new(SimulatedCloud::new(&scenario)),
         };
         let metrics: Arc<dyn MetricsSource> = match config.decision_engine.datasource.as_str() {

@@ -135,3 +135,168 @@ fn an_audit_interrupted_mid_computation_is_failed_with_the_reason_at_restart() {
         "{a}"
     );
 }
+
+// ----- the recovery table against a cloud that outlives watcherd ---------------------
+//
+// docs/architecture.md, "Recovery": each test kills watcherd with -9 while a
+// live migration runs on a `watcherd sim-cloud` process, lets the cloud do
+// one thing meanwhile, restarts watcherd, and checks the recorded outcome
+// against what the cloud did.
+
+const WEB_1: &str = "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001";
+
+/// A plan of one live migration of web-1, running when this returns, with
+/// the cloud's operation id.
+fn migrating(sim: &SimCloud, d: &Daemon) -> (String, String) {
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": WEB_1, "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "migrate", "ONGOING");
+    let op = wait_for(std::time::Duration::from_secs(10), || {
+        sim.operations()
+            .iter()
+            .find(|o| o["resource"] == WEB_1)
+            .map(|o| o["id"].as_str().unwrap().to_string())
+    });
+    (plan, op)
+}
+
+fn web_1_host(sim: &SimCloud) -> String {
+    sim.call("instance", json!({"uuid": WEB_1}))["ok"]["host"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn migrations_of_web_1(sim: &SimCloud) -> usize {
+    sim.operations()
+        .iter()
+        .filter(|o| o["resource"] == WEB_1)
+        .count()
+}
+
+fn op_state(sim: &SimCloud, op: &str) -> Value {
+    sim.operations()
+        .into_iter()
+        .find(|o| o["id"] == op)
+        .map(|o| o["state"].clone())
+        .unwrap()
+}
+
+#[test]
+fn recovery_a_migration_that_completed_while_watcherd_was_down_is_succeeded() {
+    let dir = temp_dir("recovery-completed");
+    let sim = SimCloud::start(&scenario_file(&dir, "live_migration_secs = 1.5", ""));
+    let mut d = sim.daemon(&dir);
+    let (plan, op) = migrating(&sim, &d);
+    d.kill9();
+    wait_for(std::time::Duration::from_secs(10), || {
+        (op_state(&sim, &op) == "Completed").then_some(())
+    });
+    let d = sim.daemon(&dir);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    let rows = recovery_rows(&d, &plan);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["to_state"], "SUCCEEDED", "{rows:?}");
+    assert_eq!(web_1_host(&sim), "compute-2");
+    assert_eq!(
+        migrations_of_web_1(&sim),
+        1,
+        "the migration was started again"
+    );
+}
+
+#[test]
+fn recovery_a_migration_still_running_at_restart_is_followed_to_its_end() {
+    let dir = temp_dir("recovery-running");
+    let sim = SimCloud::start(&scenario_file(&dir, "live_migration_secs = 4.0", ""));
+    let mut d = sim.daemon(&dir);
+    let (plan, op) = migrating(&sim, &d);
+    d.kill9();
+    let d = sim.daemon(&dir);
+    assert!(
+        op_state(&sim, &op).get("Running").is_some(),
+        "still running when watcherd is back"
+    );
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    assert_eq!(web_1_host(&sim), "compute-2");
+    assert_eq!(migrations_of_web_1(&sim), 1, "reattached, not restarted");
+    assert!(
+        recovery_rows(&d, &plan).is_empty(),
+        "nothing to correct: the action stayed ONGOING"
+    );
+}
+
+#[test]
+fn recovery_a_migration_rolled_back_while_down_runs_again() {
+    let dir = temp_dir("recovery-aborted");
+    let sim = SimCloud::start(&scenario_file(
+        &dir,
+        "live_migration_secs = 3.0\nabort_secs = 0.2",
+        "",
+    ));
+    let mut d = sim.daemon(&dir);
+    let (plan, op) = migrating(&sim, &d);
+    d.kill9();
+    // Someone (an operator with nova) aborts it meanwhile.
+    assert!(sim.call("abort", json!({"op": op})).get("ok").is_some());
+    wait_for(std::time::Duration::from_secs(10), || {
+        (op_state(&sim, &op) == "Aborted").then_some(())
+    });
+    let d = sim.daemon(&dir);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    let rows = recovery_rows(&d, &plan);
+    assert_eq!(rows[0]["to_state"], "PENDING", "{rows:?}");
+    assert_eq!(migrations_of_web_1(&sim), 2, "run again once");
+    assert_eq!(web_1_host(&sim), "compute-2");
+}
+
+#[test]
+fn recovery_a_migration_that_failed_while_down_is_failed_with_the_clouds_message() {
+    let dir = temp_dir("recovery-failed");
+    let sim = SimCloud::start(&scenario_file(&dir, "live_migration_secs = 5.0", ""));
+    let mut d = sim.daemon(&dir);
+    let (plan, op) = migrating(&sim, &d);
+    d.kill9();
+    assert!(sim.fail(&op).get("ok").is_some());
+    let d = sim.daemon(&dir);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "FAILED", "{p}");
+    let action = &d.actions(&plan)[0];
+    assert_eq!(action["state"], "FAILED");
+    assert!(
+        action["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("simulated migration failure"),
+        "{action}"
+    );
+    assert_eq!(web_1_host(&sim), "compute-1");
+    assert_eq!(migrations_of_web_1(&sim), 1);
+}
+
+#[test]
+fn recovery_a_cancel_interrupted_by_a_crash_ends_cancelled_with_the_instance_home() {
+    let dir = temp_dir("recovery-cancelling");
+    let sim = SimCloud::start(&scenario_file(
+        &dir,
+        "live_migration_secs = 5.0\nabort_secs = 1.0",
+        "",
+    ));
+    let mut d = sim.daemon(&dir);
+    let (plan, _) = migrating(&sim, &d);
+    // The cancel is recorded, then watcherd dies while the abort rolls back.
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    d.kill9();
+    let d = sim.daemon(&dir);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    assert_eq!(d.actions(&plan)[0]["state"], "CANCELLED");
+    assert_eq!(web_1_host(&sim), "compute-1");
+    assert_eq!(migrations_of_web_1(&sim), 1);
+}

@@ -2,7 +2,7 @@
 //! engine, the applier, a SQLite database and a simulated cloud in one process.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use watcher::config::Config;
@@ -20,6 +20,8 @@ Settings come from defaults, then --config FILE (TOML), then WATCHER_* environme
 variables, then flags. `watcherd --print-config` shows the result."
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file.
     #[arg(long, env = "WATCHER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -32,10 +34,14 @@ struct Args {
     /// Directory for the default database file [default: ~/.local/share/watcherd].
     #[arg(long, env = "WATCHER_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The cloud to manage: simulated, or openstack (credentials from OS_CLOUD and
-    /// clouds.yaml, or the OS_* variables of an openrc file) [default: simulated].
+    /// The cloud to manage: simulated, openstack (credentials from OS_CLOUD and
+    /// clouds.yaml, or the OS_* variables of an openrc file), or sim-cloud (a
+    /// `watcherd sim-cloud` process, at --sim-cloud-url) [default: simulated].
     #[arg(long, env = "WATCHER_CLOUD", value_name = "KIND")]
     cloud: Option<String>,
+    /// With --cloud sim-cloud: the URL `watcherd sim-cloud` printed.
+    #[arg(long, env = "WATCHER_SIM_CLOUD_URL", value_name = "URL")]
+    sim_cloud_url: Option<String>,
     /// Simulated cloud scenario (TOML) [default: the built-in demo cloud].
     #[arg(long, env = "WATCHER_CLOUD_SCENARIO", value_name = "FILE")]
     cloud_scenario: Option<PathBuf>,
@@ -48,6 +54,38 @@ struct Args {
     /// Log filter, e.g. info or watcher=debug.
     #[arg(long, env = "WATCHER_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run only the simulated cloud, as its own process, for `--cloud sim-cloud`:
+    /// the cloud then outlives watcherd, as a real one does (crash tests).
+    SimCloud {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Scenario (TOML) [default: the built-in demo cloud].
+        #[arg(long, value_name = "FILE")]
+        cloud_scenario: Option<PathBuf>,
+    },
+}
+
+/// `watcherd sim-cloud`: serves the simulated cloud until stopped.
+async fn sim_cloud(listen: SocketAddr, scenario: Option<PathBuf>) -> anyhow::Result<()> {
+    use watcher::cloud::scenario::Scenario;
+    let scenario = match scenario {
+        Some(p) => Scenario::load(&p)?,
+        None => Scenario::demo(),
+    };
+    let cloud = std::sync::Arc::new(watcher::cloud::simulated::SimulatedCloud::new(&scenario));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("sim-cloud listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, watcher::cloud::remote::router(cloud))
+        .with_graceful_shutdown(wait_for_signal())
+        .await?;
+    Ok(())
 }
 
 fn effective_config(args: &Args) -> anyhow::Result<Config> {
@@ -67,6 +105,9 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(c) = &args.cloud {
         config.cloud = c.clone();
     }
+    if let Some(u) = &args.sim_cloud_url {
+        config.sim_cloud_url = u.clone();
+    }
     if let Some(s) = &args.cloud_scenario {
         config.cloud_scenario = Some(s.clone());
     }
@@ -79,6 +120,13 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::SimCloud {
+        listen,
+        cloud_scenario,
+    }) = args.command
+    {
+        return sim_cloud(listen, cloud_scenario).await;
+    }
     let config = effective_config(&args)?;
     if args.print_config {
         print!("{}", config.to_toml());

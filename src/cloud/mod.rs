@@ -8,16 +8,17 @@
 //! capacity, timing, progress and deterministic faults.
 
 pub mod openstack;
+pub mod remote;
 pub mod scenario;
 pub mod simulated;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The cloud's id of a long-running operation (a Nova migration id, say).
 pub type OperationId = String;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputeNode {
     /// The hypervisor's id (Nova's hypervisor UUID).
     pub uuid: String,
@@ -36,13 +37,13 @@ pub struct ComputeNode {
     pub powered_on: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     pub id: i64,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub uuid: String,
     pub name: String,
@@ -54,7 +55,7 @@ pub struct Instance {
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Volume {
     pub uuid: String,
     pub name: String,
@@ -68,7 +69,7 @@ pub struct Volume {
 }
 
 /// A block-storage pool (Cinder's `host@backend#pool`) and its capacity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoragePool {
     pub name: String,
     pub total_capacity_gb: f64,
@@ -77,7 +78,7 @@ pub struct StoragePool {
     pub max_over_subscription_ratio: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flavor {
     pub name: String,
     pub vcpus: u32,
@@ -85,7 +86,7 @@ pub struct Flavor {
     pub disk_gb: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputeService {
     pub host: String,
     pub enabled: bool,
@@ -93,7 +94,7 @@ pub struct ComputeService {
 }
 
 /// Where a long-running operation is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OperationState {
     /// Under way; `progress` from 0 to 1, `detail` for a status message.
     Running { progress: f64, detail: String },

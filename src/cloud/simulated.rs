@@ -145,7 +145,62 @@ fn not_found(kind: &'static str, id: &str) -> CloudError {
     }
 }
 
+/// One operation as the sim-cloud's control API lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OperationInfo {
+    pub id: String,
+    pub kind: String,
+    /// The instance or volume it moves.
+    pub resource: String,
+    pub state: OperationState,
+}
+
 impl SimulatedCloud {
+    /// Every operation the cloud knows, oldest first (for tests and the
+    /// sim-cloud's control API).
+    pub fn operations(&self) -> Vec<OperationInfo> {
+        let mut st = self.state.lock().expect("simulated cloud lock");
+        st.advance_all(Instant::now());
+        let mut out: Vec<OperationInfo> = st
+            .ops
+            .iter()
+            .map(|(id, op)| {
+                let (kind, resource) = match &op.kind {
+                    OpKind::LiveMigration { instance, .. } => ("live_migration", instance),
+                    OpKind::ColdMigration { instance, .. } => ("cold_migration", instance),
+                    OpKind::Resize { instance, .. } => ("resize", instance),
+                    OpKind::VolumeMigration { volume, .. } => ("volume_migration", volume),
+                };
+                OperationInfo {
+                    id: id.clone(),
+                    kind: kind.into(),
+                    resource: resource.clone(),
+                    state: phase_state(op, Instant::now()),
+                }
+            })
+            .collect();
+        out.sort_by_key(|o| o.id.trim_start_matches("op-").parse::<u64>().unwrap_or(0));
+        out
+    }
+
+    /// Makes a running operation fail now, as a hypervisor error would
+    /// (tests of recovery use it while watcherd is down).
+    pub fn fail_operation(&self, op: &str) -> Result<(), CloudError> {
+        let mut st = self.state.lock().expect("simulated cloud lock");
+        let now = Instant::now();
+        st.advance(op, now);
+        let o = st
+            .ops
+            .get_mut(op)
+            .ok_or_else(|| not_found("Operation", op))?;
+        if !matches!(o.phase, OpPhase::Running) {
+            return Err(CloudError::AlreadyFinished(op.to_string()));
+        }
+        o.fails_at = Some(progress_of(o, now));
+        st.advance(op, now);
+        Ok(())
+    }
+
     pub fn new(scenario: &Scenario) -> SimulatedCloud {
         let flavors = scenario
             .flavors
@@ -488,7 +543,12 @@ impl State {
             (OpKind::VolumeMigration { volume, dest, .. }, OpPhase::Completed) => {
                 if let Some(v) = self.volumes.get_mut(volume) {
                     v.pool = dest.clone();
-                    v.status = "in-use".into();
+                    v.status = if v.attached_to.is_some() {
+                        "in-use"
+                    } else {
+                        "available"
+                    }
+                    .into();
                 }
             }
             (OpKind::VolumeMigration { volume, .. }, OpPhase::Failed(_)) => {
@@ -510,6 +570,43 @@ impl State {
         if let Some(op) = self.ops.get_mut(id) {
             op.phase = next;
         }
+    }
+}
+
+/// What the cloud says of an operation at `now`.
+fn phase_state(o: &Op, now: Instant) -> OperationState {
+    match &o.phase {
+        OpPhase::Running => {
+            let p = progress_of(o, now);
+            let detail = match &o.kind {
+                OpKind::LiveMigration { source, dest, .. } => {
+                    format!(
+                        "live migration {source} -> {dest}: {:.0}% of memory copied",
+                        p * 100.0
+                    )
+                }
+                OpKind::ColdMigration { source, dest, .. } => {
+                    format!("cold migration {source} -> {dest}: {:.0}%", p * 100.0)
+                }
+                OpKind::Resize {
+                    old_flavor,
+                    new_flavor,
+                    ..
+                } => format!("resize {old_flavor} -> {new_flavor}: {:.0}%", p * 100.0),
+                OpKind::VolumeMigration { source, dest, .. } => {
+                    format!("volume migration {source} -> {dest}: {:.0}%", p * 100.0)
+                }
+            };
+            OperationState::Running {
+                progress: p,
+                detail,
+            }
+        }
+        OpPhase::Aborting { .. } => OperationState::Aborting,
+        OpPhase::AwaitingConfirmation => OperationState::AwaitingConfirmation,
+        OpPhase::Completed => OperationState::Completed,
+        OpPhase::Aborted => OperationState::Aborted,
+        OpPhase::Failed(m) => OperationState::Failed(m.clone()),
     }
 }
 
@@ -733,41 +830,7 @@ impl Cloud for SimulatedCloud {
         self.with_state(|st| {
             let o = st.ops.get(op).ok_or_else(|| not_found("Operation", op))?;
             let now = Instant::now();
-            Ok(match &o.phase {
-                OpPhase::Running => {
-                    let p = progress_of(o, now);
-                    let detail = match &o.kind {
-                        OpKind::LiveMigration { source, dest, .. } => {
-                            format!(
-                                "live migration {source} -> {dest}: {:.0}% of memory copied",
-                                p * 100.0
-                            )
-                        }
-                        OpKind::ColdMigration { source, dest, .. } => {
-                            format!("cold migration {source} -> {dest}: {:.0}%", p * 100.0)
-                        }
-                        OpKind::Resize {
-                            old_flavor,
-                            new_flavor,
-                            ..
-                        } => {
-                            format!("resize {old_flavor} -> {new_flavor}: {:.0}%", p * 100.0)
-                        }
-                        OpKind::VolumeMigration { source, dest, .. } => {
-                            format!("volume migration {source} -> {dest}: {:.0}%", p * 100.0)
-                        }
-                    };
-                    OperationState::Running {
-                        progress: p,
-                        detail,
-                    }
-                }
-                OpPhase::Aborting { .. } => OperationState::Aborting,
-                OpPhase::AwaitingConfirmation => OperationState::AwaitingConfirmation,
-                OpPhase::Completed => OperationState::Completed,
-                OpPhase::Aborted => OperationState::Aborted,
-                OpPhase::Failed(m) => OperationState::Failed(m.clone()),
-            })
+            Ok(phase_state(o, now))
         })
     }
 

@@ -271,3 +271,83 @@ pub fn scenario_file(dir: &Path, timing: &str, faults: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// `watcherd sim-cloud`: the simulated cloud in its own process, which
+/// lives on while a watcherd using it (`cloud = "sim-cloud"`) is killed.
+#[allow(dead_code)]
+pub struct SimCloud {
+    child: Child,
+    pub url: String,
+}
+
+#[allow(dead_code)]
+impl SimCloud {
+    pub fn start(scenario: &Path) -> SimCloud {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_watcherd"))
+            .arg("sim-cloud")
+            .arg("--cloud-scenario")
+            .arg(scenario)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watcherd sim-cloud");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("sim-cloud listening on ")
+            .unwrap_or_else(|| panic!("sim-cloud did not start: {line:?}"))
+            .to_string();
+        SimCloud { child, url }
+    }
+
+    /// A watcherd in `dir` managing this cloud.
+    pub fn daemon(&self, dir: &Path) -> Daemon {
+        let config = write_config_with(
+            dir,
+            &format!("cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"", self.url),
+            "",
+            "",
+        );
+        Daemon::start_with_config(dir, config, None)
+    }
+
+    /// The cloud's operations: `[{id, kind, resource, state}]`.
+    pub fn operations(&self) -> Vec<Value> {
+        let text = ureq::get(&format!("{}/control/operations", self.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str::<Vec<Value>>(&text).unwrap()
+    }
+
+    /// One Cloud trait call, as watcherd makes it: `{"ok": ...}` or `{"error": ...}`.
+    pub fn call(&self, method: &str, args: Value) -> Value {
+        let text = ureq::post(&format!("{}/cloud/{method}", self.url))
+            .send_json(args)
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Makes a running operation fail now.
+    pub fn fail(&self, op: &str) -> Value {
+        let text = ureq::post(&format!("{}/control/fail/{op}", self.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for SimCloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
