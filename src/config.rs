@@ -89,6 +89,9 @@ pub struct ApplierConfig {
     pub non_abortable_deadline_secs: f64,
     /// After a cancel, undo SUCCEEDED actions that know how (off by default).
     pub rollback_on_cancel: bool,
+    /// Seconds a plan stays leased to its applier without a renewal (renewed
+    /// every sweep); then another applier takes it over.
+    pub lease_secs: f64,
     pub limits: Limits,
 }
 
@@ -116,6 +119,7 @@ impl Default for ApplierConfig {
             abort_deadline_secs: 120.0,
             non_abortable_deadline_secs: 300.0,
             rollback_on_cancel: false,
+            lease_secs: 30.0,
             limits: Limits::default(),
         }
     }

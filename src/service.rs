@@ -140,6 +140,7 @@ impl Service {
                 sweep_interval: secs(a.sweep_interval_secs),
                 shutdown_grace: secs(a.shutdown_grace_secs),
                 rollback_on_cancel: a.rollback_on_cancel,
+                lease: secs(a.lease_secs),
             },
             shutdown.clone(),
         );

@@ -37,9 +37,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { kind, id } => {
                 ApiError::not_found(format!("{kind} {id} could not be found"))
             }
-            StoreError::Conflict { .. } | StoreError::PlanNotRunning { .. } => {
-                ApiError::conflict(e.to_string())
-            }
+            StoreError::Conflict { .. }
+            | StoreError::PlanNotRunning { .. }
+            | StoreError::NotOwner { .. } => ApiError::conflict(e.to_string()),
             StoreError::IllegalTransition { .. } | StoreError::Invalid(_) => {
                 ApiError::bad_request(e.to_string())
             }

@@ -86,6 +86,9 @@ pub struct ApplierSettings {
     pub shutdown_grace: Duration,
     /// After a cancel, undo SUCCEEDED actions that know how.
     pub rollback_on_cancel: bool,
+    /// How long a plan stays this applier's without a renewal; another
+    /// applier takes over a plan whose lease ran out.
+    pub lease: Duration,
 }
 
 struct Runs {
@@ -124,6 +127,7 @@ impl Applier {
             settings: settings.actions.clone(),
             shutdown_grace: settings.shutdown_grace,
             rollback_on_cancel: settings.rollback_on_cancel,
+            owner: Some(settings.host.clone()),
         };
         Applier {
             inner: Arc::new(Inner {
@@ -234,6 +238,8 @@ impl Applier {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
+        self.renew_leases().await;
+        self.take_over_expired().await;
         let plans = match self
             .inner
             .store
@@ -268,6 +274,75 @@ impl Applier {
         }
     }
 
+    fn lease_until(&self) -> i64 {
+        (chrono::Utc::now()
+            + chrono::Duration::from_std(self.inner.settings.lease).unwrap_or_default())
+        .timestamp_micros()
+    }
+
+    /// Keeps the plans this applier runs leased to it. A plan whose lease
+    /// it lost (it stalled longer than the lease) is run by another applier
+    /// now: the store refuses to start its actions here (fencing).
+    async fn renew_leases(&self) {
+        let plans: Vec<Uuid> = self
+            .inner
+            .running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .copied()
+            .collect();
+        if plans.is_empty() {
+            return;
+        }
+        match self
+            .inner
+            .store
+            .renew_leases(self.inner.settings.host.clone(), plans, self.lease_until())
+            .await
+        {
+            Ok(lost) => {
+                for p in lost {
+                    // Either finished (the run is ending) or taken over.
+                    tracing::debug!(plan = %p, "lease not renewed: the plan ended or another applier has it");
+                }
+            }
+            Err(e) => warn!(error = %e, "could not renew plan leases"),
+        }
+    }
+
+    /// Takes over plans whose applier stopped renewing its lease (it died,
+    /// or its machine did), reconciling their running actions with the
+    /// cloud as after a restart.
+    async fn take_over_expired(&self) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let Ok(expired) = self.inner.store.plans_with_expired_lease(now).await else {
+            return;
+        };
+        for p in expired {
+            let me = &self.inner.settings.host;
+            let Some(holder) = p.hostname.clone() else {
+                continue;
+            };
+            if &holder == me || !self.has_slot() {
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .take_over_plan(p.uuid, holder.clone(), me.clone(), self.lease_until())
+                .await
+            {
+                Ok(plan) => {
+                    warn!(plan = %plan.uuid, from = %holder, "took over a plan whose applier's lease expired");
+                    self.spawn_run(plan);
+                }
+                Err(StoreError::Conflict { .. }) => {} // another applier was faster
+                Err(e) => warn!(plan = %p.uuid, error = %e, "could not take over a plan"),
+            }
+        }
+    }
+
     fn is_orphan(&self, plan: &ActionPlan) -> bool {
         plan.hostname.as_deref() == Some(self.inner.settings.host.as_str())
             && !self
@@ -290,6 +365,7 @@ impl Applier {
         let update = PlanUpdate {
             status_message: None,
             hostname: Some(self.inner.settings.host.clone()),
+            lease_until: Some(self.lease_until()),
         };
         match self
             .inner

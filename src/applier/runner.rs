@@ -45,6 +45,9 @@ pub struct PlanRunner {
     pub shutdown_grace: Duration,
     /// After a cancel, undo SUCCEEDED actions that know how.
     pub rollback_on_cancel: bool,
+    /// The applier whose lease the plans must be under for an action to
+    /// start (None: no check, for single-process tools).
+    pub owner: Option<String>,
 }
 
 /// What an action task reports to the loop.
@@ -427,6 +430,7 @@ impl PlanRunner {
             return;
         };
         let ctx = self.context(action);
+        let owner = self.owner.clone();
         let already_running = action.state != ActionState::Pending;
         let span =
             tracing::info_span!("action", action = %action.uuid, r#type = %action.action_type);
@@ -449,7 +453,7 @@ impl PlanRunner {
                         }
                         Ok(()) => {}
                     }
-                    if let Err(e) = ctx.store.start_action(ctx.plan, ctx.action).await {
+                    if let Err(e) = ctx.store.start_action(ctx.plan, ctx.action, owner).await {
                         tracing::debug!(error = %e, "start refused");
                         let _ = tx.send((i, Report::NotStarted));
                         return;
@@ -818,6 +822,7 @@ impl PlanRunner {
         let update = PlanUpdate {
             status_message: (!message.is_empty()).then_some(message.clone()),
             hostname: None,
+            lease_until: None,
         };
         match self
             .store
@@ -836,6 +841,7 @@ impl PlanRunner {
                 let update = PlanUpdate {
                     status_message: Some(message),
                     hostname: None,
+                    lease_until: None,
                 };
                 self.store
                     .transition_plan(

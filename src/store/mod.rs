@@ -50,6 +50,10 @@ pub enum StoreError {
     /// cancel written by the API stops the applier from starting anything.
     #[error("action plan {plan} is {state}; no action may start")]
     PlanNotRunning { plan: Uuid, state: ActionPlanState },
+    /// The plan's lease belongs to another applier now: this one must not
+    /// start anything more in it.
+    #[error("action plan {plan} is run by applier {owner} now")]
+    NotOwner { plan: Uuid, owner: String },
     #[error("{0}")]
     Invalid(String),
     #[error("database error: {0}")]

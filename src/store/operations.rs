@@ -132,6 +132,8 @@ pub struct JournalEntry {
 pub struct PlanUpdate {
     pub status_message: Option<String>,
     pub hostname: Option<String>,
+    /// With `hostname`: the claiming applier's lease, until then (micros).
+    pub lease_until: Option<i64>,
 }
 
 const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid, s.uuid, s.name, x.state, \
@@ -1180,11 +1182,27 @@ impl Store {
     /// cancel commits first and this fails with `PlanNotRunning`, or this
     /// commits first and the applier knows the action is running: no action
     /// can ever start after the CANCELLING write.
-    pub async fn start_action(&self, plan: Uuid, uuid: Uuid) -> Result<(), StoreError> {
+    ///
+    /// With `owner`, the plan must still be leased to that applier (fencing:
+    /// an applier that lost its lease starts nothing more).
+    pub async fn start_action(
+        &self,
+        plan: Uuid,
+        uuid: Uuid,
+        owner: Option<String>,
+    ) -> Result<(), StoreError> {
         self.write(move |conn, events| {
             let state = plan_state(conn, plan)?;
             if state != ActionPlanState::Ongoing {
                 return Err(StoreError::PlanNotRunning { plan, state });
+            }
+            if let Some(owner) = owner {
+                let holder: Option<String> = conn
+                    .prepare_cached("SELECT hostname FROM action_plans WHERE uuid = ?1")?
+                    .query_row([plan.to_string()], |r| r.get(0))?;
+                if let Some(h) = holder.filter(|h| *h != owner) {
+                    return Err(StoreError::NotOwner { plan, owner: h });
+                }
             }
             change_action(
                 conn,
@@ -1520,6 +1538,97 @@ impl Store {
         .await
     }
 
+    /// Extends this applier's leases on the plans it runs; returns the plans
+    /// whose lease it no longer holds (another applier took them over).
+    pub async fn renew_leases(
+        &self,
+        host: String,
+        plans: Vec<Uuid>,
+        until: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(move |conn, _| {
+            let mut lost = vec![];
+            for p in plans {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE action_plans SET lease_expires_at = ?1 WHERE uuid = ?2 AND hostname = ?3 \
+                         AND state IN ('ONGOING', 'CANCELLING')",
+                    )?
+                    .execute(params![until, p.to_string(), host])?;
+                if n == 0 {
+                    lost.push(p);
+                }
+            }
+            Ok(lost)
+        })
+        .await
+    }
+
+    /// ONGOING or CANCELLING plans whose applier's lease ran out before `now` (micros).
+    pub async fn plans_with_expired_lease(&self, now: i64) -> Result<Vec<ActionPlan>, StoreError> {
+        self.read(move |conn| {
+            query_list(
+                conn,
+                &format!(
+                    "{PLAN_SELECT} WHERE x.state IN ('ONGOING', 'CANCELLING') AND x.deleted_at IS NULL \
+                     AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ? ORDER BY x.id"
+                ),
+                vec![SqlValue::Integer(now)],
+                plan_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Takes over a plan whose lease ran out: compare-and-set on its holder
+    /// and on the lease still being expired, with a history row saying who
+    /// took it from whom. Conflict if another applier was faster.
+    pub async fn take_over_plan(
+        &self,
+        uuid: Uuid,
+        from_host: String,
+        to_host: String,
+        until: i64,
+    ) -> Result<ActionPlan, StoreError> {
+        self.write(move |conn, events| {
+            let now = now_micros();
+            let n = conn
+                .prepare_cached(
+                    "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
+                     WHERE uuid = ?4 AND hostname = ?5 AND lease_expires_at < ?3 \
+                     AND state IN ('ONGOING', 'CANCELLING') AND deleted_at IS NULL",
+                )?
+                .execute(params![to_host, until, now, uuid.to_string(), from_host])?;
+            if n == 0 {
+                return Err(StoreError::Conflict {
+                    kind: "ActionPlan",
+                    id: uuid.to_string(),
+                    expected: format!("leased to {from_host}, expired"),
+                    current: "taken over or finished meanwhile".into(),
+                });
+            }
+            let plan = get_plan_conn(conn, uuid, false)?;
+            let state = plan.state.as_str();
+            record_history(
+                conn,
+                Entity::ActionPlan,
+                uuid,
+                Some(uuid),
+                Some(state),
+                state,
+                Actor::Recovery,
+                &format!("the lease of applier {from_host} expired; taken over by {to_host}"),
+                now,
+            )?;
+            events.push(StoreEvent::PlanState {
+                uuid,
+                state: plan.state,
+            });
+            Ok(plan)
+        })
+        .await
+    }
+
     /// How many live plans, actions and audits are in each state.
     pub async fn state_counts(&self) -> Result<StateCounts, StoreError> {
         self.read(|conn| {
@@ -1811,7 +1920,7 @@ fn transition_plan_conn(
         .prepare_cached(
             "UPDATE action_plans SET state = ?1, updated_at = ?2, \
              status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
-             deleted_at = COALESCE(?5, deleted_at) \
+             deleted_at = COALESCE(?5, deleted_at), lease_expires_at = COALESCE(?8, lease_expires_at) \
              WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
         )?
         .execute(params![
@@ -1821,7 +1930,8 @@ fn transition_plan_conn(
             update.hostname,
             deleted_at,
             uuid.to_string(),
-            from.as_str()
+            from.as_str(),
+            update.lease_until
         ])?;
     if n == 0 {
         let current = plan_state(conn, uuid)?;

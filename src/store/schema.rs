@@ -141,4 +141,9 @@ CREATE TABLE notification_cursor (
     nonce INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Appliers lease the plans they run; a plan whose lease has expired is
+-- taken over by another applier.
+ALTER TABLE action_plans ADD COLUMN lease_expires_at INTEGER;
+"#,
 ];
