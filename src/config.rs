@@ -25,6 +25,10 @@ pub struct Config {
     pub cloud_scenario: Option<PathBuf>,
     /// With `cloud = "sim-cloud"`: where `watcherd sim-cloud` listens.
     pub sim_cloud_url: String,
+    /// Other watcherd processes use this database file too (set by
+    /// `watcherd api|decision-engine|applier`): hear their changes within
+    /// 50 ms instead of at the next sweep.
+    pub shared_database: bool,
     /// This process's name, written as plans' and audits' `hostname`.
     pub host: String,
     pub durability: Durability,
@@ -165,6 +169,7 @@ impl Default for Config {
             cloud: "simulated".into(),
             cloud_scenario: None,
             sim_cloud_url: String::new(),
+            shared_database: false,
             host: default_host(),
             durability: Durability::Normal,
             auth_strategy: "noauth".into(),

@@ -47,7 +47,8 @@ pub enum ServiceError {
 
 /// A started daemon.
 pub struct Service {
-    pub addr: SocketAddr,
+    /// Where the API listens; None for a process without the API.
+    pub addr: Option<SocketAddr>,
     pub store: Store,
     pub shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -63,8 +64,13 @@ fn secs(s: f64) -> Duration {
 pub struct ServiceOptions {
     /// A cloud to use instead of the configured simulated one.
     pub cloud: Option<Arc<dyn Cloud>>,
-    /// Leave the decision engine out (plans are then made by the caller).
+    /// Leave the decision engine out (plans are then made by the caller,
+    /// or by a `watcherd decision-engine` process on the same database).
     pub without_decision_engine: bool,
+    /// Leave the applier out (`watcherd api`, `watcherd decision-engine`).
+    pub without_applier: bool,
+    /// Serve no API (`watcherd decision-engine`, `watcherd applier`).
+    pub without_api: bool,
 }
 
 impl Service {
@@ -111,18 +117,28 @@ impl Service {
             _ => Arc::new(SimulatedMetrics::new(&scenario)),
         };
         let shutdown = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServiceError::Listen {
+        if config.shared_database {
+            store.watch_other_processes(Duration::from_millis(50))?;
+        }
+        let listener = if options.without_api {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| ServiceError::Listen {
+                        addr: config.listen,
+                        source,
+                    })?,
+            )
+        };
+        let addr = match &listener {
+            Some(l) => Some(l.local_addr().map_err(|source| ServiceError::Listen {
                 addr: config.listen,
                 source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServiceError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+            })?),
+            None => None,
+        };
 
         let a = &config.applier;
         let applier = Applier::new(
@@ -186,20 +202,39 @@ impl Service {
         let api_shutdown = shutdown.clone();
         // Registered before the API answers, so `GET /v1/services` is never
         // empty for a process that is up.
-        store.heartbeat("watcher-applier", &config.host).await?;
+        if !options.without_applier {
+            store.heartbeat("watcher-applier", &config.host).await?;
+        }
         if !options.without_decision_engine {
             store
                 .heartbeat("watcher-decision-engine", &config.host)
                 .await?;
         }
-        let mut tasks = vec![
-            tokio::spawn(applier.run()),
-            tokio::spawn(async move {
+        let mut tasks = vec![];
+        if !options.without_applier {
+            tasks.push(tokio::spawn(applier.run()));
+        }
+        if let Some(listener) = listener {
+            tasks.push(tokio::spawn(async move {
                 if let Err(e) = api::serve(listener, state, api_shutdown).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
-            }),
-        ];
+            }));
+            if options.without_applier && options.without_decision_engine {
+                // A standalone API process shows in `GET /v1/services` too.
+                let (store, host, stop) = (store.clone(), config.host.clone(), shutdown.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut beat = crate::store::Heartbeat::new(store, "watcher-api", host);
+                    loop {
+                        beat.beat().await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            _ = stop.cancelled() => break,
+                        }
+                    }
+                }));
+            }
+        }
         if !options.without_decision_engine {
             tasks.push(tokio::spawn(engine.run()));
         }

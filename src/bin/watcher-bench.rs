@@ -281,11 +281,15 @@ async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
         ServiceOptions {
             cloud: Some(cloud.clone()),
             without_decision_engine: true,
+            ..Default::default()
         },
     )
     .await?;
     watcher::decision::sync_catalogue(&service.store).await?;
-    let url = format!("http://{}", service.addr);
+    let url = format!(
+        "http://{}",
+        service.addr.context("the bench's service serves the API")?
+    );
     let mut lat = Latencies {
         response_to_cancelled: vec![],
         sent_to_cancelled: vec![],

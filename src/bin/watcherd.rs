@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use watcher::config::Config;
-use watcher::service::Service;
+use watcher::service::{Service, ServiceOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -15,7 +15,8 @@ use watcher::service::Service;
     about = "OpenStack Watcher service: audits, action plans, and an applier whose cancel really stops them",
     long_about = "Runs the whole Watcher service in one process: the v1 REST API, the decision \
 engine, the applier and a SQLite database, against a simulated cloud (the default) or a \
-real OpenStack cloud (--cloud openstack).\n\n\
+real OpenStack cloud (--cloud openstack). The subcommands split it into processes sharing \
+one database file.\n\n\
 Settings come from defaults, then --config FILE (TOML), then WATCHER_* environment \
 variables, then flags. `watcherd --print-config` shows the result."
 )]
@@ -23,51 +24,57 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// TOML configuration file.
-    #[arg(long, env = "WATCHER_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "WATCHER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address of the REST API [default: 127.0.0.1:9322].
-    #[arg(long, env = "WATCHER_LISTEN", value_name = "ADDR")]
+    #[arg(long, global = true, env = "WATCHER_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Database URL: sqlite:///path/watcher.db or sqlite::memory: [default: watcher.db in the data directory].
-    #[arg(long, env = "WATCHER_DATABASE", value_name = "URL")]
+    #[arg(long, global = true, env = "WATCHER_DATABASE", value_name = "URL")]
     database: Option<String>,
     /// Directory for the default database file [default: ~/.local/share/watcherd].
-    #[arg(long, env = "WATCHER_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "WATCHER_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The cloud to manage: simulated, openstack (credentials from OS_CLOUD and
     /// clouds.yaml, or the OS_* variables of an openrc file), or sim-cloud (a
     /// `watcherd sim-cloud` process, at --sim-cloud-url) [default: simulated].
-    #[arg(long, env = "WATCHER_CLOUD", value_name = "KIND")]
+    #[arg(long, global = true, env = "WATCHER_CLOUD", value_name = "KIND")]
     cloud: Option<String>,
     /// With --cloud sim-cloud: the URL `watcherd sim-cloud` printed.
-    #[arg(long, env = "WATCHER_SIM_CLOUD_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "WATCHER_SIM_CLOUD_URL", value_name = "URL")]
     sim_cloud_url: Option<String>,
     /// Simulated cloud scenario (TOML) [default: the built-in demo cloud].
-    #[arg(long, env = "WATCHER_CLOUD_SCENARIO", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHER_CLOUD_SCENARIO",
+        value_name = "FILE"
+    )]
     cloud_scenario: Option<PathBuf>,
     /// Name of this process, shown as the plans' hostname [default: the machine's hostname].
-    #[arg(long, env = "WATCHER_HOST")]
+    #[arg(long, global = true, env = "WATCHER_HOST")]
     host: Option<String>,
     /// Print the effective configuration as TOML and exit.
-    #[arg(long)]
+    #[arg(long, global = true)]
     print_config: bool,
     /// Log filter, e.g. info or watcher=debug.
-    #[arg(long, env = "WATCHER_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "WATCHER_LOG", default_value = "info")]
     log: String,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Only the REST API, for a deployment split into processes sharing one
+    /// database file (with `watcherd decision-engine` and `watcherd applier`).
+    Api,
+    /// Only the decision engine (audits to plans), on a shared database file.
+    DecisionEngine,
+    /// Only the applier (runs, cancels and resumes plans), on a shared database file.
+    Applier,
     /// Run only the simulated cloud, as its own process, for `--cloud sim-cloud`:
     /// the cloud then outlives watcherd, as a real one does (crash tests).
-    SimCloud {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        /// Scenario (TOML) [default: the built-in demo cloud].
-        #[arg(long, value_name = "FILE")]
-        cloud_scenario: Option<PathBuf>,
-    },
+    /// (--listen defaults to 127.0.0.1:0 here; --cloud-scenario gives its cloud.)
+    SimCloud,
 }
 
 /// `watcherd sim-cloud`: serves the simulated cloud until stopped.
@@ -120,14 +127,23 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::SimCloud {
-        listen,
-        cloud_scenario,
-    }) = args.command
-    {
-        return sim_cloud(listen, cloud_scenario).await;
+    if let Some(Command::SimCloud) = &args.command {
+        let listen = args.listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        return sim_cloud(listen, args.cloud_scenario.clone()).await;
     }
-    let config = effective_config(&args)?;
+    let mut config = effective_config(&args)?;
+    let options = match &args.command {
+        None => ServiceOptions::default(),
+        Some(role) => {
+            config.shared_database = true;
+            ServiceOptions {
+                without_api: !matches!(role, Command::Api),
+                without_decision_engine: !matches!(role, Command::DecisionEngine),
+                without_applier: !matches!(role, Command::Applier),
+                ..Default::default()
+            }
+        }
+    };
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -138,9 +154,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let service = Service::start(&config).await?;
+    let service = Service::start_with(&config, options).await?;
     // Tests and scripts read this line to find the port.
-    println!("watcherd listening on http://{}", service.addr);
+    match service.addr {
+        Some(addr) => println!("watcherd listening on http://{addr}"),
+        None => println!(
+            "watcherd running as {} (no API in this process)",
+            config.host
+        ),
+    }
     tracing::info!(database = %config.database_url(), host = %config.host, "watcherd started");
     wait_for_signal().await;
     tracing::info!("stopping: no new action starts; running ones get their grace period");

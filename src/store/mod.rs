@@ -228,12 +228,92 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     for (i, sql) in schema::MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         if version > current {
+            // Several processes may start on one file at once: the write
+            // lock is taken first and the version read again under it.
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let done: i64 = conn.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )?;
+            if done >= version {
+                conn.execute_batch("COMMIT")?;
+                continue;
+            }
             conn.execute_batch(&format!(
-                "BEGIN; {sql}; INSERT INTO schema_version VALUES ({version}); COMMIT;"
-            ))?;
+                "{sql}; INSERT INTO schema_version VALUES ({version}); COMMIT;"
+            ))
+            .inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })?;
         }
     }
     Ok(())
+}
+
+/// seq, entity, uuid, plan, new state: what an event needs of a history row.
+type TailRow = (i64, String, String, Option<String>, String);
+
+/// Turns history rows written by other processes into events, so that a
+/// process sharing the database file hears of their changes within
+/// `every` (there is no cross-process notification in SQLite). Its own
+/// changes come round again too; every listener is idempotent. Runs for
+/// the life of the process.
+fn history_tail_loop(
+    path: PathBuf,
+    events: broadcast::Sender<StoreEvent>,
+    every: std::time::Duration,
+) {
+    let conn = match open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "history tail cannot open the database"),
+    };
+    let mut last: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0);
+    loop {
+        std::thread::sleep(every);
+        let rows: Result<Vec<TailRow>, _> = conn
+            .prepare_cached(
+                "SELECT seq, entity, uuid, action_plan_uuid, to_state FROM state_history \
+                 WHERE seq > ?1 ORDER BY seq LIMIT 10000",
+            )
+            .and_then(|mut st| {
+                st.query_map([last], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            });
+        let Ok(rows) = rows else { continue };
+        for (seq, entity, uuid, plan, to) in rows {
+            last = seq;
+            let Ok(uuid) = Uuid::parse_str(&uuid) else {
+                continue;
+            };
+            let event = match entity.as_str() {
+                "action_plan" => to
+                    .parse()
+                    .ok()
+                    .map(|state| StoreEvent::PlanState { uuid, state }),
+                "audit" => to
+                    .parse()
+                    .ok()
+                    .map(|state| StoreEvent::AuditState { uuid, state }),
+                "action" => match (plan.and_then(|p| Uuid::parse_str(&p).ok()), to.parse().ok()) {
+                    (Some(plan), Some(state)) => {
+                        Some(StoreEvent::ActionState { plan, uuid, state })
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(e) = event {
+                let _ = events.send(e);
+            }
+        }
+    }
 }
 
 impl Store {
@@ -287,6 +367,21 @@ impl Store {
                 events,
             }),
         })
+    }
+
+    /// Hears of changes other processes make to the same database file
+    /// (several watcherd processes on one machine), polling its history
+    /// every `every`. Nothing to do for an in-memory database.
+    pub fn watch_other_processes(&self, every: std::time::Duration) -> Result<(), StoreError> {
+        let Some(readers) = &self.inner.readers else {
+            return Ok(());
+        };
+        let (path, events) = (readers.path.clone(), self.inner.events.clone());
+        std::thread::Builder::new()
+            .name("store-history-tail".into())
+            .spawn(move || history_tail_loop(path, events, every))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the history tail: {e}")))?;
+        Ok(())
     }
 
     /// A receiver of committed changes. A lagging receiver gets

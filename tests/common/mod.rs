@@ -46,7 +46,20 @@ impl Daemon {
     }
 
     pub fn start_with_config(dir: &Path, config: PathBuf, scenario: Option<&Path>) -> Daemon {
+        Daemon::start_command(dir, config, scenario, None)
+    }
+
+    /// `watcherd [subcommand] --config ...`, e.g. the `api` of a split deployment.
+    pub fn start_command(
+        dir: &Path,
+        config: PathBuf,
+        scenario: Option<&Path>,
+        subcommand: Option<&str>,
+    ) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcherd"));
+        if let Some(sub) = subcommand {
+            cmd.arg(sub);
+        }
         cmd.arg("--config")
             .arg(&config)
             .arg("--log")
