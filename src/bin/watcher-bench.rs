@@ -415,6 +415,157 @@ fn spawn_watcherd(dir: &Path) -> anyhow::Result<(std::process::Child, String)> {
     Ok((child, url))
 }
 
+/// A child process killed when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `watcherd ARGS...` and returns it with the first line it prints.
+fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
+    let exe = std::env::current_exe()?.with_file_name("watcherd");
+    let mut child = std::process::Command::new(&exe)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {}; build it first (cargo build --release)",
+                exe.display()
+            )
+        })?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    Ok((Proc(child), line.trim().to_string()))
+}
+
+/// (c) The split deployment: `watcherd api`, `watcherd decision-engine` and
+/// `watcherd applier` as processes on one SQLite file, the cloud another
+/// (`watcherd sim-cloud`).
+/// Time from the PATCH response (API process) to the abort request reaching
+/// the cloud, through the applier process; clocks are the same machine's.
+fn cross_process_cancel(runs: usize) -> anyhow::Result<Vec<Duration>> {
+    let dir = temp_dir("cross-process");
+    let mut scenario = watcher::cloud::scenario::DEMO_SCENARIO.to_string();
+    scenario = scenario.replace("live_migration_secs = 8.0", "live_migration_secs = 600.0");
+    scenario = scenario.replace("abort_secs = 0.4", "abort_secs = 0.05");
+    let scenario_path = dir.join("scenario.toml");
+    std::fs::write(&scenario_path, scenario)?;
+    let (_sim, line) = spawn_part(&[
+        "sim-cloud",
+        "--cloud-scenario",
+        scenario_path.to_str().context("path")?,
+    ])?;
+    let sim = line
+        .strip_prefix("sim-cloud listening on ")
+        .context("sim-cloud did not start")?
+        .to_string();
+    let db = format!("sqlite://{}", dir.join("watcher.db").display());
+    let common = |host: &'static str| -> Vec<String> {
+        vec![
+            "--database".into(),
+            db.clone(),
+            "--cloud".into(),
+            "sim-cloud".into(),
+            "--sim-cloud-url".into(),
+            sim.clone(),
+            "--host".into(),
+            host.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--log".into(),
+            "warn".into(),
+        ]
+    };
+    let mut api_args = vec!["api".to_string()];
+    api_args.extend(common("bench-api"));
+    let (_api, line) = spawn_part(&api_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let url = line
+        .strip_prefix("watcherd listening on ")
+        .context("watcherd api did not start")?
+        .to_string();
+    let mut applier_args = vec!["applier".to_string()];
+    applier_args.extend(common("bench-applier"));
+    let (_applier, _) = spawn_part(&applier_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut de_args = vec!["decision-engine".to_string()];
+    de_args.extend(common("bench-de"));
+    let (_de, _) = spawn_part(&de_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let ops = |sim: &str| -> anyhow::Result<Vec<Value>> {
+        let v = ureq::get(&format!("{sim}/control/operations"))
+            .call()?
+            .into_json::<Vec<Value>>()?;
+        Ok(v)
+    };
+    let mut out = vec![];
+    for _ in 0..runs {
+        let body = json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+            "parameters": {"actions": [{"action_type": "migrate", "input_parameters": {
+                "migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+                "source_node": "compute-1", "destination_node": "compute-2"}}]}});
+        let audit = http("POST", &format!("{url}/v1/audits"), Some(&body))?;
+        let audit = audit["uuid"].as_str().context("audit uuid")?.to_string();
+        let plan = loop {
+            let l = http(
+                "GET",
+                &format!("{url}/v1/action_plans?audit_uuid={audit}"),
+                None,
+            )?;
+            if let Some(p) = l["action_plans"][0]["uuid"].as_str() {
+                break p.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let known = ops(&sim)?.len();
+        http(
+            "POST",
+            &format!("{url}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )?;
+        // Running at the cloud: a new operation.
+        let op = loop {
+            let all = ops(&sim)?;
+            if all.len() > known {
+                break all[known]["id"].as_str().context("op id")?.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let patch = json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}]);
+        http(
+            "PATCH",
+            &format!("{url}/v1/action_plans/{plan}"),
+            Some(&patch),
+        )?;
+        let answered = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        let aborted = loop {
+            let o = ops(&sim)?
+                .into_iter()
+                .find(|o| o["id"] == op.as_str())
+                .context("op")?;
+            if let Some(t) = o["abort_requested_at"].as_f64() {
+                break t;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        out.push(Duration::from_secs_f64((aborted - answered).max(0.0)));
+        // Wait for the plan to settle (the instance back home) before the next run.
+        loop {
+            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+            if p["state"] == "CANCELLED" || p["state"] == "FAILED" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(out)
+}
+
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
@@ -604,6 +755,16 @@ fn print_strategy_rows(rows: &[StrategyRow]) {
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--cross-process") {
+        let mut c = cross_process_cancel(if quick { 10 } else { 100 })?;
+        println!(
+            "cancel (c), split processes, PATCH response -> abort at the cloud: p50 {}, p99 {} ({} runs)",
+            ms(pct(&mut c, 0.5)),
+            ms(pct(&mut c, 0.99)),
+            c.len()
+        );
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--strategies") {
         let sizes: &[usize] = if quick {
             &[100, 1000]
@@ -651,6 +812,7 @@ fn main() -> anyhow::Result<()> {
     let (par, par_hist) = rt.block_on(throughput(opts.actions, false))?;
     let mut lat = rt.block_on(cancel_latency(&opts))?;
     let (rss, rate, g50, g99) = process_figures(&opts)?;
+    let mut cross = cross_process_cancel(if quick { 10 } else { 100 })?;
 
     let n = opts.actions;
     let rows: Vec<(String, String, &str)> = vec![
@@ -700,6 +862,19 @@ fn main() -> anyhow::Result<()> {
             "cancel (b): PATCH sent -> abort at the cloud, p99".into(),
             ms(pct(&mut lat.sent_to_abort, 0.99)),
             "",
+        ),
+        (
+            format!(
+                "cancel (c): split processes (api, applier, sim-cloud), PATCH response -> abort at the cloud, p50 ({} runs)",
+                cross.len()
+            ),
+            ms(pct(&mut cross, 0.5)),
+            "",
+        ),
+        (
+            "cancel (c): split processes, PATCH response -> abort at the cloud, p99".into(),
+            ms(pct(&mut cross, 0.99)),
+            "p99 < 100 ms",
         ),
         (
             "watcherd idle RSS (embedded: API + decision engine + applier)".into(),

@@ -104,6 +104,9 @@ struct Op {
     phase: OpPhase,
     /// Progress at which this operation fails, drawn when it starts.
     fails_at: Option<f64>,
+    /// When the first abort request arrived (wall clock, for benchmarks
+    /// that time a cancel across processes).
+    abort_requested: Option<std::time::SystemTime>,
 }
 
 struct State {
@@ -153,6 +156,8 @@ pub struct OperationInfo {
     /// The instance or volume it moves.
     pub resource: String,
     pub state: OperationState,
+    /// Seconds since the Unix epoch when the first abort request arrived.
+    pub abort_requested_at: Option<f64>,
 }
 
 impl SimulatedCloud {
@@ -176,6 +181,11 @@ impl SimulatedCloud {
                     kind: kind.into(),
                     resource: resource.clone(),
                     state: phase_state(op, Instant::now()),
+                    abort_requested_at: op.abort_requested.and_then(|t| {
+                        t.duration_since(std::time::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_secs_f64())
+                    }),
                 }
             })
             .collect();
@@ -469,6 +479,7 @@ impl State {
                 duration,
                 phase: OpPhase::Running,
                 fails_at,
+                abort_requested: None,
             },
         );
         id
@@ -843,6 +854,8 @@ impl Cloud for SimulatedCloud {
                 .ops
                 .get_mut(op)
                 .ok_or_else(|| not_found("Operation", op))?;
+            o.abort_requested
+                .get_or_insert_with(std::time::SystemTime::now);
             match (&o.kind, &o.phase) {
                 (OpKind::LiveMigration { .. }, OpPhase::Running) => {
                     let p = progress_of(o, now);
