@@ -52,6 +52,10 @@ fn a_dead_appliers_plan_is_taken_over_within_the_lease_and_its_migration_finishe
     a.start_plan(&plan);
     a.wait_action_state(&plan, "migrate", "ONGOING");
     let owner = a.plan(&plan)["hostname"].as_str().unwrap().to_string();
+    // Metrics count from the first scrape on.
+    for d in [&a, &b] {
+        assert_eq!(d.raw("GET", "/metrics", "").0, 200);
+    }
     // Kill whichever applier claimed it; the other must take over.
     let (survivor, name) = if owner == "applier-a" {
         a.kill9();
@@ -77,6 +81,11 @@ fn a_dead_appliers_plan_is_taken_over_within_the_lease_and_its_migration_finishe
                 .unwrap()
                 .contains(&format!("lease of applier {owner} expired"))),
         "{h:?}"
+    );
+    let (_, metrics) = survivor.raw("GET", "/metrics", "");
+    assert!(
+        metrics.contains("watcher_lease_takeovers_total 1"),
+        "{metrics}"
     );
     // The migration was followed, not started again.
     let migrations = sim

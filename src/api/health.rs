@@ -79,6 +79,8 @@ pub struct Tally {
     cancelling: HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
     durations: BTreeMap<String, Histogram>,
     cancel_latency: Histogram,
+    /// Plans taken over from an applier whose lease expired.
+    takeovers: u64,
 }
 
 pub type SharedTally = Arc<Mutex<Tally>>;
@@ -113,6 +115,13 @@ impl Tally {
     }
 
     fn feed(&mut self, r: &HistoryEntry, types: &HashMap<Uuid, String>) {
+        if r.entity == Entity::ActionPlan
+            && r.from_state.as_deref() == Some(r.to_state.as_str())
+            && r.reason.contains("taken over by")
+        {
+            self.takeovers += 1;
+            return;
+        }
         match r.entity {
             Entity::Action if r.to_state == "ONGOING" => {
                 self.started.insert(r.uuid, r.at);
@@ -248,6 +257,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "watcher_cancel_latency_seconds",
         "",
         CANCEL_BUCKETS,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP watcher_lease_takeovers_total Plans taken over from an applier whose lease expired.\n\
+         # TYPE watcher_lease_takeovers_total counter\nwatcher_lease_takeovers_total {}",
+        tally.takeovers
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
