@@ -109,8 +109,23 @@ impl Relay {
         let mut connection: Option<Connection> = None;
         let mut backoff = Duration::from_millis(500);
         let mut declared = false;
+        // Where publishing stands: read (or created) once, then kept here;
+        // the database is written only when it moves.
+        let mut cursor: Option<(i64, i64)> = None;
         loop {
-            match self.round(&mut connection, &mut declared, nonce).await {
+            if cursor.is_none() {
+                match self.store.notification_cursor(nonce).await {
+                    Ok(c) => cursor = Some(c),
+                    Err(e) => warn!(error = %e, "notifications: cannot read the cursor"),
+                }
+            }
+            let Some(position) = cursor.as_mut() else {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = self.shutdown.cancelled() => break,
+                }
+            };
+            match self.round(&mut connection, &mut declared, position).await {
                 Ok(more) => {
                     backoff = Duration::from_millis(500);
                     if more {
@@ -145,13 +160,9 @@ impl Relay {
         &self,
         connection: &mut Option<Connection>,
         declared: &mut bool,
-        nonce: i64,
+        cursor: &mut (i64, i64),
     ) -> Result<bool, String> {
-        let (last, nonce) = self
-            .store
-            .notification_cursor(nonce)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (last, nonce) = *cursor;
         let rows = self
             .store
             .history_after(last, BATCH)
@@ -208,6 +219,7 @@ impl Relay {
             .advance_notification_cursor(newest)
             .await
             .map_err(|e| e.to_string())?;
+        cursor.0 = newest;
         debug!(sent, up_to = newest, "notifications published");
         Ok(rows.len() == BATCH)
     }
