@@ -259,3 +259,90 @@ fn a_broker_outage_delays_notifications_but_never_a_plan_and_loses_none() {
         let _ = c.delete_queue(&format!("{topic}.{q}"));
     }
 }
+
+/// A whole watcherd on the shared database `db`, relaying to `topic`.
+fn start_shared(dir: &std::path::Path, host: &str, db: &std::path::Path, topic: &str) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("watcherd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n\
+             shared_database = true\n\n[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\n\
+             [notifications]\ntransport_url = \"{RABBIT}\"\ntopics = [\"{topic}\"]\ntimeout_secs = 2\nlease_secs = 1\n",
+            dir.display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    Daemon::start_with_config(dir, config, None)
+}
+
+#[test]
+fn processes_sharing_a_database_elect_one_relay_and_the_other_takes_over() {
+    if !rabbitmq_or_skip() {
+        return;
+    }
+    let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
+    let root = temp_dir("notifications-shared");
+    let db = root.join("watcher.db");
+    let mut c = broker();
+    let queue = format!("{topic}.info");
+    c.declare("watcher", &queue).unwrap();
+    let mut a = start_shared(&root.join("a"), "relay-a", &db, &topic);
+    let mut b = start_shared(&root.join("b"), "relay-b", &db, &topic);
+    let run_plan = |d: &Daemon| {
+        let plan =
+            d.actuator(json!([{"action_type": "nop", "input_parameters": {"message": "x"}}]));
+        d.start_plan(&plan);
+        d.wait_state(&plan, &["SUCCEEDED"]);
+        plan
+    };
+    let first = run_plan(&a);
+    let mut messages = vec![];
+    let ends = |messages: &[Value], plan: &str| {
+        messages.iter().any(|m| {
+            m["event_type"] == "action_plan.execution.end"
+                && m["payload"]["watcher_object.data"]["uuid"] == plan
+        })
+    };
+    wait_for(Duration::from_secs(15), || {
+        messages.extend(drain(&mut c, &queue));
+        ends(&messages, &first).then_some(())
+    });
+    // Two processes, one relay: nothing twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    messages.extend(drain(&mut c, &queue));
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        messages.len(),
+        "sent twice: {:?}",
+        events_of(&messages)
+    );
+
+    // The relay dies; the other process's relay takes over within the lease.
+    let leader = if a.log().contains("this process now relays") {
+        "a"
+    } else {
+        "b"
+    };
+    let survivor = if leader == "a" {
+        a.kill9();
+        &b
+    } else {
+        b.kill9();
+        &a
+    };
+    let second = run_plan(survivor);
+    wait_for(Duration::from_secs(15), || {
+        messages.extend(drain(&mut c, &queue));
+        ends(&messages, &second).then_some(())
+    });
+    for q in ["info", "error"] {
+        let _ = c.delete_queue(&format!("{topic}.{q}"));
+    }
+}

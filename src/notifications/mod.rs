@@ -36,6 +36,9 @@ pub struct NotificationConfig {
     pub level: String,
     /// How long the broker may take to answer (connect, confirm).
     pub timeout_secs: f64,
+    /// Processes sharing a database elect one relay; this long without a
+    /// renewal and another takes over.
+    pub lease_secs: f64,
 }
 
 impl Default for NotificationConfig {
@@ -45,6 +48,7 @@ impl Default for NotificationConfig {
             topics: vec!["notifications".into()],
             level: "info".into(),
             timeout_secs: 10.0,
+            lease_secs: 10.0,
         }
     }
 }
@@ -69,6 +73,9 @@ impl NotificationConfig {
         if !(self.timeout_secs > 0.0 && self.timeout_secs.is_finite()) {
             return Err("notifications.timeout_secs must be a positive number of seconds".into());
         }
+        if !(self.lease_secs > 0.0 && self.lease_secs.is_finite()) {
+            return Err("notifications.lease_secs must be a positive number of seconds".into());
+        }
         Ok(())
     }
 }
@@ -78,6 +85,7 @@ pub struct Relay {
     store: Store,
     config: NotificationConfig,
     url: BrokerUrl,
+    host: String,
     publisher_id: String,
     shutdown: CancellationToken,
 }
@@ -96,6 +104,7 @@ impl Relay {
             url: BrokerUrl::parse(&config.transport_url)?,
             store,
             config,
+            host: host.to_string(),
             publisher_id: format!("infra-optim:{host}"),
             shutdown,
         })
@@ -109,9 +118,12 @@ impl Relay {
         let mut connection: Option<Connection> = None;
         let mut backoff = Duration::from_millis(500);
         let mut declared = false;
-        // Where publishing stands: read (or created) once, then kept here;
-        // the database is written only when it moves.
+        // Where publishing stands (position, message-id nonce): kept here
+        // while this relay leads; the lease is renewed every third of its
+        // length, and the position re-read whenever leadership is (re)taken.
         let mut cursor: Option<(i64, i64)> = None;
+        let mut renewed: Option<std::time::Instant> = None;
+        let lease = Duration::from_secs_f64(self.config.lease_secs);
         loop {
             if cursor.is_none() {
                 match self.store.notification_cursor(nonce).await {
@@ -119,7 +131,35 @@ impl Relay {
                     Err(e) => warn!(error = %e, "notifications: cannot read the cursor"),
                 }
             }
-            let Some(position) = cursor.as_mut() else {
+            if renewed.is_none_or(|t| t.elapsed() >= lease / 3) {
+                let until =
+                    chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                match self
+                    .store
+                    .lead_notifications(self.host.clone(), until.timestamp_micros())
+                    .await
+                {
+                    Ok(Some(position)) => {
+                        if renewed.is_none() {
+                            info!("this process now relays the notifications");
+                        }
+                        renewed = Some(std::time::Instant::now());
+                        if let Some(c) = cursor.as_mut() {
+                            c.0 = position;
+                        }
+                    }
+                    Ok(None) => {
+                        // Another process relays them.
+                        renewed = None;
+                        tokio::select! {
+                            _ = tokio::time::sleep(lease / 3) => continue,
+                            _ = self.shutdown.cancelled() => break,
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "notifications: cannot take the relay lease"),
+                }
+            }
+            let (Some(position), Some(_)) = (cursor.as_mut(), renewed) else {
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => continue,
                     _ = self.shutdown.cancelled() => break,
@@ -136,6 +176,8 @@ impl Relay {
                     warn!(error = %e, retry_in = ?backoff, "notifications: broker unavailable; state changes go on and their notifications wait");
                     connection = None;
                     declared = false;
+                    // Check the lease again before the next round.
+                    renewed = None;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.shutdown.cancelled() => break,
@@ -215,10 +257,14 @@ impl Relay {
         let (conn, sent) = result.map_err(|e| e.to_string())?;
         *connection = conn;
         *declared = true;
-        self.store
-            .advance_notification_cursor(newest)
+        let still_leading = self
+            .store
+            .advance_notification_cursor(self.host.clone(), newest)
             .await
             .map_err(|e| e.to_string())?;
+        if !still_leading {
+            return Err("the relay lease was taken over by another process".into());
+        }
         cursor.0 = newest;
         debug!(sent, up_to = newest, "notifications published");
         Ok(rows.len() == BATCH)

@@ -1526,14 +1526,46 @@ impl Store {
         .await
     }
 
-    /// Records that every history row up to `seq` has been published.
-    pub async fn advance_notification_cursor(&self, seq: i64) -> Result<(), StoreError> {
+    /// Takes or renews the relay lease for `host` until `until` (micros):
+    /// the cursor's position if this relay leads now, None if another
+    /// relay's lease is still running.
+    pub async fn lead_notifications(
+        &self,
+        host: String,
+        until: i64,
+    ) -> Result<Option<i64>, StoreError> {
         self.write(move |conn, _| {
-            conn.execute(
-                "UPDATE notification_cursor SET last_seq = MAX(last_seq, ?1) WHERE id = 1",
-                [seq],
+            let n = conn.execute(
+                "UPDATE notification_cursor SET holder = ?1, lease_expires_at = ?2 WHERE id = 1 \
+                 AND (holder IS NULL OR holder = ?1 OR lease_expires_at < ?3)",
+                params![host, until, now_micros()],
             )?;
-            Ok(())
+            if n == 0 {
+                return Ok(None);
+            }
+            Ok(Some(conn.query_row(
+                "SELECT last_seq FROM notification_cursor WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )?))
+        })
+        .await
+    }
+
+    /// Records that every history row up to `seq` has been published, if
+    /// `host` still holds the relay lease (a relay that lost it must not
+    /// move the cursor of the one that took over).
+    pub async fn advance_notification_cursor(
+        &self,
+        host: String,
+        seq: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE notification_cursor SET last_seq = MAX(last_seq, ?1) WHERE id = 1 AND holder = ?2",
+                params![seq, host],
+            )?;
+            Ok(n == 1)
         })
         .await
     }

@@ -146,4 +146,10 @@ CREATE TABLE notification_cursor (
 -- taken over by another applier.
 ALTER TABLE action_plans ADD COLUMN lease_expires_at INTEGER;
 "#,
+    r#"
+-- One notification relay at a time among processes sharing the database:
+-- the relay holding this lease publishes, the others wait.
+ALTER TABLE notification_cursor ADD COLUMN holder TEXT;
+ALTER TABLE notification_cursor ADD COLUMN lease_expires_at INTEGER;
+"#,
 ];
