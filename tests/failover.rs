@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{scenario_file, temp_dir, wait_for, Daemon, SimCloud};
+use common::{scenario_file, shared_config, temp_dir, wait_for, Daemon, SimCloud};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,20 +14,13 @@ const WEB_1: &str = "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001";
 
 /// A watcherd named `host` in `dir`, on the shared `db` and `sim`.
 fn applier(dir: &Path, host: &str, db: &Path, sim: &SimCloud) -> Daemon {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("watcherd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n\
-             cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"\n\n\
-             [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 2\n",
-            dir.display(),
-            db.display(),
-            sim.url
-        ),
-    )
-    .unwrap();
+    let config = shared_config(
+        dir,
+        host,
+        db,
+        &sim.cloud_config(),
+        "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 2",
+    );
     Daemon::start_with_config(dir, config, None)
 }
 

@@ -6,82 +6,56 @@
 
 mod common;
 
-use common::{scenario_file, temp_dir, wait_for, Daemon, SimCloud};
+use common::{scenario_file, shared_config, temp_dir, wait_for, Daemon, Part, SimCloud};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use watcher::cloud::simulated::SplitMix64;
 
 fn config(dir: &Path, host: &str, db: &Path, sim: &SimCloud) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("watcherd.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n\
-             cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"\n\n\
-             [applier]\nsweep_interval_secs = 0.3\npoll_interval_ms = 20\nshutdown_grace_secs = 0.3\nlease_secs = 1.5\n\n\
-             [decision_engine]\nsweep_interval_secs = 0.5\n",
-            dir.display(),
-            db.display(),
-            sim.url
-        ),
+    shared_config(
+        dir,
+        host,
+        db,
+        &sim.cloud_config(),
+        "[applier]\nsweep_interval_secs = 0.3\npoll_interval_ms = 20\nshutdown_grace_secs = 0.3\nlease_secs = 1.5\n\n\
+         [decision_engine]\nsweep_interval_secs = 0.5",
     )
-    .unwrap();
-    path
 }
 
-/// One part of the deployment, restartable under the same name.
-enum Part {
+/// One process of the deployment, restartable under the same name.
+enum Process {
     Api(Daemon),
-    Other(Child),
+    Other(Part),
 }
 
 struct Deployment {
     root: PathBuf,
     db: PathBuf,
-    parts: Vec<(String, &'static str, Option<Part>)>,
+    parts: Vec<(String, &'static str, Option<Process>)>,
 }
 
 impl Deployment {
-    fn start_part(&self, host: &str, role: &'static str, sim: &SimCloud) -> Part {
+    fn start_part(&self, host: &str, role: &'static str, sim: &SimCloud) -> Process {
         let dir = self.root.join(host);
         let cfg = config(&dir, host, &self.db, sim);
         if role == "api" {
-            return Part::Api(Daemon::start_command(&dir, cfg, None, Some("api")));
+            return Process::Api(Daemon::start_command(&dir, cfg, None, Some("api")));
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_watcherd"))
-            .arg(role)
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("watcherd running as"), "{role}: {line:?}");
-        Part::Other(child)
+        Process::Other(Part::start(role, &cfg))
     }
 
     fn api(&self) -> &Daemon {
         match &self.parts[0].2 {
-            Some(Part::Api(d)) => d,
+            Some(Process::Api(d)) => d,
             _ => panic!("the API is down"),
         }
     }
 
     fn kill(&mut self, i: usize) {
         match self.parts[i].2.take() {
-            Some(Part::Api(mut d)) => d.kill9(),
-            Some(Part::Other(mut c)) => {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            Some(Process::Api(mut d)) => d.kill9(),
+            Some(Process::Other(mut p)) => p.kill9(),
             None => {}
         }
     }

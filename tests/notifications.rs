@@ -262,19 +262,16 @@ fn a_broker_outage_delays_notifications_but_never_a_plan_and_loses_none() {
 
 /// A whole watcherd on the shared database `db`, relaying to `topic`.
 fn start_shared(dir: &std::path::Path, host: &str, db: &std::path::Path, topic: &str) -> Daemon {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("watcherd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n\
-             shared_database = true\n\n[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\n\
-             [notifications]\ntransport_url = \"{RABBIT}\"\ntopics = [\"{topic}\"]\ntimeout_secs = 2\nlease_secs = 1\n",
-            dir.display(),
-            db.display()
+    let config = common::shared_config(
+        dir,
+        host,
+        db,
+        "shared_database = true",
+        &format!(
+            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\n\
+             [notifications]\ntransport_url = \"{RABBIT}\"\ntopics = [\"{topic}\"]\ntimeout_secs = 2\nlease_secs = 1"
         ),
-    )
-    .unwrap();
+    );
     Daemon::start_with_config(dir, config, None)
 }
 

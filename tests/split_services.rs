@@ -4,59 +4,20 @@
 
 mod common;
 
-use common::{scenario_file, temp_dir, wait_for, Daemon, SimCloud};
+use common::{scenario_file, shared_config, temp_dir, wait_for, Daemon, Part, SimCloud};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn config(dir: &Path, host: &str, db: &Path, sim: &SimCloud) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("watcherd.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n\
-             cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"\n\n\
-             [applier]\nsweep_interval_secs = 5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n\n\
-             [decision_engine]\nsweep_interval_secs = 5\n",
-            dir.display(),
-            db.display(),
-            sim.url
-        ),
+    shared_config(
+        dir,
+        host,
+        db,
+        &sim.cloud_config(),
+        "[applier]\nsweep_interval_secs = 5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n\n\
+         [decision_engine]\nsweep_interval_secs = 5",
     )
-    .unwrap();
-    path
-}
-
-/// A process of the split deployment without an API.
-struct Part(Child);
-
-impl Part {
-    fn start(role: &str, config: &Path) -> Part {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_watcherd"))
-            .arg(role)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("watcherd running as"), "{role}: {line:?}");
-        Part(child)
-    }
-}
-
-impl Drop for Part {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -318,12 +318,7 @@ impl SimCloud {
 
     /// A watcherd in `dir` managing this cloud.
     pub fn daemon(&self, dir: &Path) -> Daemon {
-        let config = write_config_with(
-            dir,
-            &format!("cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"", self.url),
-            "",
-            "",
-        );
+        let config = write_config_with(dir, &self.cloud_config(), "", "");
         Daemon::start_with_config(dir, config, None)
     }
 
@@ -362,5 +357,68 @@ impl Drop for SimCloud {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The config of a watcherd named `host` in `dir` on the shared database
+/// file `db` (several processes on one file): `top` goes before any table
+/// (e.g. the cloud), `tables` after (e.g. `[applier]` settings).
+#[allow(dead_code)]
+pub fn shared_config(dir: &Path, host: &str, db: &Path, top: &str, tables: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("watcherd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n{top}\n\n{tables}\n",
+            dir.display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[allow(dead_code)]
+impl SimCloud {
+    /// The `top` of a `shared_config` whose cloud is this sim-cloud.
+    pub fn cloud_config(&self) -> String {
+        format!("cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"", self.url)
+    }
+}
+
+/// A part of a split deployment that serves no API (`watcherd applier`,
+/// `watcherd decision-engine`), killed when dropped.
+#[allow(dead_code)]
+pub struct Part(Child);
+
+#[allow(dead_code)]
+impl Part {
+    pub fn start(role: &str, config: &Path) -> Part {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_watcherd"))
+            .arg(role)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("watcherd running as"), "{role}: {line:?}");
+        Part(child)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }

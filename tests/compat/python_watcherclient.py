@@ -54,6 +54,16 @@ with tempfile.TemporaryDirectory() as tmp:
         def value(*args, **kw):
             return json.loads(run(*args, "-f", "json", **kw).stdout or "null")
 
+        def plan_of(audit_uuid, lister=None, **kw):
+            """The plan an audit produced (polled for up to 5 s), or None."""
+            lister = lister or value
+            for _ in range(100):
+                plans = lister("actionplan", "list", "--audit", audit_uuid, **kw)
+                if plans:
+                    return plans[0]["UUID"]
+                time.sleep(0.05)
+            return None
+
         goals = value("goal", "list")
         check("goal list shows dummy", any(g["Name"] == "dummy" for g in goals), goals)
         strategies = value("strategy", "list", "--goal", "dummy")
@@ -63,13 +73,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
         audit = value("audit", "create", "-g", "dummy", "-p", "para1=30")
         check("audit create -g dummy -p para1=30", audit.get("Strategy") == "dummy", audit)
-        plan = None
-        for _ in range(100):
-            plans = value("actionplan", "list", "--audit", audit["UUID"])
-            if plans:
-                plan = plans[0]["UUID"]
-                break
-            time.sleep(0.05)
+        plan = plan_of(audit["UUID"])
         check("the audit produced a RECOMMENDED plan", plan is not None)
 
         started = value("actionplan", "start", plan)
@@ -103,13 +107,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
         # A RECOMMENDED plan: cancel cancels it and its actions.
         audit2 = value("audit", "create", "-g", "dummy", "-s", "dummy")
-        plan2 = None
-        for _ in range(100):
-            plans = value("actionplan", "list", "--audit", audit2["UUID"])
-            if plans:
-                plan2 = plans[0]["UUID"]
-                break
-            time.sleep(0.05)
+        plan2 = plan_of(audit2["UUID"])
         first_action = value("action", "list", "--action-plan", plan2)[0]["UUID"]
         skipped = value("action", "update", first_action, "--state", "SKIPPED", "--reason", "not tonight")
         check("action update --state SKIPPED --reason", skipped.get("State") == "SKIPPED"
@@ -138,12 +136,7 @@ with tempfile.TemporaryDirectory() as tmp:
         for version in ("1.0", "1.5", "1.7"):
             def new_plan():
                 a = value("audit", "create", "-g", "dummy", "-p", "para1=30", version=version)
-                for _ in range(100):
-                    plans = value("actionplan", "list", "--audit", a["UUID"], version=version)
-                    if plans:
-                        return plans[0]["UUID"]
-                    time.sleep(0.05)
-                return None
+                return plan_of(a["UUID"], version=version)
             recommended = new_plan()
             run("actionplan", "cancel", recommended, version=version)
             check(f"[{version}] cancel of a RECOMMENDED plan",
@@ -201,13 +194,7 @@ with tempfile.TemporaryDirectory() as tmp:
         check("goal show server_consolidation lists its efficacy specification",
               "released_compute_nodes_count" in json.dumps(spec), spec)
         cons = value("audit", "create", "-g", "server_consolidation", "-s", "basic")
-        cons_plan = None
-        for _ in range(100):
-            plans = value("actionplan", "list", "--audit", cons["UUID"])
-            if plans:
-                cons_plan = plans[0]["UUID"]
-                break
-            time.sleep(0.05)
+        cons_plan = plan_of(cons["UUID"])
         shown = value("actionplan", "show", cons_plan) if cons_plan else {}
         check("actionplan show of a basic plan shows its global efficacy",
               "released_nodes_ratio" in json.dumps(shown), shown)
@@ -251,13 +238,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
             check("openstack optimize goal list", any(g["Name"] == "dummy" for g in os_value("goal", "list")))
             os_audit = os_value("audit", "create", "-g", "dummy", "-p", "para1=30")
-            os_plan = None
-            for _ in range(100):
-                plans = os_value("actionplan", "list", "--audit", os_audit["UUID"])
-                if plans:
-                    os_plan = plans[0]["UUID"]
-                    break
-                time.sleep(0.05)
+            os_plan = plan_of(os_audit["UUID"], lister=os_value)
             check("openstack optimize audit create makes a plan", os_plan is not None)
             os_value("actionplan", "start", os_plan)
             for _ in range(200):
