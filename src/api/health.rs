@@ -89,9 +89,8 @@ impl Tally {
     /// Feeds the rows written since the last scrape (or, at the first,
     /// starts from now).
     async fn catch_up(&mut self, state: &AppState) -> Result<(), crate::store::StoreError> {
-        let newest = state.store.history_position().await?.0;
         let Some(mut cursor) = self.cursor else {
-            self.cursor = Some(newest);
+            self.cursor = Some(state.store.history_position().await?.0);
             return Ok(());
         };
         loop {
@@ -174,8 +173,10 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     );
     if let Ok(list) = &services {
         for s in list {
-            let status = super::views::service(s, "", false)["status"].clone();
-            checks.insert(format!("{}@{}", s.name, s.host), status);
+            checks.insert(
+                format!("{}@{}", s.name, s.host),
+                json!(super::views::service_status(s)),
+            );
         }
     }
     if let Ok((newest, Some(cursor))) = database {
@@ -223,7 +224,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(list) = state.store.list_services(100, None, false).await {
         let _ = writeln!(out, "# HELP watcher_service_up 1 while the service's heartbeat is fresh.\n# TYPE watcher_service_up gauge");
         for s in &list {
-            let up = super::views::service(s, "", false)["status"] == "ACTIVE";
+            let up = super::views::service_status(s) == "ACTIVE";
             let _ = writeln!(
                 out,
                 "watcher_service_up{{name=\"{}\",host=\"{}\"}} {}",

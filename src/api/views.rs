@@ -166,14 +166,19 @@ pub fn history_entry(h: &HistoryEntry) -> Value {
     })
 }
 
-pub fn service(s: &ServiceRecord, base: &str, detail: bool) -> Value {
+/// ACTIVE while the service's heartbeat is fresh, FAILED after that.
+pub fn service_status(s: &ServiceRecord) -> &'static str {
     let alive = s.last_seen_up.unwrap_or(s.created_at);
     let down = chrono::Duration::from_std(crate::store::SERVICE_DOWN_TIME).unwrap_or_default();
-    let status = if chrono::Utc::now() - alive <= down {
+    if chrono::Utc::now() - alive <= down {
         "ACTIVE"
     } else {
         "FAILED"
-    };
+    }
+}
+
+pub fn service(s: &ServiceRecord, base: &str, detail: bool) -> Value {
+    let status = service_status(s);
     let mut v = vec![
         ("id", json!(s.id)),
         ("name", json!(s.name)),

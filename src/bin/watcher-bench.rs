@@ -390,29 +390,22 @@ fn ms(d: Duration) -> String {
 }
 
 /// Starts the real watcherd binary; returns it and its URL.
-fn spawn_watcherd(dir: &Path) -> anyhow::Result<(std::process::Child, String)> {
-    let exe = std::env::current_exe()?.with_file_name("watcherd");
-    let mut child = std::process::Command::new(&exe)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(["--log", "warn"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {}; build it first (cargo build --release)",
-                exe.display()
-            )
-        })?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+/// The real watcherd (embedded mode) with its data in `dir`, and its URL.
+fn spawn_watcherd(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let dir = dir.to_str().context("data directory path")?;
+    let (proc_, line) = spawn_part(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--log",
+        "warn",
+    ])?;
     let url = line
-        .trim()
         .strip_prefix("watcherd listening on ")
         .context("watcherd did not start")?
         .to_string();
-    Ok((child, url))
+    Ok((proc_, url))
 }
 
 /// A child process killed when dropped.
@@ -582,9 +575,9 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// Idle RSS, then GET of one action plan from two client threads.
 fn process_figures(opts: &Opts) -> anyhow::Result<(u64, f64, Duration, Duration)> {
     let dir = temp_dir("process");
-    let (mut child, url) = spawn_watcherd(&dir)?;
+    let (watcherd, url) = spawn_watcherd(&dir)?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss = rss_kib(child.id())?;
+    let rss = rss_kib(watcherd.0.id())?;
     http(
         "POST",
         &format!("{url}/v1/audits"),
@@ -628,8 +621,7 @@ fn process_figures(opts: &Opts) -> anyhow::Result<(u64, f64, Duration, Duration)
         .flat_map(|h| h.join().expect("client thread"))
         .collect();
     let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(watcherd);
     let _ = std::fs::remove_dir_all(&dir);
     Ok((rss, rate, pct(&mut lat, 0.5), pct(&mut lat, 0.99)))
 }
