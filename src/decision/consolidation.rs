@@ -76,7 +76,7 @@ fn solution(p: &Placement, released: &[usize]) -> Solution {
 /// Measured load a strategy keeps next to the allocation: whether an
 /// instance's load fits on a node, and moving it there.
 trait Load {
-    fn fits(&self, p: &Placement, i: usize, node: usize) -> bool;
+    fn fits(&self, i: usize, node: usize) -> bool;
     fn shift(&mut self, i: usize, from: usize, to: usize);
 }
 
@@ -84,7 +84,7 @@ trait Load {
 struct AllocationOnly;
 
 impl Load for AllocationOnly {
-    fn fits(&self, _: &Placement, _: usize, _: usize) -> bool {
+    fn fits(&self, _: usize, _: usize) -> bool {
         true
     }
     fn shift(&mut self, _: usize, _: usize, _: usize) {}
@@ -111,7 +111,7 @@ fn empty_node(
         match destinations
             .iter()
             .copied()
-            .find(|&d| d != source && p.fits(i, d) && load.fits(p, i, d))
+            .find(|&d| d != source && p.fits(i, d) && load.fits(i, d))
         {
             Some(d) => {
                 p.relocate(i, d);
@@ -217,7 +217,7 @@ struct MeasuredLoad {
 }
 
 impl Load for MeasuredLoad {
-    fn fits(&self, _: &Placement, i: usize, n: usize) -> bool {
+    fn fits(&self, i: usize, n: usize) -> bool {
         self.node[n].plus(self.instance[i]).within(self.capacity[n])
     }
     fn shift(&mut self, i: usize, from: usize, to: usize) {
@@ -319,7 +319,7 @@ pub fn vm_workload_consolidation(
             if let Some(d) = order
                 .iter()
                 .copied()
-                .find(|&d| d != n && p.fits(i, d) && load.fits(&p, i, d))
+                .find(|&d| d != n && p.fits(i, d) && load.fits(i, d))
             {
                 p.relocate(i, d);
                 load.shift(i, n, d);

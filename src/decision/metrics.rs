@@ -42,19 +42,6 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
-        Metric::HostCpuUsage,
-        Metric::HostRamUsage,
-        Metric::HostOutletTemp,
-        Metric::HostInletTemp,
-        Metric::HostAirflow,
-        Metric::HostPower,
-        Metric::InstanceCpuUsage,
-        Metric::InstanceRamUsage,
-        Metric::InstanceL3CacheUsage,
-        Metric::InstanceL3CachePrevious,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Metric::HostCpuUsage => "host_cpu_usage",

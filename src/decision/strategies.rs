@@ -724,76 +724,70 @@ pub fn execute(
     registry: &ActionRegistry,
 ) -> Result<Solution, StrategyError> {
     let p = |k: &str| params.get(k).cloned().unwrap_or(Value::Null);
-    let solution = match strategy {
-        "basic" => Some(consolidation::basic(params, model, metrics)?),
-        "vm_workload_consolidation" => Some(consolidation::vm_workload_consolidation(
-            params, model, metrics,
-        )?),
-        "workload_balance" => Some(balancing::workload_balance(params, model, metrics)?),
-        "workload_stabilization" => {
-            Some(balancing::workload_stabilization(params, model, metrics)?)
-        }
-        "node_resource_consolidation" => {
-            Some(consolidation::node_resource_consolidation(params, model)?)
-        }
-        "storage_capacity_balance" => Some(storage::storage_capacity_balance(params, model)?),
-        "zone_migration" => Some(zone_migration::zone_migration(params, model)?),
-        "noisy_neighbor" => Some(noisy_neighbor::noisy_neighbor(params, model, metrics)?),
-        "saving_energy" => Some(energy::saving_energy(params, model)?),
-        "outlet_temperature" => Some(thermal::outlet_temperature(params, model, metrics)?),
-        "uniform_airflow" => Some(thermal::uniform_airflow(params, model, metrics)?),
-        _ => None,
+    let actions_only = |actions: Vec<Proposed>| Solution {
+        actions,
+        ..Default::default()
     };
-    let actions = match (strategy, &solution) {
-        (_, Some(s)) => s.actions.clone(),
-        ("dummy", _) => vec![
+    let solution = match strategy {
+        "basic" => consolidation::basic(params, model, metrics)?,
+        "vm_workload_consolidation" => {
+            consolidation::vm_workload_consolidation(params, model, metrics)?
+        }
+        "workload_balance" => balancing::workload_balance(params, model, metrics)?,
+        "workload_stabilization" => balancing::workload_stabilization(params, model, metrics)?,
+        "node_resource_consolidation" => consolidation::node_resource_consolidation(params, model)?,
+        "storage_capacity_balance" => storage::storage_capacity_balance(params, model)?,
+        "zone_migration" => zone_migration::zone_migration(params, model)?,
+        "noisy_neighbor" => noisy_neighbor::noisy_neighbor(params, model, metrics)?,
+        "saving_energy" => energy::saving_energy(params, model)?,
+        "outlet_temperature" => thermal::outlet_temperature(params, model, metrics)?,
+        "uniform_airflow" => thermal::uniform_airflow(params, model, metrics)?,
+        "dummy" => actions_only(vec![
             proposed("nop", json!({"message": p("para2")})),
             proposed("nop", json!({"message": "Welcome"})),
             proposed("sleep", json!({"duration": p("para1")})),
-        ],
-        ("dummy_with_resize", _) => dummy_with_resize(params, model),
-        ("dummy_with_scorer", _) => dummy_with_scorer(model, metrics)?,
-        ("host_maintenance", _) => host_maintenance(params, model)?,
-        ("actuator", _) => {
-            let list = params
-                .get("actions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let mut out = vec![];
-            for (n, a) in list.iter().enumerate() {
-                let ty = a
-                    .get("action_type")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        StrategyError::Invalid(format!("actions[{n}] has no action_type"))
-                    })?;
-                let mut input = a
-                    .get("input_parameters")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
-                if let (Some(rid), Some(obj)) = (a.get("resource_id"), input.as_object_mut()) {
-                    obj.insert("resource_id".into(), rid.clone());
-                }
-                out.push(proposed(ty, input));
-            }
-            out
-        }
-        (other, None) => {
+        ]),
+        "dummy_with_resize" => actions_only(dummy_with_resize(params, model)),
+        "dummy_with_scorer" => actions_only(dummy_with_scorer(model, metrics)?),
+        "host_maintenance" => actions_only(host_maintenance(params, model)?),
+        "actuator" => actions_only(actuator(params)?),
+        other => {
             return Err(StrategyError::Invalid(format!(
                 "strategy '{other}' is not implemented"
             )))
         }
     };
-    for (n, a) in actions.iter().enumerate() {
+    for (n, a) in solution.actions.iter().enumerate() {
         registry
             .validate(&a.action_type, &a.input_parameters)
             .map_err(|e| StrategyError::Invalid(format!("action {n}: {e}")))?;
     }
-    Ok(Solution {
-        actions,
-        ..solution.unwrap_or_default()
-    })
+    Ok(solution)
+}
+
+/// `actuator`: the actions the audit's parameters list, as they are.
+fn actuator(params: &Value) -> Result<Vec<Proposed>, StrategyError> {
+    let list = params
+        .get("actions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = vec![];
+    for (n, a) in list.iter().enumerate() {
+        let ty = a
+            .get("action_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StrategyError::Invalid(format!("actions[{n}] has no action_type")))?;
+        let mut input = a
+            .get("input_parameters")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if let (Some(rid), Some(obj)) = (a.get("resource_id"), input.as_object_mut()) {
+            obj.insert("resource_id".into(), rid.clone());
+        }
+        out.push(proposed(ty, input));
+    }
+    Ok(out)
 }
 
 /// Upstream's dummy_with_resize: two nops, a 5 s sleep, two live
