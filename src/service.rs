@@ -117,8 +117,8 @@ impl Service {
             _ => Arc::new(SimulatedMetrics::new(&scenario)),
         };
         let shutdown = CancellationToken::new();
-        if config.shared_database {
-            store.watch_other_processes(Duration::from_millis(50))?;
+        if config.shared_database || store.is_server_database() {
+            store.watch_other_processes()?;
         }
         let listener = if options.without_api {
             None

@@ -113,13 +113,12 @@ fn an_audit_interrupted_mid_computation_is_failed_with_the_reason_at_restart() {
     d.kill9();
     // What a kill -9 in the middle of the computation leaves behind: the
     // audit ONGOING on this host, and no plan.
-    let db = rusqlite::Connection::open(dir.join("watcher.db")).unwrap();
-    db.execute(
-        "UPDATE audits SET state = 'ONGOING', hostname = 'test-host' WHERE uuid = ?1",
-        [&uuid],
-    )
-    .unwrap();
-    drop(db);
+    execute_sql(
+        &dir,
+        &format!(
+            "UPDATE audits SET state = 'ONGOING', hostname = 'test-host' WHERE uuid = '{uuid}'"
+        ),
+    );
 
     let d = Daemon::start_in(&dir, "", None);
     let a = wait_for(std::time::Duration::from_secs(10), || {

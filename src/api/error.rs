@@ -43,8 +43,15 @@ impl From<StoreError> for ApiError {
             StoreError::IllegalTransition { .. } | StoreError::Invalid(_) => {
                 ApiError::bad_request(e.to_string())
             }
-            StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Closed => {
+            StoreError::Database(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "store error behind an API request");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("The database answered with an error ({e}); the watcherd log has the details."),
+                )
+            }
+            StoreError::Unavailable(_) | StoreError::Closed => {
+                tracing::warn!(error = %e, "database unavailable behind an API request");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("The database is not available right now ({e}); retry shortly."),

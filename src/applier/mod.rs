@@ -245,6 +245,7 @@ impl Applier {
             .store
             .plans_in_states(&[
                 ActionPlanState::Pending,
+                ActionPlanState::Ongoing,
                 ActionPlanState::Cancelling,
                 ActionPlanState::Recommended,
             ])
@@ -432,7 +433,7 @@ impl Applier {
             match this.inner.runner.run(plan, cancel, shutdown).await {
                 Ok(RunEnd::Finished(state)) => info!(plan = %uuid, state = %state, "plan run ended"),
                 Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
-                Err(e) => error!(plan = %uuid, error = %e, "plan run failed; it resumes at the next start"),
+                Err(e) => error!(plan = %uuid, error = %e, "plan run failed; a sweep resumes it once the database answers"),
             }
             this.inner.running.lock().expect("running lock").remove(&uuid);
             this.inner.slot_freed.notify_one();

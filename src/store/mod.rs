@@ -5,33 +5,44 @@
 //! a history row, and applies its cascades. Zero rows updated is a lost race
 //! and comes back as [`StoreError::Conflict`], never as a silent overwrite.
 //!
-//! All writes go through one writer thread that owns the write connection and
-//! commits in groups: each request runs inside its own SAVEPOINT, so a
-//! failing request leaves no trace, and everything queued while a commit was
-//! in flight shares the next commit. A request is answered only after its
-//! commit, so "Ok" always means durable. After the commit the writer
-//! publishes [`StoreEvent`]s; they only wake other components up, who then
-//! re-read the database.
+//! Two databases: a SQLite file (embedded, or several processes on one
+//! machine) and PostgreSQL (several machines). The queries are written once
+//! ([`sql`]); write transactions exclude each other on both
+//! ([`sql::Dialect::begin_write`]), so every state change sees the one
+//! before it, and history rows are numbered in commit order.
+//!
+//! All writes of a process go through one writer thread that owns the write
+//! connection and commits in groups: each request runs inside its own
+//! SAVEPOINT, so a failing request leaves no trace, and everything queued
+//! while a commit was in flight shares the next commit. A request is
+//! answered only after its commit, so "Ok" always means durable. After the
+//! commit the writer publishes [`StoreEvent`]s; they only wake other
+//! components up, who then re-read the database. Other processes hear of
+//! the change from the history ([`Store::watch_other_processes`]).
 //!
 //! Reads use a small pool of read connections (WAL mode lets them run beside
-//! the writer). An in-memory database has a single connection, so its reads
-//! go through the writer thread too.
+//! the writer on SQLite). An in-memory database has a single connection, so
+//! its reads go through the writer thread too.
 
 mod operations;
 mod schema;
+pub(crate) mod sql;
 
 pub use operations::*;
 
 use crate::core::{ActionPlanState, ActionState, AuditState, UnknownState};
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
+use sql::{args, Conn, Dialect, PgConn};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
-use tokio::sync::{broadcast, oneshot};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, Semaphore};
 use uuid::Uuid;
 
 /// Errors of the store. Conflicts and illegal transitions are expected
-/// outcomes that callers turn into API errors; `Database` is unexpected.
+/// outcomes that callers turn into API errors; `Unavailable` passes when the
+/// database is back; `Database` is unexpected.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind} {id} could not be found")]
@@ -56,12 +67,47 @@ pub enum StoreError {
     NotOwner { plan: Uuid, owner: String },
     #[error("{0}")]
     Invalid(String),
+    /// The database cannot be reached (PostgreSQL restarting, the network
+    /// cut) or is too busy: nothing was written; retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the store has shut down")]
     Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        let Some(db) = e.as_db_error() else {
+            // No answer from the server: the connection is gone or never came.
+            return StoreError::Unavailable(e.to_string());
+        };
+        let code = db.code().code();
+        // 08: connection exceptions; 57P0x: the server is shutting down or
+        // starting; 55P03: a lock not had in time; 53: out of resources.
+        if code.starts_with("08")
+            || code.starts_with("57P")
+            || code == "55P03"
+            || code.starts_with("53")
+        {
+            StoreError::Unavailable(format!("{} ({code})", db.message()))
+        } else {
+            StoreError::Database(format!("{} ({code})", db.message()))
+        }
+    }
 }
 
 impl From<UnknownState> for StoreError {
@@ -101,7 +147,8 @@ pub enum StoreEvent {
     },
 }
 
-/// How hard SQLite pushes each commit to disk.
+/// How hard SQLite pushes each commit to disk (PostgreSQL follows its
+/// server's `synchronous_commit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
@@ -114,10 +161,11 @@ pub enum Durability {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A write request. Called with `None` when its group could not begin a
-/// transaction: it then answers with an error without running.
-type WriteJob = Box<dyn FnOnce(Option<(&Connection, &mut Vec<StoreEvent>)>) -> Completion + Send>;
-type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+/// A write request. Called with `Err` when its group could not begin a
+/// transaction: it then answers with that error without running.
+type WriteJob =
+    Box<dyn FnOnce(Result<(&Conn, &mut Vec<StoreEvent>), StoreError>) -> Completion + Send>;
+type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
 
 enum WriterMsg {
     Write(WriteJob),
@@ -126,6 +174,10 @@ enum WriterMsg {
 
 /// Largest number of requests that share one commit.
 const MAX_GROUP: usize = 512;
+
+/// The PostgreSQL channel a commit that changed a state notifies; every
+/// process listens on it and re-reads the history.
+const HISTORY_CHANNEL: &str = "watcher_history";
 
 #[derive(Clone)]
 pub struct Store {
@@ -136,11 +188,28 @@ struct Inner {
     writer: Mutex<mpsc::Sender<WriterMsg>>,
     readers: Option<ReadPool>,
     events: broadcast::Sender<StoreEvent>,
+    location: DatabaseLocation,
 }
 
 struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    location: DatabaseLocation,
+    idle: Mutex<Vec<Conn>>,
+    /// Bounds the read connections open at once (PostgreSQL counts every one
+    /// against `max_connections`).
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for ReadPool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // PostgreSQL's client blocks while it closes a connection, which
+        // it must not do on the async thread that dropped the last handle.
+        if idle.iter().any(|c| c.dialect() == Dialect::Postgres) {
+            let _ = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
 }
 
 /// Where the database lives, parsed from a `--database` URL.
@@ -148,20 +217,26 @@ struct ReadPool {
 pub enum DatabaseLocation {
     Memory,
     File(PathBuf),
+    /// A `postgres://` URL, as libpq takes it.
+    Postgres(String),
 }
 
 impl DatabaseLocation {
-    /// Accepts `sqlite::memory:`, `sqlite://PATH`, `sqlite:PATH` or a bare path.
+    /// Accepts `sqlite::memory:`, `sqlite://PATH`, `sqlite:PATH`, a bare
+    /// path, or `postgres://user@host:port/dbname` (`postgresql://` too).
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         if url == "sqlite::memory:" || url == ":memory:" {
             return Ok(DatabaseLocation::Memory);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Invalid(
-                "PostgreSQL is not supported by this build yet; use a SQLite file \
-                 (sqlite:///path/to/watcher.db) or sqlite::memory:"
-                    .into(),
-            ));
+            url.parse::<postgres::Config>().map_err(|e| {
+                StoreError::Invalid(format!(
+                    "cannot read the database URL {}: {e}; expected \
+                     postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                    redact(url)
+                ))
+            })?;
+            return Ok(DatabaseLocation::Postgres(url.to_string()));
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -172,17 +247,99 @@ impl DatabaseLocation {
         }
         Ok(DatabaseLocation::File(PathBuf::from(path)))
     }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            DatabaseLocation::Postgres(_) => Dialect::Postgres,
+            _ => Dialect::Sqlite,
+        }
+    }
+
+    /// A connection for reading; `None` for an in-memory database, whose
+    /// only connection is the writer's.
+    fn open_reader(&self) -> Result<Option<Conn>, StoreError> {
+        match self {
+            DatabaseLocation::Memory => Ok(None),
+            DatabaseLocation::File(path) => Ok(Some(Conn::Sqlite(open_sqlite(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?))),
+            DatabaseLocation::Postgres(url) => {
+                Ok(Some(Conn::Postgres(Box::new(open_postgres(url)?))))
+            }
+        }
+    }
+
+    /// The connection of the writer thread.
+    fn open_writer(&self, durability: Durability) -> Result<Conn, StoreError> {
+        match self {
+            DatabaseLocation::Memory => {
+                let conn = rusqlite::Connection::open_in_memory()?;
+                configure_sqlite_writer(&conn, durability)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            DatabaseLocation::File(path) => {
+                let conn = open_sqlite(path, OpenFlags::default())?;
+                configure_sqlite_writer(&conn, durability)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            DatabaseLocation::Postgres(url) => {
+                let conn = Conn::Postgres(Box::new(open_postgres(url)?));
+                // A writer stuck inside a transaction (its process stopped,
+                // not killed) must not hold the write lock for ever.
+                conn.batch(
+                    "SET idle_in_transaction_session_timeout = '30s'; SET lock_timeout = '20s'",
+                )?;
+                Ok(conn)
+            }
+        }
+    }
 }
 
-fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+/// The URL with its password hidden, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let colon = s + 3 + url[s + 3..at].find(':').expect("checked");
+            format!("{}:***{}", &url[..colon], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn open_sqlite(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
     // Pages come from the mapping instead of one read() each.
     conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     Ok(conn)
 }
 
-fn configure_writer(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+fn open_postgres(url: &str) -> Result<PgConn, StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("database URL {}: {e}", redact(url))))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config
+        .application_name("watcherd")
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    let client = config.connect(postgres::NoTls).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {}: {e}",
+            redact(url)
+        ))
+    })?;
+    Ok(PgConn::new(client))
+}
+
+fn configure_sqlite_writer(
+    conn: &rusqlite::Connection,
+    durability: Durability,
+) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match durability {
         Durability::Normal => "NORMAL",
@@ -200,7 +357,7 @@ fn configure_writer(conn: &Connection, durability: Durability) -> Result<(), Sto
 /// Copies the WAL back into the database off the write path, every
 /// `CHECKPOINT_EVERY` or sooner when the writer reports a large group.
 fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
-    let conn = match open_connection(&path, OpenFlags::default()) {
+    let conn = match open_sqlite(&path, OpenFlags::default()) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "checkpointer cannot open the database"),
     };
@@ -216,132 +373,172 @@ fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
     }
 }
 
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let current: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-        [],
-        |r| r.get(0),
-    )?;
-    for (i, sql) in schema::MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version > current {
-            // Several processes may start on one file at once: the write
-            // lock is taken first and the version read again under it.
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            let done: i64 = conn.query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-                [],
-                |r| r.get(0),
-            )?;
-            if done >= version {
-                conn.execute_batch("COMMIT")?;
-                continue;
+/// Applies the migrations not applied yet, all in one write transaction:
+/// several processes may start on one database at once, and the write lock
+/// makes the second wait and then find the work done.
+fn migrate(conn: &Conn) -> Result<(), StoreError> {
+    let dialect = conn.dialect();
+    conn.batch(&dialect.begin_write())?;
+    let result = (|| {
+        conn.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        let current: i64 = conn
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())?
+            .get(0)?;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                match dialect {
+                    Dialect::Sqlite => conn.batch(sql)?,
+                    Dialect::Postgres => conn.batch(&schema::for_postgres(sql))?,
+                }
+                conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
             }
-            conn.execute_batch(&format!(
-                "{sql}; INSERT INTO schema_version VALUES ({version}); COMMIT;"
-            ))
-            .inspect_err(|_| {
-                let _ = conn.execute_batch("ROLLBACK");
-            })?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
         }
     }
-    Ok(())
 }
 
-/// seq, entity, uuid, plan, new state: what an event needs of a history row.
-type TailRow = (i64, String, String, Option<String>, String);
+/// How often a process polls a shared SQLite file for other processes'
+/// changes (SQLite has no cross-process notification).
+const SQLITE_TAIL_EVERY: Duration = Duration::from_millis(50);
+/// How often a process re-reads PostgreSQL's history although no
+/// notification came: the safety net for one lost with a connection.
+const POSTGRES_TAIL_EVERY: Duration = Duration::from_secs(2);
 
 /// Turns history rows written by other processes into events, so that a
-/// process sharing the database file hears of their changes within
-/// `every` (there is no cross-process notification in SQLite). Its own
-/// changes come round again too; every listener is idempotent. Runs for
-/// the life of the process.
-fn history_tail_loop(
-    path: PathBuf,
-    events: broadcast::Sender<StoreEvent>,
-    every: std::time::Duration,
-) {
-    let conn = match open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "history tail cannot open the database"),
-    };
-    let mut last: i64 = conn
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", [], |r| {
-            r.get(0)
-        })
-        .unwrap_or(0);
+/// process sharing the database hears of their changes: within
+/// [`SQLITE_TAIL_EVERY`] on SQLite, on the commit's NOTIFY on PostgreSQL.
+/// Its own changes come round again too; every listener is idempotent.
+/// Runs for the life of the process, reconnecting as needed.
+fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<StoreEvent>) {
+    let mut last: Option<i64> = None;
+    let mut conn: Option<Conn> = None;
     loop {
-        std::thread::sleep(every);
-        let rows: Result<Vec<TailRow>, _> = conn
-            .prepare_cached(
-                "SELECT seq, entity, uuid, action_plan_uuid, to_state FROM state_history \
-                 WHERE seq > ?1 ORDER BY seq LIMIT 10000",
-            )
-            .and_then(|mut st| {
-                st.query_map([last], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect()
-            });
-        let Ok(rows) = rows else { continue };
-        for (seq, entity, uuid, plan, to) in rows {
-            last = seq;
-            let Ok(uuid) = Uuid::parse_str(&uuid) else {
-                continue;
+        if conn.as_ref().is_none_or(|c| !c.is_usable()) {
+            conn = match open_tail(&location) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "history tail cannot open the database; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
             };
-            let event = match entity.as_str() {
-                "action_plan" => to
-                    .parse()
-                    .ok()
-                    .map(|state| StoreEvent::PlanState { uuid, state }),
-                "audit" => to
-                    .parse()
-                    .ok()
-                    .map(|state| StoreEvent::AuditState { uuid, state }),
-                "action" => match (plan.and_then(|p| Uuid::parse_str(&p).ok()), to.parse().ok()) {
-                    (Some(plan), Some(state)) => {
-                        Some(StoreEvent::ActionState { plan, uuid, state })
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(e) = event {
-                let _ = events.send(e);
+        }
+        let c = conn.as_ref().expect("opened above");
+        let start = match last {
+            Some(l) => l,
+            None => match c.query_one("SELECT COALESCE(MAX(seq), 0) FROM state_history", ()) {
+                Ok(row) => *last.insert(row.get(0).unwrap_or(0)),
+                Err(_) => continue,
+            },
+        };
+        match publish_history_after(c, start, &events) {
+            Ok(Some(seq)) => {
+                last = Some(seq);
+                continue; // more may be waiting
             }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "history tail read failed"),
+        }
+        match c {
+            Conn::Postgres(pg) => {
+                if let Err(e) = pg.wait_for_notification(POSTGRES_TAIL_EVERY) {
+                    tracing::warn!(error = %e, "lost the PostgreSQL notification connection; reconnecting");
+                }
+            }
+            Conn::Sqlite(_) => std::thread::sleep(SQLITE_TAIL_EVERY),
         }
     }
+}
+
+fn open_tail(location: &DatabaseLocation) -> Result<Conn, StoreError> {
+    let conn = location.open_reader()?.ok_or_else(|| {
+        StoreError::Invalid("an in-memory database has no other processes".into())
+    })?;
+    if conn.dialect() == Dialect::Postgres {
+        conn.batch(&format!("LISTEN {HISTORY_CHANNEL}"))?;
+    }
+    Ok(conn)
+}
+
+/// Publishes events for the history rows after `seq`; the last row's seq
+/// if there were any.
+fn publish_history_after(
+    conn: &Conn,
+    seq: i64,
+    events: &broadcast::Sender<StoreEvent>,
+) -> Result<Option<i64>, StoreError> {
+    let rows = conn.query(
+        "SELECT seq, entity, uuid, action_plan_uuid, to_state FROM state_history \
+         WHERE seq > ?1 ORDER BY seq LIMIT 10000",
+        args![seq],
+    )?;
+    let mut last = None;
+    for row in rows {
+        last = Some(row.get::<i64>(0)?);
+        let (Ok(entity), Ok(uuid), Ok(plan), Ok(to)) = (
+            row.get::<String>(1),
+            row.uuid(2),
+            row.opt_uuid(3),
+            row.get::<String>(4),
+        ) else {
+            continue;
+        };
+        let event = match entity.as_str() {
+            "action_plan" => to
+                .parse()
+                .ok()
+                .map(|state| StoreEvent::PlanState { uuid, state }),
+            "audit" => to
+                .parse()
+                .ok()
+                .map(|state| StoreEvent::AuditState { uuid, state }),
+            "action" => match (plan, to.parse().ok()) {
+                (Some(plan), Some(state)) => Some(StoreEvent::ActionState { plan, uuid, state }),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(e) = event {
+            let _ = events.send(e);
+        }
+    }
+    Ok(last)
 }
 
 impl Store {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(location: &DatabaseLocation, durability: Durability) -> Result<Store, StoreError> {
-        let (conn, readers) = match location {
-            DatabaseLocation::Memory => (Connection::open_in_memory()?, None),
-            DatabaseLocation::File(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Invalid(format!(
-                            "cannot create the database directory {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-                let conn = open_connection(path, OpenFlags::default())?;
-                (
-                    conn,
-                    Some(ReadPool {
-                        path: path.clone(),
-                        idle: Mutex::new(Vec::new()),
-                    }),
-                )
+        if let DatabaseLocation::File(path) = location {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "cannot create the database directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
             }
+        }
+        let readers = match location {
+            DatabaseLocation::Memory => None,
+            _ => Some(ReadPool {
+                location: location.clone(),
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(match location.dialect() {
+                    Dialect::Postgres => 4,
+                    Dialect::Sqlite => 8,
+                })),
+            }),
         };
-        configure_writer(&conn, durability)?;
-        migrate(&conn)?;
         let (events, _) = broadcast::channel(4096);
         let (tx, rx) = mpsc::channel::<WriterMsg>();
         let events_tx = events.clone();
@@ -356,30 +553,56 @@ impl Store {
                     StoreError::Invalid(format!("cannot start the checkpointer thread: {e}"))
                 })?;
         }
+        let mut writer = Writer {
+            conn: None,
+            location: location.clone(),
+            durability,
+            events: events_tx,
+            checkpoint: wake_tx,
+        };
+        // The writer's connection is opened, and the schema migrated, on its
+        // own thread: PostgreSQL's client must not block an async thread.
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, events_tx, wake_tx))
+            .spawn(move || {
+                let opened = writer.connection().and_then(migrate);
+                let ok = opened.is_ok();
+                let _ = ready_tx.send(opened);
+                if ok {
+                    writer.run(rx);
+                }
+            })
             .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
+        ready_rx.recv().map_err(|_| StoreError::Closed)??;
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(tx),
                 readers,
                 events,
+                location: location.clone(),
             }),
         })
     }
 
-    /// Hears of changes other processes make to the same database file
-    /// (several watcherd processes on one machine), polling its history
-    /// every `every`. Nothing to do for an in-memory database.
-    pub fn watch_other_processes(&self, every: std::time::Duration) -> Result<(), StoreError> {
-        let Some(readers) = &self.inner.readers else {
+    /// True when other watcherd processes may share this database as a
+    /// matter of course (PostgreSQL); a SQLite file is shared only when
+    /// the configuration says so.
+    pub fn is_server_database(&self) -> bool {
+        self.inner.location.dialect() == Dialect::Postgres
+    }
+
+    /// Hears of changes other processes make to the same database (several
+    /// watcherd processes): PostgreSQL's LISTEN/NOTIFY, or polling a SQLite
+    /// file's history. Nothing to do for an in-memory database.
+    pub fn watch_other_processes(&self) -> Result<(), StoreError> {
+        if self.inner.location == DatabaseLocation::Memory {
             return Ok(());
-        };
-        let (path, events) = (readers.path.clone(), self.inner.events.clone());
+        }
+        let (location, events) = (self.inner.location.clone(), self.inner.events.clone());
         std::thread::Builder::new()
             .name("store-history-tail".into())
-            .spawn(move || history_tail_loop(path, events, every))
+            .spawn(move || history_tail_loop(location, events))
             .map_err(|e| StoreError::Invalid(format!("cannot start the history tail: {e}")))?;
         Ok(())
     }
@@ -404,7 +627,7 @@ impl Store {
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
         self.enqueue(f).await.map_err(|_| StoreError::Closed)?
     }
@@ -415,16 +638,11 @@ impl Store {
     pub(crate) fn enqueue<R, F>(&self, f: F) -> oneshot::Receiver<Result<R, StoreError>>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(move |ctx| {
-            let result = match ctx {
-                Some((conn, events)) => run_in_savepoint(conn, events, f),
-                None => Err(StoreError::Invalid(
-                    "the database could not begin a transaction".into(),
-                )),
-            };
+            let result = ctx.and_then(|(conn, events)| run_in_savepoint(conn, events, f));
             Box::new(move |commit: Result<(), StoreError>| {
                 let _ = tx.send(commit.and(result));
             })
@@ -439,30 +657,39 @@ impl Store {
     pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Conn) -> Result<R, StoreError> + Send + 'static,
     {
-        let Some(_) = &self.inner.readers else {
+        let Some(pool) = &self.inner.readers else {
             let (tx, rx) = oneshot::channel();
             self.send(WriterMsg::Read(Box::new(move |conn| {
                 let _ = tx.send(f(conn));
             })))?;
             return rx.await.map_err(|_| StoreError::Closed)?;
         };
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pool = inner.readers.as_ref().expect("checked above");
             let conn = pool.idle.lock().expect("read pool lock").pop();
-            let conn = match conn {
+            let conn = match conn.filter(Conn::is_usable) {
                 Some(c) => c,
-                None => open_connection(
-                    &pool.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?,
+                None => pool
+                    .location
+                    .open_reader()?
+                    .expect("only an in-memory database has no readers"),
             };
             let result = f(&conn);
-            let mut idle = pool.idle.lock().expect("read pool lock");
-            if idle.len() < 8 {
-                idle.push(conn);
+            if conn.is_usable() {
+                let mut idle = pool.idle.lock().expect("read pool lock");
+                if idle.len() < 8 {
+                    idle.push(conn);
+                }
             }
             result
         })
@@ -472,80 +699,129 @@ impl Store {
 }
 
 fn run_in_savepoint<R>(
-    conn: &Connection,
+    conn: &Conn,
     events: &mut Vec<StoreEvent>,
-    f: impl FnOnce(&Connection, &mut Vec<StoreEvent>) -> Result<R, StoreError>,
+    f: impl FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    conn.execute_batch("SAVEPOINT request")?;
+    conn.batch("SAVEPOINT request")?;
     let mut local = Vec::new();
     match f(conn, &mut local) {
         Ok(r) => {
-            conn.execute_batch("RELEASE request")?;
+            conn.batch("RELEASE request")?;
             events.extend(local);
             Ok(r)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+            conn.batch("ROLLBACK TO request; RELEASE request")?;
             Err(e)
         }
     }
 }
 
-fn writer_loop(
-    conn: Connection,
-    rx: mpsc::Receiver<WriterMsg>,
+/// The writer thread: one connection, requests in groups, one commit a group.
+struct Writer {
+    /// `None` after the connection broke, until it is opened again.
+    conn: Option<Conn>,
+    location: DatabaseLocation,
+    durability: Durability,
     events: broadcast::Sender<StoreEvent>,
     checkpoint: mpsc::Sender<()>,
-) {
-    let mut since_checkpoint = 0usize;
-    let mut pending: Vec<WriterMsg> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        pending.push(first);
-        while pending.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(m) => pending.push(m),
-                Err(_) => break,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<WriterMsg>) {
+        let mut since_checkpoint = 0usize;
+        let mut pending: Vec<WriterMsg> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            pending.push(first);
+            while pending.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(m) => pending.push(m),
+                    Err(_) => break,
+                }
+            }
+            let committed = self.run_group(&mut pending);
+            since_checkpoint += committed;
+            if since_checkpoint >= 2_000 {
+                since_checkpoint = 0;
+                let _ = self.checkpoint.send(());
             }
         }
-        let mut completions: Vec<Completion> = Vec::with_capacity(pending.len());
-        let mut batch_events = Vec::new();
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
-        for msg in pending.drain(..) {
-            match msg {
-                WriterMsg::Read(job) => job(&conn),
-                WriterMsg::Write(job) => {
-                    if let Err(e) = &began {
-                        tracing::error!(error = %e, "cannot begin a transaction");
-                        job(None)(Ok(()));
-                    } else {
-                        completions.push(job(Some((&conn, &mut batch_events))));
+    }
+
+    /// The open connection, opening a new one if the last one broke.
+    fn connection(&mut self) -> Result<&Conn, StoreError> {
+        if self.conn.as_ref().is_none_or(|c| !c.is_usable()) {
+            self.conn = None;
+            self.conn = Some(self.location.open_writer(self.durability)?);
+            tracing::debug!("the store's write connection is open");
+        }
+        Ok(self.conn.as_ref().expect("opened above"))
+    }
+
+    /// Runs and commits one group; the number of writes committed.
+    fn run_group(&mut self, pending: &mut Vec<WriterMsg>) -> usize {
+        let events = self.events.clone();
+        let conn = match self.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the database is unavailable; writes fail until it is back");
+                for msg in pending.drain(..) {
+                    if let WriterMsg::Write(job) = msg {
+                        job(Err(StoreError::Unavailable(e.to_string())))(Ok(()));
                     }
                 }
+                return 0;
+            }
+        };
+        let mut completions: Vec<Completion> = Vec::with_capacity(pending.len());
+        let mut batch_events = Vec::new();
+        let began = conn.batch(&conn.dialect().begin_write());
+        for msg in pending.drain(..) {
+            match msg {
+                WriterMsg::Read(job) => job(conn),
+                WriterMsg::Write(job) => match &began {
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot begin a transaction");
+                        job(Err(StoreError::Unavailable(format!(
+                            "the database could not begin a transaction: {e}"
+                        ))))(Ok(()));
+                    }
+                    Ok(()) => completions.push(job(Ok((conn, &mut batch_events)))),
+                },
             }
         }
         if began.is_err() {
-            continue;
+            return 0;
         }
-        match conn.execute_batch("COMMIT") {
+        // Other processes listen: the NOTIFY is delivered with the commit.
+        let notified = match (conn.dialect(), batch_events.is_empty()) {
+            (Dialect::Postgres, false) => conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}")),
+            _ => Ok(()),
+        };
+        match notified.and_then(|()| conn.batch("COMMIT")) {
             Ok(()) => {
-                since_checkpoint += completions.len();
-                if since_checkpoint >= 2_000 {
-                    since_checkpoint = 0;
-                    let _ = checkpoint.send(());
-                }
+                let n = completions.len();
                 for done in completions {
                     done(Ok(()));
                 }
                 for ev in batch_events {
                     let _ = events.send(ev);
                 }
+                n
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the whole group is rolled back");
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = conn.batch("ROLLBACK");
+                let unavailable = matches!(e, StoreError::Unavailable(_));
                 for done in completions {
-                    done(Err(StoreError::Invalid(format!("commit failed: {e}"))));
+                    done(Err(if unavailable {
+                        StoreError::Unavailable(e.to_string())
+                    } else {
+                        StoreError::Database(format!("commit failed: {e}"))
+                    }));
                 }
+                0
             }
         }
     }

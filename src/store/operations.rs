@@ -1,10 +1,9 @@
 //! Queries and state changes. Each public method is one transaction.
 
-use super::{from_micros, now_micros, Store, StoreError, StoreEvent};
+use super::sql::{args, Conn, Row, Value as SqlValue};
+use super::{now_micros, Store, StoreError, StoreEvent};
 use crate::core::*;
 use chrono::{DateTime, Utc};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -165,188 +164,146 @@ const STRATEGY_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, x.go
     g.uuid, g.name, x.parameters_spec, x.created_at \
     FROM strategies x JOIN goals g ON g.id = x.goal_id";
 
-fn uuid_col(row: &Row, i: usize) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(i)?;
-    Uuid::parse_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn opt_uuid_col(row: &Row, i: usize) -> rusqlite::Result<Option<Uuid>> {
-    let s: Option<String> = row.get(i)?;
-    s.map(|s| {
-        Uuid::parse_str(&s).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-        })
-    })
-    .transpose()
-}
-
-fn time_col(row: &Row, i: usize) -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
-    Ok(from_micros(row.get(i)?))
-}
-
-fn opt_time_col(row: &Row, i: usize) -> rusqlite::Result<Option<chrono::DateTime<chrono::Utc>>> {
-    Ok(row.get::<_, Option<i64>>(i)?.map(from_micros))
-}
-
-fn parsed<T: std::str::FromStr>(row: &Row, i: usize) -> rusqlite::Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let s: String = row.get(i)?;
-    s.parse::<T>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn json_col<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
-    let s: String = row.get(i)?;
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn plan_from_row(row: &Row) -> rusqlite::Result<ActionPlan> {
+fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
     Ok(ActionPlan {
         id: row.get(0)?,
-        uuid: uuid_col(row, 1)?,
-        audit_uuid: uuid_col(row, 2)?,
-        strategy_uuid: uuid_col(row, 3)?,
+        uuid: row.uuid(1)?,
+        audit_uuid: row.uuid(2)?,
+        strategy_uuid: row.uuid(3)?,
         strategy_name: row.get(4)?,
-        state: parsed(row, 5)?,
-        efficacy_indicators: json_col(row, 6)?,
-        global_efficacy: json_col(row, 7)?,
+        state: row.parsed(5)?,
+        efficacy_indicators: row.json(6)?,
+        global_efficacy: row.json(7)?,
         hostname: row.get(8)?,
         status_message: row.get(9)?,
-        created_at: time_col(row, 10)?,
-        updated_at: opt_time_col(row, 11)?,
-        deleted_at: opt_time_col(row, 12)?,
+        created_at: row.time(10)?,
+        updated_at: row.opt_time(11)?,
+        deleted_at: row.opt_time(12)?,
     })
 }
 
-fn action_from_row(row: &Row) -> rusqlite::Result<Action> {
+fn action_from_row(row: &Row) -> Result<Action, StoreError> {
     Ok(Action {
         id: row.get(0)?,
-        uuid: uuid_col(row, 1)?,
-        action_plan_uuid: uuid_col(row, 2)?,
+        uuid: row.uuid(1)?,
+        action_plan_uuid: row.uuid(2)?,
         action_type: row.get(3)?,
-        input_parameters: json_col(row, 4)?,
-        parents: json_col(row, 5)?,
-        state: parsed(row, 6)?,
+        input_parameters: row.json(4)?,
+        parents: row.json(5)?,
+        state: row.parsed(6)?,
         status_message: row.get(7)?,
-        created_at: time_col(row, 8)?,
-        updated_at: opt_time_col(row, 9)?,
-        deleted_at: opt_time_col(row, 10)?,
+        created_at: row.time(8)?,
+        updated_at: row.opt_time(9)?,
+        deleted_at: row.opt_time(10)?,
     })
 }
 
-fn audit_from_row(row: &Row) -> rusqlite::Result<Audit> {
+fn audit_from_row(row: &Row) -> Result<Audit, StoreError> {
     Ok(Audit {
         id: row.get(0)?,
-        uuid: uuid_col(row, 1)?,
+        uuid: row.uuid(1)?,
         name: row.get(2)?,
-        audit_type: parsed(row, 3)?,
-        state: parsed(row, 4)?,
-        goal_uuid: uuid_col(row, 5)?,
+        audit_type: row.parsed(3)?,
+        state: row.parsed(4)?,
+        goal_uuid: row.uuid(5)?,
         goal_name: row.get(6)?,
-        strategy_uuid: opt_uuid_col(row, 7)?,
+        strategy_uuid: row.opt_uuid(7)?,
         strategy_name: row.get(8)?,
-        parameters: json_col(row, 9)?,
+        parameters: row.json(9)?,
         interval: row.get(10)?,
-        scope: json_col(row, 11)?,
+        scope: row.json(11)?,
         auto_trigger: row.get(12)?,
         force: row.get(13)?,
-        next_run_time: opt_time_col(row, 14)?,
-        start_time: opt_time_col(row, 15)?,
-        end_time: opt_time_col(row, 16)?,
+        next_run_time: row.opt_time(14)?,
+        start_time: row.opt_time(15)?,
+        end_time: row.opt_time(16)?,
         hostname: row.get(17)?,
         status_message: row.get(18)?,
-        created_at: time_col(row, 19)?,
-        updated_at: opt_time_col(row, 20)?,
-        deleted_at: opt_time_col(row, 21)?,
+        created_at: row.time(19)?,
+        updated_at: row.opt_time(20)?,
+        deleted_at: row.opt_time(21)?,
         triggered: row.get(22)?,
     })
 }
 
-fn service_from_row(row: &Row) -> rusqlite::Result<ServiceRecord> {
+fn service_from_row(row: &Row) -> Result<ServiceRecord, StoreError> {
     Ok(ServiceRecord {
         id: row.get(0)?,
         name: row.get(1)?,
         host: row.get(2)?,
-        last_seen_up: opt_time_col(row, 3)?,
-        created_at: time_col(row, 4)?,
-        updated_at: opt_time_col(row, 5)?,
-        deleted_at: opt_time_col(row, 6)?,
+        last_seen_up: row.opt_time(3)?,
+        created_at: row.time(4)?,
+        updated_at: row.opt_time(5)?,
+        deleted_at: row.opt_time(6)?,
     })
 }
 
-fn template_from_row(row: &Row) -> rusqlite::Result<AuditTemplate> {
+fn template_from_row(row: &Row) -> Result<AuditTemplate, StoreError> {
     let defaults: Option<String> = row.get(11)?;
     Ok(AuditTemplate {
         id: row.get(0)?,
-        uuid: uuid_col(row, 1)?,
+        uuid: row.uuid(1)?,
         name: row.get(2)?,
         description: row.get(3)?,
         goal_id: row.get(4)?,
-        goal_uuid: uuid_col(row, 5)?,
+        goal_uuid: row.uuid(5)?,
         goal_name: row.get(6)?,
         strategy_id: row.get(7)?,
-        strategy_uuid: opt_uuid_col(row, 8)?,
+        strategy_uuid: row.opt_uuid(8)?,
         strategy_name: row.get(9)?,
-        scope: json_col(row, 10)?,
+        scope: row.json(10)?,
         default_parameters: defaults.and_then(|d| serde_json::from_str(&d).ok()),
-        created_at: time_col(row, 12)?,
-        updated_at: opt_time_col(row, 13)?,
-        deleted_at: opt_time_col(row, 14)?,
+        created_at: row.time(12)?,
+        updated_at: row.opt_time(13)?,
+        deleted_at: row.opt_time(14)?,
     })
 }
 
-fn goal_from_row(row: &Row) -> rusqlite::Result<Goal> {
+fn goal_from_row(row: &Row) -> Result<Goal, StoreError> {
     Ok(Goal {
         id: row.get(0)?,
-        uuid: uuid_col(row, 1)?,
+        uuid: row.uuid(1)?,
         name: row.get(2)?,
         display_name: row.get(3)?,
-        efficacy_specification: json_col(row, 4)?,
-        created_at: time_col(row, 5)?,
-        updated_at: opt_time_col(row, 6)?,
+        efficacy_specification: row.json(4)?,
+        created_at: row.time(5)?,
+        updated_at: row.opt_time(6)?,
     })
 }
 
-fn strategy_from_row(row: &Row) -> rusqlite::Result<Strategy> {
+fn strategy_from_row(row: &Row) -> Result<Strategy, StoreError> {
     Ok(Strategy {
         id: row.get(0)?,
-        uuid: uuid_col(row, 1)?,
+        uuid: row.uuid(1)?,
         name: row.get(2)?,
         display_name: row.get(3)?,
         goal_id: row.get(4)?,
-        goal_uuid: uuid_col(row, 5)?,
+        goal_uuid: row.uuid(5)?,
         goal_name: row.get(6)?,
-        parameters_spec: json_col(row, 7)?,
-        created_at: time_col(row, 8)?,
+        parameters_spec: row.json(7)?,
+        created_at: row.time(8)?,
     })
 }
 
-fn history_from_row(row: &Row) -> rusqlite::Result<HistoryEntry> {
+fn history_from_row(row: &Row) -> Result<HistoryEntry, StoreError> {
     let entity: String = row.get(1)?;
     Ok(HistoryEntry {
         seq: row.get(0)?,
         entity: Entity::parse(&entity).unwrap_or(Entity::Action),
-        uuid: uuid_col(row, 2)?,
-        action_plan_uuid: opt_uuid_col(row, 3)?,
+        uuid: row.uuid(2)?,
+        action_plan_uuid: row.opt_uuid(3)?,
         from_state: row.get(4)?,
         to_state: row.get(5)?,
-        actor: parsed(row, 6)?,
+        actor: row.parsed(6)?,
         reason: row.get(7)?,
-        at: time_col(row, 8)?,
+        at: row.time(8)?,
     })
 }
 
 /// Writes one history row. Every state change calls this in its own transaction.
 #[allow(clippy::too_many_arguments)]
 fn record_history(
-    conn: &Connection,
+    conn: &Conn,
     entity: Entity,
     uuid: Uuid,
     plan: Option<Uuid>,
@@ -356,11 +313,8 @@ fn record_history(
     reason: &str,
     at: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+    conn.execute("INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", args![
         entity.as_str(),
         uuid.to_string(),
         plan.map(|p| p.to_string()),
@@ -373,11 +327,12 @@ fn record_history(
     Ok(())
 }
 
-fn plan_state(conn: &Connection, uuid: Uuid) -> Result<ActionPlanState, StoreError> {
-    let s: Option<String> = conn
-        .prepare_cached("SELECT state FROM action_plans WHERE uuid = ?1 AND deleted_at IS NULL")?
-        .query_row([uuid.to_string()], |r| r.get(0))
-        .optional()?;
+fn plan_state(conn: &Conn, uuid: Uuid) -> Result<ActionPlanState, StoreError> {
+    let s: Option<String> = conn.query_row_opt(
+        "SELECT state FROM action_plans WHERE uuid = ?1 AND deleted_at IS NULL",
+        [uuid.to_string()],
+        |r| r.get(0),
+    )?;
     match s {
         Some(s) => Ok(s.parse()?),
         None => Err(StoreError::NotFound {
@@ -387,11 +342,7 @@ fn plan_state(conn: &Connection, uuid: Uuid) -> Result<ActionPlanState, StoreErr
     }
 }
 
-fn get_plan_conn(
-    conn: &Connection,
-    uuid: Uuid,
-    show_deleted: bool,
-) -> Result<ActionPlan, StoreError> {
+fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPlan, StoreError> {
     let sql = format!(
         "{PLAN_SELECT} WHERE x.uuid = ?1{}",
         if show_deleted {
@@ -400,16 +351,14 @@ fn get_plan_conn(
             " AND x.deleted_at IS NULL"
         }
     );
-    conn.prepare_cached(&sql)?
-        .query_row([uuid.to_string()], plan_from_row)
-        .optional()?
+    conn.query_row_opt(&sql, [uuid.to_string()], plan_from_row)?
         .ok_or(StoreError::NotFound {
             kind: "ActionPlan",
             id: uuid.to_string(),
         })
 }
 
-fn get_audit_conn(conn: &Connection, ident: &str, show_deleted: bool) -> Result<Audit, StoreError> {
+fn get_audit_conn(conn: &Conn, ident: &str, show_deleted: bool) -> Result<Audit, StoreError> {
     let column = if Uuid::parse_str(ident).is_ok() {
         "x.uuid"
     } else {
@@ -426,9 +375,7 @@ fn get_audit_conn(conn: &Connection, ident: &str, show_deleted: bool) -> Result<
             " AND x.deleted_at IS NULL"
         }
     );
-    conn.prepare_cached(&sql)?
-        .query_row([&ident], audit_from_row)
-        .optional()?
+    conn.query_row_opt(&sql, [&ident], audit_from_row)?
         .ok_or(StoreError::NotFound {
             kind: "Audit",
             id: ident,
@@ -439,7 +386,7 @@ fn get_audit_conn(conn: &Connection, ident: &str, show_deleted: bool) -> Result<
 /// row each. Returns the actions moved.
 #[allow(clippy::too_many_arguments)]
 fn move_actions(
-    conn: &Connection,
+    conn: &Conn,
     events: &mut Vec<StoreEvent>,
     plan: Uuid,
     from: ActionState,
@@ -457,28 +404,23 @@ fn move_actions(
     }
     // Set-based: one history INSERT and one UPDATE for the whole group, so
     // cancelling a plan with thousands of PENDING actions stays fast.
-    let plan_id: i64 = conn
-        .prepare_cached("SELECT id FROM action_plans WHERE uuid = ?1")?
-        .query_row([plan.to_string()], |r| r.get(0))?;
-    conn.prepare_cached(
-        "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+    let plan_id: i64 = conn.query_row(
+        "SELECT id FROM action_plans WHERE uuid = ?1",
+        [plan.to_string()],
+        |r| r.get(0),
+    )?;
+    conn.execute("INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
          SELECT 'action', uuid, ?1, ?2, ?3, ?4, ?5, ?6 FROM actions \
-         WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id",
-    )?
-    .execute(params![plan.to_string(), from.as_str(), to.as_str(), actor.as_str(), reason, now, plan_id])?;
+         WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id", args![plan.to_string(), from.as_str(), to.as_str(), actor.as_str(), reason, now, plan_id])?;
     let deleted_at = (to == ActionState::Deleted).then_some(now);
     let status_message = status_message.map(bound_status_message);
     let uuids: Vec<Uuid> = conn
-        .prepare_cached(
-            "UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
+        .query_map("UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
              status_message = COALESCE(?4, status_message) WHERE action_plan_id = ?5 AND state = ?6 \
-             RETURNING uuid",
-        )?
-        .query_map(
-            params![to.as_str(), now, deleted_at, status_message, plan_id, from.as_str()],
-            |r| uuid_col(r, 0),
-        )?
-        .collect::<Result<_, _>>()?;
+             RETURNING uuid", 
+            args![to.as_str(), now, deleted_at, status_message, plan_id, from.as_str()],
+            |r| r.uuid(0),
+        )?;
     if !uuids.is_empty() {
         events.push(StoreEvent::ActionsMoved {
             plan,
@@ -523,7 +465,7 @@ fn build_list_sql(
     table: &str,
     query: &ListQuery,
     filters: Where,
-    conn: &Connection,
+    conn: &Conn,
     kind: &'static str,
 ) -> Result<(String, Vec<SqlValue>), StoreError> {
     let Where {
@@ -535,13 +477,11 @@ fn build_list_sql(
     }
     let col = query.sort.0;
     if let Some(marker) = query.marker {
-        let exists: Option<i64> = conn
-            .query_row(
-                &format!("SELECT id FROM {table} WHERE uuid = ?1"),
-                [marker.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let exists: Option<i64> = conn.query_row_opt(
+            &format!("SELECT id FROM {table} WHERE uuid = ?1"),
+            [marker.to_string()],
+            |r| r.get(0),
+        )?;
         let Some(marker_id) = exists else {
             return Err(StoreError::NotFound {
                 kind,
@@ -553,8 +493,8 @@ fn build_list_sql(
             "({col}, x.id) {cmp} ((SELECT {col} {from_part} WHERE x.id = ?), ?)",
             from_part = &select[select.find(" FROM ").expect("select has FROM") + 1..],
         ));
-        args.push(SqlValue::Integer(marker_id));
-        args.push(SqlValue::Integer(marker_id));
+        args.push(SqlValue::Int(marker_id));
+        args.push(SqlValue::Int(marker_id));
     }
     let dir = if query.descending { "DESC" } else { "ASC" };
     let where_sql = if clauses.is_empty() {
@@ -571,19 +511,18 @@ fn build_list_sql(
 
 /// One live (not deleted) record by UUID or name.
 fn find_by_ident<T>(
-    conn: &Connection,
+    conn: &Conn,
     select: &str,
     ident: &str,
     kind: &'static str,
-    map: fn(&Row) -> rusqlite::Result<T>,
+    map: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let w = Where::default().ident(Some(ident), "x.uuid", "x.name");
-    conn.query_row(
+    conn.query_row_opt(
         &format!("{select} WHERE x.deleted_at IS NULL AND {}", w.clauses[0]),
-        params_from_iter(w.args),
+        w.args,
         map,
-    )
-    .optional()?
+    )?
     .ok_or(StoreError::NotFound {
         kind,
         id: ident.to_string(),
@@ -591,14 +530,12 @@ fn find_by_ident<T>(
 }
 
 fn query_list<T>(
-    conn: &Connection,
+    conn: &Conn,
     sql: &str,
     args: Vec<SqlValue>,
-    map: fn(&Row) -> rusqlite::Result<T>,
+    map: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params_from_iter(args), map)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    conn.query_map(sql, args, map)
 }
 
 impl Store {
@@ -619,7 +556,7 @@ impl Store {
                 "INSERT INTO goals (uuid, name, display_name, efficacy_specification, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE SET \
                  display_name = excluded.display_name, efficacy_specification = excluded.efficacy_specification",
-                params![Uuid::new_v4().to_string(), name, display_name, spec, now],
+                args![Uuid::new_v4().to_string(), name, display_name, spec, now],
             )?;
             Ok(())
         })
@@ -644,7 +581,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, (SELECT id FROM goals WHERE name = ?4), ?5, ?6) \
                  ON CONFLICT(name) DO UPDATE SET display_name = excluded.display_name, \
                  goal_id = excluded.goal_id, parameters_spec = excluded.parameters_spec",
-                params![Uuid::new_v4().to_string(), name, display_name, goal, spec, now],
+                args![Uuid::new_v4().to_string(), name, display_name, goal, spec, now],
             )?;
             Ok(())
         })
@@ -705,7 +642,7 @@ impl Store {
                 "INSERT INTO audits (uuid, name, audit_type, state, goal_id, strategy_id, parameters, \
                  interval, scope, auto_trigger, force, start_time, end_time, created_at) \
                  VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
+                args![
                     new.uuid.to_string(),
                     new.name,
                     new.audit_type.as_str(),
@@ -783,7 +720,7 @@ impl Store {
             }
             conn.execute(
                 "UPDATE audits SET triggered = 1, updated_at = ?1 WHERE id = ?2",
-                params![now_micros(), audit.id],
+                args![now_micros(), audit.id],
             )?;
             events.push(StoreEvent::AuditState {
                 uuid: audit.uuid,
@@ -823,7 +760,7 @@ impl Store {
                  auto_trigger = COALESCE(?7, auto_trigger), \
                  next_run_time = CASE WHEN ?8 THEN NULL ELSE next_run_time END, \
                  updated_at = ?9 WHERE id = ?10 AND deleted_at IS NULL",
-                params![
+                args![
                     edit.name,
                     edit.interval,
                     edit.start_time.is_some(),
@@ -885,7 +822,7 @@ impl Store {
                 "UPDATE audits SET next_run_time = ?1, hostname = ?2, \
                  status_message = COALESCE(?3, status_message), updated_at = ?4 \
                  WHERE uuid = ?5 AND state = ?6 AND deleted_at IS NULL",
-                params![
+                args![
                     super::to_micros(next_run_time),
                     hostname,
                     status_message.as_deref().map(bound_status_message),
@@ -932,7 +869,7 @@ impl Store {
                  hostname = COALESCE(?4, hostname), deleted_at = COALESCE(?5, deleted_at), \
                  triggered = CASE WHEN ?1 = 'ONGOING' THEN 0 ELSE triggered END \
                  WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
-                params![
+                args![
                     to.as_str(),
                     now,
                     status_message.as_deref().map(bound_status_message),
@@ -979,15 +916,10 @@ impl Store {
             if continuous {
                 // Upstream's rule: a new run's plan replaces this audit's
                 // recommendations nobody started.
-                let older: Vec<String> = conn
-                    .prepare_cached(
-                        "SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
-                         AND deleted_at IS NULL",
-                    )?
-                    .query_map([audit.id], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
+                let older: Vec<Uuid> = conn
+                    .query_map("SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
+                         AND deleted_at IS NULL", [audit.id], |r| r.uuid(0))?;
                 for old in older {
-                    let old = Uuid::parse_str(&old).map_err(|e| StoreError::Invalid(e.to_string()))?;
                     transition_plan_conn(conn, events, old, ActionPlanState::Recommended,
                         ActionPlanState::Cancelled, Actor::DecisionEngine,
                         &format!("replaced by action plan {} of the same continuous audit", new.uuid),
@@ -999,11 +931,11 @@ impl Store {
             } else {
                 ActionPlanState::Recommended
             };
-            conn.execute(
+            let plan_id: i64 = conn.query_row(
                 "INSERT INTO action_plans (uuid, audit_id, strategy_id, state, efficacy_indicators, \
                  global_efficacy, created_at) VALUES (?1, ?2, (SELECT id FROM strategies WHERE name = ?3), \
-                 ?4, ?5, ?6, ?7)",
-                params![
+                 ?4, ?5, ?6, ?7) RETURNING id",
+                args![
                     new.uuid.to_string(),
                     audit.id,
                     new.strategy_name,
@@ -1012,17 +944,14 @@ impl Store {
                     serde_json::to_string(&new.global_efficacy)?,
                     now
                 ],
+                |r| r.get(0),
             )?;
-            let plan_id = conn.last_insert_rowid();
             record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
                 Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
             {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO actions (uuid, action_plan_id, action_type, input_parameters, parents, state, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6)",
-                )?;
                 for a in &new.actions {
-                    insert.execute(params![
+                    conn.execute("INSERT INTO actions (uuid, action_plan_id, action_type, input_parameters, parents, state, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6)", args![
                         a.uuid.to_string(),
                         plan_id,
                         a.action_type,
@@ -1037,12 +966,12 @@ impl Store {
             if continuous {
                 conn.execute(
                     "UPDATE audits SET next_run_time = ?1, status_message = NULL, updated_at = ?2 WHERE id = ?3",
-                    params![new.next_run_time.map(super::to_micros), now, audit.id],
+                    args![new.next_run_time.map(super::to_micros), now, audit.id],
                 )?;
             } else {
                 conn.execute(
                     "UPDATE audits SET state = 'SUCCEEDED', updated_at = ?1 WHERE id = ?2",
-                    params![now, audit.id],
+                    args![now, audit.id],
                 )?;
                 record_history(conn, Entity::Audit, audit.uuid, None, Some("ONGOING"), "SUCCEEDED",
                     Actor::DecisionEngine, &format!("produced action plan {}", new.uuid), now)?;
@@ -1134,9 +1063,7 @@ impl Store {
                     " AND x.deleted_at IS NULL"
                 }
             );
-            conn.prepare_cached(&sql)?
-                .query_row([uuid.to_string()], action_from_row)
-                .optional()?
+            conn.query_row_opt(&sql, [uuid.to_string()], action_from_row)?
                 .ok_or(StoreError::NotFound {
                     kind: "Action",
                     id: uuid.to_string(),
@@ -1197,9 +1124,11 @@ impl Store {
                 return Err(StoreError::PlanNotRunning { plan, state });
             }
             if let Some(owner) = owner {
-                let holder: Option<String> = conn
-                    .prepare_cached("SELECT hostname FROM action_plans WHERE uuid = ?1")?
-                    .query_row([plan.to_string()], |r| r.get(0))?;
+                let holder: Option<String> = conn.query_row(
+                    "SELECT hostname FROM action_plans WHERE uuid = ?1",
+                    [plan.to_string()],
+                    |r| r.get(0),
+                )?;
                 if let Some(h) = holder.filter(|h| *h != owner) {
                     return Err(StoreError::NotOwner { plan, owner: h });
                 }
@@ -1302,11 +1231,11 @@ impl Store {
     ) -> Result<Action, StoreError> {
         self.write(move |conn, events| {
             let action = conn
-                .prepare_cached(&format!(
-                    "{ACTION_SELECT} WHERE x.uuid = ?1 AND x.deleted_at IS NULL"
-                ))?
-                .query_row([uuid.to_string()], action_from_row)
-                .optional()?
+                .query_row_opt(
+                    &format!("{ACTION_SELECT} WHERE x.uuid = ?1 AND x.deleted_at IS NULL"),
+                    [uuid.to_string()],
+                    action_from_row,
+                )?
                 .ok_or(StoreError::NotFound {
                     kind: "Action",
                     id: uuid.to_string(),
@@ -1334,16 +1263,18 @@ impl Store {
             } else {
                 conn.execute(
                     "UPDATE actions SET status_message = ?1, updated_at = ?2 WHERE uuid = ?3",
-                    params![
+                    args![
                         bound_status_message(&status_message),
                         now_micros(),
                         uuid.to_string()
                     ],
                 )?;
             }
-            conn.prepare_cached(&format!("{ACTION_SELECT} WHERE x.uuid = ?1"))?
-                .query_row([uuid.to_string()], action_from_row)
-                .map_err(Into::into)
+            conn.query_row(
+                &format!("{ACTION_SELECT} WHERE x.uuid = ?1"),
+                [uuid.to_string()],
+                action_from_row,
+            )
         })
         .await
     }
@@ -1392,7 +1323,7 @@ impl Store {
         self.write(move |conn, _| {
             let n = conn.execute(
                 "UPDATE audit_templates SET deleted_at = ?1 WHERE uuid = ?2 AND deleted_at IS NULL",
-                params![now_micros(), uuid.to_string()],
+                args![now_micros(), uuid.to_string()],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound {
@@ -1449,11 +1380,8 @@ impl Store {
         let (name, host) = (name.to_string(), host.to_string());
         self.write(move |conn, _| {
             let now = now_micros();
-            conn.prepare_cached(
-                "INSERT INTO services (name, host, last_seen_up, created_at) VALUES (?1, ?2, ?3, ?3) \
-                 ON CONFLICT(name, host) DO UPDATE SET last_seen_up = excluded.last_seen_up, updated_at = excluded.last_seen_up",
-            )?
-            .execute(params![name, host, now])?;
+            conn.execute("INSERT INTO services (name, host, last_seen_up, created_at) VALUES (?1, ?2, ?3, ?3) \
+                 ON CONFLICT(name, host) DO UPDATE SET last_seen_up = excluded.last_seen_up, updated_at = excluded.last_seen_up", args![name, host, now])?;
             Ok(())
         })
         .await
@@ -1469,9 +1397,9 @@ impl Store {
         self.read(move |conn| {
             let (cmp, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
             let sql = format!(
-                "{SERVICE_SELECT} WHERE x.deleted_at IS NULL AND (?1 IS NULL OR x.id {cmp} ?1) ORDER BY x.id {dir} LIMIT {limit}"
+                "{SERVICE_SELECT} WHERE x.deleted_at IS NULL AND (CAST(?1 AS BIGINT) IS NULL OR x.id {cmp} ?1) ORDER BY x.id {dir} LIMIT {limit}"
             );
-            query_list(conn, &sql, vec![marker.map(SqlValue::Integer).unwrap_or(SqlValue::Null)], service_from_row)
+            query_list(conn, &sql, vec![marker.map(SqlValue::Int).unwrap_or(SqlValue::Null)], service_from_row)
         })
         .await
     }
@@ -1481,11 +1409,10 @@ impl Store {
         let ident = ident.to_string();
         self.read(move |conn| {
             let (clause, arg) = match ident.parse::<i64>() {
-                Ok(id) => ("x.id = ?1", SqlValue::Integer(id)),
+                Ok(id) => ("x.id = ?1", SqlValue::Int(id)),
                 Err(_) => ("x.name = ?1", SqlValue::Text(ident.clone())),
             };
-            conn.query_row(&format!("{SERVICE_SELECT} WHERE {clause} AND x.deleted_at IS NULL ORDER BY x.id LIMIT 1"), [arg], service_from_row)
-                .optional()?
+            conn.query_row_opt(&format!("{SERVICE_SELECT} WHERE {clause} AND x.deleted_at IS NULL ORDER BY x.id LIMIT 1"), [arg], service_from_row)?
                 .ok_or(StoreError::NotFound { kind: "Service", id: ident })
         })
         .await
@@ -1513,15 +1440,15 @@ impl Store {
     pub async fn notification_cursor(&self, nonce: i64) -> Result<(i64, i64), StoreError> {
         self.write(move |conn, _| {
             conn.execute(
-                "INSERT OR IGNORE INTO notification_cursor (id, last_seq, nonce) \
-                 VALUES (1, (SELECT COALESCE(MAX(seq), 0) FROM state_history), ?1)",
+                "INSERT INTO notification_cursor (id, last_seq, nonce) \
+                 VALUES (1, (SELECT COALESCE(MAX(seq), 0) FROM state_history), ?1) ON CONFLICT DO NOTHING",
                 [nonce],
             )?;
-            Ok(conn.query_row(
+            conn.query_row(
                 "SELECT last_seq, nonce FROM notification_cursor WHERE id = 1",
-                [],
+                (),
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
         .await
     }
@@ -1538,14 +1465,14 @@ impl Store {
             let n = conn.execute(
                 "UPDATE notification_cursor SET holder = ?1, lease_expires_at = ?2 WHERE id = 1 \
                  AND (holder IS NULL OR holder = ?1 OR lease_expires_at < ?3)",
-                params![host, until, now_micros()],
+                args![host, until, now_micros()],
             )?;
             if n == 0 {
                 return Ok(None);
             }
             Ok(Some(conn.query_row(
                 "SELECT last_seq FROM notification_cursor WHERE id = 1",
-                [],
+                (),
                 |r| r.get(0),
             )?))
         })
@@ -1562,8 +1489,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.write(move |conn, _| {
             let n = conn.execute(
-                "UPDATE notification_cursor SET last_seq = MAX(last_seq, ?1) WHERE id = 1 AND holder = ?2",
-                params![seq, host],
+                &format!(
+                    "UPDATE notification_cursor SET last_seq = {}(last_seq, ?1) WHERE id = 1 AND holder = ?2",
+                    conn.dialect().greatest()
+                ),
+                args![seq, host],
             )?;
             Ok(n == 1)
         })
@@ -1582,11 +1512,8 @@ impl Store {
             let mut lost = vec![];
             for p in plans {
                 let n = conn
-                    .prepare_cached(
-                        "UPDATE action_plans SET lease_expires_at = ?1 WHERE uuid = ?2 AND hostname = ?3 \
-                         AND state IN ('ONGOING', 'CANCELLING')",
-                    )?
-                    .execute(params![until, p.to_string(), host])?;
+                    .execute("UPDATE action_plans SET lease_expires_at = ?1 WHERE uuid = ?2 AND hostname = ?3 \
+                         AND state IN ('ONGOING', 'CANCELLING')", args![until, p.to_string(), host])?;
                 if n == 0 {
                     lost.push(p);
                 }
@@ -1605,7 +1532,7 @@ impl Store {
                     "{PLAN_SELECT} WHERE x.state IN ('ONGOING', 'CANCELLING') AND x.deleted_at IS NULL \
                      AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ? ORDER BY x.id"
                 ),
-                vec![SqlValue::Integer(now)],
+                vec![SqlValue::Int(now)],
                 plan_from_row,
             )
         })
@@ -1624,13 +1551,12 @@ impl Store {
     ) -> Result<ActionPlan, StoreError> {
         self.write(move |conn, events| {
             let now = now_micros();
-            let n = conn
-                .prepare_cached(
-                    "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
+            let n = conn.execute(
+                "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
                      WHERE uuid = ?4 AND hostname = ?5 AND lease_expires_at < ?3 \
                      AND state IN ('ONGOING', 'CANCELLING') AND deleted_at IS NULL",
-                )?
-                .execute(params![to_host, until, now, uuid.to_string(), from_host])?;
+                args![to_host, until, now, uuid.to_string(), from_host],
+            )?;
             if n == 0 {
                 return Err(StoreError::Conflict {
                     kind: "ActionPlan",
@@ -1668,9 +1594,7 @@ impl Store {
                 let sql = format!(
                     "SELECT state, COUNT(*) FROM {table} WHERE deleted_at IS NULL GROUP BY state ORDER BY state"
                 );
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(rows.collect::<Result<_, _>>()?)
+                conn.query_map(&sql, (), |r| Ok((r.get(0)?, r.get(1)?)))
             };
             Ok(StateCounts {
                 action_plans: count("action_plans")?,
@@ -1686,16 +1610,14 @@ impl Store {
     pub async fn history_position(&self) -> Result<(i64, Option<i64>), StoreError> {
         self.read(|conn| {
             let newest: i64 =
-                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", [], |r| {
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", (), |r| {
                     r.get(0)
                 })?;
-            let cursor: Option<i64> = conn
-                .query_row(
-                    "SELECT last_seq FROM notification_cursor WHERE id = 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let cursor: Option<i64> = conn.query_row_opt(
+                "SELECT last_seq FROM notification_cursor WHERE id = 1",
+                (),
+                |r| r.get(0),
+            )?;
             Ok((newest, cursor))
         })
         .await
@@ -1710,17 +1632,15 @@ impl Store {
             let mut out = HashMap::new();
             for chunk in uuids.chunks(400) {
                 let marks = vec!["?"; chunk.len()].join(",");
-                let mut stmt = conn.prepare(&format!(
-                    "SELECT uuid, action_type FROM actions WHERE uuid IN ({marks})"
-                ))?;
-                let rows = stmt
-                    .query_map(params_from_iter(chunk.iter().map(|u| u.to_string())), |r| {
-                        Ok((uuid_col(r, 0)?, r.get::<_, String>(1)?))
-                    })?;
-                for row in rows {
-                    let (u, t) = row?;
-                    out.insert(u, t);
-                }
+                let rows = conn.query_map(
+                    &format!("SELECT uuid, action_type FROM actions WHERE uuid IN ({marks})"),
+                    chunk
+                        .iter()
+                        .map(|u| SqlValue::Text(u.to_string()))
+                        .collect::<Vec<_>>(),
+                    |r| Ok((r.uuid(0)?, r.get::<String>(1)?)),
+                )?;
+                out.extend(rows);
             }
             Ok(out)
         })
@@ -1738,7 +1658,7 @@ impl Store {
                 conn,
                 "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
                  FROM state_history WHERE seq > ? ORDER BY seq LIMIT ?",
-                vec![SqlValue::Integer(seq), SqlValue::Integer(limit as i64)],
+                vec![SqlValue::Int(seq), SqlValue::Int(limit as i64)],
                 history_from_row,
             )
         })
@@ -1749,10 +1669,10 @@ impl Store {
     /// state change, so no history row; ignored once the action has moved on.
     pub async fn set_action_progress(&self, uuid: Uuid, message: String) -> Result<(), StoreError> {
         self.write(move |conn, _| {
-            conn.prepare_cached(
+            conn.execute(
                 "UPDATE actions SET status_message = ?1 WHERE uuid = ?2 AND state = 'ONGOING'",
-            )?
-            .execute(params![bound_status_message(&message), uuid.to_string()])?;
+                args![bound_status_message(&message), uuid.to_string()],
+            )?;
             Ok(())
         })
         .await
@@ -1765,7 +1685,7 @@ impl Store {
                 "INSERT INTO action_journal (action_uuid, intent, recorded_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(action_uuid) DO UPDATE SET intent = excluded.intent, operation_id = NULL, \
                  updated_at = excluded.recorded_at",
-                params![action.to_string(), intent.to_string(), now_micros()],
+                args![action.to_string(), intent.to_string(), now_micros()],
             )?;
             Ok(())
         })
@@ -1781,7 +1701,7 @@ impl Store {
         self.write(move |conn, _| {
             conn.execute(
                 "UPDATE action_journal SET operation_id = ?1, updated_at = ?2 WHERE action_uuid = ?3",
-                params![operation_id, now_micros(), action.to_string()],
+                args![operation_id, now_micros(), action.to_string()],
             )?;
             Ok(())
         })
@@ -1790,20 +1710,17 @@ impl Store {
 
     pub async fn journal(&self, action: Uuid) -> Result<Option<JournalEntry>, StoreError> {
         self.read(move |conn| {
-            conn.query_row(
+            conn.query_row_opt(
                 "SELECT action_uuid, intent, operation_id FROM action_journal WHERE action_uuid = ?1",
                 [action.to_string()],
                 |r| {
                     Ok(JournalEntry {
-                        action_uuid: uuid_col(r, 0)?,
-                        intent: json_col(r, 1)?,
+                        action_uuid: r.uuid(0)?,
+                        intent: r.json(1)?,
                         operation_id: r.get(2)?,
                     })
                 },
-            )
-            .optional()
-            .map_err(Into::into)
-        })
+            )})
         .await
     }
 }
@@ -1811,18 +1728,16 @@ impl Store {
 /// Inserts or (`update`) updates a template, refusing a name that a
 /// different live template already has.
 fn write_template(
-    conn: &Connection,
+    conn: &Conn,
     update: bool,
     uuid: Uuid,
     f: &TemplateFields,
 ) -> Result<(), StoreError> {
-    let clash: Option<String> = conn
-        .query_row(
-            "SELECT uuid FROM audit_templates WHERE name = ?1 AND deleted_at IS NULL AND uuid != ?2",
-            params![f.name, uuid.to_string()],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let clash: Option<String> = conn.query_row_opt(
+        "SELECT uuid FROM audit_templates WHERE name = ?1 AND deleted_at IS NULL AND uuid != ?2",
+        args![f.name, uuid.to_string()],
+        |r| r.get(0),
+    )?;
     if clash.is_some() {
         return Err(StoreError::Conflict {
             kind: "AuditTemplate",
@@ -1838,14 +1753,14 @@ fn write_template(
             conn.execute(
                 "INSERT INTO audit_templates (uuid, name, description, goal_id, strategy_id, scope, default_parameters, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![uuid.to_string(), f.name, f.description, f.goal_id, f.strategy_id, f.scope.to_string(), defaults, now],
+                args![uuid.to_string(), f.name, f.description, f.goal_id, f.strategy_id, f.scope.to_string(), defaults, now],
             )?;
         }
         true => {
             let n = conn.execute(
                 "UPDATE audit_templates SET name = ?2, description = ?3, goal_id = ?4, strategy_id = ?5, scope = ?6, \
                  default_parameters = ?7, updated_at = ?8 WHERE uuid = ?1 AND deleted_at IS NULL",
-                params![uuid.to_string(), f.name, f.description, f.goal_id, f.strategy_id, f.scope.to_string(), defaults, now],
+                args![uuid.to_string(), f.name, f.description, f.goal_id, f.strategy_id, f.scope.to_string(), defaults, now],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound {
@@ -1860,7 +1775,7 @@ fn write_template(
 
 #[allow(clippy::too_many_arguments)]
 fn change_action(
-    conn: &Connection,
+    conn: &Conn,
     events: &mut Vec<StoreEvent>,
     plan: Uuid,
     uuid: Uuid,
@@ -1877,24 +1792,24 @@ fn change_action(
         });
     }
     let now = now_micros();
-    let n = conn
-        .prepare_cached(
-            // The message explains the latest state, so each change replaces it.
-            "UPDATE actions SET state = ?1, updated_at = ?2, status_message = ?3 \
+    let n = conn.execute(
+        // The message explains the latest state, so each change replaces it.
+        "UPDATE actions SET state = ?1, updated_at = ?2, status_message = ?3 \
              WHERE uuid = ?4 AND state = ?5 AND deleted_at IS NULL",
-        )?
-        .execute(params![
+        args![
             to.as_str(),
             now,
             status_message.map(bound_status_message),
             uuid.to_string(),
             from.as_str()
-        ])?;
+        ],
+    )?;
     if n == 0 {
-        let current: Option<String> = conn
-            .prepare_cached("SELECT state FROM actions WHERE uuid = ?1")?
-            .query_row([uuid.to_string()], |r| r.get(0))
-            .optional()?;
+        let current: Option<String> = conn.query_row_opt(
+            "SELECT state FROM actions WHERE uuid = ?1",
+            [uuid.to_string()],
+            |r| r.get(0),
+        )?;
         return Err(match current {
             None => StoreError::NotFound {
                 kind: "Action",
@@ -1930,7 +1845,7 @@ fn change_action(
 /// [`Store::transition_plan`] inside a transaction that may do more.
 #[allow(clippy::too_many_arguments)]
 fn transition_plan_conn(
-    conn: &Connection,
+    conn: &Conn,
     events: &mut Vec<StoreEvent>,
     uuid: Uuid,
     from: ActionPlanState,
@@ -1949,13 +1864,10 @@ fn transition_plan_conn(
     let now = now_micros();
     let deleted_at = (to == P::Deleted).then_some(now);
     let n = conn
-        .prepare_cached(
-            "UPDATE action_plans SET state = ?1, updated_at = ?2, \
+        .execute("UPDATE action_plans SET state = ?1, updated_at = ?2, \
              status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
              deleted_at = COALESCE(?5, deleted_at), lease_expires_at = COALESCE(?8, lease_expires_at) \
-             WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
-        )?
-        .execute(params![
+             WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL", args![
             to.as_str(),
             now,
             update.status_message.as_deref().map(bound_status_message),

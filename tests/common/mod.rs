@@ -21,6 +21,68 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The database URL for the database file `db` would be: that SQLite file,
+/// or with `WATCHER_TEST_DATABASE=postgres` a fresh PostgreSQL database on
+/// 127.0.0.1:5432 named after it (the same file, the same database, so the
+/// processes of one test share it as they would share the file).
+pub fn database_url(db: &Path) -> String {
+    match std::env::var("WATCHER_TEST_DATABASE").as_deref() {
+        Ok("postgres") => postgres_database(db),
+        Ok("sqlite") | Err(_) => format!("sqlite://{}", db.display()),
+        Ok(other) => panic!("WATCHER_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL server the tests use (`WATCHER_TEST_POSTGRES`, default
+/// the machine's on 127.0.0.1:5432).
+pub fn postgres_server() -> String {
+    std::env::var("WATCHER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh PostgreSQL database on [`postgres_server`] named after `db`.
+pub fn postgres_database(db: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    db.hash(&mut h);
+    let name = format!("wt_{:016x}", h.finish());
+    let server = postgres_server();
+    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !created.contains(&name) {
+        let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls)
+            .unwrap_or_else(|e| {
+                panic!("WATCHER_TEST_DATABASE=postgres, but {server} cannot be reached: {e}")
+            });
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        created.push(name.clone());
+    }
+    format!("{server}/{name}")
+}
+
+/// Runs `sql` on the database of the daemon whose data is in `dir`, behind
+/// its back (to stage what a crash leaves, say).
+pub fn execute_sql(dir: &Path, sql: &str) {
+    let url = database_url(&dir.join("watcher.db"));
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        None => postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+    }
+}
+
 /// Test settings: quick sweeps, quick polling. `applier_extra` is TOML
 /// appended inside `[applier]` (it may open `[applier.limits]` too).
 pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {
@@ -29,11 +91,24 @@ pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {
 
 /// `top` goes before any table, `tables` after `[applier]`.
 pub fn write_config_with(dir: &Path, top: &str, applier_extra: &str, tables: &str) -> PathBuf {
+    let database = database_url(&dir.join("watcher.db"));
+    write_config_on(dir, &database, top, applier_extra, tables)
+}
+
+/// [`write_config_with`] on the database at `database` (a URL).
+pub fn write_config_on(
+    dir: &Path,
+    database: &str,
+    top: &str,
+    applier_extra: &str,
+    tables: &str,
+) -> PathBuf {
     let path = dir.join("watcherd.toml");
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n{top}\n\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nhost = \"test-host\"\n{top}\n\n\
          [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n{applier_extra}\n{tables}\n",
-        dir.display()
+        dir.display(),
+        database
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -365,14 +440,25 @@ impl Drop for SimCloud {
 /// (e.g. the cloud), `tables` after (e.g. `[applier]` settings).
 #[allow(dead_code)]
 pub fn shared_config(dir: &Path, host: &str, db: &Path, top: &str, tables: &str) -> PathBuf {
+    shared_config_on(dir, host, &database_url(db), top, tables)
+}
+
+/// [`shared_config`] on the database at `database` (a URL).
+pub fn shared_config_on(
+    dir: &Path,
+    host: &str,
+    database: &str,
+    top: &str,
+    tables: &str,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("watcherd.toml");
     std::fs::write(
         &path,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"sqlite://{}\"\n{top}\n\n{tables}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"{}\"\n{top}\n\n{tables}\n",
             dir.display(),
-            db.display()
+            database
         ),
     )
     .unwrap();
