@@ -343,3 +343,157 @@ fn processes_sharing_a_database_elect_one_relay_and_the_other_takes_over() {
         let _ = c.delete_queue(&format!("{topic}.{q}"));
     }
 }
+
+/// A RabbitMQ node of this test's own (its own name, ports and data), so
+/// that it can be stopped for real without touching the machine's broker,
+/// which the OpenStack control plane of the other tests uses.
+struct PrivateRabbit {
+    dir: std::path::PathBuf,
+    node: String,
+    port: u16,
+    dist_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PrivateRabbit {
+    fn start(root: &std::path::Path) -> PrivateRabbit {
+        let dir = root.join("rabbit");
+        std::fs::create_dir_all(dir.join("mnesia")).unwrap();
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        let rabbit = PrivateRabbit {
+            node: format!("wt{}@localhost", std::process::id()),
+            port: free_port(),
+            dist_port: free_port(),
+            dir,
+        };
+        std::fs::write(rabbit.dir.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(
+            rabbit.dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{}\n", rabbit.port),
+        )
+        .unwrap();
+        // The server drops to the rabbitmq user, which must own its data.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "rabbitmq"])
+            .arg(&rabbit.dir)
+            .status();
+        rabbit.run();
+        rabbit
+    }
+
+    fn run(&self) {
+        let d = |p: &str| self.dir.join(p).display().to_string();
+        std::process::Command::new("rabbitmq-server")
+            .current_dir(&self.dir)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server");
+        wait_for(Duration::from_secs(60), || self.connect().ok().map(|_| ()));
+    }
+
+    fn stop(&self) {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "rabbitmqctl stop");
+    }
+
+    fn url(&self) -> String {
+        format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    fn connect(&self) -> Result<Connection, watcher::notifications::amqp::AmqpError> {
+        Connection::open(
+            &BrokerUrl::parse(&self.url()).unwrap(),
+            Duration::from_secs(2),
+        )
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn a_rabbitmq_restart_mid_plan_delays_notifications_and_loses_none() {
+    if !rabbitmq_or_skip() {
+        return;
+    }
+    let root = temp_dir("notifications-restart");
+    let rabbit = PrivateRabbit::start(&root);
+    let topic = "watcher-restart";
+    let d = start(&root, &rabbit.url(), topic);
+    let queue = format!("{topic}.info");
+    let mut c = rabbit.connect().unwrap();
+    c.declare("watcher", &queue).unwrap();
+    let plan = d.actuator(json!([
+        {"action_type": "sleep", "input_parameters": {"duration": 1.0}},
+        {"action_type": "nop", "input_parameters": {"message": "after the restart"}}
+    ]));
+    d.start_plan(&plan);
+    // The start has gone out; then the broker stops, for real.
+    let mut messages = vec![];
+    wait_for(Duration::from_secs(20), || {
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.execution.start".to_string())
+            .then_some(())
+    });
+    drop(c);
+    rabbit.stop();
+    // The plan does not wait for the broker.
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+
+    rabbit.run();
+    let mut c = rabbit.connect().unwrap();
+    wait_for(Duration::from_secs(60), || {
+        // The relay declares the queue again when it reconnects; until then
+        // the queue is not there, and this declares it.
+        c.declare("watcher", &queue).unwrap();
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.execution.end".to_string())
+            .then_some(())
+    });
+    let events = events_of(&messages);
+    assert!(
+        position(&events, "action_plan.execution.start")
+            < position(&events, "action_plan.execution.end"),
+        "{events:?}"
+    );
+    // Both actions' ends arrived; a message sent twice (at least once) has
+    // the same id both times.
+    let ends: HashSet<&str> = messages
+        .iter()
+        .filter(|m| m["event_type"] == "action.execution.end")
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ends.len(), 2, "{events:?}");
+    let mut by_id: std::collections::HashMap<&str, &Value> = Default::default();
+    for m in &messages {
+        if let Some(seen) = by_id.insert(m["message_id"].as_str().unwrap(), m) {
+            assert_eq!(seen["payload"], m["payload"], "one id, two messages");
+        }
+    }
+}

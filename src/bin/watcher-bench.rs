@@ -1,7 +1,8 @@
 //! watcher-bench: the numbers in docs/benchmarks.md.
 //!
 //! Run with `cargo run --release --bin watcher-bench` (add `-- --quick` for a
-//! short smoke run, `-- --strategies` for the decision engine's table only).
+//! short smoke run, `-- --strategies` for the decision engine's table only,
+//! `-- --postgres URL` for the split deployment's figures on PostgreSQL).
 //! Prints its tables; every figure is measured here, now.
 
 use anyhow::{bail, Context};
@@ -103,12 +104,14 @@ fn nops(n: usize, chain: bool) -> Vec<NewAction> {
 }
 
 /// Actions per second of one plan of `n` nops, every change durably recorded.
-async fn throughput(n: usize, chain: bool) -> anyhow::Result<(f64, usize)> {
+/// On `database`, or a new SQLite file.
+async fn throughput(n: usize, chain: bool, database: Option<&str>) -> anyhow::Result<(f64, usize)> {
     let dir = temp_dir("throughput");
-    let store = Store::open(
-        &DatabaseLocation::File(dir.join("bench.db")),
-        Durability::Normal,
-    )?;
+    let location = match database {
+        Some(url) => DatabaseLocation::parse(url)?,
+        None => DatabaseLocation::File(dir.join("bench.db")),
+    };
+    let store = Store::open(&location, Durability::Normal)?;
     watcher::decision::sync_catalogue(&store).await?;
     let plan = make_plan(&store, nops(n, chain)).await?;
     store
@@ -438,11 +441,11 @@ fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
 }
 
 /// (c) The split deployment: `watcherd api`, `watcherd decision-engine` and
-/// `watcherd applier` as processes on one SQLite file, the cloud another
-/// (`watcherd sim-cloud`).
+/// `watcherd applier` as processes on one database (`database`, or a new
+/// SQLite file), the cloud another (`watcherd sim-cloud`).
 /// Time from the PATCH response (API process) to the abort request reaching
 /// the cloud, through the applier process; clocks are the same machine's.
-fn cross_process_cancel(runs: usize) -> anyhow::Result<Vec<Duration>> {
+fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<Vec<Duration>> {
     let dir = temp_dir("cross-process");
     let mut scenario = watcher::cloud::scenario::DEMO_SCENARIO.to_string();
     scenario = scenario.replace("live_migration_secs = 8.0", "live_migration_secs = 600.0");
@@ -458,7 +461,9 @@ fn cross_process_cancel(runs: usize) -> anyhow::Result<Vec<Duration>> {
         .strip_prefix("sim-cloud listening on ")
         .context("sim-cloud did not start")?
         .to_string();
-    let db = format!("sqlite://{}", dir.join("watcher.db").display());
+    let db = database
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("watcher.db").display()));
     let common = |host: &'static str| -> Vec<String> {
         vec![
             "--database".into(),
@@ -745,10 +750,44 @@ fn print_strategy_rows(rows: &[StrategyRow]) {
     }
 }
 
+/// The split deployment's figures on PostgreSQL at `url`: the applier's
+/// throughput with every change committed there, and the cancel across
+/// processes, woken by LISTEN/NOTIFY.
+fn postgres_table(url: &str, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 1_000 } else { 10_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (seq, seq_hist) = rt.block_on(throughput(n, true, Some(url)))?;
+    let (par, par_hist) = rt.block_on(throughput(n, false, Some(url)))?;
+    let mut cross = cross_process_cancel(if quick { 10 } else { 100 }, Some(url))?;
+    println!("| measure (PostgreSQL) | result | target |");
+    println!("|---|---|---|");
+    println!("| applier: {n} nops, one sequential chain | {seq:.0} actions/s ({seq_hist} history rows) | |");
+    println!("| applier: {n} nops, no parents (512 at once) | {par:.0} actions/s ({par_hist} history rows) | |");
+    println!(
+        "| cancel (c): split processes, PATCH response -> abort at the cloud, p50 ({} runs) | {} | |",
+        cross.len(),
+        ms(pct(&mut cross, 0.5))
+    );
+    println!(
+        "| cancel (c): split processes, PATCH response -> abort at the cloud, p99 | {} | p99 < 100 ms |",
+        ms(pct(&mut cross, 0.99))
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--postgres") {
+        let url = args
+            .get(i + 1)
+            .context("--postgres takes a database URL (an empty database: the bench fills it)")?;
+        return postgres_table(url, quick);
+    }
     if std::env::args().any(|a| a == "--cross-process") {
-        let mut c = cross_process_cancel(if quick { 10 } else { 100 })?;
+        let mut c = cross_process_cancel(if quick { 10 } else { 100 }, None)?;
         println!(
             "cancel (c), split processes, PATCH response -> abort at the cloud: p50 {}, p99 {} ({} runs)",
             ms(pct(&mut c, 0.5)),
@@ -782,7 +821,6 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let mut opts = opts;
-    let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--pending") {
         opts.pending = args
             .get(i + 1)
@@ -800,11 +838,11 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
     );
 
-    let (seq, seq_hist) = rt.block_on(throughput(opts.actions, true))?;
-    let (par, par_hist) = rt.block_on(throughput(opts.actions, false))?;
+    let (seq, seq_hist) = rt.block_on(throughput(opts.actions, true, None))?;
+    let (par, par_hist) = rt.block_on(throughput(opts.actions, false, None))?;
     let mut lat = rt.block_on(cancel_latency(&opts))?;
     let (rss, rate, g50, g99) = process_figures(&opts)?;
-    let mut cross = cross_process_cancel(if quick { 10 } else { 100 })?;
+    let mut cross = cross_process_cancel(if quick { 10 } else { 100 }, None)?;
 
     let n = opts.actions;
     let rows: Vec<(String, String, &str)> = vec![
