@@ -352,6 +352,7 @@ struct PrivateRabbit {
     node: String,
     port: u16,
     dist_port: u16,
+    server: std::cell::RefCell<Option<std::process::Child>>,
 }
 
 fn free_port() -> u16 {
@@ -372,6 +373,7 @@ impl PrivateRabbit {
             port: free_port(),
             dist_port: free_port(),
             dir,
+            server: Default::default(),
         };
         std::fs::write(rabbit.dir.join("enabled_plugins"), "[].\n").unwrap();
         std::fs::write(
@@ -390,7 +392,7 @@ impl PrivateRabbit {
 
     fn run(&self) {
         let d = |p: &str| self.dir.join(p).display().to_string();
-        std::process::Command::new("rabbitmq-server")
+        let server = std::process::Command::new("rabbitmq-server")
             .current_dir(&self.dir)
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
@@ -402,6 +404,7 @@ impl PrivateRabbit {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("rabbitmq-server");
+        *self.server.borrow_mut() = Some(server);
         wait_for(Duration::from_secs(60), || self.connect().ok().map(|_| ()));
     }
 
@@ -412,6 +415,9 @@ impl PrivateRabbit {
             .status()
             .unwrap();
         assert!(status.success(), "rabbitmqctl stop");
+        if let Some(mut server) = self.server.borrow_mut().take() {
+            let _ = server.wait();
+        }
     }
 
     fn url(&self) -> String {
@@ -431,6 +437,10 @@ impl Drop for PrivateRabbit {
         let _ = std::process::Command::new("rabbitmqctl")
             .args(["-n", &self.node, "stop"])
             .output();
+        if let Some(mut server) = self.server.borrow_mut().take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
 }
 
