@@ -295,7 +295,7 @@ pub fn document() -> Value {
             },
             "responses": {
                 "Error": {
-                    "description": "Watcher error body (400, 404, 405, 406, 409, 413, 503)",
+                    "description": "Watcher error body (400, 404, 405, 406, 409, 413, 500, 503)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                 },
             },

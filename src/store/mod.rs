@@ -93,7 +93,7 @@ impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
             // No answer from the server: the connection is gone or never came.
-            return StoreError::Unavailable(e.to_string());
+            return StoreError::Unavailable(with_causes(&e));
         };
         let code = db.code().code();
         // 08: connection exceptions; 57P0x: the server is shutting down or
@@ -108,6 +108,21 @@ impl From<postgres::Error> for StoreError {
             StoreError::Database(format!("{} ({code})", db.message()))
         }
     }
+}
+
+/// An error and what caused it ("error connecting to server: Connection
+/// refused"): the client's own message alone does not say what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl From<UnknownState> for StoreError {
@@ -329,8 +344,10 @@ fn open_postgres(url: &str) -> Result<PgConn, StoreError> {
         .keepalives_idle(Duration::from_secs(30));
     let client = config.connect(postgres::NoTls).map_err(|e| {
         StoreError::Unavailable(format!(
-            "cannot connect to PostgreSQL at {}: {e}",
-            redact(url)
+            "cannot connect to PostgreSQL at {}: {}; is the server up, and does the URL \
+             name the right host, port, user and database?",
+            redact(url),
+            with_causes(&e)
         ))
     })?;
     Ok(PgConn::new(client))
@@ -438,7 +455,11 @@ fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<Store
             Some(l) => l,
             None => match c.query_one("SELECT COALESCE(MAX(seq), 0) FROM state_history", ()) {
                 Ok(row) => *last.insert(row.get(0).unwrap_or(0)),
-                Err(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "history tail cannot read the history; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
             },
         };
         match publish_history_after(c, start, &events) {
@@ -872,4 +893,32 @@ pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
 
 pub(crate) fn now_micros() -> i64 {
     to_micros(Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_select_the_database_and_passwords_stay_out_of_messages() {
+        assert_eq!(
+            DatabaseLocation::parse("postgres://watcher:secret@db1:5432/watcher").unwrap(),
+            DatabaseLocation::Postgres("postgres://watcher:secret@db1:5432/watcher".into())
+        );
+        assert_eq!(
+            DatabaseLocation::parse("sqlite:///var/lib/w.db").unwrap(),
+            DatabaseLocation::File("/var/lib/w.db".into())
+        );
+        assert_eq!(
+            redact("postgres://watcher:secret@db1/watcher"),
+            "postgres://watcher:***@db1/watcher"
+        );
+        assert_eq!(
+            redact("postgres://watcher@db1/watcher"),
+            "postgres://watcher@db1/watcher"
+        );
+        let e = DatabaseLocation::parse("postgres://watcher:secret@db1:notaport/w").unwrap_err();
+        assert!(e.to_string().contains("postgres://watcher:***@"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
 }

@@ -529,15 +529,6 @@ fn find_by_ident<T>(
     })
 }
 
-fn query_list<T>(
-    conn: &Conn,
-    sql: &str,
-    args: Vec<SqlValue>,
-    map: fn(&Row) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    conn.query_map(sql, args, map)
-}
-
 impl Store {
     // ----- catalogue -----------------------------------------------------
 
@@ -592,7 +583,7 @@ impl Store {
         self.read(move |conn| {
             let (sql, args) =
                 build_list_sql(GOAL_SELECT, "goals", &query, Where::default(), conn, "Goal")?;
-            query_list(conn, &sql, args, goal_from_row)
+            conn.query_map(&sql, args, goal_from_row)
         })
         .await
     }
@@ -619,7 +610,7 @@ impl Store {
                 conn,
                 "Strategy",
             )?;
-            query_list(conn, &sql, args, strategy_from_row)
+            conn.query_map(&sql, args, strategy_from_row)
         })
         .await
     }
@@ -682,7 +673,7 @@ impl Store {
                 .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
             let (sql, args) =
                 build_list_sql(AUDIT_SELECT, "audits", &query, filters, conn, "Audit")?;
-            query_list(conn, &sql, args, audit_from_row)
+            conn.query_map(&sql, args, audit_from_row)
         })
         .await
     }
@@ -690,8 +681,7 @@ impl Store {
     /// Audits in `state`, oldest first.
     pub async fn audits_in_state(&self, state: AuditState) -> Result<Vec<Audit>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
+            conn.query_map(
                 &format!("{AUDIT_SELECT} WHERE x.state = ? AND x.deleted_at IS NULL ORDER BY x.id"),
                 vec![SqlValue::Text(state.as_str().into())],
                 audit_from_row,
@@ -734,8 +724,7 @@ impl Store {
     /// EVENT audits whose webhook fired, oldest first.
     pub async fn triggered_audits(&self) -> Result<Vec<Audit>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
+            conn.query_map(
                 &format!(
                     "{AUDIT_SELECT} WHERE x.triggered = 1 AND x.deleted_at IS NULL ORDER BY x.id"
                 ),
@@ -793,9 +782,7 @@ impl Store {
     /// ONGOING, owned by `host` or by nobody yet.
     pub async fn continuous_audits(&self, host: String) -> Result<Vec<Audit>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
-                &format!(
+            conn.query_map(&format!(
                     "{AUDIT_SELECT} WHERE x.audit_type = 'CONTINUOUS' AND x.state IN ('PENDING', 'ONGOING') \
                      AND (x.hostname IS NULL OR x.hostname = ?) AND x.deleted_at IS NULL ORDER BY x.id"
                 ),
@@ -1005,7 +992,7 @@ impl Store {
                 conn,
                 "ActionPlan",
             )?;
-            query_list(conn, &sql, args, plan_from_row)
+            conn.query_map(&sql, args, plan_from_row)
         })
         .await
     }
@@ -1021,9 +1008,7 @@ impl Store {
             .collect();
         self.read(move |conn| {
             let marks = vec!["?"; states.len()].join(",");
-            query_list(
-                conn,
-                &format!("{PLAN_SELECT} WHERE x.state IN ({marks}) AND x.deleted_at IS NULL ORDER BY x.id"),
+            conn.query_map(&format!("{PLAN_SELECT} WHERE x.state IN ({marks}) AND x.deleted_at IS NULL ORDER BY x.id"),
                 states,
                 plan_from_row,
             )
@@ -1086,7 +1071,7 @@ impl Store {
                 );
             let (sql, args) =
                 build_list_sql(ACTION_SELECT, "actions", &query, filters, conn, "Action")?;
-            query_list(conn, &sql, args, action_from_row)
+            conn.query_map(&sql, args, action_from_row)
         })
         .await
     }
@@ -1094,8 +1079,7 @@ impl Store {
     /// Every live action of a plan in creation order (the applier's view).
     pub async fn plan_actions(&self, plan: Uuid) -> Result<Vec<Action>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
+            conn.query_map(
                 &format!("{ACTION_SELECT} WHERE p.uuid = ? AND x.deleted_at IS NULL ORDER BY x.id"),
                 vec![SqlValue::Text(plan.to_string())],
                 action_from_row,
@@ -1368,7 +1352,7 @@ impl Store {
                 conn,
                 "AuditTemplate",
             )?;
-            query_list(conn, &sql, args, template_from_row)
+            conn.query_map(&sql, args, template_from_row)
         })
         .await
     }
@@ -1399,7 +1383,7 @@ impl Store {
             let sql = format!(
                 "{SERVICE_SELECT} WHERE x.deleted_at IS NULL AND (CAST(?1 AS BIGINT) IS NULL OR x.id {cmp} ?1) ORDER BY x.id {dir} LIMIT {limit}"
             );
-            query_list(conn, &sql, vec![marker.map(SqlValue::Int).unwrap_or(SqlValue::Null)], service_from_row)
+            conn.query_map(&sql, vec![marker.map(SqlValue::Int).unwrap_or(SqlValue::Null)], service_from_row)
         })
         .await
     }
@@ -1423,9 +1407,7 @@ impl Store {
     /// Every state change of a plan and its actions, in commit order.
     pub async fn plan_history(&self, plan: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
-                "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+            conn.query_map("SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
                  FROM state_history WHERE action_plan_uuid = ? ORDER BY seq",
                 vec![SqlValue::Text(plan.to_string())],
                 history_from_row,
@@ -1526,9 +1508,7 @@ impl Store {
     /// ONGOING or CANCELLING plans whose applier's lease ran out before `now` (micros).
     pub async fn plans_with_expired_lease(&self, now: i64) -> Result<Vec<ActionPlan>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
-                &format!(
+            conn.query_map(&format!(
                     "{PLAN_SELECT} WHERE x.state IN ('ONGOING', 'CANCELLING') AND x.deleted_at IS NULL \
                      AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ? ORDER BY x.id"
                 ),
@@ -1654,9 +1634,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         self.read(move |conn| {
-            query_list(
-                conn,
-                "SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+            conn.query_map("SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
                  FROM state_history WHERE seq > ? ORDER BY seq LIMIT ?",
                 vec![SqlValue::Int(seq), SqlValue::Int(limit as i64)],
                 history_from_row,
