@@ -1,25 +1,36 @@
 //! kill -9 of each part of a split deployment at seeded random moments
 //! during a plan of live migrations, with or without a cancel, with or
 //! without restarting what was killed. After each run: the plan and every
-//! action are final, each action's history is a legal path, and the cloud
-//! agrees with every recorded outcome.
+//! action are final, each action's history is a legal path, the cloud
+//! agrees with every recorded outcome, and every state change's
+//! notification reached RabbitMQ (at least once, one id per message).
 
 mod common;
 
-use common::{scenario_file, shared_config, temp_dir, wait_for, Daemon, Part, SimCloud};
-use serde_json::json;
+use common::{
+    assert_history_unbroken, broker, drain, rabbitmq_or_skip, scenario_file, shared_config,
+    temp_dir, wait_for, Daemon, Part, SimCloud, RABBIT,
+};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use watcher::cloud::simulated::SplitMix64;
 
-fn config(dir: &Path, host: &str, db: &Path, sim: &SimCloud) -> PathBuf {
+fn config(dir: &Path, host: &str, db: &Path, sim: &SimCloud, topic: Option<&str>) -> PathBuf {
+    let notifications = topic.map_or(String::new(), |t| {
+        format!(
+            "\n\n[notifications]\ntransport_url = \"{RABBIT}\"\ntopics = [\"{t}\"]\ntimeout_secs = 2\nlease_secs = 1.5"
+        )
+    });
     shared_config(
         dir,
         host,
         db,
         &sim.cloud_config(),
-        "[applier]\nsweep_interval_secs = 0.3\npoll_interval_ms = 20\nshutdown_grace_secs = 0.3\nlease_secs = 1.5\n\n\
-         [decision_engine]\nsweep_interval_secs = 0.5",
+        &format!(
+            "[applier]\nsweep_interval_secs = 0.3\npoll_interval_ms = 20\nshutdown_grace_secs = 0.3\nlease_secs = 1.5\n\n\
+             [decision_engine]\nsweep_interval_secs = 0.5{notifications}"
+        ),
     )
 }
 
@@ -32,13 +43,15 @@ enum Process {
 struct Deployment {
     root: PathBuf,
     db: PathBuf,
+    /// The notification topic, when RabbitMQ is there to check them.
+    topic: Option<String>,
     parts: Vec<(String, &'static str, Option<Process>)>,
 }
 
 impl Deployment {
     fn start_part(&self, host: &str, role: &'static str, sim: &SimCloud) -> Process {
         let dir = self.root.join(host);
-        let cfg = config(&dir, host, &self.db, sim);
+        let cfg = config(&dir, host, &self.db, sim, self.topic.as_deref());
         if role == "api" {
             return Process::Api(Daemon::start_command(&dir, cfg, None, Some("api")));
         }
@@ -76,24 +89,48 @@ impl Drop for Deployment {
     }
 }
 
-/// Whether each action's history is a path: each row starts where the last ended.
-fn check_history(api: &Daemon, plan: &str) {
-    let rows = api.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+/// Waits until every state change of `plan` that upstream notifies has
+/// been received on `topic`; checks that a message sent twice was the same
+/// message both times.
+fn check_notifications(api: &Daemon, plan: &str, topic: &str, what: &str) {
+    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
+    let expected: std::collections::BTreeSet<u64> = history
         .as_array()
         .unwrap()
-        .clone();
-    let mut last: std::collections::HashMap<String, String> = Default::default();
-    for r in &rows {
-        let uuid = r["uuid"].as_str().unwrap().to_string();
-        let (from, to) = (r["from_state"].as_str(), r["to_state"].as_str().unwrap());
-        if let Some(prev) = last.get(&uuid) {
-            assert_eq!(
-                from,
-                Some(prev.as_str()),
-                "broken history of {uuid}: {rows:?}"
-            );
+        .iter()
+        .filter(|h| {
+            let entity = watcher::core::Entity::parse(h["resource"].as_str().unwrap()).unwrap();
+            !watcher::notifications::payload::events(
+                entity,
+                h["from_state"].as_str(),
+                h["to_state"].as_str().unwrap(),
+            )
+            .is_empty()
+        })
+        .map(|h| h["seq"].as_u64().unwrap())
+        .collect();
+    let mut c = broker();
+    let mut received: std::collections::HashMap<String, Value> = Default::default();
+    let seq_of = |id: &str| uuid::Uuid::parse_str(id).unwrap().as_u64_pair().1 >> 3;
+    wait_for(Duration::from_secs(40), || {
+        for q in ["info", "error"] {
+            for m in drain(&mut c, &format!("{topic}.{q}")) {
+                let id = m["message_id"].as_str().unwrap().to_string();
+                if let Some(seen) = received.get(&id) {
+                    assert_eq!(
+                        (&seen["event_type"], &seen["payload"]),
+                        (&m["event_type"], &m["payload"]),
+                        "{what}: one id, two messages"
+                    );
+                }
+                received.insert(id, m);
+            }
         }
-        last.insert(uuid, to.to_string());
+        let got: std::collections::BTreeSet<u64> = received.keys().map(|id| seq_of(id)).collect();
+        expected.is_subset(&got).then_some(())
+    });
+    for q in ["info", "error"] {
+        let _ = c.delete_queue(&format!("{topic}.{q}"));
     }
 }
 
@@ -105,8 +142,17 @@ fn run_seed(seed: u64) {
         "live_migration_secs = 1.5\nabort_secs = 0.2",
         "",
     ));
+    let topic = rabbitmq_or_skip().then(|| format!("faults-{seed}-{}", uuid::Uuid::new_v4()));
+    if let Some(t) = &topic {
+        // Queues first, so that nothing the relay sends is routed nowhere.
+        let mut c = broker();
+        for q in ["info", "error"] {
+            c.declare("watcher", &format!("{t}.{q}")).unwrap();
+        }
+    }
     let mut dep = Deployment {
         db: root.join("watcher.db"),
+        topic: topic.clone(),
         root: root.clone(),
         parts: vec![],
     };
@@ -182,7 +228,10 @@ fn run_seed(seed: u64) {
     if !cancel {
         assert_eq!(p["state"], "SUCCEEDED", "{what}: {actions:?}");
     }
-    check_history(dep.api(), &plan);
+    assert_history_unbroken(dep.api(), &plan);
+    if let Some(t) = &topic {
+        check_notifications(dep.api(), &plan, t, &what);
+    }
     // Nothing ran twice: one live migration per instance at most.
     let mut per_instance: std::collections::HashMap<String, usize> = Default::default();
     for o in sim.operations() {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{temp_dir, wait_for, Daemon};
+use common::{broker, drain, rabbitmq_or_skip, temp_dir, wait_for, Daemon, RABBIT};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -14,37 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use watcher::notifications::amqp::{BrokerUrl, Connection};
-
-const RABBIT: &str = "rabbit://guest:guest@127.0.0.1:5672/";
-
-fn broker() -> Connection {
-    Connection::open(&BrokerUrl::parse(RABBIT).unwrap(), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("RabbitMQ must run on 127.0.0.1:5672 (.ci/run starts it): {e}"))
-}
-
-/// Whether these tests can run: in CI RabbitMQ must be there (no silent
-/// skip); elsewhere, without it, they say so and pass.
-fn rabbitmq_or_skip() -> bool {
-    match Connection::open(&BrokerUrl::parse(RABBIT).unwrap(), Duration::from_secs(2)) {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").is_ok() => panic!("CI needs RabbitMQ on 127.0.0.1:5672: {e}"),
-        Err(e) => {
-            eprintln!("RabbitMQ unreachable ({e}): notification tests not run (.ci/run runs them)");
-            false
-        }
-    }
-}
-
-/// The inner oslo message of each notification queued on `queue`.
-fn drain(c: &mut Connection, queue: &str) -> Vec<Value> {
-    let mut out = vec![];
-    while let Some(body) = c.get(queue).unwrap() {
-        let outer: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(outer["oslo.version"], "2.0", "{outer}");
-        out.push(serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap());
-    }
-    out
-}
 
 fn start(dir: &std::path::Path, url: &str, topic: &str) -> Daemon {
     let config = common::write_config_with(

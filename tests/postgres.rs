@@ -142,20 +142,6 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// Each entity's history is one unbroken path: every change starts where
-/// the one before it ended.
-fn assert_history_is_unbroken(history: &Value) {
-    let mut last: std::collections::HashMap<String, String> = Default::default();
-    for h in history.as_array().unwrap() {
-        let uuid = h["uuid"].as_str().unwrap().to_string();
-        let from = h["from_state"].as_str().unwrap_or("").to_string();
-        if let Some(prev) = last.get(&uuid) {
-            assert_eq!(&from, prev, "a gap in the history of {uuid}: {history}");
-        }
-        last.insert(uuid, h["to_state"].as_str().unwrap().to_string());
-    }
-}
-
 #[test]
 fn a_postgresql_restart_mid_plan_answers_503_meanwhile_and_the_plan_still_finishes() {
     if !postgres_or_skip() {
@@ -202,8 +188,7 @@ fn a_postgresql_restart_mid_plan_answers_503_meanwhile_and_the_plan_still_finish
         actions.iter().all(|a| a["state"] == "SUCCEEDED"),
         "{actions:?}"
     );
-    let history = d.get(&format!("/v1/action_plans/{plan}/history"));
-    assert_history_is_unbroken(&history["history"]);
+    assert_history_unbroken(&d, &plan);
     let (status, _) = d.raw("GET", "/healthz", "");
     assert_eq!(status, 200);
 }

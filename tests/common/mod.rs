@@ -508,3 +508,61 @@ impl Drop for Part {
         self.kill9();
     }
 }
+
+/// The machine's RabbitMQ, which the notification tests use.
+pub const RABBIT: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+
+pub fn broker() -> watcher::notifications::amqp::Connection {
+    use watcher::notifications::amqp::{BrokerUrl, Connection};
+    Connection::open(&BrokerUrl::parse(RABBIT).unwrap(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("RabbitMQ must run on 127.0.0.1:5672 (.ci/run starts it): {e}"))
+}
+
+/// Whether tests that need RabbitMQ can run: in CI it must be there (no
+/// silent skip); elsewhere, without it, they say so and pass.
+pub fn rabbitmq_or_skip() -> bool {
+    use watcher::notifications::amqp::{BrokerUrl, Connection};
+    match Connection::open(&BrokerUrl::parse(RABBIT).unwrap(), Duration::from_secs(2)) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").is_ok() => panic!("CI needs RabbitMQ on 127.0.0.1:5672: {e}"),
+        Err(e) => {
+            eprintln!(
+                "RabbitMQ unreachable ({e}): notification checks not run (.ci/run runs them)"
+            );
+            false
+        }
+    }
+}
+
+/// The inner oslo message of each notification queued on `queue`.
+pub fn drain(c: &mut watcher::notifications::amqp::Connection, queue: &str) -> Vec<Value> {
+    let mut out = vec![];
+    while let Some(body) = c.get(queue).unwrap() {
+        let outer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outer["oslo.version"], "2.0", "{outer}");
+        out.push(serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap());
+    }
+    out
+}
+
+/// Each action's (and the plan's) history is a path: every change starts
+/// where the one before it ended.
+pub fn assert_history_unbroken(api: &Daemon, plan: &str) {
+    let rows = api.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    for r in &rows {
+        let uuid = r["uuid"].as_str().unwrap().to_string();
+        let (from, to) = (r["from_state"].as_str(), r["to_state"].as_str().unwrap());
+        if let Some(prev) = last.get(&uuid) {
+            assert_eq!(
+                from,
+                Some(prev.as_str()),
+                "broken history of {uuid}: {rows:?}"
+            );
+        }
+        last.insert(uuid, to.to_string());
+    }
+}
