@@ -290,6 +290,7 @@ impl DatabaseLocation {
         match self {
             DatabaseLocation::Memory => {
                 let conn = rusqlite::Connection::open_in_memory()?;
+                conn.set_prepared_statement_cache_capacity(128);
                 configure_sqlite_writer(&conn, durability)?;
                 Ok(Conn::Sqlite(conn))
             }

@@ -349,6 +349,7 @@ fn sqlite_row(row: &rusqlite::Row, columns: usize) -> rusqlite::Result<Row> {
         values.push(match row.get_ref(i)? {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(i) => Value::Int(i),
+            // The schema has no REAL column; an expression could give one.
             ValueRef::Real(f) => Value::Int(f as i64),
             ValueRef::Text(t) | ValueRef::Blob(t) => {
                 Value::Text(String::from_utf8_lossy(t).into_owned())
