@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address of the REST API.
     pub listen: SocketAddr,
-    /// `sqlite:///path/watcher.db` or `sqlite::memory:`; empty means
+    /// `sqlite:///path/watcher.db`, `sqlite::memory:` or
+    /// `postgres://user:password@host:port/dbname`; empty means
     /// `watcher.db` in `data_dir`.
     pub database: String,
     pub data_dir: PathBuf,
@@ -27,7 +28,8 @@ pub struct Config {
     pub sim_cloud_url: String,
     /// Other watcherd processes use this database file too (set by
     /// `watcherd api|decision-engine|applier`): hear their changes within
-    /// 50 ms instead of at the next sweep.
+    /// 50 ms instead of at the next sweep. On PostgreSQL processes always
+    /// hear each other (LISTEN/NOTIFY), whatever this says.
     pub shared_database: bool,
     /// This process's name, written as plans' and audits' `hostname`.
     pub host: String,

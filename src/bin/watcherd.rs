@@ -16,7 +16,8 @@ use watcher::service::{Service, ServiceOptions};
     long_about = "Runs the whole Watcher service in one process: the v1 REST API, the decision \
 engine, the applier and a SQLite database, against a simulated cloud (the default) or a \
 real OpenStack cloud (--cloud openstack). The subcommands split it into processes sharing \
-one database file.\n\n\
+one database: a SQLite file on one machine, PostgreSQL (--database postgres://...) on \
+several.\n\n\
 Settings come from defaults, then --config FILE (TOML), then WATCHER_* environment \
 variables, then flags. `watcherd --print-config` shows the result."
 )]
@@ -29,7 +30,8 @@ struct Args {
     /// Address of the REST API [default: 127.0.0.1:9322].
     #[arg(long, global = true, env = "WATCHER_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Database URL: sqlite:///path/watcher.db or sqlite::memory: [default: watcher.db in the data directory].
+    /// Database URL: sqlite:///path/watcher.db, sqlite::memory:, or
+    /// postgres://USER:PASSWORD@HOST:PORT/DB [default: watcher.db in the data directory].
     #[arg(long, global = true, env = "WATCHER_DATABASE", value_name = "URL")]
     database: Option<String>,
     /// Directory for the default database file [default: ~/.local/share/watcherd].
@@ -65,11 +67,11 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Only the REST API, for a deployment split into processes sharing one
-    /// database file (with `watcherd decision-engine` and `watcherd applier`).
+    /// database (with `watcherd decision-engine` and `watcherd applier`).
     Api,
-    /// Only the decision engine (audits to plans), on a shared database file.
+    /// Only the decision engine (audits to plans), on a shared database.
     DecisionEngine,
-    /// Only the applier (runs, cancels and resumes plans), on a shared database file.
+    /// Only the applier (runs, cancels and resumes plans), on a shared database.
     Applier,
     /// Run only the simulated cloud, as its own process, for `--cloud sim-cloud`:
     /// the cloud then outlives watcherd, as a real one does (crash tests).
@@ -163,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             config.host
         ),
     }
-    tracing::info!(database = %config.database_url(), host = %config.host, "watcherd started");
+    tracing::info!(database = %watcher::store::redact(&config.database_url()), host = %config.host, "watcherd started");
     wait_for_signal().await;
     tracing::info!("stopping: no new action starts; running ones get their grace period");
     service.stop().await;

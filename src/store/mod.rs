@@ -312,8 +312,8 @@ impl DatabaseLocation {
     }
 }
 
-/// The URL with its password hidden, for messages.
-fn redact(url: &str) -> String {
+/// The URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
             let colon = s + 3 + url[s + 3..at].find(':').expect("checked");
