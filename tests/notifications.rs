@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{broker, drain, rabbitmq_or_skip, temp_dir, wait_for, Daemon, RABBIT};
+use common::{broker, drain, free_port, rabbitmq_or_skip, temp_dir, wait_for, Daemon, RABBIT};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -322,14 +322,6 @@ struct PrivateRabbit {
     port: u16,
     dist_port: u16,
     server: std::cell::RefCell<Option<std::process::Child>>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl PrivateRabbit {

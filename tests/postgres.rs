@@ -47,12 +47,11 @@ impl PrivatePostgres {
             .expect("an initdb under /usr/lib/postgresql/*/bin");
         let dir = root.join("pg");
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pg = PrivatePostgres { dir, bin, port };
+        let pg = PrivatePostgres {
+            dir,
+            bin,
+            port: free_port(),
+        };
         // The server refuses to run as root: it runs as the postgres user.
         let _ = Command::new("chown")
             .args(["-R", "postgres"])

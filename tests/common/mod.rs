@@ -566,3 +566,12 @@ pub fn assert_history_unbroken(api: &Daemon, plan: &str) {
         last.insert(uuid, to.to_string());
     }
 }
+
+/// A TCP port nothing listens on now, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
