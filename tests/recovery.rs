@@ -231,6 +231,27 @@ fn recovery_a_migration_still_running_at_restart_is_followed_to_its_end() {
 }
 
 #[test]
+fn recovery_a_migration_whose_id_was_not_journaled_yet_is_found_at_the_cloud_and_followed() {
+    let dir = temp_dir("recovery-unjournaled");
+    let sim = SimCloud::start(&scenario_file(&dir, "live_migration_secs = 4.0", ""));
+    let mut d = sim.daemon(&dir);
+    let (plan, _) = migrating(&sim, &d);
+    d.kill9();
+    // What a crash between the cloud's answer and the journal's write
+    // leaves behind: the intent, without the operation's id.
+    execute_sql(&dir, "UPDATE action_journal SET operation_id = NULL");
+    let d = sim.daemon(&dir);
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    assert_eq!(web_1_host(&sim), "compute-2");
+    assert_eq!(
+        migrations_of_web_1(&sim),
+        1,
+        "found and followed, not restarted"
+    );
+}
+
+#[test]
 fn recovery_a_migration_rolled_back_while_down_runs_again() {
     let dir = temp_dir("recovery-aborted");
     let sim = SimCloud::start(&scenario_file(

@@ -568,7 +568,42 @@ async fn reconcile_migration(ctx: &ActionContext, journal: Option<&JournalEntry>
     let Some(journal) = journal else {
         return Reconciled::NotStarted;
     };
-    if let Some(op) = &journal.operation_id {
+    let instance = journal
+        .intent
+        .get("instance")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // Died between the cloud's answer and the journal's write: the cloud
+    // knows the migration, by instance and start time.
+    let found = match &journal.operation_id {
+        Some(_) => None,
+        None => {
+            let live = journal
+                .intent
+                .get("operation")
+                .and_then(Value::as_str)
+                .is_some_and(|o| o.contains("live"));
+            match retry_transient(|| {
+                ctx.cloud
+                    .find_migration(instance, live, journal.intended_at)
+            })
+            .await
+            {
+                Ok(Some(op)) => {
+                    if let Err(e) = ctx.store.journal_operation(ctx.action, op.clone()).await {
+                        tracing::warn!(error = %e, "could not journal the migration found after a restart");
+                    }
+                    Some(op)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look the migration up after a restart; judging by the instance");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(op) = journal.operation_id.as_ref().or(found.as_ref()) {
         match retry_transient(|| ctx.cloud.operation(op)).await {
             Ok(
                 OperationState::Running { .. }
@@ -589,11 +624,6 @@ async fn reconcile_migration(ctx: &ActionContext, journal: Option<&JournalEntry>
             Err(_) => {} // the cloud forgot it; look at the instance instead
         }
     }
-    let instance = journal
-        .intent
-        .get("instance")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
     let source = journal
         .intent
         .get("source")

@@ -198,6 +198,14 @@ impl Cloud for RecordingCloud {
     async fn cold_migrate(&self, i: &str, d: Option<&str>) -> Result<OperationId, CloudError> {
         self.inner.cold_migrate(i, d).await
     }
+    async fn find_migration(
+        &self,
+        i: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError> {
+        self.inner.find_migration(i, live, since).await
+    }
     async fn resize(&self, i: &str, f: &str) -> Result<OperationId, CloudError> {
         self.inner.resize(i, f).await
     }

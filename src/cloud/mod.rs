@@ -190,6 +190,15 @@ pub trait Cloud: Send + Sync {
 
     /// Where an operation is; `NotFound` if the cloud does not know it.
     async fn operation(&self, op: &str) -> Result<OperationState, CloudError>;
+    /// The newest live (or cold) migration of `instance` that started at or
+    /// after `since`, finished or not: how a restarted applier finds the
+    /// operation it started but died before journaling the id of.
+    async fn find_migration(
+        &self,
+        instance: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError>;
     /// Asks the cloud to abort a running operation and roll it back.
     async fn abort(&self, op: &str) -> Result<(), CloudError>;
     /// Asks the cloud to finish a running live migration now.

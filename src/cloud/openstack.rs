@@ -586,6 +586,24 @@ impl Nova {
         }
     }
 
+    /// The newest migration of `server` Nova created at or after `since`
+    /// (Nova's `created_at` is UTC without a zone; a few seconds of clock
+    /// difference between this host and Nova's are allowed for).
+    pub fn find_migration(
+        &self,
+        server: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError> {
+        let kind = if live { "live-migration" } else { "migration" };
+        Ok(newest_migration_since(
+            &self.migrations(server, kind)?,
+            server,
+            kind,
+            since,
+        ))
+    }
+
     pub fn live_migrate(
         &self,
         server: &str,
@@ -1141,6 +1159,15 @@ impl Cloud for OpenStackCloud {
         let op = op.to_string();
         self.call(move |n| n.operation(&op)).await
     }
+    async fn find_migration(
+        &self,
+        instance: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError> {
+        let i = instance.to_string();
+        self.call(move |n| n.find_migration(&i, live, since)).await
+    }
     async fn abort(&self, op: &str) -> Result<(), CloudError> {
         let op = op.to_string();
         self.call(move |n| n.abort(&op)).await
@@ -1161,8 +1188,58 @@ impl Cloud for OpenStackCloud {
     }
 }
 
+/// The operation id of the newest of Nova's migration records (of one
+/// server and type) created at or after `since`, less five seconds of clock
+/// difference; Nova's `created_at` is UTC without a zone.
+fn newest_migration_since(
+    migrations: &[Value],
+    server: &str,
+    kind: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Option<OperationId> {
+    let after = (since - chrono::Duration::seconds(5)).naive_utc();
+    migrations
+        .iter()
+        .filter(|m| {
+            m["created_at"]
+                .as_str()
+                .and_then(|t| {
+                    chrono::NaiveDateTime::parse_from_str(
+                        t.trim_end_matches('Z'),
+                        "%Y-%m-%dT%H:%M:%S%.f",
+                    )
+                    .ok()
+                })
+                .is_some_and(|t| t >= after)
+        })
+        .filter_map(|m| m["id"].as_i64())
+        .max()
+        .map(|id| format!("{kind}/{server}/{id}"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_migration_started_after_the_intent_is_found_by_its_nova_record() {
+        let since = chrono::DateTime::parse_from_rfc3339("2026-11-25T11:17:20Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let records = [
+            json!({"id": 7, "created_at": "2026-11-25T11:14:23.000000"}),
+            json!({"id": 8, "created_at": "2026-11-25T11:17:18.000000"}),
+        ];
+        // Two seconds before the intent: within the five allowed for clocks apart.
+        assert_eq!(
+            newest_migration_since(&records, "srv", "live-migration", since).as_deref(),
+            Some("live-migration/srv/8")
+        );
+        let later = since + chrono::Duration::minutes(1);
+        assert_eq!(
+            newest_migration_since(&records, "srv", "live-migration", later),
+            None
+        );
+    }
+
     use super::*;
     use std::sync::Mutex;
 

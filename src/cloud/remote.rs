@@ -123,6 +123,17 @@ async fn call(
                 .await,
         ),
         "operation" => answer(c.operation(&s("op")).await),
+        "find_migration" => match chrono::DateTime::parse_from_rfc3339(&s("since")) {
+            Ok(since) => answer(
+                c.find_migration(
+                    &s("instance"),
+                    a["live"].as_bool().unwrap_or(true),
+                    since.with_timezone(&chrono::Utc),
+                )
+                .await,
+            ),
+            Err(e) => answer::<()>(Err(CloudError::Rejected(format!("since: {e}")))),
+        },
         "abort" => answer(c.abort(&s("op")).await),
         "force_complete" => answer(c.force_complete(&s("op")).await),
         "confirm" => answer(c.confirm(&s("op")).await),
@@ -251,6 +262,18 @@ impl Cloud for RemoteCloud {
     }
     async fn operation(&self, op: &str) -> Result<OperationState, CloudError> {
         self.call("operation", json!({"op": op})).await
+    }
+    async fn find_migration(
+        &self,
+        instance: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError> {
+        self.call(
+            "find_migration",
+            json!({"instance": instance, "live": live, "since": since.to_rfc3339()}),
+        )
+        .await
     }
     async fn abort(&self, op: &str) -> Result<(), CloudError> {
         self.call("abort", json!({"op": op})).await

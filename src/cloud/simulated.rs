@@ -100,6 +100,8 @@ enum OpPhase {
 struct Op {
     kind: OpKind,
     started: Instant,
+    /// The wall clock at the start, for `find_migration`.
+    started_at: chrono::DateTime<chrono::Utc>,
     duration: Duration,
     phase: OpPhase,
     /// Progress at which this operation fails, drawn when it starts.
@@ -476,6 +478,7 @@ impl State {
             Op {
                 kind,
                 started: Instant::now(),
+                started_at: chrono::Utc::now(),
                 duration,
                 phase: OpPhase::Running,
                 fails_at,
@@ -837,6 +840,26 @@ impl Cloud for SimulatedCloud {
         })
     }
 
+    async fn find_migration(
+        &self,
+        instance: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError> {
+        self.with_state(|st| {
+            Ok(st
+                .ops
+                .iter()
+                .filter(|(_, o)| o.started_at >= since)
+                .filter(|(_, o)| match &o.kind {
+                    OpKind::LiveMigration { instance: i, .. } => live && i == instance,
+                    OpKind::ColdMigration { instance: i, .. } => !live && i == instance,
+                    _ => false,
+                })
+                .max_by_key(|(_, o)| o.started_at)
+                .map(|(id, _)| id.clone()))
+        })
+    }
     async fn operation(&self, op: &str) -> Result<OperationState, CloudError> {
         self.with_state(|st| {
             let o = st.ops.get(op).ok_or_else(|| not_found("Operation", op))?;

@@ -92,8 +92,20 @@ impl From<rusqlite::Error> for StoreError {
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
-            // No answer from the server: the connection is gone or never came.
-            return StoreError::Unavailable(with_causes(&e));
+            // No answer from the server: the connection is gone or never
+            // came. Anything else (a value that would not encode, say) is ours.
+            let text = with_causes(&e);
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            let mut io = false;
+            while let Some(c) = cause {
+                io |= c.is::<std::io::Error>();
+                cause = c.source();
+            }
+            return if e.is_closed() || io || text.contains("connect") || text.contains("timeout") {
+                StoreError::Unavailable(text)
+            } else {
+                StoreError::Database(text)
+            };
         };
         let code = db.code().code();
         // 08: connection exceptions; 57P0x: the server is shutting down or

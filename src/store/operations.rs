@@ -124,6 +124,9 @@ pub struct JournalEntry {
     pub action_uuid: Uuid,
     pub intent: Value,
     pub operation_id: Option<String>,
+    /// When the intent was written: the operation, if it started, started
+    /// after this.
+    pub intended_at: DateTime<Utc>,
 }
 
 /// Optional fields a plan transition also sets.
@@ -1677,9 +1680,10 @@ impl Store {
         operation_id: String,
     ) -> Result<(), StoreError> {
         self.write(move |conn, _| {
+            // updated_at stays the intent's time (`JournalEntry::intended_at`).
             conn.execute(
-                "UPDATE action_journal SET operation_id = ?1, updated_at = ?2 WHERE action_uuid = ?3",
-                args![operation_id, now_micros(), action.to_string()],
+                "UPDATE action_journal SET operation_id = ?1 WHERE action_uuid = ?2",
+                args![operation_id, action.to_string()],
             )?;
             Ok(())
         })
@@ -1689,16 +1693,20 @@ impl Store {
     pub async fn journal(&self, action: Uuid) -> Result<Option<JournalEntry>, StoreError> {
         self.read(move |conn| {
             conn.query_row_opt(
-                "SELECT action_uuid, intent, operation_id FROM action_journal WHERE action_uuid = ?1",
+                // A later intent of the same action sets updated_at.
+                "SELECT action_uuid, intent, operation_id, COALESCE(updated_at, recorded_at) \
+                 FROM action_journal WHERE action_uuid = ?1",
                 [action.to_string()],
                 |r| {
                     Ok(JournalEntry {
                         action_uuid: r.uuid(0)?,
                         intent: r.json(1)?,
                         operation_id: r.get(2)?,
+                        intended_at: r.time(3)?,
                     })
                 },
-            )})
+            )
+        })
         .await
     }
 }
