@@ -511,9 +511,12 @@ fn publish_history_after(
     seq: i64,
     events: &broadcast::Sender<StoreEvent>,
 ) -> Result<Option<i64>, StoreError> {
+    // A small page keeps PostgreSQL on the primary key even before its
+    // statistics know how big the history is (with LIMIT 10000 it chose a
+    // full scan and a sort, on every NOTIFY, in every process).
     let rows = conn.query(
         "SELECT seq, entity, uuid, action_plan_uuid, to_state FROM state_history \
-         WHERE seq > ?1 ORDER BY seq LIMIT 10000",
+         WHERE seq > ?1 ORDER BY seq LIMIT 500",
         args![seq],
     )?;
     let mut last = None;
