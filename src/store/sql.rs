@@ -385,19 +385,37 @@ impl PgConn {
         Ok(st)
     }
 
+    /// Runs `call` with the prepared statement of `sql` and `args` bound.
+    fn run<T>(
+        &self,
+        sql: &str,
+        args: &[Value],
+        call: impl FnOnce(
+            &mut postgres::Client,
+            &postgres::Statement,
+            &[&(dyn ToSql + Sync)],
+        ) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let st = self.statement(sql)?;
+        let params: Vec<PgParam> = args.iter().map(PgParam).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        Ok(call(&mut self.client.borrow_mut(), &st, &refs)?)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.client.borrow().is_closed()
     }
 
     /// Waits up to `timeout` for a NOTIFY on a channel this connection
-    /// listens on; drains every one that arrived. Ok(false) on time-out.
-    pub fn wait_for_notification(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+    /// listens on, then drains every one that arrived.
+    pub fn wait_for_notification(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
         let mut client = self.client.borrow_mut();
         let mut notifications = client.notifications();
-        let got = notifications.timeout_iter(timeout).next()?.is_some();
+        notifications.timeout_iter(timeout).next()?;
         while notifications.iter().next()?.is_some() {}
-        Ok(got)
+        Ok(())
     }
 }
 
@@ -416,13 +434,9 @@ impl Conn {
             Conn::Sqlite(c) => Ok(c
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(&args))?),
-            Conn::Postgres(c) => {
-                let st = c.statement(sql)?;
-                let params: Vec<PgParam> = args.iter().map(PgParam).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                Ok(c.client.borrow_mut().execute(&st, &refs)? as usize)
-            }
+            Conn::Postgres(c) => c.run(sql, &args, |client, st, params| {
+                client.execute(st, params).map(|n| n as usize)
+            }),
         }
     }
 
@@ -439,11 +453,7 @@ impl Conn {
                 Ok(rows.collect::<Result<_, _>>()?)
             }
             Conn::Postgres(c) => {
-                let st = c.statement(sql)?;
-                let params: Vec<PgParam> = args.iter().map(PgParam).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let rows = c.client.borrow_mut().query(&st, &refs)?;
+                let rows = c.run(sql, &args, |client, st, params| client.query(st, params))?;
                 rows.iter()
                     .map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect())
                     .map(|v: Result<Vec<Value>, StoreError>| v.map(Row))
