@@ -1,0 +1,475 @@
+//! The applier: claims plans, runs them, cancels them, and resumes them
+//! after a restart.
+//!
+//! The store is the truth; its events only wake the applier up. On a
+//! PENDING event it tries to claim the plan (a compare-and-set PENDING ->
+//! ONGOING); on a CANCELLING event it re-reads the plan and fires that plan's
+//! cancellation token. A slow sweep does the same from the database alone,
+//! so a lost event delays nothing by more than one sweep.
+
+pub mod actions;
+pub mod runner;
+
+use actions::{ActionRegistry, ActionSettings};
+use runner::{PlanRunner, RunEnd};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+use watcher_cloud::Cloud;
+use watcher_core::{ActionPlan, ActionPlanState, Actor};
+use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent};
+
+/// The applier's settings (`[applier]` of watcherd's configuration).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplierConfig {
+    pub max_concurrent_plans: usize,
+    pub sweep_interval_secs: f64,
+    pub shutdown_grace_secs: f64,
+    pub poll_interval_ms: u64,
+    pub abort_deadline_secs: f64,
+    pub non_abortable_deadline_secs: f64,
+    /// After a cancel, undo SUCCEEDED actions that know how (off by default).
+    pub rollback_on_cancel: bool,
+    /// Seconds a plan stays leased to its applier without a renewal (renewed
+    /// every sweep); then another applier takes it over.
+    pub lease_secs: f64,
+    pub limits: Limits,
+}
+
+impl Default for ApplierConfig {
+    fn default() -> Self {
+        ApplierConfig {
+            max_concurrent_plans: 4,
+            sweep_interval_secs: 2.0,
+            shutdown_grace_secs: 10.0,
+            poll_interval_ms: 100,
+            abort_deadline_secs: 120.0,
+            non_abortable_deadline_secs: 300.0,
+            rollback_on_cancel: false,
+            lease_secs: 30.0,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Concurrency limits of one plan's execution.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Actions of one plan running at once.
+    pub per_plan: usize,
+    /// Actions touching one compute host at once (source or destination).
+    pub per_host: usize,
+    /// Actions of one type running at once (upstream's `parallelization`).
+    pub per_type: BTreeMap<String, usize>,
+    /// For types not listed in `per_type`.
+    pub default_per_type: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let per_type = [
+            ("migrate", 2),
+            ("resize", 2),
+            ("volume_migrate", 2),
+            ("change_nova_service_state", 1),
+            ("nop", 1),
+            ("sleep", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Limits {
+            per_plan: 16,
+            per_host: 2,
+            per_type,
+            default_per_type: 2,
+        }
+    }
+}
+
+impl Limits {
+    pub fn for_type(&self, action_type: &str) -> usize {
+        self.per_type
+            .get(action_type)
+            .copied()
+            .unwrap_or(self.default_per_type)
+            .max(1)
+    }
+}
+
+/// The applier's settings.
+#[derive(Debug, Clone)]
+pub struct ApplierSettings {
+    /// This process's name, written as the plans' `hostname`.
+    pub host: String,
+    /// Plans run at once by this applier.
+    pub max_concurrent_plans: usize,
+    pub limits: Limits,
+    pub actions: ActionSettings,
+    /// How often the database is swept for work a lost event would hide.
+    pub sweep_interval: Duration,
+    pub shutdown_grace: Duration,
+    /// After a cancel, undo SUCCEEDED actions that know how.
+    pub rollback_on_cancel: bool,
+    /// How long a plan stays this applier's without a renewal; another
+    /// applier takes over a plan whose lease ran out.
+    pub lease: Duration,
+}
+
+struct Runs {
+    cancel: CancellationToken,
+}
+
+/// The applier service.
+#[derive(Clone)]
+pub struct Applier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    runner: PlanRunner,
+    settings: ApplierSettings,
+    running: Mutex<HashMap<Uuid, Runs>>,
+    /// Woken when a plan ends, so waiting PENDING plans are claimed at once.
+    slot_freed: Notify,
+    shutdown: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Applier {
+    pub fn new(
+        store: Store,
+        cloud: Arc<dyn Cloud>,
+        settings: ApplierSettings,
+        shutdown: CancellationToken,
+    ) -> Applier {
+        let runner = PlanRunner {
+            store: store.clone(),
+            cloud,
+            registry: ActionRegistry::default(),
+            limits: settings.limits.clone(),
+            settings: settings.actions.clone(),
+            shutdown_grace: settings.shutdown_grace,
+            rollback_on_cancel: settings.rollback_on_cancel,
+            owner: Some(settings.host.clone()),
+        };
+        Applier {
+            inner: Arc::new(Inner {
+                store,
+                runner,
+                settings,
+                running: Mutex::new(HashMap::new()),
+                slot_freed: Notify::new(),
+                shutdown,
+                tasks: tokio_util::task::TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Runs until shutdown, then waits for running plans to reach a safe point.
+    pub async fn run(self) {
+        let mut events = self.inner.store.subscribe();
+        if let Err(e) = self.resume_owned_plans().await {
+            error!(error = %e, "could not resume the plans this applier owned");
+        }
+        let mut heartbeat = Heartbeat::new(
+            self.inner.store.clone(),
+            "watcher-applier",
+            self.inner.settings.host.clone(),
+        );
+        heartbeat.beat().await;
+        self.sweep().await;
+        let mut sweep = tokio::time::interval(self.inner.settings.sweep_interval);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(StoreEvent::PlanState { uuid, state }) => self.on_plan_event(uuid, state).await,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        warn!(missed = n, "missed store events; sweeping the database");
+                        self.sweep().await;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = sweep.tick() => {
+                    heartbeat.beat().await;
+                    self.sweep().await;
+                }
+                _ = self.inner.slot_freed.notified() => self.sweep().await,
+                _ = self.inner.shutdown.cancelled() => break,
+            }
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        info!("applier stopped");
+    }
+
+    async fn on_plan_event(&self, uuid: Uuid, state: ActionPlanState) {
+        match state {
+            ActionPlanState::Pending => self.try_claim(uuid, ActionPlanState::Pending).await,
+            ActionPlanState::Recommended => {
+                if let Ok(plan) = self.inner.store.get_plan(uuid, false).await {
+                    if self.auto_trigger(&plan).await {
+                        self.try_claim(uuid, ActionPlanState::Recommended).await;
+                    }
+                }
+            }
+            ActionPlanState::Cancelling => self.signal_cancel(uuid).await,
+            _ => {}
+        }
+    }
+
+    async fn auto_trigger(&self, plan: &ActionPlan) -> bool {
+        match self
+            .inner
+            .store
+            .get_audit(&plan.audit_uuid.to_string(), true)
+            .await
+        {
+            Ok(a) => a.auto_trigger,
+            Err(_) => false,
+        }
+    }
+
+    /// Re-reads the plan; if the store says CANCELLING, fires its token.
+    async fn signal_cancel(&self, uuid: Uuid) {
+        let token = self
+            .inner
+            .running
+            .lock()
+            .expect("running lock")
+            .get(&uuid)
+            .map(|r| r.cancel.clone());
+        let Some(token) = token else { return };
+        if token.is_cancelled() {
+            return;
+        }
+        match self.inner.store.get_plan(uuid, true).await {
+            Ok(p) if p.state == ActionPlanState::Cancelling => {
+                info!(plan = %uuid, "cancel requested");
+                token.cancel();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(plan = %uuid, error = %e, "could not re-read a plan after a cancel event")
+            }
+        }
+    }
+
+    /// Claims and runs what the database says is waiting; fires tokens of
+    /// plans the database says are cancelling.
+    async fn sweep(&self) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        self.renew_leases().await;
+        self.take_over_expired().await;
+        let plans = match self
+            .inner
+            .store
+            .plans_in_states(&[
+                ActionPlanState::Pending,
+                ActionPlanState::Ongoing,
+                ActionPlanState::Cancelling,
+                ActionPlanState::Recommended,
+            ])
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "sweep could not read plans");
+                return;
+            }
+        };
+        for p in plans {
+            match p.state {
+                ActionPlanState::Pending => self.try_claim(p.uuid, ActionPlanState::Pending).await,
+                ActionPlanState::Recommended if self.auto_trigger(&p).await => {
+                    self.try_claim(p.uuid, ActionPlanState::Recommended).await
+                }
+                ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {
+                    // Ours, but no run holds it (its run ended on an error):
+                    // resume it rather than leave it stuck.
+                    warn!(plan = %p.uuid, state = %p.state, "resuming a plan no run was holding");
+                    self.spawn_run(p);
+                }
+                ActionPlanState::Cancelling => self.signal_cancel(p.uuid).await,
+                _ => {}
+            }
+        }
+    }
+
+    fn lease_until(&self) -> i64 {
+        (chrono::Utc::now()
+            + chrono::Duration::from_std(self.inner.settings.lease).unwrap_or_default())
+        .timestamp_micros()
+    }
+
+    /// Keeps the plans this applier runs leased to it. A plan whose lease
+    /// it lost (it stalled longer than the lease) is run by another applier
+    /// now: the store refuses to start its actions here (fencing).
+    async fn renew_leases(&self) {
+        let plans: Vec<Uuid> = self
+            .inner
+            .running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .copied()
+            .collect();
+        if plans.is_empty() {
+            return;
+        }
+        match self
+            .inner
+            .store
+            .renew_leases(self.inner.settings.host.clone(), plans, self.lease_until())
+            .await
+        {
+            Ok(lost) => {
+                for p in lost {
+                    // Either finished (the run is ending) or taken over.
+                    tracing::debug!(plan = %p, "lease not renewed: the plan ended or another applier has it");
+                }
+            }
+            Err(e) => warn!(error = %e, "could not renew plan leases"),
+        }
+    }
+
+    /// Takes over plans whose applier stopped renewing its lease (it died,
+    /// or its machine did), reconciling their running actions with the
+    /// cloud as after a restart.
+    async fn take_over_expired(&self) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let Ok(expired) = self.inner.store.plans_with_expired_lease(now).await else {
+            return;
+        };
+        for p in expired {
+            let me = &self.inner.settings.host;
+            let Some(holder) = p.hostname.clone() else {
+                continue;
+            };
+            if &holder == me || !self.has_slot() {
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .take_over_plan(p.uuid, holder.clone(), me.clone(), self.lease_until())
+                .await
+            {
+                Ok(plan) => {
+                    warn!(plan = %plan.uuid, from = %holder, "took over a plan whose applier's lease expired");
+                    self.spawn_run(plan);
+                }
+                Err(StoreError::Conflict { .. }) => {} // another applier was faster
+                Err(e) => warn!(plan = %p.uuid, error = %e, "could not take over a plan"),
+            }
+        }
+    }
+
+    fn is_orphan(&self, plan: &ActionPlan) -> bool {
+        plan.hostname.as_deref() == Some(self.inner.settings.host.as_str())
+            && !self
+                .inner
+                .running
+                .lock()
+                .expect("running lock")
+                .contains_key(&plan.uuid)
+    }
+
+    fn has_slot(&self) -> bool {
+        self.inner.running.lock().expect("running lock").len()
+            < self.inner.settings.max_concurrent_plans
+    }
+
+    async fn try_claim(&self, uuid: Uuid, from: ActionPlanState) {
+        if self.inner.shutdown.is_cancelled() || !self.has_slot() {
+            return;
+        }
+        let update = PlanUpdate {
+            status_message: None,
+            hostname: Some(self.inner.settings.host.clone()),
+            lease_until: Some(self.lease_until()),
+        };
+        match self
+            .inner
+            .store
+            .transition_plan(
+                uuid,
+                from,
+                ActionPlanState::Ongoing,
+                Actor::Applier,
+                "claimed by applier",
+                update,
+            )
+            .await
+        {
+            Ok(plan) => self.spawn_run(plan),
+            // Someone else claimed or cancelled it first.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+            Err(e) => warn!(plan = %uuid, error = %e, "could not claim plan"),
+        }
+    }
+
+    /// After a restart: plans left ONGOING or CANCELLING by this host are
+    /// reconciled with the cloud and resumed, never blindly cancelled.
+    async fn resume_owned_plans(&self) -> Result<(), StoreError> {
+        let plans = self
+            .inner
+            .store
+            .plans_in_states(&[ActionPlanState::Ongoing, ActionPlanState::Cancelling])
+            .await?;
+        for plan in plans {
+            let mine = plan
+                .hostname
+                .as_deref()
+                .is_none_or(|h| h == self.inner.settings.host);
+            if mine {
+                info!(plan = %plan.uuid, state = %plan.state, "resuming a plan interrupted by a stop");
+                self.spawn_run(plan);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_run(&self, plan: ActionPlan) {
+        let cancel = CancellationToken::new();
+        if plan.state == ActionPlanState::Cancelling {
+            cancel.cancel();
+        }
+        {
+            let mut running = self.inner.running.lock().expect("running lock");
+            if running.contains_key(&plan.uuid) {
+                return;
+            }
+            running.insert(
+                plan.uuid,
+                Runs {
+                    cancel: cancel.clone(),
+                },
+            );
+        }
+        let this = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            let uuid = plan.uuid;
+            match this.inner.runner.run(plan, cancel, shutdown).await {
+                Ok(RunEnd::Finished(state)) => info!(plan = %uuid, state = %state, "plan run ended"),
+                Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
+                Err(e) => error!(plan = %uuid, error = %e, "plan run failed; a sweep resumes it once the database answers"),
+            }
+            this.inner.running.lock().expect("running lock").remove(&uuid);
+            this.inner.slot_freed.notify_one();
+        });
+    }
+}

@@ -1,0 +1,970 @@
+//! watcher-bench: the numbers in docs/benchmarks.md.
+//!
+//! Run with `cargo run --release --bin watcher-bench` (add `-- --quick` for a
+//! short smoke run, `-- strategies` for the decision engine's table only,
+//! `-- postgres URL` for the split deployment's figures on PostgreSQL;
+//! `--help` lists them).
+//! Prints its tables; every figure is measured here, now.
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use watcher_applier::actions::{ActionRegistry, ActionSettings};
+use watcher_applier::runner::{PlanRunner, RunEnd};
+use watcher_applier::Limits;
+use watcher_cloud::scenario::Scenario;
+use watcher_cloud::simulated::SimulatedCloud;
+use watcher_cloud::*;
+use watcher_core::*;
+use watcher_store::*;
+use watcherd::config::Config;
+use watcherd::service::{Service, ServiceOptions};
+
+struct Opts {
+    actions: usize,
+    /// PENDING actions behind the running sleep in cancel case (a).
+    pending: usize,
+    runs: usize,
+    requests: usize,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("watcher-bench-{name}-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A recommended plan made straight in the store (no decision engine).
+async fn make_plan(store: &Store, actions: Vec<NewAction>) -> anyhow::Result<Uuid> {
+    let goal = store.get_goal("unclassified").await?;
+    let strategy = store.get_strategy("actuator").await?;
+    let audit = store
+        .create_audit(NewAudit {
+            uuid: Uuid::new_v4(),
+            name: "bench".into(),
+            audit_type: AuditType::Oneshot,
+            goal_id: goal.id,
+            strategy_id: Some(strategy.id),
+            parameters: json!({}),
+            interval: None,
+            scope: json!([]),
+            auto_trigger: false,
+            force: true,
+            start_time: None,
+            end_time: None,
+        })
+        .await?;
+    store
+        .transition_audit(
+            audit.uuid,
+            AuditState::Pending,
+            AuditState::Ongoing,
+            Actor::DecisionEngine,
+            "bench",
+            None,
+            None,
+        )
+        .await?;
+    let plan = store
+        .create_plan(NewPlan {
+            uuid: Uuid::new_v4(),
+            audit_uuid: audit.uuid,
+            strategy_name: "actuator".into(),
+            actions,
+            efficacy_indicators: vec![],
+            global_efficacy: vec![],
+            hostname: "bench".into(),
+            next_run_time: None,
+        })
+        .await?;
+    Ok(plan.uuid)
+}
+
+fn nops(n: usize, chain: bool) -> Vec<NewAction> {
+    let mut out: Vec<NewAction> = Vec::with_capacity(n);
+    for i in 0..n {
+        let parents = if chain && i > 0 {
+            vec![out[i - 1].uuid]
+        } else {
+            vec![]
+        };
+        out.push(NewAction {
+            uuid: Uuid::new_v4(),
+            action_type: "nop".into(),
+            input_parameters: json!({"message": null}),
+            parents,
+        });
+    }
+    out
+}
+
+/// Actions per second of one plan of `n` nops, every change durably recorded.
+/// On `database`, or a new SQLite file.
+async fn throughput(n: usize, chain: bool, database: Option<&str>) -> anyhow::Result<(f64, usize)> {
+    let dir = temp_dir("throughput");
+    let location = match database {
+        Some(url) => DatabaseLocation::parse(url)?,
+        None => DatabaseLocation::File(dir.join("bench.db")),
+    };
+    let store = Store::open(&location, Durability::Normal)?;
+    watcher_decision::sync_catalogue(&store).await?;
+    let plan = make_plan(&store, nops(n, chain)).await?;
+    store
+        .transition_plan(
+            plan,
+            ActionPlanState::Recommended,
+            ActionPlanState::Pending,
+            Actor::Api,
+            "bench",
+            PlanUpdate::default(),
+        )
+        .await?;
+    let p = store
+        .transition_plan(
+            plan,
+            ActionPlanState::Pending,
+            ActionPlanState::Ongoing,
+            Actor::Applier,
+            "bench",
+            PlanUpdate::default(),
+        )
+        .await?;
+    let mut limits = Limits::default();
+    if !chain {
+        limits.per_plan = 512;
+        limits.per_type.insert("nop".into(), 512);
+    }
+    let runner = PlanRunner {
+        store: store.clone(),
+        cloud: Arc::new(SimulatedCloud::new(&Scenario::demo())),
+        registry: ActionRegistry::default(),
+        limits,
+        settings: ActionSettings::default(),
+        shutdown_grace: Duration::from_secs(1),
+        rollback_on_cancel: false,
+        // The real applier's fenced start (one lookup per action) is measured too.
+        owner: Some("bench".into()),
+    };
+    let t = Instant::now();
+    let end = runner
+        .run(p, CancellationToken::new(), CancellationToken::new())
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    if end != RunEnd::Finished(ActionPlanState::Succeeded) {
+        bail!("plan ended {end:?}");
+    }
+    let history = store.plan_history(plan).await?.len();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((n as f64 / secs, history))
+}
+
+/// Wraps a cloud and records when abort requests reach it.
+struct RecordingCloud {
+    inner: SimulatedCloud,
+    aborts: Mutex<Vec<Instant>>,
+}
+
+#[async_trait]
+impl Cloud for RecordingCloud {
+    fn kind(&self) -> &'static str {
+        "recording"
+    }
+    async fn compute_nodes(&self) -> Result<Vec<ComputeNode>, CloudError> {
+        self.inner.compute_nodes().await
+    }
+    async fn flavors(&self) -> Result<Vec<Flavor>, CloudError> {
+        self.inner.flavors().await
+    }
+    async fn instances(&self) -> Result<Vec<Instance>, CloudError> {
+        self.inner.instances().await
+    }
+    async fn instance(&self, uuid: &str) -> Result<Option<Instance>, CloudError> {
+        self.inner.instance(uuid).await
+    }
+    async fn volume(&self, uuid: &str) -> Result<Option<Volume>, CloudError> {
+        self.inner.volume(uuid).await
+    }
+    async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, CloudError> {
+        self.inner.compute_service(host).await
+    }
+    async fn live_migrate(&self, i: &str, d: Option<&str>) -> Result<OperationId, CloudError> {
+        self.inner.live_migrate(i, d).await
+    }
+    async fn cold_migrate(&self, i: &str, d: Option<&str>) -> Result<OperationId, CloudError> {
+        self.inner.cold_migrate(i, d).await
+    }
+    async fn find_migration(
+        &self,
+        i: &str,
+        live: bool,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OperationId>, CloudError> {
+        self.inner.find_migration(i, live, since).await
+    }
+    async fn resize(&self, i: &str, f: &str) -> Result<OperationId, CloudError> {
+        self.inner.resize(i, f).await
+    }
+    async fn migrate_volume(&self, v: &str, p: &str) -> Result<OperationId, CloudError> {
+        self.inner.migrate_volume(v, p).await
+    }
+    async fn set_compute_service(
+        &self,
+        h: &str,
+        e: bool,
+        r: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.inner.set_compute_service(h, e, r).await
+    }
+    async fn operation(&self, op: &str) -> Result<OperationState, CloudError> {
+        self.inner.operation(op).await
+    }
+    async fn abort(&self, op: &str) -> Result<(), CloudError> {
+        self.aborts.lock().unwrap().push(Instant::now());
+        self.inner.abort(op).await
+    }
+    async fn force_complete(&self, op: &str) -> Result<(), CloudError> {
+        self.inner.force_complete(op).await
+    }
+    async fn confirm(&self, op: &str) -> Result<(), CloudError> {
+        self.inner.confirm(op).await
+    }
+    async fn revert(&self, op: &str) -> Result<(), CloudError> {
+        self.inner.revert(op).await
+    }
+}
+
+fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    let req = ureq::request(method, url).set("Content-Type", "application/json");
+    let resp = match body {
+        Some(b) => req.send_string(&b.to_string()),
+        None => req.call(),
+    }
+    .with_context(|| format!("{method} {url}"))?;
+    Ok(serde_json::from_str(&resp.into_string()?).unwrap_or(Value::Null))
+}
+
+/// Waits (in the runtime) for a committed state change matching `pred`, and
+/// returns when it was seen.
+async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    pred: impl Fn(&StoreEvent) -> bool,
+) -> Instant {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Ok(ev)) if pred(&ev) => return Instant::now(),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event stream ended: {e}"),
+            Err(_) => panic!("no matching event within 30 s"),
+        }
+    }
+}
+
+struct Latencies {
+    response_to_cancelled: Vec<Duration>,
+    sent_to_cancelled: Vec<Duration>,
+    response_to_abort: Vec<Duration>,
+    sent_to_abort: Vec<Duration>,
+}
+
+/// (a) 1,000 PENDING nops behind a running sleep; (b) a running live migration.
+async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
+    let dir = temp_dir("cancel");
+    let mut scenario = Scenario::demo();
+    scenario.timing.live_migration_secs = 60.0;
+    scenario.timing.abort_secs = 0.0;
+    let cloud = Arc::new(RecordingCloud {
+        inner: SimulatedCloud::new(&scenario),
+        aborts: Mutex::new(vec![]),
+    });
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.clone(),
+        host: "bench".into(),
+        ..Config::default()
+    };
+    let service = Service::start_with(
+        &config,
+        ServiceOptions {
+            cloud: Some(cloud.clone()),
+            without_decision_engine: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    watcher_decision::sync_catalogue(&service.store).await?;
+    let url = format!(
+        "http://{}",
+        service.addr.context("the bench's service serves the API")?
+    );
+    let mut lat = Latencies {
+        response_to_cancelled: vec![],
+        sent_to_cancelled: vec![],
+        response_to_abort: vec![],
+        sent_to_abort: vec![],
+    };
+    for run in 0..opts.runs * 2 {
+        let migration = run % 2 == 1;
+        let first = NewAction {
+            uuid: Uuid::new_v4(),
+            action_type: if migration { "migrate" } else { "sleep" }.into(),
+            input_parameters: if migration {
+                json!({"migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+                       "source_node": "compute-1", "destination_node": "compute-2"})
+            } else {
+                json!({"duration": 600})
+            },
+            parents: vec![],
+        };
+        let mut actions = vec![first.clone()];
+        if !migration {
+            let mut rest = nops(opts.pending, false);
+            for a in &mut rest {
+                a.parents = vec![first.uuid];
+            }
+            actions.extend(rest);
+        }
+        let plan = make_plan(&service.store, actions).await?;
+        let mut rx = service.store.subscribe();
+        let u = url.clone();
+        tokio::task::spawn_blocking(move || {
+            http(
+                "POST",
+                &format!("{u}/v1/action_plans/{plan}/start"),
+                Some(&json!({})),
+            )
+        })
+        .await??;
+        let first_uuid = first.uuid;
+        wait_event(&mut rx, |e| matches!(e, StoreEvent::ActionState { uuid, state: ActionState::Ongoing, .. } if *uuid == first_uuid)).await;
+        if migration {
+            // Let the migration be under way in the cloud, not just recorded.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let u = url.clone();
+        let aborts_before = cloud.aborts.lock().unwrap().len();
+        let mut rx = service.store.subscribe();
+        let (sent, responded) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(Instant, Instant)> {
+                let sent = Instant::now();
+                http(
+                    "PATCH",
+                    &format!("{u}/v1/action_plans/{plan}"),
+                    Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+                )?;
+                Ok((sent, Instant::now()))
+            })
+            .await??;
+        let done = wait_event(&mut rx, |e| matches!(e, StoreEvent::PlanState { uuid, state } if *uuid == plan && state.is_finished())).await;
+        let p = service.store.get_plan(plan, false).await?;
+        if p.state != ActionPlanState::Cancelled {
+            bail!("plan {plan} ended {} ({:?})", p.state, p.status_message);
+        }
+        if migration {
+            let aborted = *cloud
+                .aborts
+                .lock()
+                .unwrap()
+                .get(aborts_before)
+                .context("no abort reached the cloud")?;
+            lat.response_to_abort
+                .push(aborted.saturating_duration_since(responded));
+            lat.sent_to_abort
+                .push(aborted.saturating_duration_since(sent));
+        } else {
+            lat.response_to_cancelled
+                .push(done.saturating_duration_since(responded));
+            lat.sent_to_cancelled
+                .push(done.saturating_duration_since(sent));
+        }
+    }
+    service.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(lat)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Starts the real watcherd binary; returns it and its URL.
+/// The real watcherd (embedded mode) with its data in `dir`, and its URL.
+fn spawn_watcherd(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let dir = dir.to_str().context("data directory path")?;
+    let (proc_, line) = spawn_part(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--log",
+        "warn",
+    ])?;
+    let url = line
+        .strip_prefix("watcherd listening on ")
+        .context("watcherd did not start")?
+        .to_string();
+    Ok((proc_, url))
+}
+
+/// A child process killed when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `watcherd ARGS...` and returns it with the first line it prints.
+fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
+    let exe = std::env::current_exe()?.with_file_name("watcherd");
+    let mut child = std::process::Command::new(&exe)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {}; build it first (cargo build --release)",
+                exe.display()
+            )
+        })?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    Ok((Proc(child), line.trim().to_string()))
+}
+
+/// (c) The split deployment: `watcherd api`, `watcherd decision-engine` and
+/// `watcherd applier` as processes on one database (`database`, or a new
+/// SQLite file), the cloud another (`watcherd sim-cloud`).
+/// Time from the PATCH response (API process) to the abort request reaching
+/// the cloud, through the applier process; clocks are the same machine's.
+fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<Vec<Duration>> {
+    let dir = temp_dir("cross-process");
+    let mut scenario = watcher_cloud::scenario::DEMO_SCENARIO.to_string();
+    scenario = scenario.replace("live_migration_secs = 8.0", "live_migration_secs = 600.0");
+    scenario = scenario.replace("abort_secs = 0.4", "abort_secs = 0.05");
+    let scenario_path = dir.join("scenario.toml");
+    std::fs::write(&scenario_path, scenario)?;
+    let (_sim, line) = spawn_part(&[
+        "sim-cloud",
+        "--cloud-scenario",
+        scenario_path.to_str().context("path")?,
+    ])?;
+    let sim = line
+        .strip_prefix("sim-cloud listening on ")
+        .context("sim-cloud did not start")?
+        .to_string();
+    let db = database
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("watcher.db").display()));
+    let common = |host: &'static str| -> Vec<String> {
+        vec![
+            "--database".into(),
+            db.clone(),
+            "--cloud".into(),
+            "sim-cloud".into(),
+            "--sim-cloud-url".into(),
+            sim.clone(),
+            "--host".into(),
+            host.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--log".into(),
+            "warn".into(),
+        ]
+    };
+    let mut api_args = vec!["api".to_string()];
+    api_args.extend(common("bench-api"));
+    let (_api, line) = spawn_part(&api_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let url = line
+        .strip_prefix("watcherd listening on ")
+        .context("watcherd api did not start")?
+        .to_string();
+    let mut applier_args = vec!["applier".to_string()];
+    applier_args.extend(common("bench-applier"));
+    let (_applier, _) = spawn_part(&applier_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut de_args = vec!["decision-engine".to_string()];
+    de_args.extend(common("bench-de"));
+    let (_de, _) = spawn_part(&de_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let ops = |sim: &str| -> anyhow::Result<Vec<Value>> {
+        let v = ureq::get(&format!("{sim}/control/operations"))
+            .call()?
+            .into_json::<Vec<Value>>()?;
+        Ok(v)
+    };
+    let mut out = vec![];
+    for _ in 0..runs {
+        let body = json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+            "parameters": {"actions": [{"action_type": "migrate", "input_parameters": {
+                "migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+                "source_node": "compute-1", "destination_node": "compute-2"}}]}});
+        let audit = http("POST", &format!("{url}/v1/audits"), Some(&body))?;
+        let audit = audit["uuid"].as_str().context("audit uuid")?.to_string();
+        let plan = loop {
+            let l = http(
+                "GET",
+                &format!("{url}/v1/action_plans?audit_uuid={audit}"),
+                None,
+            )?;
+            if let Some(p) = l["action_plans"][0]["uuid"].as_str() {
+                break p.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let known = ops(&sim)?.len();
+        http(
+            "POST",
+            &format!("{url}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )?;
+        // Running at the cloud: a new operation.
+        let op = loop {
+            let all = ops(&sim)?;
+            if all.len() > known {
+                break all[known]["id"].as_str().context("op id")?.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let patch = json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}]);
+        http(
+            "PATCH",
+            &format!("{url}/v1/action_plans/{plan}"),
+            Some(&patch),
+        )?;
+        let answered = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        let aborted = loop {
+            let o = ops(&sim)?
+                .into_iter()
+                .find(|o| o["id"] == op.as_str())
+                .context("op")?;
+            if let Some(t) = o["abort_requested_at"].as_f64() {
+                break t;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        out.push(Duration::from_secs_f64((aborted - answered).max(0.0)));
+        // Wait for the plan to settle (the instance back home) before the next run.
+        loop {
+            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+            if p["state"] == "CANCELLED" || p["state"] == "FAILED" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(out)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+/// Idle RSS, then GET of one action plan from two client threads.
+fn process_figures(opts: &Opts) -> anyhow::Result<(u64, f64, Duration, Duration)> {
+    let dir = temp_dir("process");
+    let (watcherd, url) = spawn_watcherd(&dir)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(watcherd.0.id())?;
+    http(
+        "POST",
+        &format!("{url}/v1/audits"),
+        Some(&json!({"audit_type": "ONESHOT", "goal": "dummy"})),
+    )?;
+    let mut plan = None;
+    for _ in 0..200 {
+        let list = http("GET", &format!("{url}/v1/action_plans"), None)?;
+        if let Some(u) = list["action_plans"][0]["uuid"].as_str() {
+            plan = Some(u.to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let plan = plan.context("no plan was recommended")?;
+    let target = format!("{url}/v1/action_plans/{plan}");
+    let t = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let target = target.clone();
+            let n = opts.requests / 2;
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new();
+                let mut lat = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let s = Instant::now();
+                    agent
+                        .get(&target)
+                        .call()
+                        .expect("GET")
+                        .into_string()
+                        .expect("body");
+                    lat.push(s.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|h| h.join().expect("client thread"))
+        .collect();
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    drop(watcherd);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((rss, rate, pct(&mut lat, 0.5), pct(&mut lat, 0.99)))
+}
+
+/// One strategy on one generated cloud.
+struct StrategyRow {
+    hosts: usize,
+    instances: usize,
+    strategy: String,
+    time: Duration,
+    outcome: String,
+}
+
+/// Strategies on generated clouds of each size (20 instances per host on
+/// average), timed on their own: the model and metrics are built first
+/// (their time is reported in the model row), as the decision engine does.
+fn strategy_rows(sizes: &[usize]) -> anyhow::Result<Vec<StrategyRow>> {
+    use watcher_decision::consolidation::upstream_basic_reference;
+    use watcher_decision::metrics::SimulatedMetrics;
+    use watcher_decision::model::ClusterModel;
+    use watcher_decision::strategies::{apply_parameters, execute, STRATEGIES};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut rows = vec![];
+    for &hosts in sizes {
+        let scenario = Scenario::generated(hosts, 20, 1, false);
+        let started = Instant::now();
+        let cloud = SimulatedCloud::new(&scenario);
+        let model = rt.block_on(ClusterModel::from_cloud(&cloud))?;
+        let metrics = SimulatedMetrics::new(&scenario).values(&model);
+        let instances = model.instances.len();
+        rows.push(StrategyRow {
+            hosts,
+            instances,
+            strategy: "(cluster model + metrics)".into(),
+            time: started.elapsed(),
+            outcome: String::new(),
+        });
+        let value = |s: &watcher_decision::strategies::Solution, n: &str| {
+            s.efficacy_indicators
+                .iter()
+                .find(|i| i.name == n)
+                .map_or(0.0, |i| i.value)
+        };
+        for (name, params) in [
+            ("basic", json!({})),
+            ("vm_workload_consolidation", json!({})),
+            ("workload_balance", json!({"threshold": 35})),
+            ("workload_stabilization", json!({})),
+            (
+                "node_resource_consolidation",
+                json!({"host_choice": "specify"}),
+            ),
+        ] {
+            let def = STRATEGIES
+                .iter()
+                .find(|s| s.name == name)
+                .expect("known strategy");
+            let params =
+                apply_parameters(&(def.parameters_spec)(), &params).map_err(anyhow::Error::msg)?;
+            let started = Instant::now();
+            let s = execute(name, &params, &model, &metrics)?;
+            let time = started.elapsed();
+            let outcome = if name == "workload_stabilization" {
+                format!(
+                    "{} migrations; weighted std dev of CPU load {:.3} -> {:.3}",
+                    value(&s, "instance_migrations_count"),
+                    value(&s, "standard_deviation_before_audit"),
+                    value(&s, "standard_deviation_after_audit"),
+                )
+            } else if name == "workload_balance" {
+                format!(
+                    "{} migrations; CPU use std dev {:.1} -> {:.1} points",
+                    value(&s, "instance_migrations_count"),
+                    value(&s, "standard_deviation_before_audit"),
+                    value(&s, "standard_deviation_after_audit"),
+                )
+            } else {
+                format!(
+                    "{} nodes released, {} migrations",
+                    value(&s, "released_compute_nodes_count"),
+                    value(&s, "instance_migrations_count"),
+                )
+            };
+            rows.push(StrategyRow {
+                hosts,
+                instances,
+                strategy: name.into(),
+                time,
+                outcome,
+            });
+        }
+        let started = Instant::now();
+        let (released, migrations) = upstream_basic_reference(&model, &metrics)?;
+        rows.push(StrategyRow {
+            hosts,
+            instances,
+            strategy: "upstream's basic algorithm (reference)".into(),
+            time: started.elapsed(),
+            outcome: format!("{released} nodes released, {migrations} migrations"),
+        });
+    }
+    Ok(rows)
+}
+
+fn print_strategy_rows(rows: &[StrategyRow]) {
+    println!();
+    println!("| hosts | instances | strategy | time | outcome |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.hosts,
+            r.instances,
+            r.strategy,
+            ms(r.time),
+            r.outcome
+        );
+    }
+}
+
+/// The split deployment's figures on PostgreSQL at `url`: the applier's
+/// throughput with every change committed there, and the cancel across
+/// processes, woken by LISTEN/NOTIFY.
+fn postgres_table(url: &str, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 1_000 } else { 10_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (seq, seq_hist) = rt.block_on(throughput(n, true, Some(url)))?;
+    let (par, par_hist) = rt.block_on(throughput(n, false, Some(url)))?;
+    let mut cross = cross_process_cancel(if quick { 10 } else { 100 }, Some(url))?;
+    println!("| measure (PostgreSQL) | result | target |");
+    println!("|---|---|---|");
+    println!("| applier: {n} nops, one sequential chain | {seq:.0} actions/s ({seq_hist} history rows) | |");
+    println!("| applier: {n} nops, no parents (512 at once) | {par:.0} actions/s ({par_hist} history rows) | |");
+    println!(
+        "| cancel (c): split processes, PATCH response -> abort at the cloud, p50 ({} runs) | {} | |",
+        cross.len(),
+        ms(pct(&mut cross, 0.5))
+    );
+    println!(
+        "| cancel (c): split processes, PATCH response -> abort at the cloud, p99 | {} | p99 < 100 ms |",
+        ms(pct(&mut cross, 0.99))
+    );
+    Ok(())
+}
+
+/// The benchmarks of docs/benchmarks.md: every figure measured here, now,
+/// and printed as a table.
+#[derive(clap::Parser)]
+#[command(name = "watcher-bench", version, about, long_about = None)]
+struct Cli {
+    /// A short smoke run (smaller plans, fewer runs), as CI does.
+    #[arg(long)]
+    quick: bool,
+    /// PENDING actions behind the running sleep in cancel case (a).
+    #[arg(long, value_name = "N")]
+    pending: Option<usize>,
+    #[command(subcommand)]
+    only: Option<Only>,
+}
+
+#[derive(clap::Subcommand)]
+enum Only {
+    /// Only the cross-process cancel: `watcherd api`, `applier` and
+    /// `sim-cloud` as processes, PATCH response -> abort at the cloud.
+    CrossProcess,
+    /// Only the decision engine's table (strategies on generated clouds).
+    Strategies,
+    /// The split deployment's figures on PostgreSQL (applier throughput,
+    /// cross-process cancel).
+    Postgres {
+        /// An empty database (the bench fills it), e.g.
+        /// postgres://postgres@127.0.0.1:5432/watcher_bench
+        url: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
+    let quick = cli.quick;
+    match cli.only {
+        Some(Only::Postgres { url }) => return postgres_table(&url, quick),
+        Some(Only::CrossProcess) => {
+            let mut c = cross_process_cancel(if quick { 10 } else { 100 }, None)?;
+            println!(
+                "cancel (c), split processes, PATCH response -> abort at the cloud: p50 {}, p99 {} ({} runs)",
+                ms(pct(&mut c, 0.5)),
+                ms(pct(&mut c, 0.99)),
+                c.len()
+            );
+            return Ok(());
+        }
+        Some(Only::Strategies) => {
+            let sizes: &[usize] = if quick {
+                &[100, 1000]
+            } else {
+                &[100, 500, 1000, 2000, 5000]
+            };
+            print_strategy_rows(&strategy_rows(sizes)?);
+            return Ok(());
+        }
+        None => {}
+    }
+    let mut opts = if quick {
+        Opts {
+            actions: 1_000,
+            pending: 1_000,
+            runs: 20,
+            requests: 400,
+        }
+    } else {
+        Opts {
+            actions: 10_000,
+            pending: 1_000,
+            runs: 200,
+            requests: 4_000,
+        }
+    };
+    if let Some(n) = cli.pending {
+        opts.pending = n;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "watcher-bench{} on {} cores",
+        if quick { " --quick" } else { "" },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    let (seq, seq_hist) = rt.block_on(throughput(opts.actions, true, None))?;
+    let (par, par_hist) = rt.block_on(throughput(opts.actions, false, None))?;
+    let mut lat = rt.block_on(cancel_latency(&opts))?;
+    let (rss, rate, g50, g99) = process_figures(&opts)?;
+    let mut cross = cross_process_cancel(if quick { 10 } else { 100 }, None)?;
+
+    let n = opts.actions;
+    let rows: Vec<(String, String, &str)> = vec![
+        (
+            format!("applier: {n} nops, one sequential chain"),
+            format!("{seq:.0} actions/s ({seq_hist} history rows)"),
+            ">= 5,000 actions/s",
+        ),
+        (
+            format!("applier: {n} nops, no parents (512 at once)"),
+            format!("{par:.0} actions/s ({par_hist} history rows)"),
+            ">= 20,000 actions/s",
+        ),
+        (
+            format!(
+                "cancel (a): 1 sleep + {} PENDING, PATCH response -> CANCELLED, p50 ({} runs)",
+                opts.pending,
+                lat.response_to_cancelled.len()
+            ),
+            ms(pct(&mut lat.response_to_cancelled, 0.5)),
+            "",
+        ),
+        (
+            "cancel (a): PATCH response -> CANCELLED, p99".into(),
+            ms(pct(&mut lat.response_to_cancelled, 0.99)),
+            "p99 < 10 ms",
+        ),
+        (
+            "cancel (a): PATCH sent -> CANCELLED, p99".into(),
+            ms(pct(&mut lat.sent_to_cancelled, 0.99)),
+            "",
+        ),
+        (
+            format!(
+                "cancel (b): live migration, PATCH response -> abort at the cloud, p50 ({} runs)",
+                lat.response_to_abort.len()
+            ),
+            ms(pct(&mut lat.response_to_abort, 0.5)),
+            "",
+        ),
+        (
+            "cancel (b): PATCH response -> abort at the cloud, p99".into(),
+            ms(pct(&mut lat.response_to_abort, 0.99)),
+            "p99 < 10 ms",
+        ),
+        (
+            "cancel (b): PATCH sent -> abort at the cloud, p99".into(),
+            ms(pct(&mut lat.sent_to_abort, 0.99)),
+            "",
+        ),
+        (
+            format!(
+                "cancel (c): split processes (api, applier, sim-cloud), PATCH response -> abort at the cloud, p50 ({} runs)",
+                cross.len()
+            ),
+            ms(pct(&mut cross, 0.5)),
+            "",
+        ),
+        (
+            "cancel (c): split processes, PATCH response -> abort at the cloud, p99".into(),
+            ms(pct(&mut cross, 0.99)),
+            "p99 < 100 ms",
+        ),
+        (
+            "watcherd idle RSS (embedded: API + decision engine + applier)".into(),
+            format!("{:.1} MiB", rss as f64 / 1024.0),
+            "",
+        ),
+        (
+            format!(
+                "GET /v1/action_plans/{{uuid}}, 2 client threads, {} requests",
+                opts.requests
+            ),
+            format!("{rate:.0} req/s, p50 {}, p99 {}", ms(g50), ms(g99)),
+            "",
+        ),
+    ];
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    println!("| {:w0$} | {:w1$} | target |", "measure", "result");
+    println!("|{}|{}|--------|", "-".repeat(w0 + 2), "-".repeat(w1 + 2));
+    for (m, r, t) in rows {
+        println!("| {m:w0$} | {r:w1$} | {t} |");
+    }
+    let sizes: &[usize] = if quick {
+        &[100, 1000]
+    } else {
+        &[100, 500, 1000, 2000, 5000]
+    };
+    print_strategy_rows(&strategy_rows(sizes)?);
+    Ok(())
+}

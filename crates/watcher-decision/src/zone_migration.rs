@@ -1,0 +1,335 @@
+//! The hardware_maintenance goal: `zone_migration`, which moves the
+//! instances off given compute nodes and the volumes off given storage
+//! pools, a bounded number per audit (`parallel_*`), in priority order.
+
+use super::model::ClusterModel;
+use super::placement::{migration_type, Placement};
+use super::strategies::{proposed, EfficacyIndicator, Solution, StrategyError};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use watcher_cloud::{Instance, Volume};
+
+/// Upstream's `zone_migration` parameters.
+pub fn zone_migration_spec() -> Value {
+    json!({
+        "properties": {
+            "compute_nodes": {"description": "Compute nodes to migrate.", "type": "array", "items": {"type": "object", "properties": {"src_node": {"description": "Compute node from which instances migrate", "type": "string"}, "dst_node": {"description": "Compute node to which instances migrate", "type": "string"}}, "required": ["src_node"], "additionalProperties": false}},
+            "storage_pools": {"description": "Storage pools to migrate.", "type": "array", "items": {"type": "object", "properties": {"src_pool": {"description": "Storage pool from which volumes migrate", "type": "string"}, "dst_pool": {"description": "Storage pool to which volumes migrate", "type": "string"}, "src_type": {"description": "Volume type from which volumes migrate", "type": "string"}, "dst_type": {"description": "Volume type to which volumes migrate", "type": "string"}}, "additionalProperties": false}},
+            "parallel_total": {"description": "The number of actions to be run in parallel in total", "type": "integer", "minimum": 0, "default": 6},
+            "parallel_per_node": {"description": "The number of actions to be run in parallel per compute node", "type": "integer", "minimum": 0, "default": 2},
+            "parallel_per_pool": {"description": "The number of actions to be run in parallel per storage host", "type": "integer", "minimum": 0, "default": 2},
+            "priority": {"description": "List prioritizes instances and volumes", "type": "object", "properties": {"project": {"type": "array", "items": {"type": "string"}}, "compute_node": {"type": "array", "items": {"type": "string"}}, "storage_pool": {"type": "array", "items": {"type": "string"}}, "compute": {"enum": ["vcpu_num", "mem_size", "disk_size", "created_at"]}, "storage": {"enum": ["size", "created_at"]}}, "additionalProperties": false},
+            "with_attached_volume": {"description": "instance migrates just after attached volumes or not", "type": "boolean", "default": false}
+        }
+    })
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Position in a priority list; unlisted things come after listed ones.
+fn rank(list: &[String], item: &str) -> usize {
+    list.iter().position(|x| x == item).unwrap_or(list.len())
+}
+
+/// How many actions this audit may still plan: 0 means no limit.
+struct Budget {
+    total: usize,
+    per_node: usize,
+    per_pool: usize,
+    used_total: usize,
+    used: HashMap<String, usize>,
+}
+
+impl Budget {
+    fn allows(&self, key: &str, limit: usize) -> bool {
+        (self.total == 0 || self.used_total < self.total)
+            && (limit == 0 || self.used.get(key).copied().unwrap_or(0) < limit)
+    }
+    fn spend(&mut self, key: &str) {
+        self.used_total += 1;
+        *self.used.entry(key.to_string()).or_default() += 1;
+    }
+}
+
+/// `zone_migration`: volumes first (they are the slower), then instances,
+/// each in priority order (listed projects first, then listed nodes or
+/// pools, then by the `compute` or `storage` key, largest first). An
+/// instance with a `dst_node` moves there only if it fits (upstream does
+/// not check); without one Nova's scheduler chooses. Volume type changes
+/// (`dst_type`) are refused: this driver cannot retype.
+pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, StrategyError> {
+    let invalid = StrategyError::Invalid;
+    let nodes: Vec<(String, Option<String>)> = params
+        .get("compute_nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["src_node"].as_str().unwrap_or_default().to_string(),
+                n["dst_node"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let mut pools: Vec<(String, String)> = vec![];
+    for p in params
+        .get("storage_pools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let src = p["src_pool"].as_str().unwrap_or_default().to_string();
+        if p.get("dst_type").is_some() || p.get("src_type").is_some() {
+            return Err(invalid(format!(
+                "storage_pools: volume types (src_type, dst_type) for {src} are not supported: this cloud driver cannot retype volumes"
+            )));
+        }
+        let dst = p["dst_pool"]
+            .as_str()
+            .ok_or_else(|| invalid(format!("storage_pools: {src} needs a dst_pool")))?;
+        pools.push((src, dst.to_string()));
+    }
+    if nodes.is_empty() && pools.is_empty() {
+        return Err(invalid(
+            "give compute_nodes or storage_pools: there is nothing to migrate".into(),
+        ));
+    }
+    for (src, dst) in &nodes {
+        for name in std::iter::once(src).chain(dst) {
+            if model.node(name).is_none() {
+                return Err(invalid(format!(
+                    "compute node {name} does not exist or is outside the audit scope"
+                )));
+            }
+        }
+    }
+    for (src, dst) in &pools {
+        for name in [src, dst] {
+            if !model.pools.iter().any(|p| &p.name == name) {
+                return Err(invalid(format!("storage pool {name} does not exist")));
+            }
+        }
+    }
+    let priority = params.get("priority").cloned().unwrap_or(Value::Null);
+    let projects = strings(priority.get("project"));
+    let node_order = strings(priority.get("compute_node"));
+    let pool_order = strings(priority.get("storage_pool"));
+    let compute_key = priority
+        .get("compute")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let storage_key = priority
+        .get("storage")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let limit = |k: &str, d: usize| {
+        params
+            .get(k)
+            .and_then(Value::as_u64)
+            .map_or(d, |v| v as usize)
+    };
+    let mut budget = Budget {
+        total: limit("parallel_total", 6),
+        per_node: limit("parallel_per_node", 2),
+        per_pool: limit("parallel_per_pool", 2),
+        used_total: 0,
+        used: HashMap::new(),
+    };
+    let mut p = Placement::new(model)?;
+
+    // Targets and their totals (the efficacy's "count" indicators).
+    let mut volumes: Vec<&Volume> = model
+        .volumes
+        .iter()
+        .filter(|v| pools.iter().any(|(s, _)| *s == v.pool))
+        .filter(|v| v.status == "available" || v.status == "in-use")
+        .collect();
+    volumes.sort_by_key(|v| {
+        (
+            rank(&projects, &v.project_id),
+            rank(&pool_order, &v.pool),
+            if storage_key == "size" {
+                std::cmp::Reverse(v.size_gb)
+            } else {
+                std::cmp::Reverse(0)
+            },
+        )
+    });
+    let mut instances: Vec<usize> = (0..model.instances.len())
+        .filter(|&i| nodes.iter().any(|(s, _)| *s == model.instances[i].host))
+        .filter(|&i| p.movable(i))
+        .collect();
+    let size = |inst: &Instance| -> u64 {
+        model
+            .flavors
+            .get(&inst.flavor)
+            .map_or(0, |f| match compute_key {
+                "vcpu_num" => f.vcpus as u64,
+                "mem_size" => f.ram_mb,
+                "disk_size" => f.disk_gb,
+                _ => 0,
+            })
+    };
+    instances.sort_by_key(|&i| {
+        let inst = &model.instances[i];
+        (
+            rank(&projects, &inst.project_id),
+            rank(&node_order, &inst.host),
+            std::cmp::Reverse(size(inst)),
+            i,
+        )
+    });
+    let live_total = instances
+        .iter()
+        .filter(|&&i| migration_type(&model.instances[i]) == Some("live"))
+        .count();
+    let cold_total = instances.len() - live_total;
+    let volume_total = volumes.len();
+
+    let mut actions = vec![];
+    let mut planned_volumes = 0;
+    for v in volumes {
+        if !budget.allows(&v.pool, budget.per_pool) {
+            continue;
+        }
+        let dst = &pools
+            .iter()
+            .find(|(s, _)| *s == v.pool)
+            .expect("a target pool")
+            .1;
+        budget.spend(&v.pool);
+        planned_volumes += 1;
+        actions.push(proposed(
+            "volume_migrate",
+            json!({"migration_type": "migrate", "resource_id": v.uuid, "resource_name": v.name,
+                   "destination_node": dst}),
+        ));
+    }
+    let (mut planned_live, mut planned_cold) = (0, 0);
+    for i in instances {
+        let inst = &model.instances[i];
+        if !budget.allows(&inst.host, budget.per_node) {
+            continue;
+        }
+        let dst = nodes
+            .iter()
+            .find(|(s, _)| *s == inst.host)
+            .and_then(|n| n.1.clone());
+        if let Some(d) = &dst {
+            let n = p.node_index(d).expect("checked above");
+            if !p.model.nodes[n].service_enabled || !p.fits(i, n) {
+                continue;
+            }
+            p.relocate(i, n);
+        }
+        budget.spend(&inst.host);
+        let kind = migration_type(inst).expect("movable");
+        if kind == "live" {
+            planned_live += 1;
+        } else {
+            planned_cold += 1;
+        }
+        let mut input = json!({"migration_type": kind, "resource_id": inst.uuid, "resource_name": inst.name,
+                               "source_node": inst.host});
+        if let Some(d) = dst {
+            input["destination_node"] = json!(d);
+        }
+        actions.push(proposed("migrate", input));
+    }
+
+    let ind = |name: &str, description: &str, value: usize| EfficacyIndicator {
+        name: name.into(),
+        description: description.into(),
+        unit: None,
+        value: value as f64,
+    };
+    let ratio = |name: &str, description: &str, planned: usize, total: usize| EfficacyIndicator {
+        name: name.into(),
+        description: description.into(),
+        unit: Some("%".into()),
+        value: if planned == 0 {
+            0.0
+        } else {
+            planned as f64 / total as f64 * 100.0
+        },
+    };
+    Ok(Solution {
+        actions,
+        efficacy_indicators: vec![
+            ind(
+                "live_migrate_instance_count",
+                "The number of instances actually live migrated.",
+                live_total,
+            ),
+            ind(
+                "planned_live_migrate_instance_count",
+                "The number of instances planned to live migrate.",
+                planned_live,
+            ),
+            ind(
+                "cold_migrate_instance_count",
+                "The number of instances actually cold migrated.",
+                cold_total,
+            ),
+            ind(
+                "planned_cold_migrate_instance_count",
+                "The number of instances planned to cold migrate.",
+                planned_cold,
+            ),
+            ind(
+                "volume_migrate_count",
+                "The number of detached volumes actually migrated.",
+                volume_total,
+            ),
+            ind(
+                "planned_volume_migrate_count",
+                "The number of detached volumes planned to migrate.",
+                planned_volumes,
+            ),
+            ind(
+                "volume_update_count",
+                "The number of attached volumes actually migrated.",
+                volume_total,
+            ),
+            ind(
+                "planned_volume_update_count",
+                "The number of attached volumes planned to migrate.",
+                planned_volumes,
+            ),
+        ],
+        global_efficacy: vec![
+            ratio(
+                "live_instance_migrate_ratio",
+                "Ratio of actual live migrated instances to planned live migrate instances.",
+                planned_live,
+                live_total,
+            ),
+            ratio(
+                "cold_instance_migrate_ratio",
+                "Ratio of actual cold migrated instances to planned cold migrate instances.",
+                planned_cold,
+                cold_total,
+            ),
+            ratio(
+                "volume_migrate_ratio",
+                "Ratio of actual detached volumes migrated to planned detached volumes migrate.",
+                planned_volumes,
+                volume_total,
+            ),
+            ratio(
+                "volume_update_ratio",
+                "Ratio of actual attached volumes migrated to planned attached volumes migrate.",
+                planned_volumes,
+                volume_total,
+            ),
+        ],
+    })
+}

@@ -1,0 +1,272 @@
+//! Notifications on RabbitMQ, as upstream Watcher sends them through
+//! oslo.messaging (`messagingv2` driver): exchange `watcher`, routing keys
+//! `<topic>.info` / `<topic>.error`, event types such as
+//! `action_plan.cancel.start`, versioned `watcher_object` payloads.
+//!
+//! Nothing is lost and nothing blocks: every state change already writes a
+//! `state_history` row in its own transaction, and that table is the
+//! outbox. A relay thread renders the rows after its cursor into
+//! notifications, publishes them with publisher confirms, and only then
+//! moves the cursor. A broker that is down or stops answering delays the
+//! notifications (in order) and never the state change; a crash between
+//! publish and cursor update sends them again with the same `message_id`
+//! (at least once).
+
+pub mod amqp;
+pub mod payload;
+
+use amqp::{AmqpError, BrokerUrl, Connection};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use watcher_store::Store;
+
+/// `[notifications]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// oslo.messaging's transport URL, `rabbit://user:password@host:5672/`;
+    /// empty: no notifications.
+    pub transport_url: String,
+    /// Routing key prefixes (oslo's `[oslo_messaging_notifications] topics`).
+    pub topics: Vec<String>,
+    /// `info` (everything), `error` (errors only) or empty (none): upstream's
+    /// `notification_level`.
+    pub level: String,
+    /// How long the broker may take to answer (connect, confirm).
+    pub timeout_secs: f64,
+    /// Processes sharing a database elect one relay; this long without a
+    /// renewal and another takes over.
+    pub lease_secs: f64,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            transport_url: String::new(),
+            topics: vec!["notifications".into()],
+            level: "info".into(),
+            timeout_secs: 10.0,
+            lease_secs: 10.0,
+        }
+    }
+}
+
+impl NotificationConfig {
+    pub fn enabled(&self) -> bool {
+        !self.transport_url.is_empty() && !self.level.is_empty() && !self.topics.is_empty()
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if !self.transport_url.is_empty() {
+            BrokerUrl::parse(&self.transport_url).map_err(|e| e.to_string())?;
+        }
+        match self.level.as_str() {
+            "" | "info" | "error" => {}
+            other => {
+                return Err(format!(
+                    "notifications.level '{other}' is unknown; use 'info', 'error' or '' (off)"
+                ))
+            }
+        }
+        if !(self.timeout_secs > 0.0 && self.timeout_secs.is_finite()) {
+            return Err("notifications.timeout_secs must be a positive number of seconds".into());
+        }
+        if !(self.lease_secs > 0.0 && self.lease_secs.is_finite()) {
+            return Err("notifications.lease_secs must be a positive number of seconds".into());
+        }
+        Ok(())
+    }
+}
+
+/// The relay: history rows after the cursor, to the broker.
+pub struct Relay {
+    store: Store,
+    config: NotificationConfig,
+    url: BrokerUrl,
+    host: String,
+    publisher_id: String,
+    shutdown: CancellationToken,
+}
+
+/// How many history rows one round publishes.
+const BATCH: usize = 500;
+
+impl Relay {
+    pub fn new(
+        store: Store,
+        config: NotificationConfig,
+        host: &str,
+        shutdown: CancellationToken,
+    ) -> Result<Relay, AmqpError> {
+        Ok(Relay {
+            url: BrokerUrl::parse(&config.transport_url)?,
+            store,
+            config,
+            host: host.to_string(),
+            publisher_id: format!("infra-optim:{host}"),
+            shutdown,
+        })
+    }
+
+    /// Runs until shutdown: wakes on every store event and at least once a
+    /// second; on a broker error, backs off (up to 30 s) and retries.
+    pub async fn run(self) {
+        let mut events = self.store.subscribe();
+        let nonce = uuid::Uuid::new_v4().as_u64_pair().0 as i64;
+        let mut connection: Option<Connection> = None;
+        let mut backoff = Duration::from_millis(500);
+        let mut declared = false;
+        // Where publishing stands (position, message-id nonce): kept here
+        // while this relay leads; the lease is renewed every third of its
+        // length, and the position re-read whenever leadership is (re)taken.
+        let mut cursor: Option<(i64, i64)> = None;
+        let mut renewed: Option<std::time::Instant> = None;
+        let lease = Duration::from_secs_f64(self.config.lease_secs);
+        loop {
+            if cursor.is_none() {
+                match self.store.notification_cursor(nonce).await {
+                    Ok(c) => cursor = Some(c),
+                    Err(e) => warn!(error = %e, "notifications: cannot read the cursor"),
+                }
+            }
+            if renewed.is_none_or(|t| t.elapsed() >= lease / 3) {
+                let until =
+                    chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                match self
+                    .store
+                    .lead_notifications(self.host.clone(), until.timestamp_micros())
+                    .await
+                {
+                    Ok(Some(position)) => {
+                        if renewed.is_none() {
+                            info!("this process now relays the notifications");
+                        }
+                        renewed = Some(std::time::Instant::now());
+                        if let Some(c) = cursor.as_mut() {
+                            c.0 = position;
+                        }
+                    }
+                    Ok(None) => {
+                        // Another process relays them.
+                        renewed = None;
+                        tokio::select! {
+                            _ = tokio::time::sleep(lease / 3) => continue,
+                            _ = self.shutdown.cancelled() => break,
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "notifications: cannot take the relay lease"),
+                }
+            }
+            let (Some(position), Some(_)) = (cursor.as_mut(), renewed) else {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = self.shutdown.cancelled() => break,
+                }
+            };
+            match self.round(&mut connection, &mut declared, position).await {
+                Ok(more) => {
+                    backoff = Duration::from_millis(500);
+                    if more {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?backoff, "notifications: broker unavailable; state changes go on and their notifications wait");
+                    connection = None;
+                    declared = false;
+                    // Check the lease again before the next round.
+                    renewed = None;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+            tokio::select! {
+                ev = events.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev { break },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.shutdown.cancelled() => break,
+            }
+            // A burst of events makes one round.
+            while events.try_recv().is_ok() {}
+        }
+        info!("notification relay stopped");
+    }
+
+    /// Publishes the next batch; true when there may be more right away.
+    async fn round(
+        &self,
+        connection: &mut Option<Connection>,
+        declared: &mut bool,
+        cursor: &mut (i64, i64),
+    ) -> Result<bool, String> {
+        let (last, nonce) = *cursor;
+        let rows = self
+            .store
+            .history_after(last, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(newest) = rows.last().map(|r| r.seq) else {
+            return Ok(false);
+        };
+        let mut messages = vec![];
+        for row in &rows {
+            for n in payload::render(&self.store, row, nonce, &self.publisher_id).await {
+                if self.config.level == "error" && n.priority != "ERROR" {
+                    continue;
+                }
+                messages.push(n);
+            }
+        }
+        let url = self.url.clone();
+        let topics = self.config.topics.clone();
+        let timeout = Duration::from_secs_f64(self.config.timeout_secs);
+        let mut conn = connection.take();
+        let need_declare = !*declared;
+        let result = tokio::task::spawn_blocking(move || {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(Connection::open(&url, timeout)?),
+            };
+            if need_declare {
+                for topic in &topics {
+                    for priority in ["info", "error"] {
+                        c.declare("watcher", &format!("{topic}.{priority}"))?;
+                    }
+                }
+            }
+            for m in &messages {
+                let body = m.envelope();
+                for topic in &topics {
+                    c.publish(
+                        "watcher",
+                        &format!("{topic}.{}", m.priority.to_lowercase()),
+                        body.as_bytes(),
+                    )?;
+                }
+            }
+            c.wait_confirms()?;
+            Ok::<_, AmqpError>((conn, messages.len()))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (conn, sent) = result.map_err(|e| e.to_string())?;
+        *connection = conn;
+        *declared = true;
+        let still_leading = self
+            .store
+            .advance_notification_cursor(self.host.clone(), newest)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !still_leading {
+            return Err("the relay lease was taken over by another process".into());
+        }
+        cursor.0 = newest;
+        debug!(sent, up_to = newest, "notifications published");
+        Ok(rows.len() == BATCH)
+    }
+}

@@ -1,0 +1,377 @@
+//! Rendering a history row into upstream's notifications: which event types
+//! a state change means, and their versioned `watcher_object` payloads.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use watcher_core::{Action, ActionPlan, Audit, Entity, HistoryEntry, Strategy};
+use watcher_store::Store;
+
+/// One notification, ready to go in oslo.messaging's v2 envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub message_id: String,
+    pub publisher_id: String,
+    pub event_type: String,
+    /// `INFO` or `ERROR`.
+    pub priority: &'static str,
+    pub payload: Value,
+    pub timestamp: String,
+}
+
+impl Notification {
+    /// The AMQP body, as oslo.messaging's `messagingv2` driver writes it.
+    pub fn envelope(&self) -> String {
+        let message = json!({
+            "message_id": self.message_id,
+            "publisher_id": self.publisher_id,
+            "event_type": self.event_type,
+            "priority": self.priority,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+        });
+        json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
+    }
+}
+
+/// The event types (and priorities) one state change means, `*.update`
+/// first: create and delete for the ends of a record's life, execution
+/// and cancel phases for plans and actions.
+pub fn events(entity: Entity, from: Option<&str>, to: &str) -> Vec<(String, &'static str)> {
+    let object = entity.as_str();
+    let mut out = vec![];
+    match (from, to) {
+        (None, _) => return vec![(format!("{object}.create"), "INFO")],
+        (_, "DELETED") => return vec![(format!("{object}.delete"), "INFO")],
+        _ => out.push((format!("{object}.update"), "INFO")),
+    }
+    let phase = match (entity, from.unwrap_or_default(), to) {
+        (Entity::Audit, _, _) => None,
+        (_, "PENDING" | "RECOMMENDED", "ONGOING") => Some(("execution.start", "INFO")),
+        (_, "ONGOING", "SUCCEEDED") => Some(("execution.end", "INFO")),
+        (_, "ONGOING", "FAILED") => Some(("execution.error", "ERROR")),
+        (_, "ONGOING", "CANCELLING") => Some(("cancel.start", "INFO")),
+        (_, "CANCELLING", "CANCELLED") => Some(("cancel.end", "INFO")),
+        (_, "CANCELLING", "FAILED") => Some(("cancel.error", "ERROR")),
+        _ => None,
+    };
+    if let Some((phase, priority)) = phase {
+        out.push((format!("{object}.{phase}"), priority));
+    }
+    out
+}
+
+fn object(name: &str, version: &str, data: Value) -> Value {
+    json!({
+        "watcher_object.name": name,
+        "watcher_object.namespace": "watcher",
+        "watcher_object.version": version,
+        "watcher_object.data": data,
+    })
+}
+
+fn time(t: &DateTime<Utc>) -> Value {
+    json!(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn opt_time(t: &Option<DateTime<Utc>>) -> Value {
+    t.as_ref().map_or(Value::Null, time)
+}
+
+fn terse_audit(a: &Audit) -> Value {
+    object(
+        "TerseAuditPayload",
+        "1.3",
+        json!({
+            "uuid": a.uuid, "name": a.name, "audit_type": a.audit_type.to_string(),
+            "state": a.state.to_string(), "parameters": a.parameters, "interval": a.interval,
+            "scope": a.scope, "auto_trigger": a.auto_trigger, "next_run_time": opt_time(&a.next_run_time),
+            "status_message": a.status_message, "goal_uuid": a.goal_uuid, "strategy_uuid": a.strategy_uuid,
+            "created_at": time(&a.created_at), "updated_at": opt_time(&a.updated_at),
+            "deleted_at": opt_time(&a.deleted_at),
+        }),
+    )
+}
+
+fn strategy(s: &Strategy) -> Value {
+    object(
+        "StrategyPayload",
+        "1.0",
+        json!({
+            "uuid": s.uuid, "name": s.name, "display_name": s.display_name,
+            "parameters_spec": s.parameters_spec, "created_at": time(&s.created_at),
+            "updated_at": Value::Null, "deleted_at": Value::Null,
+        }),
+    )
+}
+
+fn plan_fields(p: &ActionPlan) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "uuid": p.uuid, "state": p.state.to_string(), "global_efficacy": p.global_efficacy,
+        "status_message": p.status_message, "audit_uuid": p.audit_uuid, "strategy_uuid": p.strategy_uuid,
+        "created_at": time(&p.created_at), "updated_at": opt_time(&p.updated_at),
+        "deleted_at": opt_time(&p.deleted_at),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object"),
+    }
+}
+
+/// A failure as upstream's ExceptionPayload, from the record's message.
+fn fault(message: &Option<String>, function: &str) -> Value {
+    object(
+        "ExceptionPayload",
+        "1.0",
+        json!({
+            "module_name": "watcher.applier", "function_name": function,
+            "exception": "WatcherException",
+            "exception_message": message.clone().unwrap_or_default(),
+        }),
+    )
+}
+
+/// The state change as upstream's `*StateUpdatePayload`.
+fn state_update(name: &str, row: &HistoryEntry, message: &Option<String>) -> Value {
+    object(
+        name,
+        "1.1",
+        json!({"old_state": row.from_state, "state": row.to_state, "status_message": message}),
+    )
+}
+
+/// The payload class of an event type: `action_plan.cancel.start` ->
+/// `ActionPlanCancelPayload`.
+fn payload_class(entity: Entity, event: &str) -> String {
+    let base = match entity {
+        Entity::ActionPlan => "ActionPlan",
+        Entity::Action => "Action",
+        Entity::Audit => "Audit",
+    };
+    let kind = match event.split('.').nth(1) {
+        Some("create") => "Create",
+        Some("delete") => "Delete",
+        Some("update") => "Update",
+        Some("cancel") => "Cancel",
+        _ if entity == Entity::Action => "Execution",
+        _ => "Action",
+    };
+    format!("{base}{kind}Payload")
+}
+
+/// The notifications for one history row. A record that can no longer be
+/// read (it cannot happen: records are only soft-deleted) gives a payload
+/// with what the row itself says.
+pub async fn render(
+    store: &Store,
+    row: &HistoryEntry,
+    nonce: i64,
+    publisher: &str,
+) -> Vec<Notification> {
+    // oslo's format: str(datetime.utcnow()).
+    let timestamp = row.at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    let mut out = vec![];
+    for (k, (event, priority)) in events(row.entity, row.from_state.as_deref(), &row.to_state)
+        .into_iter()
+        .enumerate()
+    {
+        let payload = payload(store, row, &event).await;
+        out.push(Notification {
+            message_id: uuid::Uuid::from_u64_pair(nonce as u64, ((row.seq as u64) << 3) | k as u64)
+                .to_string(),
+            publisher_id: publisher.to_string(),
+            event_type: event,
+            priority,
+            payload,
+            timestamp: timestamp.clone(),
+        });
+    }
+    out
+}
+
+async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
+    let class = payload_class(row.entity, event);
+    let phase_with_fault =
+        event.ends_with(".start") || event.ends_with(".end") || event.ends_with(".error");
+    let fallback = || {
+        object(
+            &class,
+            "1.0",
+            json!({"uuid": row.uuid, "state": row.to_state}),
+        )
+    };
+    match row.entity {
+        Entity::ActionPlan => {
+            let Ok(p) = store.get_plan(row.uuid, true).await else {
+                return fallback();
+            };
+            let mut data = plan_fields(&p);
+            data.insert("state".into(), json!(row.to_state));
+            if let Ok(a) = store.get_audit(&p.audit_uuid.to_string(), true).await {
+                data.insert("audit".into(), terse_audit(&a));
+            }
+            if let Ok(s) = store.get_strategy(&p.strategy_uuid.to_string()).await {
+                data.insert("strategy".into(), strategy(&s));
+            }
+            if event.ends_with(".update") {
+                data.insert(
+                    "state_update".into(),
+                    state_update("ActionPlanStateUpdatePayload", row, &p.status_message),
+                );
+            }
+            if phase_with_fault {
+                let f = if event.ends_with(".error") {
+                    fault(&p.status_message, "execute")
+                } else {
+                    Value::Null
+                };
+                data.insert("fault".into(), f);
+            }
+            object(&class, "1.2", Value::Object(data))
+        }
+        Entity::Action => {
+            let Ok(a) = store.get_action(row.uuid, true).await else {
+                return fallback();
+            };
+            let plan = store
+                .get_plan(a.action_plan_uuid, true)
+                .await
+                .ok()
+                .map(|p| {
+                    object(
+                        "TerseActionPlanPayload",
+                        "1.2",
+                        Value::Object(plan_fields(&p)),
+                    )
+                });
+            let mut data = action_fields(&a);
+            data.insert("state".into(), json!(row.to_state));
+            data.insert("action_plan".into(), plan.unwrap_or(Value::Null));
+            if event.ends_with(".update") {
+                data.insert(
+                    "state_update".into(),
+                    state_update("ActionStateUpdatePayload", row, &a.status_message),
+                );
+            }
+            if phase_with_fault {
+                let f = if event.ends_with(".error") {
+                    fault(&a.status_message, "execute")
+                } else {
+                    Value::Null
+                };
+                data.insert("fault".into(), f);
+            }
+            object(&class, "1.1", Value::Object(data))
+        }
+        Entity::Audit => {
+            let Ok(a) = store.get_audit(&row.uuid.to_string(), true).await else {
+                return fallback();
+            };
+            let mut data = match terse_audit(&a)["watcher_object.data"].clone() {
+                Value::Object(m) => m,
+                _ => unreachable!("a JSON object"),
+            };
+            data.insert("state".into(), json!(row.to_state));
+            data.insert(
+                "goal".into(),
+                object(
+                    "GoalPayload",
+                    "1.0",
+                    json!({"uuid": a.goal_uuid, "name": a.goal_name}),
+                ),
+            );
+            if let Some(s) = &a.strategy_uuid {
+                if let Ok(s) = store.get_strategy(&s.to_string()).await {
+                    data.insert("strategy".into(), strategy(&s));
+                }
+            }
+            if event.ends_with(".update") {
+                data.insert(
+                    "state_update".into(),
+                    state_update("AuditStateUpdatePayload", row, &a.status_message),
+                );
+            }
+            object(&class, "1.2", Value::Object(data))
+        }
+    }
+}
+
+fn action_fields(a: &Action) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "uuid": a.uuid, "action_type": a.action_type, "input_parameters": a.input_parameters,
+        "state": a.state.to_string(), "parents": a.parents, "status_message": a.status_message,
+        "created_at": time(&a.created_at), "updated_at": opt_time(&a.updated_at),
+        "deleted_at": opt_time(&a.deleted_at),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_change_means_upstreams_event_types() {
+        let names = |e, f, t| -> Vec<String> { events(e, f, t).into_iter().map(|x| x.0).collect() };
+        assert_eq!(
+            names(Entity::ActionPlan, None, "RECOMMENDED"),
+            ["action_plan.create"]
+        );
+        assert_eq!(
+            names(Entity::ActionPlan, Some("ONGOING"), "CANCELLING"),
+            ["action_plan.update", "action_plan.cancel.start"]
+        );
+        assert_eq!(
+            names(Entity::Action, Some("CANCELLING"), "CANCELLED"),
+            ["action.update", "action.cancel.end"]
+        );
+        assert_eq!(
+            events(Entity::Action, Some("ONGOING"), "FAILED")[1],
+            ("action.execution.error".to_string(), "ERROR")
+        );
+        assert_eq!(
+            names(Entity::Audit, Some("PENDING"), "ONGOING"),
+            ["audit.update"]
+        );
+        assert_eq!(
+            names(Entity::Audit, Some("SUCCEEDED"), "DELETED"),
+            ["audit.delete"]
+        );
+        assert_eq!(
+            payload_class(Entity::ActionPlan, "action_plan.cancel.start"),
+            "ActionPlanCancelPayload"
+        );
+        assert_eq!(
+            payload_class(Entity::ActionPlan, "action_plan.execution.end"),
+            "ActionPlanActionPayload"
+        );
+        assert_eq!(
+            payload_class(Entity::Action, "action.execution.start"),
+            "ActionExecutionPayload"
+        );
+        assert_eq!(
+            payload_class(Entity::Audit, "audit.update"),
+            "AuditUpdatePayload"
+        );
+    }
+
+    #[test]
+    fn the_envelope_is_oslo_messaging_v2() {
+        let n = Notification {
+            message_id: "m".into(),
+            publisher_id: "infra-optim:h".into(),
+            event_type: "action_plan.update".into(),
+            priority: "INFO",
+            payload: json!({"x": 1}),
+            timestamp: "2026-11-30 10:00:00.000000".into(),
+        };
+        let outer: Value = serde_json::from_str(&n.envelope()).unwrap();
+        assert_eq!(outer["oslo.version"], "2.0");
+        let inner: Value = serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["event_type"], "action_plan.update");
+        assert_eq!(inner["publisher_id"], "infra-optim:h");
+        assert_eq!(inner["payload"]["x"], 1);
+    }
+}

@@ -1,0 +1,940 @@
+//! The store: the single source of truth.
+//!
+//! Every state change is one transaction that does a compare-and-set on the
+//! expected current state (`UPDATE .. WHERE uuid = ? AND state = ?`), writes
+//! a history row, and applies its cascades. Zero rows updated is a lost race
+//! and comes back as [`StoreError::Conflict`], never as a silent overwrite.
+//!
+//! Two databases: a SQLite file (embedded, or several processes on one
+//! machine) and PostgreSQL (several machines). The queries are written once
+//! ([`sql`]); write transactions exclude each other on both
+//! ([`sql::Dialect::begin_write`]), so every state change sees the one
+//! before it, and history rows are numbered in commit order.
+//!
+//! All writes of a process go through one writer thread that owns the write
+//! connection and commits in groups: each request runs inside its own
+//! SAVEPOINT, so a failing request leaves no trace, and everything queued
+//! while a commit was in flight shares the next commit. A request is
+//! answered only after its commit, so "Ok" always means durable. After the
+//! commit the writer publishes [`StoreEvent`]s; they only wake other
+//! components up, who then re-read the database. Other processes hear of
+//! the change from the history ([`Store::watch_other_processes`]).
+//!
+//! Reads use a small pool of read connections (WAL mode lets them run beside
+//! the writer on SQLite). An in-memory database has a single connection, so
+//! its reads go through the writer thread too.
+
+mod operations;
+mod schema;
+pub(crate) mod sql;
+
+pub use operations::*;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::OpenFlags;
+use sql::{args, Conn, Dialect, PgConn};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, Semaphore};
+use uuid::Uuid;
+use watcher_core::{ActionPlanState, ActionState, AuditState, UnknownState};
+
+/// Errors of the store. Conflicts and illegal transitions are expected
+/// outcomes that callers turn into API errors; `Unavailable` passes when the
+/// database is back; `Database` is unexpected.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id} could not be found")]
+    NotFound { kind: &'static str, id: String },
+    /// The compare-and-set lost: the row is not in the state the caller expected.
+    #[error("{kind} {id} is {current}, expected {expected}")]
+    Conflict {
+        kind: &'static str,
+        id: String,
+        expected: String,
+        current: String,
+    },
+    #[error("State transition not allowed: ({from} -> {to})")]
+    IllegalTransition { from: String, to: String },
+    /// An action may only start while its plan is ONGOING: this is how a
+    /// cancel written by the API stops the applier from starting anything.
+    #[error("action plan {plan} is {state}; no action may start")]
+    PlanNotRunning { plan: Uuid, state: ActionPlanState },
+    /// The plan's lease belongs to another applier now: this one must not
+    /// start anything more in it.
+    #[error("action plan {plan} is run by applier {owner} now")]
+    NotOwner { plan: Uuid, owner: String },
+    #[error("{0}")]
+    Invalid(String),
+    /// The database cannot be reached (PostgreSQL restarting, the network
+    /// cut) or is too busy: nothing was written; retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store has shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        let Some(db) = e.as_db_error() else {
+            // No answer from the server: the connection is gone or never
+            // came. Anything else (a value that would not encode, say) is ours.
+            let text = with_causes(&e);
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            let mut io = false;
+            while let Some(c) = cause {
+                io |= c.is::<std::io::Error>();
+                cause = c.source();
+            }
+            return if e.is_closed() || io || text.contains("connect") || text.contains("timeout") {
+                StoreError::Unavailable(text)
+            } else {
+                StoreError::Database(text)
+            };
+        };
+        let code = db.code().code();
+        // 08: connection exceptions; 57P0x: the server is shutting down or
+        // starting; 55P03: a lock not had in time; 53: out of resources.
+        if code.starts_with("08")
+            || code.starts_with("57P")
+            || code == "55P03"
+            || code.starts_with("53")
+        {
+            StoreError::Unavailable(format!("{} ({code})", db.message()))
+        } else {
+            StoreError::Database(format!("{} ({code})", db.message()))
+        }
+    }
+}
+
+/// An error and what caused it ("error connecting to server: Connection
+/// refused"): the client's own message alone does not say what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl From<UnknownState> for StoreError {
+    fn from(e: UnknownState) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// A committed change, published after the commit. Carries just enough for
+/// a listener to decide whether to re-read the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEvent {
+    PlanState {
+        uuid: Uuid,
+        state: ActionPlanState,
+    },
+    ActionState {
+        plan: Uuid,
+        uuid: Uuid,
+        state: ActionState,
+    },
+    /// Many actions of one plan moved to `state` at once (a cancel, a delete).
+    ActionsMoved {
+        plan: Uuid,
+        state: ActionState,
+        count: usize,
+    },
+    AuditState {
+        uuid: Uuid,
+        state: AuditState,
+    },
+}
+
+/// How hard SQLite pushes each commit to disk (PostgreSQL follows its
+/// server's `synchronous_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a commit survives a crash of watcherd;
+    /// the last commits may be lost on power loss. SQLite's recommended mode for WAL.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit group is fsynced.
+    Full,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A write request. Called with `Err` when its group could not begin a
+/// transaction: it then answers with that error without running.
+type WriteJob =
+    Box<dyn FnOnce(Result<(&Conn, &mut Vec<StoreEvent>), StoreError>) -> Completion + Send>;
+type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
+
+enum WriterMsg {
+    Write(WriteJob),
+    Read(ReadJob),
+}
+
+/// Largest number of requests that share one commit.
+const MAX_GROUP: usize = 512;
+
+/// The PostgreSQL channel a commit that changed a state notifies; every
+/// process listens on it and re-reads the history.
+const HISTORY_CHANNEL: &str = "watcher_history";
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<mpsc::Sender<WriterMsg>>,
+    readers: Option<ReadPool>,
+    events: broadcast::Sender<StoreEvent>,
+    location: DatabaseLocation,
+}
+
+struct ReadPool {
+    location: DatabaseLocation,
+    idle: Mutex<Vec<Conn>>,
+    /// Bounds the read connections open at once (PostgreSQL counts every one
+    /// against `max_connections`).
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for ReadPool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // PostgreSQL's client blocks while it closes a connection, which
+        // it must not do on the async thread that dropped the last handle.
+        if idle.iter().any(|c| c.dialect() == Dialect::Postgres) {
+            let _ = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+/// Where the database lives, parsed from a `--database` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    Memory,
+    File(PathBuf),
+    /// A `postgres://` URL, as libpq takes it.
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// Accepts `sqlite::memory:`, `sqlite://PATH`, `sqlite:PATH`, a bare
+    /// path, or `postgres://user@host:port/dbname` (`postgresql://` too).
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if url == "sqlite::memory:" || url == ":memory:" {
+            return Ok(DatabaseLocation::Memory);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url.parse::<postgres::Config>().map_err(|e| {
+                StoreError::Invalid(format!(
+                    "cannot read the database URL {}: {e}; expected \
+                     postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                    redact(url)
+                ))
+            })?;
+            return Ok(DatabaseLocation::Postgres(url.to_string()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err(StoreError::Invalid("empty database path".into()));
+        }
+        Ok(DatabaseLocation::File(PathBuf::from(path)))
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            DatabaseLocation::Postgres(_) => Dialect::Postgres,
+            _ => Dialect::Sqlite,
+        }
+    }
+
+    /// A connection for reading; `None` for an in-memory database, whose
+    /// only connection is the writer's.
+    fn open_reader(&self) -> Result<Option<Conn>, StoreError> {
+        match self {
+            DatabaseLocation::Memory => Ok(None),
+            DatabaseLocation::File(path) => Ok(Some(Conn::Sqlite(open_sqlite(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?))),
+            DatabaseLocation::Postgres(url) => {
+                Ok(Some(Conn::Postgres(Box::new(open_postgres(url)?))))
+            }
+        }
+    }
+
+    /// The connection of the writer thread.
+    fn open_writer(&self, durability: Durability) -> Result<Conn, StoreError> {
+        match self {
+            DatabaseLocation::Memory => {
+                let conn = rusqlite::Connection::open_in_memory()?;
+                conn.set_prepared_statement_cache_capacity(128);
+                configure_sqlite_writer(&conn, durability)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            DatabaseLocation::File(path) => {
+                let conn = open_sqlite(path, OpenFlags::default())?;
+                configure_sqlite_writer(&conn, durability)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            DatabaseLocation::Postgres(url) => {
+                let conn = Conn::Postgres(Box::new(open_postgres(url)?));
+                // A writer stuck inside a transaction (its process stopped,
+                // not killed) must not hold the write lock for ever.
+                conn.batch(
+                    "SET idle_in_transaction_session_timeout = '30s'; SET lock_timeout = '20s'",
+                )?;
+                Ok(conn)
+            }
+        }
+    }
+}
+
+/// The URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let colon = s + 3 + url[s + 3..at].find(':').expect("checked");
+            format!("{}:***{}", &url[..colon], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn open_sqlite(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    // Pages come from the mapping instead of one read() each.
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    Ok(conn)
+}
+
+fn open_postgres(url: &str) -> Result<PgConn, StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("database URL {}: {e}", redact(url))))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config
+        .application_name("watcherd")
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    let client = config.connect(postgres::NoTls).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {}: {}; is the server up, and does the URL \
+             name the right host, port, user and database?",
+            redact(url),
+            with_causes(&e)
+        ))
+    })?;
+    Ok(PgConn::new(client))
+}
+
+fn configure_sqlite_writer(
+    conn: &rusqlite::Connection,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints copy the WAL into the database and fsync it: tens of
+    // milliseconds that would land on whichever commit crossed the
+    // threshold (a cancel, say). The checkpointer thread does them instead.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(())
+}
+
+/// Copies the WAL back into the database off the write path, every
+/// `CHECKPOINT_EVERY` or sooner when the writer reports a large group.
+fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
+    let conn = match open_sqlite(&path, OpenFlags::default()) {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "checkpointer cannot open the database"),
+    };
+    loop {
+        match wake.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Applies the migrations not applied yet, all in one write transaction:
+/// several processes may start on one database at once, and the write lock
+/// makes the second wait and then find the work done.
+fn migrate(conn: &Conn) -> Result<(), StoreError> {
+    let dialect = conn.dialect();
+    conn.batch(&dialect.begin_write())?;
+    let result = (|| {
+        conn.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        let current: i64 = conn
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())?
+            .get(0)?;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                match dialect {
+                    Dialect::Sqlite => conn.batch(sql)?,
+                    Dialect::Postgres => conn.batch(&schema::for_postgres(sql))?,
+                }
+                conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// How often a process polls a shared SQLite file for other processes'
+/// changes (SQLite has no cross-process notification).
+const SQLITE_TAIL_EVERY: Duration = Duration::from_millis(50);
+/// How often a process re-reads PostgreSQL's history although no
+/// notification came: the safety net for one lost with a connection.
+const POSTGRES_TAIL_EVERY: Duration = Duration::from_secs(2);
+
+/// Turns history rows written by other processes into events, so that a
+/// process sharing the database hears of their changes: within
+/// [`SQLITE_TAIL_EVERY`] on SQLite, on the commit's NOTIFY on PostgreSQL.
+/// Its own changes come round again too; every listener is idempotent.
+/// Runs for the life of the process, reconnecting as needed.
+fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<StoreEvent>) {
+    let mut last: Option<i64> = None;
+    let mut conn: Option<Conn> = None;
+    loop {
+        if conn.as_ref().is_none_or(|c| !c.is_usable()) {
+            conn = match open_tail(&location) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "history tail cannot open the database; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+        }
+        let c = conn.as_ref().expect("opened above");
+        let start = match last {
+            Some(l) => l,
+            None => match c.query_one("SELECT COALESCE(MAX(seq), 0) FROM state_history", ()) {
+                Ok(row) => *last.insert(row.get(0).unwrap_or(0)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "history tail cannot read the history; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        match publish_history_after(c, start, &events) {
+            Ok(Some(seq)) => {
+                last = Some(seq);
+                continue; // more may be waiting
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "history tail read failed"),
+        }
+        match c {
+            Conn::Postgres(pg) => {
+                if let Err(e) = pg.wait_for_notification(POSTGRES_TAIL_EVERY) {
+                    tracing::warn!(error = %e, "lost the PostgreSQL notification connection; reconnecting");
+                }
+            }
+            Conn::Sqlite(_) => std::thread::sleep(SQLITE_TAIL_EVERY),
+        }
+    }
+}
+
+fn open_tail(location: &DatabaseLocation) -> Result<Conn, StoreError> {
+    let conn = location.open_reader()?.ok_or_else(|| {
+        StoreError::Invalid("an in-memory database has no other processes".into())
+    })?;
+    if conn.dialect() == Dialect::Postgres {
+        conn.batch(&format!("LISTEN {HISTORY_CHANNEL}"))?;
+    }
+    Ok(conn)
+}
+
+/// Publishes events for the history rows after `seq`; the last row's seq
+/// if there were any.
+fn publish_history_after(
+    conn: &Conn,
+    seq: i64,
+    events: &broadcast::Sender<StoreEvent>,
+) -> Result<Option<i64>, StoreError> {
+    // A small page keeps PostgreSQL on the primary key even before its
+    // statistics know how big the history is (with LIMIT 10000 it chose a
+    // full scan and a sort, on every NOTIFY, in every process).
+    let rows = conn.query(
+        "SELECT seq, entity, uuid, action_plan_uuid, to_state FROM state_history \
+         WHERE seq > ?1 ORDER BY seq LIMIT 500",
+        args![seq],
+    )?;
+    let mut last = None;
+    for row in rows {
+        last = Some(row.get::<i64>(0)?);
+        let (Ok(entity), Ok(uuid), Ok(plan), Ok(to)) = (
+            row.get::<String>(1),
+            row.uuid(2),
+            row.opt_uuid(3),
+            row.get::<String>(4),
+        ) else {
+            continue;
+        };
+        let event = match entity.as_str() {
+            "action_plan" => to
+                .parse()
+                .ok()
+                .map(|state| StoreEvent::PlanState { uuid, state }),
+            "audit" => to
+                .parse()
+                .ok()
+                .map(|state| StoreEvent::AuditState { uuid, state }),
+            "action" => match (plan, to.parse().ok()) {
+                (Some(plan), Some(state)) => Some(StoreEvent::ActionState { plan, uuid, state }),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(e) = event {
+            let _ = events.send(e);
+        }
+    }
+    Ok(last)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    pub fn open(location: &DatabaseLocation, durability: Durability) -> Result<Store, StoreError> {
+        if let DatabaseLocation::File(path) = location {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "cannot create the database directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
+        let readers = match location {
+            DatabaseLocation::Memory => None,
+            _ => Some(ReadPool {
+                location: location.clone(),
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(match location.dialect() {
+                    Dialect::Postgres => 4,
+                    Dialect::Sqlite => 8,
+                })),
+            }),
+        };
+        let (events, _) = broadcast::channel(4096);
+        let (tx, rx) = mpsc::channel::<WriterMsg>();
+        let events_tx = events.clone();
+        // The checkpointer stops when the writer (holding its sender) stops.
+        let (wake_tx, wake_rx) = mpsc::channel::<()>();
+        if let DatabaseLocation::File(path) = location {
+            let path = path.clone();
+            std::thread::Builder::new()
+                .name("store-checkpointer".into())
+                .spawn(move || checkpointer_loop(path, wake_rx))
+                .map_err(|e| {
+                    StoreError::Invalid(format!("cannot start the checkpointer thread: {e}"))
+                })?;
+        }
+        let mut writer = Writer {
+            conn: None,
+            location: location.clone(),
+            durability,
+            events: events_tx,
+            checkpoint: wake_tx,
+        };
+        // The writer's connection is opened, and the schema migrated, on its
+        // own thread: PostgreSQL's client must not block an async thread.
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), StoreError>>(1);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                let opened = writer.connection().and_then(migrate);
+                let ok = opened.is_ok();
+                let _ = ready_tx.send(opened);
+                if ok {
+                    writer.run(rx);
+                }
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
+        ready_rx.recv().map_err(|_| StoreError::Closed)??;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(tx),
+                readers,
+                events,
+                location: location.clone(),
+            }),
+        })
+    }
+
+    /// True when other watcherd processes may share this database as a
+    /// matter of course (PostgreSQL); a SQLite file is shared only when
+    /// the configuration says so.
+    pub fn is_server_database(&self) -> bool {
+        self.inner.location.dialect() == Dialect::Postgres
+    }
+
+    /// Hears of changes other processes make to the same database (several
+    /// watcherd processes): PostgreSQL's LISTEN/NOTIFY, or polling a SQLite
+    /// file's history. Nothing to do for an in-memory database.
+    pub fn watch_other_processes(&self) -> Result<(), StoreError> {
+        if self.inner.location == DatabaseLocation::Memory {
+            return Ok(());
+        }
+        let (location, events) = (self.inner.location.clone(), self.inner.events.clone());
+        std::thread::Builder::new()
+            .name("store-history-tail".into())
+            .spawn(move || history_tail_loop(location, events))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the history tail: {e}")))?;
+        Ok(())
+    }
+
+    /// A receiver of committed changes. A lagging receiver gets
+    /// `RecvError::Lagged` and must re-read what it cares about.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn send(&self, msg: WriterMsg) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .lock()
+            .expect("writer sender lock")
+            .send(msg)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `f` in its own savepoint inside the next commit group and answers
+    /// once that group has committed.
+    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.enqueue(f).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write now and returns where its answer will arrive. Writes
+    /// are applied in the order they are queued, so a caller can queue
+    /// several and await them later.
+    pub(crate) fn enqueue<R, F>(&self, f: F) -> oneshot::Receiver<Result<R, StoreError>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |ctx| {
+            let result = ctx.and_then(|(conn, events)| run_in_savepoint(conn, events, f));
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(result));
+            })
+        });
+        // If the writer is gone, `tx` is dropped with the job and the
+        // receiver reports the store closed.
+        let _ = self.send(WriterMsg::Write(job));
+        rx
+    }
+
+    /// Runs a read-only query on a pooled connection.
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Conn) -> Result<R, StoreError> + Send + 'static,
+    {
+        let Some(pool) = &self.inner.readers else {
+            let (tx, rx) = oneshot::channel();
+            self.send(WriterMsg::Read(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            })))?;
+            return rx.await.map_err(|_| StoreError::Closed)?;
+        };
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let pool = inner.readers.as_ref().expect("checked above");
+            let conn = pool.idle.lock().expect("read pool lock").pop();
+            let conn = match conn.filter(Conn::is_usable) {
+                Some(c) => c,
+                None => pool
+                    .location
+                    .open_reader()?
+                    .expect("only an in-memory database has no readers"),
+            };
+            let result = f(&conn);
+            if conn.is_usable() {
+                let mut idle = pool.idle.lock().expect("read pool lock");
+                if idle.len() < 8 {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
+    }
+}
+
+fn run_in_savepoint<R>(
+    conn: &Conn,
+    events: &mut Vec<StoreEvent>,
+    f: impl FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.batch("SAVEPOINT request")?;
+    let mut local = Vec::new();
+    match f(conn, &mut local) {
+        Ok(r) => {
+            conn.batch("RELEASE request")?;
+            events.extend(local);
+            Ok(r)
+        }
+        Err(e) => {
+            conn.batch("ROLLBACK TO request; RELEASE request")?;
+            Err(e)
+        }
+    }
+}
+
+/// The writer thread: one connection, requests in groups, one commit a group.
+struct Writer {
+    /// `None` after the connection broke, until it is opened again.
+    conn: Option<Conn>,
+    location: DatabaseLocation,
+    durability: Durability,
+    events: broadcast::Sender<StoreEvent>,
+    checkpoint: mpsc::Sender<()>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<WriterMsg>) {
+        let mut since_checkpoint = 0usize;
+        let mut pending: Vec<WriterMsg> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            pending.push(first);
+            while pending.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(m) => pending.push(m),
+                    Err(_) => break,
+                }
+            }
+            let committed = self.run_group(&mut pending);
+            since_checkpoint += committed;
+            if since_checkpoint >= 2_000 {
+                since_checkpoint = 0;
+                let _ = self.checkpoint.send(());
+            }
+        }
+    }
+
+    /// The open connection, opening a new one if the last one broke.
+    fn connection(&mut self) -> Result<&Conn, StoreError> {
+        if self.conn.as_ref().is_none_or(|c| !c.is_usable()) {
+            self.conn = None;
+            self.conn = Some(self.location.open_writer(self.durability)?);
+            tracing::debug!("the store's write connection is open");
+        }
+        Ok(self.conn.as_ref().expect("opened above"))
+    }
+
+    /// Runs and commits one group; the number of writes committed.
+    fn run_group(&mut self, pending: &mut Vec<WriterMsg>) -> usize {
+        let events = self.events.clone();
+        let conn = match self.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the database is unavailable; writes fail until it is back");
+                for msg in pending.drain(..) {
+                    if let WriterMsg::Write(job) = msg {
+                        job(Err(StoreError::Unavailable(e.to_string())))(Ok(()));
+                    }
+                }
+                return 0;
+            }
+        };
+        let mut completions: Vec<Completion> = Vec::with_capacity(pending.len());
+        let mut batch_events = Vec::new();
+        let began = conn.batch(&conn.dialect().begin_write());
+        for msg in pending.drain(..) {
+            match msg {
+                WriterMsg::Read(job) => job(conn),
+                WriterMsg::Write(job) => match &began {
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot begin a transaction");
+                        job(Err(StoreError::Unavailable(format!(
+                            "the database could not begin a transaction: {e}"
+                        ))))(Ok(()));
+                    }
+                    Ok(()) => completions.push(job(Ok((conn, &mut batch_events)))),
+                },
+            }
+        }
+        if began.is_err() {
+            return 0;
+        }
+        // Other processes listen: the NOTIFY is delivered with the commit.
+        let notified = match (conn.dialect(), batch_events.is_empty()) {
+            (Dialect::Postgres, false) => conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}")),
+            _ => Ok(()),
+        };
+        match notified.and_then(|()| conn.batch("COMMIT")) {
+            Ok(()) => {
+                let n = completions.len();
+                for done in completions {
+                    done(Ok(()));
+                }
+                for ev in batch_events {
+                    let _ = events.send(ev);
+                }
+                n
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; the whole group is rolled back");
+                let _ = conn.batch("ROLLBACK");
+                let unavailable = matches!(e, StoreError::Unavailable(_));
+                for done in completions {
+                    done(Err(if unavailable {
+                        StoreError::Unavailable(e.to_string())
+                    } else {
+                        StoreError::Database(format!("commit failed: {e}"))
+                    }));
+                }
+                0
+            }
+        }
+    }
+}
+
+/// How often a component records that it is alive.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// A component not heard from for this long is shown FAILED (upstream's `service_down_time`).
+pub const SERVICE_DOWN_TIME: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// A component's heartbeat, written at most once per [`HEARTBEAT_EVERY`].
+pub struct Heartbeat {
+    store: Store,
+    name: &'static str,
+    host: String,
+    last: Option<std::time::Instant>,
+}
+
+impl Heartbeat {
+    pub fn new(store: Store, name: &'static str, host: String) -> Heartbeat {
+        Heartbeat {
+            store,
+            name,
+            host,
+            last: None,
+        }
+    }
+
+    pub async fn beat(&mut self) {
+        if self.last.is_some_and(|t| t.elapsed() < HEARTBEAT_EVERY) {
+            return;
+        }
+        match self.store.heartbeat(self.name, &self.host).await {
+            Ok(()) => self.last = Some(std::time::Instant::now()),
+            Err(e) => tracing::warn!(service = self.name, error = %e, "could not record heartbeat"),
+        }
+    }
+}
+
+/// Timestamps are stored as microseconds since the epoch.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+pub(crate) fn now_micros() -> i64 {
+    to_micros(Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_select_the_database_and_passwords_stay_out_of_messages() {
+        assert_eq!(
+            DatabaseLocation::parse("postgres://watcher:secret@db1:5432/watcher").unwrap(),
+            DatabaseLocation::Postgres("postgres://watcher:secret@db1:5432/watcher".into())
+        );
+        assert_eq!(
+            DatabaseLocation::parse("sqlite:///var/lib/w.db").unwrap(),
+            DatabaseLocation::File("/var/lib/w.db".into())
+        );
+        assert_eq!(
+            redact("postgres://watcher:secret@db1/watcher"),
+            "postgres://watcher:***@db1/watcher"
+        );
+        assert_eq!(
+            redact("postgres://watcher@db1/watcher"),
+            "postgres://watcher@db1/watcher"
+        );
+        let e = DatabaseLocation::parse("postgres://watcher:secret@db1:notaport/w").unwrap_err();
+        assert!(e.to_string().contains("postgres://watcher:***@"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,555 @@
+//! One SQL interface over SQLite and PostgreSQL.
+//!
+//! The store's queries are written once, in the SQL both databases accept
+//! (`?N` placeholders, `ON CONFLICT`, `RETURNING`, row-value comparisons),
+//! and run through [`Conn`]. For PostgreSQL the placeholders are rewritten
+//! to `$N` and each value is encoded as the type PostgreSQL inferred for its
+//! parameter, so the callers bind plain integers, text and NULLs on both.
+//! The few statements that differ ask [`Conn::dialect`].
+
+use super::StoreError;
+use postgres::types::{IsNull, ToSql, Type};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A value bound to a statement or read from a row. Booleans are integers
+/// (0/1) on both databases; timestamps are integers (microseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+pub(crate) trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+impl ToValue for i64 {
+    fn to_value(&self) -> Value {
+        Value::Int(*self)
+    }
+}
+impl ToValue for usize {
+    fn to_value(&self) -> Value {
+        Value::Int(*self as i64)
+    }
+}
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(*self as i64)
+    }
+}
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
+}
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl ToValue for Uuid {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
+}
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, ToValue::to_value)
+    }
+}
+
+/// The arguments of a statement: `args![a, b, c]`, of any types with [`ToValue`].
+macro_rules! args {
+    ($($e:expr),* $(,)?) => {
+        [$($crate::sql::ToValue::to_value(&$e)),*]
+    };
+}
+pub(crate) use args;
+
+/// What a statement's arguments may come as: `args![..]`, an array of
+/// values of one type, or a vector built at run time.
+pub(crate) trait IntoArgs {
+    fn into_args(self) -> Vec<Value>;
+}
+impl<T: ToValue, const N: usize> IntoArgs for [T; N] {
+    fn into_args(self) -> Vec<Value> {
+        self.iter().map(ToValue::to_value).collect()
+    }
+}
+impl IntoArgs for Vec<Value> {
+    fn into_args(self) -> Vec<Value> {
+        self
+    }
+}
+impl IntoArgs for () {
+    fn into_args(self) -> Vec<Value> {
+        Vec::new()
+    }
+}
+
+/// A row read from either database, its columns in select order.
+#[derive(Debug, Clone)]
+pub(crate) struct Row(Vec<Value>);
+
+pub(crate) trait FromValue: Sized {
+    fn from_value(v: &Value) -> Option<Self>;
+}
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).map(|i| i != 0)
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Null => Some(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+impl Row {
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, StoreError> {
+        let v = self
+            .0
+            .get(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("a row has no column {i}")))?;
+        T::from_value(v).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "column {i} holds {v:?}, not a {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    pub fn parsed<T: std::str::FromStr>(&self, i: usize) -> Result<T, StoreError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let s: String = self.get(i)?;
+        s.parse()
+            .map_err(|e: T::Err| StoreError::Corrupt(format!("column {i} ({s:?}): {e}")))
+    }
+
+    pub fn opt_parsed<T: std::str::FromStr>(&self, i: usize) -> Result<Option<T>, StoreError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get::<Option<String>>(i)? {
+            None => Ok(None),
+            Some(_) => self.parsed(i).map(Some),
+        }
+    }
+
+    pub fn uuid(&self, i: usize) -> Result<Uuid, StoreError> {
+        self.parsed(i)
+    }
+
+    pub fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>, StoreError> {
+        self.opt_parsed(i)
+    }
+
+    pub fn time(&self, i: usize) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(super::from_micros(self.get(i)?))
+    }
+
+    pub fn opt_time(&self, i: usize) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(self.get::<Option<i64>>(i)?.map(super::from_micros))
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, StoreError> {
+        let s: String = self.get(i)?;
+        Ok(serde_json::from_str(&s)?)
+    }
+}
+
+/// Where the few statements that differ between the databases go apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The key of the transaction-scoped advisory lock every PostgreSQL write
+/// transaction takes first (see [`Dialect::begin_write`]).
+const WRITE_LOCK_KEY: i64 = 0x0057_4154_4348_4552; // "WATCHER"
+
+impl Dialect {
+    /// Starts a write transaction that excludes every other writer until
+    /// it ends. On SQLite that is `BEGIN IMMEDIATE`. On PostgreSQL, an
+    /// advisory lock taken before anything else: all writers of all
+    /// processes then commit one after another, so history `seq` numbers
+    /// are handed out in commit order (a reader that has seen row N has
+    /// seen every row before it: the notification relay and the history
+    /// tail never skip a row), and the read-check-write steps of the store
+    /// see no concurrent writer, as on SQLite.
+    pub fn begin_write(self) -> String {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE".into(),
+            Dialect::Postgres => {
+                format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+            }
+        }
+    }
+
+    /// The larger of two values (`MAX(a, b)` in SQLite, `GREATEST` in PostgreSQL).
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MAX",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+}
+
+/// An open connection to either database. Used by one thread at a time.
+pub(crate) enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<PgConn>),
+}
+
+pub(crate) struct PgConn {
+    client: RefCell<postgres::Client>,
+    /// Prepared statements by their text as the store wrote it.
+    statements: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+/// A value encoded as whatever PostgreSQL inferred for its parameter.
+#[derive(Debug)]
+struct PgParam<'a>(&'a Value);
+
+impl ToSql for PgParam<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match (self.0, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Int(i), &Type::INT8) => i.to_sql(ty, out),
+            (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
+            (Value::Int(i), &Type::TEXT | &Type::VARCHAR) => i.to_string().to_sql(ty, out),
+            (Value::Text(s), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => {
+                s.to_sql(ty, out)
+            }
+            (v, ty) => Err(format!("cannot bind {v:?} to a parameter of type {ty}").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// `?N` becomes `$N`, and a bare `?` the next number; quoted text is left alone.
+fn postgres_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let (mut quoted, mut next) = (false, 0usize);
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    next += 1;
+                    digits = next.to_string();
+                }
+                out.push('$');
+                out.push_str(&digits);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
+    let ty = row.columns()[i].type_();
+    let v = match *ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        }
+        // `pg_advisory_xact_lock` and the like answer `void`.
+        Type::VOID => None,
+        ref other => {
+            return Err(StoreError::Corrupt(format!(
+                "column {i} has type {other}, which the store does not read"
+            )))
+        }
+    };
+    Ok(v.unwrap_or(Value::Null))
+}
+
+fn sqlite_row(row: &rusqlite::Row, columns: usize) -> rusqlite::Result<Row> {
+    use rusqlite::types::ValueRef;
+    let mut values = Vec::with_capacity(columns);
+    for i in 0..columns {
+        values.push(match row.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Int(i),
+            // The schema has no REAL column; an expression could give one.
+            ValueRef::Real(f) => Value::Int(f as i64),
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                Value::Text(String::from_utf8_lossy(t).into_owned())
+            }
+        });
+    }
+    Ok(Row(values))
+}
+
+impl PgConn {
+    pub fn new(client: postgres::Client) -> PgConn {
+        PgConn {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
+        if let Some(st) = self.statements.borrow().get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self
+            .client
+            .borrow_mut()
+            .prepare(&postgres_placeholders(sql))?;
+        let mut statements = self.statements.borrow_mut();
+        // List queries carry their page size in the text: bound the cache
+        // (each entry is a prepared statement on the server too).
+        if statements.len() >= 512 {
+            statements.clear();
+        }
+        statements.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+
+    /// Runs `call` with the prepared statement of `sql` and `args` bound.
+    fn run<T>(
+        &self,
+        sql: &str,
+        args: &[Value],
+        call: impl FnOnce(
+            &mut postgres::Client,
+            &postgres::Statement,
+            &[&(dyn ToSql + Sync)],
+        ) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let st = self.statement(sql)?;
+        let params: Vec<PgParam> = args.iter().map(PgParam).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        Ok(call(&mut self.client.borrow_mut(), &st, &refs)?)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
+    }
+
+    /// Waits up to `timeout` for a NOTIFY on a channel this connection
+    /// listens on, then drains every one that arrived.
+    pub fn wait_for_notification(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut client = self.client.borrow_mut();
+        let mut notifications = client.notifications();
+        notifications.timeout_iter(timeout).next()?;
+        while notifications.iter().next()?.is_some() {}
+        Ok(())
+    }
+}
+
+impl Conn {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub fn execute(&self, sql: &str, args: impl IntoArgs) -> Result<usize, StoreError> {
+        let args = args.into_args();
+        match self {
+            Conn::Sqlite(c) => Ok(c
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(&args))?),
+            Conn::Postgres(c) => c.run(sql, &args, |client, st, params| {
+                client.execute(st, params).map(|n| n as usize)
+            }),
+        }
+    }
+
+    /// Every row a query returns.
+    pub fn query(&self, sql: &str, args: impl IntoArgs) -> Result<Vec<Row>, StoreError> {
+        let args = args.into_args();
+        match self {
+            Conn::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let columns = st.column_count();
+                let rows = st.query_map(rusqlite::params_from_iter(&args), |r| {
+                    sqlite_row(r, columns)
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            }
+            Conn::Postgres(c) => {
+                let rows = c.run(sql, &args, |client, st, params| client.query(st, params))?;
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect())
+                    .map(|v: Result<Vec<Value>, StoreError>| v.map(Row))
+                    .collect()
+            }
+        }
+    }
+
+    /// The first row of a query, if any.
+    pub fn query_opt(&self, sql: &str, args: impl IntoArgs) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, args)?.into_iter().next())
+    }
+
+    /// The first row of a query that always returns one.
+    pub fn query_one(&self, sql: &str, args: impl IntoArgs) -> Result<Row, StoreError> {
+        self.query_opt(sql, args)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no row from: {sql}")))
+    }
+
+    /// Every row of a query, each through `map`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        args: impl IntoArgs,
+        map: impl FnMut(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query(sql, args)?.iter().map(map).collect()
+    }
+
+    /// The first row of a query through `map`, if there is one.
+    pub fn query_row_opt<T>(
+        &self,
+        sql: &str,
+        args: impl IntoArgs,
+        map: impl FnOnce(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.query_opt(sql, args)?.as_ref().map(map).transpose()
+    }
+
+    /// The first row of a query that always returns one, through `map`.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        args: impl IntoArgs,
+        map: impl FnOnce(&Row) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        map(&self.query_one(sql, args)?)
+    }
+
+    /// Runs several statements with no arguments.
+    pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Conn::Postgres(c) => Ok(c.client.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    /// False once the server has gone away (PostgreSQL); the connection
+    /// is then dropped and a new one opened.
+    pub fn is_usable(&self) -> bool {
+        match self {
+            Conn::Sqlite(_) => true,
+            Conn::Postgres(c) => !c.is_closed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_outside_quotes() {
+        assert_eq!(
+            postgres_placeholders("SELECT ?1, ?2 WHERE a = ?1"),
+            "SELECT $1, $2 WHERE a = $1"
+        );
+        assert_eq!(
+            postgres_placeholders("x = ? AND y IN (?,?) AND z = '?'"),
+            "x = $1 AND y IN ($2,$3) AND z = '?'"
+        );
+    }
+
+    #[test]
+    fn rows_convert_and_refuse_the_wrong_type() {
+        let row = Row(vec![
+            Value::Int(1),
+            Value::Null,
+            Value::Text("ONGOING".into()),
+        ]);
+        assert!(row.get::<bool>(0).unwrap());
+        assert_eq!(row.get::<Option<i64>>(1).unwrap(), None);
+        assert_eq!(
+            row.parsed::<watcher_core::ActionPlanState>(2).unwrap(),
+            watcher_core::ActionPlanState::Ongoing
+        );
+        assert!(matches!(row.get::<String>(0), Err(StoreError::Corrupt(_))));
+    }
+}

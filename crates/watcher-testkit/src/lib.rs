@@ -1,0 +1,623 @@
+//! Helpers for black-box tests: start the real `watcherd` binary on a free
+//! port with its own SQLite file, talk HTTP to it, wait for conditions.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace's root (where `scenarios/`, `docs/` and `build/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/watcher-testkit sits two levels below the root")
+        .to_path_buf()
+}
+
+/// A binary of the workspace built beside the running test (`target/<profile>/NAME`).
+/// `cargo test` at the root builds them all before any test runs.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary sits in target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests from the workspace root (`cargo test`), \
+         which builds every binary, or `cargo build --bin {name}` first",
+        path.display()
+    );
+    path
+}
+
+/// The `watcherd` binary under test.
+pub fn watcherd_binary() -> PathBuf {
+    workspace_binary("watcherd")
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("watcherd-test-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The database URL for the database file `db` would be: that SQLite file,
+/// or with `WATCHER_TEST_DATABASE=postgres` a fresh PostgreSQL database on
+/// 127.0.0.1:5432 named after it (the same file, the same database, so the
+/// processes of one test share it as they would share the file).
+pub fn database_url(db: &Path) -> String {
+    match std::env::var("WATCHER_TEST_DATABASE").as_deref() {
+        Ok("postgres") => postgres_database(db),
+        Ok("sqlite") | Err(_) => format!("sqlite://{}", db.display()),
+        Ok(other) => panic!("WATCHER_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL server the tests use (`WATCHER_TEST_POSTGRES`, default
+/// the machine's on 127.0.0.1:5432).
+pub fn postgres_server() -> String {
+    std::env::var("WATCHER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh PostgreSQL database on [`postgres_server`] named after `db`.
+pub fn postgres_database(db: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    db.hash(&mut h);
+    let name = format!("wt_{:016x}", h.finish());
+    let server = postgres_server();
+    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !created.contains(&name) {
+        let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls)
+            .unwrap_or_else(|e| {
+                panic!("WATCHER_TEST_DATABASE=postgres, but {server} cannot be reached: {e}")
+            });
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        created.push(name.clone());
+    }
+    format!("{server}/{name}")
+}
+
+/// Runs `sql` on the database of the daemon whose data is in `dir`, behind
+/// its back (to stage what a crash leaves, say).
+pub fn execute_sql(dir: &Path, sql: &str) {
+    let url = database_url(&dir.join("watcher.db"));
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        None => postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+    }
+}
+
+/// Test settings: quick sweeps, quick polling. `applier_extra` is TOML
+/// appended inside `[applier]` (it may open `[applier.limits]` too).
+pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {
+    write_config_with(dir, "", applier_extra, "")
+}
+
+/// `top` goes before any table, `tables` after `[applier]`.
+pub fn write_config_with(dir: &Path, top: &str, applier_extra: &str, tables: &str) -> PathBuf {
+    let database = database_url(&dir.join("watcher.db"));
+    write_config_on(dir, &database, top, applier_extra, tables)
+}
+
+/// [`write_config_with`] on the database at `database` (a URL).
+pub fn write_config_on(
+    dir: &Path,
+    database: &str,
+    top: &str,
+    applier_extra: &str,
+    tables: &str,
+) -> PathBuf {
+    let path = dir.join("watcherd.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase = \"{}\"\nhost = \"test-host\"\n{top}\n\n\
+         [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\n{applier_extra}\n{tables}\n",
+        dir.display(),
+        database
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    /// Starts watcherd with its data (and config) in `dir`.
+    pub fn start_in(dir: &Path, applier_extra: &str, scenario: Option<&Path>) -> Daemon {
+        Daemon::start_with_config(dir, write_config(dir, applier_extra), scenario)
+    }
+
+    pub fn start_with_config(dir: &Path, config: PathBuf, scenario: Option<&Path>) -> Daemon {
+        Daemon::start_command(dir, config, scenario, None)
+    }
+
+    /// `watcherd [subcommand] --config ...`, e.g. the `api` of a split deployment.
+    pub fn start_command(
+        dir: &Path,
+        config: PathBuf,
+        scenario: Option<&Path>,
+        subcommand: Option<&str>,
+    ) -> Daemon {
+        let mut cmd = Command::new(watcherd_binary());
+        if let Some(sub) = subcommand {
+            cmd.arg(sub);
+        }
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--log")
+            .arg("warn,watcher=info");
+        if let Some(s) = scenario {
+            cmd.arg("--cloud-scenario").arg(s);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("watcherd.log"))
+            .unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .env_remove("WATCHER_LISTEN")
+            .spawn()
+            .expect("spawn watcherd");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("watcherd listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "watcherd did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(dir.join("watcherd.log")).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Daemon {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn start(name: &str) -> Daemon {
+        Daemon::start_in(&temp_dir(name), "", None)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_sigterm(self.child.id());
+        self.child.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("watcherd.log")).unwrap_or_default()
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let r = ureq::request(method, &format!("{}{path}", self.url))
+            .set("OpenStack-API-Version", "infra-optim 1.5")
+            .set("Content-Type", "application/json");
+        let res = match body {
+            Some(b) => r.send_string(&b.to_string()),
+            None => r.call(),
+        };
+        let (status, resp) = match res {
+            Ok(resp) => (resp.status(), resp),
+            Err(ureq::Error::Status(code, resp)) => (code, resp),
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let text = resp.into_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let res = ureq::request(method, &format!("{}{path}", self.url))
+            .set("Content-Type", "application/json")
+            .send_string(body);
+        match res {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.req("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn plan(&self, uuid: &str) -> Value {
+        self.get(&format!("/v1/action_plans/{uuid}"))
+    }
+
+    pub fn actions(&self, plan: &str) -> Vec<Value> {
+        self.get(&format!("/v1/actions/detail?action_plan_uuid={plan}"))["actions"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Creates an audit and returns the RECOMMENDED plan it produced.
+    pub fn recommend(&self, goal: &str, strategy: &str, parameters: Value) -> String {
+        let (status, audit) = self.req(
+            "POST",
+            "/v1/audits",
+            Some(&json!({"audit_type": "ONESHOT", "goal": goal, "strategy": strategy, "parameters": parameters})),
+        );
+        assert_eq!(status, 201, "{audit}");
+        let audit = audit["uuid"].as_str().unwrap().to_string();
+        let plans = wait_for(Duration::from_secs(10), || {
+            let p =
+                self.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"].clone();
+            (!p.as_array().unwrap().is_empty()).then_some(p)
+        });
+        plans[0]["uuid"].as_str().unwrap().to_string()
+    }
+
+    /// An actuator plan running exactly `actions`.
+    pub fn actuator(&self, actions: Value) -> String {
+        self.recommend("unclassified", "actuator", json!({"actions": actions}))
+    }
+
+    pub fn start_plan(&self, plan: &str) {
+        let (status, body) = self.req(
+            "POST",
+            &format!("/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub fn patch_state(&self, plan: &str, state: &str) -> (u16, Value) {
+        self.req(
+            "PATCH",
+            &format!("/v1/action_plans/{plan}"),
+            Some(&json!([{"op": "replace", "value": state, "path": "/state"}])),
+        )
+    }
+
+    pub fn wait_state(&self, plan: &str, states: &[&str]) -> Value {
+        wait_for(Duration::from_secs(20), || {
+            let p = self.plan(plan);
+            states.contains(&p["state"].as_str().unwrap()).then_some(p)
+        })
+    }
+
+    pub fn wait_action_state(&self, plan: &str, action_type: &str, state: &str) {
+        wait_for(Duration::from_secs(20), || {
+            self.actions(plan)
+                .iter()
+                .any(|a| a["action_type"] == action_type && a["state"] == state)
+                .then_some(())
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The faultstring inside Watcher's double-encoded error body.
+pub fn faultstring(body: &Value) -> String {
+    let inner: Value = serde_json::from_str(
+        body["error_message"]
+            .as_str()
+            .expect("error_message is a string"),
+    )
+    .unwrap();
+    assert!(inner.get("debuginfo").is_some());
+    inner["faultstring"].as_str().unwrap().to_string()
+}
+
+/// A scenario file: the demo cloud with `overrides` (TOML tables) appended.
+pub fn scenario_file(dir: &Path, timing: &str, faults: &str) -> PathBuf {
+    let demo = watcher_cloud::scenario::DEMO_SCENARIO;
+    let mut text = String::new();
+    let mut skip = false;
+    for line in demo.lines() {
+        if line.starts_with("[timing]") || line.starts_with("[faults]") {
+            skip = true;
+            continue;
+        }
+        if line.starts_with('[') {
+            skip = false;
+        }
+        if !skip {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let body = format!("[timing]\n{timing}\n[faults]\n{faults}\n");
+    // Tables must come before the arrays of tables that follow `seed`.
+    let text = text.replacen("\n[[flavors]]", &format!("\n{body}\n[[flavors]]"), 1);
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `watcherd sim-cloud`: the simulated cloud in its own process, which
+/// lives on while a watcherd using it (`cloud = "sim-cloud"`) is killed.
+#[allow(dead_code)]
+pub struct SimCloud {
+    child: Child,
+    pub url: String,
+}
+
+#[allow(dead_code)]
+impl SimCloud {
+    pub fn start(scenario: &Path) -> SimCloud {
+        let mut child = Command::new(watcherd_binary())
+            .arg("sim-cloud")
+            .arg("--cloud-scenario")
+            .arg(scenario)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watcherd sim-cloud");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("sim-cloud listening on ")
+            .unwrap_or_else(|| panic!("sim-cloud did not start: {line:?}"))
+            .to_string();
+        SimCloud { child, url }
+    }
+
+    /// A watcherd in `dir` managing this cloud.
+    pub fn daemon(&self, dir: &Path) -> Daemon {
+        let config = write_config_with(dir, &self.cloud_config(), "", "");
+        Daemon::start_with_config(dir, config, None)
+    }
+
+    /// The cloud's operations: `[{id, kind, resource, state}]`.
+    pub fn operations(&self) -> Vec<Value> {
+        let text = ureq::get(&format!("{}/control/operations", self.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str::<Vec<Value>>(&text).unwrap()
+    }
+
+    /// One Cloud trait call, as watcherd makes it: `{"ok": ...}` or `{"error": ...}`.
+    pub fn call(&self, method: &str, args: Value) -> Value {
+        let text = ureq::post(&format!("{}/cloud/{method}", self.url))
+            .send_json(args)
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Makes a running operation fail now.
+    pub fn fail(&self, op: &str) -> Value {
+        let text = ureq::post(&format!("{}/control/fail/{op}", self.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for SimCloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The config of a watcherd named `host` in `dir` on the shared database
+/// file `db` (several processes on one file): `top` goes before any table
+/// (e.g. the cloud), `tables` after (e.g. `[applier]` settings).
+#[allow(dead_code)]
+pub fn shared_config(dir: &Path, host: &str, db: &Path, top: &str, tables: &str) -> PathBuf {
+    shared_config_on(dir, host, &database_url(db), top, tables)
+}
+
+/// [`shared_config`] on the database at `database` (a URL).
+pub fn shared_config_on(
+    dir: &Path,
+    host: &str,
+    database: &str,
+    top: &str,
+    tables: &str,
+) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("watcherd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"{host}\"\ndatabase = \"{}\"\n{top}\n\n{tables}\n",
+            dir.display(),
+            database
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[allow(dead_code)]
+impl SimCloud {
+    /// The `top` of a `shared_config` whose cloud is this sim-cloud.
+    pub fn cloud_config(&self) -> String {
+        format!("cloud = \"sim-cloud\"\nsim_cloud_url = \"{}\"", self.url)
+    }
+}
+
+/// A part of a split deployment that serves no API (`watcherd applier`,
+/// `watcherd decision-engine`), killed when dropped.
+#[allow(dead_code)]
+pub struct Part(Child);
+
+#[allow(dead_code)]
+impl Part {
+    pub fn start(role: &str, config: &Path) -> Part {
+        let mut child = Command::new(watcherd_binary())
+            .arg(role)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("watcherd running as"), "{role}: {line:?}");
+        Part(child)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The value of a variable that configures an outside service for the
+/// tests. A test that needs the service is built ignored when the variable
+/// is unset (crates/watcherd/build.rs), so reaching here without it means
+/// `--include-ignored` (as CI runs): fail, never pass silently.
+pub fn required_env(var: &str, what: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{what} is needed: set {var} (.ci/run does)"),
+    }
+}
+
+/// Whether `var` configures a service for this run.
+pub fn configured(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| !v.is_empty())
+}
+
+/// The RabbitMQ the notification tests use: `WATCHER_TEST_RABBITMQ`, e.g.
+/// `rabbit://guest:guest@127.0.0.1:5672/`.
+pub fn rabbit_url() -> String {
+    required_env("WATCHER_TEST_RABBITMQ", "RabbitMQ")
+}
+
+/// Whether this run has a RabbitMQ (`WATCHER_TEST_RABBITMQ`); tests that
+/// check notifications only where one is configured ask this.
+pub fn rabbitmq_configured() -> bool {
+    configured("WATCHER_TEST_RABBITMQ")
+}
+
+/// A connection to [`rabbit_url`]; it must answer.
+pub fn broker() -> watcher_notifications::amqp::Connection {
+    use watcher_notifications::amqp::{BrokerUrl, Connection};
+    let url = rabbit_url();
+    let parsed = BrokerUrl::parse(&url)
+        .unwrap_or_else(|e| panic!("WATCHER_TEST_RABBITMQ is not a rabbit:// URL: {e}"));
+    Connection::open(&parsed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("RabbitMQ at WATCHER_TEST_RABBITMQ does not answer: {e}"))
+}
+
+/// The inner oslo message of each notification queued on `queue`.
+pub fn drain(c: &mut watcher_notifications::amqp::Connection, queue: &str) -> Vec<Value> {
+    let mut out = vec![];
+    while let Some(body) = c.get(queue).unwrap() {
+        let outer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outer["oslo.version"], "2.0", "{outer}");
+        out.push(serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap());
+    }
+    out
+}
+
+/// Each action's (and the plan's) history is a path: every change starts
+/// where the one before it ended.
+pub fn assert_history_unbroken(api: &Daemon, plan: &str) {
+    let rows = api.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    for r in &rows {
+        let uuid = r["uuid"].as_str().unwrap().to_string();
+        let (from, to) = (r["from_state"].as_str(), r["to_state"].as_str().unwrap());
+        if let Some(prev) = last.get(&uuid) {
+            assert_eq!(
+                from,
+                Some(prev.as_str()),
+                "broken history of {uuid}: {rows:?}"
+            );
+        }
+        last.insert(uuid, to.to_string());
+    }
+}
+
+/// A TCP port nothing listens on now, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,261 @@
+//! Configuration: defaults that work embedded, overridden by a TOML file,
+//! then by `WATCHER_*` environment variables and flags (the binary merges
+//! those last two with clap).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use watcher_api::auth::KeystoneConfig;
+use watcher_applier::ApplierConfig;
+use watcher_decision::DecisionConfig;
+use watcher_store::Durability;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the REST API.
+    pub listen: SocketAddr,
+    /// `sqlite:///path/watcher.db`, `sqlite::memory:` or
+    /// `postgres://user:password@host:port/dbname`; empty means
+    /// `watcher.db` in `data_dir`.
+    pub database: String,
+    pub data_dir: PathBuf,
+    /// `simulated` (the default) or `openstack` (credentials from
+    /// `OS_CLOUD` + clouds.yaml or the `OS_*` variables).
+    pub cloud: String,
+    /// Scenario file of the simulated cloud; empty means the built-in demo cloud.
+    pub cloud_scenario: Option<PathBuf>,
+    /// With `cloud = "sim-cloud"`: where `watcherd sim-cloud` listens.
+    pub sim_cloud_url: String,
+    /// Other watcherd processes use this database file too (set by
+    /// `watcherd api|decision-engine|applier`): hear their changes within
+    /// 50 ms instead of at the next sweep. On PostgreSQL processes always
+    /// hear each other (LISTEN/NOTIFY), whatever this says.
+    pub shared_database: bool,
+    /// This process's name, written as plans' and audits' `hostname`.
+    pub host: String,
+    pub durability: Durability,
+    /// `noauth` (every caller is an admin, so the API refuses to listen
+    /// beyond loopback unless `insecure_listen` is set) or `keystone`.
+    pub auth_strategy: String,
+    pub insecure_listen: bool,
+    /// Rules (oslo.policy syntax, flat YAML) over the built-in defaults.
+    pub policy_file: Option<PathBuf>,
+    /// Used when `auth_strategy = "keystone"`.
+    pub keystone: KeystoneConfig,
+    pub applier: ApplierConfig,
+    pub decision_engine: DecisionConfig,
+    /// Notifications on RabbitMQ (off unless `transport_url` is set).
+    pub notifications: watcher_notifications::NotificationConfig,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("watcherd");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/share/watcherd"),
+        None => PathBuf::from("watcherd-data"),
+    }
+}
+
+fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "watcherd".into())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9322".parse().expect("valid address"),
+            database: String::new(),
+            data_dir: default_data_dir(),
+            cloud: "simulated".into(),
+            cloud_scenario: None,
+            sim_cloud_url: String::new(),
+            shared_database: false,
+            host: default_host(),
+            durability: Durability::Normal,
+            auth_strategy: "noauth".into(),
+            insecure_listen: false,
+            policy_file: None,
+            keystone: KeystoneConfig::default(),
+            applier: ApplierConfig::default(),
+            decision_engine: DecisionConfig::default(),
+            notifications: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is invalid: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The database URL with the default filled in.
+    pub fn database_url(&self) -> String {
+        if self.database.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("watcher.db").display())
+        } else {
+            self.database.clone()
+        }
+    }
+
+    /// Refuses settings that would be unsafe or meaningless.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match self.cloud.as_str() {
+            "simulated" | "openstack" => {}
+            "sim-cloud" if self.sim_cloud_url.starts_with("http://") => {}
+            "sim-cloud" => {
+                return Err(ConfigError::Invalid(
+                    "cloud = \"sim-cloud\" needs sim_cloud_url, the http://host:port `watcherd sim-cloud` printed"
+                        .into(),
+                ))
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "cloud '{other}' is unknown; use 'simulated', 'openstack' or 'sim-cloud'"
+                )))
+            }
+        }
+        self.notifications.check().map_err(ConfigError::Invalid)?;
+        match (
+            self.decision_engine.datasource.as_str(),
+            self.decision_engine.prometheus_url.is_empty(),
+        ) {
+            ("simulated", _) | ("prometheus", false) => {}
+            ("prometheus", true) => return Err(ConfigError::Invalid(
+                "decision_engine.datasource = \"prometheus\" needs decision_engine.prometheus_url \
+                     (e.g. \"http://prometheus:9090\")"
+                    .into(),
+            )),
+            (other, _) => {
+                return Err(ConfigError::Invalid(format!(
+                "decision_engine.datasource '{other}' is unknown; use 'simulated' or 'prometheus'"
+            )))
+            }
+        }
+        match self.auth_strategy.as_str() {
+            "noauth" | "keystone" => {}
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "auth_strategy '{other}' is unknown; use 'noauth' or 'keystone'"
+                )))
+            }
+        }
+        if self.auth_strategy == "keystone" {
+            let k = &self.keystone;
+            for (name, v) in [
+                ("auth_url", &k.auth_url),
+                ("username", &k.username),
+                ("password", &k.password),
+            ] {
+                if v.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "auth_strategy = 'keystone' needs keystone.{name} (watcherd's service credentials)"
+                    )));
+                }
+            }
+        }
+        if self.auth_strategy == "noauth"
+            && !self.listen.ip().is_loopback()
+            && !self.insecure_listen
+        {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {} without authentication: every caller would be an admin. \
+                 Listen on 127.0.0.1, or set insecure_listen = true if a proxy authenticates callers.",
+                self.listen
+            )));
+        }
+        let a = &self.applier;
+        if a.max_concurrent_plans == 0 || a.limits.per_plan == 0 || a.limits.per_host == 0 {
+            return Err(ConfigError::Invalid(
+                "applier.max_concurrent_plans, applier.limits.per_plan and applier.limits.per_host must be at least 1".into(),
+            ));
+        }
+        for (name, v) in [
+            ("applier.sweep_interval_secs", a.sweep_interval_secs),
+            (
+                "decision_engine.sweep_interval_secs",
+                self.decision_engine.sweep_interval_secs,
+            ),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be a positive number of seconds"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = Config::default();
+        c.check().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9322");
+        assert!(c.database_url().ends_with("watcher.db"));
+    }
+
+    #[test]
+    fn a_public_address_without_auth_is_refused() {
+        let c = Config {
+            listen: "0.0.0.0:9322".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("insecure_listen"));
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back() {
+        let c = Config::default();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("listne = '127.0.0.1:1'").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! watcherd: the Watcher service. Embedded mode runs the API, the decision
+//! engine, the applier, a SQLite database and a simulated cloud in one process.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use watcherd::config::Config;
+use watcherd::service::{Service, ServiceOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "watcherd",
+    version,
+    about = "OpenStack Watcher service: audits, action plans, and an applier whose cancel really stops them",
+    long_about = "Runs the whole Watcher service in one process: the v1 REST API, the decision \
+engine, the applier and a SQLite database, against a simulated cloud (the default) or a \
+real OpenStack cloud (--cloud openstack). The subcommands split it into processes sharing \
+one database: a SQLite file on one machine, PostgreSQL (--database postgres://...) on \
+several.\n\n\
+Settings come from defaults, then --config FILE (TOML), then WATCHER_* environment \
+variables, then flags. `watcherd --print-config` shows the result."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "WATCHER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address of the REST API [default: 127.0.0.1:9322].
+    #[arg(long, global = true, env = "WATCHER_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Database URL: sqlite:///path/watcher.db, sqlite::memory:, or
+    /// postgres://USER:PASSWORD@HOST:PORT/DB [default: watcher.db in the data directory].
+    #[arg(long, global = true, env = "WATCHER_DATABASE", value_name = "URL")]
+    database: Option<String>,
+    /// Directory for the default database file [default: ~/.local/share/watcherd].
+    #[arg(long, global = true, env = "WATCHER_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The cloud to manage: simulated, openstack (credentials from OS_CLOUD and
+    /// clouds.yaml, or the OS_* variables of an openrc file), or sim-cloud (a
+    /// `watcherd sim-cloud` process, at --sim-cloud-url) [default: simulated].
+    #[arg(long, global = true, env = "WATCHER_CLOUD", value_name = "KIND")]
+    cloud: Option<String>,
+    /// With --cloud sim-cloud: the URL `watcherd sim-cloud` printed.
+    #[arg(long, global = true, env = "WATCHER_SIM_CLOUD_URL", value_name = "URL")]
+    sim_cloud_url: Option<String>,
+    /// Simulated cloud scenario (TOML) [default: the built-in demo cloud].
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHER_CLOUD_SCENARIO",
+        value_name = "FILE"
+    )]
+    cloud_scenario: Option<PathBuf>,
+    /// Name of this process, shown as the plans' hostname [default: the machine's hostname].
+    #[arg(long, global = true, env = "WATCHER_HOST")]
+    host: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long, global = true)]
+    print_config: bool,
+    /// Log filter, e.g. info or watcher=debug.
+    #[arg(long, global = true, env = "WATCHER_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Only the REST API, for a deployment split into processes sharing one
+    /// database (with `watcherd decision-engine` and `watcherd applier`).
+    Api,
+    /// Only the decision engine (audits to plans), on a shared database.
+    DecisionEngine,
+    /// Only the applier (runs, cancels and resumes plans), on a shared database.
+    Applier,
+    /// Run only the simulated cloud, as its own process, for `--cloud sim-cloud`:
+    /// the cloud then outlives watcherd, as a real one does (crash tests).
+    /// (--listen defaults to 127.0.0.1:0 here; --cloud-scenario gives its cloud.)
+    SimCloud,
+}
+
+/// `watcherd sim-cloud`: serves the simulated cloud until stopped.
+async fn sim_cloud(listen: SocketAddr, scenario: Option<PathBuf>) -> anyhow::Result<()> {
+    use watcher_cloud::scenario::Scenario;
+    let scenario = match scenario {
+        Some(p) => Scenario::load(&p)?,
+        None => Scenario::demo(),
+    };
+    let cloud = std::sync::Arc::new(watcher_cloud::simulated::SimulatedCloud::new(&scenario));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("sim-cloud listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, watcher_cloud::remote::router(cloud))
+        .with_graceful_shutdown(wait_for_signal())
+        .await?;
+    Ok(())
+}
+
+fn effective_config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = &args.database {
+        config.database = d.clone();
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(c) = &args.cloud {
+        config.cloud = c.clone();
+    }
+    if let Some(u) = &args.sim_cloud_url {
+        config.sim_cloud_url = u.clone();
+    }
+    if let Some(s) = &args.cloud_scenario {
+        config.cloud_scenario = Some(s.clone());
+    }
+    if let Some(h) = &args.host {
+        config.host = h.clone();
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Command::SimCloud) = &args.command {
+        let listen = args.listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        return sim_cloud(listen, args.cloud_scenario.clone()).await;
+    }
+    let mut config = effective_config(&args)?;
+    let options = match &args.command {
+        None => ServiceOptions::default(),
+        Some(role) => {
+            config.shared_database = true;
+            ServiceOptions {
+                without_api: !matches!(role, Command::Api),
+                without_decision_engine: !matches!(role, Command::DecisionEngine),
+                without_applier: !matches!(role, Command::Applier),
+                ..Default::default()
+            }
+        }
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let service = Service::start_with(&config, options).await?;
+    // Tests and scripts read this line to find the port.
+    match service.addr {
+        Some(addr) => println!("watcherd listening on http://{addr}"),
+        None => println!(
+            "watcherd running as {} (no API in this process)",
+            config.host
+        ),
+    }
+    tracing::info!(database = %watcher_store::redact(&config.database_url()), host = %config.host, "watcherd started");
+    wait_for_signal().await;
+    tracing::info!("stopping: no new action starts; running ones get their grace period");
+    service.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,266 @@
+//! Wiring of the embedded daemon: store, cloud (simulated or OpenStack), decision engine,
+//! applier and API in one process, sharing one shutdown token.
+
+use crate::config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use watcher_api::AppState;
+use watcher_applier::actions::ActionSettings;
+use watcher_applier::{Applier, ApplierSettings};
+use watcher_cloud::keystone::Credentials;
+use watcher_cloud::openstack::OpenStackCloud;
+use watcher_cloud::scenario::Scenario;
+use watcher_cloud::simulated::SimulatedCloud;
+use watcher_cloud::Cloud;
+use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
+use watcher_decision::{DecisionEngine, DecisionSettings};
+use watcher_store::{DatabaseLocation, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] watcher_store::StoreError),
+    #[error(transparent)]
+    Scenario(#[from] watcher_cloud::scenario::ScenarioError),
+    #[error(transparent)]
+    Policy(#[from] watcher_api::policy::PolicyError),
+    #[error("cannot read the policy file {path}: {source}")]
+    PolicyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("notifications: {0}")]
+    Notifications(String),
+    #[error("cannot connect to the OpenStack cloud: {0}")]
+    Cloud(String),
+    #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started daemon.
+pub struct Service {
+    /// Where the API listens; None for a process without the API.
+    pub addr: Option<SocketAddr>,
+    pub store: Store,
+    pub shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// What to run besides the configuration's defaults; benchmarks and tests
+/// use it to bring their own cloud or to leave the decision engine out.
+#[derive(Default, Clone)]
+pub struct ServiceOptions {
+    /// A cloud to use instead of the configured simulated one.
+    pub cloud: Option<Arc<dyn Cloud>>,
+    /// Leave the decision engine out (plans are then made by the caller,
+    /// or by a `watcherd decision-engine` process on the same database).
+    pub without_decision_engine: bool,
+    /// Leave the applier out (`watcherd api`, `watcherd decision-engine`).
+    pub without_applier: bool,
+    /// Serve no API (`watcherd decision-engine`, `watcherd applier`).
+    pub without_api: bool,
+}
+
+impl Service {
+    pub async fn start(config: &Config) -> Result<Service, ServiceError> {
+        Service::start_with(config, ServiceOptions::default()).await
+    }
+
+    pub async fn start_with(
+        config: &Config,
+        options: ServiceOptions,
+    ) -> Result<Service, ServiceError> {
+        config.check()?;
+        let location = DatabaseLocation::parse(&config.database_url())?;
+        let store = Store::open(&location, config.durability)?;
+        watcher_decision::sync_catalogue(&store).await?;
+        let scenario = match &config.cloud_scenario {
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::demo(),
+        };
+        let cloud: Arc<dyn Cloud> = match options.cloud {
+            Some(cloud) => cloud,
+            None if config.cloud == "openstack" => {
+                let connect = || {
+                    let credentials = Credentials::from_environment()
+                        .map_err(|e| ServiceError::Cloud(e.to_string()))?;
+                    OpenStackCloud::connect(credentials)
+                        .map_err(|e| ServiceError::Cloud(e.to_string()))
+                };
+                let cloud = tokio::task::spawn_blocking(connect)
+                    .await
+                    .map_err(|e| ServiceError::Cloud(e.to_string()))??;
+                Arc::new(cloud)
+            }
+            None if config.cloud == "sim-cloud" => Arc::new(
+                watcher_cloud::remote::RemoteCloud::new(&config.sim_cloud_url),
+            ),
+            None => Arc::new(SimulatedCloud::new(&scenario)),
+        };
+        let metrics: Arc<dyn MetricsSource> = match config.decision_engine.datasource.as_str() {
+            "prometheus" => Arc::new(PrometheusMetrics::new(
+                &config.decision_engine.prometheus_url,
+            )),
+            // On another cloud than the scenario's, values are drawn per instance UUID.
+            _ => Arc::new(SimulatedMetrics::new(&scenario)),
+        };
+        let shutdown = CancellationToken::new();
+        if config.shared_database || store.is_server_database() {
+            store.watch_other_processes()?;
+        }
+        let listener = if options.without_api {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| ServiceError::Listen {
+                        addr: config.listen,
+                        source,
+                    })?,
+            )
+        };
+        let addr = match &listener {
+            Some(l) => Some(l.local_addr().map_err(|source| ServiceError::Listen {
+                addr: config.listen,
+                source,
+            })?),
+            None => None,
+        };
+
+        let a = &config.applier;
+        let applier = Applier::new(
+            store.clone(),
+            cloud.clone(),
+            ApplierSettings {
+                host: config.host.clone(),
+                max_concurrent_plans: a.max_concurrent_plans,
+                limits: a.limits.clone(),
+                actions: ActionSettings {
+                    poll_interval: Duration::from_millis(a.poll_interval_ms.max(1)),
+                    non_abortable_deadline: secs(a.non_abortable_deadline_secs),
+                    abort_deadline: secs(a.abort_deadline_secs),
+                },
+                sweep_interval: secs(a.sweep_interval_secs),
+                shutdown_grace: secs(a.shutdown_grace_secs),
+                rollback_on_cancel: a.rollback_on_cancel,
+                lease: secs(a.lease_secs),
+            },
+            shutdown.clone(),
+        );
+        let d = &config.decision_engine;
+        let engine = DecisionEngine::new(
+            store.clone(),
+            cloud.clone(),
+            metrics,
+            DecisionSettings {
+                host: config.host.clone(),
+                action_plan_expiry: secs(d.action_plan_expiry_hours * 3600.0),
+                sweep_interval: secs(d.sweep_interval_secs),
+                planner: d.planner.clone(),
+            },
+            shutdown.clone(),
+        );
+        let policy = match &config.policy_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ServiceError::PolicyFile {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                watcher_api::policy::Policy::with_overrides(&text)?
+            }
+            None => watcher_api::policy::Policy::default(),
+        };
+        let auth = if config.auth_strategy == "keystone" {
+            watcher_api::auth::Auth::Keystone(Arc::new(watcher_api::auth::Keystone::new(
+                config.keystone.clone(),
+                policy,
+            )))
+        } else {
+            watcher_api::auth::Auth::NoAuth
+        };
+        let state = AppState {
+            cloud: cloud.clone(),
+            auth,
+            store: store.clone(),
+            tally: Default::default(),
+        };
+        let api_shutdown = shutdown.clone();
+        // Registered before the API answers, so `GET /v1/services` is never
+        // empty for a process that is up.
+        if !options.without_applier {
+            store.heartbeat("watcher-applier", &config.host).await?;
+        }
+        if !options.without_decision_engine {
+            store
+                .heartbeat("watcher-decision-engine", &config.host)
+                .await?;
+        }
+        let mut tasks = vec![];
+        if !options.without_applier {
+            tasks.push(tokio::spawn(applier.run()));
+        }
+        if let Some(listener) = listener {
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = watcher_api::serve(listener, state, api_shutdown).await {
+                    tracing::error!(error = %e, "API server stopped");
+                }
+            }));
+            if options.without_applier && options.without_decision_engine {
+                // A standalone API process shows in `GET /v1/services` too.
+                let (store, host, stop) = (store.clone(), config.host.clone(), shutdown.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut beat = watcher_store::Heartbeat::new(store, "watcher-api", host);
+                    loop {
+                        beat.beat().await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            _ = stop.cancelled() => break,
+                        }
+                    }
+                }));
+            }
+        }
+        if !options.without_decision_engine {
+            tasks.push(tokio::spawn(engine.run()));
+        }
+        if config.notifications.enabled() {
+            let relay = watcher_notifications::Relay::new(
+                store.clone(),
+                config.notifications.clone(),
+                &config.host,
+                shutdown.clone(),
+            )
+            .map_err(|e| ServiceError::Notifications(e.to_string()))?;
+            tasks.push(tokio::spawn(relay.run()));
+        }
+        Ok(Service {
+            addr,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops everything: the API stops accepting, the applier starts nothing
+    /// more and gives running actions their grace period.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

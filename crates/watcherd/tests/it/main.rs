@@ -1,0 +1,22 @@
+//! The black-box suites of watcherd, one module each, in one test binary
+//! (linked once, not once per suite). They start the real `watcherd`
+//! (`watcher_testkit`), talk HTTP to it, and use real SQLite files,
+//! PostgreSQL, RabbitMQ and the local OpenStack control plane.
+
+mod actions;
+mod api;
+mod api_fuzz;
+mod cancel;
+mod cancel_race;
+mod continuous;
+mod failover;
+mod fault_matrix;
+mod keystone;
+mod notifications;
+mod openapi;
+mod openstack;
+mod postgres;
+mod recovery;
+mod split_services;
+mod state_machine_doc;
+mod strategies;

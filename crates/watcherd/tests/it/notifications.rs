@@ -1,0 +1,479 @@
+//! Notifications on the machine's real RabbitMQ (127.0.0.1:5672, guest):
+//! what a cancelled plan sends, in order, and that a broker outage delays
+//! notifications without blocking a plan or losing a message. Each test
+//! uses its own topic, so its queues are its own.
+
+use watcher_testkit as common;
+
+use common::{broker, drain, free_port, rabbit_url, temp_dir, wait_for, Daemon};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use watcher_notifications::amqp::{BrokerUrl, Connection};
+
+fn start(dir: &std::path::Path, url: &str, topic: &str) -> Daemon {
+    let config = common::write_config_with(
+        dir,
+        "",
+        "",
+        &format!(
+            "[notifications]\ntransport_url = \"{url}\"\ntopics = [\"{topic}\"]\ntimeout_secs = 2\n"
+        ),
+    );
+    Daemon::start_with_config(dir, config, None)
+}
+
+fn events_of(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["event_type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn position(events: &[String], e: &str) -> usize {
+    events
+        .iter()
+        .position(|x| x == e)
+        .unwrap_or_else(|| panic!("no {e} in {events:?}"))
+}
+
+#[cfg_attr(
+    not(test_rabbitmq),
+    ignore = "needs RabbitMQ: set WATCHER_TEST_RABBITMQ=rabbit://guest:guest@127.0.0.1:5672/ (.ci/run does)"
+)]
+#[test]
+fn a_cancelled_plan_sends_upstreams_notifications_in_order() {
+    let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
+    let mut c = broker();
+    let dir = temp_dir("notifications-cancel");
+    let d = start(&dir, &rabbit_url(), &topic);
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 600}));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    d.wait_state(&plan, &["CANCELLED"]);
+
+    let queue = format!("{topic}.info");
+    let mut messages = vec![];
+    wait_for(Duration::from_secs(15), || {
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.cancel.end".to_string())
+            .then_some(())
+    });
+    let events = events_of(&messages);
+    // The plan's life, in the order it happened.
+    let order = [
+        "audit.create",
+        "action_plan.create",
+        "action.create",
+        "action_plan.execution.start",
+        "action.execution.start",
+        "action_plan.cancel.start",
+        "action.cancel.start",
+        "action.cancel.end",
+        "action_plan.cancel.end",
+    ];
+    let at: Vec<usize> = order.iter().map(|e| position(&events, e)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{events:?}");
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "message ids repeat");
+    let cancel = &messages[position(&events, "action_plan.cancel.end")];
+    assert_eq!(cancel["publisher_id"], "infra-optim:test-host");
+    assert_eq!(cancel["priority"], "INFO");
+    let payload = &cancel["payload"];
+    assert_eq!(payload["watcher_object.name"], "ActionPlanCancelPayload");
+    assert_eq!(payload["watcher_object.namespace"], "watcher");
+    let data = &payload["watcher_object.data"];
+    assert_eq!(data["uuid"], plan.as_str());
+    assert_eq!(data["state"], "CANCELLED");
+    assert_eq!(data["fault"], Value::Null);
+    assert_eq!(data["audit"]["watcher_object.name"], "TerseAuditPayload");
+    assert_eq!(data["strategy"]["watcher_object.data"]["name"], "dummy");
+    let update = messages
+        .iter()
+        .find(|m| {
+            m["event_type"] == "action_plan.update"
+                && m["payload"]["watcher_object.data"]["state_update"]["watcher_object.data"]
+                    ["state"]
+                    == "CANCELLING"
+        })
+        .expect("an update for ONGOING -> CANCELLING");
+    let su = &update["payload"]["watcher_object.data"]["state_update"]["watcher_object.data"];
+    assert_eq!(su["old_state"], "ONGOING");
+    // Nothing on the error topic: nothing failed.
+    assert!(drain(&mut c, &format!("{topic}.error")).is_empty());
+    for q in ["info", "error"] {
+        c.delete_queue(&format!("{topic}.{q}")).unwrap();
+    }
+}
+
+/// A TCP proxy to RabbitMQ that can be cut: while down it drops every
+/// connection, as a dead broker would.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, live2) = (up.clone(), live.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused mid-handshake
+                }
+                let Ok(server) = TcpStream::connect("127.0.0.1:5672") else {
+                    continue;
+                };
+                let mut l = live2.lock().unwrap();
+                l.push(client.try_clone().unwrap());
+                l.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up, live }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for s in self.live.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[cfg_attr(
+    not(test_rabbitmq),
+    ignore = "needs RabbitMQ: set WATCHER_TEST_RABBITMQ=rabbit://guest:guest@127.0.0.1:5672/ (.ci/run does)"
+)]
+#[test]
+fn a_broker_outage_delays_notifications_but_never_a_plan_and_loses_none() {
+    let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
+    let proxy = Proxy::start();
+    let dir = temp_dir("notifications-outage");
+    let d = start(
+        &dir,
+        &format!("rabbit://guest:guest@127.0.0.1:{}/", proxy.port),
+        &topic,
+    );
+    // The broker is unreachable: plans run as usual.
+    let plan = d.actuator(json!([
+        {"action_type": "nop", "input_parameters": {"message": "one"}},
+        {"action_type": "nop", "input_parameters": {"message": "two"}}
+    ]));
+    d.start_plan(&plan);
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    assert!(d.log().contains("broker unavailable"), "{}", d.log());
+
+    // Nothing reached the broker meanwhile.
+    let mut c = broker();
+    let queue = format!("{topic}.info");
+    c.declare("watcher", &queue).unwrap();
+    assert!(drain(&mut c, &queue).is_empty());
+
+    // Back: everything arrives, once, in order.
+    proxy.set_up(true);
+    let mut messages = vec![];
+    wait_for(Duration::from_secs(40), || {
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.execution.end".to_string())
+            .then_some(())
+    });
+    let events = events_of(&messages);
+    let start = position(&events, "action_plan.execution.start");
+    let end = position(&events, "action_plan.execution.end");
+    assert!(start < end, "{events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "action.execution.end")
+            .count(),
+        2,
+        "{events:?}"
+    );
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "duplicates: {events:?}");
+    for q in ["info", "error"] {
+        let _ = c.delete_queue(&format!("{topic}.{q}"));
+    }
+}
+
+/// A whole watcherd on the shared database `db`, relaying to `topic`.
+fn start_shared(dir: &std::path::Path, host: &str, db: &std::path::Path, topic: &str) -> Daemon {
+    let config = common::shared_config(
+        dir,
+        host,
+        db,
+        "shared_database = true",
+        &format!(
+            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\n\
+             [notifications]\ntransport_url = \"{}\"\ntopics = [\"{topic}\"]\ntimeout_secs = 2\nlease_secs = 1",
+            rabbit_url()
+        ),
+    );
+    Daemon::start_with_config(dir, config, None)
+}
+
+#[cfg_attr(
+    not(test_rabbitmq),
+    ignore = "needs RabbitMQ: set WATCHER_TEST_RABBITMQ=rabbit://guest:guest@127.0.0.1:5672/ (.ci/run does)"
+)]
+#[test]
+fn processes_sharing_a_database_elect_one_relay_and_the_other_takes_over() {
+    let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
+    let root = temp_dir("notifications-shared");
+    let db = root.join("watcher.db");
+    let mut c = broker();
+    let queue = format!("{topic}.info");
+    c.declare("watcher", &queue).unwrap();
+    let mut a = start_shared(&root.join("a"), "relay-a", &db, &topic);
+    let mut b = start_shared(&root.join("b"), "relay-b", &db, &topic);
+    let run_plan = |d: &Daemon| {
+        let plan =
+            d.actuator(json!([{"action_type": "nop", "input_parameters": {"message": "x"}}]));
+        d.start_plan(&plan);
+        d.wait_state(&plan, &["SUCCEEDED"]);
+        plan
+    };
+    let first = run_plan(&a);
+    let mut messages = vec![];
+    let ends = |messages: &[Value], plan: &str| {
+        messages.iter().any(|m| {
+            m["event_type"] == "action_plan.execution.end"
+                && m["payload"]["watcher_object.data"]["uuid"] == plan
+        })
+    };
+    wait_for(Duration::from_secs(15), || {
+        messages.extend(drain(&mut c, &queue));
+        ends(&messages, &first).then_some(())
+    });
+    // Two processes, one relay: nothing twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    messages.extend(drain(&mut c, &queue));
+    let ids: HashSet<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        messages.len(),
+        "sent twice: {:?}",
+        events_of(&messages)
+    );
+
+    // The relay dies; the other process's relay takes over within the lease.
+    let leader = if a.log().contains("this process now relays") {
+        "a"
+    } else {
+        "b"
+    };
+    let survivor = if leader == "a" {
+        a.kill9();
+        &b
+    } else {
+        b.kill9();
+        &a
+    };
+    let second = run_plan(survivor);
+    wait_for(Duration::from_secs(15), || {
+        messages.extend(drain(&mut c, &queue));
+        ends(&messages, &second).then_some(())
+    });
+    for q in ["info", "error"] {
+        let _ = c.delete_queue(&format!("{topic}.{q}"));
+    }
+}
+
+/// A RabbitMQ node of this test's own (its own name, ports and data), so
+/// that it can be stopped for real without touching the machine's broker,
+/// which the OpenStack control plane of the other tests uses.
+struct PrivateRabbit {
+    dir: std::path::PathBuf,
+    node: String,
+    port: u16,
+    dist_port: u16,
+    server: std::cell::RefCell<Option<std::process::Child>>,
+}
+
+impl PrivateRabbit {
+    fn start(root: &std::path::Path) -> PrivateRabbit {
+        let dir = root.join("rabbit");
+        std::fs::create_dir_all(dir.join("mnesia")).unwrap();
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        let rabbit = PrivateRabbit {
+            node: format!("wt{}@localhost", std::process::id()),
+            port: free_port(),
+            dist_port: free_port(),
+            dir,
+            server: Default::default(),
+        };
+        std::fs::write(rabbit.dir.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(
+            rabbit.dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{}\n", rabbit.port),
+        )
+        .unwrap();
+        // The server drops to the rabbitmq user, which must own its data.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "rabbitmq"])
+            .arg(&rabbit.dir)
+            .status();
+        rabbit.run();
+        rabbit
+    }
+
+    fn run(&self) {
+        let d = |p: &str| self.dir.join(p).display().to_string();
+        let server = std::process::Command::new("rabbitmq-server")
+            .current_dir(&self.dir)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server");
+        *self.server.borrow_mut() = Some(server);
+        wait_for(Duration::from_secs(60), || self.connect().ok().map(|_| ()));
+    }
+
+    fn stop(&self) {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "rabbitmqctl stop");
+        if let Some(mut server) = self.server.borrow_mut().take() {
+            let _ = server.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    fn connect(&self) -> Result<Connection, watcher_notifications::amqp::AmqpError> {
+        Connection::open(
+            &BrokerUrl::parse(&self.url()).unwrap(),
+            Duration::from_secs(2),
+        )
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .output();
+        if let Some(mut server) = self.server.borrow_mut().take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+#[cfg_attr(
+    not(test_rabbitmq),
+    ignore = "needs RabbitMQ: set WATCHER_TEST_RABBITMQ=rabbit://guest:guest@127.0.0.1:5672/ (.ci/run does)"
+)]
+#[test]
+fn a_rabbitmq_restart_mid_plan_delays_notifications_and_loses_none() {
+    let root = temp_dir("notifications-restart");
+    let rabbit = PrivateRabbit::start(&root);
+    let topic = "watcher-restart";
+    let d = start(&root, &rabbit.url(), topic);
+    let queue = format!("{topic}.info");
+    let mut c = rabbit.connect().unwrap();
+    c.declare("watcher", &queue).unwrap();
+    let plan = d.actuator(json!([
+        {"action_type": "nop", "input_parameters": {"message": "one"}},
+        {"action_type": "nop", "input_parameters": {"message": "two"}}
+    ]));
+    // The plan's creation has gone out; then the broker stops, for real,
+    // and the whole run happens while it is down.
+    let mut messages = vec![];
+    wait_for(Duration::from_secs(20), || {
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.create".to_string())
+            .then_some(())
+    });
+    drop(c);
+    rabbit.stop();
+    d.start_plan(&plan);
+    // The plan does not wait for the broker.
+    let done = d.wait_state(&plan, &["SUCCEEDED", "FAILED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    wait_for(Duration::from_secs(20), || {
+        d.log().contains("broker unavailable").then_some(())
+    });
+
+    rabbit.run();
+    let mut c = rabbit.connect().unwrap();
+    wait_for(Duration::from_secs(60), || {
+        // The relay declares the queue again when it reconnects; until then
+        // the queue is not there, and this declares it.
+        c.declare("watcher", &queue).unwrap();
+        messages.extend(drain(&mut c, &queue));
+        events_of(&messages)
+            .contains(&"action_plan.execution.end".to_string())
+            .then_some(())
+    });
+    let events = events_of(&messages);
+    assert!(
+        position(&events, "action_plan.execution.start")
+            < position(&events, "action_plan.execution.end"),
+        "{events:?}"
+    );
+    // Both actions' ends arrived; a message sent twice (at least once) has
+    // the same id both times.
+    let ends: HashSet<&str> = messages
+        .iter()
+        .filter(|m| m["event_type"] == "action.execution.end")
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ends.len(), 2, "{events:?}");
+    let mut by_id: std::collections::HashMap<&str, &Value> = Default::default();
+    for m in &messages {
+        if let Some(seen) = by_id.insert(m["message_id"].as_str().unwrap(), m) {
+            assert_eq!(seen["payload"], m["payload"], "one id, two messages");
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! watcherd against a real OpenStack: the Keystone, Placement and Nova (fake
+//! virt driver, hosts compute1 and compute2) that ../shared/openstack starts.
+//! `.ci/run` starts it and exports the admin's OS_* variables; outside CI,
+//! without OS_AUTH_URL, these tests are built ignored (CI includes them).
+//!
+//! Each test checks our action states against Nova's own view afterwards
+//! (server host, flavor, migration status). They share two compute hosts,
+//! so they run one at a time.
+
+use watcher_testkit as common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const IMAGE: &str = "c0ffee00-0000-4000-8000-000000000001";
+
+struct Nova {
+    url: String,
+    token: String,
+}
+
+fn openstack() -> Nova {
+    let auth = required_env("OS_AUTH_URL", "an OpenStack (the admin's OS_* variables)");
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": var("OS_USERNAME"), "domain": {"name": "Default"}, "password": var("OS_PASSWORD")}}},
+        "scope": {"project": {"name": var("OS_PROJECT_NAME"), "domain": {"name": "Default"}}}
+    }});
+    let r = ureq::post(&format!("{auth}/auth/tokens"))
+        .send_json(body)
+        .expect("keystone login");
+    let token = r.header("X-Subject-Token").unwrap().to_string();
+    let catalog: Value = r.into_json().unwrap();
+    let url = catalog["token"]["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "compute")
+        .and_then(|s| {
+            s["endpoints"]
+                .as_array()?
+                .iter()
+                .find(|e| e["interface"] == "public")
+        })
+        .and_then(|e| e["url"].as_str())
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    Nova { url, token }
+}
+
+impl Nova {
+    fn call(&self, method: &str, path: &str, mv: &str, body: Option<Value>) -> (u16, Value) {
+        let r = ureq::request(method, &format!("{}{path}", self.url))
+            .set("X-Auth-Token", &self.token)
+            .set("OpenStack-API-Version", &format!("compute {mv}"));
+        let res = match body {
+            Some(b) => r.send_json(b),
+            None => r.call(),
+        };
+        match res {
+            Ok(resp) => (resp.status(), resp.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(c, resp)) => (c, resp.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    fn server(&self, id: &str) -> Value {
+        self.call("GET", &format!("/servers/{id}"), "2.80", None).1["server"].clone()
+    }
+
+    /// Boots a server on `host` and waits for it to be ACTIVE.
+    fn boot(&self, name: &str, host: &str) -> String {
+        let (status, body) = self.call(
+            "POST",
+            "/servers",
+            "2.74",
+            Some(
+                json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1",
+                                   "networks": "none", "host": host}}),
+            ),
+        );
+        assert_eq!(status, 202, "{body}");
+        let id = body["server"]["id"].as_str().unwrap().to_string();
+        wait_for(Duration::from_secs(60), || {
+            let s = self.server(&id);
+            assert_ne!(s["status"], "ERROR", "{s}");
+            (s["status"] == "ACTIVE").then_some(())
+        });
+        id
+    }
+
+    fn host_of(&self, id: &str) -> String {
+        self.server(id)["OS-EXT-SRV-ATTR:host"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn migrations(&self, id: &str) -> Vec<Value> {
+        self.call(
+            "GET",
+            &format!("/os-migrations?instance_uuid={id}"),
+            "2.80",
+            None,
+        )
+        .1["migrations"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn service_enabled(&self, host: &str) -> bool {
+        self.call(
+            "GET",
+            &format!("/os-services?binary=nova-compute&host={host}"),
+            "2.53",
+            None,
+        )
+        .1["services"][0]["status"]
+            == "enabled"
+    }
+
+    /// A clean slate: both hosts enabled, no test server left over.
+    fn reset(&self) {
+        let (_, services) = self.call("GET", "/os-services?binary=nova-compute", "2.53", None);
+        for s in services["services"].as_array().unwrap() {
+            if s["status"] != "enabled" {
+                self.call(
+                    "PUT",
+                    &format!("/os-services/{}", s["id"].as_str().unwrap()),
+                    "2.53",
+                    Some(json!({"status": "enabled"})),
+                );
+            }
+        }
+        let (_, servers) = self.call("GET", "/servers?all_tenants=1", "2.80", None);
+        let ours: Vec<String> = servers["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"].as_str().unwrap_or("").starts_with("wtest-"))
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect();
+        for id in &ours {
+            self.call("DELETE", &format!("/servers/{id}"), "2.80", None);
+        }
+        wait_for(Duration::from_secs(60), || {
+            ours.iter()
+                .all(|id| self.call("GET", &format!("/servers/{id}"), "2.80", None).0 == 404)
+                .then_some(())
+        });
+    }
+}
+
+/// watcherd on the real cloud; it polls Nova every 250 ms, not at the
+/// simulated cloud's test pace.
+fn start(name: &str, applier_extra: &str) -> Daemon {
+    let dir = temp_dir(name);
+    let config = dir.join("watcherd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\ncloud = \"openstack\"\n\n\
+             [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 250\nshutdown_grace_secs = 0.5\n{applier_extra}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    Daemon::start_with_config(&dir, config, None)
+}
+
+fn wait_plan(d: &Daemon, plan: &str, states: &[&str]) -> Value {
+    wait_for(Duration::from_secs(120), || {
+        let p = d.plan(plan);
+        states.contains(&p["state"].as_str().unwrap()).then_some(p)
+    })
+}
+
+fn action_states(d: &Daemon, plan: &str) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = d
+        .actions(plan)
+        .iter()
+        .map(|a| {
+            (
+                a["action_type"].as_str().unwrap().to_string(),
+                a["input_parameters"]["resource_name"]
+                    .as_str()
+                    .or(a["input_parameters"]["resource_id"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                a["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn the_data_model_comes_from_nova() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-model", "compute1");
+    let d = start("os-model", "");
+    let model = d.get("/v1/data_model");
+    let ctx = model["context"].as_array().unwrap();
+    let entry = ctx
+        .iter()
+        .find(|e| e["server_uuid"] == vm.as_str())
+        .unwrap_or_else(|| panic!("{model}"));
+    assert_eq!(entry["node_hostname"], "compute1");
+    assert_eq!(entry["server_flavor"], "m1.tiny");
+    assert_eq!(entry["server_vcpus"], 1);
+    assert!(ctx.iter().any(|e| e["node_hostname"] == "compute2"));
+    nova.reset();
+}
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn cancelling_host_maintenance_aborts_novas_live_migrations_and_restores_the_host() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vms = [
+        nova.boot("wtest-a", "compute1"),
+        nova.boot("wtest-b", "compute1"),
+    ];
+    let d = start("os-cancel", "rollback_on_cancel = true");
+    let plan = d.recommend(
+        "cluster_maintaining",
+        "host_maintenance",
+        json!({"maintenance_node": "compute1", "backup_node": "compute2"}),
+    );
+    d.start_plan(&plan);
+    // Cancel once Nova really runs one of the live migrations.
+    wait_for(Duration::from_secs(60), || {
+        vms.iter()
+            .flat_map(|v| nova.migrations(v))
+            .any(|m| m["migration_type"] == "live-migration" && m["status"] == "running")
+            .then_some(())
+    });
+    let (status, body) = d.patch_state(&plan, "CANCELLING");
+    assert_eq!(status, 200, "{body}");
+    let p = wait_plan(&d, &plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p} {:?}", d.actions(&plan));
+
+    // Our record and Nova's agree: every migration cancelled, the servers
+    // back on compute1, and compute1's service re-enabled by the rollback.
+    let states = action_states(&d, &plan);
+    assert!(
+        states.iter().all(|(_, _, s)| s == "CANCELLED"),
+        "{states:?}"
+    );
+    for vm in &vms {
+        let s = wait_for(Duration::from_secs(30), || {
+            let s = nova.server(vm);
+            s["OS-EXT-STS:task_state"].is_null().then_some(s)
+        });
+        assert_eq!(s["OS-EXT-SRV-ATTR:host"], "compute1", "{s}");
+        assert_eq!(s["status"], "ACTIVE");
+        let live: Vec<Value> = nova
+            .migrations(vm)
+            .into_iter()
+            .filter(|m| m["migration_type"] == "live-migration")
+            .collect();
+        assert!(live.iter().all(|m| m["status"] == "cancelled"), "{live:?}");
+    }
+    assert!(nova.service_enabled("compute1"));
+    let migrate = d
+        .actions(&plan)
+        .into_iter()
+        .find(|a| {
+            a["action_type"] == "migrate"
+                && a["status_message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("aborted"))
+        })
+        .expect("a migration says it was aborted");
+    assert!(
+        migrate["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("back on compute1"),
+        "{migrate}"
+    );
+    nova.reset();
+}
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn live_migration_resize_and_a_cancelled_cold_migration_end_as_nova_says() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-moves", "compute1");
+    let d = start("os-moves", "");
+
+    // A live migration that completes.
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "live", "resource_id": vm, "source_node": "compute1", "destination_node": "compute2"}}]));
+    d.start_plan(&plan);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    assert_eq!(nova.host_of(&vm), "compute2");
+    assert!(nova
+        .migrations(&vm)
+        .iter()
+        .any(|m| m["migration_type"] == "live-migration" && m["status"] == "completed"));
+
+    // A resize: VERIFY_RESIZE, then confirmed.
+    let plan = d.actuator(json!([{"action_type": "resize", "input_parameters": {
+        "resource_id": vm, "flavor": "m1.small"}}]));
+    d.start_plan(&plan);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    let s = wait_for(Duration::from_secs(30), || {
+        let s = nova.server(&vm);
+        (s["status"] == "ACTIVE" && s["OS-EXT-STS:task_state"].is_null()).then_some(s)
+    });
+    assert_eq!(s["flavor"]["original_name"], "m1.small", "{s}");
+
+    // A cold migration cancelled while it runs: Nova has no abort, so it is
+    // reverted once it reaches VERIFY_RESIZE, and the server stays put.
+    // (Nova resizes to another host unless allow_resize_to_same_host is set.)
+    let here = nova.host_of(&vm);
+    let there = if here == "compute1" {
+        "compute2"
+    } else {
+        "compute1"
+    };
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "cold", "resource_id": vm, "source_node": here, "destination_node": there}}]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "migrate", "ONGOING");
+    let (status, body) = d.patch_state(&plan, "CANCELLING");
+    assert_eq!(status, 200, "{body}");
+    let p = wait_plan(&d, &plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p} {:?}", d.actions(&plan));
+    let s = wait_for(Duration::from_secs(60), || {
+        let s = nova.server(&vm);
+        (s["status"] == "ACTIVE" && s["OS-EXT-STS:task_state"].is_null()).then_some(s)
+    });
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], here.as_str(), "{s}");
+    let cold = nova
+        .migrations(&vm)
+        .into_iter()
+        .filter(|m| m["migration_type"] == "migration")
+        .max_by_key(|m| m["id"].as_i64())
+        .unwrap();
+    assert_eq!(cold["status"], "reverted", "{cold}");
+    nova.reset();
+}
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn a_live_migration_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-crash", "compute1");
+    let mut d = start("os-crash", "");
+    let dir = d.dir.clone();
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "live", "resource_id": vm, "source_node": "compute1", "destination_node": "compute2"}}]));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(60), || {
+        nova.migrations(&vm)
+            .iter()
+            .any(|m| m["status"] == "running")
+            .then_some(())
+    });
+    d.kill9();
+
+    // The migration goes on in Nova; the restarted watcherd finds it through
+    // its journal and records how it really ended.
+    let config = dir.join("watcherd.toml");
+    let d = Daemon::start_with_config(&dir, config, None);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    assert_eq!(nova.host_of(&vm), "compute2");
+    let live: Vec<Value> = nova
+        .migrations(&vm)
+        .into_iter()
+        .filter(|m| m["migration_type"] == "live-migration")
+        .collect();
+    assert_eq!(live.len(), 1, "started once: {live:?}");
+    assert_eq!(live[0]["status"], "completed");
+    nova.reset();
+}
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn force_complete_above_makes_nova_finish_a_cancelled_live_migration() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-force", "compute1");
+    let d = start("os-force", "");
+    // The fake driver reports no progress figures, so only a threshold of 0
+    // can apply: every cancelled migration is finished rather than rolled back.
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": {
+        "migration_type": "live", "resource_id": vm, "source_node": "compute1",
+        "destination_node": "compute2", "force_complete_above": 0.0}}]));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(60), || {
+        nova.migrations(&vm)
+            .iter()
+            .any(|m| m["status"] == "running")
+            .then_some(())
+    });
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    let p = wait_plan(&d, &plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    // Nothing was undone, but the operator's cancel is what ended the plan.
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    let a = &d.actions(&plan)[0];
+    assert_eq!(a["state"], "SUCCEEDED", "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("forced to complete on compute2"),
+        "{a}"
+    );
+    assert_eq!(nova.host_of(&vm), "compute2");
+    let live = nova
+        .migrations(&vm)
+        .into_iter()
+        .find(|m| m["migration_type"] == "live-migration")
+        .unwrap();
+    assert_eq!(live["status"], "completed", "{live}");
+    nova.reset();
+}
