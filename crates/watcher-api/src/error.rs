@@ -38,6 +38,8 @@ impl From<StoreError> for ApiError {
                 ApiError::not_found(format!("{kind} {id} could not be found"))
             }
             StoreError::Conflict { .. }
+            | StoreError::NameTaken { .. }
+            | StoreError::LeaseLost { .. }
             | StoreError::PlanNotRunning { .. }
             | StoreError::NotOwner { .. } => ApiError::conflict(e.to_string()),
             StoreError::IllegalTransition { .. } | StoreError::Invalid(_) => {

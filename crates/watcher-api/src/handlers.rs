@@ -871,8 +871,8 @@ pub async fn patch_plan(
             Ok(p) => return Ok(Json(views::action_plan(&p, &base, true, ver)).into_response()),
             Err(StoreError::Conflict { current: now, .. }) => {
                 current = now
-                    .parse()
-                    .map_err(|_| ApiError::conflict("The action plan changed state; retry."))?;
+                    .plan()
+                    .ok_or_else(|| ApiError::conflict("The action plan changed state; retry."))?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -1516,8 +1516,8 @@ async fn template_fields(
 
 fn template_conflict(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict { id, .. } => {
-            ApiError::conflict(format!("An audit_template with name {id} already exists"))
+        StoreError::NameTaken { name, .. } => {
+            ApiError::conflict(format!("An audit_template with name {name} already exists"))
         }
         other => other.into(),
     }

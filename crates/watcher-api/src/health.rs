@@ -18,7 +18,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
-use watcher_core::{Entity, HistoryEntry};
+use watcher_core::{ActionPlanState, ActionState, EntityState, HistoryEntry};
 
 /// Upper bounds (seconds) of the action-duration buckets.
 const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
@@ -100,7 +100,7 @@ impl Tally {
             };
             let ended: Vec<Uuid> = rows
                 .iter()
-                .filter(|r| r.entity == Entity::Action && is_end(r))
+                .filter(|r| r.ends_action_run())
                 .map(|r| r.uuid)
                 .collect();
             let types = state.store.action_types(ended).await?;
@@ -114,18 +114,16 @@ impl Tally {
     }
 
     fn feed(&mut self, r: &HistoryEntry, types: &HashMap<Uuid, String>) {
-        if r.entity == Entity::ActionPlan
-            && r.from_state.as_deref() == Some(r.to_state.as_str())
-            && r.reason.contains("taken over by")
-        {
+        use ActionPlanState as P;
+        if r.is_takeover() {
             self.takeovers += 1;
             return;
         }
-        match r.entity {
-            Entity::Action if r.to_state == "ONGOING" => {
+        match (r.from_state, r.to_state) {
+            (_, EntityState::Action(ActionState::Ongoing)) => {
                 self.started.insert(r.uuid, r.at);
             }
-            Entity::Action if is_end(r) => {
+            _ if r.ends_action_run() => {
                 if let Some(t0) = self.started.remove(&r.uuid) {
                     let ty = types
                         .get(&r.uuid)
@@ -138,10 +136,10 @@ impl Tally {
                         .observe(DURATION_BUCKETS, secs);
                 }
             }
-            Entity::ActionPlan if r.to_state == "CANCELLING" => {
+            (_, EntityState::ActionPlan(P::Cancelling)) => {
                 self.cancelling.insert(r.uuid, r.at);
             }
-            Entity::ActionPlan if r.from_state.as_deref() == Some("CANCELLING") => {
+            (Some(EntityState::ActionPlan(P::Cancelling)), _) => {
                 if let Some(t0) = self.cancelling.remove(&r.uuid) {
                     let secs = (r.at - t0).num_microseconds().unwrap_or(0) as f64 / 1e6;
                     self.cancel_latency.observe(CANCEL_BUCKETS, secs);
@@ -150,12 +148,6 @@ impl Tally {
             _ => {}
         }
     }
-}
-
-/// An action's run ends when it leaves ONGOING or CANCELLING for a final state.
-fn is_end(r: &HistoryEntry) -> bool {
-    matches!(r.from_state.as_deref(), Some("ONGOING" | "CANCELLING"))
-        && matches!(r.to_state.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED")
 }
 
 /// 200 when the database answers, 503 otherwise, with what each part says.

@@ -24,7 +24,7 @@ use tracing::{info, warn, Instrument};
 use uuid::Uuid;
 use watcher_cloud::{Cloud, OperationId};
 use watcher_core::actions::ActionTypeError;
-use watcher_core::{Action, ActionPlan, ActionPlanState, ActionState, Actor};
+use watcher_core::{Action, ActionPlan, ActionPlanState, ActionState, Actor, EntityState};
 use watcher_store::{PlanUpdate, Store, StoreError};
 
 /// How a plan run ended.
@@ -841,7 +841,8 @@ impl PlanRunner {
                 Ok(to)
             }
             Err(StoreError::Conflict { current, .. })
-                if current == "CANCELLING" && from == ActionPlanState::Ongoing =>
+                if current == EntityState::ActionPlan(ActionPlanState::Cancelling)
+                    && from == ActionPlanState::Ongoing =>
             {
                 // The cancel arrived after the last action had settled: nothing was left to abort.
                 let message = format!("Cancel arrived after every action had finished. {message}");

@@ -1047,7 +1047,7 @@ mod tests {
         let op = cloud.live_migrate(VM, Some("compute-2")).await.unwrap();
         tokio::time::advance(Duration::from_millis(7_600)).await;
         let err = cloud.abort(&op).await.unwrap_err();
-        assert!(matches!(err, CloudError::Conflict(_)), "{err}");
+        assert!(matches!(err, CloudError::PastPointOfNoReturn(_)), "{err}");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
             cloud.operation(&op).await.unwrap(),

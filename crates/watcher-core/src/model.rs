@@ -134,8 +134,94 @@ impl Entity {
     }
 }
 
+impl Entity {
+    /// The record's name in messages and error bodies ("ActionPlan", ...).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Entity::ActionPlan => "ActionPlan",
+            Entity::Action => "Action",
+            Entity::Audit => "Audit",
+        }
+    }
+}
+
+/// A state of one of the three state machines, with the machine it
+/// belongs to: what the store saw or expected, and what history rows hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityState {
+    ActionPlan(ActionPlanState),
+    Action(ActionState),
+    Audit(AuditState),
+}
+
+impl EntityState {
+    pub fn entity(self) -> Entity {
+        match self {
+            EntityState::ActionPlan(_) => Entity::ActionPlan,
+            EntityState::Action(_) => Entity::Action,
+            EntityState::Audit(_) => Entity::Audit,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityState::ActionPlan(s) => s.as_str(),
+            EntityState::Action(s) => s.as_str(),
+            EntityState::Audit(s) => s.as_str(),
+        }
+    }
+
+    /// `s` read as a state of `entity`'s machine.
+    pub fn parse(entity: Entity, s: &str) -> Option<EntityState> {
+        match entity {
+            Entity::ActionPlan => s.parse().ok().map(EntityState::ActionPlan),
+            Entity::Action => s.parse().ok().map(EntityState::Action),
+            Entity::Audit => s.parse().ok().map(EntityState::Audit),
+        }
+    }
+
+    /// The plan state, for a plan's row.
+    pub fn plan(self) -> Option<ActionPlanState> {
+        match self {
+            EntityState::ActionPlan(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Written as its name ("ONGOING"), as the API and notifications show states.
+impl Serialize for EntityState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for EntityState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ActionPlanState> for EntityState {
+    fn from(s: ActionPlanState) -> Self {
+        EntityState::ActionPlan(s)
+    }
+}
+
+impl From<ActionState> for EntityState {
+    fn from(s: ActionState) -> Self {
+        EntityState::Action(s)
+    }
+}
+
+impl From<AuditState> for EntityState {
+    fn from(s: AuditState) -> Self {
+        EntityState::Audit(s)
+    }
+}
+
 /// One state change, written in the same transaction as the change itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
     pub seq: i64,
     pub entity: Entity,
@@ -143,11 +229,33 @@ pub struct HistoryEntry {
     /// The plan the row belongs to (the plan itself for plan rows); None for audits.
     pub action_plan_uuid: Option<Uuid>,
     /// None when the record was created in `to`.
-    pub from_state: Option<String>,
-    pub to_state: String,
+    pub from_state: Option<EntityState>,
+    pub to_state: EntityState,
     pub actor: Actor,
     pub reason: String,
     pub at: DateTime<Utc>,
+}
+
+impl HistoryEntry {
+    /// Whether this row records a plan taken over by another applier (its
+    /// lease ran out). Such a row is the only plan row whose state does not
+    /// change: the plan keeps its state and changes hands.
+    pub fn is_takeover(&self) -> bool {
+        self.entity == Entity::ActionPlan && self.from_state == Some(self.to_state)
+    }
+
+    /// Whether this row ends an action's run: it leaves ONGOING or
+    /// CANCELLING for a final state.
+    pub fn ends_action_run(&self) -> bool {
+        use ActionState as A;
+        matches!(
+            (self.from_state, self.to_state),
+            (
+                Some(EntityState::Action(A::Ongoing | A::Cancelling)),
+                EntityState::Action(A::Succeeded | A::Failed | A::Cancelled)
+            )
+        )
+    }
 }
 
 /// A new action as a planner hands it to the store.

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use watcher_core::{Action, ActionPlan, Audit, Entity, HistoryEntry, Strategy};
+use watcher_core::{Action, ActionPlan, Audit, Entity, EntityState, HistoryEntry, Strategy};
 use watcher_store::Store;
 
 /// One notification, ready to go in oslo.messaging's v2 envelope.
@@ -170,9 +170,13 @@ pub async fn render(
     // oslo's format: str(datetime.utcnow()).
     let timestamp = row.at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
     let mut out = vec![];
-    for (k, (event, priority)) in events(row.entity, row.from_state.as_deref(), &row.to_state)
-        .into_iter()
-        .enumerate()
+    for (k, (event, priority)) in events(
+        row.entity,
+        row.from_state.map(EntityState::as_str),
+        row.to_state.as_str(),
+    )
+    .into_iter()
+    .enumerate()
     {
         let payload = payload(store, row, &event).await;
         out.push(Notification {

@@ -38,7 +38,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use uuid::Uuid;
-use watcher_core::{ActionPlanState, ActionState, AuditState, UnknownState};
+use watcher_core::{ActionPlanState, ActionState, AuditState, EntityState, UnknownState};
 
 /// Errors of the store. Conflicts and illegal transitions are expected
 /// outcomes that callers turn into API errors; `Unavailable` passes when the
@@ -48,15 +48,21 @@ pub enum StoreError {
     #[error("{kind} {id} could not be found")]
     NotFound { kind: &'static str, id: String },
     /// The compare-and-set lost: the row is not in the state the caller expected.
-    #[error("{kind} {id} is {current}, expected {expected}")]
+    #[error("{} {id} is {current}, expected {expected}", expected.entity().kind())]
     Conflict {
-        kind: &'static str,
         id: String,
-        expected: String,
-        current: String,
+        expected: EntityState,
+        current: EntityState,
     },
+    /// A name that must be unique is taken by a live record.
+    #[error("{kind} name {name} is taken")]
+    NameTaken { kind: &'static str, name: String },
+    /// Another applier took the plan over, or it finished, before this
+    /// takeover's compare-and-set.
+    #[error("action plan {plan} was taken over or finished meanwhile (it was leased to {holder})")]
+    LeaseLost { plan: Uuid, holder: String },
     #[error("State transition not allowed: ({from} -> {to})")]
-    IllegalTransition { from: String, to: String },
+    IllegalTransition { from: EntityState, to: EntityState },
     /// An action may only start while its plan is ONGOING: this is how a
     /// cancel written by the API stops the applier from starting anything.
     #[error("action plan {plan} is {state}; no action may start")]

@@ -138,17 +138,18 @@ pub struct PlanUpdate {
     pub lease_until: Option<i64>,
 }
 
-const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid, s.uuid, s.name, x.state, \
+const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid AS audit_uuid, s.uuid AS strategy_uuid, s.name AS strategy_name, x.state, \
     x.efficacy_indicators, x.global_efficacy, x.hostname, x.status_message, \
     x.created_at, x.updated_at, x.deleted_at \
     FROM action_plans x JOIN audits a ON a.id = x.audit_id JOIN strategies s ON s.id = x.strategy_id";
 
-const ACTION_SELECT: &str = "SELECT x.id, x.uuid, p.uuid, x.action_type, x.input_parameters, \
+const ACTION_SELECT: &str =
+    "SELECT x.id, x.uuid, p.uuid AS action_plan_uuid, x.action_type, x.input_parameters, \
     x.parents, x.state, x.status_message, x.created_at, x.updated_at, x.deleted_at \
     FROM actions x JOIN action_plans p ON p.id = x.action_plan_id";
 
-const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, g.uuid, g.name, \
-    s.uuid, s.name, x.parameters, x.interval, x.scope, x.auto_trigger, x.force, \
+const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, g.uuid AS goal_uuid, \
+    g.name AS goal_name, s.uuid AS strategy_uuid, s.name AS strategy_name, x.parameters, x.interval, x.scope, x.auto_trigger, x.force, \
     x.next_run_time, x.start_time, x.end_time, x.hostname, x.status_message, \
     x.created_at, x.updated_at, x.deleted_at, x.triggered \
     FROM audits x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
@@ -156,150 +157,161 @@ const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, 
 const SERVICE_SELECT: &str = "SELECT x.id, x.name, x.host, x.last_seen_up, x.created_at, \
     x.updated_at, x.deleted_at FROM services x";
 
-const TEMPLATE_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.description, x.goal_id, g.uuid, g.name, \
-    x.strategy_id, s.uuid, s.name, x.scope, x.default_parameters, x.created_at, x.updated_at, x.deleted_at \
+const TEMPLATE_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.description, x.goal_id, g.uuid AS goal_uuid, \
+    g.name AS goal_name, x.strategy_id, s.uuid AS strategy_uuid, s.name AS strategy_name, x.scope, x.default_parameters, x.created_at, x.updated_at, x.deleted_at \
     FROM audit_templates x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
 
 const GOAL_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, \
     x.efficacy_specification, x.created_at, x.updated_at FROM goals x";
 
 const STRATEGY_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, x.goal_id, \
-    g.uuid, g.name, x.parameters_spec, x.created_at \
+    g.uuid AS goal_uuid, g.name AS goal_name, x.parameters_spec, x.created_at \
     FROM strategies x JOIN goals g ON g.id = x.goal_id";
 
 fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
     Ok(ActionPlan {
-        id: row.get(0)?,
-        uuid: row.uuid(1)?,
-        audit_uuid: row.uuid(2)?,
-        strategy_uuid: row.uuid(3)?,
-        strategy_name: row.get(4)?,
-        state: row.parsed(5)?,
-        efficacy_indicators: row.json(6)?,
-        global_efficacy: row.json(7)?,
-        hostname: row.get(8)?,
-        status_message: row.get(9)?,
-        created_at: row.time(10)?,
-        updated_at: row.opt_time(11)?,
-        deleted_at: row.opt_time(12)?,
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        audit_uuid: row.uuid("audit_uuid")?,
+        strategy_uuid: row.uuid("strategy_uuid")?,
+        strategy_name: row.get("strategy_name")?,
+        state: row.parsed("state")?,
+        efficacy_indicators: row.json("efficacy_indicators")?,
+        global_efficacy: row.json("global_efficacy")?,
+        hostname: row.get("hostname")?,
+        status_message: row.get("status_message")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
+        deleted_at: row.opt_time("deleted_at")?,
     })
 }
 
 fn action_from_row(row: &Row) -> Result<Action, StoreError> {
     Ok(Action {
-        id: row.get(0)?,
-        uuid: row.uuid(1)?,
-        action_plan_uuid: row.uuid(2)?,
-        action_type: row.get(3)?,
-        input_parameters: row.json(4)?,
-        parents: row.json(5)?,
-        state: row.parsed(6)?,
-        status_message: row.get(7)?,
-        created_at: row.time(8)?,
-        updated_at: row.opt_time(9)?,
-        deleted_at: row.opt_time(10)?,
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        action_plan_uuid: row.uuid("action_plan_uuid")?,
+        action_type: row.get("action_type")?,
+        input_parameters: row.json("input_parameters")?,
+        parents: row.json("parents")?,
+        state: row.parsed("state")?,
+        status_message: row.get("status_message")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
+        deleted_at: row.opt_time("deleted_at")?,
     })
 }
 
 fn audit_from_row(row: &Row) -> Result<Audit, StoreError> {
     Ok(Audit {
-        id: row.get(0)?,
-        uuid: row.uuid(1)?,
-        name: row.get(2)?,
-        audit_type: row.parsed(3)?,
-        state: row.parsed(4)?,
-        goal_uuid: row.uuid(5)?,
-        goal_name: row.get(6)?,
-        strategy_uuid: row.opt_uuid(7)?,
-        strategy_name: row.get(8)?,
-        parameters: row.json(9)?,
-        interval: row.get(10)?,
-        scope: row.json(11)?,
-        auto_trigger: row.get(12)?,
-        force: row.get(13)?,
-        next_run_time: row.opt_time(14)?,
-        start_time: row.opt_time(15)?,
-        end_time: row.opt_time(16)?,
-        hostname: row.get(17)?,
-        status_message: row.get(18)?,
-        created_at: row.time(19)?,
-        updated_at: row.opt_time(20)?,
-        deleted_at: row.opt_time(21)?,
-        triggered: row.get(22)?,
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        name: row.get("name")?,
+        audit_type: row.parsed("audit_type")?,
+        state: row.parsed("state")?,
+        goal_uuid: row.uuid("goal_uuid")?,
+        goal_name: row.get("goal_name")?,
+        strategy_uuid: row.opt_uuid("strategy_uuid")?,
+        strategy_name: row.get("strategy_name")?,
+        parameters: row.json("parameters")?,
+        interval: row.get("interval")?,
+        scope: row.json("scope")?,
+        auto_trigger: row.get("auto_trigger")?,
+        force: row.get("force")?,
+        next_run_time: row.opt_time("next_run_time")?,
+        start_time: row.opt_time("start_time")?,
+        end_time: row.opt_time("end_time")?,
+        hostname: row.get("hostname")?,
+        status_message: row.get("status_message")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
+        deleted_at: row.opt_time("deleted_at")?,
+        triggered: row.get("triggered")?,
     })
 }
 
 fn service_from_row(row: &Row) -> Result<ServiceRecord, StoreError> {
     Ok(ServiceRecord {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        host: row.get(2)?,
-        last_seen_up: row.opt_time(3)?,
-        created_at: row.time(4)?,
-        updated_at: row.opt_time(5)?,
-        deleted_at: row.opt_time(6)?,
+        id: row.get("id")?,
+        name: row.get("name")?,
+        host: row.get("host")?,
+        last_seen_up: row.opt_time("last_seen_up")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
+        deleted_at: row.opt_time("deleted_at")?,
     })
 }
 
 fn template_from_row(row: &Row) -> Result<AuditTemplate, StoreError> {
-    let defaults: Option<String> = row.get(11)?;
+    let defaults: Option<String> = row.get("default_parameters")?;
     Ok(AuditTemplate {
-        id: row.get(0)?,
-        uuid: row.uuid(1)?,
-        name: row.get(2)?,
-        description: row.get(3)?,
-        goal_id: row.get(4)?,
-        goal_uuid: row.uuid(5)?,
-        goal_name: row.get(6)?,
-        strategy_id: row.get(7)?,
-        strategy_uuid: row.opt_uuid(8)?,
-        strategy_name: row.get(9)?,
-        scope: row.json(10)?,
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        name: row.get("name")?,
+        description: row.get("description")?,
+        goal_id: row.get("goal_id")?,
+        goal_uuid: row.uuid("goal_uuid")?,
+        goal_name: row.get("goal_name")?,
+        strategy_id: row.get("strategy_id")?,
+        strategy_uuid: row.opt_uuid("strategy_uuid")?,
+        strategy_name: row.get("strategy_name")?,
+        scope: row.json("scope")?,
         default_parameters: defaults.and_then(|d| serde_json::from_str(&d).ok()),
-        created_at: row.time(12)?,
-        updated_at: row.opt_time(13)?,
-        deleted_at: row.opt_time(14)?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
+        deleted_at: row.opt_time("deleted_at")?,
     })
 }
 
 fn goal_from_row(row: &Row) -> Result<Goal, StoreError> {
     Ok(Goal {
-        id: row.get(0)?,
-        uuid: row.uuid(1)?,
-        name: row.get(2)?,
-        display_name: row.get(3)?,
-        efficacy_specification: row.json(4)?,
-        created_at: row.time(5)?,
-        updated_at: row.opt_time(6)?,
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        name: row.get("name")?,
+        display_name: row.get("display_name")?,
+        efficacy_specification: row.json("efficacy_specification")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
     })
 }
 
 fn strategy_from_row(row: &Row) -> Result<Strategy, StoreError> {
     Ok(Strategy {
-        id: row.get(0)?,
-        uuid: row.uuid(1)?,
-        name: row.get(2)?,
-        display_name: row.get(3)?,
-        goal_id: row.get(4)?,
-        goal_uuid: row.uuid(5)?,
-        goal_name: row.get(6)?,
-        parameters_spec: row.json(7)?,
-        created_at: row.time(8)?,
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        name: row.get("name")?,
+        display_name: row.get("display_name")?,
+        goal_id: row.get("goal_id")?,
+        goal_uuid: row.uuid("goal_uuid")?,
+        goal_name: row.get("goal_name")?,
+        parameters_spec: row.json("parameters_spec")?,
+        created_at: row.time("created_at")?,
     })
 }
 
 fn history_from_row(row: &Row) -> Result<HistoryEntry, StoreError> {
-    let entity: String = row.get(1)?;
+    let entity: String = row.get("entity")?;
+    let entity = Entity::parse(&entity)
+        .ok_or_else(|| StoreError::Corrupt(format!("history row of unknown entity {entity:?}")))?;
+    let state = |column: &str| -> Result<Option<EntityState>, StoreError> {
+        match row.get::<Option<String>>(column)? {
+            None => Ok(None),
+            Some(s) => EntityState::parse(entity, &s).map(Some).ok_or_else(|| {
+                StoreError::Corrupt(format!("history row: {s:?} is no {} state", entity.kind()))
+            }),
+        }
+    };
     Ok(HistoryEntry {
-        seq: row.get(0)?,
-        entity: Entity::parse(&entity).unwrap_or(Entity::Action),
-        uuid: row.uuid(2)?,
-        action_plan_uuid: row.opt_uuid(3)?,
-        from_state: row.get(4)?,
-        to_state: row.get(5)?,
-        actor: row.parsed(6)?,
-        reason: row.get(7)?,
-        at: row.time(8)?,
+        seq: row.get("seq")?,
+        entity,
+        uuid: row.uuid("uuid")?,
+        action_plan_uuid: row.opt_uuid("action_plan_uuid")?,
+        from_state: state("from_state")?,
+        to_state: state("to_state")?
+            .ok_or_else(|| StoreError::Corrupt("history row without to_state".into()))?,
+        actor: row.parsed("actor")?,
+        reason: row.get("reason")?,
+        at: row.time("at")?,
     })
 }
 
@@ -401,8 +413,8 @@ fn move_actions(
 ) -> Result<Vec<Uuid>, StoreError> {
     if !action_transition_allowed(from, to, actor) {
         return Err(StoreError::IllegalTransition {
-            from: from.to_string(),
-            to: to.to_string(),
+            from: from.into(),
+            to: to.into(),
         });
     }
     // Set-based: one history INSERT and one UPDATE for the whole group, so
@@ -824,10 +836,9 @@ impl Store {
             let current = get_audit_conn(conn, &uuid.to_string(), true)?;
             if n == 0 {
                 return Err(StoreError::Conflict {
-                    kind: "Audit",
                     id: uuid.to_string(),
-                    expected: state.to_string(),
-                    current: current.state.to_string(),
+                    expected: state.into(),
+                    current: current.state.into(),
                 });
             }
             Ok(current)
@@ -850,7 +861,10 @@ impl Store {
         let reason = reason.to_string();
         self.write(move |conn, events| {
             if !audit_transition_allowed(from, to, actor) {
-                return Err(StoreError::IllegalTransition { from: from.to_string(), to: to.to_string() });
+                return Err(StoreError::IllegalTransition {
+            from: from.into(),
+            to: to.into(),
+        });
             }
             let now = now_micros();
             let deleted_at = (to == AuditState::Deleted).then_some(now);
@@ -872,10 +886,9 @@ impl Store {
             if n == 0 {
                 let current = get_audit_conn(conn, &uuid.to_string(), false)?;
                 return Err(StoreError::Conflict {
-                    kind: "Audit",
                     id: uuid.to_string(),
-                    expected: from.to_string(),
-                    current: current.state.to_string(),
+                    expected: from.into(),
+                    current: current.state.into(),
                 });
             }
             record_history(conn, Entity::Audit, uuid, None, Some(from.as_str()), to.as_str(), actor, &reason, now)?;
@@ -896,10 +909,9 @@ impl Store {
             let audit = get_audit_conn(conn, &new.audit_uuid.to_string(), false)?;
             if audit.state != AuditState::Ongoing {
                 return Err(StoreError::Conflict {
-                    kind: "Audit",
                     id: audit.uuid.to_string(),
-                    expected: "ONGOING".into(),
-                    current: audit.state.to_string(),
+                    expected: AuditState::Ongoing.into(),
+                    current: audit.state.into(),
                 });
             }
             let continuous = audit.audit_type == AuditType::Continuous;
@@ -1541,11 +1553,9 @@ impl Store {
                 args![to_host, until, now, uuid.to_string(), from_host],
             )?;
             if n == 0 {
-                return Err(StoreError::Conflict {
-                    kind: "ActionPlan",
-                    id: uuid.to_string(),
-                    expected: format!("leased to {from_host}, expired"),
-                    current: "taken over or finished meanwhile".into(),
+                return Err(StoreError::LeaseLost {
+                    plan: uuid,
+                    holder: from_host,
                 });
             }
             let plan = get_plan_conn(conn, uuid, false)?;
@@ -1725,11 +1735,9 @@ fn write_template(
         |r| r.get(0),
     )?;
     if clash.is_some() {
-        return Err(StoreError::Conflict {
+        return Err(StoreError::NameTaken {
             kind: "AuditTemplate",
-            id: f.name.clone(),
-            expected: "a unique name".into(),
-            current: "taken".into(),
+            name: f.name.clone(),
         });
     }
     let defaults = f.default_parameters.as_ref().map(|d| d.to_string());
@@ -1773,8 +1781,8 @@ fn change_action(
 ) -> Result<(), StoreError> {
     if !action_transition_allowed(from, to, actor) {
         return Err(StoreError::IllegalTransition {
-            from: from.to_string(),
-            to: to.to_string(),
+            from: from.into(),
+            to: to.into(),
         });
     }
     let now = now_micros();
@@ -1802,10 +1810,9 @@ fn change_action(
                 id: uuid.to_string(),
             },
             Some(current) => StoreError::Conflict {
-                kind: "Action",
                 id: uuid.to_string(),
-                expected: from.to_string(),
-                current,
+                expected: from.into(),
+                current: EntityState::Action(current.parse()?),
             },
         });
     }
@@ -1843,8 +1850,8 @@ fn transition_plan_conn(
     use ActionPlanState as P;
     if !plan_transition_allowed(from, to, actor) {
         return Err(StoreError::IllegalTransition {
-            from: from.to_string(),
-            to: to.to_string(),
+            from: from.into(),
+            to: to.into(),
         });
     }
     let now = now_micros();
@@ -1866,10 +1873,9 @@ fn transition_plan_conn(
     if n == 0 {
         let current = plan_state(conn, uuid)?;
         return Err(StoreError::Conflict {
-            kind: "ActionPlan",
             id: uuid.to_string(),
-            expected: from.to_string(),
-            current: current.to_string(),
+            expected: from.into(),
+            current: current.into(),
         });
     }
     record_history(

@@ -11,6 +11,7 @@ use super::StoreError;
 use postgres::types::{IsNull, ToSql, Type};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A value bound to a statement or read from a row. Booleans are integers
@@ -101,9 +102,30 @@ impl IntoArgs for () {
     }
 }
 
-/// A row read from either database, its columns in select order.
+/// A row read from either database: its values, and the names of its
+/// columns (shared by every row of one query). Records are read by column
+/// name, so a SELECT can gain or reorder columns without shifting them.
 #[derive(Debug, Clone)]
-pub(crate) struct Row(Vec<Value>);
+pub(crate) struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+/// How a row's column is named: by its name (records), or by its position
+/// (one-column scalar queries).
+pub(crate) trait Column: Copy + std::fmt::Display {
+    fn position(self, columns: &[String]) -> Option<usize>;
+}
+impl Column for usize {
+    fn position(self, columns: &[String]) -> Option<usize> {
+        (self < columns.len()).then_some(self)
+    }
+}
+impl Column for &str {
+    fn position(self, columns: &[String]) -> Option<usize> {
+        columns.iter().position(|c| c == self)
+    }
+}
 
 pub(crate) trait FromValue: Sized {
     fn from_value(v: &Value) -> Option<Self>;
@@ -139,56 +161,59 @@ impl<T: FromValue> FromValue for Option<T> {
 }
 
 impl Row {
-    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, StoreError> {
-        let v = self
-            .0
-            .get(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("a row has no column {i}")))?;
+    pub fn get<T: FromValue>(&self, c: impl Column) -> Result<T, StoreError> {
+        let v = c
+            .position(&self.columns)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("a row has no column {c}")))?;
         T::from_value(v).ok_or_else(|| {
             StoreError::Corrupt(format!(
-                "column {i} holds {v:?}, not a {}",
+                "column {c} holds {v:?}, not a {}",
                 std::any::type_name::<T>()
             ))
         })
     }
 
-    pub fn parsed<T: std::str::FromStr>(&self, i: usize) -> Result<T, StoreError>
+    pub fn parsed<T: std::str::FromStr>(&self, c: impl Column) -> Result<T, StoreError>
     where
         T::Err: std::fmt::Display,
     {
-        let s: String = self.get(i)?;
+        let s: String = self.get(c)?;
         s.parse()
-            .map_err(|e: T::Err| StoreError::Corrupt(format!("column {i} ({s:?}): {e}")))
+            .map_err(|e: T::Err| StoreError::Corrupt(format!("column {c} ({s:?}): {e}")))
     }
 
-    pub fn opt_parsed<T: std::str::FromStr>(&self, i: usize) -> Result<Option<T>, StoreError>
+    pub fn opt_parsed<T: std::str::FromStr>(&self, c: impl Column) -> Result<Option<T>, StoreError>
     where
         T::Err: std::fmt::Display,
     {
-        match self.get::<Option<String>>(i)? {
+        match self.get::<Option<String>>(c)? {
             None => Ok(None),
-            Some(_) => self.parsed(i).map(Some),
+            Some(_) => self.parsed(c).map(Some),
         }
     }
 
-    pub fn uuid(&self, i: usize) -> Result<Uuid, StoreError> {
-        self.parsed(i)
+    pub fn uuid(&self, c: impl Column) -> Result<Uuid, StoreError> {
+        self.parsed(c)
     }
 
-    pub fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>, StoreError> {
-        self.opt_parsed(i)
+    pub fn opt_uuid(&self, c: impl Column) -> Result<Option<Uuid>, StoreError> {
+        self.opt_parsed(c)
     }
 
-    pub fn time(&self, i: usize) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
-        Ok(super::from_micros(self.get(i)?))
+    pub fn time(&self, c: impl Column) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(super::from_micros(self.get(c)?))
     }
 
-    pub fn opt_time(&self, i: usize) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        Ok(self.get::<Option<i64>>(i)?.map(super::from_micros))
+    pub fn opt_time(
+        &self,
+        c: impl Column,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(self.get::<Option<i64>>(c)?.map(super::from_micros))
     }
 
-    pub fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, StoreError> {
-        let s: String = self.get(i)?;
+    pub fn json<T: serde::de::DeserializeOwned>(&self, c: impl Column) -> Result<T, StoreError> {
+        let s: String = self.get(c)?;
         Ok(serde_json::from_str(&s)?)
     }
 }
@@ -342,10 +367,10 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
     Ok(v.unwrap_or(Value::Null))
 }
 
-fn sqlite_row(row: &rusqlite::Row, columns: usize) -> rusqlite::Result<Row> {
+fn sqlite_row(row: &rusqlite::Row, columns: &Arc<[String]>) -> rusqlite::Result<Row> {
     use rusqlite::types::ValueRef;
-    let mut values = Vec::with_capacity(columns);
-    for i in 0..columns {
+    let mut values = Vec::with_capacity(columns.len());
+    for i in 0..columns.len() {
         values.push(match row.get_ref(i)? {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(i) => Value::Int(i),
@@ -356,7 +381,10 @@ fn sqlite_row(row: &rusqlite::Row, columns: usize) -> rusqlite::Result<Row> {
             }
         });
     }
-    Ok(Row(values))
+    Ok(Row {
+        columns: columns.clone(),
+        values,
+    })
 }
 
 impl PgConn {
@@ -446,17 +474,33 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => {
                 let mut st = c.prepare_cached(sql)?;
-                let columns = st.column_count();
+                let columns: Arc<[String]> =
+                    st.column_names().into_iter().map(String::from).collect();
                 let rows = st.query_map(rusqlite::params_from_iter(&args), |r| {
-                    sqlite_row(r, columns)
+                    sqlite_row(r, &columns)
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
             Conn::Postgres(c) => {
                 let rows = c.run(sql, &args, |client, st, params| client.query(st, params))?;
+                let Some(first) = rows.first() else {
+                    return Ok(vec![]);
+                };
+                let columns: Arc<[String]> = first
+                    .columns()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect();
                 rows.iter()
-                    .map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect())
-                    .map(|v: Result<Vec<Value>, StoreError>| v.map(Row))
+                    .map(|r| {
+                        let values = (0..r.len())
+                            .map(|i| pg_value(r, i))
+                            .collect::<Result<_, _>>()?;
+                        Ok(Row {
+                            columns: columns.clone(),
+                            values,
+                        })
+                    })
                     .collect()
             }
         }
@@ -539,17 +583,25 @@ mod tests {
 
     #[test]
     fn rows_convert_and_refuse_the_wrong_type() {
-        let row = Row(vec![
-            Value::Int(1),
-            Value::Null,
-            Value::Text("ONGOING".into()),
-        ]);
+        let row = Row {
+            columns: ["id", "deleted_at", "state"].map(String::from).into(),
+            values: vec![Value::Int(1), Value::Null, Value::Text("ONGOING".into())],
+        };
         assert!(row.get::<bool>(0).unwrap());
-        assert_eq!(row.get::<Option<i64>>(1).unwrap(), None);
+        assert_eq!(row.get::<Option<i64>>("deleted_at").unwrap(), None);
         assert_eq!(
-            row.parsed::<watcher_core::ActionPlanState>(2).unwrap(),
+            row.parsed::<watcher_core::ActionPlanState>("state")
+                .unwrap(),
             watcher_core::ActionPlanState::Ongoing
         );
-        assert!(matches!(row.get::<String>(0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            row.get::<String>("id"),
+            Err(StoreError::Corrupt(_))
+        ));
+        let err = row.get::<i64>("no_such_column").unwrap_err();
+        assert!(
+            err.to_string().contains("no column no_such_column"),
+            "{err}"
+        );
     }
 }
