@@ -7,10 +7,10 @@
 
 pub mod auth;
 mod error;
-mod handlers;
 pub mod health;
 pub mod openapi;
 pub mod policy;
+mod routes;
 pub mod version;
 mod views;
 
@@ -39,7 +39,7 @@ pub struct AppState {
 pub const MAX_BODY: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    use handlers::*;
+    use routes::*;
     let v1 = Router::new()
         .route("/", get(v1_root))
         .route(

@@ -78,6 +78,281 @@ struct Running {
 
 type PendingWrite = oneshot::Receiver<Result<(), StoreError>>;
 
+/// A plan's actions as a DAG: each node knows its children and how many
+/// parents it still waits on, and the hosts it touches (per-host limits).
+fn dag(actions: Vec<Action>) -> Vec<Node> {
+    let index: HashMap<Uuid, usize> = actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.uuid, i))
+        .collect();
+    let mut nodes: Vec<Node> = actions
+        .into_iter()
+        .map(|a| {
+            let hosts = watcher_core::actions::lookup(&a.action_type)
+                .map(|t| t.hosts(&a.input_parameters))
+                .unwrap_or_default();
+            Node {
+                action: a,
+                children: vec![],
+                waiting_on: 0,
+                hosts,
+            }
+        })
+        .collect();
+    for i in 0..nodes.len() {
+        let parents = nodes[i].action.parents.clone();
+        for p in parents.iter().filter_map(|p| index.get(p)) {
+            nodes[*p].children.push(i);
+            nodes[i].waiting_on += 1;
+        }
+    }
+    nodes
+}
+
+/// One run of one plan: the loop's state, and its steps as methods. The
+/// loop (`PlanRunner::run_inner`) only waits for the next event and hands
+/// it to a step.
+struct PlanRun<'a> {
+    runner: &'a PlanRunner,
+    plan: Uuid,
+    nodes: Vec<Node>,
+    /// Parent of every action's token; cancelled when the run ends.
+    scope: CancellationToken,
+    /// Where action tasks report.
+    tx: mpsc::UnboundedSender<(usize, Report)>,
+    running: HashMap<usize, Running>,
+    /// Writes queued without waiting; awaited before the plan's final state.
+    writes: Vec<PendingWrite>,
+    /// PENDING actions whose parents have all settled, by action type.
+    ready: HashMap<String, VecDeque<usize>>,
+    running_by_type: HashMap<String, usize>,
+    running_by_host: HashMap<String, usize>,
+    /// The plan is CANCELLING: start nothing, abort what runs.
+    cancelling: bool,
+    /// The cancel has been applied to the actions (once per run).
+    cancel_entered: bool,
+    /// watcherd is stopping: start nothing, let running actions finish.
+    shutting_down: bool,
+    /// When running actions are aborted because the shutdown grace is over.
+    grace_deadline: Option<tokio::time::Instant>,
+}
+
+impl PlanRun<'_> {
+    /// Settled actions release their children; actions a previous run left
+    /// ONGOING or CANCELLING are reconciled with the cloud (and followed if
+    /// still running there). Then the ready set is built, once.
+    async fn resume_interrupted_actions(&mut self) -> Result<(), StoreError> {
+        let mut released = vec![];
+        for i in 0..self.nodes.len() {
+            match self.nodes[i].action.state {
+                s if s.is_finished() => released.push(i),
+                ActionState::Ongoing | ActionState::Cancelling => {
+                    match self
+                        .runner
+                        .reconcile(&self.nodes[i].action, self.cancelling)
+                        .await?
+                    {
+                        Some(final_state) => {
+                            self.nodes[i].action.state = final_state;
+                            if final_state.is_finished() {
+                                released.push(i);
+                            }
+                        }
+                        None => self.follow(i).await?,
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Only count parents down here: the ready set is built once below, so
+        // no action is queued twice.
+        for i in released {
+            for c in self.nodes[i].children.clone() {
+                self.nodes[c].waiting_on = self.nodes[c].waiting_on.saturating_sub(1);
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.action.state == ActionState::Pending && n.waiting_on == 0 {
+                self.ready
+                    .entry(n.action.action_type.clone())
+                    .or_default()
+                    .push_back(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows action `i`, still running in the cloud after a restart, from
+    /// its journaled operation.
+    async fn follow(&mut self, i: usize) -> Result<(), StoreError> {
+        let runner = self.runner;
+        let action = &self.nodes[i].action;
+        let op = runner
+            .store
+            .journal(action.uuid)
+            .await?
+            .and_then(|j| j.operation_id);
+        let token = self.scope.child_token();
+        let cancelling = action.state == ActionState::Cancelling;
+        if cancelling {
+            token.cancel();
+        }
+        runner.spawn_action(action, i, token.clone(), op, self.tx.clone());
+        runner.take_slots(
+            &self.nodes[i],
+            &mut self.running_by_type,
+            &mut self.running_by_host,
+        );
+        self.running.insert(
+            i,
+            Running {
+                token,
+                cancelling,
+                interrupted: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// On the first look at a CANCELLING plan: PENDING actions become
+    /// CANCELLED, running ones CANCELLING with their tokens fired.
+    async fn enter_cancel_once(&mut self) -> Result<(), StoreError> {
+        if self.cancelling && !self.cancel_entered {
+            self.cancel_entered = true;
+            self.runner
+                .enter_cancel(
+                    self.plan,
+                    &mut self.nodes,
+                    &mut self.ready,
+                    &mut self.running,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn start_ready_actions(&mut self) {
+        if !self.cancelling && !self.shutting_down {
+            self.runner.start_ready(
+                &self.nodes,
+                &mut self.ready,
+                &mut self.running,
+                &mut self.running_by_type,
+                &mut self.running_by_host,
+                &self.scope,
+                &self.tx,
+            );
+        }
+    }
+
+    /// Nothing runs and nothing more will start.
+    fn is_over(&self) -> bool {
+        self.running.is_empty() && (self.ready.is_empty() || self.cancelling || self.shutting_down)
+    }
+
+    /// Records what action `i` reported. `Some` ends the run early: the
+    /// plan changed state under this applier.
+    async fn record(&mut self, i: usize, report: Report) -> Result<Option<RunEnd>, StoreError> {
+        let r = self.running.remove(&i);
+        self.runner.free_slots(
+            &self.nodes[i],
+            &mut self.running_by_type,
+            &mut self.running_by_host,
+        );
+        let from = match &r {
+            Some(r) if r.cancelling => ActionState::Cancelling,
+            _ => ActionState::Ongoing,
+        };
+        let interrupted = r.as_ref().is_some_and(|r| r.interrupted);
+        let settle = self
+            .runner
+            .record_report(
+                self.plan,
+                &mut self.nodes[i].action,
+                from,
+                report,
+                interrupted,
+                &mut self.writes,
+            )
+            .await?;
+        match settle {
+            Settle::Done => release_children(&mut self.nodes, i, &mut self.ready),
+            Settle::BackToPending => {}
+            Settle::PlanStopped => return self.after_refused_start(i).await,
+        }
+        Ok(None)
+    }
+
+    /// The store refused to start action `i`: find out why before going on.
+    async fn after_refused_start(&mut self, i: usize) -> Result<Option<RunEnd>, StoreError> {
+        let store = &self.runner.store;
+        match store.get_plan(self.plan, true).await?.state {
+            ActionPlanState::Ongoing => {
+                // The action itself was not PENDING any more: take the store's word.
+                let now = store
+                    .get_action(self.nodes[i].action.uuid, true)
+                    .await?
+                    .state;
+                self.nodes[i].action.state = now;
+                if now.is_finished() {
+                    release_children(&mut self.nodes, i, &mut self.ready);
+                }
+            }
+            ActionPlanState::Cancelling => self.cancelling = true,
+            other => {
+                warn!(state = %other, "plan changed state under the applier; stopping");
+                return Ok(Some(RunEnd::Interrupted));
+            }
+        }
+        Ok(None)
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.grace_deadline = Some(tokio::time::Instant::now() + self.runner.shutdown_grace);
+        info!(
+            running = self.running.len(),
+            "shutdown: starting nothing more, waiting for running actions"
+        );
+    }
+
+    fn abort_after_grace(&mut self) {
+        self.grace_deadline = None;
+        for r in self.running.values_mut() {
+            r.interrupted = true;
+            r.token.cancel();
+        }
+        warn!(
+            running = self.running.len(),
+            "shutdown grace period over: aborting running actions"
+        );
+    }
+
+    /// After the loop: wait for queued writes, then either leave the plan
+    /// for the next start (shutdown) or roll back and write its final state.
+    async fn conclude(mut self) -> Result<RunEnd, StoreError> {
+        for w in self.writes.drain(..) {
+            w.await.map_err(|_| StoreError::Closed)??;
+        }
+        let any = |pred: fn(ActionState) -> bool| self.nodes.iter().any(|n| pred(n.action.state));
+        if self.shutting_down && !self.cancelling && any(|s| s == ActionState::Pending) {
+            info!("plan interrupted by shutdown; it resumes at the next start");
+            return Ok(RunEnd::Interrupted);
+        }
+        if any(|s| matches!(s, ActionState::Ongoing | ActionState::Cancelling)) {
+            return Ok(RunEnd::Interrupted);
+        }
+        if self.cancelling && self.runner.rollback_on_cancel {
+            self.runner.roll_back(self.plan, &mut self.nodes).await?;
+        }
+        self.runner
+            .finish_plan(self.plan, &self.nodes, self.cancelling)
+            .await
+            .map(RunEnd::Finished)
+    }
+}
+
 impl PlanRunner {
     /// Runs `plan` (already ONGOING or CANCELLING and owned by this applier)
     /// to its end. `cancel` fires when the store says CANCELLING; `shutdown`
@@ -100,134 +375,40 @@ impl PlanRunner {
         cancel: CancellationToken,
         shutdown: CancellationToken,
     ) -> Result<RunEnd, StoreError> {
-        let plan_id = plan.uuid;
-        let actions = self.store.plan_actions(plan_id).await?;
-        let index: HashMap<Uuid, usize> = actions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.uuid, i))
-            .collect();
-        let mut nodes: Vec<Node> = actions
-            .into_iter()
-            .map(|a| {
-                let hosts = watcher_core::actions::lookup(&a.action_type)
-                    .map(|t| t.hosts(&a.input_parameters))
-                    .unwrap_or_default();
-                Node {
-                    action: a,
-                    children: vec![],
-                    waiting_on: 0,
-                    hosts,
-                }
-            })
-            .collect();
-        for i in 0..nodes.len() {
-            let parents = nodes[i].action.parents.clone();
-            for p in parents.iter().filter_map(|p| index.get(p)) {
-                nodes[*p].children.push(i);
-                nodes[i].waiting_on += 1;
-            }
-        }
-
+        let actions = self.store.plan_actions(plan.uuid).await?;
         // Action tokens hang under this scope, which is cancelled when this
         // function returns for any reason: no action task outlives its run.
         let scope = cancel.child_token();
         let _abort_on_exit = scope.clone().drop_guard();
         let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Report)>();
-        let mut running: HashMap<usize, Running> = HashMap::new();
-        let mut writes: Vec<PendingWrite> = Vec::new();
-        let mut ready: HashMap<String, VecDeque<usize>> = HashMap::new();
-        let mut running_by_type: HashMap<String, usize> = HashMap::new();
-        let mut running_by_host: HashMap<String, usize> = HashMap::new();
-        let mut cancelling = plan.state == ActionPlanState::Cancelling;
-
-        // Settled actions release their children; interrupted ones are reconciled.
-        let mut released = vec![];
-        #[allow(clippy::needless_range_loop)] // the body needs `nodes` mutably
-        for i in 0..nodes.len() {
-            match nodes[i].action.state {
-                s if s.is_finished() => released.push(i),
-                ActionState::Ongoing | ActionState::Cancelling => {
-                    match self.reconcile(&nodes[i].action, cancelling).await? {
-                        Some(final_state) => {
-                            nodes[i].action.state = final_state;
-                            if final_state.is_finished() {
-                                released.push(i);
-                            }
-                        }
-                        None => {
-                            // Still running in the cloud: follow it.
-                            let op = self
-                                .store
-                                .journal(nodes[i].action.uuid)
-                                .await?
-                                .and_then(|j| j.operation_id);
-                            let token = scope.child_token();
-                            let c = nodes[i].action.state == ActionState::Cancelling;
-                            if c {
-                                token.cancel();
-                            }
-                            self.spawn_action(&nodes[i].action, i, token.clone(), op, tx.clone());
-                            self.take_slots(&nodes[i], &mut running_by_type, &mut running_by_host);
-                            running.insert(
-                                i,
-                                Running {
-                                    token,
-                                    cancelling: c,
-                                    interrupted: false,
-                                },
-                            );
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Only count parents down here: the ready set is built once below, so
-        // no action is queued twice.
-        for i in released {
-            for c in nodes[i].children.clone() {
-                nodes[c].waiting_on = nodes[c].waiting_on.saturating_sub(1);
-            }
-        }
-        for (i, n) in nodes.iter().enumerate() {
-            if n.action.state == ActionState::Pending && n.waiting_on == 0 {
-                ready
-                    .entry(n.action.action_type.clone())
-                    .or_default()
-                    .push_back(i);
-            }
-        }
-
-        let mut shutting_down = false;
-        let mut cancel_entered = false;
-        let mut grace_deadline: Option<tokio::time::Instant> = None;
-
+        let mut run = PlanRun {
+            runner: self,
+            plan: plan.uuid,
+            nodes: dag(actions),
+            scope,
+            tx,
+            running: HashMap::new(),
+            writes: Vec::new(),
+            ready: HashMap::new(),
+            running_by_type: HashMap::new(),
+            running_by_host: HashMap::new(),
+            cancelling: plan.state == ActionPlanState::Cancelling,
+            cancel_entered: false,
+            shutting_down: false,
+            grace_deadline: None,
+        };
+        run.resume_interrupted_actions().await?;
         loop {
-            if !cancelling && cancel.is_cancelled() {
-                cancelling = true;
+            if !run.cancelling && cancel.is_cancelled() {
+                run.cancelling = true;
             }
-            if cancelling && !cancel_entered {
-                cancel_entered = true;
-                self.enter_cancel(plan_id, &mut nodes, &mut ready, &mut running)
-                    .await?;
-            }
-            if !cancelling && !shutting_down {
-                self.start_ready(
-                    &nodes,
-                    &mut ready,
-                    &mut running,
-                    &mut running_by_type,
-                    &mut running_by_host,
-                    &scope,
-                    &tx,
-                );
-            }
-            if running.is_empty() && (ready.is_empty() || cancelling || shutting_down) {
+            run.enter_cancel_once().await?;
+            run.start_ready_actions();
+            if run.is_over() {
                 break;
             }
             let grace = async {
-                match grace_deadline {
+                match run.grace_deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
@@ -237,82 +418,20 @@ impl PlanRunner {
                 Some((i, report)) = rx.recv() => {
                     // An abort may report before this loop has seen the cancel:
                     // record CANCELLING first so the outcome's transition is legal.
-                    if cancel.is_cancelled() && !cancel_entered {
-                        cancelling = true;
-                        cancel_entered = true;
-                        self.enter_cancel(plan_id, &mut nodes, &mut ready, &mut running).await?;
+                    if cancel.is_cancelled() {
+                        run.cancelling = true;
+                        run.enter_cancel_once().await?;
                     }
-                    let r = running.remove(&i);
-                    self.free_slots(&nodes[i], &mut running_by_type, &mut running_by_host);
-                    let from = match &r {
-                        Some(r) if r.cancelling => ActionState::Cancelling,
-                        _ => ActionState::Ongoing,
-                    };
-                    let interrupted = r.as_ref().is_some_and(|r| r.interrupted);
-                    match self.record_report(plan_id, &mut nodes[i].action, from, report, interrupted, &mut writes).await? {
-                        Settle::Done => release_children(&mut nodes, i, &mut ready),
-                        Settle::BackToPending => {}
-                        Settle::PlanStopped => {
-                            // The store refused a start: find out why before going on.
-                            match self.store.get_plan(plan_id, true).await?.state {
-                                ActionPlanState::Ongoing => {
-                                    // The action itself was not PENDING any more: take the store's word.
-                                    let now = self.store.get_action(nodes[i].action.uuid, true).await?.state;
-                                    nodes[i].action.state = now;
-                                    if now.is_finished() {
-                                        release_children(&mut nodes, i, &mut ready);
-                                    }
-                                }
-                                ActionPlanState::Cancelling => cancelling = true,
-                                other => {
-                                    warn!(state = %other, "plan changed state under the applier; stopping");
-                                    return Ok(RunEnd::Interrupted);
-                                }
-                            }
-                        }
+                    if let Some(end) = run.record(i, report).await? {
+                        return Ok(end);
                     }
                 }
-                _ = cancel.cancelled(), if !cancelling => { cancelling = true; }
-                _ = shutdown.cancelled(), if !shutting_down => {
-                    shutting_down = true;
-                    grace_deadline = Some(tokio::time::Instant::now() + self.shutdown_grace);
-                    info!(running = running.len(), "shutdown: starting nothing more, waiting for running actions");
-                }
-                _ = grace => {
-                    grace_deadline = None;
-                    for r in running.values_mut() {
-                        r.interrupted = true;
-                        r.token.cancel();
-                    }
-                    warn!(running = running.len(), "shutdown grace period over: aborting running actions");
-                }
+                _ = cancel.cancelled(), if !run.cancelling => run.cancelling = true,
+                _ = shutdown.cancelled(), if !run.shutting_down => run.begin_shutdown(),
+                _ = grace => run.abort_after_grace(),
             }
         }
-
-        for w in writes.drain(..) {
-            w.await.map_err(|_| StoreError::Closed)??;
-        }
-        if shutting_down
-            && !cancelling
-            && nodes.iter().any(|n| n.action.state == ActionState::Pending)
-        {
-            info!("plan interrupted by shutdown; it resumes at the next start");
-            return Ok(RunEnd::Interrupted);
-        }
-        if nodes.iter().any(|n| {
-            matches!(
-                n.action.state,
-                ActionState::Ongoing | ActionState::Cancelling
-            )
-        }) {
-            return Ok(RunEnd::Interrupted);
-        }
-        if cancelling && self.rollback_on_cancel {
-            self.roll_back(plan_id, &mut nodes).await?;
-        }
-        self.finish_plan(plan_id, &nodes, cancelling)
-            .await
-            .map(RunEnd::Finished)
+        run.conclude().await
     }
 
     /// What a plugin needs to act on `action`.

@@ -24,11 +24,28 @@
 //! the writer on SQLite). An in-memory database has a single connection, so
 //! its reads go through the writer thread too.
 
-mod operations;
 mod schema;
 pub(crate) mod sql;
 
-pub use operations::*;
+// The queries and state changes, by noun; each public method is one
+// transaction.
+mod actions;
+mod audits;
+mod catalogue;
+mod history;
+mod journal;
+mod listing;
+mod plans;
+mod services;
+mod templates;
+
+pub use actions::*;
+pub use audits::*;
+pub use history::*;
+pub use journal::*;
+pub use listing::*;
+pub use plans::*;
+pub use templates::*;
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::OpenFlags;

@@ -1,0 +1,220 @@
+//! `/v1/action_plans`: list, show, update (upstream's PATCH, cancel included), start, delete, and
+//! our history.
+
+use super::*;
+
+// ----- action plans ---------------------------------------------------------------
+
+pub(super) const PLAN_SORT: &[(&str, &str)] = &[
+    ("uuid", "x.uuid"),
+    ("state", "x.state"),
+    ("audit_uuid", "a.uuid"),
+    ("strategy_uuid", "s.uuid"),
+    ("strategy_name", "s.name"),
+    ("created_at", "x.created_at"),
+    ("updated_at", "x.updated_at"),
+];
+
+pub async fn list_plans(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state,
+        q,
+        headers,
+        ver,
+    } = r;
+    let page = page(&q, &headers, PLAN_SORT, detail)?;
+    let filter = PlanFilter {
+        audit_uuid: q
+            .get("audit_uuid")
+            .map(|a| parse_uuid("audit_uuid", a))
+            .transpose()?,
+        strategy: q.get("strategy").cloned(),
+    };
+    let list = state.store.list_plans(filter, page.query.clone()).await?;
+
+    Ok(collection(
+        "action_plans",
+        &list,
+        |p| p.uuid,
+        |p| views::action_plan(p, &page.base, detail, ver),
+        &page,
+    ))
+}
+
+pub async fn show_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(v): Extension<Version>,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let p = s.store.get_plan(uuid, show_deleted(&h)).await?;
+    Ok(Json(views::action_plan(&p, &base_url(&h), true, v)).into_response())
+}
+
+pub async fn patch_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: Bytes,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    let mut target: Option<ActionPlanState> = Some(plan.state);
+    for op in &ops {
+        if op.path != "/state" {
+            continue;
+        }
+        target = match (&*op.op, &op.value) {
+            ("remove", _) => None,
+            (_, Some(Value::String(v))) => Some(v.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: Invalid state: {v}",
+                    patch_repr(&ops)
+                ))
+            })?),
+            (_, Some(other)) => {
+                return Err(ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: Invalid state: {other}",
+                    patch_repr(&ops)
+                )))
+            }
+            _ => None,
+        };
+    }
+    let refuse = |from: ActionPlanState, to: &str| {
+        ApiError::bad_request(format!(
+            "Couldn't apply patch '{}'. Reason: State transition not allowed: ({from} -> {to})",
+            patch_repr(&ops)
+        ))
+    };
+    let Some(target) = target else {
+        return Err(refuse(plan.state, "None"));
+    };
+    let base = base_url(&h);
+    let cancel = matches!(
+        target,
+        ActionPlanState::Cancelled | ActionPlanState::Cancelling
+    );
+    // A cancel is an intent, not a pair of states: it is re-evaluated if the
+    // applier moved the plan between our read and our write.
+    let mut current = plan.state;
+    for _ in 0..5 {
+        let to = if cancel {
+            match current {
+                ActionPlanState::Recommended | ActionPlanState::Pending => {
+                    ActionPlanState::Cancelled
+                }
+                ActionPlanState::Ongoing => ActionPlanState::Cancelling,
+                // A second cancel is not an error: the plan is returned as it is.
+                ActionPlanState::Cancelling | ActionPlanState::Cancelled => {
+                    let p = s.store.get_plan(uuid, false).await?;
+                    return Ok(Json(views::action_plan(&p, &base, true, ver)).into_response());
+                }
+                _ => target,
+            }
+        } else {
+            target
+        };
+        if to == ActionPlanState::Deleted || !plan_transition_allowed(current, to, Actor::Api) {
+            return Err(refuse(current, to.as_str()));
+        }
+        let reason = if cancel {
+            "cancelled by operator"
+        } else {
+            "started by operator"
+        };
+        match s
+            .store
+            .transition_plan(uuid, current, to, Actor::Api, reason, PlanUpdate::default())
+            .await
+        {
+            Ok(p) => return Ok(Json(views::action_plan(&p, &base, true, ver)).into_response()),
+            Err(StoreError::Conflict { current: now, .. }) => {
+                current = now
+                    .plan()
+                    .ok_or_else(|| ApiError::conflict("The action plan changed state; retry."))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        "The action plan kept changing state; retry.",
+    ))
+}
+
+pub async fn start_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    if plan.state != ActionPlanState::Recommended {
+        return Err(ApiError::bad_request(format!(
+            "Couldn't start when state is '{}'.",
+            plan.state
+        )));
+    }
+    match s
+        .store
+        .transition_plan(
+            uuid,
+            ActionPlanState::Recommended,
+            ActionPlanState::Pending,
+            Actor::Api,
+            "started by operator",
+            PlanUpdate::default(),
+        )
+        .await
+    {
+        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::bad_request(format!(
+            "Couldn't start when state is '{current}'."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete_plan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    if !plan.state.is_deletable() {
+        return Err(ApiError::bad_request(format!(
+            "Couldn't delete when state is '{}'.",
+            plan.state
+        )));
+    }
+    match s
+        .store
+        .transition_plan(
+            uuid,
+            plan.state,
+            ActionPlanState::Deleted,
+            Actor::Api,
+            "deleted by operator",
+            PlanUpdate::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::bad_request(format!(
+            "Couldn't delete when state is '{current}'."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Our extension: every state change of the plan and its actions.
+pub async fn plan_history(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    s.store.get_plan(uuid, true).await?;
+    let rows = s.store.plan_history(uuid).await?;
+    Ok(
+        Json(json!({"history": rows.iter().map(views::history_entry).collect::<Vec<_>>()}))
+            .into_response(),
+    )
+}

@@ -1,0 +1,123 @@
+//! `/v1/services` and `/v1/scoring_engines`.
+
+use super::*;
+
+// ----- services and scoring engines ----------------------------------------------------
+
+pub async fn list_services(r: ListRequest, detail: bool) -> ApiResult {
+    let ListRequest {
+        state, q, headers, ..
+    } = r;
+    let limit = match q.get("limit") {
+        None => 1000,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n > 0 => (n as usize).min(1000),
+            _ => return Err(ApiError::bad_request("Limit must be positive")),
+        },
+    };
+    // Services page by their integer id, as upstream.
+    let marker = q
+        .get("marker")
+        .map(|m| {
+            m.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid marker '{m}': services page by integer id."
+                ))
+            })
+        })
+        .transpose()?;
+    let descending = match q.get("sort_dir").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid sort direction: {other}. Acceptable values are 'asc' or 'desc'"
+            )))
+        }
+    };
+    if let Some(k) = q.get("sort_key").filter(|k| k.as_str() != "id") {
+        return Err(ApiError::bad_request(format!(
+            "Invalid sort_key '{k}'; services sort by id."
+        )));
+    }
+    let base = base_url(&headers);
+    let list = state.store.list_services(limit, marker, descending).await?;
+    let mut body = serde_json::Map::new();
+    if list.len() == limit {
+        if let Some(last) = list.last() {
+            let path = if detail {
+                "services/detail"
+            } else {
+                "services"
+            };
+            let dir = if descending { "desc" } else { "asc" };
+            body.insert(
+                "next".into(),
+                json!(format!(
+                    "{base}/v1/{path}?sort_key=id&sort_dir={dir}&limit={limit}&marker={}",
+                    last.id
+                )),
+            );
+        }
+    }
+    body.insert(
+        "services".into(),
+        Value::Array(
+            list.iter()
+                .map(|x| views::service(x, &base, detail))
+                .collect(),
+        ),
+    );
+    Ok(Json(Value::Object(body)).into_response())
+}
+
+pub async fn show_service(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
+    let svc = s.store.get_service(&ident).await?;
+    Ok(Json(views::service(&svc, &base_url(&h), true)).into_response())
+}
+
+/// The scoring engines this build ships (`decision::scoring`), paged and
+/// sorted like every collection.
+pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
+    use watcher_decision::scoring::SCORING_ENGINES;
+    let (lq, base) = list_query(&r.q, &r.headers, &[("uuid", "uuid"), ("name", "name")])?;
+    let mut list: Vec<_> = SCORING_ENGINES.iter().collect();
+    match lq.sort.0 {
+        "uuid" => list.sort_by_key(|e| e.uuid),
+        "name" => list.sort_by_key(|e| e.name),
+        _ => list.sort_by_key(|e| e.id),
+    }
+    if lq.descending {
+        list.reverse();
+    }
+    if let Some(m) = lq.marker {
+        let m = m.to_string();
+        match list.iter().position(|e| e.uuid == m) {
+            Some(p) => list.drain(..=p).for_each(drop),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "ScoringEngine {m} could not be found"
+                )))
+            }
+        }
+    }
+    list.truncate(lq.limit);
+    Ok(Json(json!({"scoring_engines": list
+        .iter()
+        .map(|e| views::scoring_engine(e, &base, detail))
+        .collect::<Vec<_>>()}))
+    .into_response())
+}
+
+pub async fn show_scoring_engine(Path(ident): Path<String>, h: HeaderMap) -> ApiResult {
+    match watcher_decision::scoring::find(&ident) {
+        Some(e) => Ok(Json(views::scoring_engine(e, &base_url(&h), true)).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "ScoringEngine {ident} could not be found"
+        ))),
+    }
+}

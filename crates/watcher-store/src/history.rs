@@ -1,0 +1,202 @@
+//! The state history: what every state change wrote, read by the API, `/metrics`, the history tail
+//! and the notification relay's cursor.
+
+use crate::sql::{args, Conn, Row, Value as SqlValue};
+use crate::*;
+use uuid::Uuid;
+use watcher_core::*;
+
+/// Live records per state, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StateCounts {
+    pub action_plans: Vec<(String, i64)>,
+    pub actions: Vec<(String, i64)>,
+    pub audits: Vec<(String, i64)>,
+}
+
+pub(crate) fn history_from_row(row: &Row) -> Result<HistoryEntry, StoreError> {
+    let entity: String = row.get("entity")?;
+    let entity = Entity::parse(&entity)
+        .ok_or_else(|| StoreError::Corrupt(format!("history row of unknown entity {entity:?}")))?;
+    let state = |column: &str| -> Result<Option<EntityState>, StoreError> {
+        match row.get::<Option<String>>(column)? {
+            None => Ok(None),
+            Some(s) => EntityState::parse(entity, &s).map(Some).ok_or_else(|| {
+                StoreError::Corrupt(format!("history row: {s:?} is no {} state", entity.kind()))
+            }),
+        }
+    };
+    Ok(HistoryEntry {
+        seq: row.get("seq")?,
+        entity,
+        uuid: row.uuid("uuid")?,
+        action_plan_uuid: row.opt_uuid("action_plan_uuid")?,
+        from_state: state("from_state")?,
+        to_state: state("to_state")?
+            .ok_or_else(|| StoreError::Corrupt("history row without to_state".into()))?,
+        actor: row.parsed("actor")?,
+        reason: row.get("reason")?,
+        at: row.time("at")?,
+    })
+}
+
+/// Writes one history row. Every state change calls this in its own transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_history(
+    conn: &Conn,
+    entity: Entity,
+    uuid: Uuid,
+    plan: Option<Uuid>,
+    from: Option<&str>,
+    to: &str,
+    actor: Actor,
+    reason: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.execute("INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", args![
+        entity.as_str(),
+        uuid.to_string(),
+        plan.map(|p| p.to_string()),
+        from,
+        to,
+        actor.as_str(),
+        reason,
+        at
+    ])?;
+    Ok(())
+}
+
+impl Store {
+    // ----- history and journal -------------------------------------------------
+
+    /// Every state change of a plan and its actions, in commit order.
+    pub async fn plan_history(&self, plan: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| {
+            conn.query_map("SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+                 FROM state_history WHERE action_plan_uuid = ? ORDER BY seq",
+                vec![SqlValue::Text(plan.to_string())],
+                history_from_row,
+            )
+        })
+        .await
+    }
+
+    /// The notification relay's cursor: created on first use at the newest
+    /// history row (history from before notifications were enabled is not
+    /// sent), with `nonce` as this database's message-id prefix.
+    pub async fn notification_cursor(&self, nonce: i64) -> Result<(i64, i64), StoreError> {
+        self.write(move |conn, _| {
+            conn.execute(
+                "INSERT INTO notification_cursor (id, last_seq, nonce) \
+                 VALUES (1, (SELECT COALESCE(MAX(seq), 0) FROM state_history), ?1) ON CONFLICT DO NOTHING",
+                [nonce],
+            )?;
+            conn.query_row(
+                "SELECT last_seq, nonce FROM notification_cursor WHERE id = 1",
+                (),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
+    }
+
+    /// Takes or renews the relay lease for `host` until `until` (micros):
+    /// the cursor's position if this relay leads now, None if another
+    /// relay's lease is still running.
+    pub async fn lead_notifications(
+        &self,
+        host: String,
+        until: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                "UPDATE notification_cursor SET holder = ?1, lease_expires_at = ?2 WHERE id = 1 \
+                 AND (holder IS NULL OR holder = ?1 OR lease_expires_at < ?3)",
+                args![host, until, now_micros()],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            Ok(Some(conn.query_row(
+                "SELECT last_seq FROM notification_cursor WHERE id = 1",
+                (),
+                |r| r.get(0),
+            )?))
+        })
+        .await
+    }
+
+    /// Records that every history row up to `seq` has been published, if
+    /// `host` still holds the relay lease (a relay that lost it must not
+    /// move the cursor of the one that took over).
+    pub async fn advance_notification_cursor(
+        &self,
+        host: String,
+        seq: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn, _| {
+            let n = conn.execute(
+                &format!(
+                    "UPDATE notification_cursor SET last_seq = {}(last_seq, ?1) WHERE id = 1 AND holder = ?2",
+                    conn.dialect().greatest()
+                ),
+                args![seq, host],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// How many live plans, actions and audits are in each state.
+    pub async fn state_counts(&self) -> Result<StateCounts, StoreError> {
+        self.read(|conn| {
+            let count = |table: &str| -> Result<Vec<(String, i64)>, StoreError> {
+                let sql = format!(
+                    "SELECT state, COUNT(*) FROM {table} WHERE deleted_at IS NULL GROUP BY state ORDER BY state"
+                );
+                conn.query_map(&sql, (), |r| Ok((r.get(0)?, r.get(1)?)))
+            };
+            Ok(StateCounts {
+                action_plans: count("action_plans")?,
+                actions: count("actions")?,
+                audits: count("audits")?,
+            })
+        })
+        .await
+    }
+
+    /// The newest history row's number, and the notification cursor if
+    /// notifications were ever enabled.
+    pub async fn history_position(&self) -> Result<(i64, Option<i64>), StoreError> {
+        self.read(|conn| {
+            let newest: i64 =
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", (), |r| {
+                    r.get(0)
+                })?;
+            let cursor: Option<i64> = conn.query_row_opt(
+                "SELECT last_seq FROM notification_cursor WHERE id = 1",
+                (),
+                |r| r.get(0),
+            )?;
+            Ok((newest, cursor))
+        })
+        .await
+    }
+
+    /// History rows after `seq`, oldest first.
+    pub async fn history_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| {
+            conn.query_map("SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+                 FROM state_history WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![SqlValue::Int(seq), SqlValue::Int(limit as i64)],
+                history_from_row,
+            )
+        })
+        .await
+    }
+}

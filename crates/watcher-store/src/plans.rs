@@ -1,0 +1,429 @@
+//! Action plans: creation (whole, with their actions), state changes, leases and takeovers.
+
+use crate::sql::{args, Conn, Row, Value as SqlValue};
+use crate::*;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use watcher_core::*;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanFilter {
+    pub audit_uuid: Option<Uuid>,
+    pub strategy: Option<String>,
+}
+
+/// What the decision engine hands over to create a plan.
+#[derive(Debug, Clone)]
+pub struct NewPlan {
+    pub uuid: Uuid,
+    pub audit_uuid: Uuid,
+    pub strategy_name: String,
+    pub actions: Vec<NewAction>,
+    pub efficacy_indicators: Vec<EfficacyIndicator>,
+    pub global_efficacy: Vec<EfficacyIndicator>,
+    pub hostname: String,
+    /// For a CONTINUOUS audit: when it runs next. Its audit then stays
+    /// ONGOING and its older RECOMMENDED plans are cancelled, in the same
+    /// transaction as the new plan.
+    pub next_run_time: Option<DateTime<Utc>>,
+}
+
+/// Optional fields a plan transition also sets.
+#[derive(Debug, Clone, Default)]
+pub struct PlanUpdate {
+    pub status_message: Option<String>,
+    pub hostname: Option<String>,
+    /// With `hostname`: the claiming applier's lease, until then (micros).
+    pub lease_until: Option<i64>,
+}
+
+pub(crate) const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid AS audit_uuid, s.uuid AS strategy_uuid, s.name AS strategy_name, x.state, \
+    x.efficacy_indicators, x.global_efficacy, x.hostname, x.status_message, \
+    x.created_at, x.updated_at, x.deleted_at \
+    FROM action_plans x JOIN audits a ON a.id = x.audit_id JOIN strategies s ON s.id = x.strategy_id";
+
+pub(crate) fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
+    Ok(ActionPlan {
+        id: row.get("id")?,
+        uuid: row.uuid("uuid")?,
+        audit_uuid: row.uuid("audit_uuid")?,
+        strategy_uuid: row.uuid("strategy_uuid")?,
+        strategy_name: row.get("strategy_name")?,
+        state: row.parsed("state")?,
+        efficacy_indicators: row.json("efficacy_indicators")?,
+        global_efficacy: row.json("global_efficacy")?,
+        hostname: row.get("hostname")?,
+        status_message: row.get("status_message")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.opt_time("updated_at")?,
+        deleted_at: row.opt_time("deleted_at")?,
+    })
+}
+
+pub(crate) fn plan_state(conn: &Conn, uuid: Uuid) -> Result<ActionPlanState, StoreError> {
+    let s: Option<String> = conn.query_row_opt(
+        "SELECT state FROM action_plans WHERE uuid = ?1 AND deleted_at IS NULL",
+        [uuid.to_string()],
+        |r| r.get(0),
+    )?;
+    match s {
+        Some(s) => Ok(s.parse()?),
+        None => Err(StoreError::NotFound {
+            kind: "ActionPlan",
+            id: uuid.to_string(),
+        }),
+    }
+}
+
+pub(crate) fn get_plan_conn(
+    conn: &Conn,
+    uuid: Uuid,
+    show_deleted: bool,
+) -> Result<ActionPlan, StoreError> {
+    let sql = format!(
+        "{PLAN_SELECT} WHERE x.uuid = ?1{}",
+        if show_deleted {
+            ""
+        } else {
+            " AND x.deleted_at IS NULL"
+        }
+    );
+    conn.query_row_opt(&sql, [uuid.to_string()], plan_from_row)?
+        .ok_or(StoreError::NotFound {
+            kind: "ActionPlan",
+            id: uuid.to_string(),
+        })
+}
+
+/// [`Store::transition_plan`] inside a transaction that may do more.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn transition_plan_conn(
+    conn: &Conn,
+    events: &mut Vec<StoreEvent>,
+    uuid: Uuid,
+    from: ActionPlanState,
+    to: ActionPlanState,
+    actor: Actor,
+    reason: &str,
+    update: PlanUpdate,
+) -> Result<(), StoreError> {
+    use ActionPlanState as P;
+    if !plan_transition_allowed(from, to, actor) {
+        return Err(StoreError::IllegalTransition {
+            from: from.into(),
+            to: to.into(),
+        });
+    }
+    let now = now_micros();
+    let deleted_at = (to == P::Deleted).then_some(now);
+    let n = conn
+        .execute("UPDATE action_plans SET state = ?1, updated_at = ?2, \
+             status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
+             deleted_at = COALESCE(?5, deleted_at), lease_expires_at = COALESCE(?8, lease_expires_at) \
+             WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL", args![
+            to.as_str(),
+            now,
+            update.status_message.as_deref().map(bound_status_message),
+            update.hostname,
+            deleted_at,
+            uuid.to_string(),
+            from.as_str(),
+            update.lease_until
+        ])?;
+    if n == 0 {
+        let current = plan_state(conn, uuid)?;
+        return Err(StoreError::Conflict {
+            id: uuid.to_string(),
+            expected: from.into(),
+            current: current.into(),
+        });
+    }
+    record_history(
+        conn,
+        Entity::ActionPlan,
+        uuid,
+        Some(uuid),
+        Some(from.as_str()),
+        to.as_str(),
+        actor,
+        reason,
+        now,
+    )?;
+    events.push(StoreEvent::PlanState { uuid, state: to });
+    match to {
+        P::Cancelled if matches!(from, P::Recommended | P::Pending) => {
+            move_actions(
+                conn,
+                events,
+                uuid,
+                ActionState::Pending,
+                ActionState::Cancelled,
+                actor,
+                "action plan cancelled before it ran",
+                Some("Action plan cancelled before this action ran."),
+                now,
+            )?;
+        }
+        P::Deleted => {
+            for s in [
+                ActionState::Pending,
+                ActionState::Succeeded,
+                ActionState::Failed,
+                ActionState::Skipped,
+                ActionState::Cancelled,
+            ] {
+                move_actions(
+                    conn,
+                    events,
+                    uuid,
+                    s,
+                    ActionState::Deleted,
+                    actor,
+                    "action plan deleted",
+                    None,
+                    now,
+                )?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Store {
+    // ----- action plans ----------------------------------------------------
+
+    /// Creates a plan and its actions, and marks its audit SUCCEEDED, in one
+    /// transaction: nobody ever sees a plan without all its actions.
+    /// A plan without actions is born SUCCEEDED, as upstream does.
+    pub async fn create_plan(&self, new: NewPlan) -> Result<ActionPlan, StoreError> {
+        self.write(move |conn, events| {
+            let now = now_micros();
+            let audit = get_audit_conn(conn, &new.audit_uuid.to_string(), false)?;
+            if audit.state != AuditState::Ongoing {
+                return Err(StoreError::Conflict {
+                    id: audit.uuid.to_string(),
+                    expected: AuditState::Ongoing.into(),
+                    current: audit.state.into(),
+                });
+            }
+            let continuous = audit.audit_type == AuditType::Continuous;
+            if continuous {
+                // Upstream's rule: a new run's plan replaces this audit's
+                // recommendations nobody started.
+                let older: Vec<Uuid> = conn
+                    .query_map("SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
+                         AND deleted_at IS NULL", [audit.id], |r| r.uuid(0))?;
+                for old in older {
+                    transition_plan_conn(conn, events, old, ActionPlanState::Recommended,
+                        ActionPlanState::Cancelled, Actor::DecisionEngine,
+                        &format!("replaced by action plan {} of the same continuous audit", new.uuid),
+                        PlanUpdate::default())?;
+                }
+            }
+            let state = if new.actions.is_empty() {
+                ActionPlanState::Succeeded
+            } else {
+                ActionPlanState::Recommended
+            };
+            let plan_id: i64 = conn.query_row(
+                "INSERT INTO action_plans (uuid, audit_id, strategy_id, state, efficacy_indicators, \
+                 global_efficacy, created_at) VALUES (?1, ?2, (SELECT id FROM strategies WHERE name = ?3), \
+                 ?4, ?5, ?6, ?7) RETURNING id",
+                args![
+                    new.uuid.to_string(),
+                    audit.id,
+                    new.strategy_name,
+                    state.as_str(),
+                    serde_json::to_string(&new.efficacy_indicators)?,
+                    serde_json::to_string(&new.global_efficacy)?,
+                    now
+                ],
+                |r| r.get(0),
+            )?;
+            record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
+                Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
+            {
+                for a in &new.actions {
+                    conn.execute("INSERT INTO actions (uuid, action_plan_id, action_type, input_parameters, parents, state, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6)", args![
+                        a.uuid.to_string(),
+                        plan_id,
+                        a.action_type,
+                        a.input_parameters.to_string(),
+                        serde_json::to_string(&a.parents)?,
+                        now
+                    ])?;
+                    record_history(conn, Entity::Action, a.uuid, Some(new.uuid), None, "PENDING",
+                        Actor::DecisionEngine, "planned", now)?;
+                }
+            }
+            if continuous {
+                conn.execute(
+                    "UPDATE audits SET next_run_time = ?1, status_message = NULL, updated_at = ?2 WHERE id = ?3",
+                    args![new.next_run_time.map(super::to_micros), now, audit.id],
+                )?;
+            } else {
+                conn.execute(
+                    "UPDATE audits SET state = 'SUCCEEDED', updated_at = ?1 WHERE id = ?2",
+                    args![now, audit.id],
+                )?;
+                record_history(conn, Entity::Audit, audit.uuid, None, Some("ONGOING"), "SUCCEEDED",
+                    Actor::DecisionEngine, &format!("produced action plan {}", new.uuid), now)?;
+                events.push(StoreEvent::AuditState { uuid: audit.uuid, state: AuditState::Succeeded });
+            }
+            events.push(StoreEvent::PlanState { uuid: new.uuid, state });
+            get_plan_conn(conn, new.uuid, false)
+        })
+        .await
+    }
+
+    pub async fn get_plan(&self, uuid: Uuid, show_deleted: bool) -> Result<ActionPlan, StoreError> {
+        self.read(move |conn| get_plan_conn(conn, uuid, show_deleted))
+            .await
+    }
+
+    pub async fn list_plans(
+        &self,
+        filter: PlanFilter,
+        query: ListQuery,
+    ) -> Result<Vec<ActionPlan>, StoreError> {
+        self.read(move |conn| {
+            let filters = Where::default()
+                .eq("a.uuid = ?", filter.audit_uuid.map(|u| u.to_string()))
+                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
+            let (sql, args) = build_list_sql(
+                PLAN_SELECT,
+                "action_plans",
+                &query,
+                filters,
+                conn,
+                "ActionPlan",
+            )?;
+            conn.query_map(&sql, args, plan_from_row)
+        })
+        .await
+    }
+
+    /// UUIDs of live plans in any of `states`, oldest first.
+    pub async fn plans_in_states(
+        &self,
+        states: &[ActionPlanState],
+    ) -> Result<Vec<ActionPlan>, StoreError> {
+        let states: Vec<SqlValue> = states
+            .iter()
+            .map(|s| SqlValue::Text(s.as_str().into()))
+            .collect();
+        self.read(move |conn| {
+            let marks = vec!["?"; states.len()].join(",");
+            conn.query_map(&format!("{PLAN_SELECT} WHERE x.state IN ({marks}) AND x.deleted_at IS NULL ORDER BY x.id"),
+                states,
+                plan_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Compare-and-set of a plan's state with its history row and cascades:
+    /// a plan cancelled before it ran cancels its PENDING actions; a deleted
+    /// plan deletes its actions. Returns the plan as it is after the change.
+    pub async fn transition_plan(
+        &self,
+        uuid: Uuid,
+        from: ActionPlanState,
+        to: ActionPlanState,
+        actor: Actor,
+        reason: &str,
+        update: PlanUpdate,
+    ) -> Result<ActionPlan, StoreError> {
+        let reason = reason.to_string();
+        self.write(move |conn, events| {
+            transition_plan_conn(conn, events, uuid, from, to, actor, &reason, update)?;
+            get_plan_conn(conn, uuid, true)
+        })
+        .await
+    }
+
+    /// Extends this applier's leases on the plans it runs; returns the plans
+    /// whose lease it no longer holds (another applier took them over).
+    pub async fn renew_leases(
+        &self,
+        host: String,
+        plans: Vec<Uuid>,
+        until: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(move |conn, _| {
+            let mut lost = vec![];
+            for p in plans {
+                let n = conn
+                    .execute("UPDATE action_plans SET lease_expires_at = ?1 WHERE uuid = ?2 AND hostname = ?3 \
+                         AND state IN ('ONGOING', 'CANCELLING')", args![until, p.to_string(), host])?;
+                if n == 0 {
+                    lost.push(p);
+                }
+            }
+            Ok(lost)
+        })
+        .await
+    }
+
+    /// ONGOING or CANCELLING plans whose applier's lease ran out before `now` (micros).
+    pub async fn plans_with_expired_lease(&self, now: i64) -> Result<Vec<ActionPlan>, StoreError> {
+        self.read(move |conn| {
+            conn.query_map(&format!(
+                    "{PLAN_SELECT} WHERE x.state IN ('ONGOING', 'CANCELLING') AND x.deleted_at IS NULL \
+                     AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ? ORDER BY x.id"
+                ),
+                vec![SqlValue::Int(now)],
+                plan_from_row,
+            )
+        })
+        .await
+    }
+
+    /// Takes over a plan whose lease ran out: compare-and-set on its holder
+    /// and on the lease still being expired, with a history row saying who
+    /// took it from whom. Conflict if another applier was faster.
+    pub async fn take_over_plan(
+        &self,
+        uuid: Uuid,
+        from_host: String,
+        to_host: String,
+        until: i64,
+    ) -> Result<ActionPlan, StoreError> {
+        self.write(move |conn, events| {
+            let now = now_micros();
+            let n = conn.execute(
+                "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
+                     WHERE uuid = ?4 AND hostname = ?5 AND lease_expires_at < ?3 \
+                     AND state IN ('ONGOING', 'CANCELLING') AND deleted_at IS NULL",
+                args![to_host, until, now, uuid.to_string(), from_host],
+            )?;
+            if n == 0 {
+                return Err(StoreError::LeaseLost {
+                    plan: uuid,
+                    holder: from_host,
+                });
+            }
+            let plan = get_plan_conn(conn, uuid, false)?;
+            let state = plan.state.as_str();
+            record_history(
+                conn,
+                Entity::ActionPlan,
+                uuid,
+                Some(uuid),
+                Some(state),
+                state,
+                Actor::Recovery,
+                &format!("the lease of applier {from_host} expired; taken over by {to_host}"),
+                now,
+            )?;
+            events.push(StoreEvent::PlanState {
+                uuid,
+                state: plan.state,
+            });
+            Ok(plan)
+        })
+        .await
+    }
+}
