@@ -38,6 +38,7 @@ pub struct AppState {
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+// Long because it is the route table: one line per endpoint, checked against the OpenAPI document by a test.
 pub fn router(state: AppState) -> Router {
     use routes::*;
     let v1 = Router::new()

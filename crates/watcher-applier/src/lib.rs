@@ -124,6 +124,27 @@ pub struct ApplierSettings {
     pub lease: Duration,
 }
 
+impl ApplierConfig {
+    /// The settings of an applier named `host` (its plans' `hostname`).
+    pub fn settings(&self, host: &str) -> ApplierSettings {
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        ApplierSettings {
+            host: host.to_string(),
+            max_concurrent_plans: self.max_concurrent_plans,
+            limits: self.limits.clone(),
+            actions: ActionSettings {
+                poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
+                non_abortable_deadline: secs(self.non_abortable_deadline_secs),
+                abort_deadline: secs(self.abort_deadline_secs),
+            },
+            sweep_interval: secs(self.sweep_interval_secs),
+            shutdown_grace: secs(self.shutdown_grace_secs),
+            rollback_on_cancel: self.rollback_on_cancel,
+            lease: secs(self.lease_secs),
+        }
+    }
+}
+
 struct Runs {
     cancel: CancellationToken,
 }

@@ -889,6 +889,7 @@ impl PlanRunner {
     }
 
     /// Derives the plan's final state from its actions and writes it.
+    // Long because the plan's final state, its message and the late-cancel race are decided together, in one transaction's worth of reasoning.
     async fn finish_plan(
         &self,
         plan: Uuid,

@@ -273,6 +273,7 @@ struct Latencies {
 }
 
 /// (a) 1,000 PENDING nops behind a running sleep; (b) a running live migration.
+// Long because it is one scenario end to end: cancel cases (a) and (b), timed the same way.
 async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
     let dir = temp_dir("cancel");
     let mut scenario = Scenario::demo();
@@ -454,6 +455,7 @@ fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
 /// SQLite file), the cloud another (`watcherd sim-cloud`).
 /// Time from the PATCH response (API process) to the abort request reaching
 /// the cloud, through the applier process; clocks are the same machine's.
+// Long because it is one scenario end to end: start the split processes, then time each cancel.
 fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<Vec<Duration>> {
     let dir = temp_dir("cross-process");
     let mut scenario = watcher_cloud::scenario::DEMO_SCENARIO.to_string();
@@ -816,6 +818,7 @@ enum Only {
     },
 }
 
+// Long because it is the benchmark's table: one row per measure, in the order docs/benchmarks.md shows them.
 fn main() -> anyhow::Result<()> {
     let cli = <Cli as clap::Parser>::parse();
     let quick = cli.quick;

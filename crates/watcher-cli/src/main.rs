@@ -502,22 +502,38 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let client = Client::new(&cli.endpoint, &cli.api_version);
     let out = Out { format: cli.format };
     match cli.command {
-        Command::Goal(GoalCmd::List(o)) => out.list(
+        Command::Goal(cmd) => goal(&client, &out, cmd),
+        Command::Strategy(cmd) => strategy(&client, &out, cmd),
+        Command::Audit(cmd) => audit(&client, &out, cmd),
+        Command::ActionPlan(cmd) => action_plan(&client, &out, cmd),
+        Command::Action(cmd) => action(&client, &out, cmd),
+    }
+}
+
+/// `watcher goal ...`
+fn goal(client: &Client, out: &Out, cmd: GoalCmd) -> anyhow::Result<i32> {
+    match cmd {
+        GoalCmd::List(o) => out.list(
             &client.get(&list_path("goals", &o, &[]))?["goals"],
             GOAL_LIST,
         ),
-        Command::Goal(GoalCmd::Show { goal }) => {
-            out.show(&client.get(&format!("/v1/goals/{goal}"))?, GOAL_SHOW)
-        }
-        Command::Strategy(StrategyCmd::List { goal, opts }) => out.list(
+        GoalCmd::Show { goal } => out.show(&client.get(&format!("/v1/goals/{goal}"))?, GOAL_SHOW),
+    }
+    Ok(0)
+}
+
+/// `watcher strategy ...`
+fn strategy(client: &Client, out: &Out, cmd: StrategyCmd) -> anyhow::Result<i32> {
+    match cmd {
+        StrategyCmd::List { goal, opts } => out.list(
             &client.get(&list_path("strategies", &opts, &[("goal", goal.as_ref())]))?["strategies"],
             STRATEGY_LIST,
         ),
-        Command::Strategy(StrategyCmd::Show { strategy }) => out.show(
+        StrategyCmd::Show { strategy } => out.show(
             &client.get(&format!("/v1/strategies/{strategy}"))?,
             STRATEGY_SHOW,
         ),
-        Command::Strategy(StrategyCmd::State { strategy }) => out.list(
+        StrategyCmd::State { strategy } => out.list(
             &client.get(&format!("/v1/strategies/{strategy}/state"))?,
             &[
                 ("Type", "type"),
@@ -526,7 +542,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ("Comment", "comment"),
             ],
         ),
-        Command::Audit(AuditCmd::Create {
+    }
+    Ok(0)
+}
+
+/// `watcher audit ...`
+fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
+    match cmd {
+        AuditCmd::Create {
             goal,
             strategy,
             parameters,
@@ -537,7 +560,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             name,
             auto_trigger,
             force,
-        }) => {
+        } => {
             let mut body = json!({"audit_type": audit_type.to_uppercase(), "goal": goal, "auto_trigger": auto_trigger, "force": force});
             for (key, value) in [
                 ("strategy", strategy),
@@ -555,14 +578,21 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             out.show(&client.post("/v1/audits", &body)?, AUDIT_SHOW);
         }
-        Command::Audit(AuditCmd::List(o)) => out.list(
+        AuditCmd::List(o) => out.list(
             &client.get(&list_path("audits", &o, &[]))?["audits"],
             AUDIT_LIST,
         ),
-        Command::Audit(AuditCmd::Show { audit }) => {
+        AuditCmd::Show { audit } => {
             out.show(&client.get(&format!("/v1/audits/{audit}"))?, AUDIT_SHOW)
         }
-        Command::ActionPlan(PlanCmd::List { audit, opts }) => out.list(
+    }
+    Ok(0)
+}
+
+/// `watcher actionplan ...`
+fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> {
+    match cmd {
+        PlanCmd::List { audit, opts } => out.list(
             &client.get(&list_path(
                 "action_plans",
                 &opts,
@@ -570,11 +600,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             ))?["action_plans"],
             PLAN_LIST,
         ),
-        Command::ActionPlan(PlanCmd::Show { plan }) => {
+        PlanCmd::Show { plan } => {
             check_uuid("actionplan", &plan)?;
             out.show(&client.get(&format!("/v1/action_plans/{plan}"))?, PLAN_SHOW)
         }
-        Command::ActionPlan(PlanCmd::Start { plan, wait }) => {
+        PlanCmd::Start { plan, wait } => {
             check_uuid("actionplan", &plan)?;
             let p = client.post(&format!("/v1/action_plans/{plan}/start"), &json!({}))?;
             if !wait {
@@ -582,15 +612,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             eprintln!("Started {plan}; following it (Ctrl-C stops following, not the plan).");
-            let p = wait_for_plan(&client, &plan)?;
-            return Ok(report_final(&out, &p));
+            let p = wait_for_plan(client, &plan)?;
+            return Ok(report_final(out, &p));
         }
-        Command::ActionPlan(PlanCmd::Wait { plan }) => {
+        PlanCmd::Wait { plan } => {
             check_uuid("actionplan", &plan)?;
-            let p = wait_for_plan(&client, &plan)?;
-            return Ok(report_final(&out, &p));
+            let p = wait_for_plan(client, &plan)?;
+            return Ok(report_final(out, &p));
         }
-        Command::ActionPlan(PlanCmd::Cancel { plan, wait }) => {
+        PlanCmd::Cancel { plan, wait } => {
             check_uuid("actionplan", &plan)?;
             let current = client.get(&format!("/v1/action_plans/{plan}"))?;
             let target = if current["state"] == "ONGOING" {
@@ -603,12 +633,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 &json!([{"op": "replace", "path": "/state", "value": target}]),
             )?;
             if wait {
-                let p = wait_for_plan(&client, &plan)?;
-                return Ok(report_final(&out, &p));
+                let p = wait_for_plan(client, &plan)?;
+                return Ok(report_final(out, &p));
             }
             out.show(&p, PLAN_SHOW);
         }
-        Command::ActionPlan(PlanCmd::Delete { plans }) => {
+        PlanCmd::Delete { plans } => {
             if plans.is_empty() {
                 bail!("name at least one action plan to delete");
             }
@@ -620,18 +650,25 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::ActionPlan(PlanCmd::History { plan }) => {
+        PlanCmd::History { plan } => {
             check_uuid("actionplan", &plan)?;
             out.list(
                 &client.get(&format!("/v1/action_plans/{plan}/history"))?["history"],
                 HISTORY,
             )
         }
-        Command::Action(ActionCmd::List {
+    }
+    Ok(0)
+}
+
+/// `watcher action ...`
+fn action(client: &Client, out: &Out, cmd: ActionCmd) -> anyhow::Result<i32> {
+    match cmd {
+        ActionCmd::List {
             action_plan,
             audit,
             opts,
-        }) => {
+        } => {
             let path = list_path(
                 "actions",
                 &opts,
@@ -647,15 +684,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             out.list(&client.get(&path)?["actions"], cols)
         }
-        Command::Action(ActionCmd::Show { action }) => {
+        ActionCmd::Show { action } => {
             check_uuid("action", &action)?;
             out.show(&client.get(&format!("/v1/actions/{action}"))?, ACTION_SHOW)
         }
-        Command::Action(ActionCmd::Update {
+        ActionCmd::Update {
             action,
             state,
             reason,
-        }) => {
+        } => {
             check_uuid("action", &action)?;
             let mut ops = vec![json!({"op": "replace", "path": "/state", "value": state})];
             if let Some(r) = reason {

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    // Long because it lays out the whole simulated cloud from a scenario (nodes, flavors, instances, pools, volumes, services) in one place.
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }

@@ -34,6 +34,7 @@ fn std_dev(values: &[f64]) -> f64 {
     (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
 }
 
+// Long because it follows upstream's workload_balance step by step (threshold, source node, instance choice, destination), so the two can be read side by side.
 pub fn workload_balance(
     params: &Value,
     model: &ClusterModel,
@@ -282,6 +283,7 @@ impl Spread {
 /// disk), an instance moves at most once, the search is deterministic
 /// instead of random (`host_choice = retry`), and the plan does not stop as
 /// soon as one of several metrics is within its threshold.
+// Long because it follows upstream's workload_stabilization step by step (standard deviation per metric, simulated moves, weights), so the two can be read side by side.
 pub fn workload_stabilization(
     params: &Value,
     model: &ClusterModel,

@@ -82,6 +82,19 @@ pub struct DecisionSettings {
     pub planner: planner::WeightPlanner,
 }
 
+impl DecisionConfig {
+    /// The settings of a decision engine named `host`.
+    pub fn settings(&self, host: &str) -> DecisionSettings {
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        DecisionSettings {
+            host: host.to_string(),
+            action_plan_expiry: secs(self.action_plan_expiry_hours * 3600.0),
+            sweep_interval: secs(self.sweep_interval_secs),
+            planner: self.planner.clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct DecisionEngine {
     store: Store,

@@ -831,6 +831,7 @@ fn dummy_with_resize(params: &Value, model: &ClusterModel) -> Vec<Proposed> {
 /// with the most free memory that fits. Refuses (rather than half-plans) when
 /// an instance fits nowhere. Instances the scope excludes stay; nodes outside
 /// the scope are neither maintained nor used as destinations.
+// Long because it follows upstream's host_maintenance step by step (backup node, then any node, instance by instance), so the two can be read side by side.
 fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed>, StrategyError> {
     let invalid = StrategyError::Invalid;
     let maint = params

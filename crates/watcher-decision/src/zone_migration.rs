@@ -5,6 +5,7 @@
 use super::model::ClusterModel;
 use super::placement::{migration_type, Placement};
 use super::strategies::{proposed, EfficacyIndicator, Solution, StrategyError};
+use crate::strategies::Proposed;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use watcher_cloud::{Instance, Volume};
@@ -59,6 +60,25 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// The `parallel_*` parameters.
+    fn parse(params: &Value) -> Budget {
+        let limit = |k: &str, d: usize| {
+            params
+                .get(k)
+                .and_then(Value::as_u64)
+                .map_or(d, |v| v as usize)
+        };
+        Budget {
+            total: limit("parallel_total", 6),
+            per_node: limit("parallel_per_node", 2),
+            per_pool: limit("parallel_per_pool", 2),
+            used_total: 0,
+            used: HashMap::new(),
+        }
+    }
+}
+
 /// `zone_migration`: volumes first (they are the slower), then instances,
 /// each in priority order (listed projects first, then listed nodes or
 /// pools, then by the `compute` or `storage` key, largest first). An
@@ -66,136 +86,205 @@ impl Budget {
 /// not check); without one Nova's scheduler chooses. Volume type changes
 /// (`dst_type`) are refused: this driver cannot retype.
 pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, StrategyError> {
-    let invalid = StrategyError::Invalid;
-    let nodes: Vec<(String, Option<String>)> = params
-        .get("compute_nodes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|n| {
-            (
-                n["src_node"].as_str().unwrap_or_default().to_string(),
-                n["dst_node"].as_str().map(str::to_string),
-            )
-        })
-        .collect();
-    let mut pools: Vec<(String, String)> = vec![];
-    for p in params
-        .get("storage_pools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let src = p["src_pool"].as_str().unwrap_or_default().to_string();
-        if p.get("dst_type").is_some() || p.get("src_type").is_some() {
-            return Err(invalid(format!(
-                "storage_pools: volume types (src_type, dst_type) for {src} are not supported: this cloud driver cannot retype volumes"
-            )));
-        }
-        let dst = p["dst_pool"]
-            .as_str()
-            .ok_or_else(|| invalid(format!("storage_pools: {src} needs a dst_pool")))?;
-        pools.push((src, dst.to_string()));
-    }
-    if nodes.is_empty() && pools.is_empty() {
-        return Err(invalid(
-            "give compute_nodes or storage_pools: there is nothing to migrate".into(),
-        ));
-    }
-    for (src, dst) in &nodes {
-        for name in std::iter::once(src).chain(dst) {
-            if model.node(name).is_none() {
+    let targets = Targets::parse(params, model)?;
+    let priority = Priority::parse(params);
+    let mut budget = Budget::parse(params);
+    let mut p = Placement::new(model)?;
+    let volumes = priority.volumes(model, &targets);
+    let instances = priority.instances(model, &targets, &p);
+    let mut counts = Counts {
+        live_total: instances
+            .iter()
+            .filter(|&&i| migration_type(&model.instances[i]) == Some("live"))
+            .count(),
+        cold_total: 0,
+        volume_total: volumes.len(),
+        ..Counts::default()
+    };
+    counts.cold_total = instances.len() - counts.live_total;
+    let mut actions = vec![];
+    plan_volumes(volumes, &targets, &mut budget, &mut counts, &mut actions);
+    plan_instances(
+        model,
+        instances,
+        &targets,
+        &mut p,
+        &mut budget,
+        &mut counts,
+        &mut actions,
+    );
+    Ok(efficacy(actions, &counts))
+}
+
+/// The nodes and pools to empty, each with where to (a node's destination
+/// is optional: without one Nova's scheduler chooses).
+struct Targets {
+    nodes: Vec<(String, Option<String>)>,
+    pools: Vec<(String, String)>,
+}
+
+impl Targets {
+    fn parse(params: &Value, model: &ClusterModel) -> Result<Targets, StrategyError> {
+        let invalid = StrategyError::Invalid;
+        let nodes: Vec<(String, Option<String>)> = params
+            .get("compute_nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                (
+                    n["src_node"].as_str().unwrap_or_default().to_string(),
+                    n["dst_node"].as_str().map(str::to_string),
+                )
+            })
+            .collect();
+        let mut pools: Vec<(String, String)> = vec![];
+        for p in params
+            .get("storage_pools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let src = p["src_pool"].as_str().unwrap_or_default().to_string();
+            if p.get("dst_type").is_some() || p.get("src_type").is_some() {
                 return Err(invalid(format!(
-                    "compute node {name} does not exist or is outside the audit scope"
+                    "storage_pools: volume types (src_type, dst_type) for {src} are not supported: this cloud driver cannot retype volumes"
                 )));
             }
+            let dst = p["dst_pool"]
+                .as_str()
+                .ok_or_else(|| invalid(format!("storage_pools: {src} needs a dst_pool")))?;
+            pools.push((src, dst.to_string()));
         }
-    }
-    for (src, dst) in &pools {
-        for name in [src, dst] {
-            if !model.pools.iter().any(|p| &p.name == name) {
-                return Err(invalid(format!("storage pool {name} does not exist")));
+        if nodes.is_empty() && pools.is_empty() {
+            return Err(invalid(
+                "give compute_nodes or storage_pools: there is nothing to migrate".into(),
+            ));
+        }
+        for (src, dst) in &nodes {
+            for name in std::iter::once(src).chain(dst) {
+                if model.node(name).is_none() {
+                    return Err(invalid(format!(
+                        "compute node {name} does not exist or is outside the audit scope"
+                    )));
+                }
             }
         }
+        for (src, dst) in &pools {
+            for name in [src, dst] {
+                if !model.pools.iter().any(|p| &p.name == name) {
+                    return Err(invalid(format!("storage pool {name} does not exist")));
+                }
+            }
+        }
+        Ok(Targets { nodes, pools })
     }
-    let priority = params.get("priority").cloned().unwrap_or(Value::Null);
-    let projects = strings(priority.get("project"));
-    let node_order = strings(priority.get("compute_node"));
-    let pool_order = strings(priority.get("storage_pool"));
-    let compute_key = priority
-        .get("compute")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let storage_key = priority
-        .get("storage")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let limit = |k: &str, d: usize| {
-        params
-            .get(k)
-            .and_then(Value::as_u64)
-            .map_or(d, |v| v as usize)
-    };
-    let mut budget = Budget {
-        total: limit("parallel_total", 6),
-        per_node: limit("parallel_per_node", 2),
-        per_pool: limit("parallel_per_pool", 2),
-        used_total: 0,
-        used: HashMap::new(),
-    };
-    let mut p = Placement::new(model)?;
+}
 
-    // Targets and their totals (the efficacy's "count" indicators).
-    let mut volumes: Vec<&Volume> = model
-        .volumes
-        .iter()
-        .filter(|v| pools.iter().any(|(s, _)| *s == v.pool))
-        .filter(|v| v.status == "available" || v.status == "in-use")
-        .collect();
-    volumes.sort_by_key(|v| {
-        (
-            rank(&projects, &v.project_id),
-            rank(&pool_order, &v.pool),
-            if storage_key == "size" {
-                std::cmp::Reverse(v.size_gb)
-            } else {
-                std::cmp::Reverse(0)
-            },
-        )
-    });
-    let mut instances: Vec<usize> = (0..model.instances.len())
-        .filter(|&i| nodes.iter().any(|(s, _)| *s == model.instances[i].host))
-        .filter(|&i| p.movable(i))
-        .collect();
-    let size = |inst: &Instance| -> u64 {
-        model
-            .flavors
-            .get(&inst.flavor)
-            .map_or(0, |f| match compute_key {
-                "vcpu_num" => f.vcpus as u64,
-                "mem_size" => f.ram_mb,
-                "disk_size" => f.disk_gb,
-                _ => 0,
-            })
-    };
-    instances.sort_by_key(|&i| {
-        let inst = &model.instances[i];
-        (
-            rank(&projects, &inst.project_id),
-            rank(&node_order, &inst.host),
-            std::cmp::Reverse(size(inst)),
-            i,
-        )
-    });
-    let live_total = instances
-        .iter()
-        .filter(|&&i| migration_type(&model.instances[i]) == Some("live"))
-        .count();
-    let cold_total = instances.len() - live_total;
-    let volume_total = volumes.len();
+/// The `priority` parameter: listed projects first, then listed nodes or
+/// pools, then by the `compute` or `storage` key, largest first.
+struct Priority {
+    projects: Vec<String>,
+    node_order: Vec<String>,
+    pool_order: Vec<String>,
+    compute_key: String,
+    storage_key: String,
+}
 
-    let mut actions = vec![];
-    let mut planned_volumes = 0;
+impl Priority {
+    fn parse(params: &Value) -> Priority {
+        let priority = params.get("priority").cloned().unwrap_or(Value::Null);
+        let key = |k: &str| {
+            priority
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        Priority {
+            projects: strings(priority.get("project")),
+            node_order: strings(priority.get("compute_node")),
+            pool_order: strings(priority.get("storage_pool")),
+            compute_key: key("compute"),
+            storage_key: key("storage"),
+        }
+    }
+
+    /// The volumes on the pools to empty, in priority order.
+    fn volumes<'m>(&self, model: &'m ClusterModel, targets: &Targets) -> Vec<&'m Volume> {
+        let pools = &targets.pools;
+        let mut volumes: Vec<&Volume> = model
+            .volumes
+            .iter()
+            .filter(|v| pools.iter().any(|(s, _)| *s == v.pool))
+            .filter(|v| v.status == "available" || v.status == "in-use")
+            .collect();
+        volumes.sort_by_key(|v| {
+            (
+                rank(&self.projects, &v.project_id),
+                rank(&self.pool_order, &v.pool),
+                if self.storage_key == "size" {
+                    std::cmp::Reverse(v.size_gb)
+                } else {
+                    std::cmp::Reverse(0)
+                },
+            )
+        });
+        volumes
+    }
+
+    /// The movable instances on the nodes to empty, in priority order.
+    fn instances(&self, model: &ClusterModel, targets: &Targets, p: &Placement) -> Vec<usize> {
+        let nodes = &targets.nodes;
+        let compute_key = self.compute_key.as_str();
+        let mut instances: Vec<usize> = (0..model.instances.len())
+            .filter(|&i| nodes.iter().any(|(s, _)| *s == model.instances[i].host))
+            .filter(|&i| p.movable(i))
+            .collect();
+        let size = |inst: &Instance| -> u64 {
+            model
+                .flavors
+                .get(&inst.flavor)
+                .map_or(0, |f| match compute_key {
+                    "vcpu_num" => f.vcpus as u64,
+                    "mem_size" => f.ram_mb,
+                    "disk_size" => f.disk_gb,
+                    _ => 0,
+                })
+        };
+        instances.sort_by_key(|&i| {
+            let inst = &model.instances[i];
+            (
+                rank(&self.projects, &inst.project_id),
+                rank(&self.node_order, &inst.host),
+                std::cmp::Reverse(size(inst)),
+                i,
+            )
+        });
+        instances
+    }
+}
+
+/// How many moves each kind had, and how many were planned.
+#[derive(Default)]
+struct Counts {
+    live_total: usize,
+    cold_total: usize,
+    volume_total: usize,
+    planned_live: usize,
+    planned_cold: usize,
+    planned_volumes: usize,
+}
+
+/// A migration per volume, as the pools' budgets allow.
+fn plan_volumes(
+    volumes: Vec<&Volume>,
+    targets: &Targets,
+    budget: &mut Budget,
+    counts: &mut Counts,
+    actions: &mut Vec<Proposed>,
+) {
+    let pools = &targets.pools;
     for v in volumes {
         if !budget.allows(&v.pool, budget.per_pool) {
             continue;
@@ -206,14 +295,27 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
             .expect("a target pool")
             .1;
         budget.spend(&v.pool);
-        planned_volumes += 1;
+        counts.planned_volumes += 1;
         actions.push(proposed(
             "volume_migrate",
             json!({"migration_type": "migrate", "resource_id": v.uuid, "resource_name": v.name,
                    "destination_node": dst}),
         ));
     }
-    let (mut planned_live, mut planned_cold) = (0, 0);
+}
+
+/// A migration per instance, as the nodes' budgets allow; one with a
+/// destination moves only if it fits there.
+fn plan_instances(
+    model: &ClusterModel,
+    instances: Vec<usize>,
+    targets: &Targets,
+    p: &mut Placement,
+    budget: &mut Budget,
+    counts: &mut Counts,
+    actions: &mut Vec<Proposed>,
+) {
+    let nodes = &targets.nodes;
     for i in instances {
         let inst = &model.instances[i];
         if !budget.allows(&inst.host, budget.per_node) {
@@ -233,9 +335,9 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
         budget.spend(&inst.host);
         let kind = migration_type(inst).expect("movable");
         if kind == "live" {
-            planned_live += 1;
+            counts.planned_live += 1;
         } else {
-            planned_cold += 1;
+            counts.planned_cold += 1;
         }
         let mut input = json!({"migration_type": kind, "resource_id": inst.uuid, "resource_name": inst.name,
                                "source_node": inst.host});
@@ -244,7 +346,10 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
         }
         actions.push(proposed("migrate", input));
     }
+}
 
+/// The plan with upstream's efficacy indicators for zone migration.
+fn efficacy(actions: Vec<Proposed>, c: &Counts) -> Solution {
     let ind = |name: &str, description: &str, value: usize| EfficacyIndicator {
         name: name.into(),
         description: description.into(),
@@ -261,75 +366,75 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
             planned as f64 / total as f64 * 100.0
         },
     };
-    Ok(Solution {
+    Solution {
         actions,
         efficacy_indicators: vec![
             ind(
                 "live_migrate_instance_count",
                 "The number of instances actually live migrated.",
-                live_total,
+                c.live_total,
             ),
             ind(
                 "planned_live_migrate_instance_count",
                 "The number of instances planned to live migrate.",
-                planned_live,
+                c.planned_live,
             ),
             ind(
                 "cold_migrate_instance_count",
                 "The number of instances actually cold migrated.",
-                cold_total,
+                c.cold_total,
             ),
             ind(
                 "planned_cold_migrate_instance_count",
                 "The number of instances planned to cold migrate.",
-                planned_cold,
+                c.planned_cold,
             ),
             ind(
                 "volume_migrate_count",
                 "The number of detached volumes actually migrated.",
-                volume_total,
+                c.volume_total,
             ),
             ind(
                 "planned_volume_migrate_count",
                 "The number of detached volumes planned to migrate.",
-                planned_volumes,
+                c.planned_volumes,
             ),
             ind(
                 "volume_update_count",
                 "The number of attached volumes actually migrated.",
-                volume_total,
+                c.volume_total,
             ),
             ind(
                 "planned_volume_update_count",
                 "The number of attached volumes planned to migrate.",
-                planned_volumes,
+                c.planned_volumes,
             ),
         ],
         global_efficacy: vec![
             ratio(
                 "live_instance_migrate_ratio",
                 "Ratio of actual live migrated instances to planned live migrate instances.",
-                planned_live,
-                live_total,
+                c.planned_live,
+                c.live_total,
             ),
             ratio(
                 "cold_instance_migrate_ratio",
                 "Ratio of actual cold migrated instances to planned cold migrate instances.",
-                planned_cold,
-                cold_total,
+                c.planned_cold,
+                c.cold_total,
             ),
             ratio(
                 "volume_migrate_ratio",
                 "Ratio of actual detached volumes migrated to planned detached volumes migrate.",
-                planned_volumes,
-                volume_total,
+                c.planned_volumes,
+                c.volume_total,
             ),
             ratio(
                 "volume_update_ratio",
                 "Ratio of actual attached volumes migrated to planned attached volumes migrate.",
-                planned_volumes,
-                volume_total,
+                c.planned_volumes,
+                c.volume_total,
             ),
         ],
-    })
+    }
 }

@@ -192,6 +192,7 @@ pub async fn render(
     out
 }
 
+// Long because it is a table: one payload shape per entity and event, as upstream's notification objects define them.
 async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
     let class = payload_class(row.entity, event);
     let phase_with_fault =

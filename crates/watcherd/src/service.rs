@@ -8,15 +8,14 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use watcher_api::AppState;
-use watcher_applier::actions::ActionSettings;
-use watcher_applier::{Applier, ApplierSettings};
+use watcher_applier::Applier;
 use watcher_cloud::keystone::Credentials;
 use watcher_cloud::openstack::OpenStackCloud;
 use watcher_cloud::scenario::Scenario;
 use watcher_cloud::simulated::SimulatedCloud;
 use watcher_cloud::Cloud;
 use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
-use watcher_decision::{DecisionEngine, DecisionSettings};
+use watcher_decision::DecisionEngine;
 use watcher_store::{DatabaseLocation, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +53,6 @@ pub struct Service {
     tasks: Vec<JoinHandle<()>>,
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
-}
-
 /// What to run besides the configuration's defaults; benchmarks and tests
 /// use it to bring their own cloud or to leave the decision engine out.
 #[derive(Default, Clone)]
@@ -90,115 +85,27 @@ impl Service {
             Some(path) => Scenario::load(path)?,
             None => Scenario::demo(),
         };
-        let cloud: Arc<dyn Cloud> = match options.cloud {
+        let cloud = match options.cloud.clone() {
             Some(cloud) => cloud,
-            None if config.cloud == "openstack" => {
-                let connect = || {
-                    let credentials = Credentials::from_environment()
-                        .map_err(|e| ServiceError::Cloud(e.to_string()))?;
-                    OpenStackCloud::connect(credentials)
-                        .map_err(|e| ServiceError::Cloud(e.to_string()))
-                };
-                let cloud = tokio::task::spawn_blocking(connect)
-                    .await
-                    .map_err(|e| ServiceError::Cloud(e.to_string()))??;
-                Arc::new(cloud)
-            }
-            None if config.cloud == "sim-cloud" => Arc::new(
-                watcher_cloud::remote::RemoteCloud::new(&config.sim_cloud_url),
-            ),
-            None => Arc::new(SimulatedCloud::new(&scenario)),
-        };
-        let metrics: Arc<dyn MetricsSource> = match config.decision_engine.datasource.as_str() {
-            "prometheus" => Arc::new(PrometheusMetrics::new(
-                &config.decision_engine.prometheus_url,
-            )),
-            // On another cloud than the scenario's, values are drawn per instance UUID.
-            _ => Arc::new(SimulatedMetrics::new(&scenario)),
+            None => connect_cloud(config, &scenario).await?,
         };
         let shutdown = CancellationToken::new();
         if config.shared_database || store.is_server_database() {
             store.watch_other_processes()?;
         }
-        let listener = if options.without_api {
-            None
-        } else {
-            Some(
-                tokio::net::TcpListener::bind(config.listen)
-                    .await
-                    .map_err(|source| ServiceError::Listen {
-                        addr: config.listen,
-                        source,
-                    })?,
-            )
+        let listener = match options.without_api {
+            true => None,
+            false => Some(bind(config.listen).await?),
         };
-        let addr = match &listener {
-            Some(l) => Some(l.local_addr().map_err(|source| ServiceError::Listen {
-                addr: config.listen,
-                source,
-            })?),
-            None => None,
-        };
-
-        let a = &config.applier;
-        let applier = Applier::new(
-            store.clone(),
-            cloud.clone(),
-            ApplierSettings {
-                host: config.host.clone(),
-                max_concurrent_plans: a.max_concurrent_plans,
-                limits: a.limits.clone(),
-                actions: ActionSettings {
-                    poll_interval: Duration::from_millis(a.poll_interval_ms.max(1)),
-                    non_abortable_deadline: secs(a.non_abortable_deadline_secs),
-                    abort_deadline: secs(a.abort_deadline_secs),
-                },
-                sweep_interval: secs(a.sweep_interval_secs),
-                shutdown_grace: secs(a.shutdown_grace_secs),
-                rollback_on_cancel: a.rollback_on_cancel,
-                lease: secs(a.lease_secs),
-            },
-            shutdown.clone(),
-        );
-        let d = &config.decision_engine;
-        let engine = DecisionEngine::new(
-            store.clone(),
-            cloud.clone(),
-            metrics,
-            DecisionSettings {
-                host: config.host.clone(),
-                action_plan_expiry: secs(d.action_plan_expiry_hours * 3600.0),
-                sweep_interval: secs(d.sweep_interval_secs),
-                planner: d.planner.clone(),
-            },
-            shutdown.clone(),
-        );
-        let policy = match &config.policy_file {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ServiceError::PolicyFile {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                watcher_api::policy::Policy::with_overrides(&text)?
-            }
-            None => watcher_api::policy::Policy::default(),
-        };
-        let auth = if config.auth_strategy == "keystone" {
-            watcher_api::auth::Auth::Keystone(Arc::new(watcher_api::auth::Keystone::new(
-                config.keystone.clone(),
-                policy,
-            )))
-        } else {
-            watcher_api::auth::Auth::NoAuth
-        };
-        let state = AppState {
-            cloud: cloud.clone(),
-            auth,
-            store: store.clone(),
-            tally: Default::default(),
-        };
-        let api_shutdown = shutdown.clone();
+        let addr = listener
+            .as_ref()
+            .map(|l| {
+                l.local_addr().map_err(|source| ServiceError::Listen {
+                    addr: config.listen,
+                    source,
+                })
+            })
+            .transpose()?;
         // Registered before the API answers, so `GET /v1/services` is never
         // empty for a process that is up.
         if !options.without_applier {
@@ -211,30 +118,36 @@ impl Service {
         }
         let mut tasks = vec![];
         if !options.without_applier {
+            let settings = config.applier.settings(&config.host);
+            let applier = Applier::new(store.clone(), cloud.clone(), settings, shutdown.clone());
             tasks.push(tokio::spawn(applier.run()));
         }
         if let Some(listener) = listener {
+            let state = AppState {
+                cloud: cloud.clone(),
+                auth: api_auth(config)?,
+                store: store.clone(),
+                tally: Default::default(),
+            };
+            let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = watcher_api::serve(listener, state, api_shutdown).await {
+                if let Err(e) = watcher_api::serve(listener, state, stop).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             }));
             if options.without_applier && options.without_decision_engine {
                 // A standalone API process shows in `GET /v1/services` too.
-                let (store, host, stop) = (store.clone(), config.host.clone(), shutdown.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut beat = watcher_store::Heartbeat::new(store, "watcher-api", host);
-                    loop {
-                        beat.beat().await;
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                            _ = stop.cancelled() => break,
-                        }
-                    }
-                }));
+                tasks.push(spawn_api_heartbeat(&store, &config.host, &shutdown));
             }
         }
         if !options.without_decision_engine {
+            let engine = DecisionEngine::new(
+                store.clone(),
+                cloud.clone(),
+                metrics_source(config, &scenario),
+                config.decision_engine.settings(&config.host),
+                shutdown.clone(),
+            );
             tasks.push(tokio::spawn(engine.run()));
         }
         if config.notifications.enabled() {
@@ -263,4 +176,86 @@ impl Service {
             let _ = t.await;
         }
     }
+}
+
+/// The cloud the configuration names: OpenStack (credentials from the
+/// environment or clouds.yaml), a `watcherd sim-cloud` process, or the
+/// embedded simulated cloud of `scenario`.
+async fn connect_cloud(
+    config: &Config,
+    scenario: &Scenario,
+) -> Result<Arc<dyn Cloud>, ServiceError> {
+    Ok(match config.cloud.as_str() {
+        "openstack" => {
+            let connect = || {
+                let credentials = Credentials::from_environment()
+                    .map_err(|e| ServiceError::Cloud(e.to_string()))?;
+                OpenStackCloud::connect(credentials).map_err(|e| ServiceError::Cloud(e.to_string()))
+            };
+            let cloud = tokio::task::spawn_blocking(connect)
+                .await
+                .map_err(|e| ServiceError::Cloud(e.to_string()))??;
+            Arc::new(cloud)
+        }
+        "sim-cloud" => Arc::new(watcher_cloud::remote::RemoteCloud::new(
+            &config.sim_cloud_url,
+        )),
+        _ => Arc::new(SimulatedCloud::new(scenario)),
+    })
+}
+
+/// Where strategies read their metrics.
+fn metrics_source(config: &Config, scenario: &Scenario) -> Arc<dyn MetricsSource> {
+    match config.decision_engine.datasource.as_str() {
+        "prometheus" => Arc::new(PrometheusMetrics::new(
+            &config.decision_engine.prometheus_url,
+        )),
+        // On another cloud than the scenario's, values are drawn per instance UUID.
+        _ => Arc::new(SimulatedMetrics::new(scenario)),
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Listen { addr, source })
+}
+
+/// How the API authenticates callers: not at all, or with Keystone tokens
+/// under the policy (the built-in rules, with the policy file's over them).
+fn api_auth(config: &Config) -> Result<watcher_api::auth::Auth, ServiceError> {
+    use watcher_api::{auth, policy::Policy};
+    if config.auth_strategy != "keystone" {
+        return Ok(auth::Auth::NoAuth);
+    }
+    let policy = match &config.policy_file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ServiceError::PolicyFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            Policy::with_overrides(&text)?
+        }
+        None => Policy::default(),
+    };
+    Ok(auth::Auth::Keystone(Arc::new(auth::Keystone::new(
+        config.keystone.clone(),
+        policy,
+    ))))
+}
+
+/// The heartbeat of a process that runs only the API.
+fn spawn_api_heartbeat(store: &Store, host: &str, stop: &CancellationToken) -> JoinHandle<()> {
+    let (store, host, stop) = (store.clone(), host.to_string(), stop.clone());
+    tokio::spawn(async move {
+        let mut beat = watcher_store::Heartbeat::new(store, "watcher-api", host);
+        loop {
+            beat.beat().await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+    })
 }

@@ -52,6 +52,34 @@ pub async fn show_plan(
     Ok(Json(views::action_plan(&p, &base_url(&h), true, v)).into_response())
 }
 
+/// The state a plan's PATCH asks for (its last `/state` operation; the
+/// plan's own state when it names none; None when it removes the state).
+fn requested_plan_state(
+    ops: &[PatchOp],
+    current: ActionPlanState,
+) -> Result<Option<ActionPlanState>, ApiError> {
+    let mut target = Some(current);
+    for op in ops.iter().filter(|op| op.path == "/state") {
+        target = match (&*op.op, &op.value) {
+            ("remove", _) => None,
+            (_, Some(Value::String(v))) => Some(v.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: Invalid state: {v}",
+                    patch_repr(ops)
+                ))
+            })?),
+            (_, Some(other)) => {
+                return Err(ApiError::bad_request(format!(
+                    "Couldn't apply patch '{}'. Reason: Invalid state: {other}",
+                    patch_repr(ops)
+                )))
+            }
+            _ => None,
+        };
+    }
+    Ok(target)
+}
+
 pub async fn patch_plan(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -62,28 +90,7 @@ pub async fn patch_plan(
     let uuid = parse_uuid("action plan", &id)?;
     let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
     let plan = s.store.get_plan(uuid, false).await?;
-    let mut target: Option<ActionPlanState> = Some(plan.state);
-    for op in &ops {
-        if op.path != "/state" {
-            continue;
-        }
-        target = match (&*op.op, &op.value) {
-            ("remove", _) => None,
-            (_, Some(Value::String(v))) => Some(v.parse().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Couldn't apply patch '{}'. Reason: Invalid state: {v}",
-                    patch_repr(&ops)
-                ))
-            })?),
-            (_, Some(other)) => {
-                return Err(ApiError::bad_request(format!(
-                    "Couldn't apply patch '{}'. Reason: Invalid state: {other}",
-                    patch_repr(&ops)
-                )))
-            }
-            _ => None,
-        };
-    }
+    let target = requested_plan_state(&ops, plan.state)?;
     let refuse = |from: ActionPlanState, to: &str| {
         ApiError::bad_request(format!(
             "Couldn't apply patch '{}'. Reason: State transition not allowed: ({from} -> {to})",
