@@ -1,6 +1,7 @@
-//! Action plugins: upstream's action types, each able to validate its
-//! inputs, check its pre-conditions, run, abort when its cancellation token
-//! fires, and tell after a restart what became of an interrupted run.
+//! Action executors: how each type of the action catalogue
+//! (`watcher_core::actions`, which names, describes and validates them) runs:
+//! check its pre-conditions, run, abort when its cancellation token fires,
+//! and tell after a restart what became of an interrupted run.
 //!
 //! `execute` has one of four outcomes. On cancel an action reports
 //! `Cancelled` (aborted, effect undone), `Succeeded` (it finished before the

@@ -1,4 +1,5 @@
-//! The domain: states, transition tables and records. No I/O lives here.
+//! The domain: states, transition tables, records and the action catalogue
+//! ([`actions`]). No I/O lives here, so every other layer can depend on it.
 
 pub mod actions;
 pub mod model;

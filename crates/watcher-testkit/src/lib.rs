@@ -1,8 +1,6 @@
 //! Helpers for black-box tests: start the real `watcherd` binary on a free
 //! port with its own SQLite file, talk HTTP to it, wait for conditions.
 
-#![allow(dead_code)]
-
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

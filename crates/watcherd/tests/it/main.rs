@@ -6,6 +6,7 @@
 mod actions;
 mod api;
 mod api_fuzz;
+mod architecture;
 mod cancel;
 mod cancel_race;
 mod continuous;
