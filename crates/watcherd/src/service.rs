@@ -106,6 +106,9 @@ impl Service {
                 })
             })
             .transpose()?;
+        // Checked whether or not this process serves the API: a broken
+        // policy file stops every process at start, not only the API's.
+        let auth = api_auth(config)?;
         // Registered before the API answers, so `GET /v1/services` is never
         // empty for a process that is up.
         if !options.without_applier {
@@ -125,7 +128,7 @@ impl Service {
         if let Some(listener) = listener {
             let state = AppState {
                 cloud: cloud.clone(),
-                auth: api_auth(config)?,
+                auth,
                 store: store.clone(),
                 tally: Default::default(),
             };
@@ -225,9 +228,6 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError>
 /// under the policy (the built-in rules, with the policy file's over them).
 fn api_auth(config: &Config) -> Result<watcher_api::auth::Auth, ServiceError> {
     use watcher_api::{auth, policy::Policy};
-    if config.auth_strategy != "keystone" {
-        return Ok(auth::Auth::NoAuth);
-    }
     let policy = match &config.policy_file {
         Some(path) => {
             let text =
@@ -239,6 +239,9 @@ fn api_auth(config: &Config) -> Result<watcher_api::auth::Auth, ServiceError> {
         }
         None => Policy::default(),
     };
+    if config.auth_strategy != "keystone" {
+        return Ok(auth::Auth::NoAuth);
+    }
     Ok(auth::Auth::Keystone(Arc::new(auth::Keystone::new(
         config.keystone.clone(),
         policy,
