@@ -12,12 +12,12 @@ pub struct ActionFilter {
     pub audit_uuid: Option<Uuid>,
 }
 
-pub(crate) const ACTION_SELECT: &str =
+const ACTION_SELECT: &str =
     "SELECT x.id, x.uuid, p.uuid AS action_plan_uuid, x.action_type, x.input_parameters, \
     x.parents, x.state, x.status_message, x.created_at, x.updated_at, x.deleted_at \
     FROM actions x JOIN action_plans p ON p.id = x.action_plan_id";
 
-pub(crate) fn action_from_row(row: &Row) -> Result<Action, StoreError> {
+fn action_from_row(row: &Row) -> Result<Action, StoreError> {
     Ok(Action {
         id: row.get("id")?,
         uuid: row.uuid("uuid")?,
@@ -83,7 +83,7 @@ pub(crate) fn move_actions(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn change_action(
+fn change_action(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
     plan: Uuid,

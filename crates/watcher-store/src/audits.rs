@@ -41,13 +41,13 @@ pub struct AuditEdit {
     pub auto_trigger: Option<bool>,
 }
 
-pub(crate) const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, g.uuid AS goal_uuid, \
+const AUDIT_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.audit_type, x.state, g.uuid AS goal_uuid, \
     g.name AS goal_name, s.uuid AS strategy_uuid, s.name AS strategy_name, x.parameters, x.interval, x.scope, x.auto_trigger, x.force, \
     x.next_run_time, x.start_time, x.end_time, x.hostname, x.status_message, \
     x.created_at, x.updated_at, x.deleted_at, x.triggered \
     FROM audits x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
 
-pub(crate) fn audit_from_row(row: &Row) -> Result<Audit, StoreError> {
+fn audit_from_row(row: &Row) -> Result<Audit, StoreError> {
     Ok(Audit {
         id: row.get("id")?,
         uuid: row.uuid("uuid")?,

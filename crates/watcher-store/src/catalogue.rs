@@ -6,14 +6,14 @@ use serde_json::Value;
 use uuid::Uuid;
 use watcher_core::*;
 
-pub(crate) const GOAL_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, \
+const GOAL_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, \
     x.efficacy_specification, x.created_at, x.updated_at FROM goals x";
 
-pub(crate) const STRATEGY_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, x.goal_id, \
+const STRATEGY_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.display_name, x.goal_id, \
     g.uuid AS goal_uuid, g.name AS goal_name, x.parameters_spec, x.created_at \
     FROM strategies x JOIN goals g ON g.id = x.goal_id";
 
-pub(crate) fn goal_from_row(row: &Row) -> Result<Goal, StoreError> {
+fn goal_from_row(row: &Row) -> Result<Goal, StoreError> {
     Ok(Goal {
         id: row.get("id")?,
         uuid: row.uuid("uuid")?,
@@ -25,7 +25,7 @@ pub(crate) fn goal_from_row(row: &Row) -> Result<Goal, StoreError> {
     })
 }
 
-pub(crate) fn strategy_from_row(row: &Row) -> Result<Strategy, StoreError> {
+fn strategy_from_row(row: &Row) -> Result<Strategy, StoreError> {
     Ok(Strategy {
         id: row.get("id")?,
         uuid: row.uuid("uuid")?,

@@ -14,7 +14,7 @@ pub struct StateCounts {
     pub audits: Vec<(String, i64)>,
 }
 
-pub(crate) fn history_from_row(row: &Row) -> Result<HistoryEntry, StoreError> {
+fn history_from_row(row: &Row) -> Result<HistoryEntry, StoreError> {
     let entity: String = row.get("entity")?;
     let entity = Entity::parse(&entity)
         .ok_or_else(|| StoreError::Corrupt(format!("history row of unknown entity {entity:?}")))?;

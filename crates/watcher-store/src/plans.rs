@@ -37,12 +37,12 @@ pub struct PlanUpdate {
     pub lease_until: Option<i64>,
 }
 
-pub(crate) const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid AS audit_uuid, s.uuid AS strategy_uuid, s.name AS strategy_name, x.state, \
+const PLAN_SELECT: &str = "SELECT x.id, x.uuid, a.uuid AS audit_uuid, s.uuid AS strategy_uuid, s.name AS strategy_name, x.state, \
     x.efficacy_indicators, x.global_efficacy, x.hostname, x.status_message, \
     x.created_at, x.updated_at, x.deleted_at \
     FROM action_plans x JOIN audits a ON a.id = x.audit_id JOIN strategies s ON s.id = x.strategy_id";
 
-pub(crate) fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
+fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
     Ok(ActionPlan {
         id: row.get("id")?,
         uuid: row.uuid("uuid")?,
@@ -75,11 +75,7 @@ pub(crate) fn plan_state(conn: &Conn, uuid: Uuid) -> Result<ActionPlanState, Sto
     }
 }
 
-pub(crate) fn get_plan_conn(
-    conn: &Conn,
-    uuid: Uuid,
-    show_deleted: bool,
-) -> Result<ActionPlan, StoreError> {
+fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPlan, StoreError> {
     let sql = format!(
         "{PLAN_SELECT} WHERE x.uuid = ?1{}",
         if show_deleted {
@@ -97,7 +93,7 @@ pub(crate) fn get_plan_conn(
 
 /// [`Store::transition_plan`] inside a transaction that may do more.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn transition_plan_conn(
+fn transition_plan_conn(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
     uuid: Uuid,

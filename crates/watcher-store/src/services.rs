@@ -4,11 +4,10 @@ use crate::sql::{args, Row, Value as SqlValue};
 use crate::*;
 use watcher_core::*;
 
-pub(crate) const SERVICE_SELECT: &str =
-    "SELECT x.id, x.name, x.host, x.last_seen_up, x.created_at, \
+const SERVICE_SELECT: &str = "SELECT x.id, x.name, x.host, x.last_seen_up, x.created_at, \
     x.updated_at, x.deleted_at FROM services x";
 
-pub(crate) fn service_from_row(row: &Row) -> Result<ServiceRecord, StoreError> {
+fn service_from_row(row: &Row) -> Result<ServiceRecord, StoreError> {
     Ok(ServiceRecord {
         id: row.get("id")?,
         name: row.get("name")?,

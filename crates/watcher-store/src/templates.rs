@@ -17,11 +17,11 @@ pub struct TemplateFields {
     pub default_parameters: Option<Value>,
 }
 
-pub(crate) const TEMPLATE_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.description, x.goal_id, g.uuid AS goal_uuid, \
+const TEMPLATE_SELECT: &str = "SELECT x.id, x.uuid, x.name, x.description, x.goal_id, g.uuid AS goal_uuid, \
     g.name AS goal_name, x.strategy_id, s.uuid AS strategy_uuid, s.name AS strategy_name, x.scope, x.default_parameters, x.created_at, x.updated_at, x.deleted_at \
     FROM audit_templates x JOIN goals g ON g.id = x.goal_id LEFT JOIN strategies s ON s.id = x.strategy_id";
 
-pub(crate) fn template_from_row(row: &Row) -> Result<AuditTemplate, StoreError> {
+fn template_from_row(row: &Row) -> Result<AuditTemplate, StoreError> {
     let defaults: Option<String> = row.get("default_parameters")?;
     Ok(AuditTemplate {
         id: row.get("id")?,
@@ -44,7 +44,7 @@ pub(crate) fn template_from_row(row: &Row) -> Result<AuditTemplate, StoreError> 
 
 /// Inserts or (`update`) updates a template, refusing a name that a
 /// different live template already has.
-pub(crate) fn write_template(
+fn write_template(
     conn: &Conn,
     update: bool,
     uuid: Uuid,

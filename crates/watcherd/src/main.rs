@@ -5,6 +5,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use watcherd::config::Config;
 use watcherd::service::{Service, ServiceOptions};
 
@@ -59,7 +61,7 @@ struct Args {
     /// Print the effective configuration as TOML and exit.
     #[arg(long, global = true)]
     print_config: bool,
-    /// Log filter, e.g. info or watcher=debug.
+    /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer).
     #[arg(long, global = true, env = "WATCHER_LOG", default_value = "info")]
     log: String,
 }
@@ -150,11 +152,16 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?,
-        )
-        .with_writer(std::io::stderr)
+    // `Targets` reads the same `level,target=level` filters as EnvFilter
+    // without its regex engine (regex-automata, regex-syntax), which were the
+    // slowest dependencies to build.
+    let filter: tracing_subscriber::filter::Targets = args
+        .log
+        .parse()
+        .context("invalid --log filter (e.g. info, or warn,watcher_applier=debug)")?;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     let service = Service::start_with(&config, options).await?;
     // Tests and scripts read this line to find the port.

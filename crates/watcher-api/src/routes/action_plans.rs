@@ -5,7 +5,7 @@ use super::*;
 
 // ----- action plans ---------------------------------------------------------------
 
-pub(super) const PLAN_SORT: &[(&str, &str)] = &[
+const PLAN_SORT: &[(&str, &str)] = &[
     ("uuid", "x.uuid"),
     ("state", "x.state"),
     ("audit_uuid", "a.uuid"),

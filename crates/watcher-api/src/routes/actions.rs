@@ -4,7 +4,7 @@ use super::*;
 
 // ----- actions -------------------------------------------------------------------------
 
-pub(super) const ACTION_SORT: &[(&str, &str)] = &[
+const ACTION_SORT: &[(&str, &str)] = &[
     ("uuid", "x.uuid"),
     ("action_type", "x.action_type"),
     ("state", "x.state"),

@@ -4,7 +4,7 @@ use super::*;
 
 // ----- audit templates ---------------------------------------------------------------
 
-pub(super) const TEMPLATE_SORT: &[(&str, &str)] = &[
+const TEMPLATE_SORT: &[(&str, &str)] = &[
     ("uuid", "x.uuid"),
     ("name", "x.name"),
     ("goal_uuid", "g.uuid"),
@@ -53,7 +53,7 @@ pub async fn show_audit_template(
 
 /// Checks a template document (a create body, or a template after a patch)
 /// and resolves its goal and strategy.
-pub(super) async fn template_fields(
+async fn template_fields(
     s: &AppState,
     doc: &serde_json::Map<String, Value>,
     ver: Version,
@@ -124,7 +124,7 @@ pub(super) async fn template_fields(
     })
 }
 
-pub(super) fn template_conflict(e: StoreError) -> ApiError {
+fn template_conflict(e: StoreError) -> ApiError {
     match e {
         StoreError::NameTaken { name, .. } => {
             ApiError::conflict(format!("An audit_template with name {name} already exists"))

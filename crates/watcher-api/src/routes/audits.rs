@@ -4,7 +4,7 @@ use super::*;
 
 // ----- audits ------------------------------------------------------------------------
 
-pub(super) const AUDIT_SORT: &[(&str, &str)] = &[
+const AUDIT_SORT: &[(&str, &str)] = &[
     ("uuid", "x.uuid"),
     ("name", "x.name"),
     ("audit_type", "x.audit_type"),
@@ -307,7 +307,7 @@ pub async fn create_audit(
 }
 
 /// A CONTINUOUS audit's interval: seconds or a cron expression that fires.
-pub(super) fn checked_interval(text: &str) -> Result<String, ApiError> {
+fn checked_interval(text: &str) -> Result<String, ApiError> {
     text.parse::<Schedule>()
         .map(|_| text.trim().to_string())
         .map_err(|why| {
@@ -320,7 +320,7 @@ pub(super) fn checked_interval(text: &str) -> Result<String, ApiError> {
 
 /// An ISO 8601 time as python-watcherclient passes it on: with an offset,
 /// or without one (then UTC, where upstream uses its server's local zone).
-pub(super) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -343,7 +343,7 @@ pub(super) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiEr
     )))
 }
 
-pub(super) fn check_time_window(
+fn check_time_window(
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
 ) -> Result<(), ApiError> {

@@ -4,13 +4,13 @@ use super::*;
 
 // ----- goals and strategies --------------------------------------------------------
 
-pub(super) const GOAL_SORT: &[(&str, &str)] = &[
+const GOAL_SORT: &[(&str, &str)] = &[
     ("uuid", "x.uuid"),
     ("name", "x.name"),
     ("display_name", "x.display_name"),
 ];
 
-pub(super) const STRATEGY_SORT: &[(&str, &str)] = &[
+const STRATEGY_SORT: &[(&str, &str)] = &[
     ("uuid", "x.uuid"),
     ("name", "x.name"),
     ("display_name", "x.display_name"),
