@@ -809,6 +809,17 @@ enum Only {
     CrossProcess,
     /// Only the decision engine's table (strategies on generated clouds).
     Strategies,
+    /// Only the applier's throughput on one plan of nops (embedded SQLite),
+    /// e.g. under `valgrind --tool=callgrind` to compare commits by
+    /// instruction counts when the machine is too noisy for wall clock.
+    Throughput {
+        /// Actions in the plan.
+        #[arg(long, default_value_t = 10_000)]
+        actions: usize,
+        /// One sequential chain instead of 512 at once.
+        #[arg(long)]
+        chain: bool,
+    },
     /// The split deployment's figures on PostgreSQL (applier throughput,
     /// cross-process cancel).
     Postgres {
@@ -831,6 +842,21 @@ fn main() -> anyhow::Result<()> {
                 ms(pct(&mut c, 0.5)),
                 ms(pct(&mut c, 0.99)),
                 c.len()
+            );
+            return Ok(());
+        }
+        Some(Only::Throughput { actions, chain }) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let (rate, history) = rt.block_on(throughput(actions, chain, None))?;
+            println!(
+                "applier: {actions} nops, {}: {rate:.0} actions/s ({history} history rows)",
+                if chain {
+                    "one sequential chain"
+                } else {
+                    "512 at once"
+                }
             );
             return Ok(());
         }
