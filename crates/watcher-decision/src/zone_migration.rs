@@ -92,16 +92,16 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
     let mut p = Placement::new(model)?;
     let volumes = priority.volumes(model, &targets);
     let instances = priority.instances(model, &targets, &p);
+    let live_total = instances
+        .iter()
+        .filter(|&&i| migration_type(&model.instances[i]) == Some("live"))
+        .count();
     let mut counts = Counts {
-        live_total: instances
-            .iter()
-            .filter(|&&i| migration_type(&model.instances[i]) == Some("live"))
-            .count(),
-        cold_total: 0,
+        live_total,
+        cold_total: instances.len() - live_total,
         volume_total: volumes.len(),
         ..Counts::default()
     };
-    counts.cold_total = instances.len() - counts.live_total;
     let mut actions = vec![];
     plan_volumes(volumes, &targets, &mut budget, &mut counts, &mut actions);
     plan_instances(
