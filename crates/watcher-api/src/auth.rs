@@ -19,7 +19,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use watcher_cloud::keystone::{expires_at, Credentials, Session};
+use std::path::PathBuf;
+use watcher_cloud::keystone::{expires_at, Credentials, KeystoneError, Session};
+use watcher_core::Secret;
+use watcher_tls::TlsOptions;
 
 /// Keystone v3 settings: where to validate tokens, and watcherd's own
 /// service credentials for doing so.
@@ -29,10 +32,20 @@ pub struct KeystoneConfig {
     /// e.g. `http://127.0.0.1:5000/v3`
     pub auth_url: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub project_name: String,
     pub user_domain_name: String,
     pub project_domain_name: String,
+    /// CA bundle trusted besides the system's roots, client certificate
+    /// and key, and `insecure` (no verification: test clouds only).
+    pub cafile: Option<PathBuf>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub insecure: bool,
+    /// At start, how long to keep trying to log in while Keystone cannot
+    /// be reached (it may be booting with us); 0: fail at once. Refused
+    /// credentials and an untrusted certificate fail at once anyway.
+    pub startup_wait_secs: f64,
     /// How long a validated token is trusted before asking Keystone again
     /// (a revoked token stops working within this time).
     pub cache_ttl_secs: f64,
@@ -47,13 +60,43 @@ impl Default for KeystoneConfig {
         KeystoneConfig {
             auth_url: String::new(),
             username: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             project_name: "service".into(),
             user_domain_name: "Default".into(),
             project_domain_name: "Default".into(),
+            cafile: None,
+            certfile: None,
+            keyfile: None,
+            insecure: false,
+            startup_wait_secs: 60.0,
             cache_ttl_secs: 60.0,
             enable_webhooks_auth: true,
         }
+    }
+}
+
+impl KeystoneConfig {
+    /// watcherd's service credentials, checked.
+    pub fn credentials(&self) -> Result<Credentials, KeystoneError> {
+        let c = Credentials {
+            auth_url: self.auth_url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            project_name: self.project_name.clone(),
+            user_domain_name: self.user_domain_name.clone(),
+            project_domain_name: self.project_domain_name.clone(),
+            interface: "public".into(),
+            tls: TlsOptions {
+                cafile: self.cafile.clone(),
+                certfile: self.certfile.clone(),
+                keyfile: self.keyfile.clone(),
+                insecure: self.insecure,
+            },
+            source: "keystone".into(),
+            ..Credentials::default()
+        };
+        c.check()?;
+        Ok(c)
     }
 }
 
@@ -92,23 +135,23 @@ pub struct Keystone {
 const CACHE_MAX: usize = 10_000;
 
 impl Keystone {
-    pub fn new(config: KeystoneConfig, policy: super::policy::Policy) -> Keystone {
-        let session = Session::new(Credentials {
-            auth_url: config.auth_url.clone(),
-            username: config.username.clone(),
-            password: config.password.clone(),
-            project_name: config.project_name.clone(),
-            user_domain_name: config.user_domain_name.clone(),
-            project_domain_name: config.project_domain_name.clone(),
-            region_name: None,
-            interface: "public".into(),
-        });
-        Keystone {
+    /// Checks the settings (TLS files included); makes no request.
+    pub fn new(
+        config: KeystoneConfig,
+        policy: super::policy::Policy,
+    ) -> Result<Keystone, KeystoneError> {
+        let session = Session::new(config.credentials()?)?;
+        Ok(Keystone {
             config,
             policy,
             session,
             cache: Mutex::new(HashMap::new()),
-        }
+        })
+    }
+
+    /// watcherd's own session (the start-up login uses it).
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     fn service_token(&self, fresh: bool) -> Result<String, AuthError> {
@@ -130,7 +173,12 @@ impl Keystone {
             match self
                 .session
                 .agent()
-                .get(&self.session.tokens_url())
+                .get(
+                    &self
+                        .session
+                        .tokens_url()
+                        .map_err(|e| AuthError::Unavailable(e.to_string()))?,
+                )
                 .set("X-Auth-Token", &service)
                 .set("X-Subject-Token", token)
                 .call()
@@ -146,7 +194,11 @@ impl Keystone {
                     service = self.service_token(true)?;
                 }
                 Err(ureq::Error::Status(401 | 404, _)) => return Err(AuthError::Invalid),
-                Err(e) => return Err(AuthError::Unavailable(e.to_string())),
+                Err(e) => {
+                    return Err(AuthError::Unavailable(
+                        watcher_core::secret::redact_urls_in(&e.to_string()),
+                    ))
+                }
             }
         };
         let t = &body["token"];
@@ -211,6 +263,7 @@ pub fn rule_for(method: &Method, path: &str) -> Option<String> {
 
 fn unauthorized(auth_url: &str, message: &str) -> Response {
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    let auth_url = watcher_core::secret::redact_url(auth_url);
     if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{auth_url}\"")) {
         resp.headers_mut().insert("www-authenticate", v);
     }
@@ -266,8 +319,11 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
             .into_response();
         }
     }
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    req.extensions_mut().insert(caller.clone());
+    let mut resp = next.run(req).await;
+    // For the request's log line (request_log), which sees only the answer.
+    resp.extensions_mut().insert(caller);
+    resp
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ mod error;
 pub mod health;
 pub mod openapi;
 pub mod policy;
+pub mod request_log;
 mod routes;
+pub mod tls_listener;
 pub mod version;
 mod views;
 
@@ -33,6 +35,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// The `/metrics` histograms.
     pub tally: health::SharedTally,
+    /// How callers reach us (TLS, a trusted proxy), for links.
+    pub origin: request_log::Origin,
 }
 
 /// Largest request body accepted; larger ones get 413.
@@ -41,6 +45,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 // Long because it is the route table: one line per endpoint, checked against the OpenAPI document by a test.
 pub fn router(state: AppState) -> Router {
     use routes::*;
+    let origin = state.origin.clone();
     let v1 = Router::new()
         .route("/", get(v1_root))
         .route(
@@ -130,6 +135,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(watcher_error_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            origin,
+            request_log::log_request,
+        ))
         .with_state(state)
 }
 
@@ -234,17 +243,23 @@ async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("The resource {} could not be found.", uri.path()))
 }
 
-/// Serves the API on `listener` until `shutdown` fires.
+/// Serves the API on `listener` until `shutdown` fires: HTTPS with `tls`,
+/// plain HTTP without.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<watcher_tls::rustls::ServerConfig>>,
     state: AppState,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let svc = tower::util::MapRequest::new(router(state), normalize_path);
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(svc),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let app = axum::ServiceExt::<Request>::into_make_service(svc);
+    let stop = async move { shutdown.cancelled().await };
+    match tls {
+        Some(config) => {
+            axum::serve(tls_listener::TlsListener::new(listener, config), app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+    }
 }

@@ -6,10 +6,14 @@
 //! (`OS_CLOUD` names the entry) or from the `OS_*` environment variables.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+use watcher_core::secret::{redact_url, redact_urls_in};
+use watcher_core::Secret;
+use watcher_tls::TlsOptions;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum KeystoneError {
@@ -23,6 +27,9 @@ pub enum KeystoneError {
     /// Keystone could not be reached or answered with an error.
     #[error("Keystone at {url} could not be reached: {message}")]
     Unavailable { url: String, message: String },
+    /// The server's certificate is not trusted: waiting will not help.
+    #[error("Keystone at {url}: its TLS certificate is not trusted ({message}); set the CA that signed it (cafile, clouds.yaml cacert or OS_CACERT)")]
+    Untrusted { url: String, message: String },
     #[error("the catalog has no {interface} endpoint of type {service_type}{region}")]
     NoEndpoint {
         service_type: String,
@@ -33,22 +40,203 @@ pub enum KeystoneError {
     Config(String),
 }
 
+impl KeystoneError {
+    /// An error that waiting may cure (Keystone still booting).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KeystoneError::Unavailable { .. })
+    }
+
+    /// The error of a failed request to `url`.
+    fn transport(url: &str, e: impl std::fmt::Display) -> KeystoneError {
+        let (url, message) = (redact_url(url), redact_urls_in(&e.to_string()));
+        if watcher_tls::is_certificate_error(&message) {
+            KeystoneError::Untrusted { url, message }
+        } else {
+            KeystoneError::Unavailable { url, message }
+        }
+    }
+}
+
 /// Who logs in, and where.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Credentials {
-    /// e.g. `http://127.0.0.1:5000/v3`
+    /// e.g. `https://keystone:5000/v3`, or without `/v3` (found by
+    /// version discovery).
     pub auth_url: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub project_name: String,
     pub user_domain_name: String,
     pub project_domain_name: String,
+    /// Application credential (`auth_type = v3applicationcredential`): the
+    /// id, or the name with `username` and `user_domain_name`; the project
+    /// is the credential's own.
+    pub application_credential_id: String,
+    pub application_credential_name: String,
+    pub application_credential_secret: Secret,
     pub region_name: Option<String>,
     /// `public` (default), `internal` or `admin`.
     pub interface: String,
+    pub tls: TlsOptions,
+    /// Where these came from, for messages (a setting's name, a file, the
+    /// environment).
+    pub source: String,
+}
+
+/// `[watcher_clients_auth]`: the credentials watcherd manages the cloud
+/// with, as upstream's section of the same name. Set `auth_url` to use it;
+/// otherwise `OS_CLOUD` + clouds.yaml, then the `OS_*` variables, are read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientsAuth {
+    /// `password` or `v3applicationcredential`.
+    pub auth_type: String,
+    pub auth_url: String,
+    pub username: String,
+    pub password: Secret,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    pub application_credential_id: String,
+    pub application_credential_name: String,
+    pub application_credential_secret: Secret,
+    pub region_name: String,
+    /// `public`, `internal` or `admin`: which endpoints of the catalog.
+    pub interface: String,
+    pub cafile: Option<PathBuf>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+impl Default for ClientsAuth {
+    fn default() -> Self {
+        ClientsAuth {
+            auth_type: "password".into(),
+            auth_url: String::new(),
+            username: String::new(),
+            password: Secret::default(),
+            project_name: String::new(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            application_credential_id: String::new(),
+            application_credential_name: String::new(),
+            application_credential_secret: Secret::default(),
+            region_name: String::new(),
+            interface: "public".into(),
+            cafile: None,
+            certfile: None,
+            keyfile: None,
+            insecure: false,
+        }
+    }
+}
+
+impl ClientsAuth {
+    pub fn is_set(&self) -> bool {
+        !self.auth_url.is_empty()
+    }
+
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            cafile: self.cafile.clone(),
+            certfile: self.certfile.clone(),
+            keyfile: self.keyfile.clone(),
+            insecure: self.insecure,
+        }
+    }
+
+    /// The credentials of this section, checked.
+    pub fn credentials(&self) -> Result<Credentials, KeystoneError> {
+        const S: &str = "watcher_clients_auth";
+        let mut c = Credentials {
+            auth_url: self.auth_url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            project_name: self.project_name.clone(),
+            user_domain_name: self.user_domain_name.clone(),
+            project_domain_name: self.project_domain_name.clone(),
+            application_credential_id: self.application_credential_id.clone(),
+            application_credential_name: self.application_credential_name.clone(),
+            application_credential_secret: self.application_credential_secret.clone(),
+            region_name: Some(self.region_name.clone()).filter(|r| !r.is_empty()),
+            interface: self.interface.clone(),
+            tls: self.tls(),
+            source: S.into(),
+        };
+        match self.auth_type.as_str() {
+            "password" | "v3password" => {
+                c.application_credential_secret = Secret::default();
+            }
+            "v3applicationcredential" => {}
+            other => {
+                return Err(KeystoneError::Config(format!(
+                    "{S}.auth_type '{other}' is unknown; use 'password' or 'v3applicationcredential'"
+                )))
+            }
+        }
+        c.check()?;
+        Ok(c)
+    }
 }
 
 impl Credentials {
+    /// `[watcher_clients_auth]` when it is set; otherwise `OS_CLOUD` and
+    /// clouds.yaml; otherwise the `OS_*` variables of an openrc file.
+    pub fn resolve(section: &ClientsAuth) -> Result<Credentials, KeystoneError> {
+        if section.is_set() {
+            section.credentials()
+        } else {
+            Credentials::from_environment()
+        }
+    }
+
+    fn uses_application_credential(&self) -> bool {
+        !self.application_credential_secret.is_empty()
+    }
+
+    /// Refuses credentials that cannot log in, naming what is missing.
+    pub fn check(&self) -> Result<(), KeystoneError> {
+        let missing = |what: &str| {
+            Err(KeystoneError::Config(format!(
+                "{}: {what} is not set",
+                self.source
+            )))
+        };
+        if self.auth_url.is_empty() {
+            return missing("auth_url");
+        }
+        if !(self.auth_url.starts_with("http://") || self.auth_url.starts_with("https://")) {
+            return Err(KeystoneError::Config(format!(
+                "{}: auth_url {} is not an http:// or https:// URL",
+                self.source,
+                redact_url(&self.auth_url)
+            )));
+        }
+        if self.uses_application_credential() {
+            if self.application_credential_id.is_empty()
+                && (self.application_credential_name.is_empty() || self.username.is_empty())
+            {
+                return missing(
+                    "application_credential_id (or application_credential_name with username)",
+                );
+            }
+        } else {
+            if self.username.is_empty() {
+                return missing("username");
+            }
+            if self.password.is_empty() {
+                return missing("password");
+            }
+            if self.project_name.is_empty() {
+                return missing("project_name");
+            }
+        }
+        self.tls
+            .check(&format!("{} TLS", self.source))
+            .map_err(|e| KeystoneError::Config(e.to_string()))
+    }
+
     /// From `OS_CLOUD` and clouds.yaml if `OS_CLOUD` is set, else from the
     /// `OS_*` variables of an openrc file.
     pub fn from_environment() -> Result<Credentials, KeystoneError> {
@@ -63,28 +251,49 @@ impl Credentials {
             let text = std::fs::read_to_string(&file).map_err(|e| {
                 KeystoneError::Config(format!("cannot read {}: {e}", file.display()))
             })?;
-            return Credentials::from_clouds_yaml(&text, &cloud)
-                .map_err(|e| KeystoneError::Config(format!("{}: {e}", file.display())));
+            let mut c = Credentials::from_clouds_yaml(&text, &cloud)
+                .map_err(|e| KeystoneError::Config(format!("{}: {e}", file.display())))?;
+            c.source = format!("clouds.yaml entry '{cloud}' ({})", file.display());
+            // Relative certificate paths are relative to clouds.yaml.
+            let dir = file.parent().unwrap_or(Path::new("."));
+            for p in [&mut c.tls.cafile, &mut c.tls.certfile, &mut c.tls.keyfile]
+                .into_iter()
+                .flatten()
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+            c.check()?;
+            return Ok(c);
         }
-        let need = |k: &str| {
-            var(k).ok_or_else(|| {
-                KeystoneError::Config(format!(
-                    "{k} is not set: source an openrc file or set OS_CLOUD to an entry of clouds.yaml"
-                ))
-            })
-        };
-        Ok(Credentials {
-            auth_url: need("OS_AUTH_URL")?,
-            username: need("OS_USERNAME")?,
-            password: need("OS_PASSWORD")?,
+        let c = Credentials {
+            auth_url: var("OS_AUTH_URL").unwrap_or_default(),
+            username: var("OS_USERNAME").unwrap_or_default(),
+            password: var("OS_PASSWORD").unwrap_or_default().into(),
             project_name: var("OS_PROJECT_NAME")
                 .or_else(|| var("OS_TENANT_NAME"))
-                .ok_or_else(|| KeystoneError::Config("OS_PROJECT_NAME is not set".into()))?,
+                .unwrap_or_default(),
             user_domain_name: var("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
             project_domain_name: var("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+            application_credential_id: var("OS_APPLICATION_CREDENTIAL_ID").unwrap_or_default(),
+            application_credential_name: var("OS_APPLICATION_CREDENTIAL_NAME")
+                .unwrap_or_default(),
+            application_credential_secret: var("OS_APPLICATION_CREDENTIAL_SECRET")
+                .unwrap_or_default()
+                .into(),
             region_name: var("OS_REGION_NAME"),
             interface: var("OS_INTERFACE").unwrap_or_else(|| "public".into()),
-        })
+            tls: TlsOptions {
+                cafile: var("OS_CACERT").map(PathBuf::from),
+                certfile: var("OS_CERT").map(PathBuf::from),
+                keyfile: var("OS_KEY").map(PathBuf::from),
+                insecure: var("OS_INSECURE").is_some_and(|v| is_true(&v)),
+            },
+            source: "the OS_* variables (no [watcher_clients_auth] auth_url, no OS_CLOUD)".into(),
+        };
+        c.check()?;
+        Ok(c)
     }
 
     /// The entry `cloud` of a clouds.yaml file.
@@ -98,19 +307,45 @@ impl Credentials {
             .get("auth")
             .ok_or_else(|| format!("cloud '{cloud}' has no 'auth:' section"))?;
         let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let app_cred = get(entry, "auth_type").is_some_and(|t| t.contains("applicationcredential"));
         let need = |k: &str| get(auth, k).ok_or_else(|| format!("cloud '{cloud}' has no auth.{k}"));
+        let (username, password, project_name) = if app_cred {
+            (get(auth, "username").unwrap_or_default(), String::new(), String::new())
+        } else {
+            (need("username")?, need("password")?, need("project_name")?)
+        };
         Ok(Credentials {
             auth_url: need("auth_url")?,
-            username: need("username")?,
-            password: need("password")?,
-            project_name: need("project_name")?,
+            username,
+            password: password.into(),
+            project_name,
             user_domain_name: get(auth, "user_domain_name").unwrap_or_else(|| "Default".into()),
             project_domain_name: get(auth, "project_domain_name")
                 .unwrap_or_else(|| "Default".into()),
+            application_credential_id: get(auth, "application_credential_id").unwrap_or_default(),
+            application_credential_name: get(auth, "application_credential_name")
+                .unwrap_or_default(),
+            application_credential_secret: if app_cred {
+                need("application_credential_secret")?.into()
+            } else {
+                Secret::default()
+            },
             region_name: get(entry, "region_name"),
             interface: get(entry, "interface").unwrap_or_else(|| "public".into()),
+            tls: TlsOptions {
+                cafile: get(entry, "cacert").map(PathBuf::from),
+                certfile: get(entry, "cert").map(PathBuf::from),
+                keyfile: get(entry, "key").map(PathBuf::from),
+                insecure: get(entry, "verify").is_some_and(|v| !is_true(&v))
+                    || get(entry, "insecure").is_some_and(|v| is_true(&v)),
+            },
+            source: format!("clouds.yaml entry '{cloud}'"),
         })
     }
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
 }
 
 fn clouds_yaml_path() -> Option<PathBuf> {
@@ -182,7 +417,7 @@ fn unquote(s: &str) -> &str {
 
 #[derive(Debug, Clone)]
 struct Token {
-    id: String,
+    id: Secret,
     expires: DateTime<Utc>,
     catalog: Value,
 }
@@ -191,32 +426,102 @@ struct Token {
 pub struct Session {
     pub credentials: Credentials,
     agent: ureq::Agent,
+    /// The Identity v3 URL, found from `auth_url` at the first login.
+    v3: OnceLock<String>,
     token: Mutex<Option<Token>>,
 }
 
 impl Session {
-    pub fn new(credentials: Credentials) -> Session {
-        Session {
+    /// A session whose TLS settings are checked now (no request is made).
+    pub fn new(credentials: Credentials) -> Result<Session, KeystoneError> {
+        let agent = crate::http::agent(
+            &credentials.tls,
+            &format!("{} TLS", credentials.source),
+            Duration::from_secs(30),
+        )
+        .map_err(|e| KeystoneError::Config(e.to_string()))?;
+        Ok(Session {
             credentials,
-            agent: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(5))
-                .timeout(Duration::from_secs(30))
-                .build(),
+            agent,
+            v3: OnceLock::new(),
             token: Mutex::new(None),
-        }
+        })
     }
 
-    pub fn tokens_url(&self) -> String {
-        format!(
-            "{}/auth/tokens",
-            self.credentials.auth_url.trim_end_matches('/')
-        )
+    /// The Identity v3 base URL: `auth_url` itself when it ends in `/v3`,
+    /// otherwise found in the version document Keystone serves at
+    /// `auth_url` (what keystoneauth's discovery does).
+    pub fn v3_url(&self) -> Result<String, KeystoneError> {
+        if let Some(u) = self.v3.get() {
+            return Ok(u.clone());
+        }
+        let base = self.credentials.auth_url.trim_end_matches('/').to_string();
+        let found = if base.ends_with("/v3") {
+            base
+        } else {
+            let body: Value = match self.agent.get(&base).call() {
+                Ok(r) => r
+                    .into_json()
+                    .map_err(|e| KeystoneError::transport(&base, e))?,
+                // Keystone answers its root with 300 Multiple Choices.
+                Err(ureq::Error::Status(300, r)) => r
+                    .into_json()
+                    .map_err(|e| KeystoneError::transport(&base, e))?,
+                Err(ureq::Error::Status(code, _)) => {
+                    return Err(KeystoneError::Unavailable {
+                        url: redact_url(&base),
+                        message: format!("version discovery answered HTTP {code}"),
+                    })
+                }
+                Err(e) => return Err(KeystoneError::transport(&base, e)),
+            };
+            v3_from_versions(&body).ok_or_else(|| {
+                KeystoneError::Config(format!(
+                    "{}: auth_url {} offers no Identity v3 API (its version document lists none); \
+                     give the v3 URL, e.g. https://keystone:5000/v3",
+                    self.credentials.source,
+                    redact_url(&base)
+                ))
+            })?
+        };
+        Ok(self.v3.get_or_init(|| found).clone())
+    }
+
+    pub fn tokens_url(&self) -> Result<String, KeystoneError> {
+        Ok(format!("{}/auth/tokens", self.v3_url()?))
     }
 
     /// A valid token, logging in again a minute before expiry or when
     /// `fresh` (after a 401).
     pub fn token(&self, fresh: bool) -> Result<String, KeystoneError> {
-        Ok(self.current(fresh)?.id)
+        Ok(self.current(fresh)?.id.expose().to_string())
+    }
+
+    /// Logs in now: at start, so that refused credentials or an untrusted
+    /// certificate stop the process with a clear message.
+    pub fn login(&self) -> Result<(), KeystoneError> {
+        self.current(true).map(|_| ())
+    }
+
+    fn login_body(&self) -> Value {
+        let c = &self.credentials;
+        if c.uses_application_credential() {
+            let mut cred = json!({"secret": c.application_credential_secret.expose()});
+            if c.application_credential_id.is_empty() {
+                cred["name"] = json!(c.application_credential_name);
+                cred["user"] = json!({"name": c.username, "domain": {"name": c.user_domain_name}});
+            } else {
+                cred["id"] = json!(c.application_credential_id);
+            }
+            return json!({"auth": {"identity": {
+                "methods": ["application_credential"], "application_credential": cred}}});
+        }
+        json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": c.username, "domain": {"name": c.user_domain_name},
+                "password": c.password.expose()}}},
+            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}
+        }})
     }
 
     fn current(&self, fresh: bool) -> Result<Token, KeystoneError> {
@@ -228,46 +533,45 @@ impl Session {
             }
         }
         let c = &self.credentials;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "domain": {"name": c.user_domain_name}, "password": c.password}}},
-            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}
-        }});
-        let url = self.tokens_url();
+        let url = self.tokens_url()?;
         let resp = match self
             .agent
             .post(&url)
             .set("Content-Type", "application/json")
-            .send_string(&body.to_string())
+            .send_string(&self.login_body().to_string())
         {
             Ok(r) => r,
             Err(ureq::Error::Status(code @ (400 | 401 | 403 | 404), r)) => {
                 return Err(KeystoneError::Refused {
-                    user: c.username.clone(),
+                    user: if c.uses_application_credential() {
+                        format!(
+                            "application credential {}{}",
+                            c.application_credential_id, c.application_credential_name
+                        )
+                    } else {
+                        c.username.clone()
+                    },
                     project: c.project_name.clone(),
-                    message: format!("{code} {}", r.into_string().unwrap_or_default()),
+                    message: format!(
+                        "{code} {}",
+                        redact_urls_in(&r.into_string().unwrap_or_default())
+                    ),
                 })
             }
-            Err(e) => {
-                return Err(KeystoneError::Unavailable {
-                    url,
-                    message: e.to_string(),
-                })
-            }
+            Err(e) => return Err(KeystoneError::transport(&url, e)),
         };
         let id = resp
             .header("X-Subject-Token")
             .ok_or_else(|| KeystoneError::Unavailable {
-                url: url.clone(),
+                url: redact_url(&url),
                 message: "no X-Subject-Token in the answer".into(),
             })?
             .to_string();
-        let body: Value = resp.into_json().map_err(|e| KeystoneError::Unavailable {
-            url,
-            message: e.to_string(),
-        })?;
+        let body: Value = resp
+            .into_json()
+            .map_err(|e| KeystoneError::transport(&url, e))?;
         let token = Token {
-            id,
+            id: id.into(),
             expires: expires_at(&body).unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(5)),
             catalog: body["token"]["catalog"].clone(),
         };
@@ -289,6 +593,28 @@ impl Session {
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
+}
+
+/// The v3 URL of a Keystone version document: `{"versions": {"values":
+/// [...]}}` (the root, 300) or `{"version": {...}}` (a versioned URL).
+fn v3_from_versions(body: &Value) -> Option<String> {
+    let single = body.get("version").map(|v| vec![v.clone()]);
+    let values = body["versions"]["values"]
+        .as_array()
+        .cloned()
+        .or(single)
+        .unwrap_or_default();
+    values
+        .iter()
+        .filter(|v| v["id"].as_str().is_some_and(|id| id.starts_with("v3")))
+        .filter(|v| v["status"] != "deprecated")
+        .find_map(|v| {
+            v["links"].as_array()?.iter().find_map(|l| {
+                (l["rel"] == "self")
+                    .then(|| l["href"].as_str().map(|h| h.trim_end_matches('/').to_string()))
+                    .flatten()
+            })
+        })
 }
 
 pub fn expires_at(token: &Value) -> Option<DateTime<Utc>> {
@@ -351,7 +677,7 @@ clouds:
 "#;
         let c = Credentials::from_clouds_yaml(text, "mini").unwrap();
         assert_eq!(c.auth_url, "http://127.0.0.1:5000/v3");
-        assert_eq!(c.password, "se:cret");
+        assert_eq!(c.password.expose(), "se:cret");
         assert_eq!(c.user_domain_name, "Default");
         assert_eq!(c.region_name.as_deref(), Some("RegionOne"));
         assert_eq!(c.interface, "internal");
@@ -359,6 +685,83 @@ clouds:
         assert!(err.contains("auth.username"), "{err}");
         let err = Credentials::from_clouds_yaml(text, "nope").unwrap_err();
         assert!(err.contains("no cloud named 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn clouds_yaml_application_credentials_and_tls_are_read() {
+        let text = r#"
+clouds:
+  prod:
+    auth_type: v3applicationcredential
+    cacert: ca.pem
+    cert: /etc/watcher/client.pem
+    key: /etc/watcher/client.key
+    auth:
+      auth_url: https://keystone.example:5000
+      application_credential_id: 21dced0fd20347869b93710d2b98aae0
+      application_credential_secret: s3cr3t
+  lab:
+    verify: false
+    auth:
+      auth_url: https://lab:5000/v3
+      username: u
+      password: p
+      project_name: x
+"#;
+        let c = Credentials::from_clouds_yaml(text, "prod").unwrap();
+        assert!(c.uses_application_credential());
+        assert_eq!(c.application_credential_secret.expose(), "s3cr3t");
+        assert_eq!(c.tls.cafile.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(
+            c.tls.keyfile.as_deref(),
+            Some(Path::new("/etc/watcher/client.key"))
+        );
+        assert!(!c.tls.insecure);
+        let lab = Credentials::from_clouds_yaml(text, "lab").unwrap();
+        assert!(lab.tls.insecure);
+        assert!(!format!("{lab:?}").contains("password: \"p\""));
+    }
+
+    #[test]
+    fn the_v3_url_is_found_in_keystones_version_documents() {
+        let root = json!({"versions": {"values": [
+            {"id": "v2.0", "status": "deprecated", "links": [{"rel": "self", "href": "https://ks/v2.0/"}]},
+            {"id": "v3.14", "status": "stable", "links": [{"rel": "self", "href": "https://ks/v3/"}]}
+        ]}});
+        assert_eq!(v3_from_versions(&root).as_deref(), Some("https://ks/v3"));
+        let single = json!({"version": {"id": "v3.14", "status": "stable",
+            "links": [{"rel": "self", "href": "https://ks/identity/v3/"}]}});
+        assert_eq!(
+            v3_from_versions(&single).as_deref(),
+            Some("https://ks/identity/v3")
+        );
+        assert_eq!(v3_from_versions(&json!({"error": "x"})), None);
+    }
+
+    #[test]
+    fn missing_credentials_are_named_with_their_source() {
+        let section = ClientsAuth {
+            auth_url: "https://ks:5000".into(),
+            username: "watcher".into(),
+            ..Default::default()
+        };
+        let e = section.credentials().unwrap_err().to_string();
+        assert_eq!(e, "watcher_clients_auth: password is not set");
+        let e = ClientsAuth {
+            auth_url: "keystone:5000".into(),
+            ..section.clone()
+        }
+        .credentials()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not an http:// or https:// URL"), "{e}");
+        let ok = ClientsAuth {
+            auth_type: "v3applicationcredential".into(),
+            application_credential_id: "abc".into(),
+            application_credential_secret: "s".into(),
+            ..section
+        };
+        assert!(ok.credentials().unwrap().uses_application_credential());
     }
 
     #[test]

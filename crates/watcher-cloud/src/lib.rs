@@ -7,6 +7,7 @@
 //! reverted. [`simulated::SimulatedCloud`] is a real implementation with
 //! capacity, timing, progress and deterministic faults.
 
+pub mod http;
 pub mod keystone;
 pub mod openstack;
 pub mod remote;

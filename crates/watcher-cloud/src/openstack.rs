@@ -20,7 +20,7 @@ use super::{
     Aggregate, Cloud, CloudError, ComputeNode, ComputeService, Flavor, Instance, OperationId,
     OperationState, StoragePool, Volume,
 };
-use crate::keystone::{Credentials, KeystoneError, Session};
+use crate::keystone::{Credentials, Session};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ pub trait TokenSource: Send + Sync {
 impl TokenSource for Session {
     fn token(&self, fresh: bool) -> Result<String, CloudError> {
         Session::token(self, fresh).map_err(|e| match e {
-            KeystoneError::Unavailable { .. } => CloudError::Transient(e.to_string()),
+            e if e.is_transient() => CloudError::Transient(e.to_string()),
             other => CloudError::Refused(other.to_string()),
         })
     }
@@ -1062,10 +1062,11 @@ impl OpenStackCloud {
     /// Logs in, finds Nova (and Cinder, if present) in the catalog, and
     /// reads the compute API's microversion range.
     pub fn connect(credentials: Credentials) -> Result<OpenStackCloud, CloudError> {
-        let session = Session::new(credentials);
+        let session =
+            Session::new(credentials).map_err(|e| CloudError::Refused(e.to_string()))?;
         let agent = session.agent().clone();
         let compute = session.endpoint("compute").map_err(|e| match e {
-            KeystoneError::Unavailable { .. } => CloudError::Transient(e.to_string()),
+            e if e.is_transient() => CloudError::Transient(e.to_string()),
             other => CloudError::Refused(other.to_string()),
         })?;
         let volume = ["block-storage", "volumev3"]

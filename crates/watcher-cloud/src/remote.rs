@@ -155,9 +155,7 @@ impl RemoteCloud {
     pub fn new(url: &str) -> RemoteCloud {
         RemoteCloud {
             base: url.trim_end_matches('/').to_string(),
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
-                .build(),
+            agent: crate::http::plain_agent(Duration::from_secs(30)),
         }
     }
 

@@ -5,9 +5,11 @@ pub mod actions;
 pub mod model;
 pub mod params;
 pub mod schedule;
+pub mod secret;
 pub mod states;
 
 pub use model::*;
+pub use secret::Secret;
 pub use states::*;
 
 /// Longest `status_message` we store. Upstream's column is varchar(255) and a

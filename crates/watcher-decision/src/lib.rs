@@ -44,6 +44,9 @@ pub struct DecisionConfig {
     pub datasource: String,
     /// Prometheus's address, e.g. `http://prometheus:9090` (with `datasource = "prometheus"`).
     pub prometheus_url: String,
+    /// TLS towards an `https://` Prometheus: `cafile`, `certfile`,
+    /// `keyfile`, `insecure`.
+    pub prometheus_tls: watcher_tls::TlsOptions,
 }
 
 impl Default for DecisionConfig {
@@ -54,6 +57,7 @@ impl Default for DecisionConfig {
             planner: planner::WeightPlanner::default(),
             datasource: "simulated".into(),
             prometheus_url: String::new(),
+            prometheus_tls: Default::default(),
         }
     }
 }

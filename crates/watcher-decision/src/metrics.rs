@@ -315,17 +315,22 @@ pub struct PrometheusMetrics {
     pub url: String,
     pub fqdn_label: String,
     pub instance_label: String,
-    pub timeout: Duration,
+    agent: ureq::Agent,
 }
 
 impl PrometheusMetrics {
-    pub fn new(url: &str) -> Self {
-        PrometheusMetrics {
+    /// Checks the TLS settings now; makes no request.
+    pub fn new(url: &str, tls: &watcher_tls::TlsOptions) -> Result<Self, watcher_tls::TlsError> {
+        Ok(PrometheusMetrics {
             url: url.trim_end_matches('/').to_string(),
             fqdn_label: "fqdn".into(),
             instance_label: "resource".into(),
-            timeout: Duration::from_secs(30),
-        }
+            agent: watcher_cloud::http::agent(
+                tls,
+                "decision_engine.prometheus_tls",
+                Duration::from_secs(30),
+            )?,
+        })
     }
 
     /// The PromQL that gives `metric` for every host or instance, or None
@@ -360,8 +365,8 @@ impl PrometheusMetrics {
     }
 
     fn run(&self, query: &str) -> Result<Vec<Sample>, String> {
-        let agent = ureq::AgentBuilder::new().timeout(self.timeout).build();
-        let resp = agent
+        let resp = self
+            .agent
             .get(&format!("{}/api/v1/query", self.url))
             .query("query", query)
             .call();
@@ -371,7 +376,7 @@ impl PrometheusMetrics {
                 let text = r.into_string().unwrap_or_default();
                 return Err(format!("HTTP {code}: {}", text.trim()));
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(watcher_core::secret::redact_urls_in(&e.to_string())),
         };
         if body["status"] != "success" {
             return Err(format!(
@@ -530,7 +535,7 @@ mod tests {
 
     #[test]
     fn prometheus_queries_use_upstreams_metrics_and_labels() {
-        let p = PrometheusMetrics::new("http://prom:9090/");
+        let p = PrometheusMetrics::new("http://prom:9090/", &Default::default()).unwrap();
         assert_eq!(p.url, "http://prom:9090");
         let q = p
             .query(Metric::HostCpuUsage, Duration::from_secs(300))

@@ -24,6 +24,7 @@
 //! the writer on SQLite). An in-memory database has a single connection, so
 //! its reads go through the writer thread too.
 
+mod pg_connect;
 mod schema;
 pub(crate) mod sql;
 
@@ -55,6 +56,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use uuid::Uuid;
+use watcher_core::secret::redact_url;
 use watcher_core::{ActionPlanState, ActionState, AuditState, EntityState, UnknownState};
 
 /// Errors of the store. Conflicts and illegal transitions are expected
@@ -279,14 +281,17 @@ impl DatabaseLocation {
             return Ok(DatabaseLocation::Memory);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            url.parse::<postgres::Config>().map_err(|e| {
-                StoreError::Invalid(format!(
-                    "cannot read the database URL {}: {e}; expected \
-                     postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
-                    redact(url)
-                ))
-            })?;
+            pg_connect::parse(url)?;
             return Ok(DatabaseLocation::Postgres(url.to_string()));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            if scheme != "sqlite" {
+                return Err(StoreError::Invalid(format!(
+                    "database URL {}: the scheme '{scheme}' is not supported; use \
+                     sqlite:///PATH, sqlite::memory: or postgres://USER@HOST[:PORT]/DATABASE",
+                    redact_url(url)
+                )));
+            }
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -347,17 +352,6 @@ impl DatabaseLocation {
     }
 }
 
-/// The URL with its password hidden, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
-            let colon = s + 3 + url[s + 3..at].find(':').expect("checked");
-            format!("{}:***{}", &url[..colon], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn open_sqlite(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -368,21 +362,11 @@ fn open_sqlite(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection, St
 }
 
 fn open_postgres(url: &str) -> Result<PgConn, StoreError> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Invalid(format!("database URL {}: {e}", redact(url))))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    config
-        .application_name("watcherd")
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30));
-    let client = config.connect(postgres::NoTls).map_err(|e| {
+    let client = pg_connect::parse(url)?.connect().map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot connect to PostgreSQL at {}: {}; is the server up, and does the URL \
              name the right host, port, user and database?",
-            redact(url),
+            redact_url(url),
             with_causes(&e)
         ))
     })?;
@@ -949,13 +933,16 @@ mod tests {
             DatabaseLocation::File("/var/lib/w.db".into())
         );
         assert_eq!(
-            redact("postgres://watcher:secret@db1/watcher"),
+            redact_url("postgres://watcher:secret@db1/watcher"),
             "postgres://watcher:***@db1/watcher"
         );
         assert_eq!(
-            redact("postgres://watcher@db1/watcher"),
+            redact_url("postgres://watcher@db1/watcher"),
             "postgres://watcher@db1/watcher"
         );
+        let e = DatabaseLocation::parse("mysql://root:secret@db1/watcher").unwrap_err();
+        assert!(e.to_string().contains("'mysql' is not supported"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
         let e = DatabaseLocation::parse("postgres://watcher:secret@db1:notaport/w").unwrap_err();
         assert!(e.to_string().contains("postgres://watcher:***@"), "{e}");
         assert!(!e.to_string().contains("secret"), "{e}");

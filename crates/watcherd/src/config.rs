@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use watcher_api::auth::KeystoneConfig;
+use watcher_cloud::keystone::ClientsAuth;
 use watcher_applier::ApplierConfig;
 use watcher_decision::DecisionConfig;
 use watcher_store::Durability;
@@ -39,10 +40,23 @@ pub struct Config {
     /// beyond loopback unless `insecure_listen` is set) or `keystone`.
     pub auth_strategy: String,
     pub insecure_listen: bool,
+    /// Serve the API over HTTPS with this PEM certificate (chain) and key.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Behind a reverse proxy (HAProxy, Apache, nginx) that sets
+    /// `X-Forwarded-Proto` / `X-Forwarded-Host` (or `Forwarded`): build
+    /// links from them. Upstream's `enable_proxy_headers_parsing`; leave
+    /// off when clients reach watcherd directly, or they choose the links.
+    pub enable_proxy_headers_parsing: bool,
     /// Rules (oslo.policy syntax, flat YAML) over the built-in defaults.
     pub policy_file: Option<PathBuf>,
-    /// Used when `auth_strategy = "keystone"`.
+    /// Used when `auth_strategy = "keystone"`: where callers' tokens are
+    /// validated, with watcherd's service credentials.
     pub keystone: KeystoneConfig,
+    /// With `cloud = "openstack"`: the credentials watcherd manages the
+    /// cloud with (upstream's section of the same name). When its
+    /// `auth_url` is empty, `OS_CLOUD` + clouds.yaml, then `OS_*`, are used.
+    pub watcher_clients_auth: ClientsAuth,
     pub applier: ApplierConfig,
     pub decision_engine: DecisionConfig,
     /// Notifications on RabbitMQ (off unless `transport_url` is set).
@@ -82,8 +96,12 @@ impl Default for Config {
             durability: Durability::Normal,
             auth_strategy: "noauth".into(),
             insecure_listen: false,
+            tls_cert: None,
+            tls_key: None,
+            enable_proxy_headers_parsing: false,
             policy_file: None,
             keystone: KeystoneConfig::default(),
+            watcher_clients_auth: ClientsAuth::default(),
             applier: ApplierConfig::default(),
             decision_engine: DecisionConfig::default(),
             notifications: Default::default(),
@@ -171,19 +189,26 @@ impl Config {
             }
         }
         if self.auth_strategy == "keystone" {
-            let k = &self.keystone;
-            for (name, v) in [
-                ("auth_url", &k.auth_url),
-                ("username", &k.username),
-                ("password", &k.password),
-            ] {
-                if v.is_empty() {
-                    return Err(ConfigError::Invalid(format!(
-                        "auth_strategy = 'keystone' needs keystone.{name} (watcherd's service credentials)"
-                    )));
-                }
-            }
+            self.keystone.credentials().map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "auth_strategy = 'keystone' needs watcherd's service credentials: {e}"
+                ))
+            })?;
         }
+        if self.watcher_clients_auth.is_set() {
+            self.watcher_clients_auth
+                .credentials()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        self.api_tls().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.decision_engine.datasource == "prometheus" {
+            self.decision_engine
+                .prometheus_tls
+                .check("decision_engine.prometheus_tls")
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        watcher_store::DatabaseLocation::parse(&self.database_url())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.auth_strategy == "noauth"
             && !self.listen.ip().is_loopback()
             && !self.insecure_listen
@@ -216,9 +241,38 @@ impl Config {
         Ok(())
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+    /// The API's TLS configuration, when it serves HTTPS.
+    pub fn api_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<watcher_tls::rustls::ServerConfig>>, watcher_tls::TlsError>
+    {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => watcher_tls::server_config(cert, key).map(Some),
+            (None, None) => Ok(None),
+            _ => Err(watcher_tls::TlsError::Invalid {
+                setting: "tls_cert/tls_key".into(),
+                message: "HTTPS needs both tls_cert and tls_key".into(),
+            }),
+        }
+    }
+
+    /// The configuration as TOML, with every password, token and key
+    /// (and the passwords of URLs) as `***` unless `show_secrets`.
+    pub fn to_toml(&self, show_secrets: bool) -> String {
+        use watcher_core::secret::{redact_url_unless_revealing, revealing};
+        let render = || {
+            let mut c = self.clone();
+            c.database = redact_url_unless_revealing(&c.database);
+            c.notifications.transport_url =
+                redact_url_unless_revealing(&c.notifications.transport_url);
+            toml::to_string_pretty(&c)
+                .unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+        };
+        if show_secrets {
+            revealing(render)
+        } else {
+            render()
+        }
     }
 }
 
@@ -250,8 +304,40 @@ mod tests {
     #[test]
     fn the_printed_configuration_reads_back() {
         let c = Config::default();
-        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        let back: Config = toml::from_str(&c.to_toml(true)).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn printed_configurations_hide_every_secret_unless_asked() {
+        let mut c = Config::default();
+        c.database = "postgres://watcher:dbpw@db/watcher?sslpassword=keypw".into();
+        c.keystone.password = "kspw".into();
+        c.watcher_clients_auth.password = "cloudpw".into();
+        c.watcher_clients_auth.application_credential_secret = "appsecret".into();
+        c.notifications.transport_url = "rabbit://u:mqpw@h1:5672,u:mqpw2@h2:5672/".into();
+        let shown = c.to_toml(false);
+        for secret in ["dbpw", "keypw", "kspw", "cloudpw", "appsecret", "mqpw"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://watcher:***@db/watcher"), "{shown}");
+        let revealed = c.to_toml(true);
+        for secret in ["dbpw", "keypw", "kspw", "cloudpw", "appsecret", "mqpw2"] {
+            assert!(revealed.contains(secret), "{secret} not in {revealed}");
+        }
+        let back: Config = toml::from_str(&revealed).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_database_schemes_are_refused_before_anything_is_created() {
+        let c = Config {
+            database: "mysql://root:pw@host/x".into(),
+            ..Config::default()
+        };
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("'mysql' is not supported"), "{e}");
+        assert!(!e.contains("pw@"), "{e}");
     }
 
     #[test]

@@ -58,12 +58,32 @@ struct Args {
     /// Name of this process, shown as the plans' hostname [default: the machine's hostname].
     #[arg(long, global = true, env = "WATCHER_HOST")]
     host: Option<String>,
-    /// Print the effective configuration as TOML and exit.
+    /// Print the effective configuration as TOML and exit (passwords,
+    /// tokens and keys as ***).
     #[arg(long, global = true)]
     print_config: bool,
+    /// With --print-config: print passwords, tokens and keys in clear.
+    #[arg(long, global = true, requires = "print_config")]
+    show_secrets: bool,
+    /// Serve the API over HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, global = true, env = "WATCHER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "WATCHER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log lines as text (for people) or json (one object per line, for
+    /// log shippers).
+    #[arg(long, global = true, env = "WATCHER_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer).
     #[arg(long, global = true, env = "WATCHER_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,12 +145,36 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(h) = &args.host {
         config.host = h.clone();
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+    }
     Ok(config)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("watcherd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The reason and its causes on one line, never a backtrace:
+            // what an operator reads in journalctl must say what to fix.
+            let message = watcher_core::secret::redact_urls_in(&format!("{e:#}"));
+            tracing::error!(error = %message, "watcherd cannot start");
+            eprintln!("watcherd: error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::SimCloud) = &args.command {
         let listen = args.listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
         return sim_cloud(listen, args.cloud_scenario.clone()).await;
@@ -149,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     if args.print_config {
-        print!("{}", config.to_toml());
+        print!("{}", config.to_toml(args.show_secrets));
         return Ok(());
     }
     // `Targets` reads the same `level,target=level` filters as EnvFilter
@@ -159,24 +203,48 @@ async fn main() -> anyhow::Result<()> {
         .log
         .parse()
         .context("invalid --log filter (e.g. info, or warn,watcher_applier=debug)")?;
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
+    init_logging(filter, args.log_format);
     let service = Service::start_with(&config, options).await?;
     // Tests and scripts read this line to find the port.
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
     match service.addr {
-        Some(addr) => println!("watcherd listening on http://{addr}"),
+        Some(addr) => println!("watcherd listening on {scheme}://{addr}"),
         None => println!(
             "watcherd running as {} (no API in this process)",
             config.host
         ),
     }
-    tracing::info!(database = %watcher_store::redact(&config.database_url()), host = %config.host, "watcherd started");
+    tracing::info!(database = %watcher_core::secret::redact_url(&config.database_url()), host = %config.host, "watcherd started");
     wait_for_signal().await;
     tracing::info!("stopping: no new action starts; running ones get their grace period");
     service.stop().await;
     Ok(())
+}
+
+/// Logs to stderr: text with colours only on a terminal (a journal or a
+/// file gets plain lines), or one JSON object per line.
+fn init_logging(filter: tracing_subscriber::filter::Targets, format: LogFormat) {
+    use std::io::IsTerminal;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
 }
 
 async fn wait_for_signal() {

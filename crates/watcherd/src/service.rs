@@ -9,11 +9,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use watcher_api::AppState;
 use watcher_applier::Applier;
-use watcher_cloud::keystone::Credentials;
+use watcher_cloud::keystone::{Credentials, KeystoneError};
 use watcher_cloud::openstack::OpenStackCloud;
 use watcher_cloud::scenario::Scenario;
 use watcher_cloud::simulated::SimulatedCloud;
-use watcher_cloud::Cloud;
+use watcher_cloud::{Cloud, CloudError};
 use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
 use watcher_decision::DecisionEngine;
 use watcher_store::{DatabaseLocation, Store};
@@ -37,6 +37,8 @@ pub enum ServiceError {
     Notifications(String),
     #[error("cannot connect to the OpenStack cloud: {0}")]
     Cloud(String),
+    #[error("keystone (auth_strategy = 'keystone'): {0}")]
+    Keystone(String),
     #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
     Listen {
         addr: SocketAddr,
@@ -109,6 +111,9 @@ impl Service {
         // Checked whether or not this process serves the API: a broken
         // policy file stops every process at start, not only the API's.
         let auth = api_auth(config)?;
+        if !options.without_api {
+            keystone_login(&auth, config).await?;
+        }
         // Registered before the API answers, so `GET /v1/services` is never
         // empty for a process that is up.
         if !options.without_applier {
@@ -131,10 +136,15 @@ impl Service {
                 auth,
                 store: store.clone(),
                 tally: Default::default(),
+                origin: watcher_api::request_log::Origin {
+                    tls: config.tls_cert.is_some(),
+                    proxy_headers: config.enable_proxy_headers_parsing,
+                },
             };
             let stop = shutdown.clone();
+            let tls = config.api_tls().map_err(|e| ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = watcher_api::serve(listener, state, stop).await {
+                if let Err(e) = watcher_api::serve(listener, tls, state, stop).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             }));
@@ -147,7 +157,7 @@ impl Service {
             let engine = DecisionEngine::new(
                 store.clone(),
                 cloud.clone(),
-                metrics_source(config, &scenario),
+                metrics_source(config, &scenario)?,
                 config.decision_engine.settings(&config.host),
                 shutdown.clone(),
             );
@@ -190,14 +200,20 @@ async fn connect_cloud(
 ) -> Result<Arc<dyn Cloud>, ServiceError> {
     Ok(match config.cloud.as_str() {
         "openstack" => {
-            let connect = || {
-                let credentials = Credentials::from_environment()
-                    .map_err(|e| ServiceError::Cloud(e.to_string()))?;
-                OpenStackCloud::connect(credentials).map_err(|e| ServiceError::Cloud(e.to_string()))
-            };
-            let cloud = tokio::task::spawn_blocking(connect)
-                .await
-                .map_err(|e| ServiceError::Cloud(e.to_string()))??;
+            let credentials = Credentials::resolve(&config.watcher_clients_auth)
+                .map_err(|e| ServiceError::Cloud(e.to_string()))?;
+            let source = credentials.source.clone();
+            let wait = Duration::from_secs_f64(config.keystone.startup_wait_secs.max(0.0));
+            let cloud = retry_while_transient("the OpenStack cloud", wait, || {
+                let credentials = credentials.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || OpenStackCloud::connect(credentials))
+                        .await
+                        .map_err(|e| CloudError::Transient(e.to_string()))?
+                }
+            }, |e| matches!(e, CloudError::Transient(_)))
+            .await
+            .map_err(|e| ServiceError::Cloud(format!("{e} (credentials from {source})")))?;
             Arc::new(cloud)
         }
         "sim-cloud" => Arc::new(watcher_cloud::remote::RemoteCloud::new(
@@ -208,14 +224,19 @@ async fn connect_cloud(
 }
 
 /// Where strategies read their metrics.
-fn metrics_source(config: &Config, scenario: &Scenario) -> Arc<dyn MetricsSource> {
-    match config.decision_engine.datasource.as_str() {
-        "prometheus" => Arc::new(PrometheusMetrics::new(
-            &config.decision_engine.prometheus_url,
-        )),
+fn metrics_source(
+    config: &Config,
+    scenario: &Scenario,
+) -> Result<Arc<dyn MetricsSource>, ServiceError> {
+    let d = &config.decision_engine;
+    Ok(match d.datasource.as_str() {
+        "prometheus" => Arc::new(
+            PrometheusMetrics::new(&d.prometheus_url, &d.prometheus_tls)
+                .map_err(|e| ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string())))?,
+        ),
         // On another cloud than the scenario's, values are drawn per instance UUID.
         _ => Arc::new(SimulatedMetrics::new(scenario)),
-    }
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError> {
@@ -242,10 +263,51 @@ fn api_auth(config: &Config) -> Result<watcher_api::auth::Auth, ServiceError> {
     if config.auth_strategy != "keystone" {
         return Ok(auth::Auth::NoAuth);
     }
-    Ok(auth::Auth::Keystone(Arc::new(auth::Keystone::new(
-        config.keystone.clone(),
-        policy,
-    ))))
+    let keystone = auth::Keystone::new(config.keystone.clone(), policy)
+        .map_err(|e| ServiceError::Keystone(e.to_string()))?;
+    Ok(auth::Auth::Keystone(Arc::new(keystone)))
+}
+
+/// Logs in to Keystone with the service credentials before the API
+/// answers: refused credentials or an untrusted certificate stop watcherd
+/// with their reason instead of turning every request into a 503.
+async fn keystone_login(auth: &watcher_api::auth::Auth, config: &Config) -> Result<(), ServiceError> {
+    let watcher_api::auth::Auth::Keystone(ks) = auth else {
+        return Ok(());
+    };
+    let wait = Duration::from_secs_f64(config.keystone.startup_wait_secs.max(0.0));
+    retry_while_transient("Keystone", wait, || {
+        let ks = ks.clone();
+        async move {
+            tokio::task::spawn_blocking(move || ks.session().login())
+                .await
+                .map_err(|e| KeystoneError::Config(e.to_string()))?
+        }
+    }, KeystoneError::is_transient)
+    .await
+    .map_err(|e| ServiceError::Keystone(e.to_string()))
+}
+
+/// Tries `attempt` until it succeeds, fails for good, or `wait` has passed,
+/// backing off from 0.5 s to 5 s between transient failures.
+async fn retry_while_transient<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    wait: Duration,
+    mut attempt: impl FnMut() -> F,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match attempt().await {
+            Err(e) if transient(&e) && tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "{what} cannot be reached yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The heartbeat of a process that runs only the API.

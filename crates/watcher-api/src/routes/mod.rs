@@ -76,7 +76,15 @@ impl axum::extract::FromRequestParts<AppState> for ListRequest {
     }
 }
 
+/// `scheme://host` the caller reached us at, for links: set by
+/// `request_log::log_request` (TLS, trusted proxy headers).
 fn base_url(headers: &HeaderMap) -> String {
+    if let Some(origin) = headers
+        .get(crate::request_log::ORIGIN)
+        .and_then(|h| h.to_str().ok())
+    {
+        return origin.to_string();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
