@@ -260,6 +260,10 @@ pub async fn serve(
                 .with_graceful_shutdown(stop)
                 .await
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
     }
 }

@@ -96,7 +96,12 @@ pub async fn log_request(State(origin): State<Origin>, mut req: Request, next: N
     let status = resp.status().as_u16();
     let caller = resp.extensions().get::<Caller>().cloned();
     let (user, project) = caller
-        .map(|c| (c.user_id.unwrap_or_default(), c.project_id.unwrap_or_default()))
+        .map(|c| {
+            (
+                c.user_id.unwrap_or_default(),
+                c.project_id.unwrap_or_default(),
+            )
+        })
         .unwrap_or_default();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -146,7 +151,10 @@ mod tests {
         assert_eq!(proxied.of(&h), "https://watcher.example.com");
         let rfc7239 = headers(&[
             ("host", "internal"),
-            ("forwarded", "for=1.2.3.4;proto=https;host=\"w.example:443\""),
+            (
+                "forwarded",
+                "for=1.2.3.4;proto=https;host=\"w.example:443\"",
+            ),
         ]);
         assert_eq!(proxied.of(&rfc7239), "https://w.example:443");
         let tls = Origin {

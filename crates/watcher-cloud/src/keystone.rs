@@ -171,8 +171,8 @@ impl ClientsAuth {
             "v3applicationcredential" => {}
             other => {
                 return Err(KeystoneError::Config(format!(
-                    "{S}.auth_type '{other}' is unknown; use 'password' or 'v3applicationcredential'"
-                )))
+                "{S}.auth_type '{other}' is unknown; use 'password' or 'v3applicationcredential'"
+            )))
             }
         }
         c.check()?;
@@ -277,8 +277,7 @@ impl Credentials {
             user_domain_name: var("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
             project_domain_name: var("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
             application_credential_id: var("OS_APPLICATION_CREDENTIAL_ID").unwrap_or_default(),
-            application_credential_name: var("OS_APPLICATION_CREDENTIAL_NAME")
-                .unwrap_or_default(),
+            application_credential_name: var("OS_APPLICATION_CREDENTIAL_NAME").unwrap_or_default(),
             application_credential_secret: var("OS_APPLICATION_CREDENTIAL_SECRET")
                 .unwrap_or_default()
                 .into(),
@@ -310,7 +309,11 @@ impl Credentials {
         let app_cred = get(entry, "auth_type").is_some_and(|t| t.contains("applicationcredential"));
         let need = |k: &str| get(auth, k).ok_or_else(|| format!("cloud '{cloud}' has no auth.{k}"));
         let (username, password, project_name) = if app_cred {
-            (get(auth, "username").unwrap_or_default(), String::new(), String::new())
+            (
+                get(auth, "username").unwrap_or_default(),
+                String::new(),
+                String::new(),
+            )
         } else {
             (need("username")?, need("password")?, need("project_name")?)
         };
@@ -611,7 +614,11 @@ fn v3_from_versions(body: &Value) -> Option<String> {
         .find_map(|v| {
             v["links"].as_array()?.iter().find_map(|l| {
                 (l["rel"] == "self")
-                    .then(|| l["href"].as_str().map(|h| h.trim_end_matches('/').to_string()))
+                    .then(|| {
+                        l["href"]
+                            .as_str()
+                            .map(|h| h.trim_end_matches('/').to_string())
+                    })
                     .flatten()
             })
         })

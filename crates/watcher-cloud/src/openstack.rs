@@ -1062,8 +1062,7 @@ impl OpenStackCloud {
     /// Logs in, finds Nova (and Cinder, if present) in the catalog, and
     /// reads the compute API's microversion range.
     pub fn connect(credentials: Credentials) -> Result<OpenStackCloud, CloudError> {
-        let session =
-            Session::new(credentials).map_err(|e| CloudError::Refused(e.to_string()))?;
+        let session = Session::new(credentials).map_err(|e| CloudError::Refused(e.to_string()))?;
         let agent = session.agent().clone();
         let compute = session.endpoint("compute").map_err(|e| match e {
             e if e.is_transient() => CloudError::Transient(e.to_string()),

@@ -15,8 +15,9 @@
 pub mod amqp;
 pub mod payload;
 
-use amqp::{AmqpError, BrokerUrl, Connection};
+use amqp::{AmqpError, Broker, BrokerOptions, BrokerUrl};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -26,9 +27,20 @@ use watcher_store::Store;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationConfig {
-    /// oslo.messaging's transport URL, `rabbit://user:password@host:5672/`;
-    /// empty: no notifications.
+    /// oslo.messaging's transport URL, `rabbit://user:password@host:5672/`,
+    /// or a cluster's `rabbit://u:p@host1:5672,u:p@host2:5672/` (failover
+    /// to the next host when one fails); empty: no notifications.
     pub transport_url: String,
+    /// TLS to the broker, as oslo's `[oslo_messaging_rabbit] ssl`.
+    pub ssl: bool,
+    /// CA bundle trusted besides the system's roots (`ssl_ca_file`).
+    pub ssl_ca_file: Option<PathBuf>,
+    /// Client certificate and key (`ssl_cert_file`, `ssl_key_file`).
+    pub ssl_cert_file: Option<PathBuf>,
+    pub ssl_key_file: Option<PathBuf>,
+    /// oslo's `heartbeat_timeout_threshold`: seconds without traffic after
+    /// which a connection is considered dead; 0 turns heartbeats off.
+    pub heartbeat_timeout_threshold: u16,
     /// Routing key prefixes (oslo's `[oslo_messaging_notifications] topics`).
     pub topics: Vec<String>,
     /// `info` (everything), `error` (errors only) or empty (none): upstream's
@@ -45,6 +57,11 @@ impl Default for NotificationConfig {
     fn default() -> Self {
         NotificationConfig {
             transport_url: String::new(),
+            ssl: false,
+            ssl_ca_file: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
+            heartbeat_timeout_threshold: 60,
             topics: vec!["notifications".into()],
             level: "info".into(),
             timeout_secs: 10.0,
@@ -54,13 +71,41 @@ impl Default for NotificationConfig {
 }
 
 impl NotificationConfig {
+    /// The TLS settings, when `ssl` is on.
+    pub fn tls(&self) -> Option<watcher_tls::TlsOptions> {
+        self.ssl.then(|| watcher_tls::TlsOptions {
+            cafile: self.ssl_ca_file.clone(),
+            certfile: self.ssl_cert_file.clone(),
+            keyfile: self.ssl_key_file.clone(),
+            insecure: false,
+        })
+    }
+
+    pub fn broker_options(&self) -> BrokerOptions {
+        BrokerOptions {
+            tls: self.tls(),
+            heartbeat_secs: self.heartbeat_timeout_threshold,
+            timeout: Duration::from_secs_f64(self.timeout_secs),
+        }
+    }
+
     pub fn enabled(&self) -> bool {
         !self.transport_url.is_empty() && !self.level.is_empty() && !self.topics.is_empty()
     }
 
     pub fn check(&self) -> Result<(), String> {
         if !self.transport_url.is_empty() {
-            BrokerUrl::parse(&self.transport_url).map_err(|e| e.to_string())?;
+            BrokerUrl::parse(&self.transport_url)
+                .map_err(|e| format!("notifications.transport_url: {e}"))?;
+        }
+        if let Some(tls) = self.tls() {
+            tls.check("notifications.ssl_ca_file/ssl_cert_file/ssl_key_file")
+                .map_err(|e| e.to_string())?;
+        } else if self.ssl_ca_file.is_some() || self.ssl_cert_file.is_some() {
+            return Err(
+                "notifications.ssl_ca_file / ssl_cert_file are set but notifications.ssl is false"
+                    .into(),
+            );
         }
         match self.level.as_str() {
             "" | "info" | "error" => {}
@@ -85,6 +130,7 @@ pub struct Relay {
     store: Store,
     config: NotificationConfig,
     url: BrokerUrl,
+    options: BrokerOptions,
     host: String,
     publisher_id: String,
     shutdown: CancellationToken,
@@ -102,6 +148,7 @@ impl Relay {
     ) -> Result<Relay, AmqpError> {
         Ok(Relay {
             url: BrokerUrl::parse(&config.transport_url)?,
+            options: config.broker_options(),
             store,
             config,
             host: host.to_string(),
@@ -115,7 +162,9 @@ impl Relay {
     pub async fn run(self) {
         let mut events = self.store.subscribe();
         let nonce = uuid::Uuid::new_v4().as_u64_pair().0 as i64;
-        let mut connection: Option<Connection> = None;
+        let mut connection: Option<Broker> = None;
+        // The host to try first: after a failure, the next one (failover).
+        let mut next_host = 0;
         let mut backoff = Duration::from_millis(500);
         let mut declared = false;
         // Where publishing stands (position, message-id nonce): kept here
@@ -165,7 +214,10 @@ impl Relay {
                     _ = self.shutdown.cancelled() => break,
                 }
             };
-            match self.round(&mut connection, &mut declared, position).await {
+            match self
+                .round(&mut connection, next_host, &mut declared, position)
+                .await
+            {
                 Ok(more) => {
                     backoff = Duration::from_millis(500);
                     if more {
@@ -174,7 +226,10 @@ impl Relay {
                 }
                 Err(e) => {
                     warn!(error = %e, retry_in = ?backoff, "notifications: broker unavailable; state changes go on and their notifications wait");
-                    connection = None;
+                    if let Some(broken) = connection.take() {
+                        next_host = broken.index() + 1;
+                        tokio::spawn(broken.close());
+                    }
                     declared = false;
                     // Check the lease again before the next round.
                     renewed = None;
@@ -200,7 +255,8 @@ impl Relay {
     /// Publishes the next batch; true when there may be more right away.
     async fn round(
         &self,
-        connection: &mut Option<Connection>,
+        connection: &mut Option<Broker>,
+        first_host: usize,
         declared: &mut bool,
         cursor: &mut (i64, i64),
     ) -> Result<bool, String> {
@@ -222,41 +278,43 @@ impl Relay {
                 messages.push(n);
             }
         }
-        let url = self.url.clone();
-        let topics = self.config.topics.clone();
-        let timeout = Duration::from_secs_f64(self.config.timeout_secs);
-        let mut conn = connection.take();
-        let need_declare = !*declared;
-        let result = tokio::task::spawn_blocking(move || {
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => conn.insert(Connection::open(&url, timeout)?),
-            };
-            if need_declare {
-                for topic in &topics {
-                    for priority in ["info", "error"] {
-                        c.declare("watcher", &format!("{topic}.{priority}"))?;
-                    }
+        let broker = match connection {
+            Some(b) => b,
+            None => {
+                let b = Broker::connect(&self.url, &self.options, first_host)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                info!(broker = b.addr(), "notifications: connected to the broker");
+                *declared = false;
+                connection.insert(b)
+            }
+        };
+        if !*declared {
+            for topic in &self.config.topics {
+                for priority in ["info", "error"] {
+                    broker
+                        .declare("watcher", &format!("{topic}.{priority}"))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
-            for m in &messages {
-                let body = m.envelope();
-                for topic in &topics {
-                    c.publish(
+            *declared = true;
+        }
+        for m in &messages {
+            let body = m.envelope();
+            for topic in &self.config.topics {
+                broker
+                    .publish(
                         "watcher",
                         &format!("{topic}.{}", m.priority.to_lowercase()),
                         body.as_bytes(),
-                    )?;
-                }
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
-            c.wait_confirms()?;
-            Ok::<_, AmqpError>((conn, messages.len()))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let (conn, sent) = result.map_err(|e| e.to_string())?;
-        *connection = conn;
-        *declared = true;
+        }
+        broker.wait_confirms().await.map_err(|e| e.to_string())?;
+        let sent = messages.len();
         let still_leading = self
             .store
             .advance_notification_cursor(self.host.clone(), newest)

@@ -90,7 +90,11 @@ pub(crate) fn parse(url: &str) -> Result<PgTarget, StoreError> {
         return Err(invalid(format!(
             "sslmode={} needs sslrootcert=FILE (the CA that signed the server's certificate, \
              or 'system' for the system's roots)",
-            if mode == Mode::VerifyCa { "verify-ca" } else { "verify-full" }
+            if mode == Mode::VerifyCa {
+                "verify-ca"
+            } else {
+                "verify-full"
+            }
         )));
     }
     let setting = "database sslrootcert/sslcert/sslkey";
@@ -156,22 +160,29 @@ mod tests {
 
     #[test]
     fn libpq_ssl_modes_are_understood() {
-        assert!(parse("postgres://w@db/w?sslmode=disable").unwrap().tls.is_none());
-        assert!(parse("postgres://w@db/w").unwrap().tls.is_some());
-        assert!(parse("postgres://w@db/w?sslmode=require&application_name=x")
+        assert!(parse("postgres://w@db/w?sslmode=disable")
             .unwrap()
             .tls
-            .is_some());
+            .is_none());
+        assert!(parse("postgres://w@db/w").unwrap().tls.is_some());
+        assert!(
+            parse("postgres://w@db/w?sslmode=require&application_name=x")
+                .unwrap()
+                .tls
+                .is_some()
+        );
         let e = parse("postgres://w:pw@db/w?sslmode=verify-full")
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("needs sslrootcert"), "{e}");
         assert!(!e.contains("pw@"), "{e}");
-        assert!(parse("postgres://w@db/w?sslmode=verify-full&sslrootcert=system")
-            .unwrap()
-            .tls
-            .is_some());
+        assert!(
+            parse("postgres://w@db/w?sslmode=verify-full&sslrootcert=system")
+                .unwrap()
+                .tls
+                .is_some()
+        );
         let e = parse("postgres://w@db/w?sslmode=verify-full&sslrootcert=%2Fnone%2Fca.pem")
             .err()
             .unwrap()

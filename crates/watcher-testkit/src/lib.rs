@@ -568,18 +568,85 @@ pub fn rabbitmq_configured() -> bool {
     configured("WATCHER_TEST_RABBITMQ")
 }
 
+/// A blocking face of [`watcher_notifications::amqp::Broker`] for tests,
+/// which read what watcherd published.
+pub struct TestBroker {
+    runtime: tokio::runtime::Runtime,
+    /// Always Some but in `drop`.
+    broker: Option<watcher_notifications::amqp::Broker>,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        // The client's connection needs its runtime to close.
+        if let Some(b) = self.broker.take() {
+            self.runtime.block_on(b.close());
+        }
+    }
+}
+
+impl TestBroker {
+    /// Connects to `url` (any of its hosts), with TLS settings when given.
+    pub fn connect(
+        url: &str,
+        tls: Option<watcher_tls::TlsOptions>,
+    ) -> Result<TestBroker, watcher_notifications::amqp::AmqpError> {
+        use watcher_notifications::amqp::{Broker, BrokerOptions, BrokerUrl};
+        // The client's reader and writer are tasks: a worker thread keeps
+        // them going between calls.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let options = BrokerOptions {
+            tls,
+            heartbeat_secs: 0,
+            timeout: Duration::from_secs(5),
+        };
+        let broker = runtime.block_on(Broker::connect(&BrokerUrl::parse(url)?, &options, 0))?;
+        Ok(TestBroker {
+            runtime,
+            broker: Some(broker),
+        })
+    }
+
+    fn broker(&self) -> &watcher_notifications::amqp::Broker {
+        self.broker.as_ref().expect("connected")
+    }
+
+    pub fn declare(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), watcher_notifications::amqp::AmqpError> {
+        self.runtime
+            .block_on(self.broker().declare(exchange, routing_key))
+    }
+
+    pub fn get(
+        &mut self,
+        queue: &str,
+    ) -> Result<Option<Vec<u8>>, watcher_notifications::amqp::AmqpError> {
+        self.runtime.block_on(self.broker().get(queue))
+    }
+
+    pub fn delete_queue(
+        &mut self,
+        queue: &str,
+    ) -> Result<(), watcher_notifications::amqp::AmqpError> {
+        self.runtime.block_on(self.broker().delete_queue(queue))
+    }
+}
+
 /// A connection to [`rabbit_url`]; it must answer.
-pub fn broker() -> watcher_notifications::amqp::Connection {
-    use watcher_notifications::amqp::{BrokerUrl, Connection};
-    let url = rabbit_url();
-    let parsed = BrokerUrl::parse(&url)
-        .unwrap_or_else(|e| panic!("WATCHER_TEST_RABBITMQ is not a rabbit:// URL: {e}"));
-    Connection::open(&parsed, Duration::from_secs(5))
+pub fn broker() -> TestBroker {
+    TestBroker::connect(&rabbit_url(), None)
         .unwrap_or_else(|e| panic!("RabbitMQ at WATCHER_TEST_RABBITMQ does not answer: {e}"))
 }
 
 /// The inner oslo message of each notification queued on `queue`.
-pub fn drain(c: &mut watcher_notifications::amqp::Connection, queue: &str) -> Vec<Value> {
+pub fn drain(c: &mut TestBroker, queue: &str) -> Vec<Value> {
     let mut out = vec![];
     while let Some(body) = c.get(queue).unwrap() {
         let outer: Value = serde_json::from_slice(&body).unwrap();

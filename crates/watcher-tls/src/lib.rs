@@ -356,7 +356,10 @@ mod tests {
             cafile: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         };
-        let e = missing.check("clients_auth.cafile").unwrap_err().to_string();
+        let e = missing
+            .check("clients_auth.cafile")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("clients_auth.cafile: cannot read /nonexistent/ca.pem"),
             "{e}"

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use watcher_api::auth::KeystoneConfig;
-use watcher_cloud::keystone::ClientsAuth;
 use watcher_applier::ApplierConfig;
+use watcher_cloud::keystone::ClientsAuth;
 use watcher_decision::DecisionConfig;
 use watcher_store::Durability;
 
@@ -200,7 +200,8 @@ impl Config {
                 .credentials()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
-        self.api_tls().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.api_tls()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.decision_engine.datasource == "prometheus" {
             self.decision_engine
                 .prometheus_tls
@@ -310,8 +311,10 @@ mod tests {
 
     #[test]
     fn printed_configurations_hide_every_secret_unless_asked() {
-        let mut c = Config::default();
-        c.database = "postgres://watcher:dbpw@db/watcher?sslpassword=keypw".into();
+        let mut c = Config {
+            database: "postgres://watcher:dbpw@db/watcher?sslpassword=keypw".into(),
+            ..Config::default()
+        };
         c.keystone.password = "kspw".into();
         c.watcher_clients_auth.password = "cloudpw".into();
         c.watcher_clients_auth.application_credential_secret = "appsecret".into();
@@ -320,7 +323,10 @@ mod tests {
         for secret in ["dbpw", "keypw", "kspw", "cloudpw", "appsecret", "mqpw"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
-        assert!(shown.contains("postgres://watcher:***@db/watcher"), "{shown}");
+        assert!(
+            shown.contains("postgres://watcher:***@db/watcher"),
+            "{shown}"
+        );
         let revealed = c.to_toml(true);
         for secret in ["dbpw", "keypw", "kspw", "cloudpw", "appsecret", "mqpw2"] {
             assert!(revealed.contains(secret), "{secret} not in {revealed}");

@@ -66,14 +66,32 @@ struct Args {
     #[arg(long, global = true, requires = "print_config")]
     show_secrets: bool,
     /// Serve the API over HTTPS with this PEM certificate (chain); needs --tls-key.
-    #[arg(long, global = true, env = "WATCHER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHER_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, global = true, env = "WATCHER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHER_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
     /// Log lines as text (for people) or json (one object per line, for
     /// log shippers).
-    #[arg(long, global = true, env = "WATCHER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer).
     #[arg(long, global = true, env = "WATCHER_LOG", default_value = "info")]
@@ -206,7 +224,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(filter, args.log_format);
     let service = Service::start_with(&config, options).await?;
     // Tests and scripts read this line to find the port.
-    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     match service.addr {
         Some(addr) => println!("watcherd listening on {scheme}://{addr}"),
         None => println!(

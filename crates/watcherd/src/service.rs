@@ -142,7 +142,9 @@ impl Service {
                 },
             };
             let stop = shutdown.clone();
-            let tls = config.api_tls().map_err(|e| ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+            let tls = config.api_tls().map_err(|e| {
+                ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string()))
+            })?;
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = watcher_api::serve(listener, tls, state, stop).await {
                     tracing::error!(error = %e, "API server stopped");
@@ -204,14 +206,19 @@ async fn connect_cloud(
                 .map_err(|e| ServiceError::Cloud(e.to_string()))?;
             let source = credentials.source.clone();
             let wait = Duration::from_secs_f64(config.keystone.startup_wait_secs.max(0.0));
-            let cloud = retry_while_transient("the OpenStack cloud", wait, || {
-                let credentials = credentials.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || OpenStackCloud::connect(credentials))
-                        .await
-                        .map_err(|e| CloudError::Transient(e.to_string()))?
-                }
-            }, |e| matches!(e, CloudError::Transient(_)))
+            let cloud = retry_while_transient(
+                "the OpenStack cloud",
+                wait,
+                || {
+                    let credentials = credentials.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || OpenStackCloud::connect(credentials))
+                            .await
+                            .map_err(|e| CloudError::Transient(e.to_string()))?
+                    }
+                },
+                |e| matches!(e, CloudError::Transient(_)),
+            )
             .await
             .map_err(|e| ServiceError::Cloud(format!("{e} (credentials from {source})")))?;
             Arc::new(cloud)
@@ -231,8 +238,9 @@ fn metrics_source(
     let d = &config.decision_engine;
     Ok(match d.datasource.as_str() {
         "prometheus" => Arc::new(
-            PrometheusMetrics::new(&d.prometheus_url, &d.prometheus_tls)
-                .map_err(|e| ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string())))?,
+            PrometheusMetrics::new(&d.prometheus_url, &d.prometheus_tls).map_err(|e| {
+                ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string()))
+            })?,
         ),
         // On another cloud than the scenario's, values are drawn per instance UUID.
         _ => Arc::new(SimulatedMetrics::new(scenario)),
@@ -271,26 +279,38 @@ fn api_auth(config: &Config) -> Result<watcher_api::auth::Auth, ServiceError> {
 /// Logs in to Keystone with the service credentials before the API
 /// answers: refused credentials or an untrusted certificate stop watcherd
 /// with their reason instead of turning every request into a 503.
-async fn keystone_login(auth: &watcher_api::auth::Auth, config: &Config) -> Result<(), ServiceError> {
+async fn keystone_login(
+    auth: &watcher_api::auth::Auth,
+    config: &Config,
+) -> Result<(), ServiceError> {
     let watcher_api::auth::Auth::Keystone(ks) = auth else {
         return Ok(());
     };
     let wait = Duration::from_secs_f64(config.keystone.startup_wait_secs.max(0.0));
-    retry_while_transient("Keystone", wait, || {
-        let ks = ks.clone();
-        async move {
-            tokio::task::spawn_blocking(move || ks.session().login())
-                .await
-                .map_err(|e| KeystoneError::Config(e.to_string()))?
-        }
-    }, KeystoneError::is_transient)
+    retry_while_transient(
+        "Keystone",
+        wait,
+        || {
+            let ks = ks.clone();
+            async move {
+                tokio::task::spawn_blocking(move || ks.session().login())
+                    .await
+                    .map_err(|e| KeystoneError::Config(e.to_string()))?
+            }
+        },
+        KeystoneError::is_transient,
+    )
     .await
     .map_err(|e| ServiceError::Keystone(e.to_string()))
 }
 
 /// Tries `attempt` until it succeeds, fails for good, or `wait` has passed,
 /// backing off from 0.5 s to 5 s between transient failures.
-async fn retry_while_transient<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+async fn retry_while_transient<
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+>(
     what: &str,
     wait: Duration,
     mut attempt: impl FnMut() -> F,

@@ -5,7 +5,7 @@
 
 use watcher_testkit as common;
 
-use common::{broker, drain, free_port, rabbit_url, temp_dir, wait_for, Daemon};
+use common::{broker, drain, free_port, rabbit_url, temp_dir, wait_for, Daemon, TestBroker};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -13,7 +13,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use watcher_notifications::amqp::{BrokerUrl, Connection};
 
 fn start(dir: &std::path::Path, url: &str, topic: &str) -> Daemon {
     let config = common::write_config_with(
@@ -389,11 +388,8 @@ impl PrivateRabbit {
         format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
     }
 
-    fn connect(&self) -> Result<Connection, watcher_notifications::amqp::AmqpError> {
-        Connection::open(
-            &BrokerUrl::parse(&self.url()).unwrap(),
-            Duration::from_secs(2),
-        )
+    fn connect(&self) -> Result<TestBroker, watcher_notifications::amqp::AmqpError> {
+        TestBroker::connect(&self.url(), None)
     }
 }
 
