@@ -478,14 +478,15 @@ impl Session {
                 }
                 Err(e) => return Err(KeystoneError::transport(&base, e)),
             };
-            v3_from_versions(&body).ok_or_else(|| {
+            let href = v3_from_versions(&body).ok_or_else(|| {
                 KeystoneError::Config(format!(
                     "{}: auth_url {} offers no Identity v3 API (its version document lists none); \
                      give the v3 URL, e.g. https://keystone:5000/v3",
                     self.credentials.source,
                     redact_url(&base)
                 ))
-            })?
+            })?;
+            on_origin_of(&base, &href)
         };
         Ok(self.v3.get_or_init(|| found).clone())
     }
@@ -595,6 +596,21 @@ impl Session {
 
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+}
+
+/// `href`'s path on `base`'s scheme and host. Behind a TLS-terminating
+/// proxy Keystone often advertises its own internal `http://` address in
+/// the version document; the address the operator configured is the one
+/// that reaches it (and the one whose certificate we verify).
+fn on_origin_of(base: &str, href: &str) -> String {
+    let origin = |u: &str| -> Option<usize> {
+        let after = u.find("://")? + 3;
+        Some(u[after..].find('/').map_or(u.len(), |i| after + i))
+    };
+    match (origin(base), origin(href)) {
+        (Some(b), Some(h)) => format!("{}{}", &base[..b], &href[h..]),
+        _ => href.to_string(),
     }
 }
 
@@ -743,6 +759,14 @@ clouds:
             Some("https://ks/identity/v3")
         );
         assert_eq!(v3_from_versions(&json!({"error": "x"})), None);
+        assert_eq!(
+            on_origin_of("https://keystone.example:5001", "http://10.0.0.3:5000/v3"),
+            "https://keystone.example:5001/v3"
+        );
+        assert_eq!(
+            on_origin_of("https://cloud/identity/", "http://internal/identity/v3"),
+            "https://cloud/identity/v3"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ use watcher_tls::TlsOptions;
 pub enum AmqpError {
     #[error("cannot reach the broker at {addr}: {message}")]
     Connect { addr: String, message: String },
+    #[error("no broker of transport_url answered: {0}")]
+    NoBroker(String),
     #[error("broker {addr}: {message}")]
     Broker { addr: String, message: String },
     #[error("broker {addr} did not answer {what} within {timeout:?}")]
@@ -200,15 +202,7 @@ impl Broker {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        Err(AmqpError::Connect {
-            addr: url
-                .hosts
-                .iter()
-                .map(BrokerHost::addr)
-                .collect::<Vec<_>>()
-                .join(", "),
-            message: errors.join("; "),
-        })
+        Err(AmqpError::NoBroker(errors.join("; ")))
     }
 
     async fn connect_one(

@@ -161,6 +161,11 @@ impl Relay {
     /// second; on a broker error, backs off (up to 30 s) and retries.
     pub async fn run(self) {
         let mut events = self.store.subscribe();
+        info!(
+            transport_url = %watcher_core::secret::redact_url(&self.config.transport_url),
+            ssl = self.config.ssl,
+            "notifications go to the broker"
+        );
         let nonce = uuid::Uuid::new_v4().as_u64_pair().0 as i64;
         let mut connection: Option<Broker> = None;
         // The host to try first: after a failure, the next one (failover).

@@ -1,7 +1,10 @@
 //! Helpers for black-box tests: start the real `watcherd` binary on a free
 //! port with its own SQLite file, talk HTTP to it, wait for conditions.
 
+pub mod servers;
+
 use serde_json::{json, Value};
+pub use servers::{PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -162,6 +165,17 @@ impl Daemon {
         scenario: Option<&Path>,
         subcommand: Option<&str>,
     ) -> Daemon {
+        Daemon::start_with_args(dir, config, scenario, subcommand, &[])
+    }
+
+    /// [`Daemon::start_command`] with more arguments (`--log-format json`).
+    pub fn start_with_args(
+        dir: &Path,
+        config: PathBuf,
+        scenario: Option<&Path>,
+        subcommand: Option<&str>,
+        args: &[&str],
+    ) -> Daemon {
         let mut cmd = Command::new(watcherd_binary());
         if let Some(sub) = subcommand {
             cmd.arg(sub);
@@ -173,6 +187,7 @@ impl Daemon {
         if let Some(s) = scenario {
             cmd.arg("--cloud-scenario").arg(s);
         }
+        cmd.args(args);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

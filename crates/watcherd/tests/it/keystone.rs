@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-fn keystone() -> String {
+pub(crate) fn keystone() -> String {
     required_env("WATCHER_KEYSTONE_URL", "Keystone")
 }
 
-fn login(ks: &str, user: &str, password: &str, project: &str) -> String {
+pub(crate) fn login(ks: &str, user: &str, password: &str, project: &str) -> String {
     let body = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"name": "Default"}}}
@@ -25,7 +25,13 @@ fn login(ks: &str, user: &str, password: &str, project: &str) -> String {
     r.header("X-Subject-Token").unwrap().to_string()
 }
 
-fn ks_call(ks: &str, admin: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+pub(crate) fn ks_call(
+    ks: &str,
+    admin: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let r = ureq::request(method, &format!("{ks}{path}")).set("X-Auth-Token", admin);
     let r = match body {
         Some(b) => r.send_json(b),

@@ -10,6 +10,7 @@ mod architecture;
 mod cancel;
 mod cancel_race;
 mod continuous;
+mod deployment;
 mod failover;
 mod fault_matrix;
 mod keystone;

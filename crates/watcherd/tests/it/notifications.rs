@@ -5,7 +5,7 @@
 
 use watcher_testkit as common;
 
-use common::{broker, drain, free_port, rabbit_url, temp_dir, wait_for, Daemon, TestBroker};
+use common::{broker, drain, rabbit_url, temp_dir, wait_for, Daemon, PrivateRabbit};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -313,95 +313,6 @@ fn processes_sharing_a_database_elect_one_relay_and_the_other_takes_over() {
     });
     for q in ["info", "error"] {
         let _ = c.delete_queue(&format!("{topic}.{q}"));
-    }
-}
-
-/// A RabbitMQ node of this test's own (its own name, ports and data), so
-/// that it can be stopped for real without touching the machine's broker,
-/// which the OpenStack control plane of the other tests uses.
-struct PrivateRabbit {
-    dir: std::path::PathBuf,
-    node: String,
-    port: u16,
-    dist_port: u16,
-    server: std::cell::RefCell<Option<std::process::Child>>,
-}
-
-impl PrivateRabbit {
-    fn start(root: &std::path::Path) -> PrivateRabbit {
-        let dir = root.join("rabbit");
-        std::fs::create_dir_all(dir.join("mnesia")).unwrap();
-        std::fs::create_dir_all(dir.join("log")).unwrap();
-        let rabbit = PrivateRabbit {
-            node: format!("wt{}@localhost", std::process::id()),
-            port: free_port(),
-            dist_port: free_port(),
-            dir,
-            server: Default::default(),
-        };
-        std::fs::write(rabbit.dir.join("enabled_plugins"), "[].\n").unwrap();
-        std::fs::write(
-            rabbit.dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{}\n", rabbit.port),
-        )
-        .unwrap();
-        // The server drops to the rabbitmq user, which must own its data.
-        let _ = std::process::Command::new("chown")
-            .args(["-R", "rabbitmq"])
-            .arg(&rabbit.dir)
-            .status();
-        rabbit.run();
-        rabbit
-    }
-
-    fn run(&self) {
-        let d = |p: &str| self.dir.join(p).display().to_string();
-        let server = std::process::Command::new("rabbitmq-server")
-            .current_dir(&self.dir)
-            .env("RABBITMQ_NODENAME", &self.node)
-            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
-            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
-            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
-            .env("RABBITMQ_LOG_BASE", d("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("rabbitmq-server");
-        *self.server.borrow_mut() = Some(server);
-        wait_for(Duration::from_secs(60), || self.connect().ok().map(|_| ()));
-    }
-
-    fn stop(&self) {
-        let status = std::process::Command::new("rabbitmqctl")
-            .args(["-n", &self.node, "stop"])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "rabbitmqctl stop");
-        if let Some(mut server) = self.server.borrow_mut().take() {
-            let _ = server.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
-    }
-
-    fn connect(&self) -> Result<TestBroker, watcher_notifications::amqp::AmqpError> {
-        TestBroker::connect(&self.url(), None)
-    }
-}
-
-impl Drop for PrivateRabbit {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-n", &self.node, "stop"])
-            .output();
-        if let Some(mut server) = self.server.borrow_mut().take() {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
     }
 }
 

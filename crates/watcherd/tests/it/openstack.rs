@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+pub(crate) static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const IMAGE: &str = "c0ffee00-0000-4000-8000-000000000001";
 
