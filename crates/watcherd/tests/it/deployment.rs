@@ -372,9 +372,11 @@ fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
         ),
     );
     let auth = format!("https://localhost:{ks_tls}");
+    // A URL carrying a password must never show it (the 503 below).
+    let auth_with_userinfo = format!("https://watcher:url-secret-10@localhost:{ks_tls}");
     let settings = |cafile: &Path| {
         format!(
-            "[keystone]\nauth_url = \"{auth}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncafile = \"{0}\"\nstartup_wait_secs = 0\n\
+            "[keystone]\nauth_url = \"{auth_with_userinfo}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncafile = \"{0}\"\nstartup_wait_secs = 0\n\
              [watcher_clients_auth]\nauth_url = \"{auth}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\n\
              region_name = \"{REGION}\"\ninterface = \"internal\"\ncafile = \"{0}\"\n",
             cafile.display()
@@ -407,6 +409,31 @@ fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
         "{log}"
     );
 
+    // Keystone gone (the proxy stopped): a new token cannot be checked, and
+    // the 503 says so without the URL's password.
+    drop(proxy);
+    let fresh = login(&ks, "admin", "admin", "admin");
+    let resp = agent
+        .get(&format!("{}/v1/goals", d.url))
+        .set("X-Auth-Token", &fresh)
+        .call();
+    let Err(ureq::Error::Status(503, resp)) = resp else {
+        panic!("{resp:?}")
+    };
+    let body = resp.into_string().unwrap();
+    assert!(body.contains("Keystone"), "{body}");
+    assert!(!body.contains("url-secret-10"), "{body}");
+    assert!(!d.log().contains("url-secret-10"), "{}", d.log());
+    let proxy = Stunnel::start(&dir, &ca, &[5000, 8774]);
+    let ks_tls = proxy.port(5000);
+    let auth_with_userinfo = format!("https://localhost:{ks_tls}");
+    let settings = |cafile: &Path| {
+        format!(
+            "[keystone]\nauth_url = \"{auth_with_userinfo}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncafile = \"{0}\"\nstartup_wait_secs = 0\n",
+            cafile.display()
+        )
+    };
+
     // The wrong CA: a clear refusal at start, naming the host.
     let other = TestCa::new(&dir, "other");
     let wrong = temp_dir("tls-proxy-wrong-ca");
@@ -414,6 +441,15 @@ fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
     let e = fails_to_start(&wrong, &["--config", config.to_str().unwrap()]);
     assert!(e.contains(&format!("localhost:{ks_tls}")), "{e}");
     assert!(e.contains("not trusted"), "{e}");
+    // Refused credentials: at start, not as 503s later.
+    let refused = temp_dir("tls-proxy-refused");
+    let text = settings(&ca.ca_cert).replace("password = \"admin\"", "password = \"wrong\"");
+    let config = write_config_with(&refused, "auth_strategy = \"keystone\"", "", &text);
+    let e = fails_to_start(&refused, &["--config", config.to_str().unwrap()]);
+    assert!(
+        e.contains("Keystone refused the credentials of admin"),
+        "{e}"
+    );
     drop(proxy);
 }
 
