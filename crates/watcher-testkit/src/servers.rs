@@ -151,12 +151,15 @@ impl Stunnel {
         let path = dir.join(format!("stunnel-{}.conf", ports[0].1));
         std::fs::write(&path, conf).unwrap();
         let log = std::fs::File::create(dir.join("stunnel.log")).unwrap();
-        let child = Command::new("stunnel4")
+        let program = std::env::var("WATCHER_TEST_STUNNEL").unwrap_or_else(|_| "stunnel4".into());
+        let child = Command::new(&program)
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("stunnel4 (Debian's stunnel4 package)");
+            .unwrap_or_else(|e| {
+                panic!("{program} (Debian's stunnel4 package, WATCHER_TEST_STUNNEL): {e}")
+            });
         for (_, accept) in &ports {
             wait_for_port(*accept, Duration::from_secs(20));
         }

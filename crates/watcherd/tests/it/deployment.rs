@@ -319,8 +319,8 @@ fn no_secret_reaches_a_log_an_error_body_or_the_metrics() {
 /// of a region of the test's own. A CA that did not sign the proxy's
 /// certificate stops watcherd at start with a message naming the host.
 #[cfg_attr(
-    not(test_openstack),
-    ignore = "needs OpenStack: source the admin's openrc (OS_AUTH_URL), .ci/run does"
+    not(all(test_openstack, test_stunnel)),
+    ignore = "needs OpenStack and stunnel: the admin's openrc (OS_AUTH_URL) and WATCHER_TEST_STUNNEL=stunnel4 (.ci/run does)"
 )]
 #[test]
 fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
@@ -595,4 +595,42 @@ fn has_event(messages: &[Value], plan: &str, event: &str) -> bool {
         m["event_type"] == event
             && m["payload"]["watcher_object.data"]["uuid"].as_str() == Some(plan)
     })
+}
+
+/// Prometheus over HTTPS (stunnel in front of a stand-in), trusted through
+/// `decision_engine.prometheus_tls.cafile`: the audit reads its metrics.
+#[cfg_attr(
+    not(test_stunnel),
+    ignore = "needs stunnel: set WATCHER_TEST_STUNNEL=stunnel4 (Debian's stunnel4; .ci/run does)"
+)]
+#[test]
+fn prometheus_over_https_with_the_operators_ca() {
+    use crate::strategies::{audit_outcome, fake_prometheus, golden};
+    static CPU: &[(&str, f64)] = &[
+        ("node-1", 55.0),
+        ("node-2", 38.0),
+        ("node-3", 3.0),
+        ("node-4", 0.5),
+        ("node-5", 0.0),
+    ];
+    let dir = temp_dir("prometheus-tls");
+    let ca = TestCa::new(&dir, "prometheus");
+    let (url, queries) = fake_prometheus(CPU);
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = Stunnel::start(&dir, &ca, &[port]);
+    let config = write_config_with(
+        &dir,
+        "",
+        "",
+        &format!(
+            "[decision_engine]\ndatasource = \"prometheus\"\nprometheus_url = \"https://localhost:{}\"\n\
+             [decision_engine.prometheus_tls]\ncafile = \"{}\"\n",
+            proxy.port(port),
+            ca.ca_cert.display()
+        ),
+    );
+    let d = Daemon::start_with_config(&dir, config, Some(&golden("consolidation")));
+    let audit = audit_outcome(&d, "server_consolidation", "basic");
+    assert_eq!(audit["state"], "SUCCEEDED", "{audit}");
+    assert!(queries.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }

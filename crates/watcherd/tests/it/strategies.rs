@@ -14,7 +14,7 @@ use watcher_decision::model::ClusterModel;
 use watcher_decision::scope::ComputeScope;
 use watcher_decision::strategies::{apply_parameters, execute, Solution, STRATEGIES};
 
-fn golden(name: &str) -> PathBuf {
+pub(crate) fn golden(name: &str) -> PathBuf {
     common::workspace_root().join(format!("scenarios/golden/{name}.toml"))
 }
 
@@ -708,7 +708,7 @@ fn a_consolidation_audit_runs_end_to_end_and_the_cloud_ends_consolidated() {
 
 /// A stand-in Prometheus: answers `/api/v1/query` with node_exporter CPU
 /// figures for the hosts it knows (by `fqdn`), and counts the queries.
-fn fake_prometheus(
+pub(crate) fn fake_prometheus(
     known: &'static [(&'static str, f64)],
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     slow_prometheus(known, std::time::Duration::ZERO)
@@ -759,7 +759,7 @@ fn slow_prometheus(
     (url, queries)
 }
 
-fn audit_outcome(d: &Daemon, goal: &str, strategy: &str) -> Value {
+pub(crate) fn audit_outcome(d: &Daemon, goal: &str, strategy: &str) -> Value {
     let (status, audit) = d.req(
         "POST",
         "/v1/audits",
