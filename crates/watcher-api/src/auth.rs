@@ -20,9 +20,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use watcher_cloud::keystone::{expires_at, Credentials, KeystoneError, Session};
+use watcher_cloud::keystone::{expires_at, ClientsAuth, Credentials, KeystoneError, Session};
 use watcher_core::Secret;
-use watcher_tls::TlsOptions;
 
 /// Keystone v3 settings: where to validate tokens, and watcherd's own
 /// service credentials for doing so.
@@ -78,25 +77,20 @@ impl Default for KeystoneConfig {
 impl KeystoneConfig {
     /// watcherd's service credentials, checked.
     pub fn credentials(&self) -> Result<Credentials, KeystoneError> {
-        let c = Credentials {
+        ClientsAuth {
             auth_url: self.auth_url.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
             project_name: self.project_name.clone(),
             user_domain_name: self.user_domain_name.clone(),
             project_domain_name: self.project_domain_name.clone(),
-            interface: "public".into(),
-            tls: TlsOptions {
-                cafile: self.cafile.clone(),
-                certfile: self.certfile.clone(),
-                keyfile: self.keyfile.clone(),
-                insecure: self.insecure,
-            },
-            source: "keystone".into(),
-            ..Credentials::default()
-        };
-        c.check()?;
-        Ok(c)
+            cafile: self.cafile.clone(),
+            certfile: self.certfile.clone(),
+            keyfile: self.keyfile.clone(),
+            insecure: self.insecure,
+            ..ClientsAuth::default()
+        }
+        .credentials_of("keystone")
     }
 }
 

@@ -148,7 +148,12 @@ impl ClientsAuth {
 
     /// The credentials of this section, checked.
     pub fn credentials(&self) -> Result<Credentials, KeystoneError> {
-        const S: &str = "watcher_clients_auth";
+        self.credentials_of("watcher_clients_auth")
+    }
+
+    /// The same for a section of another name (`keystone`), which
+    /// messages then name.
+    pub fn credentials_of(&self, section: &str) -> Result<Credentials, KeystoneError> {
         let mut c = Credentials {
             auth_url: self.auth_url.clone(),
             username: self.username.clone(),
@@ -162,7 +167,7 @@ impl ClientsAuth {
             region_name: Some(self.region_name.clone()).filter(|r| !r.is_empty()),
             interface: self.interface.clone(),
             tls: self.tls(),
-            source: S.into(),
+            source: section.into(),
         };
         match self.auth_type.as_str() {
             "password" | "v3password" => {
@@ -171,7 +176,7 @@ impl ClientsAuth {
             "v3applicationcredential" => {}
             other => {
                 return Err(KeystoneError::Config(format!(
-                "{S}.auth_type '{other}' is unknown; use 'password' or 'v3applicationcredential'"
+                "{section}.auth_type '{other}' is unknown; use 'password' or 'v3applicationcredential'"
             )))
             }
         }

@@ -143,6 +143,25 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// Decodes the `%XX` escapes of a URL's part (a password may hold `@`).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// [`redact_url`], except inside [`revealing`].
 pub fn redact_url_unless_revealing(url: &str) -> String {
     if is_revealing() {

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use watcher_core::secret::percent_decode;
 use watcher_core::Secret;
 use watcher_tls::TlsOptions;
 
@@ -89,8 +90,8 @@ impl BrokerUrl {
             parsed.push(BrokerHost {
                 host: host.trim_matches(['[', ']']).to_string(),
                 port,
-                user: decode(user),
-                password: decode(password).into(),
+                user: percent_decode(user),
+                password: percent_decode(password).into(),
             });
         }
         Ok(BrokerUrl {
@@ -98,28 +99,10 @@ impl BrokerUrl {
             vhost: if vhost.is_empty() {
                 "/".into()
             } else {
-                decode(vhost)
+                percent_decode(vhost)
             },
         })
     }
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How to reach the broker besides its URL.

@@ -15,7 +15,7 @@ use postgres::config::SslMode;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
-use watcher_core::secret::redact_url;
+use watcher_core::secret::{percent_decode, redact_url};
 use watcher_tls::TlsOptions;
 
 /// What to connect to and how.
@@ -134,24 +134,6 @@ impl PgTarget {
             None => self.config.connect(postgres::NoTls),
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use watcher_testkit as common;
 
-use crate::keystone::{keystone, ks_call, login};
+use crate::keystone::{delete_endpoints, keystone, ks_call, login};
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -346,21 +346,7 @@ fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
         .as_str()
         .unwrap()
         .to_string();
-    for e in ks_call(
-        &ks,
-        &admin,
-        "GET",
-        &format!("/endpoints?region_id={REGION}"),
-        None,
-    )["endpoints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        let _ = ureq::delete(&format!("{ks}/endpoints/{}", e["id"].as_str().unwrap()))
-            .set("X-Auth-Token", &admin)
-            .call();
-    }
+    delete_endpoints(&ks, &admin, &format!("region_id={REGION}"));
     ks_call(
         &ks,
         &admin,

@@ -44,6 +44,16 @@ pub(crate) fn ks_call(
     }
 }
 
+/// Deletes the catalogue's endpoints that `filter` selects (`region_id=X`).
+pub(crate) fn delete_endpoints(ks: &str, admin: &str, filter: &str) {
+    let listed = ks_call(ks, admin, "GET", &format!("/endpoints?{filter}"), None);
+    for e in listed["endpoints"].as_array().cloned().unwrap_or_default() {
+        let _ = ureq::delete(&format!("{ks}/endpoints/{}", e["id"].as_str().unwrap()))
+            .set("X-Auth-Token", admin)
+            .call();
+    }
+}
+
 /// A user with one role on project `admin`; returns a token of theirs.
 fn user_with_role(ks: &str, admin: &str, name: &str, role: &str) -> String {
     let users = ks_call(ks, admin, "GET", &format!("/users?name={name}"), None);
@@ -246,21 +256,7 @@ fn openstack_clients_find_watcherd_through_the_catalog() {
         .unwrap_or_default()
     {
         let id = s["id"].as_str().unwrap();
-        for e in ks_call(
-            &ks,
-            &admin,
-            "GET",
-            &format!("/endpoints?service_id={id}"),
-            None,
-        )["endpoints"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let _ = ureq::delete(&format!("{ks}/endpoints/{}", e["id"].as_str().unwrap()))
-                .set("X-Auth-Token", &admin)
-                .call();
-        }
+        delete_endpoints(&ks, &admin, &format!("service_id={id}"));
         let _ = ureq::delete(&format!("{ks}/services/{id}"))
             .set("X-Auth-Token", &admin)
             .call();
