@@ -42,8 +42,9 @@ pub struct KeystoneConfig {
     pub keyfile: Option<PathBuf>,
     pub insecure: bool,
     /// At start, how long to keep trying to log in while Keystone cannot
-    /// be reached (it may be booting with us); 0: fail at once. Refused
-    /// credentials and an untrusted certificate fail at once anyway.
+    /// be reached (it may be booting with us), and, with an OpenStack
+    /// cloud, its Keystone and Nova; 0: fail at once. Refused credentials
+    /// and an untrusted certificate fail at once anyway.
     pub startup_wait_secs: f64,
     /// How long a validated token is trusted before asking Keystone again
     /// (a revoked token stops working within this time).
