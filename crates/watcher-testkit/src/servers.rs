@@ -137,12 +137,24 @@ pub struct Stunnel {
 
 impl Stunnel {
     pub fn start(dir: &Path, ca: &TestCa, targets: &[u16]) -> Stunnel {
+        Stunnel::start_with(dir, ca, targets, false)
+    }
+
+    /// With `client_certs`: only clients presenting a certificate the CA
+    /// signed get through (mutual TLS).
+    pub fn start_with(dir: &Path, ca: &TestCa, targets: &[u16], client_certs: bool) -> Stunnel {
         let ports: Vec<(u16, u16)> = targets.iter().map(|&t| (t, free_port())).collect();
         let mut conf = format!(
             "foreground = yes\npid =\ncert = {}\nkey = {}\ndebug = 5\n",
             ca.server_cert.display(),
             ca.server_key.display()
         );
+        if client_certs {
+            conf.push_str(&format!(
+                "CAfile = {}\nverifyChain = yes\nrequireCert = yes\n",
+                ca.ca_cert.display()
+            ));
+        }
         for (target, accept) in &ports {
             conf.push_str(&format!(
                 "[to{target}]\naccept = 127.0.0.1:{accept}\nconnect = 127.0.0.1:{target}\n"

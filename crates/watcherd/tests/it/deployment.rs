@@ -583,8 +583,9 @@ fn has_event(messages: &[Value], plan: &str, event: &str) -> bool {
     })
 }
 
-/// Prometheus over HTTPS (stunnel in front of a stand-in), trusted through
-/// `decision_engine.prometheus_tls.cafile`: the audit reads its metrics.
+/// Prometheus over HTTPS (stunnel in front of a stand-in, asking for a
+/// client certificate), trusted through `decision_engine.prometheus_tls`:
+/// the audit reads its metrics with the certificate, and fails without.
 #[cfg_attr(
     not(test_stunnel),
     ignore = "needs stunnel: set WATCHER_TEST_STUNNEL=stunnel4 (Debian's stunnel4; .ci/run does)"
@@ -603,19 +604,34 @@ fn prometheus_over_https_with_the_operators_ca() {
     let ca = TestCa::new(&dir, "prometheus");
     let (url, queries) = fake_prometheus(CPU);
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let proxy = Stunnel::start(&dir, &ca, &[port]);
-    let config = write_config_with(
+    let proxy = Stunnel::start_with(&dir, &ca, &[port], true);
+    let with = |dir: &Path, client_cert: &str| {
+        let config = write_config_with(
+            dir,
+            "",
+            "",
+            &format!(
+                "[decision_engine]\ndatasource = \"prometheus\"\nprometheus_url = \"https://localhost:{}\"\n\
+                 [decision_engine.prometheus_tls]\ncafile = \"{}\"\n{client_cert}",
+                proxy.port(port),
+                ca.ca_cert.display()
+            ),
+        );
+        Daemon::start_with_config(dir, config, Some(&golden("consolidation")))
+    };
+    let without = with(&dir, "");
+    let audit = audit_outcome(&without, "server_consolidation", "basic");
+    assert_eq!(audit["state"], "FAILED", "{audit}");
+    assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let dir = temp_dir("prometheus-mtls");
+    let d = with(
         &dir,
-        "",
-        "",
         &format!(
-            "[decision_engine]\ndatasource = \"prometheus\"\nprometheus_url = \"https://localhost:{}\"\n\
-             [decision_engine.prometheus_tls]\ncafile = \"{}\"\n",
-            proxy.port(port),
-            ca.ca_cert.display()
+            "certfile = \"{}\"\nkeyfile = \"{}\"\n",
+            ca.client_cert.display(),
+            ca.client_key.display()
         ),
     );
-    let d = Daemon::start_with_config(&dir, config, Some(&golden("consolidation")));
     let audit = audit_outcome(&d, "server_consolidation", "basic");
     assert_eq!(audit["state"], "SUCCEEDED", "{audit}");
     assert!(queries.load(std::sync::atomic::Ordering::SeqCst) >= 1);
