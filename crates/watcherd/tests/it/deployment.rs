@@ -314,9 +314,10 @@ fn no_secret_reaches_a_log_an_error_body_or_the_metrics() {
 }
 
 /// Keystone and Nova behind stunnel: the API validates tokens and the
-/// OpenStack driver reads Nova through TLS only, with `auth_url` given
-/// without `/v3` (version discovery) and the catalogue's https endpoints
-/// of a region of the test's own. A CA that did not sign the proxy's
+/// OpenStack driver, logged in with an application credential, reads Nova
+/// through TLS only, with `auth_url` given without `/v3` (version
+/// discovery) and the catalogue's https endpoints of a region of the
+/// test's own. A CA that did not sign the proxy's
 /// certificate stops watcherd at start with a message naming the host.
 #[cfg_attr(
     not(all(test_openstack, test_stunnel)),
@@ -358,12 +359,38 @@ fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
         ),
     );
     let auth = format!("https://localhost:{ks_tls}");
+    // The cloud is managed with an application credential of the admin's,
+    // as a careful operator would give watcherd (a revocable secret).
+    let user = ks_call(&ks, &admin, "GET", "/users?name=admin", None)["users"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let credential = ks_call(
+        &ks,
+        &admin,
+        "POST",
+        &format!("/users/{user}/application_credentials"),
+        Some(
+            json!({"application_credential": {"name": format!("watcher-tls-{}", uuid::Uuid::new_v4())}}),
+        ),
+    );
+    let (cred_id, cred_secret) = (
+        credential["application_credential"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        credential["application_credential"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     // A URL carrying a password must never show it (the 503 below).
     let auth_with_userinfo = format!("https://watcher:url-secret-10@localhost:{ks_tls}");
     let settings = |cafile: &Path| {
         format!(
             "[keystone]\nauth_url = \"{auth_with_userinfo}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\ncafile = \"{0}\"\nstartup_wait_secs = 0\n\
-             [watcher_clients_auth]\nauth_url = \"{auth}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\n\
+             [watcher_clients_auth]\nauth_type = \"v3applicationcredential\"\nauth_url = \"{auth}\"\n\
+             application_credential_id = \"{cred_id}\"\napplication_credential_secret = \"{cred_secret}\"\n\
              region_name = \"{REGION}\"\ninterface = \"internal\"\ncafile = \"{0}\"\n",
             cafile.display()
         )
@@ -410,6 +437,7 @@ fn keystone_and_nova_through_a_tls_proxy_with_the_operators_ca() {
     assert!(body.contains("Keystone"), "{body}");
     assert!(!body.contains("url-secret-10"), "{body}");
     assert!(!d.log().contains("url-secret-10"), "{}", d.log());
+    assert!(!d.log().contains(&cred_secret), "{}", d.log());
     let proxy = Stunnel::start(&dir, &ca, &[5000, 8774]);
     let ks_tls = proxy.port(5000);
     let auth_with_userinfo = format!("https://localhost:{ks_tls}");
