@@ -333,6 +333,11 @@ pub struct Migrate;
 
 /// Follows a live migration until it settles, aborting it if `cancel` fires
 /// (or forcing it to complete, when it is past `force_above` of its progress).
+///
+/// The cancel never waits: a status poll in flight (which a slow cloud may
+/// answer only after its timeout and retries) and the progress write after
+/// it are dropped the moment the token fires, and the abort goes out with
+/// the progress of the last poll that did answer.
 async fn follow_live_migration(
     ctx: &ActionContext,
     cancel: &CancellationToken,
@@ -342,12 +347,24 @@ async fn follow_live_migration(
     force_above: Option<f64>,
 ) -> Outcome {
     let mut reported = -1.0;
+    let mut last_progress: Option<f64> = None;
     loop {
-        let state = match retry_transient(|| ctx.cloud.operation(op)).await {
-            Ok(s) => s,
-            Err(e) => return Outcome::Failed(format!("lost track of migration {op}: {e}")),
+        let polled = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            state = async {
+                let state = retry_transient(|| ctx.cloud.operation(op)).await;
+                if let Ok(s) = &state {
+                    ctx.report_progress(s, &mut reported).await;
+                }
+                state
+            } => Some(state),
         };
-        ctx.report_progress(&state, &mut reported).await;
+        let state = match polled {
+            None => return on_cancel(ctx, op, dest, source, force_above, last_progress).await,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Outcome::Failed(format!("lost track of migration {op}: {e}")),
+        };
         match state {
             OperationState::Completed => return Outcome::Succeeded(None),
             OperationState::Failed(m) => {
@@ -356,34 +373,47 @@ async fn follow_live_migration(
             OperationState::Aborted => {
                 return Outcome::Failed("live migration was aborted outside watcher".into())
             }
+            OperationState::Running { progress, .. } => last_progress = Some(progress),
             _ => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
             _ = cancel.cancelled() => {
-                if let Some(done) = force_complete_instead(ctx, op, dest, force_above).await {
-                    return done;
-                }
-                return abort_live_migration(ctx, op, dest, source).await;
+                return on_cancel(ctx, op, dest, source, force_above, last_progress).await;
             }
         }
     }
 }
 
+/// A cancelled live migration: force-completed when the policy says it is
+/// far enough along, aborted otherwise.
+async fn on_cancel(
+    ctx: &ActionContext,
+    op: &str,
+    dest: &str,
+    source: &str,
+    force_above: Option<f64>,
+    last_progress: Option<f64>,
+) -> Outcome {
+    if let Some(done) = force_complete_instead(ctx, op, dest, force_above, last_progress).await {
+        return done;
+    }
+    abort_live_migration(ctx, op, dest, source, last_progress).await
+}
+
 /// The `force_complete_above` policy: a live migration this far along is
 /// cheaper to finish than to roll back. `None` when the policy does not
-/// apply (or force-complete was refused): then it is aborted.
+/// apply (or force-complete was refused): then it is aborted. Decided on
+/// the last progress the cloud reported, so that it costs no poll.
 async fn force_complete_instead(
     ctx: &ActionContext,
     op: &str,
     dest: &str,
     force_above: Option<f64>,
+    last_progress: Option<f64>,
 ) -> Option<Outcome> {
     let threshold = force_above?;
-    let progress = match retry_transient(|| ctx.cloud.operation(op)).await {
-        Ok(OperationState::Running { progress, .. }) if progress >= threshold => progress,
-        _ => return None,
-    };
+    let progress = last_progress.filter(|p| *p >= threshold)?;
     if let Err(e) = retry_transient(|| ctx.cloud.force_complete(op)).await {
         tracing::warn!(error = %e, "force-complete refused; aborting instead");
         return None;
@@ -427,12 +457,18 @@ async fn force_complete_instead(
     }
 }
 
-/// Aborts a live migration and classifies how it settled.
-async fn abort_live_migration(ctx: &ActionContext, op: &str, dest: &str, source: &str) -> Outcome {
-    let progress = match ctx.cloud.operation(op).await {
-        Ok(OperationState::Running { progress, .. }) => format!(" at {:.0}%", progress * 100.0),
-        _ => String::new(),
-    };
+/// Aborts a live migration (the first request to the cloud after the
+/// cancel) and classifies how it settled.
+async fn abort_live_migration(
+    ctx: &ActionContext,
+    op: &str,
+    dest: &str,
+    source: &str,
+    last_progress: Option<f64>,
+) -> Outcome {
+    let progress = last_progress
+        .map(|p| format!(" at {:.0}%", p * 100.0))
+        .unwrap_or_default();
     let (refused, past_no_return) = match retry_transient(|| ctx.cloud.abort(op)).await {
         Ok(()) | Err(CloudError::AlreadyFinished(_)) => (None, false),
         Err(e @ CloudError::PastPointOfNoReturn(_)) => (Some(e.to_string()), true),

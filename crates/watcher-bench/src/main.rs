@@ -255,12 +255,22 @@ async fn wait_event(
     rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
     pred: impl Fn(&StoreEvent) -> bool,
 ) -> Instant {
+    wait_event_within(rx, Duration::from_secs(30), pred).await
+}
+
+/// [`wait_event`] with its own patience.
+async fn wait_event_within(
+    rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    patience: Duration,
+    pred: impl Fn(&StoreEvent) -> bool,
+) -> Instant {
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Ok(ev)) if pred(&ev) => return Instant::now(),
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
             Ok(Err(e)) => panic!("event stream ended: {e}"),
-            Err(_) => panic!("no matching event within 30 s"),
+            Err(_) => panic!("no matching event within {patience:?}"),
         }
     }
 }
@@ -274,18 +284,19 @@ struct Latencies {
 
 /// (a) 1,000 PENDING nops behind a running sleep; (b) a running live migration.
 // Long because it is one scenario end to end: cancel cases (a) and (b), timed the same way.
-async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
-    let dir = temp_dir("cancel");
-    let mut scenario = Scenario::demo();
-    scenario.timing.live_migration_secs = 60.0;
-    scenario.timing.abort_secs = 0.0;
+/// watcherd in this process (API and applier) over a recording simulated
+/// cloud of `scenario`, with its data in `dir`; and its URL.
+async fn recording_service(
+    dir: &Path,
+    scenario: &Scenario,
+) -> anyhow::Result<(Service, Arc<RecordingCloud>, String)> {
     let cloud = Arc::new(RecordingCloud {
-        inner: SimulatedCloud::new(&scenario),
+        inner: SimulatedCloud::new(scenario),
         aborts: Mutex::new(vec![]),
     });
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         host: "bench".into(),
         ..Config::default()
     };
@@ -303,6 +314,92 @@ async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
         "http://{}",
         service.addr.context("the bench's service serves the API")?
     );
+    Ok((service, cloud, url))
+}
+
+/// One live migration, to cancel.
+fn live_migration() -> NewAction {
+    NewAction {
+        uuid: Uuid::new_v4(),
+        action_type: "migrate".into(),
+        input_parameters: json!({"migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+               "source_node": "compute-1", "destination_node": "compute-2"}),
+        parents: vec![],
+    }
+}
+
+/// Cancel case (d): a live migration on a cloud whose status polls take
+/// `poll_delay` seconds; PATCH response -> abort at the cloud, while the
+/// applier's poll is in flight.
+async fn abort_during_slow_poll(runs: usize, poll_delay: f64) -> anyhow::Result<Vec<Duration>> {
+    let dir = temp_dir("slow-poll");
+    let mut scenario = Scenario::demo();
+    scenario.timing.live_migration_secs = 600.0;
+    scenario.timing.abort_secs = 0.0;
+    scenario.timing.poll_delay_secs = poll_delay;
+    let (service, cloud, url) = recording_service(&dir, &scenario).await?;
+    let mut out = vec![];
+    for _ in 0..runs {
+        let first = live_migration();
+        let plan = make_plan(&service.store, vec![first.clone()]).await?;
+        let mut rx = service.store.subscribe();
+        let u = url.clone();
+        tokio::task::spawn_blocking(move || {
+            http(
+                "POST",
+                &format!("{u}/v1/action_plans/{plan}/start"),
+                Some(&json!({})),
+            )
+        })
+        .await??;
+        wait_event(&mut rx, |e| matches!(e, StoreEvent::ActionState { uuid, state: ActionState::Ongoing, .. } if *uuid == first.uuid)).await;
+        // The first poll is under way (it answers after `poll_delay`).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let aborts_before = cloud.aborts.lock().unwrap().len();
+        let u = url.clone();
+        let responded = tokio::task::spawn_blocking(move || -> anyhow::Result<Instant> {
+            http(
+                "PATCH",
+                &format!("{u}/v1/action_plans/{plan}"),
+                Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+            )?;
+            Ok(Instant::now())
+        })
+        .await??;
+        let deadline = Instant::now() + Duration::from_secs_f64(poll_delay * 3.0 + 10.0);
+        let aborted = loop {
+            if let Some(t) = cloud.aborts.lock().unwrap().get(aborts_before) {
+                break *t;
+            }
+            if Instant::now() > deadline {
+                bail!("no abort reached the cloud");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        out.push(aborted.saturating_duration_since(responded));
+        // Settled only after one more (slow) poll.
+        let mut rx = service.store.subscribe();
+        if !service
+            .store
+            .get_plan(plan, false)
+            .await?
+            .state
+            .is_finished()
+        {
+            wait_event_within(&mut rx, Duration::from_secs_f64(poll_delay * 3.0 + 30.0), |e| matches!(e, StoreEvent::PlanState { uuid, state } if *uuid == plan && state.is_finished())).await;
+        }
+    }
+    service.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
+    let dir = temp_dir("cancel");
+    let mut scenario = Scenario::demo();
+    scenario.timing.live_migration_secs = 60.0;
+    scenario.timing.abort_secs = 0.0;
+    let (service, cloud, url) = recording_service(&dir, &scenario).await?;
     let mut lat = Latencies {
         response_to_cancelled: vec![],
         sent_to_cancelled: vec![],
@@ -311,16 +408,15 @@ async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
     };
     for run in 0..opts.runs * 2 {
         let migration = run % 2 == 1;
-        let first = NewAction {
-            uuid: Uuid::new_v4(),
-            action_type: if migration { "migrate" } else { "sleep" }.into(),
-            input_parameters: if migration {
-                json!({"migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
-                       "source_node": "compute-1", "destination_node": "compute-2"})
-            } else {
-                json!({"duration": 600})
-            },
-            parents: vec![],
+        let first = if migration {
+            live_migration()
+        } else {
+            NewAction {
+                uuid: Uuid::new_v4(),
+                action_type: "sleep".into(),
+                input_parameters: json!({"duration": 600}),
+                parents: vec![],
+            }
         };
         let mut actions = vec![first.clone()];
         if !migration {
@@ -809,6 +905,14 @@ enum Only {
     CrossProcess,
     /// Only the decision engine's table (strategies on generated clouds).
     Strategies,
+    /// Only cancel case (d): a live migration on a cloud whose status polls
+    /// take `--poll-delay` seconds, PATCH response -> abort at the cloud.
+    SlowPoll {
+        #[arg(long, default_value_t = 20.0)]
+        poll_delay: f64,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// Only the applier's throughput on one plan of nops (embedded SQLite),
     /// e.g. under `valgrind --tool=callgrind` to compare commits by
     /// instruction counts when the machine is too noisy for wall clock.
@@ -842,6 +946,19 @@ fn main() -> anyhow::Result<()> {
                 ms(pct(&mut c, 0.5)),
                 ms(pct(&mut c, 0.99)),
                 c.len()
+            );
+            return Ok(());
+        }
+        Some(Only::SlowPoll { poll_delay, runs }) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let mut d = rt.block_on(abort_during_slow_poll(runs, poll_delay))?;
+            println!(
+                "cancel (d), live migration, status polls taking {poll_delay} s, PATCH response -> abort at the cloud: p50 {}, max {} ({} runs)",
+                ms(pct(&mut d, 0.5)),
+                ms(pct(&mut d, 1.0)),
+                d.len()
             );
             return Ok(());
         }
@@ -905,6 +1022,11 @@ fn main() -> anyhow::Result<()> {
     let mut lat = rt.block_on(cancel_latency(&opts))?;
     let (rss, rate, g50, g99) = process_figures(&opts)?;
     let mut cross = cross_process_cancel(if quick { 10 } else { 100 }, None)?;
+    const SLOW_POLL: f64 = 5.0;
+    let mut slow = rt.block_on(abort_during_slow_poll(
+        if quick { 2 } else { 10 },
+        SLOW_POLL,
+    ))?;
 
     let n = opts.actions;
     let rows: Vec<(String, String, &str)> = vec![
@@ -967,6 +1089,19 @@ fn main() -> anyhow::Result<()> {
             "cancel (c): split processes, PATCH response -> abort at the cloud, p99".into(),
             ms(pct(&mut cross, 0.99)),
             "p99 < 100 ms",
+        ),
+        (
+            format!(
+                "cancel (d): live migration, status polls taking {SLOW_POLL:.0} s, PATCH response -> abort at the cloud, p50 ({} runs)",
+                slow.len()
+            ),
+            ms(pct(&mut slow, 0.5)),
+            "",
+        ),
+        (
+            "cancel (d): same, max".into(),
+            ms(pct(&mut slow, 1.0)),
+            "< 10 ms",
         ),
         (
             "watcherd idle RSS (embedded: API + decision engine + applier)".into(),

@@ -36,6 +36,9 @@ pub struct Timing {
     pub resize_secs: f64,
     pub volume_migration_secs: f64,
     pub point_of_no_return: f64,
+    /// How long a status poll takes to answer: a slow or overloaded cloud
+    /// API (0: at once). The applier's cancel must not wait for it.
+    pub poll_delay_secs: f64,
 }
 
 impl Default for Timing {
@@ -47,6 +50,7 @@ impl Default for Timing {
             resize_secs: 3.0,
             volume_migration_secs: 6.0,
             point_of_no_return: 0.9,
+            poll_delay_secs: 0.0,
         }
     }
 }

@@ -862,6 +862,15 @@ impl Cloud for SimulatedCloud {
         })
     }
     async fn operation(&self, op: &str) -> Result<OperationState, CloudError> {
+        let delay = self
+            .state
+            .lock()
+            .expect("simulated cloud lock")
+            .timing
+            .poll_delay_secs;
+        if delay > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+        }
         self.with_state(|st| {
             let o = st.ops.get(op).ok_or_else(|| not_found("Operation", op))?;
             let now = Instant::now();

@@ -369,3 +369,52 @@ fn a_cancel_racing_the_last_action_still_aborts_it() {
     );
     assert_eq!(d.actions(&plan)[0]["state"], "CANCELLED");
 }
+
+/// A cloud whose status polls take 20 s: the cancel does not wait for the
+/// poll in flight. The abort reaches the cloud long before that poll could
+/// have answered (the benchmark measures how long: docs/benchmarks.md).
+#[test]
+fn a_cancel_aborts_at_once_even_while_a_slow_status_poll_is_in_flight() {
+    let dir = temp_dir("cancel-slow-poll");
+    let sim = SimCloud::start(&scenario_file(
+        &dir,
+        "live_migration_secs = 600\nabort_secs = 0.0\npoll_delay_secs = 20.0",
+        "",
+    ));
+    let d = sim.daemon(&dir);
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    d.start_plan(&plan);
+    // The migration is running at the cloud, and watcherd's first status
+    // poll (20 s) is under way.
+    wait_for(Duration::from_secs(10), || {
+        sim.operations()
+            .iter()
+            .any(|o| o["kind"] == "live_migration")
+            .then_some(())
+    });
+    let cancelled_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    let aborted_at = wait_for(Duration::from_secs(10), || {
+        sim.operations()
+            .iter()
+            .find(|o| o["kind"] == "live_migration")
+            .and_then(|o| o["abort_requested_at"].as_f64())
+    });
+    assert!(
+        aborted_at - cancelled_at < 5.0,
+        "the abort waited {:.1} s for the poll in flight",
+        aborted_at - cancelled_at
+    );
+    // The outcome needs one more (slow) poll to be known: then CANCELLED.
+    let p = wait_for(Duration::from_secs(60), || {
+        let p = d.plan(&plan);
+        (p["state"] != "CANCELLING" && p["state"] != "ONGOING").then_some(p)
+    });
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+}
