@@ -164,6 +164,94 @@ async fn throughput(n: usize, chain: bool, database: Option<&str>) -> anyhow::Re
     Ok((n as f64 / secs, history))
 }
 
+/// A write burst on an embedded SQLite file while readers list continuously
+/// (each list a read snapshot the checkpointer must wait for): the largest
+/// WAL seen during it, and the WAL's size once writes have paused.
+async fn wal_burst(audits: usize) -> anyhow::Result<(Duration, u64, u64)> {
+    use watcher_store::{AuditFilter, ListQuery};
+    let dir = temp_dir("wal-burst");
+    let path = dir.join("bench.db");
+    let store = Store::open(&DatabaseLocation::File(path.clone()), Durability::Normal)?;
+    watcher_decision::sync_catalogue(&store).await?;
+    let goal = store.get_goal("dummy").await?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let max_wal = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let (stop, max_wal, path) = (stop.clone(), max_wal.clone(), path.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                max_wal.fetch_max(
+                    watcher_store::wal_bytes(&path),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let q = ListQuery {
+                        limit: 1000,
+                        ..ListQuery::default()
+                    };
+                    let _ = store.list_audits(AuditFilter::default(), q).await;
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            let n = audits / 8;
+            let goal_id = goal.id;
+            tokio::spawn(async move {
+                for i in 0..n {
+                    store
+                        .create_audit(NewAudit {
+                            uuid: Uuid::new_v4(),
+                            name: format!("burst-{w}-{i}"),
+                            audit_type: AuditType::Oneshot,
+                            goal_id,
+                            strategy_id: None,
+                            parameters: json!({"padding": "x".repeat(200)}),
+                            interval: None,
+                            scope: json!([]),
+                            auto_trigger: false,
+                            force: false,
+                            start_time: None,
+                            end_time: None,
+                        })
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await??;
+    }
+    let burst = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        let _ = r.await;
+    }
+    let _ = sampler.join();
+    // Writes have paused: within two checkpoint intervals the WAL is empty.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = watcher_store::wal_bytes(&path);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((
+        burst,
+        max_wal.load(std::sync::atomic::Ordering::Relaxed),
+        after,
+    ))
+}
+
 /// Wraps a cloud and records when abort requests reach it.
 struct RecordingCloud {
     inner: SimulatedCloud,
@@ -905,6 +993,12 @@ enum Only {
     CrossProcess,
     /// Only the decision engine's table (strategies on generated clouds).
     Strategies,
+    /// Only the WAL under a write burst: AUDITS audits created by 8
+    /// writers while 4 readers list, on an embedded SQLite file.
+    WalBurst {
+        #[arg(long, default_value_t = 50_000)]
+        audits: usize,
+    },
     /// Only cancel case (d): a live migration on a cloud whose status polls
     /// take `--poll-delay` seconds, PATCH response -> abort at the cloud.
     SlowPoll {
@@ -946,6 +1040,19 @@ fn main() -> anyhow::Result<()> {
                 ms(pct(&mut c, 0.5)),
                 ms(pct(&mut c, 0.99)),
                 c.len()
+            );
+            return Ok(());
+        }
+        Some(Only::WalBurst { audits }) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let (took, max, after) = rt.block_on(wal_burst(audits))?;
+            println!(
+                "WAL under a burst of {audits} audits in {:.1} s (4 readers listing): largest {:.1} MiB, {:.1} MiB once writes paused",
+                took.as_secs_f64(),
+                max as f64 / 1048576.0,
+                after as f64 / 1048576.0
             );
             return Ok(());
         }

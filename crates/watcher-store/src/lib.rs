@@ -336,6 +336,7 @@ impl DatabaseLocation {
             }
             DatabaseLocation::File(path) => {
                 let conn = open_sqlite(path, OpenFlags::default())?;
+                check_integrity(&conn, path)?;
                 configure_sqlite_writer(&conn, durability)?;
                 Ok(Conn::Sqlite(conn))
             }
@@ -356,8 +357,12 @@ fn open_sqlite(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection, St
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(128);
-    // Pages come from the mapping instead of one read() each.
-    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    // No memory-mapped reads: a mapped file that shrinks, or a disk that
+    // fails under the mapping, kills the process with SIGBUS instead of
+    // failing one query. read() costs a little more per page.
+    conn.pragma_update(None, "mmap_size", 0)?;
+    // After a checkpoint has emptied the WAL, the file is cut back to this.
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES as i64)?;
     Ok(conn)
 }
 
@@ -371,6 +376,30 @@ fn open_postgres(url: &str) -> Result<PgConn, StoreError> {
         ))
     })?;
     Ok(PgConn::new(client))
+}
+
+/// `PRAGMA quick_check` when the writer opens the file: a database
+/// damaged on disk stops watcherd at start, naming the file, instead of
+/// answering some requests with 500s later.
+fn check_integrity(conn: &rusqlite::Connection, path: &Path) -> Result<(), StoreError> {
+    let damaged = |detail: String| {
+        StoreError::Corrupt(format!(
+            "the database file {} is damaged ({detail}); restore it from a backup, or move it \
+             aside to start with an empty database",
+            path.display()
+        ))
+    };
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check(5)")
+        .map_err(|e| damaged(e.to_string()))?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<_, _>>())
+        .map_err(|e| damaged(e.to_string()))?;
+    if problems != ["ok"] {
+        return Err(damaged(problems.join("; ")));
+    }
+    Ok(())
 }
 
 fn configure_sqlite_writer(
@@ -392,25 +421,78 @@ fn configure_sqlite_writer(
 }
 
 /// Copies the WAL back into the database off the write path, every
-/// `CHECKPOINT_EVERY` or sooner when the writer reports a large group.
+/// `CHECKPOINT_EVERY` or sooner when the writer reports a large group; and
+/// once the WAL has not changed for a whole interval (writes paused),
+/// truncates it to nothing, so that a burst leaves no large file behind.
 fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
     let conn = match open_sqlite(&path, OpenFlags::default()) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "checkpointer cannot open the database"),
     };
+    // A TRUNCATE holds new writers while it waits for readers: never long.
+    let _ = conn.busy_timeout(Duration::from_millis(200));
+    let mut last_seen = None;
     loop {
-        match wake.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        let mode = match wake.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(()) => "PASSIVE",
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = wal_state(&path);
+                let quiet = now.0 > 0 && last_seen == Some(now);
+                last_seen = Some(now);
+                if quiet {
+                    "TRUNCATE"
+                } else if now.0 > 0 {
+                    "PASSIVE"
+                } else {
+                    continue;
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
         }
     }
 }
 
+/// Size and modification time of the WAL file: unchanged means unwritten.
+fn wal_state(path: &Path) -> (u64, Option<std::time::SystemTime>) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::metadata(PathBuf::from(wal)) {
+        Ok(m) => (m.len(), m.modified().ok()),
+        Err(_) => (0, None),
+    }
+}
+
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// The WAL file is kept under this size (`docs/operations.md`).
+pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Past this, the writer itself checkpoints (RESTART) before its next
+/// group, waiting for readers: a burst cannot outrun the checkpointer.
+const WAL_HIGH_WATER_BYTES: u64 = 48 * 1024 * 1024;
+
+/// A blocking checkpoint (`RESTART` or `TRUNCATE`) on a connection of its
+/// own (the writer's may hold statements that would make it fail), waiting
+/// up to the busy timeout for readers; an error if it could not complete.
+fn checkpoint(path: &Path, mode: &str) -> Result<(), StoreError> {
+    let conn = open_sqlite(path, OpenFlags::default())?;
+    let busy: i64 = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(StoreError::Unavailable(format!(
+            "the {mode} checkpoint of {} could not finish: readers held the WAL",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Size of the WAL file of the database at `path` (0 when there is none).
+pub fn wal_bytes(path: &Path) -> u64 {
+    wal_state(path).0
+}
 
 /// Applies the migrations not applied yet, all in one write transaction:
 /// several processes may start on one database at once, and the write lock
@@ -697,6 +779,17 @@ impl Store {
         rx
     }
 
+    /// Copies the WAL into the database and empties it (SQLite files; a
+    /// no-op elsewhere): a clean stop leaves no WAL file to replay.
+    pub async fn truncate_wal(&self) -> Result<(), StoreError> {
+        let DatabaseLocation::File(path) = self.inner.location.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || checkpoint(&path, "TRUNCATE"))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
     /// Runs a read-only query on a pooled connection.
     pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
@@ -775,6 +868,7 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<WriterMsg>) {
         let mut since_checkpoint = 0usize;
+        let mut since_wal_check = 0usize;
         let mut pending: Vec<WriterMsg> = Vec::new();
         while let Ok(first) = rx.recv() {
             pending.push(first);
@@ -786,9 +880,30 @@ impl Writer {
             }
             let committed = self.run_group(&mut pending);
             since_checkpoint += committed;
+            since_wal_check += committed;
             if since_checkpoint >= 2_000 {
                 since_checkpoint = 0;
                 let _ = self.checkpoint.send(());
+            }
+            // A commit writes a few pages: looking every hundred keeps the
+            // WAL within a few MiB of the mark, for a stat() each time.
+            if since_wal_check >= 100 {
+                since_wal_check = 0;
+                self.hold_the_wal_back();
+            }
+        }
+    }
+
+    /// When the WAL has grown past the high-water mark (a long burst while
+    /// readers kept old snapshots), checkpoints it here, waiting for the
+    /// readers, so that the next writes start it over from the beginning.
+    fn hold_the_wal_back(&self) {
+        let DatabaseLocation::File(path) = &self.location else {
+            return;
+        };
+        if wal_bytes(path) > WAL_HIGH_WATER_BYTES {
+            if let Err(e) = checkpoint(path, "RESTART") {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
             }
         }
     }

@@ -190,6 +190,9 @@ impl Service {
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Err(e) = self.store.truncate_wal().await {
+            tracing::warn!(error = %e, "could not empty the WAL at stop");
+        }
     }
 }
 
