@@ -153,14 +153,16 @@ impl Tally {
 /// 200 when the database answers, 503 otherwise, with what each part says.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let database = state.store.history_position().await;
+    let writable = probe_write(&state.store).await;
     let services = state.store.list_services(100, None, false).await;
     let mut checks = serde_json::Map::new();
-    let ok = database.is_ok();
+    let ok = database.is_ok() && writable.is_ok();
     checks.insert(
         "database".into(),
-        json!(match &database {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.to_string(),
+        json!(match (&database, &writable) {
+            (Ok(_), Ok(())) => "ok".to_string(),
+            (Err(e), _) => e.to_string(),
+            (Ok(_), Err(e)) => format!("reads work but writes fail: {e}"),
         }),
     );
     if let Ok(list) = &services {
@@ -184,6 +186,22 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         Json(json!({"status": if ok { "ok" } else { "unavailable" }, "checks": checks})),
     )
         .into_response()
+}
+
+/// Whether the database takes a write, asked at most once a second (a load
+/// balancer may ask many times a second; each answer within the second
+/// reuses the last).
+async fn probe_write(store: &watcher_store::Store) -> Result<(), String> {
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>> =
+        std::sync::Mutex::new(None);
+    if let Some((at, result)) = LAST.lock().expect("probe lock").clone() {
+        if at.elapsed() < std::time::Duration::from_secs(1) {
+            return result;
+        }
+    }
+    let result = store.probe_write().await.map_err(|e| e.to_string());
+    *LAST.lock().expect("probe lock") = Some((std::time::Instant::now(), result.clone()));
+    result
 }
 
 /// Prometheus's text format.

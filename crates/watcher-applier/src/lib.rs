@@ -160,6 +160,10 @@ struct Inner {
     runner: PlanRunner,
     settings: ApplierSettings,
     running: Mutex<HashMap<Uuid, Runs>>,
+    /// Plans whose last run failed (the database refusing writes, say):
+    /// how many times in a row, and when the sweep may resume them again.
+    /// Without it a failing run would be resumed at once, for ever.
+    failing: Mutex<HashMap<Uuid, (u32, tokio::time::Instant)>>,
     /// Woken when a plan ends, so waiting PENDING plans are claimed at once.
     slot_freed: Notify,
     shutdown: CancellationToken,
@@ -189,6 +193,7 @@ impl Applier {
                 runner,
                 settings,
                 running: Mutex::new(HashMap::new()),
+                failing: Mutex::new(HashMap::new()),
                 slot_freed: Notify::new(),
                 shutdown,
                 tasks: tokio_util::task::TaskTracker::new(),
@@ -406,6 +411,13 @@ impl Applier {
                 .lock()
                 .expect("running lock")
                 .contains_key(&plan.uuid)
+            && self
+                .inner
+                .failing
+                .lock()
+                .expect("failing lock")
+                .get(&plan.uuid)
+                .is_none_or(|(_, next)| tokio::time::Instant::now() >= *next)
     }
 
     fn has_slot(&self) -> bool {
@@ -484,11 +496,27 @@ impl Applier {
         let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
             let uuid = plan.uuid;
-            match this.inner.runner.run(plan, cancel, shutdown).await {
+            let outcome = this.inner.runner.run(plan, cancel, shutdown).await;
+            let mut failing = this.inner.failing.lock().expect("failing lock");
+            if outcome.is_ok() {
+                failing.remove(&uuid);
+            }
+            match outcome {
                 Ok(RunEnd::Finished(state)) => info!(plan = %uuid, state = %state, "plan run ended"),
                 Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
-                Err(e) => error!(plan = %uuid, error = %e, "plan run failed; a sweep resumes it once the database answers"),
+                Err(e) => {
+                    // Resumed after 0.5 s, then twice as long each time up
+                    // to 30 s: a database that refuses writes costs a line
+                    // every 30 s, not a hot loop.
+                    let attempts = failing.get(&uuid).map_or(0, |(n, _)| *n) + 1;
+                    let wait = Duration::from_millis(500)
+                        .saturating_mul(1 << attempts.min(6))
+                        .min(Duration::from_secs(30));
+                    failing.insert(uuid, (attempts, tokio::time::Instant::now() + wait));
+                    error!(plan = %uuid, error = %e, attempts, retry_in = ?wait, "plan run failed; a sweep resumes it once the database answers");
+                }
             }
+            drop(failing);
             this.inner.running.lock().expect("running lock").remove(&uuid);
             this.inner.slot_freed.notify_one();
         });

@@ -124,3 +124,73 @@ fn a_cancel_written_by_one_api_process_reaches_another_processs_applier_by_notif
         asked.elapsed()
     );
 }
+
+/// A database that answers reads but refuses writes (made read-only behind
+/// watcherd's back): `/healthz` says so with 503, the failing plan run is
+/// retried with backoff (a few log lines, not thousands), and once writes
+/// are accepted again the plan finishes and `/healthz` is 200.
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL: set WATCHER_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432 (.ci/run does)"
+)]
+#[test]
+fn a_database_that_refuses_writes_is_unhealthy_and_retried_calmly() {
+    require_postgres();
+    let root = temp_dir("pg-read-only");
+    let database = postgres_database(&root.join("watcher.db"));
+    let name = database.rsplit('/').next().unwrap().to_string();
+    let admin = || {
+        postgres::Client::connect(&format!("{}/postgres", postgres_server()), postgres::NoTls)
+            .unwrap()
+    };
+    let set_read_only = |on: bool| {
+        let mut c = admin();
+        c.batch_execute(&format!(
+            "ALTER DATABASE {name} SET default_transaction_read_only = {on}"
+        ))
+        .unwrap();
+        // Every session of watcherd starts again, under the new default.
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap();
+    };
+    let d = Daemon::start_with_config(&root, write_config_on(&root, &database, "", "", ""), None);
+    let sleeps: Vec<Value> = (0..3)
+        .map(|_| json!({"action_type": "sleep", "input_parameters": {"duration": 1.0}}))
+        .collect();
+    let plan = d.actuator(json!(sleeps));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    set_read_only(true);
+    // (The first answers may report the connections watcherd just lost.)
+    wait_for(Duration::from_secs(20), || {
+        let (status, body) = d.raw("GET", "/healthz", "");
+        (status == 503 && body.contains("reads work but writes fail")).then_some(())
+    });
+    // Reads still work.
+    assert_eq!(
+        d.req("GET", &format!("/v1/action_plans/{plan}"), None).0,
+        200
+    );
+    // The run fails on its next write and is retried with backoff.
+    wait_for(Duration::from_secs(20), || {
+        d.log().contains("plan run failed").then_some(())
+    });
+    let before = d.log().lines().count();
+    std::thread::sleep(Duration::from_secs(5));
+    let during = d.log().lines().count() - before;
+    assert!(during < 40, "{during} log lines in 5 s: {}", d.log());
+
+    set_read_only(false);
+    let p = wait_for(Duration::from_secs(60), || {
+        let (status, p) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
+        (status == 200 && ["SUCCEEDED", "FAILED"].contains(&p["state"].as_str().unwrap()))
+            .then_some(p)
+    });
+    assert_eq!(p["state"], "SUCCEEDED", "{p}; log: {}", d.log());
+    wait_for(Duration::from_secs(10), || {
+        (d.raw("GET", "/healthz", "").0 == 200).then_some(())
+    });
+}
