@@ -12,7 +12,7 @@ pub mod openapi;
 pub mod policy;
 pub mod request_log;
 mod routes;
-pub mod tls_listener;
+pub mod server;
 pub mod version;
 mod views;
 
@@ -244,26 +244,14 @@ async fn not_found(uri: Uri) -> ApiError {
 }
 
 /// Serves the API on `listener` until `shutdown` fires: HTTPS with `tls`,
-/// plain HTTP without.
+/// plain HTTP without, under `limits` (`server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<std::sync::Arc<watcher_tls::rustls::ServerConfig>>,
     state: AppState,
+    limits: server::ServerLimits,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let svc = tower::util::MapRequest::new(router(state), normalize_path);
-    let app = axum::ServiceExt::<Request>::into_make_service(svc);
-    let stop = async move { shutdown.cancelled().await };
-    match tls {
-        Some(config) => {
-            axum::serve(tls_listener::TlsListener::new(listener, config), app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-    }
+    server::serve(listener, tls, svc, limits, shutdown).await
 }

@@ -634,6 +634,57 @@ fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
     Ok((Proc(child), line.trim().to_string()))
 }
 
+/// watcherd limited to 1,024 file descriptors, `connections` idle or
+/// half-sent connections held open against it: latencies of `requests`
+/// normal requests made meanwhile.
+fn idle_flood(connections: usize, requests: usize) -> anyhow::Result<Vec<Duration>> {
+    use std::io::Write;
+    let dir = temp_dir("idle-flood");
+    let exe = std::env::current_exe()?.with_file_name("watcherd");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 1024 && exec {} --listen 127.0.0.1:0 --data-dir {} --log warn",
+            exe.display(),
+            dir.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let _watcherd = Proc(child);
+    let url = line
+        .trim()
+        .strip_prefix("watcherd listening on ")
+        .context("watcherd did not start")?
+        .to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut held = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let mut s = std::net::TcpStream::connect(&addr)?;
+        if i % 2 == 1 {
+            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(s);
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let mut lat = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        agent
+            .get(&format!("{url}/v1/goals"))
+            .call()?
+            .into_string()?;
+        lat.push(t.elapsed());
+    }
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(lat)
+}
+
 /// (c) The split deployment: `watcherd api`, `watcherd decision-engine` and
 /// `watcherd applier` as processes on one database (`database`, or a new
 /// SQLite file), the cloud another (`watcherd sim-cloud`).
@@ -993,6 +1044,15 @@ enum Only {
     CrossProcess,
     /// Only the decision engine's table (strategies on generated clouds).
     Strategies,
+    /// Only the API under abusive clients: CONNECTIONS idle or half-sent
+    /// connections against a watcherd limited to 1,024 file descriptors,
+    /// and the latency of normal requests meanwhile.
+    IdleFlood {
+        #[arg(long, default_value_t = 2_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+    },
     /// Only the WAL under a write burst: AUDITS audits created by 8
     /// writers while 4 readers list, on an embedded SQLite file.
     WalBurst {
@@ -1040,6 +1100,20 @@ fn main() -> anyhow::Result<()> {
                 ms(pct(&mut c, 0.5)),
                 ms(pct(&mut c, 0.99)),
                 c.len()
+            );
+            return Ok(());
+        }
+        Some(Only::IdleFlood {
+            connections,
+            requests,
+        }) => {
+            let mut lat = idle_flood(connections, requests)?;
+            println!(
+                "GET /v1/goals with {connections} idle or half-sent connections held, ulimit -n 1024: p50 {}, p99 {}, max {} ({} requests)",
+                ms(pct(&mut lat, 0.5)),
+                ms(pct(&mut lat, 0.99)),
+                ms(pct(&mut lat, 1.0)),
+                lat.len()
             );
             return Ok(());
         }

@@ -48,6 +48,8 @@ pub struct Config {
     /// links from them. Upstream's `enable_proxy_headers_parsing`; leave
     /// off when clients reach watcherd directly, or they choose the links.
     pub enable_proxy_headers_parsing: bool,
+    /// Limits of the API's HTTP server (`[api]`): connections, timeouts.
+    pub api: watcher_api::server::ServerLimits,
     /// Rules (oslo.policy syntax, flat YAML) over the built-in defaults.
     pub policy_file: Option<PathBuf>,
     /// Used when `auth_strategy = "keystone"`: where callers' tokens are
@@ -99,6 +101,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             enable_proxy_headers_parsing: false,
+            api: Default::default(),
             policy_file: None,
             keystone: KeystoneConfig::default(),
             watcher_clients_auth: ClientsAuth::default(),

@@ -145,8 +145,9 @@ impl Service {
             let tls = config.api_tls().map_err(|e| {
                 ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string()))
             })?;
+            let limits = config.api.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = watcher_api::serve(listener, tls, state, stop).await {
+                if let Err(e) = watcher_api::serve(listener, tls, state, limits, stop).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             }));

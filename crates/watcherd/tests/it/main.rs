@@ -15,6 +15,7 @@ mod deployment;
 mod failover;
 mod fault_matrix;
 mod keystone;
+mod limits;
 mod notifications;
 mod openapi;
 mod openstack;

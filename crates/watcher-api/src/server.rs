@@ -1,0 +1,242 @@
+//! The API's HTTP server: hyper's HTTP/1.1 connections under limits that
+//! keep watcherd answering when clients misbehave.
+//!
+//! - At most `max_connections` connections are kept. When a new one
+//!   arrives at the cap, the connection that has been idle longest (no
+//!   request being handled: waiting for headers, trickling them, or idle
+//!   between keep-alive requests) is closed to make room; connections
+//!   handling a request are never closed. So thousands of idle or
+//!   half-sent connections cannot starve a real request, nor exhaust the
+//!   process's file descriptors.
+//! - Headers must arrive within `header_timeout`; a keep-alive connection
+//!   idle for `idle_timeout` is closed; a request is answered within
+//!   `request_timeout` (503 with Watcher's error body, otherwise).
+//! - TLS handshakes (with `--tls-cert`) happen in the connection's own
+//!   task, under `header_timeout` too.
+
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// `[api]` limits (see docs/operations.md).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Connections kept open at once; past it the longest-idle one is
+    /// closed for each new one.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and to finish
+    /// the TLS handshake).
+    pub header_timeout_secs: f64,
+    /// Seconds a keep-alive connection may stay idle between requests.
+    pub idle_timeout_secs: f64,
+    /// Seconds a request may take before it is answered with 503.
+    pub request_timeout_secs: f64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 512,
+            header_timeout_secs: 10.0,
+            idle_timeout_secs: 60.0,
+            request_timeout_secs: 120.0,
+        }
+    }
+}
+
+impl ServerLimits {
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("api.max_connections must be at least 1".into());
+        }
+        for (name, v) in [
+            ("api.header_timeout_secs", self.header_timeout_secs),
+            ("api.idle_timeout_secs", self.idle_timeout_secs),
+            ("api.request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(format!("{name} must be a positive number of seconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One open connection, as the accept loop sees it.
+struct Entry {
+    /// A request is being handled: never evicted.
+    busy: Arc<AtomicBool>,
+    /// When it last became idle (accepted, or a request answered).
+    idle_since: Arc<Mutex<Instant>>,
+    close: CancellationToken,
+}
+
+type Registry = Arc<Mutex<HashMap<u64, Entry>>>;
+
+/// Serves `app` on `listener` until `shutdown` fires, then lets requests
+/// being handled finish (idle connections are closed at once).
+pub async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<watcher_tls::rustls::ServerConfig>>,
+    app: S,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    S: tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let registry: Registry = Arc::default();
+    let next_id = AtomicU64::new(0);
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: make room, wait.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    evict_longest_idle(&registry);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        if registry.lock().expect("registry lock").len() >= limits.max_connections {
+            evict_longest_idle(&registry);
+        }
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            busy: Arc::new(AtomicBool::new(false)),
+            idle_since: Arc::new(Mutex::new(Instant::now())),
+            close: shutdown.child_token(),
+        };
+        let (busy, idle_since, close) = (
+            entry.busy.clone(),
+            entry.idle_since.clone(),
+            entry.close.clone(),
+        );
+        registry.lock().expect("registry lock").insert(id, entry);
+        let (registry, app, tls, limits) =
+            (registry.clone(), app.clone(), tls.clone(), limits.clone());
+        tasks.spawn(async move {
+            let header_timeout = Duration::from_secs_f64(limits.header_timeout_secs);
+            match tls {
+                None => connection(stream, app, &limits, busy, idle_since, close).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => connection(s, app, &limits, busy, idle_since, close).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            registry.lock().expect("registry lock").remove(&id);
+        });
+    }
+    // Stop: idle connections go now, busy ones finish their request.
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+/// Closes the connection idle the longest, if any is idle.
+fn evict_longest_idle(registry: &Registry) {
+    let registry = registry.lock().expect("registry lock");
+    let victim = registry
+        .values()
+        .filter(|e| !e.busy.load(Ordering::Acquire) && !e.close.is_cancelled())
+        .min_by_key(|e| *e.idle_since.lock().expect("idle lock"));
+    if let Some(e) = victim {
+        e.close.cancel();
+    }
+}
+
+/// One HTTP/1.1 connection: requests through `app`, closed when `close`
+/// fires while it is idle, or after `idle_timeout` without a request.
+async fn connection<I, S>(
+    io: I,
+    app: S,
+    limits: &ServerLimits,
+    busy: Arc<AtomicBool>,
+    idle_since: Arc<Mutex<Instant>>,
+    close: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let request_timeout = Duration::from_secs_f64(limits.request_timeout_secs);
+    let idle_timeout = Duration::from_secs_f64(limits.idle_timeout_secs);
+    let (busy2, idle2) = (busy.clone(), idle_since.clone());
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let (app, busy, idle_since) = (app.clone(), busy2.clone(), idle2.clone());
+        busy.store(true, Ordering::Release);
+        async move {
+            let req = req.map(axum::body::Body::new);
+            let resp = match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    use axum::response::IntoResponse;
+                    crate::ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "The request took longer than {:.0} s and was abandoned; retry it.",
+                            request_timeout.as_secs_f64()
+                        ),
+                    )
+                    .into_response()
+                }
+            };
+            *idle_since.lock().expect("idle lock") = Instant::now();
+            busy.store(false, Ordering::Release);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs_f64(limits.header_timeout_secs))
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = close.cancelled(), if !busy.load(Ordering::Acquire) => break,
+            _ = tick.tick() => {
+                let idle = idle_since.lock().expect("idle lock").elapsed();
+                if !busy.load(Ordering::Acquire) && idle >= idle_timeout {
+                    break;
+                }
+            }
+        }
+    }
+    // Finish a response being written, then close.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+}
