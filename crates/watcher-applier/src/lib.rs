@@ -299,18 +299,22 @@ impl Applier {
         }
         self.renew_leases().await;
         self.take_over_expired().await;
-        let plans = match self
-            .inner
-            .store
-            .plans_in_states(&[
+        // Only what can need the applier: plans in flight, and the
+        // recommendations whose audit asked to start them (indexed: the
+        // recommendations waiting for a person cost nothing here).
+        let store = &self.inner.store;
+        let plans = match tokio::try_join!(
+            store.plans_in_states(&[
                 ActionPlanState::Pending,
                 ActionPlanState::Ongoing,
                 ActionPlanState::Cancelling,
-                ActionPlanState::Recommended,
-            ])
-            .await
-        {
-            Ok(p) => p,
+            ]),
+            store.auto_trigger_plans(),
+        ) {
+            Ok((mut p, auto)) => {
+                p.extend(auto);
+                p
+            }
             Err(e) => {
                 warn!(error = %e, "sweep could not read plans");
                 return;
@@ -319,7 +323,7 @@ impl Applier {
         for p in plans {
             match p.state {
                 ActionPlanState::Pending => self.try_claim(p.uuid, ActionPlanState::Pending).await,
-                ActionPlanState::Recommended if self.auto_trigger(&p).await => {
+                ActionPlanState::Recommended => {
                     self.try_claim(p.uuid, ActionPlanState::Recommended).await
                 }
                 ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {

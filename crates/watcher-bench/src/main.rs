@@ -685,6 +685,118 @@ fn idle_flood(connections: usize, requests: usize) -> anyhow::Result<Vec<Duratio
     Ok(lat)
 }
 
+/// What a watcherd costs when nothing happens but history is large.
+struct IdleCost {
+    plans: usize,
+    history: i64,
+    cpu_percent: f64,
+    rss_kib: u64,
+    lists: Vec<(String, Duration, Duration)>,
+}
+
+/// Fills a SQLite file with `plans` RECOMMENDED plans (one nop each), then
+/// starts the real watcherd on it and measures, with no request coming in,
+/// its CPU over `seconds` and its RSS; then the p50 and p99 of list requests.
+fn idle_cost(plans: usize, seconds: u64) -> anyhow::Result<IdleCost> {
+    let dir = temp_dir("idle-cost");
+    let db = dir.join("watcher.db");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let history = rt.block_on(async {
+        let store = Store::open(&DatabaseLocation::File(db.clone()), Durability::Normal)?;
+        watcher_decision::sync_catalogue(&store).await?;
+        let fillers: Vec<_> = (0..16)
+            .map(|k| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in (k..plans).step_by(16) {
+                        make_plan(&store, nops(1, false)).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for f in fillers {
+            f.await??;
+        }
+        let (newest, _) = store.history_position().await?;
+        anyhow::Ok(newest)
+    })?;
+    drop(rt);
+    let database = format!("sqlite://{}", db.display());
+    let (watcherd, line) = spawn_part(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &database,
+        "--log",
+        "warn",
+    ])?;
+    let url = line
+        .strip_prefix("watcherd listening on ")
+        .context("watcherd did not start")?
+        .to_string();
+    let pid = watcherd.0.id();
+    // Start-up work (resuming, the first sweeps) is not idle work.
+    std::thread::sleep(Duration::from_secs(5));
+    let ticks = |pid: u32| -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+    };
+    let before = ticks(pid)?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    let used = ticks(pid)? - before;
+    // Clock ticks are 1/100 s on Linux.
+    let cpu_percent = used as f64 / (seconds as f64 * 100.0) * 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let agent = ureq::Agent::new();
+    let mut lists = vec![];
+    for query in [
+        "",
+        "?limit=1000",
+        "?limit=1000&sort_key=created_at&sort_dir=desc",
+        "?limit=1000&sort_key=state",
+        "?limit=1000&sort_key=updated_at",
+        "/detail?limit=1000",
+    ] {
+        let mut lat = vec![];
+        for _ in 0..50 {
+            let t = Instant::now();
+            agent
+                .get(&format!("{url}/v1/action_plans{query}"))
+                .call()?
+                .into_string()?;
+            lat.push(t.elapsed());
+        }
+        lists.push((
+            format!("GET /v1/action_plans{query}"),
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+        ));
+    }
+    drop(watcherd);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(IdleCost {
+        plans,
+        history,
+        cpu_percent,
+        rss_kib,
+        lists,
+    })
+}
+
 /// (c) The split deployment: `watcherd api`, `watcherd decision-engine` and
 /// `watcherd applier` as processes on one database (`database`, or a new
 /// SQLite file), the cloud another (`watcherd sim-cloud`).
@@ -1053,6 +1165,14 @@ enum Only {
         #[arg(long, default_value_t = 100)]
         requests: usize,
     },
+    /// Only the idle cost: PLANS recommended plans stored, nothing running:
+    /// watcherd's CPU and RSS, and list requests' latency.
+    IdleCost {
+        #[arg(long, default_value_t = 100_000)]
+        plans: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Only the WAL under a write burst: AUDITS audits created by 8
     /// writers while 4 readers list, on an embedded SQLite file.
     WalBurst {
@@ -1115,6 +1235,24 @@ fn main() -> anyhow::Result<()> {
                 ms(pct(&mut lat, 1.0)),
                 lat.len()
             );
+            return Ok(());
+        }
+        Some(Only::IdleCost { plans, seconds }) => {
+            let c = idle_cost(plans, seconds)?;
+            println!(
+                "| idle watcherd with {} RECOMMENDED plans ({} history rows) | CPU {:.2}% of a core over {seconds} s, RSS {:.1} MiB | CPU < 1%, RSS < 100 MB |",
+                c.plans,
+                c.history,
+                c.cpu_percent,
+                c.rss_kib as f64 / 1024.0
+            );
+            for (what, p50, p99) in c.lists {
+                println!(
+                    "| {what} | p50 {}, p99 {} | p99 < 20 ms |",
+                    ms(p50),
+                    ms(p99)
+                );
+            }
             return Ok(());
         }
         Some(Only::WalBurst { audits }) => {

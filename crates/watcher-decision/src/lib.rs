@@ -409,21 +409,19 @@ impl DecisionEngine {
         if self.settings.action_plan_expiry.is_zero() {
             return;
         }
-        let Ok(plans) = self
-            .store
-            .plans_in_states(&[ActionPlanState::Recommended])
-            .await
-        else {
-            return;
-        };
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(self.settings.action_plan_expiry)
                 .unwrap_or(chrono::Duration::MAX);
-        for p in plans.into_iter().filter(|p| p.created_at < cutoff) {
+        // By index, a bounded batch a sweep: idle cost does not grow with
+        // the recommendations kept, and a backlog drains sweep by sweep.
+        let Ok(expired) = self.store.recommended_before(cutoff, 500).await else {
+            return;
+        };
+        for uuid in expired {
             let _ = self
                 .store
                 .transition_plan(
-                    p.uuid,
+                    uuid,
                     ActionPlanState::Recommended,
                     ActionPlanState::Superseded,
                     Actor::DecisionEngine,

@@ -320,6 +320,46 @@ impl Store {
         .await
     }
 
+    /// RECOMMENDED plans whose audit has `auto_trigger`: the only ones the
+    /// applier's sweep starts on its own (no read per plan of its audit).
+    pub async fn auto_trigger_plans(&self) -> Result<Vec<ActionPlan>, StoreError> {
+        self.read(|conn| {
+            // From the audits that asked for it (a partial index), to their
+            // plans by (audit, state): the recommendations waiting for a
+            // person are never read. `+x.state` keeps the planner off the
+            // state index, which would visit every recommendation.
+            conn.query_map(
+                &format!(
+                    "{PLAN_SELECT} WHERE x.audit_id IN (SELECT id FROM audits WHERE auto_trigger = 1) \
+                     AND +x.state = 'RECOMMENDED' AND x.deleted_at IS NULL ORDER BY x.id"
+                ),
+                (),
+                plan_from_row,
+            )
+        })
+        .await
+    }
+
+    /// The uuids of RECOMMENDED plans created before `cutoff` (at most
+    /// `limit`): what expiry supersedes, found by index, not by reading
+    /// every recommendation.
+    pub async fn recommended_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let cutoff = to_micros(cutoff);
+        self.read(move |conn| {
+            conn.query_map(
+                "SELECT uuid FROM action_plans WHERE state = 'RECOMMENDED' AND created_at < ?1 \
+                 AND deleted_at IS NULL ORDER BY created_at LIMIT ?2",
+                args![cutoff, limit as i64],
+                |r| r.uuid("uuid"),
+            )
+        })
+        .await
+    }
+
     /// Compare-and-set of a plan's state with its history row and cascades:
     /// a plan cancelled before it ran cancels its PENDING actions; a deleted
     /// plan deletes its actions. Returns the plan as it is after the change.

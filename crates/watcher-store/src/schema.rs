@@ -152,6 +152,21 @@ ALTER TABLE action_plans ADD COLUMN lease_expires_at INTEGER;
 ALTER TABLE notification_cursor ADD COLUMN holder TEXT;
 ALTER TABLE notification_cursor ADD COLUMN lease_expires_at INTEGER;
 "#,
+    r#"
+-- Background work reads only what can change: the plans to expire by age,
+-- the plans to start on their own (auto_trigger), without scanning the rest.
+CREATE INDEX action_plans_state_created ON action_plans(state, created_at);
+CREATE INDEX audits_auto_trigger ON audits(id) WHERE auto_trigger = 1;
+CREATE INDEX action_plans_audit_state ON action_plans(audit_id, state);
+-- Lists sorted by time read the first page off an index, not a sort of
+-- every row.
+CREATE INDEX action_plans_created ON action_plans(created_at);
+CREATE INDEX action_plans_updated ON action_plans(updated_at);
+CREATE INDEX audits_created ON audits(created_at);
+CREATE INDEX audits_updated ON audits(updated_at);
+CREATE INDEX actions_created ON actions(created_at);
+CREATE INDEX actions_updated ON actions(updated_at);
+"#,
 ];
 
 /// A migration in PostgreSQL's words. The migrations are written once, for
