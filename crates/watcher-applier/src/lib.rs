@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use watcher_cloud::Cloud;
 use watcher_core::{ActionPlan, ActionPlanState, Actor};
@@ -155,15 +155,28 @@ pub struct Applier {
     inner: Arc<Inner>,
 }
 
+/// A plan whose runs keep failing.
+struct Failing {
+    /// Failures in a row.
+    attempts: u32,
+    /// When the sweep may resume it again.
+    next: tokio::time::Instant,
+    /// When its failure was last logged, and how many since went unlogged.
+    logged: tokio::time::Instant,
+    unlogged: u32,
+}
+
+/// The same failure is logged at most this often (with a count).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
 struct Inner {
     store: Store,
     runner: PlanRunner,
     settings: ApplierSettings,
     running: Mutex<HashMap<Uuid, Runs>>,
     /// Plans whose last run failed (the database refusing writes, say):
-    /// how many times in a row, and when the sweep may resume them again.
-    /// Without it a failing run would be resumed at once, for ever.
-    failing: Mutex<HashMap<Uuid, (u32, tokio::time::Instant)>>,
+    /// without it a failing run would be resumed at once, for ever.
+    failing: Mutex<HashMap<Uuid, Failing>>,
     /// Woken when a plan ends, so waiting PENDING plans are claimed at once.
     slot_freed: Notify,
     shutdown: CancellationToken,
@@ -329,7 +342,17 @@ impl Applier {
                 ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {
                     // Ours, but no run holds it (its run ended on an error):
                     // resume it rather than leave it stuck.
-                    warn!(plan = %p.uuid, state = %p.state, "resuming a plan no run was holding");
+                    if self
+                        .inner
+                        .failing
+                        .lock()
+                        .expect("failing lock")
+                        .contains_key(&p.uuid)
+                    {
+                        debug!(plan = %p.uuid, "resuming a plan whose last run failed");
+                    } else {
+                        warn!(plan = %p.uuid, state = %p.state, "resuming a plan no run was holding");
+                    }
                     self.spawn_run(p);
                 }
                 ActionPlanState::Cancelling => self.signal_cancel(p.uuid).await,
@@ -421,7 +444,7 @@ impl Applier {
                 .lock()
                 .expect("failing lock")
                 .get(&plan.uuid)
-                .is_none_or(|(_, next)| tokio::time::Instant::now() >= *next)
+                .is_none_or(|f| tokio::time::Instant::now() >= f.next)
     }
 
     fn has_slot(&self) -> bool {
@@ -510,14 +533,29 @@ impl Applier {
                 Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
                 Err(e) => {
                     // Resumed after 0.5 s, then twice as long each time up
-                    // to 30 s: a database that refuses writes costs a line
-                    // every 30 s, not a hot loop.
-                    let attempts = failing.get(&uuid).map_or(0, |(n, _)| *n) + 1;
+                    // to 5 s, and logged at most once a minute with a
+                    // count: a database that refuses writes is retried
+                    // often enough to resume soon after it recovers, and
+                    // costs a log line a minute, not a hot loop.
+                    let now = tokio::time::Instant::now();
+                    let f = failing.entry(uuid).or_insert(Failing {
+                        attempts: 0,
+                        next: now,
+                        logged: now - FAILURE_LOG_EVERY,
+                        unlogged: 0,
+                    });
+                    f.attempts += 1;
                     let wait = Duration::from_millis(500)
-                        .saturating_mul(1 << attempts.min(6))
-                        .min(Duration::from_secs(30));
-                    failing.insert(uuid, (attempts, tokio::time::Instant::now() + wait));
-                    error!(plan = %uuid, error = %e, attempts, retry_in = ?wait, "plan run failed; a sweep resumes it once the database answers");
+                        .saturating_mul(1 << f.attempts.min(4))
+                        .min(Duration::from_secs(5));
+                    f.next = now + wait;
+                    if now.duration_since(f.logged) >= FAILURE_LOG_EVERY {
+                        error!(plan = %uuid, error = %e, attempts = f.attempts, not_logged = f.unlogged, retry_in = ?wait, "plan run failed; a sweep resumes it once the database answers");
+                        f.logged = now;
+                        f.unlogged = 0;
+                    } else {
+                        f.unlogged += 1;
+                    }
                 }
             }
             drop(failing);

@@ -326,12 +326,13 @@ impl Store {
         self.read(|conn| {
             // From the audits that asked for it (a partial index), to their
             // plans by (audit, state): the recommendations waiting for a
-            // person are never read. `+x.state` keeps the planner off the
-            // state index, which would visit every recommendation.
+            // person are never read. `x.state || ''` keeps SQLite's planner
+            // off the state index, which would visit every recommendation
+            // (the same words on PostgreSQL, whose statistics decide well).
             conn.query_map(
                 &format!(
                     "{PLAN_SELECT} WHERE x.audit_id IN (SELECT id FROM audits WHERE auto_trigger = 1) \
-                     AND +x.state = 'RECOMMENDED' AND x.deleted_at IS NULL ORDER BY x.id"
+                     AND x.state || '' = 'RECOMMENDED' AND x.deleted_at IS NULL ORDER BY x.id"
                 ),
                 (),
                 plan_from_row,
