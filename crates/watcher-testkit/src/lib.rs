@@ -693,11 +693,30 @@ pub fn assert_history_unbroken(api: &Daemon, plan: &str) {
     }
 }
 
-/// A TCP port nothing listens on now, for a server a test starts itself.
+/// A TCP port nothing listens on now, for a server a test starts itself
+/// (PostgreSQL, RabbitMQ, stunnel), which binds it a moment later.
+///
+/// Taken below the kernel's ephemeral range (32768-60999 here): a port
+/// from that range (what binding port 0 gives) can be handed to any
+/// outgoing connection meanwhile, and the suites open thousands, so the
+/// server then failed with "address in use". Each port is handed out once
+/// per test process, and tried with a bind first.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread test processes apart so that two suites rarely start at the
+    // same port; then walk up, skipping what is in use.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "no free port left below the ephemeral range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

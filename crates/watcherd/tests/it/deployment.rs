@@ -552,14 +552,7 @@ fn notifications_fail_over_between_tls_brokers_and_none_is_lost() {
             ..Default::default()
         })
     };
-    let mut on_first = TestBroker::connect(
-        &format!(
-            "rabbit://guest:guest@localhost:{}/",
-            first.tls_port.unwrap()
-        ),
-        tls(),
-    )
-    .unwrap();
+    let mut on_first = connect_tls(&first, tls());
     on_first.declare("watcher", &queue).unwrap();
     let plan1 = d.actuator(json!([{"action_type": "nop", "input_parameters": {"message": "1"}}]));
     d.start_plan(&plan1);
@@ -574,14 +567,7 @@ fn notifications_fail_over_between_tls_brokers_and_none_is_lost() {
     let plan2 = d.actuator(json!([{"action_type": "nop", "input_parameters": {"message": "2"}}]));
     d.start_plan(&plan2);
     d.wait_state(&plan2, &["SUCCEEDED"]);
-    let mut on_second = TestBroker::connect(
-        &format!(
-            "rabbit://guest:guest@localhost:{}/",
-            second.tls_port.unwrap()
-        ),
-        tls(),
-    )
-    .unwrap();
+    let mut on_second = connect_tls(&second, tls());
     wait_for(Duration::from_secs(60), || {
         // Declared by the relay when it connected; declared here too in
         // case this looks first.
@@ -602,6 +588,15 @@ fn notifications_fail_over_between_tls_brokers_and_none_is_lost() {
         }
     }
     assert!(d.log().contains("connected to the broker"), "{}", d.log());
+}
+
+/// A test client on `rabbit`'s TLS listener.
+fn connect_tls(rabbit: &PrivateRabbit, tls: Option<TlsOptions>) -> TestBroker {
+    let url = format!(
+        "rabbit://guest:guest@localhost:{}/",
+        rabbit.tls_port.unwrap()
+    );
+    TestBroker::connect(&url, tls).unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
 fn has_event(messages: &[Value], plan: &str, event: &str) -> bool {
