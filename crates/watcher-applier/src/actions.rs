@@ -413,7 +413,9 @@ async fn force_complete_instead(
     last_progress: Option<f64>,
 ) -> Option<Outcome> {
     let threshold = force_above?;
-    let progress = last_progress.filter(|p| *p >= threshold)?;
+    // Before the first poll has answered the progress is unknown: taken as
+    // none, so only a threshold of 0 forces it.
+    let progress = Some(last_progress.unwrap_or(0.0)).filter(|p| *p >= threshold)?;
     if let Err(e) = retry_transient(|| ctx.cloud.force_complete(op)).await {
         tracing::warn!(error = %e, "force-complete refused; aborting instead");
         return None;

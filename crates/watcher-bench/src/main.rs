@@ -763,25 +763,28 @@ fn idle_cost(plans: usize, seconds: u64) -> anyhow::Result<IdleCost> {
         .unwrap_or(0);
     let agent = ureq::Agent::new();
     let mut lists = vec![];
-    for query in [
-        "",
-        "?limit=1000",
-        "?limit=1000&sort_key=created_at&sort_dir=desc",
-        "?limit=1000&sort_key=state",
-        "?limit=1000&sort_key=updated_at",
-        "/detail?limit=1000",
-    ] {
+    let mut paths = vec![];
+    for resource in ["action_plans", "audits", "actions"] {
+        for query in [
+            "",
+            "?limit=1000",
+            "?limit=1000&sort_key=created_at&sort_dir=desc",
+            "?limit=1000&sort_key=state",
+            "?limit=1000&sort_key=updated_at",
+            "/detail?limit=1000",
+        ] {
+            paths.push(format!("/v1/{resource}{query}"));
+        }
+    }
+    for path in paths {
         let mut lat = vec![];
         for _ in 0..50 {
             let t = Instant::now();
-            agent
-                .get(&format!("{url}/v1/action_plans{query}"))
-                .call()?
-                .into_string()?;
+            agent.get(&format!("{url}{path}")).call()?.into_string()?;
             lat.push(t.elapsed());
         }
         lists.push((
-            format!("GET /v1/action_plans{query}"),
+            format!("GET {path}"),
             pct(&mut lat, 0.5),
             pct(&mut lat, 0.99),
         ));

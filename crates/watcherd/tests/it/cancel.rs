@@ -418,3 +418,39 @@ fn a_cancel_aborts_at_once_even_while_a_slow_status_poll_is_in_flight() {
     });
     assert_eq!(p["state"], "CANCELLED", "{p}");
 }
+
+/// A cancel that comes before the first status poll has answered: the
+/// progress is unknown, taken as none, so `force_complete_above = 0`
+/// still forces the migration to finish (and a higher threshold aborts).
+#[test]
+fn force_complete_above_zero_applies_before_the_first_poll_answers() {
+    let dir = temp_dir("cancel-force-early");
+    let sim = SimCloud::start(&scenario_file(
+        &dir,
+        "live_migration_secs = 600\nabort_secs = 0.0\npoll_delay_secs = 3.0",
+        "",
+    ));
+    let d = sim.daemon(&dir);
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "force_complete_above": 0.0,
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(10), || {
+        sim.operations()
+            .iter()
+            .any(|o| o["kind"] == "live_migration")
+            .then_some(())
+    });
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    let a = &d.actions(&plan)[0];
+    assert_eq!(a["state"], "SUCCEEDED", "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("forced to complete"),
+        "{a}"
+    );
+}
