@@ -166,6 +166,8 @@ CREATE INDEX audits_created ON audits(created_at);
 CREATE INDEX audits_updated ON audits(updated_at);
 CREATE INDEX actions_created ON actions(created_at);
 CREATE INDEX actions_updated ON actions(updated_at);
+-- Actions listed by state (the plan-first index cannot give that order).
+CREATE INDEX actions_state ON actions(state);
 "#,
 ];
 
