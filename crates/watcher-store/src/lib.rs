@@ -270,7 +270,37 @@ pub enum DatabaseLocation {
     Memory,
     File(PathBuf),
     /// A `postgres://` URL, as libpq takes it.
-    Postgres(String),
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL URL read once: its connection settings and TLS
+/// configuration (which reads the system's CA bundle) are built when the
+/// URL is parsed and shared by every connection opened from it.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    url: String,
+    target: Arc<pg_connect::PgTarget>,
+}
+
+impl PostgresUrl {
+    /// The URL as given (with its password: not for messages).
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl PartialEq for PostgresUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for PostgresUrl {}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.url))
+    }
 }
 
 impl DatabaseLocation {
@@ -281,8 +311,10 @@ impl DatabaseLocation {
             return Ok(DatabaseLocation::Memory);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            pg_connect::parse(url)?;
-            return Ok(DatabaseLocation::Postgres(url.to_string()));
+            return Ok(DatabaseLocation::Postgres(PostgresUrl {
+                target: Arc::new(pg_connect::parse(url)?),
+                url: url.to_string(),
+            }));
         }
         if let Some((scheme, _)) = url.split_once("://") {
             if scheme != "sqlite" {
@@ -366,12 +398,12 @@ fn open_sqlite(path: &Path, flags: OpenFlags) -> Result<rusqlite::Connection, St
     Ok(conn)
 }
 
-fn open_postgres(url: &str) -> Result<PgConn, StoreError> {
-    let client = pg_connect::parse(url)?.connect().map_err(|e| {
+fn open_postgres(url: &PostgresUrl) -> Result<PgConn, StoreError> {
+    let client = url.target.connect().map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot connect to PostgreSQL at {}: {}; is the server up, and does the URL \
              name the right host, port, user and database?",
-            redact_url(url),
+            redact_url(&url.url),
             with_causes(&e)
         ))
     })?;
@@ -1039,10 +1071,12 @@ mod tests {
 
     #[test]
     fn database_urls_select_the_database_and_passwords_stay_out_of_messages() {
-        assert_eq!(
-            DatabaseLocation::parse("postgres://watcher:secret@db1:5432/watcher").unwrap(),
-            DatabaseLocation::Postgres("postgres://watcher:secret@db1:5432/watcher".into())
-        );
+        let DatabaseLocation::Postgres(pg) =
+            DatabaseLocation::parse("postgres://watcher:secret@db1:5432/watcher").unwrap()
+        else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(pg.as_str(), "postgres://watcher:secret@db1:5432/watcher");
         assert_eq!(
             DatabaseLocation::parse("sqlite:///var/lib/w.db").unwrap(),
             DatabaseLocation::File("/var/lib/w.db".into())

@@ -128,9 +128,9 @@ pub(crate) fn parse(url: &str) -> Result<PgTarget, StoreError> {
 }
 
 impl PgTarget {
-    pub fn connect(self) -> Result<postgres::Client, postgres::Error> {
-        match self.tls {
-            Some(tls) => self.config.connect(tls),
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(postgres::NoTls),
         }
     }
