@@ -70,36 +70,58 @@ impl ServerLimits {
     }
 }
 
-/// One open connection, as the accept loop sees it.
-struct Entry {
+/// One open connection, shared by the accept loop and its task.
+struct Conn {
     /// A request is being handled: never evicted.
-    busy: Arc<AtomicBool>,
+    busy: AtomicBool,
     /// When it last became idle (accepted, or a request answered).
-    idle_since: Arc<Mutex<Instant>>,
+    idle_since: Mutex<Instant>,
     close: CancellationToken,
 }
 
-type Registry = Arc<Mutex<HashMap<u64, Entry>>>;
+impl Conn {
+    fn idle_for(&self) -> Option<Duration> {
+        (!self.busy.load(Ordering::Acquire))
+            .then(|| self.idle_since.lock().expect("idle lock").elapsed())
+    }
+}
 
-/// Serves `app` on `listener` until `shutdown` fires, then lets requests
-/// being handled finish (idle connections are closed at once).
-pub async fn serve<S>(
-    listener: tokio::net::TcpListener,
-    tls: Option<Arc<watcher_tls::rustls::ServerConfig>>,
-    app: S,
-    limits: ServerLimits,
-    shutdown: CancellationToken,
-) -> std::io::Result<()>
-where
+type Registry = Arc<Mutex<HashMap<u64, Arc<Conn>>>>;
+
+/// What the server serves: the API's router, whose errors are answers.
+pub trait App:
+    tower::Service<
+        Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
     S: tower::Service<
             Request,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
+            Future: Send,
         > + Clone
         + Send
-        + 'static,
-    S::Future: Send,
+        + 'static
 {
+}
+
+/// Serves `app` on `listener` until `shutdown` fires, then lets requests
+/// being handled finish (idle connections are closed at once).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<watcher_tls::rustls::ServerConfig>>,
+    app: impl App,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let registry: Registry = Arc::default();
     let next_id = AtomicU64::new(0);
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -123,26 +145,24 @@ where
             evict_longest_idle(&registry);
         }
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry {
-            busy: Arc::new(AtomicBool::new(false)),
-            idle_since: Arc::new(Mutex::new(Instant::now())),
+        let conn = Arc::new(Conn {
+            busy: AtomicBool::new(false),
+            idle_since: Mutex::new(Instant::now()),
             close: shutdown.child_token(),
-        };
-        let (busy, idle_since, close) = (
-            entry.busy.clone(),
-            entry.idle_since.clone(),
-            entry.close.clone(),
-        );
-        registry.lock().expect("registry lock").insert(id, entry);
+        });
+        registry
+            .lock()
+            .expect("registry lock")
+            .insert(id, conn.clone());
         let (registry, app, tls, limits) =
             (registry.clone(), app.clone(), tls.clone(), limits.clone());
         tasks.spawn(async move {
             let header_timeout = Duration::from_secs_f64(limits.header_timeout_secs);
             match tls {
-                None => connection(stream, app, &limits, busy, idle_since, close).await,
+                None => connection(stream, app, &limits, conn).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(s, app, &limits, busy, idle_since, close).await,
+                        Ok(Ok(s)) => connection(s, app, &limits, conn).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -162,39 +182,28 @@ fn evict_longest_idle(registry: &Registry) {
     let registry = registry.lock().expect("registry lock");
     let victim = registry
         .values()
-        .filter(|e| !e.busy.load(Ordering::Acquire) && !e.close.is_cancelled())
-        .min_by_key(|e| *e.idle_since.lock().expect("idle lock"));
-    if let Some(e) = victim {
-        e.close.cancel();
+        .filter(|c| !c.close.is_cancelled())
+        .filter_map(|c| Some((c.idle_for()?, c)))
+        .max_by_key(|(idle, _)| *idle);
+    if let Some((_, c)) = victim {
+        c.close.cancel();
     }
 }
 
 /// One HTTP/1.1 connection: requests through `app`, closed when `close`
 /// fires while it is idle, or after `idle_timeout` without a request.
-async fn connection<I, S>(
-    io: I,
-    app: S,
+async fn connection(
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    app: impl App,
     limits: &ServerLimits,
-    busy: Arc<AtomicBool>,
-    idle_since: Arc<Mutex<Instant>>,
-    close: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<
-            Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
+    state: Arc<Conn>,
+) {
     let request_timeout = Duration::from_secs_f64(limits.request_timeout_secs);
     let idle_timeout = Duration::from_secs_f64(limits.idle_timeout_secs);
-    let (busy2, idle2) = (busy.clone(), idle_since.clone());
+    let shared = state.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (app, busy, idle_since) = (app.clone(), busy2.clone(), idle2.clone());
-        busy.store(true, Ordering::Release);
+        let (app, state) = (app.clone(), shared.clone());
+        state.busy.store(true, Ordering::Release);
         async move {
             let req = req.map(axum::body::Body::new);
             let resp = match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
@@ -212,8 +221,8 @@ async fn connection<I, S>(
                     .into_response()
                 }
             };
-            *idle_since.lock().expect("idle lock") = Instant::now();
-            busy.store(false, Ordering::Release);
+            *state.idle_since.lock().expect("idle lock") = Instant::now();
+            state.busy.store(false, Ordering::Release);
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
@@ -227,10 +236,9 @@ async fn connection<I, S>(
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = close.cancelled(), if !busy.load(Ordering::Acquire) => break,
+            _ = state.close.cancelled(), if !state.busy.load(Ordering::Acquire) => break,
             _ = tick.tick() => {
-                let idle = idle_since.lock().expect("idle lock").elapsed();
-                if !busy.load(Ordering::Acquire) && idle >= idle_timeout {
+                if state.idle_for().is_some_and(|idle| idle >= idle_timeout) {
                     break;
                 }
             }
