@@ -171,7 +171,6 @@ impl Relay {
         // The host to try first: after a failure, the next one (failover).
         let mut next_host = 0;
         let mut backoff = Duration::from_millis(500);
-        let mut declared = false;
         // Where publishing stands (position, message-id nonce): kept here
         // while this relay leads; the lease is renewed every third of its
         // length, and the position re-read whenever leadership is (re)taken.
@@ -219,10 +218,7 @@ impl Relay {
                     _ = self.shutdown.cancelled() => break,
                 }
             };
-            match self
-                .round(&mut connection, next_host, &mut declared, position)
-                .await
-            {
+            match self.round(&mut connection, next_host, position).await {
                 Ok(more) => {
                     backoff = Duration::from_millis(500);
                     if more {
@@ -235,7 +231,6 @@ impl Relay {
                         next_host = broken.index() + 1;
                         tokio::spawn(broken.close());
                     }
-                    declared = false;
                     // Check the lease again before the next round.
                     renewed = None;
                     tokio::select! {
@@ -262,7 +257,6 @@ impl Relay {
         &self,
         connection: &mut Option<Broker>,
         first_host: usize,
-        declared: &mut bool,
         cursor: &mut (i64, i64),
     ) -> Result<bool, String> {
         let (last, nonce) = *cursor;
@@ -283,28 +277,29 @@ impl Relay {
                 messages.push(n);
             }
         }
+        // A new connection declares the exchange and queues first, as
+        // oslo's notifier does (a broker restarted has lost them).
         let broker = match connection {
             Some(b) => b,
             None => {
-                let b = Broker::connect(&self.url, &self.options, first_host)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // Kept even if declaring fails: the error path closes it and
+                // moves on to the next host.
+                let b = connection.insert(
+                    Broker::connect(&self.url, &self.options, first_host)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+                for topic in &self.config.topics {
+                    for priority in ["info", "error"] {
+                        b.declare("watcher", &format!("{topic}.{priority}"))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
                 info!(broker = b.addr(), "notifications: connected to the broker");
-                *declared = false;
-                connection.insert(b)
+                b
             }
         };
-        if !*declared {
-            for topic in &self.config.topics {
-                for priority in ["info", "error"] {
-                    broker
-                        .declare("watcher", &format!("{topic}.{priority}"))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            *declared = true;
-        }
         for m in &messages {
             let body = m.envelope();
             for topic in &self.config.topics {
