@@ -199,19 +199,12 @@ impl Daemon {
             .env_remove("WATCHER_LISTEN")
             .spawn()
             .expect("spawn watcherd");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("watcherd listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "watcherd did not start: {line:?}; log: {}",
-                    std::fs::read_to_string(dir.join("watcherd.log")).unwrap_or_default()
-                )
-            })
-            .to_string();
+        let url = announced(&mut child, "watcherd listening on ").unwrap_or_else(|line| {
+            panic!(
+                "watcherd did not start: {line:?}; log: {}",
+                std::fs::read_to_string(dir.join("watcherd.log")).unwrap_or_default()
+            )
+        });
         Daemon {
             child,
             url,
@@ -425,15 +418,8 @@ impl SimCloud {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn watcherd sim-cloud");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("sim-cloud listening on ")
-            .unwrap_or_else(|| panic!("sim-cloud did not start: {line:?}"))
-            .to_string();
+        let url = announced(&mut child, "sim-cloud listening on ")
+            .unwrap_or_else(|line| panic!("sim-cloud did not start: {line:?}"));
         SimCloud { child, url }
     }
 
@@ -691,6 +677,21 @@ pub fn assert_history_unbroken(api: &Daemon, plan: &str) {
         }
         last.insert(uuid, to.to_string());
     }
+}
+
+/// What a started process (spawned with its standard output piped) prints
+/// on its first line after `prefix`: the URL it listens on. The line
+/// itself when it says something else.
+pub fn announced(child: &mut Child, prefix: &str) -> Result<String, String> {
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("standard output piped");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    line.trim()
+        .strip_prefix(prefix)
+        .map(str::to_string)
+        .ok_or(line)
 }
 
 /// A TCP port nothing listens on now, for a server a test starts itself

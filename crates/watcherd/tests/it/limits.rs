@@ -5,7 +5,7 @@
 use watcher_testkit as common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,15 +25,8 @@ fn thousands_of_idle_and_trickling_connections_do_not_starve_a_real_request() {
         .stderr(std::fs::File::create(dir.join("watcherd.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("watcherd listening on ")
-        .unwrap_or_else(|| panic!("did not start: {line}"))
-        .to_string();
+    let url = announced(&mut child, "watcherd listening on ")
+        .unwrap_or_else(|line| panic!("did not start: {line}"));
     let addr = url.strip_prefix("http://").unwrap().to_string();
     let mut held = vec![];
     for i in 0..2000 {
