@@ -370,31 +370,44 @@ fn a_cancel_racing_the_last_action_still_aborts_it() {
     assert_eq!(d.actions(&plan)[0]["state"], "CANCELLED");
 }
 
-/// A cloud whose status polls take 20 s: the cancel does not wait for the
-/// poll in flight. The abort reaches the cloud long before that poll could
-/// have answered (the benchmark measures how long: docs/benchmarks.md).
-#[test]
-fn a_cancel_aborts_at_once_even_while_a_slow_status_poll_is_in_flight() {
-    let dir = temp_dir("cancel-slow-poll");
+/// A live migration running on a `watcherd sim-cloud` whose status polls
+/// take `poll_delay` seconds, with `force_complete_above` when given; it
+/// returns once the migration is under way at the cloud (and watcherd's
+/// first poll is in flight).
+fn migration_under_slow_polls(
+    name: &str,
+    poll_delay: f64,
+    force_complete_above: Option<f64>,
+) -> (SimCloud, Daemon, String) {
+    let dir = temp_dir(name);
     let sim = SimCloud::start(&scenario_file(
         &dir,
-        "live_migration_secs = 600\nabort_secs = 0.0\npoll_delay_secs = 20.0",
+        &format!("live_migration_secs = 600\nabort_secs = 0.0\npoll_delay_secs = {poll_delay}"),
         "",
     ));
     let d = sim.daemon(&dir);
-    let plan = d.actuator(json!([
-        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
+    let mut input = json!({"migration_type": "live",
+        "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"});
+    if let Some(f) = force_complete_above {
+        input["force_complete_above"] = json!(f);
+    }
+    let plan = d.actuator(json!([{"action_type": "migrate", "input_parameters": input}]));
     d.start_plan(&plan);
-    // The migration is running at the cloud, and watcherd's first status
-    // poll (20 s) is under way.
     wait_for(Duration::from_secs(10), || {
         sim.operations()
             .iter()
             .any(|o| o["kind"] == "live_migration")
             .then_some(())
     });
+    (sim, d, plan)
+}
+
+/// A cloud whose status polls take 20 s: the cancel does not wait for the
+/// poll in flight. The abort reaches the cloud long before that poll could
+/// have answered (the benchmark measures how long: docs/benchmarks.md).
+#[test]
+fn a_cancel_aborts_at_once_even_while_a_slow_status_poll_is_in_flight() {
+    let (sim, d, plan) = migration_under_slow_polls("cancel-slow-poll", 20.0, None);
     let cancelled_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -421,27 +434,10 @@ fn a_cancel_aborts_at_once_even_while_a_slow_status_poll_is_in_flight() {
 
 /// A cancel that comes before the first status poll has answered: the
 /// progress is unknown, taken as none, so `force_complete_above = 0`
-/// still forces the migration to finish (and a higher threshold aborts).
+/// still forces the migration to finish.
 #[test]
 fn force_complete_above_zero_applies_before_the_first_poll_answers() {
-    let dir = temp_dir("cancel-force-early");
-    let sim = SimCloud::start(&scenario_file(
-        &dir,
-        "live_migration_secs = 600\nabort_secs = 0.0\npoll_delay_secs = 3.0",
-        "",
-    ));
-    let d = sim.daemon(&dir);
-    let plan = d.actuator(json!([
-        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "force_complete_above": 0.0,
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
-    d.start_plan(&plan);
-    wait_for(Duration::from_secs(10), || {
-        sim.operations()
-            .iter()
-            .any(|o| o["kind"] == "live_migration")
-            .then_some(())
-    });
+    let (_sim, d, plan) = migration_under_slow_polls("cancel-force-early", 3.0, Some(0.0));
     assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
     d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
     let a = &d.actions(&plan)[0];
