@@ -416,6 +416,43 @@ fn live_migration() -> NewAction {
     }
 }
 
+/// Starts `plan` through the API and returns once `first` is ONGOING.
+async fn start_until_running(
+    service: &Service,
+    url: &str,
+    plan: Uuid,
+    first: Uuid,
+) -> anyhow::Result<()> {
+    let mut rx = service.store.subscribe();
+    let u = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        http(
+            "POST",
+            &format!("{u}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )
+    })
+    .await??;
+    wait_event(&mut rx, |e| matches!(e, StoreEvent::ActionState { uuid, state: ActionState::Ongoing, .. } if *uuid == first)).await;
+    Ok(())
+}
+
+/// Cancels `plan` through the API: when the PATCH was sent, and when its
+/// answer came.
+async fn patch_cancelling(url: &str, plan: Uuid) -> anyhow::Result<(Instant, Instant)> {
+    let u = url.to_string();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(Instant, Instant)> {
+        let sent = Instant::now();
+        http(
+            "PATCH",
+            &format!("{u}/v1/action_plans/{plan}"),
+            Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+        )?;
+        Ok((sent, Instant::now()))
+    })
+    .await?
+}
+
 /// Cancel case (d): a live migration on a cloud whose status polls take
 /// `poll_delay` seconds; PATCH response -> abort at the cloud, while the
 /// applier's poll is in flight.
@@ -430,30 +467,11 @@ async fn abort_during_slow_poll(runs: usize, poll_delay: f64) -> anyhow::Result<
     for _ in 0..runs {
         let first = live_migration();
         let plan = make_plan(&service.store, vec![first.clone()]).await?;
-        let mut rx = service.store.subscribe();
-        let u = url.clone();
-        tokio::task::spawn_blocking(move || {
-            http(
-                "POST",
-                &format!("{u}/v1/action_plans/{plan}/start"),
-                Some(&json!({})),
-            )
-        })
-        .await??;
-        wait_event(&mut rx, |e| matches!(e, StoreEvent::ActionState { uuid, state: ActionState::Ongoing, .. } if *uuid == first.uuid)).await;
+        start_until_running(&service, &url, plan, first.uuid).await?;
         // The first poll is under way (it answers after `poll_delay`).
         tokio::time::sleep(Duration::from_millis(50)).await;
         let aborts_before = cloud.aborts.lock().unwrap().len();
-        let u = url.clone();
-        let responded = tokio::task::spawn_blocking(move || -> anyhow::Result<Instant> {
-            http(
-                "PATCH",
-                &format!("{u}/v1/action_plans/{plan}"),
-                Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
-            )?;
-            Ok(Instant::now())
-        })
-        .await??;
+        let (_, responded) = patch_cancelling(&url, plan).await?;
         let deadline = Instant::now() + Duration::from_secs_f64(poll_delay * 3.0 + 10.0);
         let aborted = loop {
             if let Some(t) = cloud.aborts.lock().unwrap().get(aborts_before) {
@@ -515,36 +533,14 @@ async fn cancel_latency(opts: &Opts) -> anyhow::Result<Latencies> {
             actions.extend(rest);
         }
         let plan = make_plan(&service.store, actions).await?;
-        let mut rx = service.store.subscribe();
-        let u = url.clone();
-        tokio::task::spawn_blocking(move || {
-            http(
-                "POST",
-                &format!("{u}/v1/action_plans/{plan}/start"),
-                Some(&json!({})),
-            )
-        })
-        .await??;
-        let first_uuid = first.uuid;
-        wait_event(&mut rx, |e| matches!(e, StoreEvent::ActionState { uuid, state: ActionState::Ongoing, .. } if *uuid == first_uuid)).await;
+        start_until_running(&service, &url, plan, first.uuid).await?;
         if migration {
             // Let the migration be under way in the cloud, not just recorded.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let u = url.clone();
         let aborts_before = cloud.aborts.lock().unwrap().len();
         let mut rx = service.store.subscribe();
-        let (sent, responded) =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<(Instant, Instant)> {
-                let sent = Instant::now();
-                http(
-                    "PATCH",
-                    &format!("{u}/v1/action_plans/{plan}"),
-                    Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
-                )?;
-                Ok((sent, Instant::now()))
-            })
-            .await??;
+        let (sent, responded) = patch_cancelling(&url, plan).await?;
         let done = wait_event(&mut rx, |e| matches!(e, StoreEvent::PlanState { uuid, state } if *uuid == plan && state.is_finished())).await;
         let p = service.store.get_plan(plan, false).await?;
         if p.state != ActionPlanState::Cancelled {
