@@ -33,6 +33,9 @@ pub enum ServiceError {
         path: String,
         source: std::io::Error,
     },
+    /// A TLS file that cannot be used (the message names the setting).
+    #[error(transparent)]
+    Tls(#[from] watcher_tls::TlsError),
     #[error("notifications: {0}")]
     Notifications(String),
     #[error("cannot connect to the OpenStack cloud: {0}")]
@@ -142,9 +145,7 @@ impl Service {
                 },
             };
             let stop = shutdown.clone();
-            let tls = config.api_tls().map_err(|e| {
-                ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string()))
-            })?;
+            let tls = config.api_tls()?;
             let limits = config.api.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = watcher_api::serve(listener, tls, state, limits, stop).await {
@@ -241,11 +242,10 @@ fn metrics_source(
 ) -> Result<Arc<dyn MetricsSource>, ServiceError> {
     let d = &config.decision_engine;
     Ok(match d.datasource.as_str() {
-        "prometheus" => Arc::new(
-            PrometheusMetrics::new(&d.prometheus_url, &d.prometheus_tls).map_err(|e| {
-                ServiceError::Config(crate::config::ConfigError::Invalid(e.to_string()))
-            })?,
-        ),
+        "prometheus" => Arc::new(PrometheusMetrics::new(
+            &d.prometheus_url,
+            &d.prometheus_tls,
+        )?),
         // On another cloud than the scenario's, values are drawn per instance UUID.
         _ => Arc::new(SimulatedMetrics::new(scenario)),
     })
