@@ -161,8 +161,9 @@ struct Failing {
     attempts: u32,
     /// When the sweep may resume it again.
     next: tokio::time::Instant,
-    /// When its failure was last logged, and how many since went unlogged.
-    logged: tokio::time::Instant,
+    /// When its failure was last logged (never: None), and how many since
+    /// went unlogged.
+    logged: Option<tokio::time::Instant>,
     unlogged: u32,
 }
 
@@ -532,7 +533,7 @@ impl Applier {
                 Ok(RunEnd::Finished(state)) => info!(plan = %uuid, state = %state, "plan run ended"),
                 Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
                 Err(e) => {
-                    // Resumed after 0.5 s, then twice as long each time up
+                    // Resumed after 1 s, then twice as long each time up
                     // to 5 s, and logged at most once a minute with a
                     // count: a database that refuses writes is retried
                     // often enough to resume soon after it recovers, and
@@ -541,7 +542,7 @@ impl Applier {
                     let f = failing.entry(uuid).or_insert(Failing {
                         attempts: 0,
                         next: now,
-                        logged: now - FAILURE_LOG_EVERY,
+                        logged: None,
                         unlogged: 0,
                     });
                     f.attempts += 1;
@@ -549,9 +550,9 @@ impl Applier {
                         .saturating_mul(1 << f.attempts.min(4))
                         .min(Duration::from_secs(5));
                     f.next = now + wait;
-                    if now.duration_since(f.logged) >= FAILURE_LOG_EVERY {
+                    if f.logged.is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_EVERY) {
                         error!(plan = %uuid, error = %e, attempts = f.attempts, not_logged = f.unlogged, retry_in = ?wait, "plan run failed; a sweep resumes it once the database answers");
-                        f.logged = now;
+                        f.logged = Some(now);
                         f.unlogged = 0;
                     } else {
                         f.unlogged += 1;
