@@ -104,6 +104,74 @@ fn nops(n: usize, chain: bool) -> Vec<NewAction> {
     out
 }
 
+/// Creates `plans` plans of `n` actions through one store while a second
+/// store on the same database (another process, as far as the database
+/// can tell) cancels recommended plans one after another: the creation
+/// times, and the commit time of every cancel that overlapped a creation.
+async fn big_plan_creation(
+    n: usize,
+    plans: usize,
+    database: Option<&str>,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let dir = temp_dir("big-plan");
+    let location = match database {
+        Some(url) => DatabaseLocation::parse(url)?,
+        None => DatabaseLocation::File(dir.join("watcher.db")),
+    };
+    let creator = Store::open(&location, Durability::Normal)?;
+    watcher_decision::sync_catalogue(&creator).await?;
+    let canceller = Store::open(&location, Durability::Normal)?;
+    // Enough victims for a cancel every millisecond or so during every creation.
+    let mut victims = Vec::new();
+    for _ in 0..plans * 400 {
+        victims.push(make_plan(&canceller, nops(1, false)).await?);
+    }
+    let creating = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = CancellationToken::new();
+    let cancels = {
+        let (creating, done) = (creating.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut overlapped = Vec::new();
+            for plan in victims {
+                if done.is_cancelled() {
+                    break;
+                }
+                let during = creating.load(std::sync::atomic::Ordering::SeqCst);
+                let t = Instant::now();
+                canceller
+                    .transition_plan(
+                        plan,
+                        ActionPlanState::Recommended,
+                        ActionPlanState::Cancelled,
+                        Actor::Api,
+                        "bench",
+                        PlanUpdate::default(),
+                    )
+                    .await?;
+                if during || creating.load(std::sync::atomic::Ordering::SeqCst) {
+                    overlapped.push(t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            anyhow::Ok(overlapped)
+        })
+    };
+    let mut create = Vec::new();
+    for _ in 0..plans {
+        let actions = nops(n, false);
+        creating.store(true, std::sync::atomic::Ordering::SeqCst);
+        let t = Instant::now();
+        make_plan(&creator, actions).await?;
+        create.push(t.elapsed());
+        creating.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done.cancel();
+    let overlapped = cancels.await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((create, overlapped))
+}
+
 /// Actions per second of one plan of `n` nops, every change durably recorded.
 /// On `database`, or a new SQLite file.
 async fn throughput(n: usize, chain: bool, database: Option<&str>) -> anyhow::Result<(f64, usize)> {
@@ -1197,6 +1265,18 @@ enum Only {
         #[arg(long)]
         chain: bool,
     },
+    /// Only the creation of big plans: how long a plan of ACTIONS actions
+    /// takes to write, and how long a cancel written meanwhile by another
+    /// process (its own connection) takes to commit. On DATABASE (a
+    /// PostgreSQL URL) or a new SQLite file.
+    BigPlan {
+        #[arg(long, default_value_t = 10_000)]
+        actions: usize,
+        #[arg(long, default_value_t = 5)]
+        plans: usize,
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// The split deployment's figures on PostgreSQL (applier throughput,
     /// cross-process cancel).
     Postgres {
@@ -1212,6 +1292,31 @@ fn main() -> anyhow::Result<()> {
     let quick = cli.quick;
     match cli.only {
         Some(Only::Postgres { url }) => return postgres_table(&url, quick),
+        Some(Only::BigPlan {
+            actions,
+            plans,
+            database,
+        }) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let (mut create, mut cancels) =
+                rt.block_on(big_plan_creation(actions, plans, database.as_deref()))?;
+            println!(
+                "create a plan of {actions} actions: p50 {}, max {} ({} plans)",
+                ms(pct(&mut create, 0.5)),
+                ms(pct(&mut create, 1.0)),
+                create.len()
+            );
+            println!(
+                "cancel committed by another process meanwhile: p50 {}, p99 {}, max {} ({} cancels)",
+                ms(pct(&mut cancels, 0.5)),
+                ms(pct(&mut cancels, 0.99)),
+                ms(pct(&mut cancels, 1.0)),
+                cancels.len()
+            );
+            return Ok(());
+        }
         Some(Only::CrossProcess) => {
             let mut c = cross_process_cancel(if quick { 10 } else { 100 }, None)?;
             println!(

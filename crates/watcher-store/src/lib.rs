@@ -238,6 +238,11 @@ pub struct Store {
 
 struct Inner {
     writer: Mutex<mpsc::Sender<WriterMsg>>,
+    /// PostgreSQL: a second writer, on its own connection, for writes that
+    /// insert many rows before they need the writers' lock
+    /// ([`Store::write_bulk`]): neither this process's other writes nor
+    /// other processes' wait while those rows go in.
+    bulk_writer: Option<Mutex<mpsc::Sender<WriterMsg>>>,
     readers: Option<ReadPool>,
     events: broadcast::Sender<StoreEvent>,
     location: DatabaseLocation,
@@ -711,12 +716,34 @@ impl Store {
                     StoreError::Invalid(format!("cannot start the checkpointer thread: {e}"))
                 })?;
         }
+        let bulk_writer = match location.dialect() {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => {
+                let (bulk_tx, bulk_rx) = mpsc::channel::<WriterMsg>();
+                let bulk = Writer {
+                    conn: None,
+                    location: location.clone(),
+                    durability,
+                    events: events_tx.clone(),
+                    checkpoint: wake_tx.clone(),
+                    bulk: true,
+                };
+                std::thread::Builder::new()
+                    .name("store-bulk-writer".into())
+                    .spawn(move || bulk.run(bulk_rx))
+                    .map_err(|e| {
+                        StoreError::Invalid(format!("cannot start the bulk writer thread: {e}"))
+                    })?;
+                Some(Mutex::new(bulk_tx))
+            }
+        };
         let mut writer = Writer {
             conn: None,
             location: location.clone(),
             durability,
             events: events_tx,
             checkpoint: wake_tx,
+            bulk: false,
         };
         // The writer's connection is opened, and the schema migrated, on its
         // own thread: PostgreSQL's client must not block an async thread.
@@ -736,6 +763,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(tx),
+                bulk_writer,
                 readers,
                 events,
                 location: location.clone(),
@@ -772,8 +800,11 @@ impl Store {
     }
 
     fn send(&self, msg: WriterMsg) -> Result<(), StoreError> {
-        self.inner
-            .writer
+        Self::send_to(&self.inner.writer, msg)
+    }
+
+    fn send_to(writer: &Mutex<mpsc::Sender<WriterMsg>>, msg: WriterMsg) -> Result<(), StoreError> {
+        writer
             .lock()
             .expect("writer sender lock")
             .send(msg)
@@ -798,17 +829,30 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: WriteJob = Box::new(move |ctx| {
-            let result = ctx.and_then(|(conn, events)| run_in_savepoint(conn, events, f));
-            Box::new(move |commit: Result<(), StoreError>| {
-                let _ = tx.send(commit.and(result));
-            })
-        });
+        let (job, rx) = write_job(f);
         // If the writer is gone, `tx` is dropped with the job and the
         // receiver reports the store closed.
         let _ = self.send(WriterMsg::Write(job));
         rx
+    }
+
+    /// Like [`Store::write`], for a write that first inserts many rows
+    /// nobody can see yet and only then needs the writers' lock, which `f`
+    /// takes with [`Conn::lock_writers`] before its first history row or
+    /// compare-and-set. On PostgreSQL it runs alone in its transaction on
+    /// the bulk writer's connection, so the lock is held only for the end
+    /// of it; on SQLite it is an ordinary write.
+    pub(crate) async fn write_bulk<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+    {
+        let Some(bulk) = &self.inner.bulk_writer else {
+            return self.write(f).await;
+        };
+        let (job, rx) = write_job(f);
+        Self::send_to(bulk, WriterMsg::Write(job))?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Copies the WAL into the database and empties it (SQLite files; a
@@ -867,6 +911,23 @@ impl Store {
     }
 }
 
+/// A write request running `f` in its own savepoint, and where its answer
+/// will arrive once its group has committed.
+fn write_job<R, F>(f: F) -> (WriteJob, oneshot::Receiver<Result<R, StoreError>>)
+where
+    R: Send + 'static,
+    F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: WriteJob = Box::new(move |ctx| {
+        let result = ctx.and_then(|(conn, events)| run_in_savepoint(conn, events, f));
+        Box::new(move |commit: Result<(), StoreError>| {
+            let _ = tx.send(commit.and(result));
+        })
+    });
+    (job, rx)
+}
+
 fn run_in_savepoint<R>(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
@@ -895,6 +956,9 @@ struct Writer {
     durability: Durability,
     events: broadcast::Sender<StoreEvent>,
     checkpoint: mpsc::Sender<()>,
+    /// The bulk writer ([`Store::write_bulk`]): one write per transaction,
+    /// begun without the writers' lock.
+    bulk: bool,
 }
 
 impl Writer {
@@ -904,7 +968,8 @@ impl Writer {
         let mut pending: Vec<WriterMsg> = Vec::new();
         while let Ok(first) = rx.recv() {
             pending.push(first);
-            while pending.len() < MAX_GROUP {
+            let limit = if self.bulk { 1 } else { MAX_GROUP };
+            while pending.len() < limit {
                 match rx.try_recv() {
                     Ok(m) => pending.push(m),
                     Err(_) => break,
@@ -952,7 +1017,7 @@ impl Writer {
 
     /// Runs and commits one group; the number of writes committed.
     fn run_group(&mut self, pending: &mut Vec<WriterMsg>) -> usize {
-        let events = self.events.clone();
+        let (events, bulk) = (self.events.clone(), self.bulk);
         let conn = match self.connection() {
             Ok(c) => c,
             Err(e) => {
@@ -967,7 +1032,11 @@ impl Writer {
         };
         let mut completions: Vec<Completion> = Vec::with_capacity(pending.len());
         let mut batch_events = Vec::new();
-        let began = conn.batch(&conn.dialect().begin_write());
+        let began = conn.batch(&if bulk {
+            conn.dialect().begin_unlocked()
+        } else {
+            conn.dialect().begin_write()
+        });
         for msg in pending.drain(..) {
             match msg {
                 WriterMsg::Read(job) => job(conn),
@@ -985,9 +1054,12 @@ impl Writer {
         if began.is_err() {
             return 0;
         }
-        // Other processes listen: the NOTIFY is delivered with the commit.
+        // Other processes listen: the NOTIFY is delivered with the commit
+        // (which, for the bulk writer, holds the writers' lock like any).
         let notified = match (conn.dialect(), batch_events.is_empty()) {
-            (Dialect::Postgres, false) => conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}")),
+            (Dialect::Postgres, false) => conn
+                .lock_writers()
+                .and_then(|()| conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}"))),
             _ => Ok(()),
         };
         match notified.and_then(|()| conn.batch("COMMIT")) {

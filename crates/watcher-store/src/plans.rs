@@ -186,6 +186,53 @@ fn transition_plan_conn(
     Ok(())
 }
 
+/// Rows per multi-row INSERT of actions: 6 values each, well under
+/// SQLite's 32,766 bound variables and PostgreSQL's 65,535 parameters.
+const ACTIONS_PER_INSERT: usize = 500;
+
+/// A plan's actions in a few multi-row INSERTs instead of one statement
+/// (one round trip on PostgreSQL) per action: a plan of 10,000 actions
+/// holds the write lock for tens of milliseconds, not seconds.
+fn insert_actions(
+    conn: &Conn,
+    plan_id: i64,
+    actions: &[NewAction],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in actions.chunks(ACTIONS_PER_INSERT) {
+        // ?1 and ?2 are shared by every row; each row's own values follow.
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = 3 + 4 * i;
+                format!(
+                    "(?{n}, ?1, ?{}, ?{}, ?{}, 'PENDING', ?2)",
+                    n + 1,
+                    n + 2,
+                    n + 3
+                )
+            })
+            .collect();
+        let mut values = Vec::with_capacity(2 + 4 * chunk.len());
+        values.extend(args![plan_id, now]);
+        for a in chunk {
+            values.extend(args![
+                a.uuid.to_string(),
+                a.action_type,
+                a.input_parameters.to_string(),
+                serde_json::to_string(&a.parents)?
+            ]);
+        }
+        conn.execute(
+            &format!(
+                "INSERT INTO actions (uuid, action_plan_id, action_type, input_parameters, parents, state, created_at) VALUES {}",
+                rows.join(", ")
+            ),
+            values,
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     // ----- action plans ----------------------------------------------------
 
@@ -193,35 +240,16 @@ impl Store {
     /// transaction: nobody ever sees a plan without all its actions.
     /// A plan without actions is born SUCCEEDED, as upstream does.
     pub async fn create_plan(&self, new: NewPlan) -> Result<ActionPlan, StoreError> {
-        self.write(move |conn, events| {
+        self.write_bulk(move |conn, events| {
             let now = now_micros();
-            let audit = get_audit_conn(conn, &new.audit_uuid.to_string(), false)?;
-            if audit.state != AuditState::Ongoing {
-                return Err(StoreError::Conflict {
-                    id: audit.uuid.to_string(),
-                    expected: AuditState::Ongoing.into(),
-                    current: audit.state.into(),
-                });
-            }
-            let continuous = audit.audit_type == AuditType::Continuous;
-            if continuous {
-                // Upstream's rule: a new run's plan replaces this audit's
-                // recommendations nobody started.
-                let older: Vec<Uuid> = conn
-                    .query_map("SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
-                         AND deleted_at IS NULL", [audit.id], |r| r.uuid(0))?;
-                for old in older {
-                    transition_plan_conn(conn, events, old, ActionPlanState::Recommended,
-                        ActionPlanState::Cancelled, Actor::DecisionEngine,
-                        &format!("replaced by action plan {} of the same continuous audit", new.uuid),
-                        PlanUpdate::default())?;
-                }
-            }
             let state = if new.actions.is_empty() {
                 ActionPlanState::Succeeded
             } else {
                 ActionPlanState::Recommended
             };
+            // First the rows nobody sees until the commit, without the
+            // writers' lock (PostgreSQL): the plan and its actions.
+            let audit = get_audit_conn(conn, &new.audit_uuid.to_string(), false)?;
             let plan_id: i64 = conn.query_row(
                 "INSERT INTO action_plans (uuid, audit_id, strategy_id, state, efficacy_indicators, \
                  global_efficacy, created_at) VALUES (?1, ?2, (SELECT id FROM strategies WHERE name = ?3), \
@@ -237,23 +265,42 @@ impl Store {
                 ],
                 |r| r.get(0),
             )?;
-            record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
-                Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
-            {
-                for a in &new.actions {
-                    conn.execute("INSERT INTO actions (uuid, action_plan_id, action_type, input_parameters, parents, state, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6)", args![
-                        a.uuid.to_string(),
-                        plan_id,
-                        a.action_type,
-                        a.input_parameters.to_string(),
-                        serde_json::to_string(&a.parents)?,
-                        now
-                    ])?;
-                    record_history(conn, Entity::Action, a.uuid, Some(new.uuid), None, "PENDING",
-                        Actor::DecisionEngine, "planned", now)?;
+            insert_actions(conn, plan_id, &new.actions, now)?;
+            // Then, under the lock, the audit's state read again (a cancel
+            // may have come meanwhile), the history and the audit's change.
+            conn.lock_writers()?;
+            let audit = get_audit_conn(conn, &new.audit_uuid.to_string(), false)?;
+            if audit.state != AuditState::Ongoing {
+                return Err(StoreError::Conflict {
+                    id: audit.uuid.to_string(),
+                    expected: AuditState::Ongoing.into(),
+                    current: audit.state.into(),
+                });
+            }
+            let continuous = audit.audit_type == AuditType::Continuous;
+            if continuous {
+                // Upstream's rule: a new run's plan replaces this audit's
+                // recommendations nobody started.
+                let older: Vec<Uuid> = conn
+                    .query_map("SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
+                         AND deleted_at IS NULL AND id <> ?2", args![audit.id, plan_id], |r| r.uuid(0))?;
+                for old in older {
+                    transition_plan_conn(conn, events, old, ActionPlanState::Recommended,
+                        ActionPlanState::Cancelled, Actor::DecisionEngine,
+                        &format!("replaced by action plan {} of the same continuous audit", new.uuid),
+                        PlanUpdate::default())?;
                 }
             }
+            record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
+                Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
+            // The actions' creation rows in one statement, in the order the
+            // actions were inserted.
+            conn.execute(
+                "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+                 SELECT 'action', uuid, ?1, NULL, 'PENDING', ?2, 'planned', ?3 FROM actions \
+                 WHERE action_plan_id = ?4 ORDER BY id",
+                args![new.uuid.to_string(), Actor::DecisionEngine.as_str(), now, plan_id],
+            )?;
             if continuous {
                 conn.execute(
                     "UPDATE audits SET next_run_time = ?1, status_message = NULL, updated_at = ?2 WHERE id = ?3",

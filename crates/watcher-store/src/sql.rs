@@ -225,10 +225,6 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
-/// The key of the transaction-scoped advisory lock every PostgreSQL write
-/// transaction takes first (see [`Dialect::begin_write`]).
-const WRITE_LOCK_KEY: i64 = 0x0057_4154_4348_4552; // "WATCHER"
-
 impl Dialect {
     /// Starts a write transaction that excludes every other writer until
     /// it ends. On SQLite that is `BEGIN IMMEDIATE`. On PostgreSQL, an
@@ -241,11 +237,23 @@ impl Dialect {
     pub fn begin_write(self) -> String {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE".into(),
-            Dialect::Postgres => {
-                format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
-            }
+            Dialect::Postgres => format!("BEGIN; {}", Self::LOCK_WRITERS),
         }
     }
+
+    /// Starts a write transaction that takes the writers' lock only when
+    /// [`Conn::lock_writers`] asks for it (PostgreSQL; SQLite cannot write
+    /// without its lock, so this is [`Dialect::begin_write`] there).
+    pub fn begin_unlocked(self) -> String {
+        match self {
+            Dialect::Sqlite => self.begin_write(),
+            Dialect::Postgres => "BEGIN".into(),
+        }
+    }
+
+    /// The transaction-scoped advisory lock every PostgreSQL write
+    /// transaction takes (key 0x0057_4154_4348_4552, "WATCHER").
+    const LOCK_WRITERS: &'static str = "SELECT pg_advisory_xact_lock(24560153135695186)";
 
     /// The larger of two values (`MAX(a, b)` in SQLite, `GREATEST` in PostgreSQL).
     pub fn greatest(self) -> &'static str {
@@ -552,6 +560,19 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres(c) => Ok(c.client.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    /// Takes the writers' lock in a transaction begun with
+    /// [`Dialect::begin_unlocked`]; a no-op where it is held already (it
+    /// is reentrant on PostgreSQL and held from `BEGIN IMMEDIATE` on SQLite).
+    /// Before it, a transaction may only insert rows nobody else can see
+    /// yet: no history row (their `seq` must follow the commit order) and
+    /// no compare-and-set.
+    pub fn lock_writers(&self) -> Result<(), StoreError> {
+        match self.dialect() {
+            Dialect::Sqlite => Ok(()),
+            Dialect::Postgres => self.batch(Dialect::LOCK_WRITERS),
         }
     }
 
