@@ -37,6 +37,7 @@ mod history;
 mod journal;
 mod listing;
 mod plans;
+mod purge;
 mod services;
 mod templates;
 
@@ -46,6 +47,7 @@ pub use history::*;
 pub use journal::*;
 pub use listing::*;
 pub use plans::*;
+pub use purge::*;
 pub use templates::*;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -117,6 +117,23 @@ pub fn execute_sql(dir: &Path, sql: &str) {
     }
 }
 
+/// The first column of the first row of `sql` (a count, say), read from
+/// the database of the daemon whose data is in `dir`.
+pub fn query_i64(dir: &Path, sql: &str) -> i64 {
+    let url = database_url(&dir.join("watcher.db"));
+    match url.strip_prefix("sqlite://") {
+        Some(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap(),
+        None => postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap()
+            .query_one(sql, &[])
+            .unwrap()
+            .get(0),
+    }
+}
+
 /// Test settings: quick sweeps, quick polling. `applier_extra` is TOML
 /// appended inside `[applier]` (it may open `[applier.limits]` too).
 pub fn write_config(dir: &Path, applier_extra: &str) -> PathBuf {

@@ -63,6 +63,33 @@ pub struct Config {
     pub decision_engine: DecisionConfig,
     /// Notifications on RabbitMQ (off unless `transport_url` is set).
     pub notifications: watcher_notifications::NotificationConfig,
+    /// Automatic retention (`[purge]`): soft-deleted records removed for
+    /// good, as `watcherd purge` does, by the decision engine's process.
+    pub purge: PurgeConfig,
+}
+
+/// `[purge]`: off unless `deleted_after_days` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PurgeConfig {
+    /// Records deleted more than this many days ago (fractions allowed)
+    /// are purged; 0 keeps them all (upstream's behaviour: purge by hand).
+    pub deleted_after_days: f64,
+    /// Also the plans of deleted audits (`watcherd purge` without
+    /// `--exclude-orphans`).
+    pub include_orphans: bool,
+    /// How often the retention runs.
+    pub every_secs: u64,
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        PurgeConfig {
+            deleted_after_days: 0.0,
+            include_orphans: false,
+            every_secs: 3600,
+        }
+    }
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -108,6 +135,7 @@ impl Default for Config {
             applier: ApplierConfig::default(),
             decision_engine: DecisionConfig::default(),
             notifications: Default::default(),
+            purge: PurgeConfig::default(),
         }
     }
 }
@@ -167,6 +195,13 @@ impl Config {
             }
         }
         self.notifications.check().map_err(ConfigError::Invalid)?;
+        let days = self.purge.deleted_after_days;
+        if days.is_nan() || days < 0.0 || self.purge.every_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "purge.deleted_after_days must be 0 (off) or more, and purge.every_secs at least 1"
+                    .into(),
+            ));
+        }
         match (
             self.decision_engine.datasource.as_str(),
             self.decision_engine.prometheus_url.is_empty(),

@@ -117,6 +117,112 @@ enum Command {
     /// the cloud then outlives watcherd, as a real one does (crash tests).
     /// (--listen defaults to 127.0.0.1:0 here; --cloud-scenario gives its cloud.)
     SimCloud,
+    /// Remove soft-deleted records for good (upstream's `watcher-db-manage
+    /// purge`): deleted audit templates, audits, action plans and their
+    /// actions and history; with orphans, the plans of deleted audits that
+    /// cannot run. Batches of whole plans: running plans and cancels go on.
+    Purge(PurgeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PurgeArgs {
+    /// Keep records deleted within the last DAYS days [default: purge all deleted records].
+    #[arg(short = 'd', long, value_name = "DAYS")]
+    age_in_days: Option<u32>,
+    /// Purge at most N objects (whole plans with their actions, then audits, then templates).
+    #[arg(short = 'n', long, value_name = "N")]
+    max_number: Option<usize>,
+    /// Only records under this goal (UUID or name).
+    #[arg(short = 't', long, value_name = "GOAL")]
+    goal: Option<String>,
+    /// Keep orphans: the plans, not deleted themselves, of deleted audits.
+    #[arg(short = 'e', long)]
+    exclude_orphans: bool,
+    /// Count what would be purged; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation (for cron jobs and scripts).
+    #[arg(short = 'y', long)]
+    yes: bool,
+}
+
+/// `watcherd purge`: counts, asks, purges, and prints what went.
+async fn purge(config: &Config, args: &PurgeArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let location = watcher_store::DatabaseLocation::parse(&config.database_url())?;
+    let store = watcher_store::Store::open(&location, config.durability)?;
+    let orphans_note = if args.exclude_orphans {
+        "orphans excluded"
+    } else {
+        "may include orphans"
+    };
+    let request = watcher_store::PurgeRequest {
+        deleted_before: args
+            .age_in_days
+            .map(|d| chrono::Utc::now() - chrono::Duration::days(d.into())),
+        goal: args.goal.clone(),
+        include_orphans: !args.exclude_orphans,
+        max_objects: args.max_number,
+        dry_run: true,
+    };
+    let planned = store.purge(request.clone()).await?;
+    if planned.objects() == 0 {
+        println!("Nothing to purge ({orphans_note}).");
+        return Ok(());
+    }
+    if args.dry_run {
+        println!("Objects that would be purged ({orphans_note}):");
+        print_purge_counts(&planned);
+        return Ok(());
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "{} objects would be purged; add --yes to purge without a prompt, or --dry-run to list them",
+                planned.objects()
+            );
+        }
+        print_purge_counts(&planned);
+        print!(
+            "There are {} objects set for deletion. Continue? [y/N] ",
+            planned.objects()
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+            println!("Nothing purged.");
+            return Ok(());
+        }
+    }
+    let done = store
+        .purge(watcher_store::PurgeRequest {
+            dry_run: false,
+            ..request
+        })
+        .await?;
+    store.truncate_wal().await?;
+    println!("Purge results summary ({orphans_note}):");
+    print_purge_counts(&done);
+    Ok(())
+}
+
+fn print_purge_counts(c: &watcher_store::PurgeCounts) {
+    for (what, n) in [
+        ("audit templates", c.audit_templates),
+        ("audits", c.audits),
+        ("action plans", c.action_plans),
+        ("actions", c.actions),
+        ("total", c.objects()),
+    ] {
+        println!("  {what:<16}{n:>10}");
+    }
+    if c.history_rows > 0 {
+        println!("  (and {} history rows)", c.history_rows);
+    }
+    if c.limited {
+        println!("  --max-number stopped the purge before everything that matched");
+    }
 }
 
 /// `watcherd sim-cloud`: serves the simulated cloud until stopped.
@@ -198,6 +304,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return sim_cloud(listen, args.cloud_scenario.clone()).await;
     }
     let mut config = effective_config(&args)?;
+    if let Some(Command::Purge(purge_args)) = &args.command {
+        return purge(&config, purge_args).await;
+    }
     let options = match &args.command {
         None => ServiceOptions::default(),
         Some(role) => {

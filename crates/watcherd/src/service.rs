@@ -166,6 +166,9 @@ impl Service {
                 shutdown.clone(),
             );
             tasks.push(tokio::spawn(engine.run()));
+            if config.purge.deleted_after_days > 0.0 {
+                tasks.push(spawn_retention(&store, &config.purge, &shutdown));
+            }
         }
         if config.notifications.enabled() {
             let relay = watcher_notifications::Relay::new(
@@ -332,6 +335,44 @@ async fn retry_while_transient<
             other => return other,
         }
     }
+}
+
+/// `[purge]`: every `every_secs`, the records deleted more than
+/// `deleted_after_days` ago are purged (in batches: running plans and
+/// cancels go on meanwhile). Failures are logged and retried next time.
+fn spawn_retention(
+    store: &Store,
+    config: &crate::config::PurgeConfig,
+    stop: &CancellationToken,
+) -> JoinHandle<()> {
+    let (store, config, stop) = (store.clone(), config.clone(), stop.clone());
+    tokio::spawn(async move {
+        let age = chrono::Duration::milliseconds((config.deleted_after_days * 86_400_000.0) as i64);
+        loop {
+            let request = watcher_store::PurgeRequest {
+                deleted_before: Some(chrono::Utc::now() - age),
+                include_orphans: config.include_orphans,
+                ..Default::default()
+            };
+            match store.purge(request).await {
+                Ok(c) if c.objects() > 0 => tracing::info!(
+                    action_plans = c.action_plans,
+                    actions = c.actions,
+                    audits = c.audits,
+                    audit_templates = c.audit_templates,
+                    history_rows = c.history_rows,
+                    "retention: purged records deleted more than {} days ago",
+                    config.deleted_after_days
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(config.every_secs)) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+    })
 }
 
 /// The heartbeat of a process that runs only the API.

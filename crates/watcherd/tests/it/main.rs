@@ -20,6 +20,7 @@ mod notifications;
 mod openapi;
 mod openstack;
 mod postgres;
+mod purge;
 mod recovery;
 mod split_services;
 mod state_machine_doc;
