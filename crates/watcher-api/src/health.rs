@@ -271,7 +271,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     let _ = writeln!(
         out,
-        "# HELP watcher_lease_takeovers_total Plans taken over from an applier whose lease expired.\n\
+        "# HELP watcher_lease_takeovers_total Plans taken over from an applier that was gone (its lease expired, or on PostgreSQL its session ended).\n\
          # TYPE watcher_lease_takeovers_total counter\nwatcher_lease_takeovers_total {}",
         tally.takeovers
     );

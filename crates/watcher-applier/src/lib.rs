@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use watcher_cloud::Cloud;
 use watcher_core::{ActionPlan, ActionPlanState, Actor};
-use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent};
+use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent, Takeover};
 
 /// The applier's settings (`[applier]` of watcherd's configuration).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,7 +182,13 @@ struct Inner {
     slot_freed: Notify,
     shutdown: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
+    /// Appliers whose presence lock was free at the last look (PostgreSQL):
+    /// free twice in a row, a second apart, means gone.
+    gone: Mutex<std::collections::HashSet<String>>,
 }
+
+/// How often an applier on PostgreSQL looks for appliers that are gone.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
 impl Applier {
     pub fn new(
@@ -211,6 +217,7 @@ impl Applier {
                 slot_freed: Notify::new(),
                 shutdown,
                 tasks: tokio_util::task::TaskTracker::new(),
+                gone: Mutex::new(Default::default()),
             }),
         }
     }
@@ -218,6 +225,15 @@ impl Applier {
     /// Runs until shutdown, then waits for running plans to reach a safe point.
     pub async fn run(self) {
         let mut events = self.inner.store.subscribe();
+        // Held until this applier stops: while it is, the others know it lives.
+        let presence = {
+            let (store, host) = (self.inner.store.clone(), self.inner.settings.host.clone());
+            tokio::task::spawn_blocking(move || store.hold_presence(&host))
+                .await
+                .ok()
+                .flatten()
+        };
+        let mut presence_tick = tokio::time::interval(PRESENCE_EVERY);
         if let Err(e) = self.resume_owned_plans().await {
             error!(error = %e, "could not resume the plans this applier owned");
         }
@@ -245,11 +261,13 @@ impl Applier {
                     self.sweep().await;
                 }
                 _ = self.inner.slot_freed.notified() => self.sweep().await,
+                _ = presence_tick.tick(), if presence.is_some() => self.take_over_gone().await,
                 _ = self.inner.shutdown.cancelled() => break,
             }
         }
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        drop(presence);
         info!("applier stopped");
     }
 
@@ -415,19 +433,70 @@ impl Applier {
             if &holder == me || !self.has_slot() {
                 continue;
             }
-            match self
-                .inner
-                .store
-                .take_over_plan(p.uuid, holder.clone(), me.clone(), self.lease_until())
-                .await
-            {
-                Ok(plan) => {
-                    warn!(plan = %plan.uuid, from = %holder, "took over a plan whose applier's lease expired");
-                    self.spawn_run(plan);
+            self.take_over(p.uuid, holder, Takeover::LeaseExpired).await;
+        }
+    }
+
+    /// PostgreSQL: takes over the plans of appliers whose presence lock
+    /// was free at this look and at the one before (a second apart; once
+    /// could be an applier retaking its lock after a server restart).
+    async fn take_over_gone(&self) {
+        let me = self.inner.settings.host.clone();
+        let gone = match self.inner.store.gone_appliers(me).await {
+            Ok(g) => g,
+            Err(e) => return debug!(error = %e, "could not look for appliers that are gone"),
+        };
+        let confirmed: Vec<String> = {
+            let mut seen = self.inner.gone.lock().expect("gone lock");
+            let confirmed = gone.iter().filter(|h| seen.contains(*h)).cloned().collect();
+            *seen = gone.into_iter().collect();
+            confirmed
+        };
+        if confirmed.is_empty() || !self.has_slot() {
+            return;
+        }
+        let Ok(plans) = self
+            .inner
+            .store
+            .plans_in_states(&[ActionPlanState::Ongoing, ActionPlanState::Cancelling])
+            .await
+        else {
+            return;
+        };
+        for p in plans {
+            match p.hostname {
+                Some(holder) if confirmed.contains(&holder) && self.has_slot() => {
+                    self.take_over(p.uuid, holder, Takeover::ApplierGone).await
                 }
-                Err(StoreError::Conflict { .. }) => {} // another applier was faster
-                Err(e) => warn!(plan = %p.uuid, error = %e, "could not take over a plan"),
+                _ => {}
             }
+        }
+    }
+
+    /// Takes `plan` over from `holder` and runs it, reconciling its running
+    /// actions with the cloud as after a restart.
+    async fn take_over(&self, plan: Uuid, holder: String, why: Takeover) {
+        let me = self.inner.settings.host.clone();
+        match self
+            .inner
+            .store
+            .take_over_plan(plan, holder.clone(), me, self.lease_until(), why)
+            .await
+        {
+            Ok(plan) => {
+                match why {
+                    Takeover::LeaseExpired => {
+                        warn!(plan = %plan.uuid, from = %holder, "took over a plan whose applier's lease expired")
+                    }
+                    Takeover::ApplierGone => {
+                        warn!(plan = %plan.uuid, from = %holder, "took over a plan whose applier is gone")
+                    }
+                }
+                self.spawn_run(plan);
+            }
+            // Another applier was faster, or the holder renewed meanwhile.
+            Err(StoreError::LeaseLost { .. } | StoreError::Conflict { .. }) => {}
+            Err(e) => warn!(%plan, error = %e, "could not take over a plan"),
         }
     }
 

@@ -37,6 +37,7 @@ mod history;
 mod journal;
 mod listing;
 mod plans;
+mod presence;
 mod purge;
 mod services;
 mod templates;
@@ -47,6 +48,7 @@ pub use history::*;
 pub use journal::*;
 pub use listing::*;
 pub use plans::*;
+pub use presence::*;
 pub use purge::*;
 pub use templates::*;
 

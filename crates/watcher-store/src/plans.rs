@@ -28,6 +28,15 @@ pub struct NewPlan {
     pub next_run_time: Option<DateTime<Utc>>,
 }
 
+/// Why an applier takes a plan over from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// The holder stopped renewing its lease.
+    LeaseExpired,
+    /// The holder's presence lock is free: its session ended (PostgreSQL).
+    ApplierGone,
+}
+
 /// Optional fields a plan transition also sets.
 #[derive(Debug, Clone, Default)]
 pub struct PlanUpdate {
@@ -465,22 +474,31 @@ impl Store {
         .await
     }
 
-    /// Takes over a plan whose lease ran out: compare-and-set on its holder
-    /// and on the lease still being expired, with a history row saying who
-    /// took it from whom. Conflict if another applier was faster.
+    /// Takes over a plan whose applier is gone: its lease ran out, or (on
+    /// PostgreSQL) its presence lock is free. Compare-and-set on the holder
+    /// (and, for a lease, on it still being expired), with a history row
+    /// saying who took it from whom and why. `LeaseLost` if another
+    /// applier was faster or the holder came back.
     pub async fn take_over_plan(
         &self,
         uuid: Uuid,
         from_host: String,
         to_host: String,
         until: i64,
+        why: Takeover,
     ) -> Result<ActionPlan, StoreError> {
         self.write(move |conn, events| {
             let now = now_micros();
+            let lease_check = match why {
+                Takeover::LeaseExpired => "AND lease_expires_at < ?3",
+                Takeover::ApplierGone => "",
+            };
             let n = conn.execute(
-                "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
-                     WHERE uuid = ?4 AND hostname = ?5 AND lease_expires_at < ?3 \
-                     AND state IN ('ONGOING', 'CANCELLING') AND deleted_at IS NULL",
+                &format!(
+                    "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
+                     WHERE uuid = ?4 AND hostname = ?5 {lease_check} \
+                     AND state IN ('ONGOING', 'CANCELLING') AND deleted_at IS NULL"
+                ),
                 args![to_host, until, now, uuid.to_string(), from_host],
             )?;
             if n == 0 {
@@ -499,7 +517,14 @@ impl Store {
                 Some(state),
                 state,
                 Actor::Recovery,
-                &format!("the lease of applier {from_host} expired; taken over by {to_host}"),
+                &match why {
+                    Takeover::LeaseExpired => {
+                        format!("the lease of applier {from_host} expired; taken over by {to_host}")
+                    }
+                    Takeover::ApplierGone => format!(
+                        "applier {from_host} is gone (its database session ended); taken over by {to_host}"
+                    ),
+                },
                 now,
             )?;
             events.push(StoreEvent::PlanState {

@@ -4,7 +4,7 @@
 pub mod servers;
 
 use serde_json::{json, Value};
-pub use servers::{PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
+pub use servers::{CutProxy, PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

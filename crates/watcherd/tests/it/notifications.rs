@@ -5,13 +5,9 @@
 
 use watcher_testkit as common;
 
-use common::{broker, drain, rabbit_url, temp_dir, wait_for, Daemon, PrivateRabbit};
+use common::{broker, drain, rabbit_url, temp_dir, wait_for, CutProxy, Daemon, PrivateRabbit};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn start(dir: &std::path::Path, url: &str, topic: &str) -> Daemon {
@@ -114,61 +110,6 @@ fn a_cancelled_plan_sends_upstreams_notifications_in_order() {
     }
 }
 
-/// A TCP proxy to RabbitMQ that can be cut: while down it drops every
-/// connection, as a dead broker would.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    live: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(false));
-        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (up2, live2) = (up.clone(), live.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused mid-handshake
-                }
-                let Ok(server) = TcpStream::connect("127.0.0.1:5672") else {
-                    continue;
-                };
-                let mut l = live2.lock().unwrap();
-                l.push(client.try_clone().unwrap());
-                l.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Proxy { port, up, live }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-        if !up {
-            for s in self.live.lock().unwrap().drain(..) {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-}
-
 #[cfg_attr(
     not(test_rabbitmq),
     ignore = "needs RabbitMQ: set WATCHER_TEST_RABBITMQ=rabbit://guest:guest@127.0.0.1:5672/ (.ci/run does)"
@@ -176,7 +117,7 @@ impl Proxy {
 #[test]
 fn a_broker_outage_delays_notifications_but_never_a_plan_and_loses_none() {
     let topic = format!("watcher-test-{}", uuid::Uuid::new_v4());
-    let proxy = Proxy::start();
+    let proxy = CutProxy::start("127.0.0.1:5672");
     let dir = temp_dir("notifications-outage");
     let d = start(
         &dir,

@@ -194,3 +194,152 @@ fn a_database_that_refuses_writes_is_unhealthy_and_retried_calmly() {
         (d.raw("GET", "/healthz", "").0 == 200).then_some(())
     });
 }
+
+/// An applier killed with -9 mid-migration, and a cancel sent right after:
+/// on PostgreSQL the other applier learns within seconds that the dead
+/// one's session ended (its presence lock is free), not when the 60 s lease
+/// runs out, takes the plan over and aborts the migration.
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL: set WATCHER_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432 (.ci/run does)"
+)]
+#[test]
+fn a_killed_appliers_plan_is_taken_over_in_seconds_and_a_cancel_meanwhile_settles() {
+    require_postgres();
+    let root = temp_dir("pg-presence");
+    let sim = SimCloud::start(&scenario_file(
+        &root,
+        "live_migration_secs = 60.0\nabort_secs = 0.2",
+        "",
+    ));
+    let database = postgres_database(&root.join("watcher.db"));
+    let config = |name: &str| {
+        shared_config_on(
+            &root.join(name),
+            name,
+            &database,
+            &sim.cloud_config(),
+            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 60",
+        )
+    };
+    let api = Daemon::start_command(&root.join("api-1"), config("api-1"), None, Some("api"));
+    let _de = Part::start("decision-engine", &config("de-1"));
+    let mut appliers = [
+        Part::start("applier", &config("ap-1")),
+        Part::start("applier", &config("ap-2")),
+    ];
+    let plan = api.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+            "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    api.start_plan(&plan);
+    api.wait_action_state(&plan, "migrate", "ONGOING");
+    let owner = api.plan(&plan)["hostname"].as_str().unwrap().to_string();
+    let (dead, survivor) = if owner == "ap-1" {
+        (0, "ap-2")
+    } else {
+        (1, "ap-1")
+    };
+    appliers[dead].kill9();
+    let killed = Instant::now();
+    assert_eq!(api.patch_state(&plan, "CANCELLING").0, 200);
+    let p = wait_for(Duration::from_secs(30), || {
+        let p = api.plan(&plan);
+        ["CANCELLED", "FAILED", "SUCCEEDED"]
+            .contains(&p["state"].as_str().unwrap())
+            .then_some(p)
+    });
+    let took = killed.elapsed();
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    assert_eq!(p["hostname"], survivor);
+    // Two looks a second apart and the abort: far below the 60 s lease.
+    assert!(took < Duration::from_secs(10), "settled after {took:?}");
+    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
+    assert!(
+        history.as_array().unwrap().iter().any(|r| r["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("applier {owner} is gone"))),
+        "{history}"
+    );
+    // The migration was aborted, not started again.
+    let ops = sim.operations();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(ops[0]["abort_requested_at"].as_f64().is_some(), "{ops:?}");
+    assert_history_unbroken(&api, &plan);
+}
+
+/// The network between an applier and PostgreSQL cut mid-migration (both
+/// ends see it): the server ends the applier's sessions, another applier
+/// takes the plan over in seconds and follows the migration to its end;
+/// once the network is back the cut applier starts nothing of it again.
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL: set WATCHER_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432 (.ci/run does)"
+)]
+#[test]
+fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
+    require_postgres();
+    let root = temp_dir("pg-cut");
+    let sim = SimCloud::start(&scenario_file(&root, "live_migration_secs = 8.0", ""));
+    let database = postgres_database(&root.join("watcher.db"));
+    let server = postgres_server();
+    let authority = server.rsplit('@').next().unwrap().to_string();
+    let proxy = CutProxy::start(&authority);
+    proxy.set_up(true);
+    let config = |name: &str, database: &str| {
+        shared_config_on(
+            &root.join(name),
+            name,
+            database,
+            &sim.cloud_config(),
+            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 60",
+        )
+    };
+    let api = Daemon::start_command(
+        &root.join("api-1"),
+        config("api-1", &database),
+        None,
+        Some("api"),
+    );
+    let _de = Part::start("decision-engine", &config("de-1", &database));
+    let through_proxy = database.replacen(&authority, &format!("127.0.0.1:{}", proxy.port), 1);
+    let _cut = Part::start("applier", &config("ap-cut", &through_proxy));
+    let plan = api.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+            "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    api.start_plan(&plan);
+    api.wait_action_state(&plan, "migrate", "ONGOING");
+    assert_eq!(api.plan(&plan)["hostname"], "ap-cut");
+    let _other = Part::start("applier", &config("ap-2", &database));
+
+    proxy.set_up(false);
+    let cut = Instant::now();
+    wait_for(Duration::from_secs(20), || {
+        (api.plan(&plan)["hostname"] == "ap-2").then_some(())
+    });
+    assert!(
+        cut.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        cut.elapsed()
+    );
+    let p = api.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    proxy.set_up(true);
+    // The cut applier reconnects and finds the plan someone else's: the
+    // migration ran once, and every action change after the takeover was
+    // ap-2's.
+    assert_eq!(sim.operations().len(), 1, "{:?}", sim.operations());
+    assert_history_unbroken(&api, &plan);
+    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
+    assert!(
+        history.as_array().unwrap().iter().any(|r| r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("applier ap-cut is gone")),
+        "{history}"
+    );
+}
