@@ -235,6 +235,11 @@ fn a_killed_appliers_plan_is_taken_over_in_seconds_and_a_cancel_meanwhile_settle
     ]));
     api.start_plan(&plan);
     api.wait_action_state(&plan, "migrate", "ONGOING");
+    // The action is ONGOING from its journal entry on; the kill comes once
+    // the cloud has the migration, so there is one to abort.
+    wait_for(Duration::from_secs(10), || {
+        (sim.operations().len() == 1).then_some(())
+    });
     let owner = api.plan(&plan)["hostname"].as_str().unwrap().to_string();
     let (dead, survivor) = if owner == "ap-1" {
         (0, "ap-2")

@@ -206,10 +206,11 @@ fn retention_purges_what_was_deleted_long_enough_ago_on_its_own() {
         d.req("DELETE", &format!("/v1/action_plans/{plan}"), None).0,
         204
     );
+    // The log line follows the purge's commit: wait for both.
     wait_for(Duration::from_secs(20), || {
-        (rows(&dir, "action_plans", &plan) == 0).then_some(())
+        (rows(&dir, "action_plans", &plan) == 0 && d.log().contains("retention: purged"))
+            .then_some(())
     });
     assert_eq!(history_rows(&dir, &plan), 0);
-    assert!(d.log().contains("retention: purged"), "{}", d.log());
     assert_eq!(d.plan(&kept)["state"], "RECOMMENDED");
 }
