@@ -1058,14 +1058,15 @@ impl Writer {
         if began.is_err() {
             return 0;
         }
-        // Other processes listen: the NOTIFY is delivered with the commit
-        // (which, for the bulk writer, holds the writers' lock like any).
-        let notified = match (conn.dialect(), batch_events.is_empty()) {
-            (Dialect::Postgres, false) => conn
-                .lock_writers()
-                .and_then(|()| conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}"))),
+        // The bulk writer's job took the writers' lock before its history
+        // rows; taking it again here (it is reentrant) makes sure its
+        // commit is ordered like every other, even for a job that forgot.
+        let locked = if bulk { conn.lock_writers() } else { Ok(()) };
+        // Other processes listen: the NOTIFY is delivered with the commit.
+        let notified = locked.and_then(|()| match (conn.dialect(), batch_events.is_empty()) {
+            (Dialect::Postgres, false) => conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}")),
             _ => Ok(()),
-        };
+        });
         match notified.and_then(|()| conn.batch("COMMIT")) {
             Ok(()) => {
                 let n = completions.len();

@@ -66,10 +66,10 @@ fn hold(location: &DatabaseLocation, host: &str) -> Result<Conn, StoreError> {
 }
 
 impl Store {
-    /// Takes and holds `host`'s presence lock (PostgreSQL; `None` on SQLite,
-    /// whose appliers rely on leases). Returns once the lock is held, or
-    /// with the error if the server cannot be reached now (a thread keeps
-    /// trying and holds it once it can).
+    /// Takes and holds `host`'s presence lock on a thread of its own
+    /// (PostgreSQL; `None` on SQLite, whose appliers rely on leases).
+    /// Returns once the lock is held, or after 5 s if the server cannot be
+    /// reached now: the thread keeps trying, and holds it once it can.
     pub fn hold_presence(&self, host: &str) -> Option<Presence> {
         if self.inner.location.dialect() != Dialect::Postgres {
             return None;
