@@ -386,7 +386,7 @@ impl Store {
         self.read(move |conn| {
             let mut out = HashMap::new();
             for chunk in uuids.chunks(400) {
-                let marks = vec!["?"; chunk.len()].join(",");
+                let marks = crate::sql::marks(chunk.len());
                 let rows = conn.query_map(
                     &format!("SELECT uuid, action_type FROM actions WHERE uuid IN ({marks})"),
                     chunk

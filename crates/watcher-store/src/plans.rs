@@ -367,7 +367,7 @@ impl Store {
             .map(|s| SqlValue::Text(s.as_str().into()))
             .collect();
         self.read(move |conn| {
-            let marks = vec!["?"; states.len()].join(",");
+            let marks = crate::sql::marks(states.len());
             conn.query_map(&format!("{PLAN_SELECT} WHERE x.state IN ({marks}) AND x.deleted_at IS NULL ORDER BY x.id"),
                 states,
                 plan_from_row,

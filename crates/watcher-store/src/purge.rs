@@ -9,7 +9,7 @@
 //! [`BATCH_ROWS`] actions a transaction), so a purge of 100,000 plans never
 //! holds the write lock for more than one batch and a cancel slips between.
 
-use crate::sql::{args, Conn, Value as SqlValue};
+use crate::sql::{args, marks, numbered_marks, Conn, Value as SqlValue};
 use crate::*;
 use chrono::{DateTime, Utc};
 
@@ -126,8 +126,8 @@ impl Store {
         let orphans = request.include_orphans;
         let mut budget = request.max_objects.unwrap_or(usize::MAX);
         let mut counts = PurgeCounts::default();
-        // Plans first (with their actions), oldest deletion first, as
-        // whole units within the budget.
+        // Plans first (with their actions), oldest first, as whole units
+        // within the budget.
         let mut after = 0i64;
         loop {
             let page: Vec<Candidate> = self
@@ -159,18 +159,24 @@ impl Store {
                     counts.limited = true;
                     break;
                 }
+                budget -= 1 + c.actions;
+                if request.dry_run {
+                    // What the candidates say is what would go.
+                    counts.action_plans += 1;
+                    counts.actions += c.actions;
+                    continue;
+                }
                 if !batch.is_empty() && rows + c.actions > BATCH_ROWS {
                     let ids = std::mem::take(&mut batch);
-                    self.purge_plans(ids, (cutoff, goal, orphans, request.dry_run), &mut counts)
+                    self.purge_plans(ids, (cutoff, goal, orphans), &mut counts)
                         .await?;
                     rows = 0;
                 }
-                budget -= 1 + c.actions;
                 rows += c.actions;
                 batch.push(c.id);
             }
             if !batch.is_empty() {
-                self.purge_plans(batch, (cutoff, goal, orphans, request.dry_run), &mut counts)
+                self.purge_plans(batch, (cutoff, goal, orphans), &mut counts)
                     .await?;
             }
             if counts.limited {
@@ -186,26 +192,33 @@ impl Store {
             let mut removed = 0usize;
             let mut after = 0i64;
             while !counts.limited {
-                let (dry_run, take) = (request.dry_run, budget.min(BATCH_PLANS));
-                let condition = condition.clone();
-                let (ids, history, more) = self
-                    .write(move |conn, _| {
-                        let ids: Vec<i64> = conn.query_map(
-                            &format!(
-                                "SELECT {alias}.id FROM {table} {alias} WHERE {alias}.id > ?3 AND {condition} \
-                                 ORDER BY {alias}.id LIMIT {}",
-                                take + 1
-                            ),
-                            args![cutoff, goal, after],
-                            |r| r.get(0),
-                        )?;
+                let take = budget.min(BATCH_PLANS);
+                // The next ids that match, one more than taken to know
+                // whether there are more.
+                let select = {
+                    let sql = format!(
+                        "SELECT {alias}.id FROM {table} {alias} WHERE {alias}.id > ?3 AND {condition} \
+                         ORDER BY {alias}.id LIMIT {}",
+                        take + 1
+                    );
+                    move |conn: &Conn| -> Result<(Vec<i64>, bool), StoreError> {
+                        let ids: Vec<i64> =
+                            conn.query_map(&sql, args![cutoff, goal, after], |r| r.get(0))?;
                         let more = ids.len() > take;
-                        let ids: Vec<i64> = ids.into_iter().take(take).collect();
-                        if dry_run || ids.is_empty() {
+                        Ok((ids.into_iter().take(take).collect(), more))
+                    }
+                };
+                let (ids, history, more) = if request.dry_run {
+                    let (ids, more) = self.read(select).await?;
+                    (ids, 0, more)
+                } else {
+                    self.write(move |conn, _| {
+                        let (ids, more) = select(conn)?;
+                        if ids.is_empty() {
                             return Ok((ids, 0, more));
                         }
                         let values: Vec<SqlValue> = ids.iter().map(|&i| SqlValue::Int(i)).collect();
-                        let marks = vec!["?"; ids.len()].join(",");
+                        let marks = marks(ids.len());
                         let mut history = 0;
                         if table == "audits" {
                             history = conn.execute(
@@ -216,10 +229,14 @@ impl Store {
                                 values.clone(),
                             )?;
                         }
-                        conn.execute(&format!("DELETE FROM {table} WHERE id IN ({marks})"), values)?;
+                        conn.execute(
+                            &format!("DELETE FROM {table} WHERE id IN ({marks})"),
+                            values,
+                        )?;
                         Ok((ids, history, more))
                     })
-                    .await?;
+                    .await?
+                };
                 removed += ids.len();
                 budget -= ids.len();
                 counts.history_rows += history;
@@ -242,11 +259,11 @@ impl Store {
 
     /// One transaction: the plans `ids` (checked again: one that became
     /// runnable meanwhile stays), their actions, journal and history; the
-    /// cutoff, goal, orphans and dry run of the request.
+    /// cutoff, goal and orphans of the request.
     async fn purge_plans(
         &self,
         ids: Vec<i64>,
-        (cutoff, goal, orphans, dry_run): (i64, Option<i64>, bool, bool),
+        (cutoff, goal, orphans): (i64, Option<i64>, bool),
         counts: &mut PurgeCounts,
     ) -> Result<(), StoreError> {
         let (plans, actions, history) = self
@@ -257,7 +274,7 @@ impl Store {
                     &format!(
                         "SELECT p.id, p.uuid FROM action_plans p JOIN audits a ON a.id = p.audit_id \
                          WHERE p.id IN ({}) AND {}",
-                        marks_from(3, ids.len()),
+                        numbered_marks(3, ids.len()),
                         plan_condition(orphans)
                     ),
                     values,
@@ -271,15 +288,7 @@ impl Store {
                     .iter()
                     .map(|(_, u)| SqlValue::Text(u.clone()))
                     .collect();
-                let marks = vec!["?"; plans.len()].join(",");
-                if dry_run {
-                    let actions: i64 = conn.query_row(
-                        &format!("SELECT COUNT(*) FROM actions WHERE action_plan_id IN ({marks})"),
-                        ids,
-                        |r| r.get(0),
-                    )?;
-                    return Ok((plans.len(), actions as usize, 0));
-                }
+                let marks = marks(plans.len());
                 conn.execute(
                     &format!(
                         "DELETE FROM action_journal WHERE action_uuid IN \
@@ -307,12 +316,4 @@ impl Store {
         counts.history_rows += history;
         Ok(())
     }
-}
-
-/// `?first, ?first+1, ...`: `n` numbered placeholders after fixed ones.
-fn marks_from(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }

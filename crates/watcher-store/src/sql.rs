@@ -81,6 +81,20 @@ macro_rules! args {
 }
 pub(crate) use args;
 
+/// `?, ?, ?`: `n` placeholders for an `IN (..)` list, numbered in order.
+pub(crate) fn marks(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// `?first, ?first+1, ..`: `n` numbered placeholders for a list that follows
+/// fixed, numbered arguments (a bare `?` would not know where to start).
+pub(crate) fn numbered_marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What a statement's arguments may come as: `args![..]`, an array of
 /// values of one type, or a vector built at run time.
 pub(crate) trait IntoArgs {
