@@ -11,6 +11,7 @@ use watcher_testkit as common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The machine's PostgreSQL (`WATCHER_TEST_POSTGRES`) must answer: these
@@ -195,6 +196,55 @@ fn a_database_that_refuses_writes_is_unhealthy_and_retried_calmly() {
     });
 }
 
+/// Applier settings of the failover tests: quick sweeps and polls, and a
+/// 60 s lease, so that a takeover within seconds can only come from the
+/// presence lock.
+const FAILOVER_APPLIER: &str = "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\
+    shutdown_grace_secs = 0.5\nlease_secs = 60";
+
+/// The config of the split part `name` (in its own directory under `root`)
+/// on `database`, managing `sim`'s cloud.
+fn failover_part(root: &Path, name: &str, database: &str, sim: &SimCloud) -> PathBuf {
+    shared_config_on(
+        &root.join(name),
+        name,
+        database,
+        &sim.cloud_config(),
+        FAILOVER_APPLIER,
+    )
+}
+
+/// A plan live-migrating web-1 from compute-1 to compute-2, started, with
+/// its migration under way at the cloud.
+fn running_live_migration(api: &Daemon, sim: &SimCloud) -> String {
+    let plan = api.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+            "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    api.start_plan(&plan);
+    api.wait_action_state(&plan, "migrate", "ONGOING");
+    // The action is ONGOING from its journal entry on; the cloud has the
+    // migration a moment later.
+    wait_for(Duration::from_secs(10), || {
+        (sim.operations().len() == 1).then_some(())
+    });
+    plan
+}
+
+/// The plan's history has a row whose reason contains `text`.
+fn assert_history_says(api: &Daemon, plan: &str, text: &str) {
+    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap().contains(text)),
+        "{history}"
+    );
+}
+
 /// An applier killed with -9 mid-migration, and a cancel sent right after:
 /// on PostgreSQL the other applier learns within seconds that the dead
 /// one's session ended (its presence lock is free), not when the 60 s lease
@@ -213,33 +263,14 @@ fn a_killed_appliers_plan_is_taken_over_in_seconds_and_a_cancel_meanwhile_settle
         "",
     ));
     let database = postgres_database(&root.join("watcher.db"));
-    let config = |name: &str| {
-        shared_config_on(
-            &root.join(name),
-            name,
-            &database,
-            &sim.cloud_config(),
-            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 60",
-        )
-    };
+    let config = |name: &str| failover_part(&root, name, &database, &sim);
     let api = Daemon::start_command(&root.join("api-1"), config("api-1"), None, Some("api"));
     let _de = Part::start("decision-engine", &config("de-1"));
     let mut appliers = [
         Part::start("applier", &config("ap-1")),
         Part::start("applier", &config("ap-2")),
     ];
-    let plan = api.actuator(json!([
-        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
-            "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
-    api.start_plan(&plan);
-    api.wait_action_state(&plan, "migrate", "ONGOING");
-    // The action is ONGOING from its journal entry on; the kill comes once
-    // the cloud has the migration, so there is one to abort.
-    wait_for(Duration::from_secs(10), || {
-        (sim.operations().len() == 1).then_some(())
-    });
+    let plan = running_live_migration(&api, &sim);
     let owner = api.plan(&plan)["hostname"].as_str().unwrap().to_string();
     let (dead, survivor) = if owner == "ap-1" {
         (0, "ap-2")
@@ -260,14 +291,7 @@ fn a_killed_appliers_plan_is_taken_over_in_seconds_and_a_cancel_meanwhile_settle
     assert_eq!(p["hostname"], survivor);
     // Two looks a second apart and the abort: far below the 60 s lease.
     assert!(took < Duration::from_secs(10), "settled after {took:?}");
-    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
-    assert!(
-        history.as_array().unwrap().iter().any(|r| r["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("applier {owner} is gone"))),
-        "{history}"
-    );
+    assert_history_says(&api, &plan, &format!("applier {owner} is gone"));
     // The migration was aborted, not started again.
     let ops = sim.operations();
     assert_eq!(ops.len(), 1, "{ops:?}");
@@ -293,15 +317,7 @@ fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
     let authority = server.rsplit('@').next().unwrap().to_string();
     let proxy = CutProxy::start(&authority);
     proxy.set_up(true);
-    let config = |name: &str, database: &str| {
-        shared_config_on(
-            &root.join(name),
-            name,
-            database,
-            &sim.cloud_config(),
-            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 60",
-        )
-    };
+    let config = |name: &str, database: &str| failover_part(&root, name, database, &sim);
     let api = Daemon::start_command(
         &root.join("api-1"),
         config("api-1", &database),
@@ -311,13 +327,7 @@ fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
     let _de = Part::start("decision-engine", &config("de-1", &database));
     let through_proxy = database.replacen(&authority, &format!("127.0.0.1:{}", proxy.port), 1);
     let _cut = Part::start("applier", &config("ap-cut", &through_proxy));
-    let plan = api.actuator(json!([
-        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
-            "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
-    api.start_plan(&plan);
-    api.wait_action_state(&plan, "migrate", "ONGOING");
+    let plan = running_live_migration(&api, &sim);
     assert_eq!(api.plan(&plan)["hostname"], "ap-cut");
     let _other = Part::start("applier", &config("ap-2", &database));
 
@@ -339,12 +349,5 @@ fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
     // ap-2's.
     assert_eq!(sim.operations().len(), 1, "{:?}", sim.operations());
     assert_history_unbroken(&api, &plan);
-    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
-    assert!(
-        history.as_array().unwrap().iter().any(|r| r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("applier ap-cut is gone")),
-        "{history}"
-    );
+    assert_history_says(&api, &plan, "applier ap-cut is gone");
 }
