@@ -40,6 +40,7 @@ mod plans;
 mod presence;
 mod purge;
 mod services;
+mod sim_cloud;
 mod templates;
 
 pub use actions::*;
@@ -50,6 +51,7 @@ pub use listing::*;
 pub use plans::*;
 pub use presence::*;
 pub use purge::*;
+pub use sim_cloud::*;
 pub use templates::*;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -520,14 +522,23 @@ const WAL_HIGH_WATER_BYTES: u64 = 48 * 1024 * 1024;
 /// up to the busy timeout for readers; an error if it could not complete.
 fn checkpoint(path: &Path, mode: &str) -> Result<(), StoreError> {
     let conn = open_sqlite(path, OpenFlags::default())?;
-    let busy: i64 = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(0))?;
-    if busy != 0 {
-        return Err(StoreError::Unavailable(format!(
-            "the {mode} checkpoint of {} could not finish: readers held the WAL",
-            path.display()
-        )));
+    // A reader in the middle of a query, or the checkpointer thread at
+    // work, makes one attempt give up: they finish within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let busy: i64 =
+            conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "the {mode} checkpoint of {} could not finish: readers held the WAL for 5 s",
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
 }
 
 /// Size of the WAL file of the database at `path` (0 when there is none).
