@@ -6,11 +6,20 @@
 //! that moment. Capacity is claimed on the destination when a migration
 //! starts, as Nova's scheduler does, and released if it is aborted or fails.
 //! Faults are drawn from a seeded generator, so a seed replays the same run.
+//!
+//! Given a [`StateKeeper`], the cloud saves what each change touched before
+//! the call that made it returns, and starts from what was saved: a
+//! restarted watcherd finds instances where they were and migrations still
+//! running (see [`persistence`]).
+
+mod persistence;
+
+pub use persistence::{KeeperError, Resumed, RowKind, SavedRow, StateKeeper};
 
 use super::scenario::{Faults, PoolSpec, Scenario, Timing};
 use super::*;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -51,7 +60,7 @@ struct Flavor {
     disk_gb: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Host {
     vcpus: u32,
     ram_mb: u64,
@@ -63,7 +72,8 @@ struct Host {
     powered_on: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 enum OpKind {
     LiveMigration {
         instance: String,
@@ -123,10 +133,18 @@ struct State {
     rng: SplitMix64,
     timing: Timing,
     faults: Faults,
+    /// The scenario's topology, to recognise rows saved from another one.
+    fingerprint: String,
+    /// What changed since the last save, for the keeper.
+    dirty: BTreeSet<(RowKind, String)>,
+    /// Numbers saves, so that a row is never replaced by an older one when
+    /// two saves commit out of order.
+    saves: u64,
 }
 
 pub struct SimulatedCloud {
     state: Mutex<State>,
+    keeper: Option<Arc<dyn StateKeeper>>,
 }
 
 /// A stable UUID for a simulated host, derived from its name.
@@ -202,10 +220,7 @@ impl SimulatedCloud {
         let mut st = self.state.lock().expect("simulated cloud lock");
         let now = Instant::now();
         st.advance(op, now);
-        let o = st
-            .ops
-            .get_mut(op)
-            .ok_or_else(|| not_found("Operation", op))?;
+        let o = st.op_mut(op).ok_or_else(|| not_found("Operation", op))?;
         if !matches!(o.phase, OpPhase::Running) {
             return Err(CloudError::AlreadyFinished(op.to_string()));
         }
@@ -317,7 +332,11 @@ impl SimulatedCloud {
                 rng: SplitMix64::new(scenario.seed),
                 timing: scenario.timing.clone(),
                 faults: scenario.faults.clone(),
+                fingerprint: persistence::fingerprint(scenario),
+                dirty: BTreeSet::new(),
+                saves: 0,
             }),
+            keeper: None,
         }
     }
 
@@ -325,17 +344,74 @@ impl SimulatedCloud {
         &self,
         f: impl FnOnce(&mut State) -> Result<R, CloudError>,
     ) -> Result<R, CloudError> {
-        let mut st = self.state.lock().expect("simulated cloud lock");
-        st.advance_all(Instant::now());
-        let rate = st.faults.transient_error_rate;
-        if st.rng.chance(rate) {
-            return Err(CloudError::Transient("simulated API error 503".into()));
+        self.state.lock().expect("simulated cloud lock").call(f)
+    }
+
+    /// Like `with_state`, for a call that changes the cloud: what it
+    /// touched is saved with the keeper before the call answers, so an
+    /// operation id handed out is one a restarted watcherd will find.
+    async fn mutate<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, CloudError>,
+    ) -> Result<R, CloudError> {
+        let (result, save) = {
+            let mut st = self.state.lock().expect("simulated cloud lock");
+            let result = st.call(f);
+            let save = self.keeper.as_ref().map(|_| st.take_changes());
+            (result, save)
+        };
+        if let (Some(keeper), Some((saves, rows))) = (&self.keeper, save) {
+            if let Err(e) = keeper.save(saves, rows.clone()).await {
+                // The change stands in memory; saving it again with the
+                // next change keeps the stored cloud catching up.
+                tracing::warn!(error = %e, "the simulated cloud could not save its state");
+                let mut st = self.state.lock().expect("simulated cloud lock");
+                st.dirty.extend(rows.into_iter().map(|r| (r.kind, r.id)));
+            }
         }
-        f(&mut st)
+        result
     }
 }
 
 impl State {
+    /// One call to the cloud's API: operations are brought up to now and,
+    /// as a real API does now and then, the call may fail with a 503.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut State) -> Result<R, CloudError>,
+    ) -> Result<R, CloudError> {
+        self.advance_all(Instant::now());
+        let rate = self.faults.transient_error_rate;
+        if self.rng.chance(rate) {
+            return Err(CloudError::Transient("simulated API error 503".into()));
+        }
+        f(self)
+    }
+
+    fn instance_mut(&mut self, uuid: &str) -> Option<&mut Instance> {
+        let i = self.instances.get_mut(uuid)?;
+        self.dirty.insert((RowKind::Instance, uuid.to_string()));
+        Some(i)
+    }
+
+    fn volume_mut(&mut self, uuid: &str) -> Option<&mut Volume> {
+        let v = self.volumes.get_mut(uuid)?;
+        self.dirty.insert((RowKind::Volume, uuid.to_string()));
+        Some(v)
+    }
+
+    fn host_mut(&mut self, name: &str) -> Option<&mut Host> {
+        let h = self.hosts.get_mut(name)?;
+        self.dirty.insert((RowKind::Host, name.to_string()));
+        Some(h)
+    }
+
+    fn op_mut(&mut self, id: &str) -> Option<&mut Op> {
+        let o = self.ops.get_mut(id)?;
+        self.dirty.insert((RowKind::Operation, id.to_string()));
+        Some(o)
+    }
+
     /// Free capacity of a host, counting instances on it and claims of
     /// migrations heading to it.
     fn free(&self, host: &str) -> (i64, i64, i64) {
@@ -474,6 +550,7 @@ impl State {
         };
         let id = format!("op-{}", self.next_op);
         self.next_op += 1;
+        self.dirty.insert((RowKind::Operation, id.clone()));
         self.ops.insert(
             id.clone(),
             Op {
@@ -490,7 +567,7 @@ impl State {
     }
 
     fn set_instance_status(&mut self, uuid: &str, status: &str) {
-        if let Some(i) = self.instances.get_mut(uuid) {
+        if let Some(i) = self.instance_mut(uuid) {
             i.status = status.to_string();
         }
     }
@@ -531,13 +608,13 @@ impl State {
         let Some(next) = next else { return };
         match (&op.kind, &next) {
             (OpKind::LiveMigration { instance, dest, .. }, OpPhase::Completed) => {
-                if let Some(i) = self.instances.get_mut(instance) {
+                if let Some(i) = self.instance_mut(instance) {
                     i.host = dest.clone();
                     i.status = "ACTIVE".into();
                 }
             }
             (OpKind::ColdMigration { instance, dest, .. }, OpPhase::AwaitingConfirmation) => {
-                if let Some(i) = self.instances.get_mut(instance) {
+                if let Some(i) = self.instance_mut(instance) {
                     i.host = dest.clone();
                     i.status = "VERIFY_RESIZE".into();
                 }
@@ -550,13 +627,13 @@ impl State {
                 },
                 OpPhase::AwaitingConfirmation,
             ) => {
-                if let Some(i) = self.instances.get_mut(instance) {
+                if let Some(i) = self.instance_mut(instance) {
                     i.flavor = new_flavor.clone();
                     i.status = "VERIFY_RESIZE".into();
                 }
             }
             (OpKind::VolumeMigration { volume, dest, .. }, OpPhase::Completed) => {
-                if let Some(v) = self.volumes.get_mut(volume) {
+                if let Some(v) = self.volume_mut(volume) {
                     v.pool = dest.clone();
                     v.status = if v.attached_to.is_some() {
                         "in-use"
@@ -567,7 +644,7 @@ impl State {
                 }
             }
             (OpKind::VolumeMigration { volume, .. }, OpPhase::Failed(_)) => {
-                if let Some(v) = self.volumes.get_mut(volume) {
+                if let Some(v) = self.volume_mut(volume) {
                     v.status = "error".into();
                 }
             }
@@ -582,7 +659,7 @@ impl State {
             }
             _ => {}
         }
-        if let Some(op) = self.ops.get_mut(id) {
+        if let Some(op) = self.op_mut(id) {
             op.phase = next;
         }
     }
@@ -732,7 +809,8 @@ impl Cloud for SimulatedCloud {
         instance: &str,
         destination: Option<&str>,
     ) -> Result<OperationId, CloudError> {
-        self.with_state(|st| st.start_migration(instance, destination, true))
+        self.mutate(|st| st.start_migration(instance, destination, true))
+            .await
     }
 
     async fn cold_migrate(
@@ -740,11 +818,12 @@ impl Cloud for SimulatedCloud {
         instance: &str,
         destination: Option<&str>,
     ) -> Result<OperationId, CloudError> {
-        self.with_state(|st| st.start_migration(instance, destination, false))
+        self.mutate(|st| st.start_migration(instance, destination, false))
+            .await
     }
 
     async fn resize(&self, instance: &str, flavor: &str) -> Result<OperationId, CloudError> {
-        self.with_state(|st| {
+        self.mutate(|st| {
             let inst = st
                 .instances
                 .get(instance)
@@ -770,10 +849,11 @@ impl Cloud for SimulatedCloud {
                 d,
             ))
         })
+        .await
     }
 
     async fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError> {
-        self.with_state(|st| {
+        self.mutate(|st| {
             let vol = st
                 .volumes
                 .get(volume)
@@ -788,7 +868,7 @@ impl Cloud for SimulatedCloud {
                     vol.name
                 )));
             }
-            if let Some(v) = st.volumes.get_mut(volume) {
+            if let Some(v) = st.volume_mut(volume) {
                 v.status = "migrating".into();
             }
             let d = secs(st.timing.volume_migration_secs);
@@ -801,6 +881,7 @@ impl Cloud for SimulatedCloud {
                 d,
             ))
         })
+        .await
     }
 
     async fn set_compute_service(
@@ -809,11 +890,8 @@ impl Cloud for SimulatedCloud {
         enabled: bool,
         reason: Option<&str>,
     ) -> Result<(), CloudError> {
-        self.with_state(|st| {
-            let h = st
-                .hosts
-                .get_mut(host)
-                .ok_or_else(|| not_found("Host", host))?;
+        self.mutate(|st| {
+            let h = st.host_mut(host).ok_or_else(|| not_found("Host", host))?;
             h.enabled = enabled;
             h.disabled_reason = if enabled {
                 None
@@ -822,15 +900,13 @@ impl Cloud for SimulatedCloud {
             };
             Ok(())
         })
+        .await
     }
 
     async fn set_node_power(&self, node: &str, on: bool) -> Result<(), CloudError> {
-        self.with_state(|st| {
+        self.mutate(|st| {
             let busy = st.instances.values().filter(|i| i.host == node).count();
-            let h = st
-                .hosts
-                .get_mut(node)
-                .ok_or_else(|| not_found("Host", node))?;
+            let h = st.host_mut(node).ok_or_else(|| not_found("Host", node))?;
             if !on && busy > 0 {
                 return Err(CloudError::Refused(format!(
                     "host {node} still runs {busy} instance(s); it cannot be powered off"
@@ -839,6 +915,7 @@ impl Cloud for SimulatedCloud {
             h.powered_on = on;
             Ok(())
         })
+        .await
     }
 
     async fn find_migration(
@@ -879,14 +956,11 @@ impl Cloud for SimulatedCloud {
     }
 
     async fn abort(&self, op: &str) -> Result<(), CloudError> {
-        self.with_state(|st| {
+        self.mutate(|st| {
             let now = Instant::now();
             let pnr = st.timing.point_of_no_return;
             let refuse = st.rng.chance(st.faults.abort_refusal_rate);
-            let o = st
-                .ops
-                .get_mut(op)
-                .ok_or_else(|| not_found("Operation", op))?;
+            let o = st.op_mut(op).ok_or_else(|| not_found("Operation", op))?;
             o.abort_requested
                 .get_or_insert_with(std::time::SystemTime::now);
             match (&o.kind, &o.phase) {
@@ -920,14 +994,12 @@ impl Cloud for SimulatedCloud {
                 }
             }
         })
+        .await
     }
 
     async fn force_complete(&self, op: &str) -> Result<(), CloudError> {
-        self.with_state(|st| {
-            let o = st
-                .ops
-                .get_mut(op)
-                .ok_or_else(|| not_found("Operation", op))?;
+        self.mutate(|st| {
+            let o = st.op_mut(op).ok_or_else(|| not_found("Operation", op))?;
             match (&o.kind, &o.phase) {
                 (OpKind::LiveMigration { .. }, OpPhase::Running) => {
                     // Finishing now: pretend it started one full duration ago.
@@ -945,14 +1017,12 @@ impl Cloud for SimulatedCloud {
                 )),
             }
         })
+        .await
     }
 
     async fn confirm(&self, op: &str) -> Result<(), CloudError> {
-        self.with_state(|st| {
-            let o = st
-                .ops
-                .get_mut(op)
-                .ok_or_else(|| not_found("Operation", op))?;
+        self.mutate(|st| {
+            let o = st.op_mut(op).ok_or_else(|| not_found("Operation", op))?;
             if !matches!(o.phase, OpPhase::AwaitingConfirmation) {
                 return Err(CloudError::Refused(format!(
                     "operation {op} is not awaiting confirmation"
@@ -968,14 +1038,12 @@ impl Cloud for SimulatedCloud {
             st.set_instance_status(&instance, "ACTIVE");
             Ok(())
         })
+        .await
     }
 
     async fn revert(&self, op: &str) -> Result<(), CloudError> {
-        self.with_state(|st| {
-            let o = st
-                .ops
-                .get_mut(op)
-                .ok_or_else(|| not_found("Operation", op))?;
+        self.mutate(|st| {
+            let o = st.op_mut(op).ok_or_else(|| not_found("Operation", op))?;
             if !matches!(o.phase, OpPhase::AwaitingConfirmation) {
                 return Err(CloudError::Refused(format!(
                     "operation {op} is not awaiting confirmation"
@@ -986,7 +1054,7 @@ impl Cloud for SimulatedCloud {
                 OpKind::ColdMigration {
                     instance, source, ..
                 } => {
-                    if let Some(i) = st.instances.get_mut(&instance) {
+                    if let Some(i) = st.instance_mut(&instance) {
                         i.host = source;
                         i.status = "ACTIVE".into();
                     }
@@ -996,7 +1064,7 @@ impl Cloud for SimulatedCloud {
                     old_flavor,
                     ..
                 } => {
-                    if let Some(i) = st.instances.get_mut(&instance) {
+                    if let Some(i) = st.instance_mut(&instance) {
                         i.flavor = old_flavor;
                         i.status = "ACTIVE".into();
                     }
@@ -1005,6 +1073,7 @@ impl Cloud for SimulatedCloud {
             }
             Ok(())
         })
+        .await
     }
 }
 

@@ -169,6 +169,18 @@ CREATE INDEX actions_updated ON actions(updated_at);
 -- Actions listed by state (the plan-first index cannot give that order).
 CREATE INDEX actions_state ON actions(state);
 "#,
+    r#"
+-- The embedded simulated cloud's state (hosts, instances, volumes,
+-- operations, counters), so that a restart finds the same cloud. A row is
+-- replaced only by a later save (save_no).
+CREATE TABLE sim_cloud_rows (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    save_no INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+"#,
 ];
 
 /// A migration in PostgreSQL's words. The migrations are written once, for

@@ -363,6 +363,25 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
+/// `watcherd SUBCOMMAND --config DIR/watcherd.toml ARGS` run to its end
+/// (a one-shot command such as `purge`), stdin closed: exit success,
+/// stdout and stderr.
+pub fn run_watcherd(dir: &Path, subcommand: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(watcherd_binary())
+        .arg(subcommand)
+        .arg("--config")
+        .arg(dir.join("watcherd.toml"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run watcherd {subcommand}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Polls `f` until it returns Some, or panics after `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -7,3 +7,4 @@
 
 pub mod config;
 pub mod service;
+pub mod sim_cloud_state;

@@ -122,6 +122,16 @@ enum Command {
     /// actions and history; with orphans, the plans of deleted audits that
     /// cannot run. Batches of whole plans: running plans and cancels go on.
     Purge(PurgeArgs),
+    /// Put the embedded simulated cloud back to its scenario (the demo's
+    /// starting point): instances on their first hosts, services enabled, no
+    /// operations. The cloud is kept in the database between runs; stop
+    /// watcherd first. Plans and history stay.
+    ResetSimCloud {
+        /// Reset even though an applier reported within the last 20 s
+        /// (after a watcherd that was just stopped).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -306,6 +316,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = effective_config(&args)?;
     if let Some(Command::Purge(purge_args)) = &args.command {
         return purge(&config, purge_args).await;
+    }
+    if let Some(Command::ResetSimCloud { force }) = &args.command {
+        let location = watcher_store::DatabaseLocation::parse(&config.database_url())?;
+        let store = watcher_store::Store::open(&location, config.durability)?;
+        let removed = watcherd::sim_cloud_state::reset(&store, &config.cloud, *force).await?;
+        store.truncate_wal().await?;
+        println!(
+            "The simulated cloud is back to its scenario ({removed} saved rows removed); it starts so with watcherd."
+        );
+        return Ok(());
     }
     let options = match &args.command {
         None => ServiceOptions::default(),

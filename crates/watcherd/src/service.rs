@@ -12,7 +12,6 @@ use watcher_applier::Applier;
 use watcher_cloud::keystone::{Credentials, KeystoneError};
 use watcher_cloud::openstack::OpenStackCloud;
 use watcher_cloud::scenario::Scenario;
-use watcher_cloud::simulated::SimulatedCloud;
 use watcher_cloud::{Cloud, CloudError};
 use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
 use watcher_decision::DecisionEngine;
@@ -40,6 +39,8 @@ pub enum ServiceError {
     Notifications(String),
     #[error("cannot connect to the OpenStack cloud: {0}")]
     Cloud(String),
+    #[error(transparent)]
+    SimulatedCloud(#[from] watcher_cloud::simulated::KeeperError),
     #[error("keystone (auth_strategy = 'keystone'): {0}")]
     Keystone(String),
     #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
@@ -92,7 +93,7 @@ impl Service {
         };
         let cloud = match options.cloud.clone() {
             Some(cloud) => cloud,
-            None => connect_cloud(config, &scenario).await?,
+            None => connect_cloud(config, &scenario, &store).await?,
         };
         let shutdown = CancellationToken::new();
         if config.shared_database || store.is_server_database() {
@@ -203,10 +204,11 @@ impl Service {
 
 /// The cloud the configuration names: OpenStack (credentials from the
 /// environment or clouds.yaml), a `watcherd sim-cloud` process, or the
-/// embedded simulated cloud of `scenario`.
+/// embedded simulated cloud of `scenario`, kept in the database.
 async fn connect_cloud(
     config: &Config,
     scenario: &Scenario,
+    store: &Store,
 ) -> Result<Arc<dyn Cloud>, ServiceError> {
     Ok(match config.cloud.as_str() {
         "openstack" => {
@@ -234,7 +236,7 @@ async fn connect_cloud(
         "sim-cloud" => Arc::new(watcher_cloud::remote::RemoteCloud::new(
             &config.sim_cloud_url,
         )),
-        _ => Arc::new(SimulatedCloud::new(scenario)),
+        _ => Arc::new(crate::sim_cloud_state::resume(store, scenario).await?),
     })
 }
 

@@ -7,25 +7,12 @@ use watcher_testkit as common;
 use common::*;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// `watcherd purge ARGS` on the database of the daemon in `dir`: exit
 /// success, stdout and stderr.
 fn purge(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(watcherd_binary())
-        .arg("purge")
-        .arg("--config")
-        .arg(dir.join("watcherd.toml"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run watcherd purge");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_watcherd(dir, "purge", args)
 }
 
 /// The count in the summary line `what`.

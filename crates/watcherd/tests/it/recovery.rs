@@ -74,69 +74,169 @@ fn sigterm_gives_running_actions_a_grace_period_then_the_next_start_resumes_the_
     );
 }
 
-#[test]
-fn a_live_migration_lost_in_a_crash_is_reconciled_from_the_journal_and_the_cloud() {
-    let dir = temp_dir("kill9-migration");
-    let scenario = scenario_file(&dir, "live_migration_secs = 1.0", "");
-    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
-    let plan = d.actuator(json!([
+// The embedded simulated cloud keeps its state in watcherd's database: a
+// restart finds the same cloud, migrations included, as it would find a
+// real one. What it holds is observed the way an operator would: through
+// what the next action finds (its pre-condition names the instance's host).
+
+const EMBEDDED_WEB_1: &str = "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001";
+
+fn migrate_web_1(d: &Daemon, from: &str, to: &str) -> String {
+    d.actuator(json!([
         {"action_type": "migrate", "input_parameters": {"migration_type": "live",
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
+            "resource_id": EMBEDDED_WEB_1, "source_node": from, "destination_node": to}}
+    ]))
+}
+
+fn run_to_end(d: &Daemon, plan: &str) -> Value {
+    d.start_plan(plan);
+    d.wait_state(plan, &["SUCCEEDED", "FAILED", "CANCELLED"])
+}
+
+fn saved_operations(dir: &std::path::Path) -> i64 {
+    query_i64(
+        dir,
+        "SELECT COUNT(*) FROM sim_cloud_rows WHERE kind = 'operation'",
+    )
+}
+
+#[test]
+fn embedded_cloud_a_migration_running_at_the_crash_is_followed_after_the_restart() {
+    let dir = temp_dir("embedded-running");
+    let scenario = scenario_file(&dir, "live_migration_secs = 4.0", "");
+    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = migrate_web_1(&d, "compute-1", "compute-2");
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "migrate", "ONGOING");
+    wait_for(std::time::Duration::from_secs(10), || {
+        (saved_operations(&dir) == 1).then_some(())
+    });
+    d.kill9();
+
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    assert!(
+        recovery_rows(&d, &plan).is_empty(),
+        "the migration was still running: followed, nothing to correct"
+    );
+    assert_eq!(saved_operations(&dir), 1, "reattached, not started again");
+    // The instance really is on compute-2 now: a migration back from there passes its check.
+    let back = migrate_web_1(&d, "compute-2", "compute-1");
+    assert_eq!(run_to_end(&d, &back)["state"], "SUCCEEDED");
+}
+
+#[test]
+fn embedded_cloud_a_migration_that_ended_while_watcherd_was_down_is_recorded_as_it_happened() {
+    let dir = temp_dir("embedded-completed");
+    let scenario = scenario_file(&dir, "live_migration_secs = 1.5", "");
+    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = migrate_web_1(&d, "compute-1", "compute-2");
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "migrate", "ONGOING");
+    wait_for(std::time::Duration::from_secs(10), || {
+        (saved_operations(&dir) == 1).then_some(())
+    });
+    d.kill9();
+    // Down for longer than the migration takes: the cloud went on without us.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    assert_eq!(saved_operations(&dir), 1, "not started again");
+    let back = migrate_web_1(&d, "compute-2", "compute-1");
+    assert_eq!(run_to_end(&d, &back)["state"], "SUCCEEDED");
+}
+
+#[test]
+fn a_live_migration_the_cloud_forgot_is_reconciled_from_the_journal_and_the_instance() {
+    let dir = temp_dir("kill9-forgotten");
+    let scenario = scenario_file(&dir, "live_migration_secs = 30.0", "");
+    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = migrate_web_1(&d, "compute-1", "compute-2");
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "migrate", "ONGOING");
+    wait_for(std::time::Duration::from_secs(10), || {
+        (saved_operations(&dir) == 1).then_some(())
+    });
+    d.kill9();
+    // A cloud that lost the operation (as one rebuilt from scratch would):
+    // the instance is back on its source, ACTIVE, and nothing knows the id.
+    execute_sql(
+        &dir,
+        "DELETE FROM sim_cloud_rows WHERE kind IN ('operation', 'instance')",
+    );
+
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let rows = wait_for(std::time::Duration::from_secs(10), || {
+        let rows = recovery_rows(&d, &plan);
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["to_state"], "PENDING", "{rows:?}");
+    // It runs again, as a new migration.
+    wait_for(std::time::Duration::from_secs(10), || {
+        (saved_operations(&dir) == 1).then_some(())
+    });
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    assert_eq!(
+        d.wait_state(&plan, &["CANCELLED", "FAILED"])["state"],
+        "CANCELLED"
+    );
+}
+
+#[test]
+fn embedded_cloud_reset_brings_the_scenario_back_and_refuses_while_it_would_do_harm() {
+    let dir = temp_dir("embedded-reset");
+    let scenario = scenario_file(&dir, "live_migration_secs = 30.0", "");
+    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = migrate_web_1(&d, "compute-1", "compute-2");
     d.start_plan(&plan);
     d.wait_action_state(&plan, "migrate", "ONGOING");
     d.kill9();
 
-    // The embedded simulated cloud restarts from its scenario: the instance
-    // is on its source again, so the journaled migration had no lasting
-    // effect and runs again.
-    let d = Daemon::start_in(&dir, "", Some(&scenario));
-    let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
-    assert_eq!(p["state"], "SUCCEEDED", "{p}");
-    let rows = recovery_rows(&d, &plan);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["to_state"], "PENDING");
-}
-
-#[test]
-fn an_audit_interrupted_mid_computation_is_failed_with_the_reason_at_restart() {
-    let dir = temp_dir("audit-interrupted");
-    let mut d = Daemon::start_in(&dir, "", None);
-    // An EVENT audit waits for its webhook, so it is still PENDING here.
-    let (status, a) = d.req(
-        "POST",
-        "/v1/audits",
-        Some(&json!({"audit_type": "EVENT", "goal": "dummy"})),
-    );
-    assert_eq!(status, 201, "{a}");
-    let uuid = a["uuid"].as_str().unwrap().to_string();
-    d.kill9();
-    // What a kill -9 in the middle of the computation leaves behind: the
-    // audit ONGOING on this host, and no plan.
-    execute_sql(
-        &dir,
-        &format!(
-            "UPDATE audits SET state = 'ONGOING', hostname = 'test-host' WHERE uuid = '{uuid}'"
-        ),
-    );
-
-    let d = Daemon::start_in(&dir, "", None);
-    let a = wait_for(std::time::Duration::from_secs(10), || {
-        let a = d.get(&format!("/v1/audits/{uuid}"));
-        (a["state"] != "ONGOING").then_some(a)
-    });
-    assert_eq!(a["state"], "FAILED", "{a}");
+    // A plan in flight would resume on a cloud where its migration never happened.
+    let (ok, _, err) = run_watcherd(&dir, "reset-sim-cloud", &["--force"]);
+    assert!(!ok);
     assert!(
-        a["status_message"]
-            .as_str()
-            .unwrap()
-            .contains("stopped while computing"),
-        "{a}"
+        err.contains(&format!("action plan {plan} is ONGOING")),
+        "{err}"
     );
+    assert!(err.contains("watcher actionplan cancel"), "{err}");
+
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    assert_eq!(
+        d.wait_state(&plan, &["CANCELLED", "FAILED"])["state"],
+        "CANCELLED"
+    );
+    // web-1 stayed home (the migration was aborted): move it for real.
+    drop(d);
+    let scenario = scenario_file(&dir, "live_migration_secs = 0.2", "");
+    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+    let moved = migrate_web_1(&d, "compute-1", "compute-2");
+    assert_eq!(run_to_end(&d, &moved)["state"], "SUCCEEDED");
+
+    // A watcherd that may still run would write its cloud over the reset.
+    let (ok, _, err) = run_watcherd(&dir, "reset-sim-cloud", &[]);
+    assert!(!ok);
+    assert!(err.contains("stop watcherd first"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+
+    let status = d.terminate();
+    assert!(status.success(), "{status}");
+    let (ok, out, err) = run_watcherd(&dir, "reset-sim-cloud", &["--force"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("back to its scenario"), "{out}");
+    assert_eq!(saved_operations(&dir), 0);
+
+    // web-1 is on compute-1 again, as the scenario has it.
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let again = migrate_web_1(&d, "compute-1", "compute-2");
+    assert_eq!(run_to_end(&d, &again)["state"], "SUCCEEDED");
 }
 
-// ----- the recovery table against a cloud that outlives watcherd ---------------------
-//
 // docs/architecture.md, "Recovery": each test kills watcherd with -9 while a
 // live migration runs on a `watcherd sim-cloud` process, lets the cloud do
 // one thing meanwhile, restarts watcherd, and checks the recorded outcome
