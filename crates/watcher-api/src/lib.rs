@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(watcher_error_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(server::refuse_large_headers))
         .layer(axum::middleware::from_fn_with_state(
             origin,
             request_log::log_request,

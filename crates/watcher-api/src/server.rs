@@ -13,6 +13,10 @@
 //!   `request_timeout` (503 with Watcher's error body, otherwise).
 //! - TLS handshakes (with `--tls-cert`) happen in the connection's own
 //!   task, under `header_timeout` too.
+//! - Headers past [`MAX_HEADER_COUNT`], [`MAX_HEADER_LINE`] or
+//!   [`MAX_HEADER_BYTES`] get 431 with Watcher's error body. hyper's own
+//!   limits, which answer a bare 431, sit above ours and only stop heads
+//!   too big to buffer.
 
 use axum::extract::Request;
 use hyper::body::Incoming;
@@ -24,6 +28,57 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+/// The most headers a request may carry (eventlet's, under upstream).
+pub const MAX_HEADER_COUNT: usize = 100;
+/// The longest header line, name and value (oslo.service's `max_header_line`).
+pub const MAX_HEADER_LINE: usize = 16 * 1024;
+/// All header lines together.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's limits: above ours, so that ours answer with a body.
+const HYPER_MAX_HEADERS: usize = 2 * MAX_HEADER_COUNT;
+const HYPER_MAX_BUF: usize = 2 * MAX_HEADER_BYTES;
+
+/// Why a request's headers are refused, if they are.
+fn headers_refused(headers: &axum::http::HeaderMap) -> Option<String> {
+    if headers.len() > MAX_HEADER_COUNT {
+        return Some(format!(
+            "The request has {} headers; at most {MAX_HEADER_COUNT} are accepted.",
+            headers.len()
+        ));
+    }
+    let mut total = 0;
+    for (name, value) in headers {
+        let line = name.as_str().len() + 2 + value.len();
+        if line > MAX_HEADER_LINE {
+            return Some(format!(
+                "Header {name} is {line} bytes long; a header line may have at most {MAX_HEADER_LINE}."
+            ));
+        }
+        total += line + 2;
+    }
+    (total > MAX_HEADER_BYTES).then(|| {
+        format!(
+            "The request's headers take {total} bytes; at most {MAX_HEADER_BYTES} are accepted."
+        )
+    })
+}
+
+/// The router's outer layer (inside the access log): 431 with Watcher's
+/// error body for headers past our limits.
+pub(crate) async fn refuse_large_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match headers_refused(req.headers()) {
+        Some(why) => {
+            crate::ApiError::new(axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, why)
+                .into_response()
+        }
+        None => next.run(req).await,
+    }
+}
 
 /// `[api]` limits (see docs/operations.md).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -205,21 +260,19 @@ async fn connection(
         let (app, state) = (app.clone(), shared.clone());
         state.busy.store(true, Ordering::Release);
         async move {
+            use axum::response::IntoResponse;
             let req = req.map(axum::body::Body::new);
             let resp = match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(never)) => match never {},
-                Err(_) => {
-                    use axum::response::IntoResponse;
-                    crate::ApiError::new(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "The request took longer than {:.0} s and was abandoned; retry it.",
-                            request_timeout.as_secs_f64()
-                        ),
-                    )
-                    .into_response()
-                }
+                Err(_) => crate::ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "The request took longer than {:.0} s and was abandoned; retry it.",
+                        request_timeout.as_secs_f64()
+                    ),
+                )
+                .into_response(),
             };
             *state.idle_since.lock().expect("idle lock") = Instant::now();
             state.busy.store(false, Ordering::Release);
@@ -229,6 +282,8 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs_f64(limits.header_timeout_secs))
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUF)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -52,3 +52,54 @@ fn thousands_of_idle_and_trickling_connections_do_not_starve_a_real_request() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// One request written by hand, so that it can carry what no client
+/// library would send; the status line and the body of the answer.
+fn raw_request(addr: &str, head: &str) -> (String, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn headers_too_large_get_431_with_watchers_error_body_and_the_limit() {
+    let d = Daemon::start("limits-431");
+    let addr = d.url.strip_prefix("http://").unwrap().to_string();
+    let long = format!(
+        "GET /v1/goals HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Auth-Token: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let many = format!(
+        "GET /v1/goals HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+        (0..150)
+            .map(|i| format!("X-Extra-{i}: {i}\r\n"))
+            .collect::<String>()
+    );
+    for (head, says) in [
+        (long, "Header x-auth-token is 20014 bytes long"),
+        (many, "at most 100 are accepted"),
+    ] {
+        let (status, body) = raw_request(&addr, &head);
+        assert!(status.contains(" 431 "), "{status}");
+        let body: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let fault = faultstring(&body);
+        assert!(fault.contains(says), "{fault}");
+    }
+    // Within the limits, the same kind of request is served.
+    let fine = format!(
+        "GET /v1/goals HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Extra: {}\r\n\r\n",
+        "a".repeat(8_000)
+    );
+    assert!(raw_request(&addr, &fine).0.contains(" 200 "));
+    assert!(d.log().contains("431"), "the refusal is in the access log");
+}
