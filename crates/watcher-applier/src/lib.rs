@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use watcher_cloud::Cloud;
+use watcher_core::backoff::Backoff;
 use watcher_core::{ActionPlan, ActionPlanState, Actor};
 use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent, Takeover};
 
@@ -155,20 +156,10 @@ pub struct Applier {
     inner: Arc<Inner>,
 }
 
-/// A plan whose runs keep failing.
-struct Failing {
-    /// Failures in a row.
-    attempts: u32,
-    /// When the sweep may resume it again.
-    next: tokio::time::Instant,
-    /// When its failure was last logged (never: None), and how many since
-    /// went unlogged.
-    logged: Option<tokio::time::Instant>,
-    unlogged: u32,
+/// The clock backoffs read: tokio's, so tests can pause it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
-
-/// The same failure is logged at most this often (with a count).
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 struct Inner {
     store: Store,
@@ -177,7 +168,11 @@ struct Inner {
     running: Mutex<HashMap<Uuid, Runs>>,
     /// Plans whose last run failed (the database refusing writes, say):
     /// without it a failing run would be resumed at once, for ever.
-    failing: Mutex<HashMap<Uuid, Failing>>,
+    failing: Mutex<HashMap<Uuid, Backoff>>,
+    /// The sweep's own failures (it cannot read the database).
+    sweeps: Mutex<Backoff>,
+    /// Failures to look for appliers that are gone (PostgreSQL).
+    presence_looks: Mutex<Backoff>,
     /// Woken when a plan ends, so waiting PENDING plans are claimed at once.
     slot_freed: Notify,
     shutdown: CancellationToken,
@@ -214,6 +209,11 @@ impl Applier {
                 settings,
                 running: Mutex::new(HashMap::new()),
                 failing: Mutex::new(HashMap::new()),
+                sweeps: Mutex::new(Backoff::new(
+                    Duration::from_secs(1),
+                    Duration::from_secs(10),
+                )),
+                presence_looks: Mutex::new(Backoff::new(PRESENCE_EVERY, Duration::from_secs(10))),
                 slot_freed: Notify::new(),
                 shutdown,
                 tasks: tokio_util::task::TaskTracker::new(),
@@ -273,11 +273,12 @@ impl Applier {
 
     async fn on_plan_event(&self, uuid: Uuid, state: ActionPlanState) {
         match state {
-            ActionPlanState::Pending => self.try_claim(uuid, ActionPlanState::Pending).await,
+            ActionPlanState::Pending => self.claim_on_event(uuid, ActionPlanState::Pending).await,
             ActionPlanState::Recommended => {
                 if let Ok(plan) = self.inner.store.get_plan(uuid, false).await {
                     if self.auto_trigger(&plan).await {
-                        self.try_claim(uuid, ActionPlanState::Recommended).await;
+                        self.claim_on_event(uuid, ActionPlanState::Recommended)
+                            .await;
                     }
                 }
             }
@@ -323,40 +324,63 @@ impl Applier {
         }
     }
 
+    async fn claim_on_event(&self, uuid: Uuid, from: ActionPlanState) {
+        if let Err(e) = self.try_claim(uuid, from).await {
+            // The next sweep tries again (under its backoff).
+            warn!(plan = %uuid, error = %e, "could not claim plan");
+        }
+    }
+
     /// Claims and runs what the database says is waiting; fires tokens of
-    /// plans the database says are cancelling.
+    /// plans the database says are cancelling. After a failure the next
+    /// sweeps wait (1 s doubling to 10 s), and the same error is logged
+    /// once a minute: a database that is down costs no hot loop.
     async fn sweep(&self) {
-        if self.inner.shutdown.is_cancelled() {
+        if self.inner.shutdown.is_cancelled()
+            || !self.inner.sweeps.lock().expect("sweeps lock").ready(now())
+        {
             return;
         }
-        self.renew_leases().await;
-        self.take_over_expired().await;
+        let result = self.sweep_once().await;
+        let mut sweeps = self.inner.sweeps.lock().expect("sweeps lock");
+        match result {
+            Ok(()) => {
+                if let Some(n) = sweeps.succeeded() {
+                    info!(failures = n, "the sweep reads the database again");
+                }
+            }
+            Err(e) => {
+                let r = sweeps.failed(&e.to_string(), now());
+                if let Some(held_back) = r.log {
+                    warn!(error = %e, failures = r.failures, not_logged = held_back, retry_in = ?r.wait, "sweep failed; retrying with backoff");
+                }
+            }
+        }
+    }
+
+    async fn sweep_once(&self) -> Result<(), StoreError> {
+        self.renew_leases().await?;
+        self.take_over_expired().await?;
         // Only what can need the applier: plans in flight, and the
         // recommendations whose audit asked to start them (indexed: the
         // recommendations waiting for a person cost nothing here).
         let store = &self.inner.store;
-        let plans = match tokio::try_join!(
+        let (mut plans, auto) = tokio::try_join!(
             store.plans_in_states(&[
                 ActionPlanState::Pending,
                 ActionPlanState::Ongoing,
                 ActionPlanState::Cancelling,
             ]),
             store.auto_trigger_plans(),
-        ) {
-            Ok((mut p, auto)) => {
-                p.extend(auto);
-                p
-            }
-            Err(e) => {
-                warn!(error = %e, "sweep could not read plans");
-                return;
-            }
-        };
+        )?;
+        plans.extend(auto);
         for p in plans {
             match p.state {
-                ActionPlanState::Pending => self.try_claim(p.uuid, ActionPlanState::Pending).await,
+                ActionPlanState::Pending => {
+                    self.try_claim(p.uuid, ActionPlanState::Pending).await?
+                }
                 ActionPlanState::Recommended => {
-                    self.try_claim(p.uuid, ActionPlanState::Recommended).await
+                    self.try_claim(p.uuid, ActionPlanState::Recommended).await?
                 }
                 ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {
                     // Ours, but no run holds it (its run ended on an error):
@@ -378,6 +402,7 @@ impl Applier {
                 _ => {}
             }
         }
+        Ok(())
     }
 
     fn lease_until(&self) -> i64 {
@@ -389,7 +414,7 @@ impl Applier {
     /// Keeps the plans this applier runs leased to it. A plan whose lease
     /// it lost (it stalled longer than the lease) is run by another applier
     /// now: the store refuses to start its actions here (fencing).
-    async fn renew_leases(&self) {
+    async fn renew_leases(&self) -> Result<(), StoreError> {
         let plans: Vec<Uuid> = self
             .inner
             .running
@@ -399,32 +424,26 @@ impl Applier {
             .copied()
             .collect();
         if plans.is_empty() {
-            return;
+            return Ok(());
         }
-        match self
+        let lost = self
             .inner
             .store
             .renew_leases(self.inner.settings.host.clone(), plans, self.lease_until())
-            .await
-        {
-            Ok(lost) => {
-                for p in lost {
-                    // Either finished (the run is ending) or taken over.
-                    tracing::debug!(plan = %p, "lease not renewed: the plan ended or another applier has it");
-                }
-            }
-            Err(e) => warn!(error = %e, "could not renew plan leases"),
+            .await?;
+        for p in lost {
+            // Either finished (the run is ending) or taken over.
+            debug!(plan = %p, "lease not renewed: the plan ended or another applier has it");
         }
+        Ok(())
     }
 
     /// Takes over plans whose applier stopped renewing its lease (it died,
     /// or its machine did), reconciling their running actions with the
     /// cloud as after a restart.
-    async fn take_over_expired(&self) {
+    async fn take_over_expired(&self) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp_micros();
-        let Ok(expired) = self.inner.store.plans_with_expired_lease(now).await else {
-            return;
-        };
+        let expired = self.inner.store.plans_with_expired_lease(now).await?;
         for p in expired {
             let me = &self.inner.settings.host;
             let Some(holder) = p.hostname.clone() else {
@@ -433,19 +452,43 @@ impl Applier {
             if &holder == me || !self.has_slot() {
                 continue;
             }
-            self.take_over(p.uuid, holder, Takeover::LeaseExpired).await;
+            self.take_over(p.uuid, holder, Takeover::LeaseExpired)
+                .await?;
         }
+        Ok(())
     }
 
     /// PostgreSQL: takes over the plans of appliers whose presence lock
     /// was free at this look and at the one before (a second apart; once
     /// could be an applier retaking its lock after a server restart).
     async fn take_over_gone(&self) {
+        if !self
+            .inner
+            .presence_looks
+            .lock()
+            .expect("presence lock")
+            .ready(now())
+        {
+            return;
+        }
+        let result = self.take_over_gone_once().await;
+        let mut looks = self.inner.presence_looks.lock().expect("presence lock");
+        match result {
+            Ok(()) => {
+                looks.succeeded();
+            }
+            Err(e) => {
+                let r = looks.failed(&e.to_string(), now());
+                if let Some(held_back) = r.log {
+                    warn!(error = %e, not_logged = held_back, retry_in = ?r.wait, "could not look for appliers that are gone");
+                }
+            }
+        }
+    }
+
+    async fn take_over_gone_once(&self) -> Result<(), StoreError> {
         let me = self.inner.settings.host.clone();
-        let gone = match self.inner.store.gone_appliers(me).await {
-            Ok(g) => g,
-            Err(e) => return debug!(error = %e, "could not look for appliers that are gone"),
-        };
+        let gone = self.inner.store.gone_appliers(me).await?;
         let confirmed: Vec<String> = {
             let mut seen = self.inner.gone.lock().expect("gone lock");
             let confirmed = gone.iter().filter(|h| seen.contains(*h)).cloned().collect();
@@ -453,29 +496,28 @@ impl Applier {
             confirmed
         };
         if confirmed.is_empty() || !self.has_slot() {
-            return;
+            return Ok(());
         }
-        let Ok(plans) = self
+        let plans = self
             .inner
             .store
             .plans_in_states(&[ActionPlanState::Ongoing, ActionPlanState::Cancelling])
-            .await
-        else {
-            return;
-        };
+            .await?;
         for p in plans {
             match p.hostname {
                 Some(holder) if confirmed.contains(&holder) && self.has_slot() => {
-                    self.take_over(p.uuid, holder, Takeover::ApplierGone).await
+                    self.take_over(p.uuid, holder, Takeover::ApplierGone)
+                        .await?
                 }
                 _ => {}
             }
         }
+        Ok(())
     }
 
     /// Takes `plan` over from `holder` and runs it, reconciling its running
     /// actions with the cloud as after a restart.
-    async fn take_over(&self, plan: Uuid, holder: String, why: Takeover) {
+    async fn take_over(&self, plan: Uuid, holder: String, why: Takeover) -> Result<(), StoreError> {
         let me = self.inner.settings.host.clone();
         match self
             .inner
@@ -493,10 +535,11 @@ impl Applier {
                     }
                 }
                 self.spawn_run(plan);
+                Ok(())
             }
             // Another applier was faster, or the holder renewed meanwhile.
-            Err(StoreError::LeaseLost { .. } | StoreError::Conflict { .. }) => {}
-            Err(e) => warn!(%plan, error = %e, "could not take over a plan"),
+            Err(StoreError::LeaseLost { .. } | StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -514,7 +557,7 @@ impl Applier {
                 .lock()
                 .expect("failing lock")
                 .get(&plan.uuid)
-                .is_none_or(|f| tokio::time::Instant::now() >= f.next)
+                .is_none_or(|b| b.ready(now()))
     }
 
     fn has_slot(&self) -> bool {
@@ -522,9 +565,11 @@ impl Applier {
             < self.inner.settings.max_concurrent_plans
     }
 
-    async fn try_claim(&self, uuid: Uuid, from: ActionPlanState) {
+    /// Claims a plan and runs it; losing the race to another applier or
+    /// a cancel is no error.
+    async fn try_claim(&self, uuid: Uuid, from: ActionPlanState) -> Result<(), StoreError> {
         if self.inner.shutdown.is_cancelled() || !self.has_slot() {
-            return;
+            return Ok(());
         }
         let update = PlanUpdate {
             status_message: None,
@@ -544,10 +589,13 @@ impl Applier {
             )
             .await
         {
-            Ok(plan) => self.spawn_run(plan),
+            Ok(plan) => {
+                self.spawn_run(plan);
+                Ok(())
+            }
             // Someone else claimed or cancelled it first.
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
-            Err(e) => warn!(plan = %uuid, error = %e, "could not claim plan"),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -603,28 +651,15 @@ impl Applier {
                 Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
                 Err(e) => {
                     // Resumed after 1 s, then twice as long each time up
-                    // to 5 s, and logged at most once a minute with a
-                    // count: a database that refuses writes is retried
+                    // to 5 s: a database that refuses writes is retried
                     // often enough to resume soon after it recovers, and
                     // costs a log line a minute, not a hot loop.
-                    let now = tokio::time::Instant::now();
-                    let f = failing.entry(uuid).or_insert(Failing {
-                        attempts: 0,
-                        next: now,
-                        logged: None,
-                        unlogged: 0,
-                    });
-                    f.attempts += 1;
-                    let wait = Duration::from_millis(500)
-                        .saturating_mul(1 << f.attempts.min(4))
-                        .min(Duration::from_secs(5));
-                    f.next = now + wait;
-                    if f.logged.is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_EVERY) {
-                        error!(plan = %uuid, error = %e, attempts = f.attempts, not_logged = f.unlogged, retry_in = ?wait, "plan run failed; a sweep resumes it once the database answers");
-                        f.logged = Some(now);
-                        f.unlogged = 0;
-                    } else {
-                        f.unlogged += 1;
+                    let r = failing
+                        .entry(uuid)
+                        .or_insert_with(|| Backoff::new(Duration::from_secs(1), Duration::from_secs(5)))
+                        .failed(&e.to_string(), now());
+                    if let Some(held_back) = r.log {
+                        error!(plan = %uuid, error = %e, attempts = r.failures, not_logged = held_back, retry_in = ?r.wait, "plan run failed; a sweep resumes it once the database answers");
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! ([`actions`]). No I/O lives here, so every other layer can depend on it.
 
 pub mod actions;
+pub mod backoff;
 pub mod model;
 pub mod params;
 pub mod schedule;

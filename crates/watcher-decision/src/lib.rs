@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 use watcher_cloud::Cloud;
+use watcher_core::backoff::Backoff;
 use watcher_core::schedule::Schedule;
 use watcher_core::{ActionPlanState, Actor, Audit, AuditState, AuditType};
 use watcher_store::{Heartbeat, NewPlan, PlanUpdate, Store, StoreError, StoreEvent};
@@ -106,6 +107,14 @@ pub struct DecisionEngine {
     metrics: Arc<dyn metrics::MetricsSource>,
     settings: DecisionSettings,
     shutdown: CancellationToken,
+    /// Failures to read the database: the sweep backs off, and the same
+    /// error is logged once a minute.
+    failures: Arc<std::sync::Mutex<Backoff>>,
+}
+
+/// The clock backoffs read: tokio's, so tests can pause it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 impl DecisionEngine {
@@ -122,6 +131,31 @@ impl DecisionEngine {
             metrics,
             settings,
             shutdown,
+            failures: Arc::new(std::sync::Mutex::new(Backoff::new(
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            ))),
+        }
+    }
+
+    /// Records the outcome of a read the loops depend on; the value when it
+    /// worked.
+    fn note<T>(&self, what: &str, result: Result<T, StoreError>) -> Option<T> {
+        let mut failures = self.failures.lock().expect("failures lock");
+        match result {
+            Ok(v) => {
+                if let Some(n) = failures.succeeded() {
+                    info!(failures = n, "the decision engine reads the database again");
+                }
+                Some(v)
+            }
+            Err(e) => {
+                let r = failures.failed(&e.to_string(), now());
+                if let Some(held_back) = r.log {
+                    warn!(error = %e, failures = r.failures, not_logged = held_back, retry_in = ?r.wait, "could not read {what}; retrying with backoff");
+                }
+                None
+            }
         }
     }
 
@@ -206,17 +240,12 @@ impl DecisionEngine {
     /// Runs every CONTINUOUS audit that is due and returns when the next
     /// one is.
     async fn run_continuous(&self) -> Option<DateTime<Utc>> {
-        let audits = match self
-            .store
-            .continuous_audits(self.settings.host.clone())
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "could not read continuous audits");
-                return None;
-            }
-        };
+        let audits = self.note(
+            "continuous audits",
+            self.store
+                .continuous_audits(self.settings.host.clone())
+                .await,
+        )?;
         let mut next: Option<DateTime<Utc>> = None;
         for audit in audits {
             if let Some(t) = self.continuous_step(audit).await {
@@ -381,25 +410,25 @@ impl DecisionEngine {
             .await;
     }
 
+    /// Runs what the database says is waiting. After failures to read it,
+    /// sweeps wait (1 s doubling to 30 s) instead of hammering it.
     async fn sweep(&self) -> Option<DateTime<Utc>> {
-        match self.store.audits_in_state(AuditState::Pending).await {
-            Ok(audits) => {
-                for a in audits
-                    .into_iter()
-                    .filter(|a| a.audit_type == AuditType::Oneshot)
-                {
-                    self.run_audit(a.uuid).await;
-                }
-            }
-            Err(e) => warn!(error = %e, "could not read pending audits"),
+        if !self.failures.lock().expect("failures lock").ready(now()) {
+            return None;
         }
-        match self.store.triggered_audits().await {
-            Ok(audits) => {
-                for a in audits {
-                    self.run_audit(a.uuid).await;
-                }
-            }
-            Err(e) => warn!(error = %e, "could not read triggered audits"),
+        let pending = self.note(
+            "pending audits",
+            self.store.audits_in_state(AuditState::Pending).await,
+        )?;
+        for a in pending
+            .into_iter()
+            .filter(|a| a.audit_type == AuditType::Oneshot)
+        {
+            self.run_audit(a.uuid).await;
+        }
+        let triggered = self.note("triggered audits", self.store.triggered_audits().await)?;
+        for a in triggered {
+            self.run_audit(a.uuid).await;
         }
         self.expire_recommendations().await;
         self.run_continuous().await
@@ -414,7 +443,10 @@ impl DecisionEngine {
                 .unwrap_or(chrono::Duration::MAX);
         // By index, a bounded batch a sweep: idle cost does not grow with
         // the recommendations kept, and a backlog drains sweep by sweep.
-        let Ok(expired) = self.store.recommended_before(cutoff, 500).await else {
+        let Some(expired) = self.note(
+            "recommendations to expire",
+            self.store.recommended_before(cutoff, 500).await,
+        ) else {
             return;
         };
         for uuid in expired {

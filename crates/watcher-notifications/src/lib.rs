@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use watcher_core::backoff::Backoff;
 use watcher_store::Store;
 
 /// `[notifications]` settings.
@@ -170,7 +171,10 @@ impl Relay {
         let mut connection: Option<Broker> = None;
         // The host to try first: after a failure, the next one (failover).
         let mut next_host = 0;
-        let mut backoff = Duration::from_millis(500);
+        // Failures of the database or the broker: the relay waits longer
+        // after each (0.5 s doubling to 30 s), and says the same once a minute.
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let now = || tokio::time::Instant::now().into_std();
         // Where publishing stands (position, message-id nonce): kept here
         // while this relay leads; the lease is renewed every third of its
         // length, and the position re-read whenever leadership is (re)taken.
@@ -181,7 +185,11 @@ impl Relay {
             if cursor.is_none() {
                 match self.store.notification_cursor(nonce).await {
                     Ok(c) => cursor = Some(c),
-                    Err(e) => warn!(error = %e, "notifications: cannot read the cursor"),
+                    Err(e) => {
+                        if let Some(held_back) = backoff.failed(&e.to_string(), now()).log {
+                            warn!(error = %e, not_logged = held_back, "notifications: cannot read the cursor");
+                        }
+                    }
                 }
             }
             if renewed.is_none_or(|t| t.elapsed() >= lease / 3) {
@@ -209,24 +217,34 @@ impl Relay {
                             _ = self.shutdown.cancelled() => break,
                         }
                     }
-                    Err(e) => warn!(error = %e, "notifications: cannot take the relay lease"),
+                    Err(e) => {
+                        if let Some(held_back) = backoff.failed(&e.to_string(), now()).log {
+                            warn!(error = %e, not_logged = held_back, "notifications: cannot take the relay lease");
+                        }
+                    }
                 }
             }
             let (Some(position), Some(_)) = (cursor.as_mut(), renewed) else {
+                let wait = backoff.remaining(now()).max(Duration::from_millis(100));
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = tokio::time::sleep(wait) => continue,
                     _ = self.shutdown.cancelled() => break,
                 }
             };
             match self.round(&mut connection, next_host, position).await {
                 Ok(more) => {
-                    backoff = Duration::from_millis(500);
+                    if let Some(n) = backoff.succeeded() {
+                        info!(failures = n, "notifications: publishing again");
+                    }
                     if more {
                         continue;
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, retry_in = ?backoff, "notifications: broker unavailable; state changes go on and their notifications wait");
+                    let r = backoff.failed(&e.to_string(), now());
+                    if let Some(held_back) = r.log {
+                        warn!(error = %e, not_logged = held_back, retry_in = ?r.wait, "notifications: broker unavailable; state changes go on and their notifications wait");
+                    }
                     if let Some(broken) = connection.take() {
                         next_host = broken.index() + 1;
                         tokio::spawn(broken.close());
@@ -234,10 +252,9 @@ impl Relay {
                     // Check the lease again before the next round.
                     renewed = None;
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(r.wait) => {}
                         _ = self.shutdown.cancelled() => break,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
             }

@@ -62,6 +62,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use uuid::Uuid;
+use watcher_core::backoff::{Backoff, LogGate};
 use watcher_core::secret::redact_url;
 use watcher_core::{ActionPlanState, ActionState, AuditState, EntityState, UnknownState};
 
@@ -475,6 +476,7 @@ fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
     // A TRUNCATE holds new writers while it waits for readers: never long.
     let _ = conn.busy_timeout(Duration::from_millis(200));
     let mut last_seen = None;
+    let mut gate = LogGate::default();
     loop {
         let mode = match wake.recv_timeout(CHECKPOINT_EVERY) {
             Ok(()) => "PASSIVE",
@@ -492,8 +494,13 @@ fn checkpointer_loop(path: PathBuf, wake: mpsc::Receiver<()>) {
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            Ok(()) => gate.reset(),
+            Err(e) => {
+                if let Some(held_back) = gate.admit(&e.to_string(), std::time::Instant::now()) {
+                    tracing::warn!(error = %e, not_logged = held_back, "WAL checkpoint failed; will retry");
+                }
+            }
         }
     }
 }
@@ -593,13 +600,22 @@ const POSTGRES_TAIL_EVERY: Duration = Duration::from_secs(2);
 fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<StoreEvent>) {
     let mut last: Option<i64> = None;
     let mut conn: Option<Conn> = None;
+    // While the database is away: 1 s doubling to 10 s between tries, the
+    // same error said once a minute.
+    let mut failures = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+    let failed = |failures: &mut Backoff, what: &str, e: &StoreError| {
+        let r = failures.failed(&e.to_string(), std::time::Instant::now());
+        if let Some(held_back) = r.log {
+            tracing::warn!(error = %e, not_logged = held_back, retry_in = ?r.wait, "history tail cannot {what}; retrying");
+        }
+        std::thread::sleep(r.wait);
+    };
     loop {
         if conn.as_ref().is_none_or(|c| !c.is_usable()) {
             conn = match open_tail(&location) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::warn!(error = %e, "history tail cannot open the database; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
+                    failed(&mut failures, "open the database", &e);
                     continue;
                 }
             };
@@ -610,12 +626,12 @@ fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<Store
             None => match c.query_one("SELECT COALESCE(MAX(seq), 0) FROM state_history", ()) {
                 Ok(row) => *last.insert(row.get(0).unwrap_or(0)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "history tail cannot read the history; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
+                    failed(&mut failures, "read the history", &e);
                     continue;
                 }
             },
         };
+        failures.succeeded();
         match publish_history_after(c, start, &events) {
             Ok(Some(seq)) => {
                 last = Some(seq);
@@ -742,6 +758,7 @@ impl Store {
                     events: events_tx.clone(),
                     checkpoint: wake_tx.clone(),
                     bulk: true,
+                    gate: LogGate::default(),
                 };
                 std::thread::Builder::new()
                     .name("store-bulk-writer".into())
@@ -759,6 +776,7 @@ impl Store {
             events: events_tx,
             checkpoint: wake_tx,
             bulk: false,
+            gate: LogGate::default(),
         };
         // The writer's connection is opened, and the schema migrated, on its
         // own thread: PostgreSQL's client must not block an async thread.
@@ -974,6 +992,9 @@ struct Writer {
     /// The bulk writer ([`Store::write_bulk`]): one write per transaction,
     /// begun without the writers' lock.
     bulk: bool,
+    /// While the database fails, each group fails the same way: said once
+    /// a minute.
+    gate: LogGate,
 }
 
 impl Writer {
@@ -1036,10 +1057,18 @@ impl Writer {
         let conn = match self.connection() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "the database is unavailable; writes fail until it is back");
+                if let Some(held_back) = self.gate.admit(&e.to_string(), std::time::Instant::now())
+                {
+                    tracing::warn!(error = %e, not_logged = held_back, "the database is unavailable; writes fail until it is back");
+                }
+                // The reason without a second "the database is unavailable".
+                let reason = match &e {
+                    StoreError::Unavailable(m) => m.clone(),
+                    other => other.to_string(),
+                };
                 for msg in pending.drain(..) {
                     if let WriterMsg::Write(job) = msg {
-                        job(Err(StoreError::Unavailable(e.to_string())))(Ok(()));
+                        job(Err(StoreError::Unavailable(reason.clone())))(Ok(()));
                     }
                 }
                 return 0;
@@ -1117,6 +1146,8 @@ pub struct Heartbeat {
     name: &'static str,
     host: String,
     last: Option<std::time::Instant>,
+    /// The same failure is logged once a minute.
+    gate: watcher_core::backoff::LogGate,
 }
 
 impl Heartbeat {
@@ -1126,6 +1157,7 @@ impl Heartbeat {
             name,
             host,
             last: None,
+            gate: Default::default(),
         }
     }
 
@@ -1134,8 +1166,16 @@ impl Heartbeat {
             return;
         }
         match self.store.heartbeat(self.name, &self.host).await {
-            Ok(()) => self.last = Some(std::time::Instant::now()),
-            Err(e) => tracing::warn!(service = self.name, error = %e, "could not record heartbeat"),
+            Ok(()) => {
+                self.last = Some(std::time::Instant::now());
+                self.gate.reset();
+            }
+            Err(e) => {
+                if let Some(held_back) = self.gate.admit(&e.to_string(), std::time::Instant::now())
+                {
+                    tracing::warn!(service = self.name, error = %e, not_logged = held_back, "could not record heartbeat");
+                }
+            }
         }
     }
 }

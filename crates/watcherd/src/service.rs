@@ -350,27 +350,42 @@ fn spawn_retention(
     let (store, config, stop) = (store.clone(), config.clone(), stop.clone());
     tokio::spawn(async move {
         let age = chrono::Duration::milliseconds((config.deleted_after_days * 86_400_000.0) as i64);
+        let every = Duration::from_secs(config.every_secs);
+        // A failed purge is tried again sooner (10 s, doubling up to the
+        // interval), and the same error logged once a minute.
+        let mut failures = watcher_core::backoff::Backoff::new(Duration::from_secs(10), every);
         loop {
             let request = watcher_store::PurgeRequest {
                 deleted_before: Some(chrono::Utc::now() - age),
                 include_orphans: config.include_orphans,
                 ..Default::default()
             };
-            match store.purge(request).await {
-                Ok(c) if c.objects() > 0 => tracing::info!(
-                    action_plans = c.action_plans,
-                    actions = c.actions,
-                    audits = c.audits,
-                    audit_templates = c.audit_templates,
-                    history_rows = c.history_rows,
-                    "retention: purged records deleted more than {} days ago",
-                    config.deleted_after_days
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention: purge failed; will retry"),
-            }
+            let wait = match store.purge(request).await {
+                Ok(c) => {
+                    failures.succeeded();
+                    if c.objects() > 0 {
+                        tracing::info!(
+                            action_plans = c.action_plans,
+                            actions = c.actions,
+                            audits = c.audits,
+                            audit_templates = c.audit_templates,
+                            history_rows = c.history_rows,
+                            "retention: purged records deleted more than {} days ago",
+                            config.deleted_after_days
+                        );
+                    }
+                    every
+                }
+                Err(e) => {
+                    let r = failures.failed(&e.to_string(), tokio::time::Instant::now().into_std());
+                    if let Some(held_back) = r.log {
+                        tracing::warn!(error = %e, not_logged = held_back, retry_in = ?r.wait, "retention: purge failed; will retry");
+                    }
+                    r.wait
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(config.every_secs)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => break,
             }
         }

@@ -56,6 +56,21 @@ fn a_postgresql_restart_mid_plan_answers_503_meanwhile_and_the_plan_still_finish
     wait_for(Duration::from_secs(20), || {
         d.log().contains("plan run failed").then_some(())
     });
+    // Every loop meets the outage (sweeps, heartbeats, the history tail,
+    // the plan's run): each says so, then waits longer between tries and
+    // repeats itself once a minute at most. Nothing spins.
+    let before = d.log().len();
+    std::thread::sleep(Duration::from_secs(6));
+    let log = d.log();
+    let noisy: Vec<&str> = log[before..]
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        noisy.len() < 10,
+        "{} warnings in 6 s: {noisy:#?}",
+        noisy.len()
+    );
 
     pg.pg_ctl_start();
     let p = wait_for(Duration::from_secs(30), || {
