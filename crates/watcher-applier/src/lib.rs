@@ -14,6 +14,7 @@ use actions::{ActionRegistry, ActionSettings};
 use runner::{PlanRunner, RunEnd};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -156,6 +157,21 @@ pub struct Applier {
     inner: Arc<Inner>,
 }
 
+/// Returns the memory freed by finished runs to the system. A plan of
+/// 10,000 actions leaves most of its peak in the allocator's free lists
+/// (tokio's worker threads each have an arena) and in SQLite's page
+/// caches; at the first sweep tick with nothing running, it is handed back,
+/// off the async threads (once per idle spell, not per plan).
+async fn give_memory_back(store: &Store) {
+    store.release_memory().await;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    let _ = tokio::task::spawn_blocking(|| {
+        // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
+        unsafe { libc::malloc_trim(0) }
+    })
+    .await;
+}
+
 /// The clock backoffs read: tokio's, so tests can pause it.
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
@@ -173,6 +189,15 @@ struct Inner {
     sweeps: Mutex<Backoff>,
     /// Failures to look for appliers that are gone (PostgreSQL).
     presence_looks: Mutex<Backoff>,
+    /// Set when the last running plan ends: the next sweep tick, if still
+    /// idle, hands the memory of the runs back ([`give_memory_back`]).
+    memory_to_give_back: AtomicBool,
+    /// A sweep is queued ([`Applier::request_sweep`]); one runs at a time.
+    sweep_pending: AtomicBool,
+    sweeping: tokio::sync::Mutex<()>,
+    claiming: tokio::sync::Mutex<()>,
+    /// A look for gone appliers is under way.
+    looking: AtomicBool,
     /// Woken when a plan ends, so waiting PENDING plans are claimed at once.
     slot_freed: Notify,
     shutdown: CancellationToken,
@@ -214,6 +239,11 @@ impl Applier {
                     Duration::from_secs(10),
                 )),
                 presence_looks: Mutex::new(Backoff::new(PRESENCE_EVERY, Duration::from_secs(10))),
+                memory_to_give_back: AtomicBool::new(false),
+                sweep_pending: AtomicBool::new(false),
+                sweeping: tokio::sync::Mutex::new(()),
+                claiming: tokio::sync::Mutex::new(()),
+                looking: AtomicBool::new(false),
                 slot_freed: Notify::new(),
                 shutdown,
                 tasks: tokio_util::task::TaskTracker::new(),
@@ -225,6 +255,7 @@ impl Applier {
     /// Runs until shutdown, then waits for running plans to reach a safe point.
     pub async fn run(self) {
         let mut events = self.inner.store.subscribe();
+        let mut cancels = self.inner.store.subscribe_cancels();
         // Held until this applier stops: while it is, the others know it lives.
         let presence = {
             let (store, host) = (self.inner.store.clone(), self.inner.settings.host.clone());
@@ -244,25 +275,54 @@ impl Applier {
         );
         heartbeat.beat().await;
         self.sweep().await;
-        let mut sweep = tokio::time::interval(self.inner.settings.sweep_interval);
+        let (every, stop) = (
+            self.inner.settings.sweep_interval,
+            self.inner.shutdown.clone(),
+        );
+        self.inner.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => heartbeat.beat().await,
+                    _ = stop.cancelled() => break,
+                }
+            }
+        });
+        let mut sweep = tokio::time::interval(every);
+        // The loop only dispatches: sweeps, heartbeats and presence looks
+        // wait on the database in tasks of their own, so that a cancel's
+        // event is taken the moment it arrives, even under heavy load.
         loop {
             tokio::select! {
+                biased;
+                cancel = cancels.recv() => match cancel {
+                    Ok(uuid) => self.signal_cancel(uuid),
+                    // Over a thousand cancels at once: the sweep reads them.
+                    Err(RecvError::Lagged(_)) => self.request_sweep(),
+                    Err(RecvError::Closed) => break,
+                },
                 ev = events.recv() => match ev {
-                    Ok(StoreEvent::PlanState { uuid, state }) => self.on_plan_event(uuid, state).await,
+                    Ok(StoreEvent::PlanState { uuid, state }) => self.on_plan_event(uuid, state),
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
-                        warn!(missed = n, "missed store events; sweeping the database");
-                        self.sweep().await;
+                        // Expected under heavy load (every action's change
+                        // is an event); the sweep reads what was missed.
+                        debug!(missed = n, "missed store events; sweeping the database");
+                        self.request_sweep();
                     }
                     Err(RecvError::Closed) => break,
                 },
-                _ = sweep.tick() => {
-                    heartbeat.beat().await;
-                    self.sweep().await;
-                }
-                _ = self.inner.slot_freed.notified() => self.sweep().await,
-                _ = presence_tick.tick(), if presence.is_some() => self.take_over_gone().await,
                 _ = self.inner.shutdown.cancelled() => break,
+                _ = sweep.tick() => {
+                    self.request_sweep();
+                    if self.inner.running.lock().expect("running lock").is_empty()
+                        && self.inner.memory_to_give_back.swap(false, Ordering::AcqRel)
+                    {
+                        give_memory_back(&self.inner.store).await;
+                    }
+                }
+                _ = self.inner.slot_freed.notified() => self.request_sweep(),
+                _ = presence_tick.tick(), if presence.is_some() => self.look_for_gone_appliers(),
             }
         }
         self.inner.tasks.close();
@@ -271,18 +331,52 @@ impl Applier {
         info!("applier stopped");
     }
 
-    async fn on_plan_event(&self, uuid: Uuid, state: ActionPlanState) {
+    /// A sweep in a task of its own: at most one waits while one runs.
+    fn request_sweep(&self) {
+        if self.inner.sweep_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let _one_at_a_time = this.inner.sweeping.lock().await;
+            this.inner.sweep_pending.store(false, Ordering::Release);
+            this.sweep().await;
+        });
+    }
+
+    /// [`Applier::take_over_gone`] in a task of its own, unless one runs.
+    fn look_for_gone_appliers(&self) {
+        if self.inner.looking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            this.take_over_gone().await;
+            this.inner.looking.store(false, Ordering::Release);
+        });
+    }
+
+    /// A cancel is acted on here and now; a claim, which waits on the
+    /// database, goes to a task of its own.
+    fn on_plan_event(&self, uuid: Uuid, state: ActionPlanState) {
+        let this = self.clone();
         match state {
-            ActionPlanState::Pending => self.claim_on_event(uuid, ActionPlanState::Pending).await,
-            ActionPlanState::Recommended => {
-                if let Ok(plan) = self.inner.store.get_plan(uuid, false).await {
-                    if self.auto_trigger(&plan).await {
-                        self.claim_on_event(uuid, ActionPlanState::Recommended)
-                            .await;
-                    }
-                }
+            ActionPlanState::Pending => {
+                self.inner.tasks.spawn(async move {
+                    this.claim_on_event(uuid, ActionPlanState::Pending).await
+                });
             }
-            ActionPlanState::Cancelling => self.signal_cancel(uuid).await,
+            ActionPlanState::Recommended => {
+                self.inner.tasks.spawn(async move {
+                    if let Ok(plan) = this.inner.store.get_plan(uuid, false).await {
+                        if this.auto_trigger(&plan).await {
+                            this.claim_on_event(uuid, ActionPlanState::Recommended)
+                                .await;
+                        }
+                    }
+                });
+            }
+            ActionPlanState::Cancelling => self.signal_cancel(uuid),
             _ => {}
         }
     }
@@ -299,8 +393,11 @@ impl Applier {
         }
     }
 
-    /// Re-reads the plan; if the store says CANCELLING, fires its token.
-    async fn signal_cancel(&self, uuid: Uuid) {
+    /// Fires the cancel token of a plan this applier runs. The caller saw
+    /// the plan CANCELLING in a committed row (an event comes only from a
+    /// commit, a sweep reads the database), and a cancel is never undone:
+    /// no re-read stands between the commit and the abort.
+    fn signal_cancel(&self, uuid: Uuid) {
         let token = self
             .inner
             .running
@@ -308,19 +405,9 @@ impl Applier {
             .expect("running lock")
             .get(&uuid)
             .map(|r| r.cancel.clone());
-        let Some(token) = token else { return };
-        if token.is_cancelled() {
-            return;
-        }
-        match self.inner.store.get_plan(uuid, true).await {
-            Ok(p) if p.state == ActionPlanState::Cancelling => {
-                info!(plan = %uuid, "cancel requested");
-                token.cancel();
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(plan = %uuid, error = %e, "could not re-read a plan after a cancel event")
-            }
+        if let Some(token) = token.filter(|t| !t.is_cancelled()) {
+            info!(plan = %uuid, "cancel requested");
+            token.cancel();
         }
     }
 
@@ -398,7 +485,7 @@ impl Applier {
                     }
                     self.spawn_run(p);
                 }
-                ActionPlanState::Cancelling => self.signal_cancel(p.uuid).await,
+                ActionPlanState::Cancelling => self.signal_cancel(p.uuid),
                 _ => {}
             }
         }
@@ -518,6 +605,10 @@ impl Applier {
     /// Takes `plan` over from `holder` and runs it, reconciling its running
     /// actions with the cloud as after a restart.
     async fn take_over(&self, plan: Uuid, holder: String, why: Takeover) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.claiming.lock().await;
+        if !self.has_slot() {
+            return Ok(());
+        }
         let me = self.inner.settings.host.clone();
         match self
             .inner
@@ -568,6 +659,9 @@ impl Applier {
     /// Claims a plan and runs it; losing the race to another applier or
     /// a cancel is no error.
     async fn try_claim(&self, uuid: Uuid, from: ActionPlanState) -> Result<(), StoreError> {
+        // One claim at a time (sweeps and events claim from their own
+        // tasks): the slot counted free is still free when the run starts.
+        let _one_at_a_time = self.inner.claiming.lock().await;
         if self.inner.shutdown.is_cancelled() || !self.has_slot() {
             return Ok(());
         }
@@ -620,6 +714,34 @@ impl Applier {
         Ok(())
     }
 
+    /// Logs how a run ended; a failed run is resumed by the sweep only
+    /// after its backoff.
+    fn record_outcome(&self, uuid: Uuid, outcome: Result<RunEnd, StoreError>) {
+        let mut failing = self.inner.failing.lock().expect("failing lock");
+        if outcome.is_ok() {
+            failing.remove(&uuid);
+        }
+        match outcome {
+            Ok(RunEnd::Finished(state)) => info!(plan = %uuid, state = %state, "plan run ended"),
+            Ok(RunEnd::Interrupted) => {
+                info!(plan = %uuid, "plan run interrupted; it resumes at the next start")
+            }
+            Err(e) => {
+                // Resumed after 1 s, then twice as long each time up
+                // to 5 s: a database that refuses writes is retried
+                // often enough to resume soon after it recovers, and
+                // costs a log line a minute, not a hot loop.
+                let r = failing
+                    .entry(uuid)
+                    .or_insert_with(|| Backoff::new(Duration::from_secs(1), Duration::from_secs(5)))
+                    .failed(&e.to_string(), now());
+                if let Some(held_back) = r.log {
+                    error!(plan = %uuid, error = %e, attempts = r.failures, not_logged = held_back, retry_in = ?r.wait, "plan run failed; a sweep resumes it once the database answers");
+                }
+            }
+        }
+    }
+
     fn spawn_run(&self, plan: ActionPlan) {
         let cancel = CancellationToken::new();
         if plan.state == ActionPlanState::Cancelling {
@@ -642,30 +764,18 @@ impl Applier {
         self.inner.tasks.spawn(async move {
             let uuid = plan.uuid;
             let outcome = this.inner.runner.run(plan, cancel, shutdown).await;
-            let mut failing = this.inner.failing.lock().expect("failing lock");
-            if outcome.is_ok() {
-                failing.remove(&uuid);
-            }
-            match outcome {
-                Ok(RunEnd::Finished(state)) => info!(plan = %uuid, state = %state, "plan run ended"),
-                Ok(RunEnd::Interrupted) => info!(plan = %uuid, "plan run interrupted; it resumes at the next start"),
-                Err(e) => {
-                    // Resumed after 1 s, then twice as long each time up
-                    // to 5 s: a database that refuses writes is retried
-                    // often enough to resume soon after it recovers, and
-                    // costs a log line a minute, not a hot loop.
-                    let r = failing
-                        .entry(uuid)
-                        .or_insert_with(|| Backoff::new(Duration::from_secs(1), Duration::from_secs(5)))
-                        .failed(&e.to_string(), now());
-                    if let Some(held_back) = r.log {
-                        error!(plan = %uuid, error = %e, attempts = r.failures, not_logged = held_back, retry_in = ?r.wait, "plan run failed; a sweep resumes it once the database answers");
-                    }
-                }
-            }
-            drop(failing);
-            this.inner.running.lock().expect("running lock").remove(&uuid);
+            this.record_outcome(uuid, outcome);
+            let idle = {
+                let mut running = this.inner.running.lock().expect("running lock");
+                running.remove(&uuid);
+                running.is_empty()
+            };
             this.inner.slot_freed.notify_one();
+            if idle {
+                this.inner
+                    .memory_to_give_back
+                    .store(true, Ordering::Release);
+            }
         });
     }
 }

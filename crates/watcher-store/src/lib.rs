@@ -237,6 +237,10 @@ const MAX_GROUP: usize = 512;
 /// The PostgreSQL channel a commit that changed a state notifies; every
 /// process listens on it and re-reads the history.
 const HISTORY_CHANNEL: &str = "watcher_history";
+/// PostgreSQL: the uuid of each plan that became CANCELLING, sent with the
+/// commit, so that other processes hear of a cancel at once even while
+/// their history tail is thousands of rows behind under load.
+const CANCEL_CHANNEL: &str = "watcher_cancel";
 
 #[derive(Clone)]
 pub struct Store {
@@ -251,8 +255,38 @@ struct Inner {
     /// other processes' wait while those rows go in.
     bulk_writer: Option<Mutex<mpsc::Sender<WriterMsg>>>,
     readers: Option<ReadPool>,
-    events: broadcast::Sender<StoreEvent>,
+    events: Announcer,
     location: DatabaseLocation,
+}
+
+/// Where committed changes are announced: every change on one channel, and
+/// each plan's CANCELLING again on a lane of its own. Under heavy load the
+/// first overflows (every action's change is an event) and a receiver
+/// must re-read the database; a cancel must not wait for that.
+#[derive(Clone)]
+struct Announcer {
+    all: broadcast::Sender<StoreEvent>,
+    cancels: broadcast::Sender<Uuid>,
+}
+
+impl Announcer {
+    fn new() -> Announcer {
+        Announcer {
+            all: broadcast::channel(4096).0,
+            cancels: broadcast::channel(1024).0,
+        }
+    }
+
+    fn announce(&self, ev: StoreEvent) {
+        if let StoreEvent::PlanState {
+            uuid,
+            state: ActionPlanState::Cancelling,
+        } = ev
+        {
+            let _ = self.cancels.send(uuid);
+        }
+        let _ = self.all.send(ev);
+    }
 }
 
 struct ReadPool {
@@ -597,7 +631,7 @@ const POSTGRES_TAIL_EVERY: Duration = Duration::from_secs(2);
 /// [`SQLITE_TAIL_EVERY`] on SQLite, on the commit's NOTIFY on PostgreSQL.
 /// Its own changes come round again too; every listener is idempotent.
 /// Runs for the life of the process, reconnecting as needed.
-fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<StoreEvent>) {
+fn history_tail_loop(location: DatabaseLocation, events: Announcer) {
     let mut last: Option<i64> = None;
     let mut conn: Option<Conn> = None;
     // While the database is away: 1 s doubling to 10 s between tries, the
@@ -632,21 +666,33 @@ fn history_tail_loop(location: DatabaseLocation, events: broadcast::Sender<Store
             },
         };
         failures.succeeded();
+        // Cancels first, between pages of history: they must not wait
+        // behind a backlog of other changes.
+        let mut wait = Duration::ZERO;
         match publish_history_after(c, start, &events) {
-            Ok(Some(seq)) => {
-                last = Some(seq);
-                continue; // more may be waiting
+            Ok(Some(seq)) => last = Some(seq), // more may be waiting
+            Ok(None) => wait = POSTGRES_TAIL_EVERY,
+            Err(e) => {
+                tracing::debug!(error = %e, "history tail read failed");
+                wait = POSTGRES_TAIL_EVERY;
             }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "history tail read failed"),
         }
         match c {
-            Conn::Postgres(pg) => {
-                if let Err(e) = pg.wait_for_notification(POSTGRES_TAIL_EVERY) {
-                    tracing::warn!(error = %e, "lost the PostgreSQL notification connection; reconnecting");
+            Conn::Postgres(pg) => match pg.wait_for_notification(wait, CANCEL_CHANNEL) {
+                Ok(cancelled) => {
+                    for uuid in cancelled.iter().filter_map(|u| Uuid::parse_str(u).ok()) {
+                        events.announce(StoreEvent::PlanState {
+                            uuid,
+                            state: ActionPlanState::Cancelling,
+                        });
+                    }
                 }
-            }
-            Conn::Sqlite(_) => std::thread::sleep(SQLITE_TAIL_EVERY),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the PostgreSQL notification connection; reconnecting")
+                }
+            },
+            Conn::Sqlite(_) if !wait.is_zero() => std::thread::sleep(SQLITE_TAIL_EVERY),
+            Conn::Sqlite(_) => {}
         }
     }
 }
@@ -656,7 +702,9 @@ fn open_tail(location: &DatabaseLocation) -> Result<Conn, StoreError> {
         StoreError::Invalid("an in-memory database has no other processes".into())
     })?;
     if conn.dialect() == Dialect::Postgres {
-        conn.batch(&format!("LISTEN {HISTORY_CHANNEL}"))?;
+        conn.batch(&format!(
+            "LISTEN {HISTORY_CHANNEL}; LISTEN {CANCEL_CHANNEL}"
+        ))?;
     }
     Ok(conn)
 }
@@ -666,7 +714,7 @@ fn open_tail(location: &DatabaseLocation) -> Result<Conn, StoreError> {
 fn publish_history_after(
     conn: &Conn,
     seq: i64,
-    events: &broadcast::Sender<StoreEvent>,
+    events: &Announcer,
 ) -> Result<Option<i64>, StoreError> {
     // A small page keeps PostgreSQL on the primary key even before its
     // statistics know how big the history is (with LIMIT 10000 it chose a
@@ -703,7 +751,7 @@ fn publish_history_after(
             _ => None,
         };
         if let Some(e) = event {
-            let _ = events.send(e);
+            events.announce(e);
         }
     }
     Ok(last)
@@ -733,7 +781,7 @@ impl Store {
                 })),
             }),
         };
-        let (events, _) = broadcast::channel(4096);
+        let events = Announcer::new();
         let (tx, rx) = mpsc::channel::<WriterMsg>();
         let events_tx = events.clone();
         // The checkpointer stops when the writer (holding its sender) stops.
@@ -829,7 +877,14 @@ impl Store {
     /// A receiver of committed changes. A lagging receiver gets
     /// `RecvError::Lagged` and must re-read what it cares about.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.inner.events.subscribe()
+        self.inner.events.all.subscribe()
+    }
+
+    /// The plans that became CANCELLING, on a lane no flood of other
+    /// changes overflows (they are announced in [`Store::subscribe`]'s
+    /// stream too).
+    pub fn subscribe_cancels(&self) -> broadcast::Receiver<Uuid> {
+        self.inner.events.cancels.subscribe()
     }
 
     fn send(&self, msg: WriterMsg) -> Result<(), StoreError> {
@@ -897,6 +952,46 @@ impl Store {
         tokio::task::spawn_blocking(move || checkpoint(&path, "TRUNCATE"))
             .await
             .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    /// Hands back the page caches of SQLite connections that are idle now
+    /// (after big work, when nothing runs): up to 2 MiB per connection that
+    /// would otherwise stay for the life of the process. A no-op on
+    /// PostgreSQL, whose caches live in the server.
+    pub async fn release_memory(&self) {
+        if !matches!(self.inner.location, DatabaseLocation::File(_)) {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let shrink = |conn: &Conn| {
+            let _ = conn.batch("PRAGMA shrink_memory");
+        };
+        if self
+            .send(WriterMsg::Read(Box::new(move |conn| {
+                shrink(conn);
+                let _ = tx.send(());
+            })))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(pool) = &inner.readers {
+                // Taken out while they shrink: a read meanwhile opens another.
+                let idle = std::mem::take(&mut *pool.idle.lock().expect("read pool lock"));
+                for conn in &idle {
+                    shrink(conn);
+                }
+                let mut back = pool.idle.lock().expect("read pool lock");
+                for conn in idle {
+                    if back.len() < 8 {
+                        back.push(conn);
+                    }
+                }
+            }
+        })
+        .await;
     }
 
     /// Runs a read-only query on a pooled connection.
@@ -987,7 +1082,7 @@ struct Writer {
     conn: Option<Conn>,
     location: DatabaseLocation,
     durability: Durability,
-    events: broadcast::Sender<StoreEvent>,
+    events: Announcer,
     checkpoint: mpsc::Sender<()>,
     /// The bulk writer ([`Store::write_bulk`]): one write per transaction,
     /// begun without the writers' lock.
@@ -1104,7 +1199,21 @@ impl Writer {
         let locked = if bulk { conn.lock_writers() } else { Ok(()) };
         // Other processes listen: the NOTIFY is delivered with the commit.
         let notified = locked.and_then(|()| match (conn.dialect(), batch_events.is_empty()) {
-            (Dialect::Postgres, false) => conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}")),
+            (Dialect::Postgres, false) => {
+                for ev in &batch_events {
+                    if let StoreEvent::PlanState {
+                        uuid,
+                        state: ActionPlanState::Cancelling,
+                    } = ev
+                    {
+                        conn.execute(
+                            "SELECT pg_notify(?1, ?2)",
+                            args![CANCEL_CHANNEL, uuid.to_string()],
+                        )?;
+                    }
+                }
+                conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}"))
+            }
             _ => Ok(()),
         });
         match notified.and_then(|()| conn.batch("COMMIT")) {
@@ -1114,7 +1223,7 @@ impl Writer {
                     done(Ok(()));
                 }
                 for ev in batch_events {
-                    let _ = events.send(ev);
+                    events.announce(ev);
                 }
                 n
             }

@@ -459,13 +459,32 @@ impl PgConn {
 
     /// Waits up to `timeout` for a NOTIFY on a channel this connection
     /// listens on, then drains every one that arrived.
-    pub fn wait_for_notification(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+    ///
+    /// The payloads of those on `channel`, in order (the others only wake).
+    /// A zero `timeout` takes what has arrived without waiting.
+    pub fn wait_for_notification(
+        &self,
+        timeout: std::time::Duration,
+        channel: &str,
+    ) -> Result<Vec<String>, StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
         let mut client = self.client.borrow_mut();
         let mut notifications = client.notifications();
-        notifications.timeout_iter(timeout).next()?;
-        while notifications.iter().next()?.is_some() {}
-        Ok(())
+        let mut payloads = vec![];
+        let mut keep = |n: postgres::Notification| {
+            if n.channel() == channel {
+                payloads.push(n.payload().to_string());
+            }
+        };
+        if !timeout.is_zero() {
+            if let Some(n) = notifications.timeout_iter(timeout).next()? {
+                keep(n);
+            }
+        }
+        while let Some(n) = notifications.iter().next()? {
+            keep(n);
+        }
+        Ok(payloads)
     }
 }
 

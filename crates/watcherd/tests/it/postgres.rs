@@ -128,9 +128,23 @@ fn a_cancel_written_by_one_api_process_reaches_another_processs_applier_by_notif
     );
     assert_eq!(api.plan(&plan)["hostname"], "ap-1");
 
+    // The cancel's own lane: its commit carries the plan's uuid on
+    // `watcher_cancel`, which no backlog of other changes delays.
+    let mut listener = postgres::Client::connect(&database, postgres::NoTls).unwrap();
+    listener.batch_execute("LISTEN watcher_cancel").unwrap();
     let (status, _) = api.patch_state(&plan, "CANCELLING");
     assert_eq!(status, 200);
     let asked = Instant::now();
+    {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = listener.notifications();
+        let n = notifications
+            .timeout_iter(Duration::from_secs(5))
+            .next()
+            .unwrap()
+            .expect("no notification on watcher_cancel");
+        assert_eq!(n.payload(), plan);
+    }
     wait_for(Duration::from_secs(5), || {
         (api.plan(&plan)["state"] == "CANCELLED").then_some(())
     });
