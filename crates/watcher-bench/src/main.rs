@@ -756,18 +756,130 @@ struct IdleCost {
     cpu_percent: f64,
     rss_kib: u64,
     lists: Vec<(String, Duration, Duration)>,
+    /// Starting and cancelling new plans next to this history, and the same
+    /// on an empty database.
+    start_cancel: StartCancel,
+    start_cancel_empty: StartCancel,
+}
+
+/// POST start -> the first action ONGOING, and PATCH CANCELLING -> the plan
+/// CANCELLED (a running sleep aborted), each as seen by a client polling.
+struct StartCancel {
+    start: Vec<Duration>,
+    cancel: Vec<Duration>,
+}
+
+/// CPU time of process `pid` so far, in clock ticks (1/100 s on Linux).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+/// Polls `f` every millisecond until it answers Some (30 s at most).
+fn poll_until<T>(mut f: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not reached within 30 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `runs` times: an actuator audit of two 30 s sleeps through the API, its
+/// plan started, then cancelled once a sleep runs.
+fn start_and_cancel(url: &str, runs: usize) -> anyhow::Result<StartCancel> {
+    let mut out = StartCancel {
+        start: vec![],
+        cancel: vec![],
+    };
+    let sleep = json!({"action_type": "sleep", "input_parameters": {"duration": 30}});
+    for _ in 0..runs {
+        let audit = http(
+            "POST",
+            &format!("{url}/v1/audits"),
+            Some(
+                &json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+                "parameters": {"actions": [sleep, sleep]}}),
+            ),
+        )?;
+        let audit = audit["uuid"].as_str().context("no audit uuid")?.to_string();
+        let plan = poll_until(|| {
+            let p = http(
+                "GET",
+                &format!("{url}/v1/action_plans?audit_uuid={audit}"),
+                None,
+            )?;
+            Ok(p["action_plans"][0]["uuid"].as_str().map(str::to_string))
+        })?;
+        let t = Instant::now();
+        http(
+            "POST",
+            &format!("{url}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )?;
+        poll_until(|| {
+            let a = http(
+                "GET",
+                &format!("{url}/v1/actions?action_plan_uuid={plan}"),
+                None,
+            )?;
+            Ok(a["actions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["state"] == "ONGOING"))
+                .then_some(()))
+        })?;
+        out.start.push(t.elapsed());
+        let t = Instant::now();
+        http(
+            "PATCH",
+            &format!("{url}/v1/action_plans/{plan}"),
+            Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+        )?;
+        poll_until(|| {
+            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+            Ok((p["state"] == "CANCELLED").then_some(()))
+        })?;
+        out.cancel.push(t.elapsed());
+    }
+    Ok(out)
+}
+
+/// Adds history rows (copies of the first ones, renumbered) until the file
+/// at `db` holds `rows`: a long-lived cloud's history, without running it.
+fn grow_history(db: &std::path::Path, rows: i64) -> anyhow::Result<i64> {
+    let conn = rusqlite::Connection::open(db)?;
+    loop {
+        let have: i64 = conn.query_row("SELECT COUNT(*) FROM state_history", [], |r| r.get(0))?;
+        if have >= rows {
+            return Ok(have);
+        }
+        conn.execute(
+            "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+             SELECT entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+             FROM state_history ORDER BY seq LIMIT ?1",
+            [(rows - have).min(have)],
+        )?;
+    }
 }
 
 /// Fills a SQLite file with `plans` RECOMMENDED plans (one nop each), then
 /// starts the real watcherd on it and measures, with no request coming in,
 /// its CPU over `seconds` and its RSS; then the p50 and p99 of list requests.
-fn idle_cost(plans: usize, seconds: u64) -> anyhow::Result<IdleCost> {
+fn idle_cost(plans: usize, history_rows: i64, seconds: u64) -> anyhow::Result<IdleCost> {
     let dir = temp_dir("idle-cost");
     let db = dir.join("watcher.db");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let history = rt.block_on(async {
+    rt.block_on(async {
         let store = Store::open(&DatabaseLocation::File(db.clone()), Durability::Normal)?;
         watcher_decision::sync_catalogue(&store).await?;
         let fillers: Vec<_> = (0..16)
@@ -784,47 +896,21 @@ fn idle_cost(plans: usize, seconds: u64) -> anyhow::Result<IdleCost> {
         for f in fillers {
             f.await??;
         }
-        let (newest, _) = store.history_position().await?;
-        anyhow::Ok(newest)
+        store.truncate_wal().await?;
+        anyhow::Ok(())
     })?;
     drop(rt);
-    let database = format!("sqlite://{}", db.display());
-    let (watcherd, line) = spawn_part(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &database,
-        "--log",
-        "warn",
-    ])?;
-    let url = line
-        .strip_prefix("watcherd listening on ")
-        .context("watcherd did not start")?
-        .to_string();
+    let history = grow_history(&db, history_rows)?;
+    let (watcherd, url) = spawn_watcherd(&dir)?;
     let pid = watcherd.0.id();
     // Start-up work (resuming, the first sweeps) is not idle work.
     std::thread::sleep(Duration::from_secs(5));
-    let ticks = |pid: u32| -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-    };
-    let before = ticks(pid)?;
+    let before = cpu_ticks(pid)?;
     std::thread::sleep(Duration::from_secs(seconds));
-    let used = ticks(pid)? - before;
+    let used = cpu_ticks(pid)? - before;
     // Clock ticks are 1/100 s on Linux.
     let cpu_percent = used as f64 / (seconds as f64 * 100.0) * 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let rss_kib = rss_kib(pid)?;
     let agent = ureq::Agent::new();
     let mut lists = vec![];
     let mut paths = vec![];
@@ -853,31 +939,108 @@ fn idle_cost(plans: usize, seconds: u64) -> anyhow::Result<IdleCost> {
             pct(&mut lat, 0.99),
         ));
     }
+    let start_cancel = start_and_cancel(&url, 20)?;
     drop(watcherd);
     let _ = std::fs::remove_dir_all(&dir);
+    let empty = temp_dir("idle-cost-empty");
+    let (watcherd, url) = spawn_watcherd(&empty)?;
+    let start_cancel_empty = start_and_cancel(&url, 20)?;
+    drop(watcherd);
+    let _ = std::fs::remove_dir_all(&empty);
     Ok(IdleCost {
         plans,
         history,
         cpu_percent,
         rss_kib,
         lists,
+        start_cancel,
+        start_cancel_empty,
     })
 }
 
-/// (c) The split deployment: `watcherd api`, `watcherd decision-engine` and
-/// `watcherd applier` as processes on one database (`database`, or a new
-/// SQLite file), the cloud another (`watcherd sim-cloud`).
-/// Time from the PATCH response (API process) to the abort request reaching
-/// the cloud, through the applier process; clocks are the same machine's.
-// Long because it is one scenario end to end: start the split processes, then time each cancel.
-fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<Vec<Duration>> {
-    let dir = temp_dir("cross-process");
+/// Memory around big work: the RSS of an idle embedded watcherd, its peak
+/// while it runs `plans` plans of `actions` nops at once, and 10 s after
+/// they have all ended.
+fn memory_after_big_plans(plans: usize, actions: usize) -> anyhow::Result<(u64, u64, u64)> {
+    let dir = temp_dir("memory");
+    let db = dir.join("watcher.db");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let uuids = rt.block_on(async {
+        let store = Store::open(&DatabaseLocation::File(db.clone()), Durability::Normal)?;
+        watcher_decision::sync_catalogue(&store).await?;
+        let mut uuids = vec![];
+        for _ in 0..plans {
+            uuids.push(make_plan(&store, nops(actions, false)).await?);
+        }
+        store.truncate_wal().await?;
+        anyhow::Ok(uuids)
+    })?;
+    drop(rt);
+    let (watcherd, url) = spawn_watcherd(&dir)?;
+    let pid = watcherd.0.id();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = rss_kib(pid)?;
+    for plan in &uuids {
+        http(
+            "POST",
+            &format!("{url}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )?;
+    }
+    let mut peak = idle;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        peak = peak.max(rss_kib(pid)?);
+        let mut ended = 0;
+        for plan in &uuids {
+            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+            if p["state"] == "SUCCEEDED" {
+                ended += 1;
+            }
+        }
+        if ended == uuids.len() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the plans did not end within 600 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let after = rss_kib(pid)?;
+    drop(watcherd);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((idle, peak, after))
+}
+
+/// A split deployment: `watcherd api`, `watcherd decision-engine` and
+/// `appliers` × `watcherd applier` as processes on one database
+/// (`database`, or a new SQLite file), the cloud another (`watcherd
+/// sim-cloud`: live migrations of 600 s, aborts of 50 ms). `applier_toml`
+/// goes under the appliers' `[applier]` table.
+struct Split {
+    url: String,
+    sim: String,
+    _procs: Vec<Proc>,
+}
+
+fn split_deployment(
+    database: Option<&str>,
+    appliers: usize,
+    applier_toml: &str,
+) -> anyhow::Result<Split> {
+    let dir = temp_dir("split");
     let mut scenario = watcher_cloud::scenario::DEMO_SCENARIO.to_string();
     scenario = scenario.replace("live_migration_secs = 8.0", "live_migration_secs = 600.0");
     scenario = scenario.replace("abort_secs = 0.4", "abort_secs = 0.05");
     let scenario_path = dir.join("scenario.toml");
     std::fs::write(&scenario_path, scenario)?;
-    let (_sim, line) = spawn_part(&[
+    let applier_config = dir.join("applier.toml");
+    std::fs::write(&applier_config, format!("[applier]\n{applier_toml}\n"))?;
+    let (sim_proc, line) = spawn_part(&[
         "sim-cloud",
         "--cloud-scenario",
         scenario_path.to_str().context("path")?,
@@ -889,35 +1052,70 @@ fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<V
     let db = database
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("watcher.db").display()));
-    let common = |host: &'static str| -> Vec<String> {
-        vec![
-            "--database".into(),
-            db.clone(),
-            "--cloud".into(),
-            "sim-cloud".into(),
-            "--sim-cloud-url".into(),
-            sim.clone(),
-            "--host".into(),
-            host.into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--log".into(),
-            "warn".into(),
-        ]
-    };
-    let mut api_args = vec!["api".to_string()];
-    api_args.extend(common("bench-api"));
-    let (_api, line) = spawn_part(&api_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let part =
+        |role: &str, host: String, config: Option<&Path>| -> anyhow::Result<(Proc, String)> {
+            let mut args: Vec<String> = vec![role.into()];
+            if let Some(c) = config {
+                args.extend(["--config".into(), c.to_str().context("path")?.into()]);
+            }
+            args.extend([
+                "--database".into(),
+                db.clone(),
+                "--cloud".into(),
+                "sim-cloud".into(),
+                "--sim-cloud-url".into(),
+                sim.clone(),
+                "--host".into(),
+                host,
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--log".into(),
+                "warn".into(),
+            ]);
+            spawn_part(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+    let (api, line) = part("api", "bench-api".into(), None)?;
     let url = line
         .strip_prefix("watcherd listening on ")
         .context("watcherd api did not start")?
         .to_string();
-    let mut applier_args = vec!["applier".to_string()];
-    applier_args.extend(common("bench-applier"));
-    let (_applier, _) = spawn_part(&applier_args.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let mut de_args = vec!["decision-engine".to_string()];
-    de_args.extend(common("bench-de"));
-    let (_de, _) = spawn_part(&de_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut procs = vec![sim_proc, api];
+    for i in 0..appliers {
+        procs.push(
+            part(
+                "applier",
+                format!("bench-applier-{i}"),
+                Some(&applier_config),
+            )?
+            .0,
+        );
+    }
+    procs.push(part("decision-engine", "bench-de".into(), None)?.0);
+    Ok(Split {
+        url,
+        sim,
+        _procs: procs,
+    })
+}
+
+/// (c) The split deployment's cancel, with one applier: time from the
+/// PATCH response (API process) to the abort request reaching the cloud,
+/// through the applier process; clocks are the same machine's.
+fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<Vec<Duration>> {
+    let split = split_deployment(database, 1, "")?;
+    cancels_at_cloud(&split, runs, None)
+}
+
+/// `runs` cancels (or as many as fit until `stop` is set) of a plan of one
+/// live migration, each timed from the PATCH response to the abort request
+/// reaching the cloud.
+// Long because it is one scenario end to end: make, start, wait, cancel, settle.
+fn cancels_at_cloud(
+    split: &Split,
+    runs: usize,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Vec<Duration>> {
+    let (url, sim) = (&split.url, &split.sim);
     let ops = |sim: &str| -> anyhow::Result<Vec<Value>> {
         let v = ureq::get(&format!("{sim}/control/operations"))
             .call()?
@@ -926,24 +1124,25 @@ fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<V
     };
     let mut out = vec![];
     for _ in 0..runs {
-        let body = json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire)) {
+            break;
+        }
+        // force: other plans may be running (many_appliers' load).
+        let body = json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator", "force": true,
             "parameters": {"actions": [{"action_type": "migrate", "input_parameters": {
                 "migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
                 "source_node": "compute-1", "destination_node": "compute-2"}}]}});
         let audit = http("POST", &format!("{url}/v1/audits"), Some(&body))?;
         let audit = audit["uuid"].as_str().context("audit uuid")?.to_string();
-        let plan = loop {
+        let plan = poll_until(|| {
             let l = http(
                 "GET",
                 &format!("{url}/v1/action_plans?audit_uuid={audit}"),
                 None,
             )?;
-            if let Some(p) = l["action_plans"][0]["uuid"].as_str() {
-                break p.to_string();
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let known = ops(&sim)?.len();
+            Ok(l["action_plans"][0]["uuid"].as_str().map(str::to_string))
+        })?;
+        let known = ops(sim)?.len();
         http(
             "POST",
             &format!("{url}/v1/action_plans/{plan}/start"),
@@ -951,7 +1150,7 @@ fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<V
         )?;
         // Running at the cloud: a new operation.
         let op = loop {
-            let all = ops(&sim)?;
+            let all = ops(sim)?;
             if all.len() > known {
                 break all[known]["id"].as_str().context("op id")?.to_string();
             }
@@ -967,7 +1166,7 @@ fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<V
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs_f64();
         let aborted = loop {
-            let o = ops(&sim)?
+            let o = ops(sim)?
                 .into_iter()
                 .find(|o| o["id"] == op.as_str())
                 .context("op")?;
@@ -987,6 +1186,79 @@ fn cross_process_cancel(runs: usize, database: Option<&str>) -> anyhow::Result<V
         }
     }
     Ok(out)
+}
+
+/// Four appliers (or `appliers`) on PostgreSQL together: `plans` plans of
+/// `actions` nops started at once through the API, their actions per
+/// second from the first start to the last SUCCEEDED; meanwhile, cancels
+/// of live migrations timed from the PATCH response to the abort at the
+/// cloud (only those made while the load ran).
+fn many_appliers(
+    database: &str,
+    appliers: usize,
+    plans: usize,
+    actions: usize,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The plans first: a decision engine running meanwhile would take
+    // their audits for its own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let uuids = rt.block_on(async {
+        let store = Store::open(&DatabaseLocation::parse(database)?, Durability::Normal)?;
+        watcher_decision::sync_catalogue(&store).await?;
+        let mut uuids = vec![];
+        for _ in 0..plans {
+            uuids.push(make_plan(&store, nops(actions, false)).await?);
+        }
+        anyhow::Ok(uuids)
+    })?;
+    drop(rt);
+    let split = split_deployment(
+        Some(database),
+        appliers,
+        "max_concurrent_plans = 4\n[applier.limits]\nper_plan = 128\n\
+         [applier.limits.per_type]\nnop = 128\nmigrate = 2\n",
+    )?;
+    let loaded = AtomicBool::new(false);
+    let (rate, cancels) = std::thread::scope(|scope| {
+        let cancels = scope.spawn(|| cancels_at_cloud(&split, usize::MAX, Some(&loaded)));
+        let load = (|| {
+            let url = &split.url;
+            let t = Instant::now();
+            for plan in &uuids {
+                http(
+                    "POST",
+                    &format!("{url}/v1/action_plans/{plan}/start"),
+                    Some(&json!({})),
+                )?;
+            }
+            let deadline = Instant::now() + Duration::from_secs(900);
+            let mut left: Vec<&Uuid> = uuids.iter().collect();
+            while !left.is_empty() {
+                anyhow::ensure!(Instant::now() < deadline, "plans did not end within 900 s");
+                std::thread::sleep(Duration::from_millis(50));
+                let mut still = vec![];
+                for plan in left {
+                    let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+                    match p["state"].as_str() {
+                        Some("SUCCEEDED") => {}
+                        Some("FAILED" | "CANCELLED") => {
+                            anyhow::bail!("plan {plan} ended {}", p["state"])
+                        }
+                        _ => still.push(plan),
+                    }
+                }
+                left = still;
+            }
+            anyhow::Ok((plans * actions) as f64 / t.elapsed().as_secs_f64())
+        })();
+        loaded.store(true, Ordering::Release);
+        let cancels = cancels.join().expect("cancel thread");
+        anyhow::Ok((load?, cancels?))
+    })?;
+    Ok((rate, cancels))
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -1237,8 +1509,33 @@ enum Only {
     IdleCost {
         #[arg(long, default_value_t = 100_000)]
         plans: usize,
+        /// History rows stored (the plans' own, then copies of them).
+        #[arg(long, default_value_t = 1_000_000)]
+        history: i64,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Only several appliers on PostgreSQL together: APPLIERS `watcherd
+    /// applier` processes run PLANS plans of ACTIONS nops started at once
+    /// (actions/s), while live migrations are cancelled (PATCH response ->
+    /// abort at the cloud).
+    ManyAppliers {
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 4)]
+        appliers: usize,
+        #[arg(long, default_value_t = 16)]
+        plans: usize,
+        #[arg(long, default_value_t = 1_000)]
+        actions: usize,
+    },
+    /// Only memory around big work: an idle watcherd's RSS, its peak while
+    /// PLANS plans of ACTIONS nops run at once, and 10 s after they end.
+    Memory {
+        #[arg(long, default_value_t = 5)]
+        plans: usize,
+        #[arg(long, default_value_t = 10_000)]
+        actions: usize,
     },
     /// Only the WAL under a write burst: AUDITS audits created by 8
     /// writers while 4 readers list, on an embedded SQLite file.
@@ -1341,8 +1638,43 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Only::IdleCost { plans, seconds }) => {
-            let c = idle_cost(plans, seconds)?;
+        Some(Only::ManyAppliers {
+            database,
+            appliers,
+            plans,
+            actions,
+        }) => {
+            let (rate, mut cancels) = many_appliers(&database, appliers, plans, actions)?;
+            println!(
+                "| {appliers} appliers, {plans} plans of {actions} nops started at once | {rate:.0} actions/s | >= 1000 actions/s |"
+            );
+            println!(
+                "| cancel meanwhile, PATCH response -> abort at the cloud ({} runs) | p50 {}, p99 {}, max {} | p99 < 10 ms |",
+                cancels.len(),
+                ms(pct(&mut cancels, 0.5)),
+                ms(pct(&mut cancels, 0.99)),
+                ms(pct(&mut cancels, 1.0))
+            );
+            return Ok(());
+        }
+        Some(Only::Memory { plans, actions }) => {
+            let (idle, peak, after) = memory_after_big_plans(plans, actions)?;
+            let mib = |k: u64| k as f64 / 1024.0;
+            println!(
+                "| RSS: idle / peak while {plans} plans of {actions} nops run / 10 s after | {:.1} / {:.1} / {:.1} MiB ({:.2}x idle after) | after <= 2x idle |",
+                mib(idle),
+                mib(peak),
+                mib(after),
+                after as f64 / idle.max(1) as f64
+            );
+            return Ok(());
+        }
+        Some(Only::IdleCost {
+            plans,
+            history,
+            seconds,
+        }) => {
+            let c = idle_cost(plans, history, seconds)?;
             println!(
                 "| idle watcherd with {} RECOMMENDED plans ({} history rows) | CPU {:.2}% of a core over {seconds} s, RSS {:.1} MiB | CPU < 1%, RSS < 100 MB |",
                 c.plans,
@@ -1355,6 +1687,26 @@ fn main() -> anyhow::Result<()> {
                     "| {what} | p50 {}, p99 {} | p99 < 20 ms |",
                     ms(p50),
                     ms(p99)
+                );
+            }
+            for (what, mut big, mut empty) in [
+                (
+                    "POST start -> first action ONGOING",
+                    c.start_cancel.start,
+                    c.start_cancel_empty.start,
+                ),
+                (
+                    "PATCH CANCELLING -> plan CANCELLED",
+                    c.start_cancel.cancel,
+                    c.start_cancel_empty.cancel,
+                ),
+            ] {
+                println!(
+                    "| {what} (20 runs) | p50 {}, max {} (empty database: p50 {}, max {}) | as on an empty database |",
+                    ms(pct(&mut big, 0.5)),
+                    ms(pct(&mut big, 1.0)),
+                    ms(pct(&mut empty, 0.5)),
+                    ms(pct(&mut empty, 1.0))
                 );
             }
             return Ok(());
