@@ -793,6 +793,28 @@ fn poll_until<T>(mut f: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Re
     }
 }
 
+/// The plan the decision engine makes of an actuator audit of `actions`,
+/// created through the API (forced: other plans may be running).
+fn actuator_plan(url: &str, actions: Value) -> anyhow::Result<String> {
+    let audit = http(
+        "POST",
+        &format!("{url}/v1/audits"),
+        Some(
+            &json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+            "force": true, "parameters": {"actions": actions}}),
+        ),
+    )?;
+    let audit = audit["uuid"].as_str().context("no audit uuid")?.to_string();
+    poll_until(|| {
+        let p = http(
+            "GET",
+            &format!("{url}/v1/action_plans?audit_uuid={audit}"),
+            None,
+        )?;
+        Ok(p["action_plans"][0]["uuid"].as_str().map(str::to_string))
+    })
+}
+
 /// `runs` times: an actuator audit of two 30 s sleeps through the API, its
 /// plan started, then cancelled once a sleep runs.
 fn start_and_cancel(url: &str, runs: usize) -> anyhow::Result<StartCancel> {
@@ -802,23 +824,7 @@ fn start_and_cancel(url: &str, runs: usize) -> anyhow::Result<StartCancel> {
     };
     let sleep = json!({"action_type": "sleep", "input_parameters": {"duration": 30}});
     for _ in 0..runs {
-        let audit = http(
-            "POST",
-            &format!("{url}/v1/audits"),
-            Some(
-                &json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
-                "parameters": {"actions": [sleep, sleep]}}),
-            ),
-        )?;
-        let audit = audit["uuid"].as_str().context("no audit uuid")?.to_string();
-        let plan = poll_until(|| {
-            let p = http(
-                "GET",
-                &format!("{url}/v1/action_plans?audit_uuid={audit}"),
-                None,
-            )?;
-            Ok(p["action_plans"][0]["uuid"].as_str().map(str::to_string))
-        })?;
+        let plan = actuator_plan(url, json!([sleep, sleep]))?;
         let t = Instant::now();
         http(
             "POST",
@@ -1127,21 +1133,12 @@ fn cancels_at_cloud(
         if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire)) {
             break;
         }
-        // force: other plans may be running (many_appliers' load).
-        let body = json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator", "force": true,
-            "parameters": {"actions": [{"action_type": "migrate", "input_parameters": {
+        let plan = actuator_plan(
+            url,
+            json!([{"action_type": "migrate", "input_parameters": {
                 "migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
-                "source_node": "compute-1", "destination_node": "compute-2"}}]}});
-        let audit = http("POST", &format!("{url}/v1/audits"), Some(&body))?;
-        let audit = audit["uuid"].as_str().context("audit uuid")?.to_string();
-        let plan = poll_until(|| {
-            let l = http(
-                "GET",
-                &format!("{url}/v1/action_plans?audit_uuid={audit}"),
-                None,
-            )?;
-            Ok(l["action_plans"][0]["uuid"].as_str().map(str::to_string))
-        })?;
+                "source_node": "compute-1", "destination_node": "compute-2"}}]),
+        )?;
         let known = ops(sim)?.len();
         http(
             "POST",

@@ -380,6 +380,17 @@ mod tests {
         s
     }
 
+    /// A keeper holding the slow demo cloud with web-1's migration started;
+    /// the operation's id.
+    async fn saved_mid_migration() -> (Arc<Memory>, String) {
+        let keeper = Arc::new(Memory::default());
+        let (cloud, _) = SimulatedCloud::resume(&slow_demo(), keeper.clone())
+            .await
+            .unwrap();
+        let op = cloud.live_migrate(VM, Some("compute-2")).await.unwrap();
+        (keeper, op)
+    }
+
     #[tokio::test]
     async fn a_restarted_cloud_finds_its_migration_still_running_and_its_host_disabled() {
         let keeper = Arc::new(Memory::default());
@@ -436,12 +447,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_migration_that_ended_while_stopped_has_moved_its_instance() {
-        let keeper = Arc::new(Memory::default());
-        let (cloud, _) = SimulatedCloud::resume(&slow_demo(), keeper.clone())
-            .await
-            .unwrap();
-        let op = cloud.live_migrate(VM, Some("compute-2")).await.unwrap();
-        drop(cloud);
+        let (keeper, op) = saved_mid_migration().await;
         // Pretend the migration started two hours ago: it has ended since.
         {
             let mut m = keeper.0.lock().unwrap();
@@ -465,12 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_scenario_forgets_the_saved_cloud_but_new_timings_keep_it() {
-        let keeper = Arc::new(Memory::default());
-        let (cloud, _) = SimulatedCloud::resume(&slow_demo(), keeper.clone())
-            .await
-            .unwrap();
-        cloud.live_migrate(VM, Some("compute-2")).await.unwrap();
-        drop(cloud);
+        let (keeper, _) = saved_mid_migration().await;
         let mut faster = slow_demo();
         faster.timing.abort_secs = 0.5;
         let (_, resumed) = SimulatedCloud::resume(&faster, keeper.clone())
@@ -489,12 +490,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_row_is_named_with_the_way_out() {
-        let keeper = Arc::new(Memory::default());
-        let (cloud, _) = SimulatedCloud::resume(&slow_demo(), keeper.clone())
-            .await
-            .unwrap();
-        cloud.live_migrate(VM, Some("compute-2")).await.unwrap();
-        drop(cloud);
+        let (keeper, _) = saved_mid_migration().await;
         for slot in keeper.0.lock().unwrap().values_mut() {
             if slot.1.contains(VM) && !slot.1.contains("started_epoch") {
                 slot.1 = "{not json".into();

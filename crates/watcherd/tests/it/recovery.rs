@@ -100,18 +100,25 @@ fn saved_operations(dir: &std::path::Path) -> i64 {
     )
 }
 
-#[test]
-fn embedded_cloud_a_migration_running_at_the_crash_is_followed_after_the_restart() {
-    let dir = temp_dir("embedded-running");
-    let scenario = scenario_file(&dir, "live_migration_secs = 4.0", "");
-    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
+/// watcherd in `dir` killed with -9 while web-1's live migration from
+/// compute-1 to compute-2 runs, once the embedded cloud has saved it; the plan.
+fn killed_mid_migration(dir: &std::path::Path, scenario: &std::path::Path) -> String {
+    let mut d = Daemon::start_in(dir, "", Some(scenario));
     let plan = migrate_web_1(&d, "compute-1", "compute-2");
     d.start_plan(&plan);
     d.wait_action_state(&plan, "migrate", "ONGOING");
     wait_for(std::time::Duration::from_secs(10), || {
-        (saved_operations(&dir) == 1).then_some(())
+        (saved_operations(dir) == 1).then_some(())
     });
     d.kill9();
+    plan
+}
+
+#[test]
+fn embedded_cloud_a_migration_running_at_the_crash_is_followed_after_the_restart() {
+    let dir = temp_dir("embedded-running");
+    let scenario = scenario_file(&dir, "live_migration_secs = 4.0", "");
+    let plan = killed_mid_migration(&dir, &scenario);
 
     let d = Daemon::start_in(&dir, "", Some(&scenario));
     let p = d.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
@@ -130,14 +137,7 @@ fn embedded_cloud_a_migration_running_at_the_crash_is_followed_after_the_restart
 fn embedded_cloud_a_migration_that_ended_while_watcherd_was_down_is_recorded_as_it_happened() {
     let dir = temp_dir("embedded-completed");
     let scenario = scenario_file(&dir, "live_migration_secs = 1.5", "");
-    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
-    let plan = migrate_web_1(&d, "compute-1", "compute-2");
-    d.start_plan(&plan);
-    d.wait_action_state(&plan, "migrate", "ONGOING");
-    wait_for(std::time::Duration::from_secs(10), || {
-        (saved_operations(&dir) == 1).then_some(())
-    });
-    d.kill9();
+    let plan = killed_mid_migration(&dir, &scenario);
     // Down for longer than the migration takes: the cloud went on without us.
     std::thread::sleep(std::time::Duration::from_secs(2));
 
@@ -153,14 +153,7 @@ fn embedded_cloud_a_migration_that_ended_while_watcherd_was_down_is_recorded_as_
 fn a_live_migration_the_cloud_forgot_is_reconciled_from_the_journal_and_the_instance() {
     let dir = temp_dir("kill9-forgotten");
     let scenario = scenario_file(&dir, "live_migration_secs = 30.0", "");
-    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
-    let plan = migrate_web_1(&d, "compute-1", "compute-2");
-    d.start_plan(&plan);
-    d.wait_action_state(&plan, "migrate", "ONGOING");
-    wait_for(std::time::Duration::from_secs(10), || {
-        (saved_operations(&dir) == 1).then_some(())
-    });
-    d.kill9();
+    let plan = killed_mid_migration(&dir, &scenario);
     // A cloud that lost the operation (as one rebuilt from scratch would):
     // the instance is back on its source, ACTIVE, and nothing knows the id.
     execute_sql(
@@ -190,11 +183,7 @@ fn a_live_migration_the_cloud_forgot_is_reconciled_from_the_journal_and_the_inst
 fn embedded_cloud_reset_brings_the_scenario_back_and_refuses_while_it_would_do_harm() {
     let dir = temp_dir("embedded-reset");
     let scenario = scenario_file(&dir, "live_migration_secs = 30.0", "");
-    let mut d = Daemon::start_in(&dir, "", Some(&scenario));
-    let plan = migrate_web_1(&d, "compute-1", "compute-2");
-    d.start_plan(&plan);
-    d.wait_action_state(&plan, "migrate", "ONGOING");
-    d.kill9();
+    let plan = killed_mid_migration(&dir, &scenario);
 
     // A plan in flight would resume on a cloud where its migration never happened.
     let (ok, _, err) = run_watcherd(&dir, "reset-sim-cloud", &["--force"]);
