@@ -73,6 +73,16 @@ fn time(t: &DateTime<Utc>) -> Value {
     json!(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
+/// The record's `updated_at` as of the change `row` is: its time, or null
+/// for a creation. (The record's current one would make a message published
+/// again after a crash differ from the first.)
+fn updated_at_of(row: &HistoryEntry) -> Value {
+    match row.from_state {
+        Some(_) => time(&row.at),
+        None => Value::Null,
+    }
+}
+
 fn opt_time(t: &Option<DateTime<Utc>>) -> Value {
     t.as_ref().map_or(Value::Null, time)
 }
@@ -231,22 +241,31 @@ async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
                 };
                 data.insert("fault".into(), f);
             }
+            data.insert("updated_at".into(), updated_at_of(row));
             object(&class, "1.2", Value::Object(data))
         }
         Entity::Action => {
             let Ok(a) = store.get_action(row.uuid, true).await else {
                 return fallback();
             };
+            // The plan as it was at this row, not as it is now: a message
+            // published again after a crash says what it said the first time.
+            let as_of = store
+                .plan_state_at(a.action_plan_uuid, row.seq)
+                .await
+                .ok()
+                .flatten();
             let plan = store
                 .get_plan(a.action_plan_uuid, true)
                 .await
                 .ok()
                 .map(|p| {
-                    object(
-                        "TerseActionPlanPayload",
-                        "1.2",
-                        Value::Object(plan_fields(&p)),
-                    )
+                    let mut fields = plan_fields(&p);
+                    if let Some((state, at)) = &as_of {
+                        fields.insert("state".into(), json!(state.to_string()));
+                        fields.insert("updated_at".into(), opt_time(at));
+                    }
+                    object("TerseActionPlanPayload", "1.2", Value::Object(fields))
                 });
             let mut data = action_fields(&a);
             data.insert("state".into(), json!(row.to_state));
@@ -265,6 +284,7 @@ async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
                 };
                 data.insert("fault".into(), f);
             }
+            data.insert("updated_at".into(), updated_at_of(row));
             object(&class, "1.1", Value::Object(data))
         }
         Entity::Audit => {
@@ -295,6 +315,7 @@ async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
                     state_update("AuditStateUpdatePayload", row, &a.status_message),
                 );
             }
+            data.insert("updated_at".into(), updated_at_of(row));
             object(&class, "1.2", Value::Object(data))
         }
     }

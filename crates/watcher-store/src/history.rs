@@ -82,6 +82,34 @@ impl Store {
         .await
     }
 
+    /// A plan's state as of history row `seq`, and when it entered it (None
+    /// for its creation): what
+    /// a notification rendered for that row says of the plan, however late
+    /// (or however often, after a crash) it is rendered.
+    pub async fn plan_state_at(
+        &self,
+        plan: Uuid,
+        seq: i64,
+    ) -> Result<Option<(ActionPlanState, Option<DateTime<Utc>>)>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row_opt(
+                "SELECT from_state, to_state, at FROM state_history WHERE action_plan_uuid = ?1 \
+                 AND entity = 'action_plan' AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+                args![plan.to_string(), seq],
+                |row| {
+                    let state: String = row.get("to_state")?;
+                    let state = state.parse().map_err(|e: UnknownState| {
+                        StoreError::Corrupt(format!("history of plan {plan}: {e}"))
+                    })?;
+                    // Its creation is no update: updated_at was still null.
+                    let created = row.get::<Option<String>>("from_state")?.is_none();
+                    Ok((state, (!created).then(|| row.time("at")).transpose()?))
+                },
+            )
+        })
+        .await
+    }
+
     /// The notification relay's cursor: created on first use at the newest
     /// history row (history from before notifications were enabled is not
     /// sent), with `nonce` as this database's message-id prefix.
