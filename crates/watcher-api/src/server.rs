@@ -64,6 +64,97 @@ fn headers_refused(headers: &axum::http::HeaderMap) -> Option<String> {
     })
 }
 
+/// What the server shares among connections to keep memory bounded.
+struct Budgets {
+    /// Turns to run a handler (`max_requests`).
+    handlers: tokio::sync::Semaphore,
+    /// KiB of answers not written yet (`max_unsent_mib`).
+    unsent_kib: Arc<tokio::sync::Semaphore>,
+    max_kib: usize,
+}
+
+/// Answers below this size are never refused for the budget.
+const SMALL_ANSWER_KIB: usize = 16;
+
+impl Budgets {
+    /// The answer with its share of the unsent budget, held until it has
+    /// been written (or its connection dropped); 503 when a large answer
+    /// finds the budget spent. The answers are rendered in memory already
+    /// (JSON), so taking their bytes costs nothing more.
+    async fn hold_until_sent(&self, resp: axum::response::Response) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        use hyper::body::Body as _;
+        let hint = resp.body().size_hint();
+        let kib = (hint.exact().unwrap_or(hint.lower()) as usize).div_ceil(1024);
+        if kib < SMALL_ANSWER_KIB || hint.exact().is_none() {
+            return resp;
+        }
+        match self
+            .unsent_kib
+            .clone()
+            .try_acquire_many_owned(kib.min(self.max_kib) as u32)
+        {
+            Ok(permit) => {
+                let (parts, body) = resp.into_parts();
+                match axum::body::to_bytes(body, usize::MAX).await {
+                    Ok(data) => axum::response::Response::from_parts(
+                        parts,
+                        axum::body::Body::new(Budgeted {
+                            data,
+                            _permit: permit,
+                        }),
+                    ),
+                    Err(e) => crate::ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("The answer could not be produced: {e}"),
+                    )
+                    .into_response(),
+                }
+            }
+            Err(_) => crate::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "The server holds too many answers that clients have not read yet; retry in a few seconds.",
+            )
+            .into_response(),
+        }
+    }
+}
+
+/// An answer's body holding its share of the unsent budget. It is handed
+/// to hyper a frame at a time, and hyper asks for the next only when its
+/// write buffer has room: the permit goes when the last bytes do.
+struct Budgeted {
+    data: bytes::Bytes,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+const FRAME_BYTES: usize = 16 * 1024;
+
+impl hyper::body::Body for Budgeted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if self.data.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.data.len().min(FRAME_BYTES);
+        let frame = self.data.split_to(n);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
 /// The router's outer layer (inside the access log): 431 with Watcher's
 /// error body for headers past our limits.
 pub(crate) async fn refuse_large_headers(
@@ -94,6 +185,16 @@ pub struct ServerLimits {
     pub idle_timeout_secs: f64,
     /// Seconds a request may take before it is answered with 503.
     pub request_timeout_secs: f64,
+    /// Requests handled at once; the others wait their turn (within
+    /// `request_timeout_secs`). A list of a thousand actions is rendered in
+    /// memory: without this, a thousand clients asking at once cost a
+    /// thousand renderings at the same time.
+    pub max_requests: usize,
+    /// MiB of answers waiting to be written, all connections together. A
+    /// client that asks for a thousand actions and never reads keeps its
+    /// answer in memory; past this, a large answer gets 503 instead (small
+    /// ones always go), until idle and stalled connections are closed.
+    pub max_unsent_mib: usize,
 }
 
 impl Default for ServerLimits {
@@ -103,6 +204,8 @@ impl Default for ServerLimits {
             header_timeout_secs: 10.0,
             idle_timeout_secs: 60.0,
             request_timeout_secs: 120.0,
+            max_requests: 32,
+            max_unsent_mib: 64,
         }
     }
 }
@@ -111,6 +214,12 @@ impl ServerLimits {
     pub fn check(&self) -> Result<(), String> {
         if self.max_connections == 0 {
             return Err("api.max_connections must be at least 1".into());
+        }
+        if self.max_requests == 0 {
+            return Err("api.max_requests must be at least 1".into());
+        }
+        if self.max_unsent_mib == 0 {
+            return Err("api.max_unsent_mib must be at least 1".into());
         }
         for (name, v) in [
             ("api.header_timeout_secs", self.header_timeout_secs),
@@ -181,6 +290,11 @@ pub async fn serve(
     let next_id = AtomicU64::new(0);
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let tasks = tokio_util::task::TaskTracker::new();
+    let turns = Arc::new(Budgets {
+        handlers: tokio::sync::Semaphore::new(limits.max_requests),
+        unsent_kib: Arc::new(tokio::sync::Semaphore::new(limits.max_unsent_mib * 1024)),
+        max_kib: limits.max_unsent_mib * 1024,
+    });
     loop {
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -209,15 +323,20 @@ pub async fn serve(
             .lock()
             .expect("registry lock")
             .insert(id, conn.clone());
-        let (registry, app, tls, limits) =
-            (registry.clone(), app.clone(), tls.clone(), limits.clone());
+        let (registry, app, tls, limits, turns) = (
+            registry.clone(),
+            app.clone(),
+            tls.clone(),
+            limits.clone(),
+            turns.clone(),
+        );
         tasks.spawn(async move {
             let header_timeout = Duration::from_secs_f64(limits.header_timeout_secs);
             match tls {
-                None => connection(stream, app, &limits, conn).await,
+                None => connection(stream, app, &limits, conn, turns).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(s, app, &limits, conn).await,
+                        Ok(Ok(s)) => connection(s, app, &limits, conn, turns).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -252,18 +371,25 @@ async fn connection(
     app: impl App,
     limits: &ServerLimits,
     state: Arc<Conn>,
+    turns: Arc<Budgets>,
 ) {
     let request_timeout = Duration::from_secs_f64(limits.request_timeout_secs);
     let idle_timeout = Duration::from_secs_f64(limits.idle_timeout_secs);
     let shared = state.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (app, state) = (app.clone(), shared.clone());
+        let (app, state, turns) = (app.clone(), shared.clone(), turns.clone());
         state.busy.store(true, Ordering::Release);
         async move {
             use axum::response::IntoResponse;
             let req = req.map(axum::body::Body::new);
-            let resp = match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
-                Ok(Ok(r)) => r,
+            // Its turn among `max_requests`, then the handler; the timeout
+            // covers both.
+            let handled = async {
+                let _turn = turns.handlers.acquire().await;
+                app.oneshot(req).await
+            };
+            let resp = match tokio::time::timeout(request_timeout, handled).await {
+                Ok(Ok(r)) => turns.hold_until_sent(r).await,
                 Ok(Err(never)) => match never {},
                 Err(_) => crate::ApiError::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -302,4 +428,44 @@ async fn connection(
     // Finish a response being written, then close.
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(bytes: usize) -> axum::response::Response {
+        axum::response::Response::new(axum::body::Body::from(vec![b'x'; bytes]))
+    }
+
+    #[tokio::test]
+    async fn large_answers_hold_the_unsent_budget_until_written_and_small_ones_always_go() {
+        let budgets = Budgets {
+            handlers: tokio::sync::Semaphore::new(1),
+            unsent_kib: Arc::new(tokio::sync::Semaphore::new(1024)),
+            max_kib: 1024,
+        };
+        let first = budgets.hold_until_sent(answer(800 * 1024)).await;
+        assert_eq!(first.status(), 200);
+        let second = budgets.hold_until_sent(answer(800 * 1024)).await;
+        assert_eq!(second.status(), 503);
+        let body = axum::body::to_bytes(second.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("not read yet"));
+        assert_eq!(
+            budgets.hold_until_sent(answer(4 * 1024)).await.status(),
+            200
+        );
+        // Written out (or its connection gone): the budget comes back.
+        let sent = axum::body::to_bytes(first.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 800 * 1024);
+        assert_eq!(budgets.unsent_kib.available_permits(), 1024);
+        assert_eq!(
+            budgets.hold_until_sent(answer(800 * 1024)).await.status(),
+            200
+        );
+    }
 }

@@ -704,6 +704,92 @@ fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
 fn idle_flood(connections: usize, requests: usize) -> anyhow::Result<Vec<Duration>> {
     use std::io::Write;
     let dir = temp_dir("idle-flood");
+    let (_watcherd, url) = spawn_limited(&dir)?;
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut held = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let mut s = std::net::TcpStream::connect(&addr)?;
+        if i % 2 == 1 {
+            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(s);
+    }
+    let lat = normal_requests(&url, requests)?;
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(lat)
+}
+
+/// `requests` GET /v1/goals one after the other: each one's latency.
+fn normal_requests(url: &str, requests: usize) -> anyhow::Result<Vec<Duration>> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let mut lat = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        agent
+            .get(&format!("{url}/v1/goals"))
+            .call()?
+            .into_string()?;
+        lat.push(t.elapsed());
+    }
+    Ok(lat)
+}
+
+/// `connections` clients each send a whole request for a thousand actions
+/// with their details (about 0.6 MB to answer) and never read the answer,
+/// against a watcherd limited to 1,024 file descriptors with 1,000 actions
+/// stored: its RSS idle, its peak while they are all held, and normal
+/// requests' latency meanwhile.
+fn requests_in_flight(connections: usize) -> anyhow::Result<(u64, u64, Vec<Duration>)> {
+    use std::io::Write;
+    let dir = temp_dir("in-flight");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = Store::open(
+            &DatabaseLocation::File(dir.join("watcher.db")),
+            Durability::Normal,
+        )?;
+        watcher_decision::sync_catalogue(&store).await?;
+        make_plan(&store, nops(1000, false)).await?;
+        store.truncate_wal().await?;
+        anyhow::Ok(())
+    })?;
+    drop(rt);
+    let (watcherd, url) = spawn_limited(&dir)?;
+    let pid = watcherd.0.id();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(pid)?;
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut held = Vec::with_capacity(connections);
+    let mut peak = idle;
+    for i in 0..connections {
+        let mut s = std::net::TcpStream::connect(&addr)?;
+        let _ = s.write_all(b"GET /v1/actions/detail?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+        held.push(s);
+        if i % 500 == 0 {
+            peak = peak.max(rss_kib(pid)?);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        peak = peak.max(rss_kib(pid)?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lat = normal_requests(&url, 100)?;
+    peak = peak.max(rss_kib(pid)?);
+    drop(held);
+    drop(watcherd);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((idle, peak, lat))
+}
+
+/// The real watcherd on the data directory `dir`, limited to 1,024 file
+/// descriptors (`ulimit -n 1024`, as a modest systemd unit would be).
+fn spawn_limited(dir: &Path) -> anyhow::Result<(Proc, String)> {
     let exe = std::env::current_exe()?.with_file_name("watcherd");
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -717,36 +803,13 @@ fn idle_flood(connections: usize, requests: usize) -> anyhow::Result<Vec<Duratio
         .spawn()?;
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let _watcherd = Proc(child);
+    let watcherd = Proc(child);
     let url = line
         .trim()
         .strip_prefix("watcherd listening on ")
         .context("watcherd did not start")?
         .to_string();
-    let addr = url.trim_start_matches("http://").to_string();
-    let mut held = Vec::with_capacity(connections);
-    for i in 0..connections {
-        let mut s = std::net::TcpStream::connect(&addr)?;
-        if i % 2 == 1 {
-            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: x\r\n");
-        }
-        held.push(s);
-    }
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build();
-    let mut lat = Vec::with_capacity(requests);
-    for _ in 0..requests {
-        let t = Instant::now();
-        agent
-            .get(&format!("{url}/v1/goals"))
-            .call()?
-            .into_string()?;
-        lat.push(t.elapsed());
-    }
-    drop(held);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(lat)
+    Ok((watcherd, url))
 }
 
 /// What a watcherd costs when nothing happens but history is large.
@@ -1526,6 +1589,13 @@ enum Only {
         #[arg(long, default_value_t = 1_000)]
         actions: usize,
     },
+    /// Only requests in flight: CONNECTIONS clients each send a request for
+    /// 1,000 actions' details and never read it, against a watcherd limited
+    /// to 1,024 file descriptors: its RSS, and normal requests meanwhile.
+    InFlight {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
     /// Only memory around big work: an idle watcherd's RSS, its peak while
     /// PLANS plans of ACTIONS nops run at once, and 10 s after they end.
     Memory {
@@ -1651,6 +1721,17 @@ fn main() -> anyhow::Result<()> {
                 ms(pct(&mut cancels, 0.5)),
                 ms(pct(&mut cancels, 0.99)),
                 ms(pct(&mut cancels, 1.0))
+            );
+            return Ok(());
+        }
+        Some(Only::InFlight { connections }) => {
+            let (idle, peak, mut lat) = requests_in_flight(connections)?;
+            println!(
+                "| {connections} requests for 1,000 actions' details in flight, never read, ulimit -n 1024 | RSS {:.1} MiB idle, {:.1} MiB at most; GET /v1/goals meanwhile p50 {}, p99 {} | memory bounded; normal requests answered |",
+                idle as f64 / 1024.0,
+                peak as f64 / 1024.0,
+                ms(pct(&mut lat, 0.5)),
+                ms(pct(&mut lat, 0.99))
             );
             return Ok(());
         }
