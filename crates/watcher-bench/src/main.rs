@@ -1093,7 +1093,9 @@ fn memory_after_big_plans(plans: usize, actions: usize) -> anyhow::Result<(u64, 
 struct Split {
     url: String,
     sim: String,
-    _procs: Vec<Proc>,
+    /// The appliers by host (`bench-applier-N`), to kill one.
+    appliers: Vec<(String, Proc)>,
+    _others: Vec<Proc>,
 }
 
 fn split_deployment(
@@ -1148,23 +1150,96 @@ fn split_deployment(
         .strip_prefix("watcherd listening on ")
         .context("watcherd api did not start")?
         .to_string();
-    let mut procs = vec![sim_proc, api];
+    let mut others = vec![sim_proc, api];
+    let mut applier_procs = vec![];
     for i in 0..appliers {
-        procs.push(
-            part(
-                "applier",
-                format!("bench-applier-{i}"),
-                Some(&applier_config),
-            )?
-            .0,
-        );
+        let host = format!("bench-applier-{i}");
+        let proc_ = part("applier", host.clone(), Some(&applier_config))?.0;
+        applier_procs.push((host, proc_));
     }
-    procs.push(part("decision-engine", "bench-de".into(), None)?.0);
+    others.push(part("decision-engine", "bench-de".into(), None)?.0);
     Ok(Split {
         url,
         sim,
-        _procs: procs,
+        appliers: applier_procs,
+        _others: others,
     })
+}
+
+/// Failover on PostgreSQL: two appliers; each run starts a plan of one
+/// live migration, kills the applier running it with -9 once the migration
+/// runs at the cloud, and cancels the plan right after. Time from the kill
+/// to the plan CANCELLED (the other applier takes it over, aborts the
+/// migration). Appliers killed are started again for the next run.
+fn failover(database: &str, runs: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut split = split_deployment(Some(database), 2, "lease_secs = 60")?;
+    let mut out = vec![];
+    for _ in 0..runs {
+        let url = split.url.clone();
+        let plan = actuator_plan(
+            &url,
+            json!([{"action_type": "migrate", "input_parameters": {
+                "migration_type": "live", "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+                "source_node": "compute-1", "destination_node": "compute-2"}}]),
+        )?;
+        http(
+            "POST",
+            &format!("{url}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )?;
+        let holder = poll_until(|| {
+            let a = http(
+                "GET",
+                &format!("{url}/v1/actions?action_plan_uuid={plan}"),
+                None,
+            )?;
+            let running = a["actions"][0]["state"] == "ONGOING";
+            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+            Ok(running
+                .then(|| p["hostname"].as_str().map(str::to_string))
+                .flatten())
+        })?;
+        // The migration is at the cloud once its id is journaled; a moment more.
+        std::thread::sleep(Duration::from_millis(300));
+        let i = split
+            .appliers
+            .iter()
+            .position(|(h, _)| *h == holder)
+            .context("the plan's applier")?;
+        let t = Instant::now();
+        let (_, mut victim) = split.appliers.remove(i);
+        let _ = victim.0.kill();
+        let _ = victim.0.wait();
+        http(
+            "PATCH",
+            &format!("{url}/v1/action_plans/{plan}"),
+            Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+        )?;
+        poll_until(|| {
+            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+            Ok(matches!(p["state"].as_str(), Some("CANCELLED" | "FAILED")).then_some(()))
+        })?;
+        out.push(t.elapsed());
+        // Back to two appliers, under the same name (it finds nothing to resume).
+        let restarted = spawn_part(&[
+            "applier",
+            "--database",
+            database,
+            "--cloud",
+            "sim-cloud",
+            "--sim-cloud-url",
+            &split.sim,
+            "--host",
+            &holder,
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])?
+        .0;
+        split.appliers.push((holder, restarted));
+    }
+    Ok(out)
 }
 
 /// (c) The split deployment's cancel, with one applier: time from the
@@ -1596,6 +1671,14 @@ enum Only {
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
     },
+    /// Only failover on PostgreSQL: the applier running a live migration is
+    /// killed with -9 and the plan cancelled right after; kill -> CANCELLED.
+    Failover {
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Only memory around big work: an idle watcherd's RSS, its peak while
     /// PLANS plans of ACTIONS nops run at once, and 10 s after they end.
     Memory {
@@ -1732,6 +1815,16 @@ fn main() -> anyhow::Result<()> {
                 peak as f64 / 1024.0,
                 ms(pct(&mut lat, 0.5)),
                 ms(pct(&mut lat, 0.99))
+            );
+            return Ok(());
+        }
+        Some(Only::Failover { database, runs }) => {
+            let mut t = failover(&database, runs)?;
+            println!(
+                "| applier killed with -9 mid-migration, cancel right after: kill -> CANCELLED ({} runs) | p50 {}, max {} | detected within 2 s; settles as on a live applier plus the abort |",
+                t.len(),
+                ms(pct(&mut t, 0.5)),
+                ms(pct(&mut t, 1.0))
             );
             return Ok(());
         }
