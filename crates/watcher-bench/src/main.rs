@@ -878,6 +878,23 @@ fn actuator_plan(url: &str, actions: Value) -> anyhow::Result<String> {
     })
 }
 
+/// PATCHes `plan` CANCELLING through the API and waits until it has ended
+/// (CANCELLED, or FAILED when an abort failed); that state.
+fn cancel_and_settle(url: &str, plan: &str) -> anyhow::Result<String> {
+    http(
+        "PATCH",
+        &format!("{url}/v1/action_plans/{plan}"),
+        Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+    )?;
+    poll_until(|| {
+        let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
+        Ok(match p["state"].as_str() {
+            Some(s @ ("CANCELLED" | "FAILED")) => Some(s.to_string()),
+            _ => None,
+        })
+    })
+}
+
 /// `runs` times: an actuator audit of two 30 s sleeps through the API, its
 /// plan started, then cancelled once a sleep runs.
 fn start_and_cancel(url: &str, runs: usize) -> anyhow::Result<StartCancel> {
@@ -907,15 +924,8 @@ fn start_and_cancel(url: &str, runs: usize) -> anyhow::Result<StartCancel> {
         })?;
         out.start.push(t.elapsed());
         let t = Instant::now();
-        http(
-            "PATCH",
-            &format!("{url}/v1/action_plans/{plan}"),
-            Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
-        )?;
-        poll_until(|| {
-            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
-            Ok((p["state"] == "CANCELLED").then_some(()))
-        })?;
+        let state = cancel_and_settle(url, &plan)?;
+        anyhow::ensure!(state == "CANCELLED", "plan {plan} ended {state}");
         out.cancel.push(t.elapsed());
     }
     Ok(out)
@@ -1210,15 +1220,7 @@ fn failover(database: &str, runs: usize) -> anyhow::Result<Vec<Duration>> {
         let (_, mut victim) = split.appliers.remove(i);
         let _ = victim.0.kill();
         let _ = victim.0.wait();
-        http(
-            "PATCH",
-            &format!("{url}/v1/action_plans/{plan}"),
-            Some(&json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
-        )?;
-        poll_until(|| {
-            let p = http("GET", &format!("{url}/v1/action_plans/{plan}"), None)?;
-            Ok(matches!(p["state"].as_str(), Some("CANCELLED" | "FAILED")).then_some(()))
-        })?;
+        cancel_and_settle(&url, &plan)?;
         out.push(t.elapsed());
         // Back to two appliers, under the same name (it finds nothing to resume).
         let restarted = spawn_part(&[
