@@ -162,7 +162,7 @@ pub struct Applier {
 /// (tokio's worker threads each have an arena) and in SQLite's page
 /// caches; at the first sweep tick with nothing running, it is handed back,
 /// off the async threads (once per idle spell, not per plan).
-async fn give_memory_back(store: &Store) {
+async fn give_memory_back(store: Store) {
     store.release_memory().await;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     let _ = tokio::task::spawn_blocking(|| {
@@ -175,6 +175,30 @@ async fn give_memory_back(store: &Store) {
 /// The clock backoffs read: tokio's, so tests can pause it.
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// Whether a background job under `backoff` may run now.
+fn ready(backoff: &Mutex<Backoff>) -> bool {
+    backoff.lock().expect("backoff lock").ready(now())
+}
+
+/// Records how a background job under `backoff` went: a failure is
+/// logged as its backoff allows, a recovery once.
+fn settle(backoff: &Mutex<Backoff>, job: &str, result: Result<(), StoreError>) {
+    let mut backoff = backoff.lock().expect("backoff lock");
+    match result {
+        Ok(()) => {
+            if let Some(n) = backoff.succeeded() {
+                info!(failures = n, "{job} works again");
+            }
+        }
+        Err(e) => {
+            let r = backoff.failed(&e.to_string(), now());
+            if let Some(held_back) = r.log {
+                warn!(error = %e, failures = r.failures, not_logged = held_back, retry_in = ?r.wait, "{job} failed; retrying with backoff");
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -318,7 +342,7 @@ impl Applier {
                     if self.inner.running.lock().expect("running lock").is_empty()
                         && self.inner.memory_to_give_back.swap(false, Ordering::AcqRel)
                     {
-                        give_memory_back(&self.inner.store).await;
+                        self.inner.tasks.spawn(give_memory_back(self.inner.store.clone()));
                     }
                 }
                 _ = self.inner.slot_freed.notified() => self.request_sweep(),
@@ -423,26 +447,10 @@ impl Applier {
     /// sweeps wait (1 s doubling to 10 s), and the same error is logged
     /// once a minute: a database that is down costs no hot loop.
     async fn sweep(&self) {
-        if self.inner.shutdown.is_cancelled()
-            || !self.inner.sweeps.lock().expect("sweeps lock").ready(now())
-        {
+        if self.inner.shutdown.is_cancelled() || !ready(&self.inner.sweeps) {
             return;
         }
-        let result = self.sweep_once().await;
-        let mut sweeps = self.inner.sweeps.lock().expect("sweeps lock");
-        match result {
-            Ok(()) => {
-                if let Some(n) = sweeps.succeeded() {
-                    info!(failures = n, "the sweep reads the database again");
-                }
-            }
-            Err(e) => {
-                let r = sweeps.failed(&e.to_string(), now());
-                if let Some(held_back) = r.log {
-                    warn!(error = %e, failures = r.failures, not_logged = held_back, retry_in = ?r.wait, "sweep failed; retrying with backoff");
-                }
-            }
-        }
+        settle(&self.inner.sweeps, "the sweep", self.sweep_once().await);
     }
 
     async fn sweep_once(&self) -> Result<(), StoreError> {
@@ -549,28 +557,15 @@ impl Applier {
     /// was free at this look and at the one before (a second apart; once
     /// could be an applier retaking its lock after a server restart).
     async fn take_over_gone(&self) {
-        if !self
-            .inner
-            .presence_looks
-            .lock()
-            .expect("presence lock")
-            .ready(now())
-        {
+        if !ready(&self.inner.presence_looks) {
             return;
         }
         let result = self.take_over_gone_once().await;
-        let mut looks = self.inner.presence_looks.lock().expect("presence lock");
-        match result {
-            Ok(()) => {
-                looks.succeeded();
-            }
-            Err(e) => {
-                let r = looks.failed(&e.to_string(), now());
-                if let Some(held_back) = r.log {
-                    warn!(error = %e, not_logged = held_back, retry_in = ?r.wait, "could not look for appliers that are gone");
-                }
-            }
-        }
+        settle(
+            &self.inner.presence_looks,
+            "the look for appliers that are gone",
+            result,
+        );
     }
 
     async fn take_over_gone_once(&self) -> Result<(), StoreError> {
