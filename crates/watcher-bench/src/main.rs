@@ -86,6 +86,28 @@ async fn make_plan(store: &Store, actions: Vec<NewAction>) -> anyhow::Result<Uui
     Ok(plan.uuid)
 }
 
+/// `plans` RECOMMENDED plans of `actions` nops each written at `location`
+/// (its catalogue first), before any watcherd runs on it; their uuids.
+fn plans_of_nops(
+    location: &DatabaseLocation,
+    plans: usize,
+    actions: usize,
+) -> anyhow::Result<Vec<Uuid>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = Store::open(location, Durability::Normal)?;
+        watcher_decision::sync_catalogue(&store).await?;
+        let mut uuids = vec![];
+        for _ in 0..plans {
+            uuids.push(make_plan(&store, nops(actions, false)).await?);
+        }
+        store.truncate_wal().await?;
+        anyhow::Ok(uuids)
+    })
+}
+
 fn nops(n: usize, chain: bool) -> Vec<NewAction> {
     let mut out: Vec<NewAction> = Vec::with_capacity(n);
     for i in 0..n {
@@ -745,20 +767,7 @@ fn normal_requests(url: &str, requests: usize) -> anyhow::Result<Vec<Duration>> 
 fn requests_in_flight(connections: usize) -> anyhow::Result<(u64, u64, Vec<Duration>)> {
     use std::io::Write;
     let dir = temp_dir("in-flight");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let store = Store::open(
-            &DatabaseLocation::File(dir.join("watcher.db")),
-            Durability::Normal,
-        )?;
-        watcher_decision::sync_catalogue(&store).await?;
-        make_plan(&store, nops(1000, false)).await?;
-        store.truncate_wal().await?;
-        anyhow::Ok(())
-    })?;
-    drop(rt);
+    plans_of_nops(&DatabaseLocation::File(dir.join("watcher.db")), 1, 1000)?;
     let (watcherd, url) = spawn_limited(&dir)?;
     let pid = watcherd.0.id();
     std::thread::sleep(Duration::from_secs(2));
@@ -1042,21 +1051,11 @@ fn idle_cost(plans: usize, history_rows: i64, seconds: u64) -> anyhow::Result<Id
 /// they have all ended.
 fn memory_after_big_plans(plans: usize, actions: usize) -> anyhow::Result<(u64, u64, u64)> {
     let dir = temp_dir("memory");
-    let db = dir.join("watcher.db");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let uuids = rt.block_on(async {
-        let store = Store::open(&DatabaseLocation::File(db.clone()), Durability::Normal)?;
-        watcher_decision::sync_catalogue(&store).await?;
-        let mut uuids = vec![];
-        for _ in 0..plans {
-            uuids.push(make_plan(&store, nops(actions, false)).await?);
-        }
-        store.truncate_wal().await?;
-        anyhow::Ok(uuids)
-    })?;
-    drop(rt);
+    let uuids = plans_of_nops(
+        &DatabaseLocation::File(dir.join("watcher.db")),
+        plans,
+        actions,
+    )?;
     let (watcherd, url) = spawn_watcherd(&dir)?;
     let pid = watcherd.0.id();
     std::thread::sleep(Duration::from_secs(5));
@@ -1339,19 +1338,7 @@ fn many_appliers(
     use std::sync::atomic::{AtomicBool, Ordering};
     // The plans first: a decision engine running meanwhile would take
     // their audits for its own.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let uuids = rt.block_on(async {
-        let store = Store::open(&DatabaseLocation::parse(database)?, Durability::Normal)?;
-        watcher_decision::sync_catalogue(&store).await?;
-        let mut uuids = vec![];
-        for _ in 0..plans {
-            uuids.push(make_plan(&store, nops(actions, false)).await?);
-        }
-        anyhow::Ok(uuids)
-    })?;
-    drop(rt);
+    let uuids = plans_of_nops(&DatabaseLocation::parse(database)?, plans, actions)?;
     let split = split_deployment(
         Some(database),
         appliers,
