@@ -357,16 +357,25 @@ impl SimulatedCloud {
         let (result, save) = {
             let mut st = self.state.lock().expect("simulated cloud lock");
             let result = st.call(f);
-            let save = self.keeper.as_ref().map(|_| st.take_changes());
+            let save = match &self.keeper {
+                Some(keeper) => Some((keeper.clone(), st.take_changes())),
+                // Nothing keeps the rows: the marks would only pile up.
+                None => {
+                    st.dirty.clear();
+                    None
+                }
+            };
             (result, save)
         };
-        if let (Some(keeper), Some((saves, rows))) = (&self.keeper, save) {
-            if let Err(e) = keeper.save(saves, rows.clone()).await {
+        if let Some((keeper, (saves, rows))) = save {
+            let touched: Vec<(RowKind, String)> =
+                rows.iter().map(|r| (r.kind, r.id.clone())).collect();
+            if let Err(e) = keeper.save(saves, rows).await {
                 // The change stands in memory; saving it again with the
                 // next change keeps the stored cloud catching up.
                 tracing::warn!(error = %e, "the simulated cloud could not save its state");
                 let mut st = self.state.lock().expect("simulated cloud lock");
-                st.dirty.extend(rows.into_iter().map(|r| (r.kind, r.id)));
+                st.dirty.extend(touched);
             }
         }
         result
