@@ -39,14 +39,22 @@ fn a_clean_stop_leaves_no_wal_and_a_damaged_file_stops_watcherd_by_name() {
         "a WAL was left behind"
     );
 
-    // Damage a page near the end of the file, as a failing disk would.
+    // Damage pages in the second half of the file, as a failing disk would.
+    // (One page alone may be on the free list, which no check reads.)
     let size = std::fs::metadata(&db).unwrap().len();
     assert!(size > 64 * 1024, "{size}");
     let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
-    f.seek(SeekFrom::Start(size - 3 * 4096 + 100)).unwrap();
-    f.write_all(&[0xA5; 2000]).unwrap();
+    let mut at = (size / 2 / 4096) * 4096;
+    while at + 4096 < size {
+        f.seek(SeekFrom::Start(at + 100)).unwrap();
+        f.write_all(&[0xA5; 2000]).unwrap();
+        at += 3 * 4096;
+    }
     drop(f);
-    let out = Command::new(watcherd_binary())
+    // Bounded: a watcherd that starts anyway must fail the test, not hang it.
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(watcherd_binary())
         .args(["--config", config.to_str().unwrap()])
         .output()
         .unwrap();
