@@ -69,6 +69,9 @@ pub enum ActionError {
     /// operation that did not settle, a rollback with nothing to go back to).
     #[error("{0}")]
     Condition(String),
+    /// The cancel came before the operation was asked of the cloud.
+    #[error("cancelled before the operation started")]
+    CancelledBeforeStart,
 }
 
 /// Timings every action uses.
@@ -125,28 +128,77 @@ impl ActionContext {
         self.params.get(field).and_then(Value::as_str)
     }
 
-    /// Journals `intent`, then starts the operation, then journals its id.
-    async fn journaled<F, Fut>(&self, intent: Value, start: F) -> Result<OperationId, ActionError>
+    /// Journals `intent`, then starts the operation, then journals its id,
+    /// so that a crash at any point leaves what recovery needs.
+    ///
+    /// A cancel never waits for these writes, which queue behind every
+    /// other write of this process (over a second under heavy load): one
+    /// that fires while the intent is written stops the start
+    /// ([`ActionError::CancelledBeforeStart`]); one that fires while the
+    /// id is written gets the id at once, so the abort goes out, and the
+    /// write finishes meanwhile. A crash before it commits is recovered
+    /// from the intent, as a crash right after the start always was.
+    /// Rollbacks, which run after the cancel, pass a token of their own.
+    async fn journaled<F, Fut>(
+        &self,
+        intent: Value,
+        cancel: &CancellationToken,
+        start: F,
+    ) -> Result<OperationId, ActionError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<OperationId, CloudError>>,
     {
-        self.store
-            .journal_intent(self.action, intent)
-            .await
-            .map_err(|source| ActionError::Journal {
-                what: "the intent".into(),
-                source,
-            })?;
+        tokio::select! {
+            biased;
+            written = self.store.journal_intent(self.action, intent) => {
+                written.map_err(|source| ActionError::Journal {
+                    what: "the intent".into(),
+                    source,
+                })?
+            }
+            _ = cancel.cancelled() => return Err(ActionError::CancelledBeforeStart),
+        }
+        if cancel.is_cancelled() {
+            return Err(ActionError::CancelledBeforeStart);
+        }
         let op = retry_transient(start).await?;
-        self.store
-            .journal_operation(self.action, op.clone())
-            .await
-            .map_err(|source| ActionError::Journal {
-                what: format!("operation {op}"),
-                source,
-            })?;
-        Ok(op)
+        let mut write = tokio::spawn({
+            let (store, action, op) = (self.store.clone(), self.action, op.clone());
+            async move { store.journal_operation(action, op).await }
+        });
+        tokio::select! {
+            biased;
+            written = &mut write => match written {
+                Ok(Ok(())) => Ok(op),
+                Ok(Err(source)) => Err(ActionError::Journal {
+                    what: format!("operation {op}"),
+                    source,
+                }),
+                Err(e) => Err(ActionError::Condition(format!(
+                    "the journal write of operation {op} did not finish: {e}"
+                ))),
+            },
+            _ = cancel.cancelled() => {
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = write.await {
+                        tracing::warn!(error = %e, "could not journal the operation of a cancelled action");
+                    }
+                });
+                Ok(op)
+            }
+        }
+    }
+}
+
+/// How an action whose operation could not start ends: CANCELLED when the
+/// cancel came before the cloud was asked, FAILED otherwise.
+fn not_started(what: &str, e: ActionError) -> Outcome {
+    match e {
+        ActionError::CancelledBeforeStart => Outcome::Cancelled(format!(
+            "Cancelled before the {what} was asked of the cloud: nothing to undo."
+        )),
+        e => Outcome::Failed(format!("{what} could not start: {e}")),
     }
 }
 
@@ -471,6 +523,7 @@ async fn abort_live_migration(
     let progress = last_progress
         .map(|p| format!(" at {:.0}%", p * 100.0))
         .unwrap_or_default();
+    tracing::debug!(operation = op, "asking the cloud to abort");
     let (refused, past_no_return) = match retry_transient(|| ctx.cloud.abort(op)).await {
         Ok(()) | Err(CloudError::AlreadyFinished(_)) => (None, false),
         Err(e @ CloudError::PastPointOfNoReturn(_)) => (Some(e.to_string()), true),
@@ -720,7 +773,7 @@ impl ActionPlugin for Migrate {
                     "instance": instance, "source": source, "destination": dest,
                 });
                 let started = ctx
-                    .journaled(intent, || async {
+                    .journaled(intent, cancel, || async {
                         if live {
                             ctx.cloud.live_migrate(&instance, dest.as_deref()).await
                         } else {
@@ -730,7 +783,7 @@ impl ActionPlugin for Migrate {
                     .await;
                 match started {
                     Ok(op) => op,
-                    Err(e) => return Outcome::Failed(format!("migration could not start: {e}")),
+                    Err(e) => return not_started("migration", e),
                 }
             }
         };
@@ -771,7 +824,7 @@ impl ActionPlugin for Migrate {
         let intent = json!({"operation": if live { "rollback_live_migrate" } else { "rollback_cold_migrate" },
                             "instance": instance, "source": now.host, "destination": source});
         let op = ctx
-            .journaled(intent, || async {
+            .journaled(intent, &CancellationToken::new(), || async {
                 if live {
                     ctx.cloud.live_migrate(&instance, Some(&source)).await
                 } else {
@@ -843,11 +896,11 @@ impl ActionPlugin for Resize {
                 // The old flavor is journaled so that a rollback can restore it.
                 let intent = json!({"operation": "resize", "instance": instance, "flavor": flavor, "old_flavor": old_flavor});
                 match ctx
-                    .journaled(intent, || ctx.cloud.resize(&instance, &flavor))
+                    .journaled(intent, cancel, || ctx.cloud.resize(&instance, &flavor))
                     .await
                 {
                     Ok(op) => op,
-                    Err(e) => return Outcome::Failed(format!("resize could not start: {e}")),
+                    Err(e) => return not_started("resize", e),
                 }
             }
         };
@@ -871,6 +924,7 @@ impl ActionPlugin for Resize {
         let op = ctx
             .journaled(
                 json!({"operation": "rollback_resize", "instance": instance, "flavor": old}),
+                &CancellationToken::new(),
                 || ctx.cloud.resize(&instance, &old),
             )
             .await?;
@@ -1107,13 +1161,11 @@ impl ActionPlugin for VolumeMigrate {
             None => {
                 let intent = json!({"operation": "migrate_volume", "volume": volume, "pool": pool});
                 match ctx
-                    .journaled(intent, || ctx.cloud.migrate_volume(&volume, &pool))
+                    .journaled(intent, cancel, || ctx.cloud.migrate_volume(&volume, &pool))
                     .await
                 {
                     Ok(op) => op,
-                    Err(e) => {
-                        return Outcome::Failed(format!("volume migration could not start: {e}"))
-                    }
+                    Err(e) => return not_started("volume migration", e),
                 }
             }
         };
@@ -1166,6 +1218,91 @@ impl ActionPlugin for VolumeMigrate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use watcher_cloud::scenario::Scenario;
+    use watcher_cloud::simulated::SimulatedCloud;
+    use watcher_store::{DatabaseLocation, Durability};
+
+    /// A context on a database file: its reads do not go through the
+    /// writer (an in-memory database's do), so they answer while writes are held.
+    fn context() -> (ActionContext, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("watcher-applier-test-{}", Uuid::new_v4()));
+        let location = DatabaseLocation::File(dir.join("watcher.db"));
+        let ctx = ActionContext {
+            plan: Uuid::new_v4(),
+            action: Uuid::new_v4(),
+            params: json!({}),
+            cloud: Arc::new(SimulatedCloud::new(&Scenario::demo())),
+            store: Store::open(&location, Durability::Normal).expect("store"),
+            settings: ActionSettings::default(),
+        };
+        (ctx, dir)
+    }
+
+    /// Under load a write waits behind this process's queue for a second or
+    /// more; the abort must not wait for the operation id's write.
+    #[tokio::test]
+    async fn a_cancel_gets_the_operation_without_waiting_for_its_journal_write() {
+        let (ctx, dir) = context();
+        let cancel = CancellationToken::new();
+        let held = std::sync::Mutex::new(None);
+        let started = ctx.journaled(json!({"operation": "test"}), &cancel, || async {
+            // The operation started; this process's writes are stuck and
+            // the cancel comes now.
+            *held.lock().unwrap() = Some(ctx.store.hold_writes());
+            cancel.cancel();
+            Ok("op-1".to_string())
+        });
+        let op = tokio::time::timeout(Duration::from_secs(30), started)
+            .await
+            .expect("the cancel waited for the journal write")
+            .expect("started");
+        assert_eq!(op, "op-1");
+        assert_eq!(
+            ctx.store
+                .journal(ctx.action)
+                .await
+                .unwrap()
+                .unwrap()
+                .operation_id,
+            None
+        );
+        // The write was not dropped: it lands once the writer moves again.
+        drop(held.lock().unwrap().take());
+        loop {
+            let entry = ctx.store.journal(ctx.action).await.unwrap().unwrap();
+            if entry.operation_id.as_deref() == Some("op-1") {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(ctx);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A cancel while the intent is still being written: the cloud is
+    /// never asked, and the action can end CANCELLED with nothing to undo.
+    #[tokio::test]
+    async fn a_cancel_before_the_intent_is_written_starts_nothing() {
+        let (ctx, dir) = context();
+        let cancel = CancellationToken::new();
+        let held = ctx.store.hold_writes();
+        let asked = AtomicBool::new(false);
+        let started = ctx.journaled(json!({"operation": "test"}), &cancel, || async {
+            asked.store(true, Ordering::SeqCst);
+            Ok("op-1".to_string())
+        });
+        cancel.cancel();
+        let e = tokio::time::timeout(Duration::from_secs(30), started)
+            .await
+            .expect("the cancel waited for the intent's write")
+            .expect_err("must not start");
+        assert!(matches!(e, ActionError::CancelledBeforeStart), "{e}");
+        assert!(!asked.load(Ordering::SeqCst));
+        assert!(matches!(not_started("migration", e), Outcome::Cancelled(_)));
+        drop((held, ctx));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn there_is_an_executor_for_every_catalogued_action_type_and_no_other() {

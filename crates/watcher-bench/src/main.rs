@@ -704,10 +704,34 @@ impl Drop for Proc {
 /// Starts `watcherd ARGS...` and returns it with the first line it prints.
 fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
     let exe = std::env::current_exe()?.with_file_name("watcherd");
+    // WATCHER_BENCH_LOG=<filter> (e.g. "info"): each part logs at that
+    // level to a file of its own under the temporary directory, to find
+    // where a latency goes; otherwise the parts' logs are dropped.
+    let (args, stderr) = match std::env::var("WATCHER_BENCH_LOG") {
+        Ok(filter) => {
+            let mut args: Vec<&str> = args.to_vec();
+            match args.iter().position(|a| *a == "--log") {
+                Some(i) => args[i + 1] = filter.leak(),
+                None => args.extend(["--log", filter.leak()]),
+            }
+            let name = args
+                .iter()
+                .position(|a| *a == "--host")
+                .map_or(args[0], |i| args[i + 1]);
+            let path = std::env::temp_dir()
+                .join(format!("watcher-bench-{name}-{}.log", std::process::id()));
+            eprintln!("{} logs to {}", args[0], path.display());
+            (
+                args,
+                std::process::Stdio::from(std::fs::File::create(path)?),
+            )
+        }
+        Err(_) => (args.to_vec(), std::process::Stdio::null()),
+    };
     let mut child = std::process::Command::new(&exe)
-        .args(args)
+        .args(&args)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .with_context(|| {
             format!(
@@ -1339,10 +1363,13 @@ fn many_appliers(
     // The plans first: a decision engine running meanwhile would take
     // their audits for its own.
     let uuids = plans_of_nops(&DatabaseLocation::parse(database)?, plans, actions)?;
+    // Six plans an applier: the sixteen plans of nops never take every
+    // slot, so the migrations to cancel are claimed at once, not after a
+    // plan of nops has ended (which left four or five cancels per run).
     let split = split_deployment(
         Some(database),
         appliers,
-        "max_concurrent_plans = 4\n[applier.limits]\nper_plan = 128\n\
+        "max_concurrent_plans = 6\n[applier.limits]\nper_plan = 128\n\
          [applier.limits.per_type]\nnop = 128\nmigrate = 2\n",
     )?;
     let loaded = AtomicBool::new(false);

@@ -242,6 +242,10 @@ const HISTORY_CHANNEL: &str = "watcher_history";
 /// their history tail is thousands of rows behind under load.
 const CANCEL_CHANNEL: &str = "watcher_cancel";
 
+/// While alive, this process's writes wait ([`Store::hold_writes`]).
+#[cfg(feature = "test-hooks")]
+pub struct WritesHeld(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -681,6 +685,7 @@ fn history_tail_loop(location: DatabaseLocation, events: Announcer) {
             Conn::Postgres(pg) => match pg.wait_for_notification(wait, CANCEL_CHANNEL) {
                 Ok(cancelled) => {
                     for uuid in cancelled.iter().filter_map(|u| Uuid::parse_str(u).ok()) {
+                        tracing::debug!(plan = %uuid, "cancel heard from the database");
                         events.announce(StoreEvent::PlanState {
                             uuid,
                             state: ActionPlanState::Cancelling,
@@ -907,6 +912,20 @@ impl Store {
         F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
         self.enqueue(f).await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Holds this process's writer until the guard is dropped: every write
+    /// queued meanwhile waits, as behind a long queue under heavy load.
+    /// For tests that need a write to be stuck (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub fn hold_writes(&self) -> WritesHeld {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        drop(self.enqueue(move |_, _| {
+            // Returns when the guard's sender is dropped.
+            let _ = wait.recv();
+            Ok(())
+        }));
+        WritesHeld(release)
     }
 
     /// Queues a write now and returns where its answer will arrive. Writes
