@@ -139,6 +139,10 @@ pub struct Relay {
 
 /// How many history rows one round publishes.
 const BATCH: usize = 500;
+/// A round ends after the row that brings it to this many messages: a
+/// plan's creation row gives one per action (10,000 for a big plan), and
+/// a round's messages are held in memory until the broker confirms them.
+const ROUND_MESSAGES: usize = 2_000;
 
 impl Relay {
     pub fn new(
@@ -282,12 +286,20 @@ impl Relay {
             .history_after(last, BATCH)
             .await
             .map_err(|e| e.to_string())?;
-        let Some(newest) = rows.last().map(|r| r.seq) else {
+        if rows.is_empty() {
             return Ok(false);
-        };
-        let mut messages = vec![];
+        }
+        let (mut messages, mut newest, mut cut_short) = (vec![], last, false);
         for row in &rows {
-            for n in payload::render(&self.store, row, nonce, &self.publisher_id).await {
+            if messages.len() >= ROUND_MESSAGES {
+                cut_short = true;
+                break;
+            }
+            newest = row.seq;
+            let rendered = payload::render(&self.store, row, nonce, &self.publisher_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            for n in rendered {
                 if self.config.level == "error" && n.priority != "ERROR" {
                     continue;
                 }
@@ -342,6 +354,6 @@ impl Relay {
         }
         cursor.0 = newest;
         debug!(sent, up_to = newest, "notifications published");
-        Ok(rows.len() == BATCH)
+        Ok(cut_short || rows.len() == BATCH)
     }
 }

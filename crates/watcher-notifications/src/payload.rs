@@ -168,15 +168,18 @@ fn payload_class(entity: Entity, event: &str) -> String {
     format!("{base}{kind}Payload")
 }
 
-/// The notifications for one history row. A record that can no longer be
+/// The notifications for one history row: a plan's creation row also gives
+/// an `action.create` for each of its actions (the store writes no row of
+/// their own, `Store::actions_created_with`). A record that can no longer be
 /// read (it cannot happen: records are only soft-deleted) gives a payload
-/// with what the row itself says.
+/// with what the row itself says; a failed read of the plan's actions is an
+/// error, so that the round is tried again rather than publish too little.
 pub async fn render(
     store: &Store,
     row: &HistoryEntry,
     nonce: i64,
     publisher: &str,
-) -> Vec<Notification> {
+) -> Result<Vec<Notification>, watcher_store::StoreError> {
     // oslo's format: str(datetime.utcnow()).
     let timestamp = row.at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
     let mut out = vec![];
@@ -199,7 +202,20 @@ pub async fn render(
             timestamp: timestamp.clone(),
         });
     }
-    out
+    for action in store.actions_created_with(row.clone()).await? {
+        // Unique and the same however often it is rendered: the action's
+        // uuid, mixed with this database's nonce (an action is created once).
+        let (high, low) = action.uuid.as_u64_pair();
+        out.push(Notification {
+            message_id: uuid::Uuid::from_u64_pair(high ^ nonce as u64, low).to_string(),
+            publisher_id: publisher.to_string(),
+            event_type: "action.create".into(),
+            priority: "INFO",
+            payload: payload(store, &action, "action.create").await,
+            timestamp: timestamp.clone(),
+        });
+    }
+    Ok(out)
 }
 
 // Long because it is a table: one payload shape per entity and event, as upstream's notification objects define them.

@@ -67,19 +67,91 @@ pub(crate) fn record_history(
     Ok(())
 }
 
+fn is_plan_creation(row: &HistoryEntry) -> bool {
+    row.entity == Entity::ActionPlan && row.from_state.is_none()
+}
+
+/// A plan's creation row stands for its actions' creations too: writing a
+/// row per action (10,000 for a big plan) under the writers' lock held
+/// every other process's writes, a cancel included, for 80 ms. So their
+/// entries are made from the plan's row, with its `seq`, actor and time,
+/// in the order the actions were inserted. Plans written before this kept
+/// a row per action; those actions are left out here (they have their own).
+fn actions_created_with(
+    conn: &Conn,
+    creation: &HistoryEntry,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    if !is_plan_creation(creation) {
+        return Ok(vec![]);
+    }
+    let plan = creation.uuid.to_string();
+    let recorded: std::collections::HashSet<Uuid> = conn
+        .query_map(
+            "SELECT uuid FROM state_history WHERE action_plan_uuid = ?1 AND entity = 'action' \
+             AND from_state IS NULL",
+            args![plan.clone()],
+            |r| r.uuid(0),
+        )?
+        .into_iter()
+        .collect();
+    let actions = conn.query_map(
+        "SELECT x.uuid FROM actions x JOIN action_plans p ON p.id = x.action_plan_id \
+         WHERE p.uuid = ?1 ORDER BY x.id",
+        args![plan],
+        |r| r.uuid(0),
+    )?;
+    Ok(actions
+        .into_iter()
+        .filter(|a| !recorded.contains(a))
+        .map(|uuid| HistoryEntry {
+            seq: creation.seq,
+            entity: Entity::Action,
+            uuid,
+            action_plan_uuid: Some(creation.uuid),
+            from_state: None,
+            to_state: EntityState::Action(ActionState::Pending),
+            actor: creation.actor,
+            reason: "planned".into(),
+            at: creation.at,
+        })
+        .collect())
+}
+
 impl Store {
     // ----- history and journal -------------------------------------------------
 
-    /// Every state change of a plan and its actions, in commit order.
+    /// Every state change of a plan and its actions, in commit order; the
+    /// actions' creations right after the plan's ([`actions_created_with`]).
     pub async fn plan_history(&self, plan: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
         self.read(move |conn| {
-            conn.query_map("SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
+            let rows = conn.query_map("SELECT seq, entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at \
                  FROM state_history WHERE action_plan_uuid = ? ORDER BY seq",
                 vec![SqlValue::Text(plan.to_string())],
                 history_from_row,
-            )
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let created = is_plan_creation(&row);
+                out.push(row);
+                if created {
+                    let actions = actions_created_with(conn, out.last().expect("pushed"))?;
+                    out.extend(actions);
+                }
+            }
+            Ok(out)
         })
         .await
+    }
+
+    /// The creations of the actions a plan was created with, as history
+    /// entries of `creation` (the plan's own creation row): see
+    /// [`actions_created_with`].
+    pub async fn actions_created_with(
+        &self,
+        creation: HistoryEntry,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| actions_created_with(conn, &creation))
+            .await
     }
 
     /// A plan's state as of history row `seq`, and when it entered it (None

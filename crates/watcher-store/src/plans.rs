@@ -300,16 +300,11 @@ impl Store {
                         PlanUpdate::default())?;
                 }
             }
+            // One row, for the actions' creations too (`history.rs`,
+            // `actions_created_with`): a row per action here held every
+            // other writer for as long as they took.
             record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
                 Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
-            // The actions' creation rows in one statement, in the order the
-            // actions were inserted.
-            conn.execute(
-                "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
-                 SELECT 'action', uuid, ?1, NULL, 'PENDING', ?2, 'planned', ?3 FROM actions \
-                 WHERE action_plan_id = ?4 ORDER BY id",
-                args![new.uuid.to_string(), Actor::DecisionEngine.as_str(), now, plan_id],
-            )?;
             if continuous {
                 conn.execute(
                     "UPDATE audits SET next_run_time = ?1, status_message = NULL, updated_at = ?2 WHERE id = ?3",

@@ -3,7 +3,7 @@
 use watcher_testkit as common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn states(d: &Daemon, plan: &str) -> Vec<(String, String)> {
@@ -84,6 +84,26 @@ fn cancelling_a_running_sleep_aborts_it_at_once_and_the_plan_ends_cancelled() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(plan_rows, expect);
+    // Each action's creation follows the plan's, in the plan's order, with
+    // the plan's seq (the store writes one row for them all).
+    let created: Vec<&Value> = history.iter().take(4).collect();
+    assert_eq!(created[0]["resource"], "action_plan");
+    let actions = d.actions(&plan);
+    for (h, a) in created[1..].iter().zip(&actions) {
+        assert_eq!(h["resource"], "action", "{h}");
+        assert_eq!(h["uuid"], a["uuid"], "{h}");
+        assert_eq!(h["from_state"], Value::Null, "{h}");
+        assert_eq!(h["to_state"], "PENDING", "{h}");
+        assert_eq!(h["actor"], "decision_engine", "{h}");
+        assert_eq!(h["seq"], created[0]["seq"], "{h}");
+    }
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h["resource"] == "action" && h["from_state"].is_null())
+            .count(),
+        actions.len()
+    );
 }
 
 #[test]

@@ -75,6 +75,24 @@ fn a_cancelled_plan_sends_upstreams_notifications_in_order() {
     ];
     let at: Vec<usize> = order.iter().map(|e| position(&events, e)).collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{events:?}");
+    // One action.create for each action, in the plan's order, right after
+    // the plan's (the store wrote one creation row for them all).
+    let plan_created = position(&events, "action_plan.create");
+    let created: Vec<&Value> = messages[plan_created + 1..]
+        .iter()
+        .take_while(|m| m["event_type"] == "action.create")
+        .map(|m| &m["payload"]["watcher_object.data"]["uuid"])
+        .collect();
+    let actions: Vec<Value> = d
+        .actions(&plan)
+        .into_iter()
+        .map(|a| a["uuid"].clone())
+        .collect();
+    assert_eq!(created, actions.iter().collect::<Vec<_>>());
+    assert_eq!(
+        events.iter().filter(|e| *e == "action.create").count(),
+        actions.len()
+    );
     let ids: HashSet<&str> = messages
         .iter()
         .map(|m| m["message_id"].as_str().unwrap())
