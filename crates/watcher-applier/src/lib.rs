@@ -149,6 +149,13 @@ impl ApplierConfig {
 
 struct Runs {
     cancel: CancellationToken,
+    /// Fired when the plan is no longer this applier's to run
+    /// ([`Applier::fence_lapsed_leases`]).
+    fence: CancellationToken,
+    /// Until when the database holds the plan leased to this applier, as
+    /// far as this applier knows: the last claim or renewal that committed,
+    /// counted from before it was sent.
+    leased_until: std::time::Instant,
 }
 
 /// The applier service.
@@ -338,6 +345,7 @@ impl Applier {
                 },
                 _ = self.inner.shutdown.cancelled() => break,
                 _ = sweep.tick() => {
+                    self.fence_lapsed_leases();
                     self.request_sweep();
                     if self.inner.running.lock().expect("running lock").is_empty()
                         && self.inner.memory_to_give_back.swap(false, Ordering::AcqRel)
@@ -491,7 +499,8 @@ impl Applier {
                     } else {
                         warn!(plan = %p.uuid, state = %p.state, "resuming a plan no run was holding");
                     }
-                    self.spawn_run(p);
+                    // Its lease is renewed by the next sweep, within the lease.
+                    self.spawn_run(p, std::time::Instant::now());
                 }
                 ActionPlanState::Cancelling => self.signal_cancel(p.uuid),
                 _ => {}
@@ -521,16 +530,50 @@ impl Applier {
         if plans.is_empty() {
             return Ok(());
         }
+        let sent = std::time::Instant::now();
         let lost = self
             .inner
             .store
-            .renew_leases(self.inner.settings.host.clone(), plans, self.lease_until())
+            .renew_leases(
+                self.inner.settings.host.clone(),
+                plans.clone(),
+                self.lease_until(),
+            )
             .await?;
-        for p in lost {
-            // Either finished (the run is ending) or taken over.
-            debug!(plan = %p, "lease not renewed: the plan ended or another applier has it");
+        let mut running = self.inner.running.lock().expect("running lock");
+        for p in plans {
+            let Some(run) = running.get_mut(&p) else {
+                continue;
+            };
+            if lost.contains(&p) {
+                // Either finished (the run is ending: stopping it changes
+                // nothing) or another applier has it (this one stalled
+                // longer than the lease): either way no longer ours to run.
+                debug!(plan = %p, "lease not renewed: the plan ended or another applier has it");
+                run.fence.cancel();
+            } else {
+                run.leased_until = sent + self.inner.settings.lease;
+            }
         }
         Ok(())
+    }
+
+    /// Stops, without touching the cloud, every run whose lease this
+    /// applier could not renew in time (the database unreachable, or the
+    /// network to it silently dropping packets): once the lease has run
+    /// out another applier may take the plan over, and two appliers must
+    /// never act on one plan. Needs no database, so it works while every
+    /// query hangs; a plan fenced while no other applier took it is
+    /// resumed by the sweep (reconciled, as after a restart) once the
+    /// database answers.
+    fn fence_lapsed_leases(&self) {
+        let now = std::time::Instant::now();
+        for (plan, run) in self.inner.running.lock().expect("running lock").iter() {
+            if now >= run.leased_until && !run.fence.is_cancelled() {
+                error!(plan = %plan, lease = ?self.inner.settings.lease, "could not renew the lease of this plan in time (is the database reachable?): stopped running it, without aborting anything; another applier takes it over, or this one resumes it when the database answers");
+                run.fence.cancel();
+            }
+        }
     }
 
     /// Takes over plans whose applier stopped renewing its lease (it died,
@@ -605,6 +648,7 @@ impl Applier {
             return Ok(());
         }
         let me = self.inner.settings.host.clone();
+        let sent = std::time::Instant::now();
         match self
             .inner
             .store
@@ -620,7 +664,7 @@ impl Applier {
                         warn!(plan = %plan.uuid, from = %holder, "took over a plan whose applier is gone")
                     }
                 }
-                self.spawn_run(plan);
+                self.spawn_run(plan, sent);
                 Ok(())
             }
             // Another applier was faster, or the holder renewed meanwhile.
@@ -665,6 +709,7 @@ impl Applier {
             hostname: Some(self.inner.settings.host.clone()),
             lease_until: Some(self.lease_until()),
         };
+        let sent = std::time::Instant::now();
         match self
             .inner
             .store
@@ -679,7 +724,7 @@ impl Applier {
             .await
         {
             Ok(plan) => {
-                self.spawn_run(plan);
+                self.spawn_run(plan, sent);
                 Ok(())
             }
             // Someone else claimed or cancelled it first.
@@ -703,7 +748,8 @@ impl Applier {
                 .is_none_or(|h| h == self.inner.settings.host);
             if mine {
                 info!(plan = %plan.uuid, state = %plan.state, "resuming a plan interrupted by a stop");
-                self.spawn_run(plan);
+                // Its lease is renewed by the first sweep, within the lease.
+                self.spawn_run(plan, std::time::Instant::now());
             }
         }
         Ok(())
@@ -721,6 +767,9 @@ impl Applier {
             Ok(RunEnd::Interrupted) => {
                 info!(plan = %uuid, "plan run interrupted; it resumes at the next start")
             }
+            Ok(RunEnd::Fenced) => {
+                info!(plan = %uuid, "plan run stopped: the plan is no longer this applier's")
+            }
             Err(e) => {
                 // Resumed after 1 s, then twice as long each time up
                 // to 5 s: a database that refuses writes is retried
@@ -737,8 +786,10 @@ impl Applier {
         }
     }
 
-    fn spawn_run(&self, plan: ActionPlan) {
-        let cancel = CancellationToken::new();
+    /// Runs `plan`, which this applier has just claimed, taken over or
+    /// found its own: `leased_at` is when the write that leased it was sent.
+    fn spawn_run(&self, plan: ActionPlan, leased_at: std::time::Instant) {
+        let (cancel, fence) = (CancellationToken::new(), CancellationToken::new());
         if plan.state == ActionPlanState::Cancelling {
             cancel.cancel();
         }
@@ -751,6 +802,8 @@ impl Applier {
                 plan.uuid,
                 Runs {
                     cancel: cancel.clone(),
+                    fence: fence.clone(),
+                    leased_until: leased_at + self.inner.settings.lease,
                 },
             );
         }
@@ -758,7 +811,7 @@ impl Applier {
         let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
             let uuid = plan.uuid;
-            let outcome = this.inner.runner.run(plan, cancel, shutdown).await;
+            let outcome = this.inner.runner.run(plan, cancel, shutdown, fence).await;
             this.record_outcome(uuid, outcome);
             let idle = {
                 let mut running = this.inner.running.lock().expect("running lock");

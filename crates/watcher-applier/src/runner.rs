@@ -34,6 +34,40 @@ pub enum RunEnd {
     /// Stopped by shutdown; the plan stays ONGOING or CANCELLING for the
     /// next start to reconcile and resume.
     Interrupted,
+    /// Stopped at once because this applier's lease on the plan ran out
+    /// (or another applier holds it now): its action tasks were dropped
+    /// without a cancel, so nothing was aborted and nothing more was
+    /// written; whoever holds the plan next reconciles it with the cloud.
+    Fenced,
+}
+
+/// A run's action tasks, so that a fenced run can drop them: a cancel of
+/// their tokens would abort their operations, which are no longer this
+/// applier's to touch.
+#[derive(Clone, Default)]
+struct ActionTasks(Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl ActionTasks {
+    fn add(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = self.0.lock().expect("action tasks lock");
+        // Finished ones are dropped now and then: a plan of 10,000 actions
+        // keeps only those still running.
+        if tasks.len() >= 64 && tasks.len().is_power_of_two() {
+            tasks.retain(|t| !t.is_finished());
+        }
+        tasks.push(task);
+    }
+
+    /// Drops every task and waits until none can run again.
+    async fn drop_all(&self) {
+        let tasks = std::mem::take(&mut *self.0.lock().expect("action tasks lock"));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 pub struct PlanRunner {
@@ -119,6 +153,7 @@ struct PlanRun<'a> {
     nodes: Vec<Node>,
     /// Parent of every action's token; cancelled when the run ends.
     scope: CancellationToken,
+    tasks: ActionTasks,
     /// Where action tasks report.
     tx: mpsc::UnboundedSender<(usize, Report)>,
     running: HashMap<usize, Running>,
@@ -198,7 +233,7 @@ impl PlanRun<'_> {
         if cancelling {
             token.cancel();
         }
-        runner.spawn_action(action, i, token.clone(), op, self.tx.clone());
+        runner.spawn_action(action, i, token.clone(), op, self.tx.clone(), &self.tasks);
         runner.take_slots(
             &self.nodes[i],
             &mut self.running_by_type,
@@ -242,6 +277,7 @@ impl PlanRun<'_> {
                 &mut self.running_by_host,
                 &self.scope,
                 &self.tx,
+                &self.tasks,
             );
         }
     }
@@ -356,17 +392,31 @@ impl PlanRun<'_> {
 impl PlanRunner {
     /// Runs `plan` (already ONGOING or CANCELLING and owned by this applier)
     /// to its end. `cancel` fires when the store says CANCELLING; `shutdown`
-    /// when watcherd is stopping.
+    /// when watcherd is stopping; `fence` when the plan is no longer this
+    /// applier's (its lease ran out): then the run stops at once, even in
+    /// the middle of a write that hangs, and touches the cloud no more.
     pub async fn run(
         &self,
         plan: ActionPlan,
         cancel: CancellationToken,
         shutdown: CancellationToken,
+        fence: CancellationToken,
     ) -> Result<RunEnd, StoreError> {
         let span = tracing::info_span!("plan", plan = %plan.uuid);
-        self.run_inner(plan, cancel, shutdown)
-            .instrument(span)
-            .await
+        let tasks = ActionTasks::default();
+        let run = self
+            .run_inner(plan, cancel, shutdown, tasks.clone())
+            .instrument(span);
+        tokio::select! {
+            biased;
+            _ = fence.cancelled() => {
+                // The tasks go before the run's scope token, which fires
+                // when `run` is dropped at the end of this select.
+                tasks.drop_all().await;
+                Ok(RunEnd::Fenced)
+            }
+            end = run => end,
+        }
     }
 
     async fn run_inner(
@@ -374,6 +424,7 @@ impl PlanRunner {
         plan: ActionPlan,
         cancel: CancellationToken,
         shutdown: CancellationToken,
+        tasks: ActionTasks,
     ) -> Result<RunEnd, StoreError> {
         let actions = self.store.plan_actions(plan.uuid).await?;
         // Action tokens hang under this scope, which is cancelled when this
@@ -386,6 +437,7 @@ impl PlanRunner {
             plan: plan.uuid,
             nodes: dag(actions),
             scope,
+            tasks,
             tx,
             running: HashMap::new(),
             writes: Vec::new(),
@@ -457,6 +509,7 @@ impl PlanRunner {
         by_host: &mut HashMap<String, usize>,
         scope: &CancellationToken,
         tx: &mpsc::UnboundedSender<(usize, Report)>,
+        tasks: &ActionTasks,
     ) {
         let types: Vec<String> = ready.keys().cloned().collect();
         for t in types {
@@ -484,7 +537,7 @@ impl PlanRunner {
                 }
                 let token = scope.child_token();
                 self.take_slots(node, by_type, by_host);
-                self.spawn_action(&node.action, i, token.clone(), None, tx.clone());
+                self.spawn_action(&node.action, i, token.clone(), None, tx.clone(), tasks);
                 running.insert(
                     i,
                     Running {
@@ -541,6 +594,7 @@ impl PlanRunner {
         token: CancellationToken,
         resume: Option<OperationId>,
         tx: mpsc::UnboundedSender<(usize, Report)>,
+        tasks: &ActionTasks,
     ) {
         let Some(plugin) = self.registry.get(&action.action_type) else {
             let msg = format!("unknown action type '{}'", action.action_type);
@@ -552,7 +606,7 @@ impl PlanRunner {
         let already_running = action.state != ActionState::Pending;
         let span =
             tracing::info_span!("action", action = %action.uuid, r#type = %action.action_type);
-        tokio::spawn(
+        tasks.add(tokio::spawn(
             async move {
                 if !already_running {
                     if let Err(e) =
@@ -594,7 +648,7 @@ impl PlanRunner {
                 let _ = tx.send((i, Report::Finished(outcome)));
             }
             .instrument(span),
-        );
+        ));
     }
 
     /// The plan is CANCELLING: nothing more starts, PENDING actions are

@@ -243,7 +243,12 @@ async fn throughput(n: usize, chain: bool, database: Option<&str>) -> anyhow::Re
     };
     let t = Instant::now();
     let end = runner
-        .run(p, CancellationToken::new(), CancellationToken::new())
+        .run(
+            p,
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        )
         .await?;
     let secs = t.elapsed().as_secs_f64();
     if end != RunEnd::Finished(ActionPlanState::Succeeded) {

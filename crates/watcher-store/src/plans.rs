@@ -444,8 +444,11 @@ impl Store {
             let mut lost = vec![];
             for p in plans {
                 let n = conn
-                    .execute("UPDATE action_plans SET lease_expires_at = ?1 WHERE uuid = ?2 AND hostname = ?3 \
-                         AND state IN ('ONGOING', 'CANCELLING')", args![until, p.to_string(), host])?;
+                    // A running plan without a holder (left by a version
+                    // that did not record one) becomes this applier's.
+                    .execute("UPDATE action_plans SET lease_expires_at = ?1, hostname = ?3 WHERE uuid = ?2 \
+                         AND (hostname = ?3 OR hostname IS NULL) AND state IN ('ONGOING', 'CANCELLING')",
+                         args![until, p.to_string(), host])?;
                 if n == 0 {
                     lost.push(p);
                 }

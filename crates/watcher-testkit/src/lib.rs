@@ -542,19 +542,21 @@ impl SimCloud {
 }
 
 /// A part of a split deployment that serves no API (`watcherd applier`,
-/// `watcherd decision-engine`), killed when dropped.
+/// `watcherd decision-engine`), killed when dropped. Its log goes next to
+/// its config file (`<config>.log`).
 #[allow(dead_code)]
-pub struct Part(Child);
+pub struct Part(Child, PathBuf);
 
 #[allow(dead_code)]
 impl Part {
     pub fn start(role: &str, config: &Path) -> Part {
+        let log = config.with_extension("log");
         let mut child = Command::new(watcherd_binary())
             .arg(role)
             .arg("--config")
             .arg(config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -562,7 +564,12 @@ impl Part {
             .read_line(&mut line)
             .unwrap();
         assert!(line.starts_with("watcherd running as"), "{role}: {line:?}");
-        Part(child)
+        Part(child, log)
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 
     pub fn kill9(&mut self) {

@@ -477,6 +477,9 @@ impl Drop for PrivateRabbit {
 pub struct CutProxy {
     pub port: u16,
     up: Arc<AtomicBool>,
+    /// Bytes are held, not forwarded, and no connection closes: a network
+    /// that silently drops packets, as both ends see it ([`CutProxy::freeze`]).
+    frozen: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -486,8 +489,10 @@ impl CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let (up2, live2, target) = (up.clone(), live.clone(), target.to_string());
+        let frozen2 = frozen.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if !up2.load(Ordering::SeqCst) {
@@ -503,9 +508,18 @@ impl CutProxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
+                    let frozen = frozen2.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
+                        let hold = || {
+                            while frozen.load(Ordering::SeqCst) {
+                                std::thread::sleep(std::time::Duration::from_millis(5));
+                            }
+                        };
                         while let Ok(n) = from.read(&mut buf) {
+                            // What arrives while frozen is held, not lost:
+                            // TCP delivers it once the network is back.
+                            hold();
                             if n == 0 || to.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -515,7 +529,19 @@ impl CutProxy {
                 }
             }
         });
-        CutProxy { port, up, live }
+        CutProxy {
+            port,
+            up,
+            frozen,
+            live,
+        }
+    }
+
+    /// Freezes (or thaws) every connection, open and to come: nothing gets
+    /// through and nothing closes, so neither end notices (a blackhole, a
+    /// proxy that hangs); once thawed, what was held goes through.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
     }
 
     pub fn set_up(&self, up: bool) {

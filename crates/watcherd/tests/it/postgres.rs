@@ -380,3 +380,101 @@ fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
     assert_history_unbroken(&api, &plan);
     assert_history_says(&api, &plan, "applier ap-cut is gone");
 }
+
+/// The network between an applier and PostgreSQL silently drops everything
+/// (a blackhole, or a proxy that hangs): no connection closes, so the server
+/// still holds the cut applier's presence lock, and only the lease can hand
+/// the plan over. The cut applier must stop running it when its lease
+/// lapses: here a sleep it was running is run again by the other applier
+/// after the takeover, and the cut one's own sleep, which ends during the
+/// cut, must not be recorded when the network comes back (it would mark the
+/// other applier's run SUCCEEDED before that run ended).
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL: set WATCHER_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432 (.ci/run does)"
+)]
+#[test]
+fn a_silent_blackhole_stops_the_cut_applier_when_its_lease_lapses() {
+    require_postgres();
+    let root = temp_dir("pg-blackhole");
+    let sim = SimCloud::start(&scenario_file(&root, "", ""));
+    let database = postgres_database(&root.join("watcher.db"));
+    let server = postgres_server();
+    let authority = server.rsplit('@').next().unwrap().to_string();
+    let proxy = CutProxy::start(&authority);
+    proxy.set_up(true);
+    let applier = "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\
+        shutdown_grace_secs = 0.5\nlease_secs = 3";
+    let config = |name: &str, database: &str| {
+        shared_config_on(
+            &root.join(name),
+            name,
+            database,
+            &sim.cloud_config(),
+            applier,
+        )
+    };
+    let api = Daemon::start_command(
+        &root.join("api-1"),
+        config("api-1", &database),
+        None,
+        Some("api"),
+    );
+    let _de = Part::start("decision-engine", &config("de-1", &database));
+    let through_proxy = database.replacen(&authority, &format!("127.0.0.1:{}", proxy.port), 1);
+    let cut = Part::start("applier", &config("ap-cut", &through_proxy));
+    const SLEEP: f64 = 8.0;
+    let plan =
+        api.actuator(json!([{"action_type": "sleep", "input_parameters": {"duration": SLEEP}}]));
+    api.start_plan(&plan);
+    api.wait_action_state(&plan, "sleep", "ONGOING");
+    // The cut applier's sleep began before this: it ends before SLEEP from now.
+    let cut_sleep_over = Instant::now() + Duration::from_secs_f64(SLEEP);
+    assert_eq!(api.plan(&plan)["hostname"], "ap-cut");
+    let _other = Part::start("applier", &config("ap-2", &database));
+
+    proxy.freeze(true);
+    let frozen = Instant::now();
+    wait_for(Duration::from_secs(30), || {
+        (api.plan(&plan)["hostname"] == "ap-2").then_some(())
+    });
+    assert!(
+        frozen.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        frozen.elapsed()
+    );
+    wait_for(Duration::from_secs(10), || {
+        cut.log()
+            .contains("could not renew the lease")
+            .then_some(())
+    });
+    // Back once the cut applier's own sleep is over, while the other's runs.
+    wait_for(Duration::from_secs(30), || {
+        (Instant::now() >= cut_sleep_over).then_some(())
+    });
+    assert_eq!(api.actions(&plan)[0]["state"], "ONGOING");
+    proxy.freeze(false);
+    let p = api.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p}");
+    assert_history_unbroken(&api, &plan);
+    // The SUCCEEDED came from the other applier's sleep: SLEEP after its start.
+    let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let at = |to: &str| {
+        let row = history
+            .iter()
+            .rev()
+            .find(|h| h["resource"] == "action" && h["to_state"] == to)
+            .unwrap_or_else(|| panic!("no action row to {to}: {history:?}"));
+        chrono::DateTime::parse_from_rfc3339(row["at"].as_str().unwrap()).unwrap()
+    };
+    let ran = (at("SUCCEEDED") - at("ONGOING")).as_seconds_f64();
+    assert!(
+        ran >= SLEEP - 0.1,
+        "the action was recorded SUCCEEDED {ran:.1} s after the last start: \
+         the cut applier's run was recorded over the other's; {history:?}"
+    );
+    assert_history_says(&api, &plan, "the lease of applier ap-cut expired");
+}
