@@ -328,6 +328,47 @@ fn a_killed_appliers_plan_is_taken_over_in_seconds_and_a_cancel_meanwhile_settle
     assert_history_unbroken(&api, &plan);
 }
 
+/// A split deployment on PostgreSQL (API, decision engine, applier
+/// `ap-cut`) whose applier reaches the database through a [`CutProxy`];
+/// `other` starts a second applier, `ap-2`, that reaches it directly.
+struct BehindProxy {
+    sim: SimCloud,
+    proxy: CutProxy,
+    api: Daemon,
+    _de: Part,
+    cut: Part,
+    other: Box<dyn Fn() -> Part>,
+}
+
+impl BehindProxy {
+    fn start(name: &str, scenario: &str, applier: &'static str) -> BehindProxy {
+        let root = temp_dir(name);
+        let sim = SimCloud::start(&scenario_file(&root, scenario, ""));
+        let database = postgres_database(&root.join("watcher.db"));
+        let server = postgres_server();
+        let authority = server.rsplit('@').next().unwrap().to_string();
+        let proxy = CutProxy::start(&authority);
+        proxy.set_up(true);
+        let (cloud, api_dir) = (sim.cloud_config(), root.join("api-1"));
+        let config = move |name: &str, database: &str| {
+            shared_config_on(&root.join(name), name, database, &cloud, applier)
+        };
+        let api = Daemon::start_command(&api_dir, config("api-1", &database), None, Some("api"));
+        let _de = Part::start("decision-engine", &config("de-1", &database));
+        let through_proxy = database.replacen(&authority, &format!("127.0.0.1:{}", proxy.port), 1);
+        let cut = Part::start("applier", &config("ap-cut", &through_proxy));
+        let other = Box::new(move || Part::start("applier", &config("ap-2", &database)));
+        BehindProxy {
+            sim,
+            proxy,
+            api,
+            _de,
+            cut,
+            other,
+        }
+    }
+}
+
 /// The network between an applier and PostgreSQL cut mid-migration (both
 /// ends see it): the server ends the applier's sessions, another applier
 /// takes the plan over in seconds and follows the migration to its end;
@@ -339,26 +380,19 @@ fn a_killed_appliers_plan_is_taken_over_in_seconds_and_a_cancel_meanwhile_settle
 #[test]
 fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
     require_postgres();
-    let root = temp_dir("pg-cut");
-    let sim = SimCloud::start(&scenario_file(&root, "live_migration_secs = 8.0", ""));
-    let database = postgres_database(&root.join("watcher.db"));
-    let server = postgres_server();
-    let authority = server.rsplit('@').next().unwrap().to_string();
-    let proxy = CutProxy::start(&authority);
-    proxy.set_up(true);
-    let config = |name: &str, database: &str| failover_part(&root, name, database, &sim);
-    let api = Daemon::start_command(
-        &root.join("api-1"),
-        config("api-1", &database),
-        None,
-        Some("api"),
-    );
-    let _de = Part::start("decision-engine", &config("de-1", &database));
-    let through_proxy = database.replacen(&authority, &format!("127.0.0.1:{}", proxy.port), 1);
-    let _cut = Part::start("applier", &config("ap-cut", &through_proxy));
+    // Every field bound: one left to `..` would be dropped (its process
+    // killed) at the end of this statement.
+    let BehindProxy {
+        sim,
+        proxy,
+        api,
+        _de,
+        cut: _cut,
+        other,
+    } = BehindProxy::start("pg-cut", "live_migration_secs = 8.0", FAILOVER_APPLIER);
     let plan = running_live_migration(&api, &sim);
     assert_eq!(api.plan(&plan)["hostname"], "ap-cut");
-    let _other = Part::start("applier", &config("ap-2", &database));
+    let _other = other();
 
     proxy.set_up(false);
     let cut = Instant::now();
@@ -396,33 +430,19 @@ fn a_network_cut_hands_the_plan_to_another_applier_and_never_to_both() {
 #[test]
 fn a_silent_blackhole_stops_the_cut_applier_when_its_lease_lapses() {
     require_postgres();
-    let root = temp_dir("pg-blackhole");
-    let sim = SimCloud::start(&scenario_file(&root, "", ""));
-    let database = postgres_database(&root.join("watcher.db"));
-    let server = postgres_server();
-    let authority = server.rsplit('@').next().unwrap().to_string();
-    let proxy = CutProxy::start(&authority);
-    proxy.set_up(true);
-    let applier = "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\
-        shutdown_grace_secs = 0.5\nlease_secs = 3";
-    let config = |name: &str, database: &str| {
-        shared_config_on(
-            &root.join(name),
-            name,
-            database,
-            &sim.cloud_config(),
-            applier,
-        )
-    };
-    let api = Daemon::start_command(
-        &root.join("api-1"),
-        config("api-1", &database),
-        None,
-        Some("api"),
+    let BehindProxy {
+        sim: _sim,
+        proxy,
+        api,
+        _de,
+        cut,
+        other,
+    } = BehindProxy::start(
+        "pg-blackhole",
+        "",
+        "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\n\
+         shutdown_grace_secs = 0.5\nlease_secs = 3",
     );
-    let _de = Part::start("decision-engine", &config("de-1", &database));
-    let through_proxy = database.replacen(&authority, &format!("127.0.0.1:{}", proxy.port), 1);
-    let cut = Part::start("applier", &config("ap-cut", &through_proxy));
     const SLEEP: f64 = 8.0;
     let plan =
         api.actuator(json!([{"action_type": "sleep", "input_parameters": {"duration": SLEEP}}]));
@@ -431,7 +451,7 @@ fn a_silent_blackhole_stops_the_cut_applier_when_its_lease_lapses() {
     // The cut applier's sleep began before this: it ends before SLEEP from now.
     let cut_sleep_over = Instant::now() + Duration::from_secs_f64(SLEEP);
     assert_eq!(api.plan(&plan)["hostname"], "ap-cut");
-    let _other = Part::start("applier", &config("ap-2", &database));
+    let _other = other();
 
     proxy.freeze(true);
     let frozen = Instant::now();
