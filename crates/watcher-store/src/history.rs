@@ -131,12 +131,9 @@ impl Store {
             )?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                let created = is_plan_creation(&row);
+                let actions = actions_created_with(conn, &row)?;
                 out.push(row);
-                if created {
-                    let actions = actions_created_with(conn, out.last().expect("pushed"))?;
-                    out.extend(actions);
-                }
+                out.extend(actions);
             }
             Ok(out)
         })
@@ -145,11 +142,15 @@ impl Store {
 
     /// The creations of the actions a plan was created with, as history
     /// entries of `creation` (the plan's own creation row): see
-    /// [`actions_created_with`].
+    /// [`actions_created_with`]. Any other row gives none, without a read:
+    /// the notification relay asks this of every row it publishes.
     pub async fn actions_created_with(
         &self,
         creation: HistoryEntry,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
+        if !is_plan_creation(&creation) {
+            return Ok(vec![]);
+        }
         self.read(move |conn| actions_created_with(conn, &creation))
             .await
     }
