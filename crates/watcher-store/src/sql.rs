@@ -458,31 +458,43 @@ impl PgConn {
     }
 
     /// Waits up to `timeout` for a NOTIFY on a channel this connection
-    /// listens on, then drains every one that arrived.
+    /// listens on and returns the payloads of those on `channel`, in order.
     ///
-    /// The payloads of those on `channel`, in order (the others only wake).
+    /// A notification on `channel` ends the wait at once; one on another
+    /// channel ends it only if `others_wake` (otherwise it is dropped: the
+    /// caller reads the table it announces anyway once the wait is over).
     /// A zero `timeout` takes what has arrived without waiting.
     pub fn wait_for_notification(
         &self,
         timeout: std::time::Duration,
         channel: &str,
+        others_wake: bool,
     ) -> Result<Vec<String>, StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
+        let deadline = std::time::Instant::now() + timeout;
         let mut client = self.client.borrow_mut();
         let mut notifications = client.notifications();
         let mut payloads = vec![];
-        let mut keep = |n: postgres::Notification| {
+        let mut woken = false;
+        let keep = |n: postgres::Notification, payloads: &mut Vec<String>, woken: &mut bool| {
             if n.channel() == channel {
                 payloads.push(n.payload().to_string());
+            } else {
+                *woken |= others_wake;
             }
         };
-        if !timeout.is_zero() {
-            if let Some(n) = notifications.timeout_iter(timeout).next()? {
-                keep(n);
+        loop {
+            while let Some(n) = notifications.iter().next()? {
+                keep(n, &mut payloads, &mut woken);
             }
-        }
-        while let Some(n) = notifications.iter().next()? {
-            keep(n);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if woken || !payloads.is_empty() || left.is_zero() {
+                break;
+            }
+            match notifications.timeout_iter(left).next()? {
+                Some(n) => keep(n, &mut payloads, &mut woken),
+                None => break,
+            }
         }
         Ok(payloads)
     }
