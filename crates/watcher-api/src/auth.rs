@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use watcher_cloud::keystone::{expires_at, ClientsAuth, Credentials, KeystoneError, Session};
 use watcher_core::Secret;
+use watcher_keystone::{expires_at, ClientsAuth, Credentials, KeystoneError, Session};
 
 /// Keystone v3 settings: where to validate tokens, and watcherd's own
 /// service credentials for doing so.

@@ -7,8 +7,6 @@
 //! reverted. [`simulated::SimulatedCloud`] is a real implementation with
 //! capacity, timing, progress and deterministic faults.
 
-pub mod http;
-pub mod keystone;
 pub mod openstack;
 pub mod remote;
 pub mod scenario;

@@ -20,12 +20,12 @@ use super::{
     Aggregate, Cloud, CloudError, ComputeNode, ComputeService, Flavor, Instance, OperationId,
     OperationState, StoragePool, Volume,
 };
-use crate::keystone::{Credentials, Session};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use watcher_keystone::{Credentials, Session};
 
 /// A compute API microversion, `2.x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -155,7 +155,7 @@ impl RemoteCloud {
     pub fn new(url: &str) -> RemoteCloud {
         RemoteCloud {
             base: url.trim_end_matches('/').to_string(),
-            agent: crate::http::plain_agent(Duration::from_secs(30)),
+            agent: watcher_keystone::http::plain_agent(Duration::from_secs(30)),
         }
     }
 

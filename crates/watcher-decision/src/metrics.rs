@@ -325,7 +325,7 @@ impl PrometheusMetrics {
             url: url.trim_end_matches('/').to_string(),
             fqdn_label: "fqdn".into(),
             instance_label: "resource".into(),
-            agent: watcher_cloud::http::agent(
+            agent: watcher_keystone::http::agent(
                 tls,
                 "decision_engine.prometheus_tls",
                 Duration::from_secs(30),

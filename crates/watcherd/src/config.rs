@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use watcher_api::auth::KeystoneConfig;
 use watcher_applier::ApplierConfig;
-use watcher_cloud::keystone::ClientsAuth;
 use watcher_decision::DecisionConfig;
+use watcher_keystone::ClientsAuth;
 use watcher_store::Durability;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

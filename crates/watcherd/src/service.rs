@@ -9,12 +9,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use watcher_api::AppState;
 use watcher_applier::Applier;
-use watcher_cloud::keystone::{Credentials, KeystoneError};
 use watcher_cloud::openstack::OpenStackCloud;
 use watcher_cloud::scenario::Scenario;
 use watcher_cloud::{Cloud, CloudError};
 use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
 use watcher_decision::DecisionEngine;
+use watcher_keystone::{Credentials, KeystoneError};
 use watcher_store::{DatabaseLocation, Store};
 
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use watcher_tls::TlsOptions;
 
 /// An HTTP client that trusts `ca`.
 fn client(ca: &TestCa) -> ureq::Agent {
-    watcher_cloud::http::agent(
+    watcher_keystone::http::agent(
         &TlsOptions {
             cafile: Some(ca.ca_cert.clone()),
             ..Default::default()

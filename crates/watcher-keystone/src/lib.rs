@@ -1,6 +1,7 @@
 //! A small Keystone v3 client: password login, a token renewed before it
 //! expires, and endpoint lookup in the token's catalog. Used by the API to
-//! validate callers' tokens and by the OpenStack cloud driver.
+//! validate callers' tokens, by the OpenStack cloud driver and by the
+//! `watcher` CLI.
 //!
 //! Credentials come, as for every OpenStack tool, from `clouds.yaml`
 //! (`OS_CLOUD` names the entry) or from the `OS_*` environment variables.
@@ -14,6 +15,8 @@ use std::time::Duration;
 use watcher_core::secret::{redact_url, redact_urls_in};
 use watcher_core::Secret;
 use watcher_tls::TlsOptions;
+
+pub mod http;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum KeystoneError {
@@ -66,8 +69,17 @@ pub struct Credentials {
     pub username: String,
     pub password: Secret,
     pub project_name: String,
+    /// Used instead of `project_name` (and its domain) when set.
+    pub project_id: String,
     pub user_domain_name: String,
+    /// Used instead of `user_domain_name` when set.
+    pub user_domain_id: String,
     pub project_domain_name: String,
+    /// Used instead of `project_domain_name` when set.
+    pub project_domain_id: String,
+    /// Token auth (`auth_type = token`): a token exchanged at login for
+    /// one scoped to the project, whose catalog is then used.
+    pub token: Secret,
     /// Application credential (`auth_type = v3applicationcredential`): the
     /// id, or the name with `username` and `user_domain_name`; the project
     /// is the credential's own.
@@ -168,6 +180,7 @@ impl ClientsAuth {
             interface: self.interface.clone(),
             tls: self.tls(),
             source: section.into(),
+            ..Default::default()
         };
         match self.auth_type.as_str() {
             "password" | "v3password" => {
@@ -218,7 +231,11 @@ impl Credentials {
                 redact_url(&self.auth_url)
             )));
         }
-        if self.uses_application_credential() {
+        if !self.token.is_empty() {
+            if self.project_name.is_empty() && self.project_id.is_empty() {
+                return missing("project_name (or project_id) to scope the token to");
+            }
+        } else if self.uses_application_credential() {
             if self.application_credential_id.is_empty()
                 && (self.application_credential_name.is_empty() || self.username.is_empty())
             {
@@ -233,7 +250,7 @@ impl Credentials {
             if self.password.is_empty() {
                 return missing("password");
             }
-            if self.project_name.is_empty() {
+            if self.project_name.is_empty() && self.project_id.is_empty() {
                 return missing("project_name");
             }
         }
@@ -247,40 +264,67 @@ impl Credentials {
     pub fn from_environment() -> Result<Credentials, KeystoneError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(cloud) = var("OS_CLOUD") {
-            let file = clouds_yaml_path().ok_or_else(|| {
-                KeystoneError::Config(format!(
-                    "OS_CLOUD={cloud} but no clouds.yaml was found (looked in OS_CLIENT_CONFIG_FILE, \
-                     ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)"
-                ))
-            })?;
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                KeystoneError::Config(format!("cannot read {}: {e}", file.display()))
-            })?;
-            let mut c = Credentials::from_clouds_yaml(&text, &cloud)
-                .map_err(|e| KeystoneError::Config(format!("{}: {e}", file.display())))?;
-            c.source = format!("clouds.yaml entry '{cloud}' ({})", file.display());
-            // Relative certificate paths are relative to clouds.yaml.
-            let dir = file.parent().unwrap_or(Path::new("."));
-            for p in [&mut c.tls.cafile, &mut c.tls.certfile, &mut c.tls.keyfile]
-                .into_iter()
-                .flatten()
-            {
-                if p.is_relative() {
-                    *p = dir.join(&*p);
-                }
-            }
+            let c = Credentials::from_cloud(&cloud)?;
             c.check()?;
             return Ok(c);
         }
-        let c = Credentials {
+        let c = Credentials::from_os_variables(var);
+        c.check()?;
+        Ok(c)
+    }
+
+    /// The entry `cloud` of the first clouds.yaml found where every
+    /// OpenStack tool looks (`OS_CLIENT_CONFIG_FILE`, `./clouds.yaml`,
+    /// `~/.config/openstack/clouds.yaml`, `/etc/openstack/clouds.yaml`),
+    /// certificate paths made absolute; not checked (the caller may add
+    /// to it first).
+    pub fn from_cloud(cloud: &str) -> Result<Credentials, KeystoneError> {
+        let file = clouds_yaml_path().ok_or_else(|| {
+            KeystoneError::Config(format!(
+                "cloud '{cloud}' is asked for (OS_CLOUD or --os-cloud) but no clouds.yaml was found (looked in OS_CLIENT_CONFIG_FILE, \
+                 ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)"
+            ))
+        })?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| KeystoneError::Config(format!("cannot read {}: {e}", file.display())))?;
+        let mut c = Credentials::from_clouds_yaml(&text, cloud)
+            .map_err(|e| KeystoneError::Config(format!("{}: {e}", file.display())))?;
+        c.source = format!("clouds.yaml entry '{cloud}' ({})", file.display());
+        // Relative certificate paths are relative to clouds.yaml.
+        let dir = file.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.tls.cafile, &mut c.tls.certfile, &mut c.tls.keyfile]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        Ok(c)
+    }
+
+    /// The `OS_*` variables of an openrc file, read through `var` (the
+    /// environment, or a command line's options over it); not checked.
+    pub fn from_os_variables(var: impl Fn(&str) -> Option<String>) -> Credentials {
+        Credentials {
             auth_url: var("OS_AUTH_URL").unwrap_or_default(),
             username: var("OS_USERNAME").unwrap_or_default(),
             password: var("OS_PASSWORD").unwrap_or_default().into(),
             project_name: var("OS_PROJECT_NAME")
                 .or_else(|| var("OS_TENANT_NAME"))
                 .unwrap_or_default(),
+            project_id: var("OS_PROJECT_ID")
+                .or_else(|| var("OS_TENANT_ID"))
+                .unwrap_or_default(),
             user_domain_name: var("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+            user_domain_id: var("OS_USER_DOMAIN_ID").unwrap_or_default(),
             project_domain_name: var("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+            project_domain_id: var("OS_PROJECT_DOMAIN_ID").unwrap_or_default(),
+            token: var("OS_TOKEN")
+                .or_else(|| var("OS_AUTH_TOKEN"))
+                .filter(|_| var("OS_AUTH_TYPE").is_some_and(|t| t.ends_with("token")))
+                .unwrap_or_default()
+                .into(),
             application_credential_id: var("OS_APPLICATION_CREDENTIAL_ID").unwrap_or_default(),
             application_credential_name: var("OS_APPLICATION_CREDENTIAL_NAME").unwrap_or_default(),
             application_credential_secret: var("OS_APPLICATION_CREDENTIAL_SECRET")
@@ -295,9 +339,7 @@ impl Credentials {
                 insecure: var("OS_INSECURE").is_some_and(|v| is_true(&v)),
             },
             source: "the OS_* variables (no [watcher_clients_auth] auth_url, no OS_CLOUD)".into(),
-        };
-        c.check()?;
-        Ok(c)
+        }
     }
 
     /// The entry `cloud` of a clouds.yaml file.
@@ -311,25 +353,41 @@ impl Credentials {
             .get("auth")
             .ok_or_else(|| format!("cloud '{cloud}' has no 'auth:' section"))?;
         let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let app_cred = get(entry, "auth_type").is_some_and(|t| t.contains("applicationcredential"));
+        let auth_type = get(entry, "auth_type").unwrap_or_default();
+        let app_cred = auth_type.contains("applicationcredential");
+        let token_auth = auth_type == "token" || auth_type == "v3token";
         let need = |k: &str| get(auth, k).ok_or_else(|| format!("cloud '{cloud}' has no auth.{k}"));
+        let project = || match get(auth, "project_id") {
+            Some(_) => Ok(get(auth, "project_name").unwrap_or_default()),
+            None => need("project_name"),
+        };
         let (username, password, project_name) = if app_cred {
             (
                 get(auth, "username").unwrap_or_default(),
                 String::new(),
                 String::new(),
             )
+        } else if token_auth {
+            (String::new(), String::new(), project()?)
         } else {
-            (need("username")?, need("password")?, need("project_name")?)
+            (need("username")?, need("password")?, project()?)
         };
         Ok(Credentials {
             auth_url: need("auth_url")?,
             username,
             password: password.into(),
             project_name,
+            project_id: get(auth, "project_id").unwrap_or_default(),
             user_domain_name: get(auth, "user_domain_name").unwrap_or_else(|| "Default".into()),
+            user_domain_id: get(auth, "user_domain_id").unwrap_or_default(),
             project_domain_name: get(auth, "project_domain_name")
                 .unwrap_or_else(|| "Default".into()),
+            project_domain_id: get(auth, "project_domain_id").unwrap_or_default(),
+            token: if token_auth {
+                need("token")?.into()
+            } else {
+                Secret::default()
+            },
             application_credential_id: get(auth, "application_credential_id").unwrap_or_default(),
             application_credential_name: get(auth, "application_credential_name")
                 .unwrap_or_default(),
@@ -423,11 +481,13 @@ fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
+/// A token Keystone issued, with what came with it.
 #[derive(Debug, Clone)]
-struct Token {
-    id: Secret,
-    expires: DateTime<Utc>,
-    catalog: Value,
+pub struct IssuedToken {
+    pub id: Secret,
+    pub expires: DateTime<Utc>,
+    /// The token's service catalog.
+    pub catalog: Value,
 }
 
 /// A logged-in session. Blocking: call from a blocking thread.
@@ -436,13 +496,13 @@ pub struct Session {
     agent: ureq::Agent,
     /// The Identity v3 URL, found from `auth_url` at the first login.
     v3: OnceLock<String>,
-    token: Mutex<Option<Token>>,
+    token: Mutex<Option<IssuedToken>>,
 }
 
 impl Session {
     /// A session whose TLS settings are checked now (no request is made).
     pub fn new(credentials: Credentials) -> Result<Session, KeystoneError> {
-        let agent = crate::http::agent(
+        let agent = http::agent(
             &credentials.tls,
             &format!("{} TLS", credentials.source),
             Duration::from_secs(30),
@@ -514,11 +574,30 @@ impl Session {
 
     fn login_body(&self) -> Value {
         let c = &self.credentials;
+        let domain = |id: &str, name: &str| {
+            if id.is_empty() {
+                json!({"name": name})
+            } else {
+                json!({"id": id})
+            }
+        };
+        let scope = if c.project_id.is_empty() {
+            json!({"project": {"name": c.project_name,
+                "domain": domain(&c.project_domain_id, &c.project_domain_name)}})
+        } else {
+            json!({"project": {"id": c.project_id}})
+        };
+        if !c.token.is_empty() {
+            return json!({"auth": {
+                "identity": {"methods": ["token"], "token": {"id": c.token.expose()}},
+                "scope": scope}});
+        }
         if c.uses_application_credential() {
             let mut cred = json!({"secret": c.application_credential_secret.expose()});
             if c.application_credential_id.is_empty() {
                 cred["name"] = json!(c.application_credential_name);
-                cred["user"] = json!({"name": c.username, "domain": {"name": c.user_domain_name}});
+                cred["user"] = json!({"name": c.username,
+                    "domain": domain(&c.user_domain_id, &c.user_domain_name)});
             } else {
                 cred["id"] = json!(c.application_credential_id);
             }
@@ -527,13 +606,13 @@ impl Session {
         }
         json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "domain": {"name": c.user_domain_name},
+                "name": c.username, "domain": domain(&c.user_domain_id, &c.user_domain_name),
                 "password": c.password.expose()}}},
-            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}
+            "scope": scope
         }})
     }
 
-    fn current(&self, fresh: bool) -> Result<Token, KeystoneError> {
+    fn current(&self, fresh: bool) -> Result<IssuedToken, KeystoneError> {
         if !fresh {
             if let Some(t) = self.token.lock().expect("token lock").clone() {
                 if t.expires - chrono::Duration::seconds(60) > Utc::now() {
@@ -552,7 +631,9 @@ impl Session {
             Ok(r) => r,
             Err(ureq::Error::Status(code @ (400 | 401 | 403 | 404), r)) => {
                 return Err(KeystoneError::Refused {
-                    user: if c.uses_application_credential() {
+                    user: if !c.token.is_empty() {
+                        "the given token".to_string()
+                    } else if c.uses_application_credential() {
                         format!(
                             "application credential {}{}",
                             c.application_credential_id, c.application_credential_name
@@ -579,7 +660,7 @@ impl Session {
         let body: Value = resp
             .into_json()
             .map_err(|e| KeystoneError::transport(&url, e))?;
-        let token = Token {
+        let token = IssuedToken {
             id: id.into(),
             expires: expires_at(&body).unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(5)),
             catalog: body["token"]["catalog"].clone(),
@@ -601,6 +682,18 @@ impl Session {
 
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+
+    /// The token in use, if one was issued or adopted: for a client that
+    /// keeps it between runs (the CLI's token cache).
+    pub fn issued(&self) -> Option<IssuedToken> {
+        self.token.lock().expect("token lock").clone()
+    }
+
+    /// Uses a token issued earlier (kept by the caller) until it nears its
+    /// expiry or `token(true)` asks for a fresh one.
+    pub fn adopt(&self, token: IssuedToken) {
+        *self.token.lock().expect("token lock") = Some(token);
     }
 }
 
@@ -748,6 +841,54 @@ clouds:
         let lab = Credentials::from_clouds_yaml(text, "lab").unwrap();
         assert!(lab.tls.insecure);
         assert!(!format!("{lab:?}").contains("password: \"p\""));
+    }
+
+    #[test]
+    fn token_auth_and_ids_scope_the_login_as_asked() {
+        let text = r#"
+clouds:
+  tok:
+    auth_type: token
+    auth:
+      auth_url: http://ks:5000/v3
+      token: gAAAA-given
+      project_id: 0123abcd
+"#;
+        let c = Credentials::from_clouds_yaml(text, "tok").unwrap();
+        assert_eq!(c.token.expose(), "gAAAA-given");
+        c.check().unwrap();
+        let body = Session::new(c).unwrap().login_body();
+        assert_eq!(body["auth"]["identity"]["methods"], json!(["token"]));
+        assert_eq!(body["auth"]["identity"]["token"]["id"], "gAAAA-given");
+        assert_eq!(body["auth"]["scope"], json!({"project": {"id": "0123abcd"}}));
+
+        let c = Credentials {
+            auth_url: "http://ks:5000/v3".into(),
+            username: "u".into(),
+            password: "p".into(),
+            project_name: "demo".into(),
+            user_domain_id: "default".into(),
+            project_domain_id: "default".into(),
+            source: "test".into(),
+            ..Default::default()
+        };
+        let body = Session::new(c).unwrap().login_body();
+        assert_eq!(
+            body["auth"]["identity"]["password"]["user"]["domain"],
+            json!({"id": "default"})
+        );
+        assert_eq!(
+            body["auth"]["scope"]["project"],
+            json!({"name": "demo", "domain": {"id": "default"}})
+        );
+        let missing = Credentials {
+            token: "t".into(),
+            auth_url: "http://ks:5000/v3".into(),
+            source: "test".into(),
+            ..Default::default()
+        };
+        let e = missing.check().unwrap_err().to_string();
+        assert!(e.contains("project_name (or project_id)"), "{e}");
     }
 
     #[test]
