@@ -1,23 +1,47 @@
 //! A small blocking client of the v1 API, for the `watcher` CLI.
 
+use crate::auth::{AuthError, Target};
 use serde_json::Value;
-use std::time::Duration;
+use std::cell::RefCell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The API answered with an error; `message` is its faultstring.
     #[error("{message} (HTTP {status})")]
     Api { status: u16, message: String },
-    #[error("cannot reach watcherd at {endpoint}: {detail}. Is watcherd running? Set --endpoint or WATCHER_URL.")]
+    #[error("cannot reach watcherd at {endpoint}: {detail}. Is watcherd running? Set --os-endpoint-override (or WATCHER_URL), or log in with --os-cloud / OS_AUTH_URL to find it in the catalog.")]
     Unreachable { endpoint: String, detail: String },
+    #[error("watcherd at {endpoint} asks who you are (HTTP 401): log in with --os-cloud NAME (clouds.yaml) or the OS_* variables of an openrc file, or pass --os-token")]
+    Unauthenticated { endpoint: String },
+    #[error("watcherd supports API versions {min} to {max}, not {asked}: ask for one of these with --os-infra-optim-api-version, or leave it out to use the highest both sides know")]
+    Version {
+        asked: String,
+        min: String,
+        max: String,
+    },
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     #[error("unexpected answer from watcherd: {0}")]
     Protocol(String),
 }
 
+/// The highest API microversion this client knows.
+pub const CLIENT_MAX_VERSION: (u32, u32) = (1, 7);
+
 pub struct Client {
     endpoint: String,
-    version: String,
-    agent: ureq::Agent,
+    target: Target,
+    /// The version sent; settled by the first answer when negotiated.
+    version: RefCell<String>,
+    /// Asked for by the user (`--os-infra-optim-api-version`): never
+    /// lowered, a refusal is an error.
+    pinned: bool,
+}
+
+/// `1.4` -> (1, 4).
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.trim().split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Extracts the faultstring from Watcher's double-encoded error body.
@@ -37,20 +61,38 @@ pub fn fault_message(body: &str) -> String {
 }
 
 impl Client {
-    pub fn new(endpoint: &str, version: &str) -> Client {
-        let endpoint = endpoint
+    /// A client of the watcherd `target` names. `version`: the
+    /// microversion asked for, or `None`/`latest` for the highest both
+    /// sides know (the first answer settles it).
+    pub fn new(target: Target, version: Option<&str>) -> Result<Client, ClientError> {
+        let endpoint = target
+            .endpoint
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_string();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build();
-        Client {
+        let asked = version.filter(|v| !v.is_empty() && *v != "latest" && *v != "1.latest");
+        let version = match asked {
+            Some(v) => {
+                if parse_version(v).is_none() {
+                    return Err(ClientError::Protocol(format!(
+                        "'{v}' is not an API version: give MAJOR.MINOR, e.g. 1.7"
+                    )));
+                }
+                v.to_string()
+            }
+            None => format!("{}.{}", CLIENT_MAX_VERSION.0, CLIENT_MAX_VERSION.1),
+        };
+        Ok(Client {
             endpoint,
-            version: version.to_string(),
-            agent,
-        }
+            target,
+            version: RefCell::new(version),
+            pinned: asked.is_some(),
+        })
+    }
+
+    /// The microversion in use.
+    pub fn version(&self) -> (u32, u32) {
+        parse_version(&self.version.borrow()).unwrap_or(CLIENT_MAX_VERSION)
     }
 
     fn send(
@@ -59,16 +101,58 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, ClientError> {
+        let mut fresh_login = false;
+        let mut renegotiated = false;
+        loop {
+            match self.send_once(method, path, body, fresh_login) {
+                Err(ClientError::Api { status: 401, .. })
+                    if !fresh_login && self.target.can_log_in_again() =>
+                {
+                    // A cached token revoked or expired early: once more
+                    // with a new one.
+                    fresh_login = true;
+                }
+                Err(ClientError::Api { status: 401, .. }) => {
+                    return Err(ClientError::Unauthenticated {
+                        endpoint: self.endpoint.clone(),
+                    })
+                }
+                Err(ClientError::Version { asked, min, max }) => {
+                    let usable = parse_version(&max)
+                        .map(|m| m.min(CLIENT_MAX_VERSION))
+                        .filter(|v| parse_version(&min).is_some_and(|min| *v >= min));
+                    match usable {
+                        Some((a, b)) if !self.pinned && !renegotiated => {
+                            *self.version.borrow_mut() = format!("{a}.{b}");
+                            renegotiated = true;
+                        }
+                        _ => return Err(ClientError::Version { asked, min, max }),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        fresh_login: bool,
+    ) -> Result<Option<Value>, ClientError> {
         let url = format!("{}{}", self.endpoint, path);
-        let req = self
+        let version = self.version.borrow().clone();
+        let mut req = self
+            .target
             .agent
             .request(method, &url)
             .set("Accept", "application/json")
-            .set(
-                "OpenStack-API-Version",
-                &format!("infra-optim {}", self.version),
-            )
+            .set("OpenStack-API-Version", &format!("infra-optim {version}"))
             .set("User-Agent", "watcher-rs-cli");
+        if let Some(token) = self.target.token(fresh_login)? {
+            req = req.set("X-Auth-Token", token.expose());
+        }
         let result = match body {
             Some(b) => req
                 .set("Content-Type", "application/json")
@@ -89,6 +173,16 @@ impl Client {
                 serde_json::from_str(&text)
                     .map(Some)
                     .map_err(|e| ClientError::Protocol(e.to_string()))
+            }
+            Err(ureq::Error::Status(406, resp))
+                if resp.header("OpenStack-API-Maximum-Version").is_some() =>
+            {
+                let header = |h: &str| resp.header(h).unwrap_or("?").to_string();
+                Err(ClientError::Version {
+                    asked: version,
+                    min: header("OpenStack-API-Minimum-Version"),
+                    max: header("OpenStack-API-Maximum-Version"),
+                })
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let text = resp.into_string().unwrap_or_default();

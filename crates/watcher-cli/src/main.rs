@@ -1,5 +1,6 @@
 //! watcher: the command line client of watcherd (and of any Watcher v1 API).
 
+mod auth;
 mod client;
 mod table;
 
@@ -15,28 +16,24 @@ use std::time::{Duration, Instant};
     name = "watcher",
     version,
     about = "Drive Watcher: goals, audits, action plans and their actions",
-    after_help = "Examples:\n  watcher audit create -g dummy -p para1=30\n  watcher actionplan list\n  watcher actionplan start <plan-uuid> --wait\n  watcher actionplan cancel <plan-uuid>\n  watcher action list --action-plan <plan-uuid>\n\nExit codes of --wait: 0 SUCCEEDED, 3 FAILED, 4 CANCELLED; 1 for any other error."
+    after_help = "On a real cloud, log in as with every OpenStack CLI:\n  watcher --os-cloud mycloud actionplan list      (an entry of clouds.yaml)\n  source admin-openrc; watcher actionplan list    (the OS_* variables)\nwatcherd is then found in Keystone's catalog (service type infra-optim).\nThe token is kept in ~/.cache/watcher for its lifetime.\n\nOn this machine (the embedded mode, no authentication):\n  watcher actionplan list                          (http://127.0.0.1:9322)\n  watcher --endpoint http://host:9322 goal list\n\nExamples:\n  watcher audit create -g dummy -p para1=30\n  watcher actionplan start <plan-uuid> --wait\n  watcher actionplan cancel <plan-uuid>\n  watcher action list --action-plan <plan-uuid>\n\nExit codes: 0 success; 1 an error; of --wait: 3 FAILED, 4 CANCELLED;\nof cancel: 5 the plan had already ended (its state is printed)."
 )]
 struct Cli {
-    /// watcherd's URL.
-    #[arg(
-        long,
-        global = true,
-        env = "WATCHER_URL",
-        default_value = "http://127.0.0.1:9322"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
     /// Output format.
     #[arg(short = 'f', long = "format", global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// API microversion to request.
+    /// API microversion, e.g. 1.5; default: the highest both watcherd and
+    /// this client know.
     #[arg(
-        long,
+        long = "os-infra-optim-api-version",
+        visible_alias = "api-version",
         global = true,
-        env = "WATCHER_API_VERSION",
-        default_value = "1.7"
+        env = "OS_INFRA_OPTIM_API_VERSION",
+        value_name = "VERSION"
     )]
-    api_version: String,
+    api_version: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -409,6 +406,8 @@ fn exit_code(state: &str) -> i32 {
 }
 
 const FINISHED: &[&str] = &["SUCCEEDED", "FAILED", "CANCELLED", "SUPERSEDED", "DELETED"];
+/// Exit code of `actionplan cancel` on a plan that had already ended.
+const ALREADY_ENDED: i32 = 5;
 
 /// Follows a plan until it finishes: a progress bar on a terminal, one line
 /// per change otherwise. Returns the final plan.
@@ -499,7 +498,11 @@ fn report_final(out: &Out, plan: &Value) -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let client = Client::new(&cli.endpoint, &cli.api_version);
+    let version = cli
+        .api_version
+        .clone()
+        .or_else(|| std::env::var("WATCHER_API_VERSION").ok());
+    let client = Client::new(cli.auth.resolve()?, version.as_deref())?;
     let out = Out { format: cli.format };
     match cli.command {
         Command::Goal(cmd) => goal(&client, &out, cmd),
@@ -561,7 +564,20 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
             auto_trigger,
             force,
         } => {
-            let mut body = json!({"audit_type": audit_type.to_uppercase(), "goal": goal, "auto_trigger": auto_trigger, "force": force});
+            let v = client.version();
+            if v < (1, 1) && (start_time.is_some() || end_time.is_some()) {
+                bail!("--start-time and --end-time need API version 1.1 or later (this session uses {}.{})", v.0, v.1);
+            }
+            let mut body = json!({"audit_type": audit_type.to_uppercase(), "goal": goal, "auto_trigger": auto_trigger});
+            if v >= (1, 2) {
+                body["force"] = json!(force);
+            } else if force {
+                bail!(
+                    "--force needs API version 1.2 or later (this session uses {}.{})",
+                    v.0,
+                    v.1
+                );
+            }
             for (key, value) in [
                 ("strategy", strategy),
                 ("name", name),
@@ -623,6 +639,19 @@ fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> 
         PlanCmd::Cancel { plan, wait } => {
             check_uuid("actionplan", &plan)?;
             let current = client.get(&format!("/v1/action_plans/{plan}"))?;
+            let state = current["state"].as_str().unwrap_or("?");
+            if FINISHED.contains(&state) {
+                out.show(&current, PLAN_SHOW);
+                eprintln!(
+                    "Action plan {plan} had already ended {state}; there is nothing to cancel.{}",
+                    if state == "CANCELLED" {
+                        ""
+                    } else {
+                        " Its actions stay as they ended: see `watcher action list --action-plan <uuid> --detail`."
+                    }
+                );
+                return Ok(ALREADY_ENDED);
+            }
             let target = if current["state"] == "ONGOING" {
                 "CANCELLING"
             } else {
@@ -694,6 +723,14 @@ fn action(client: &Client, out: &Out, cmd: ActionCmd) -> anyhow::Result<i32> {
             reason,
         } => {
             check_uuid("action", &action)?;
+            let v = client.version();
+            if v < (1, 5) {
+                bail!(
+                    "action update needs API version 1.5 or later (this session uses {}.{})",
+                    v.0,
+                    v.1
+                );
+            }
             let mut ops = vec![json!({"op": "replace", "path": "/state", "value": state})];
             if let Some(r) = reason {
                 ops.push(json!({"op": "replace", "path": "/status_message", "value": r}));

@@ -6,9 +6,14 @@ use common::*;
 use serde_json::Value;
 use std::process::{Command, Output};
 
+/// `watcher` against a watcherd without authentication (CI's environment
+/// has an admin's OS_* variables, which would make it log in).
 fn watcher(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_watcher"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OS_")) {
+        cmd.env_remove(k);
+    }
+    cmd.args(args)
         .env("WATCHER_URL", &d.url)
         .output()
         .expect("run watcher")
@@ -172,4 +177,202 @@ fn continuous_audits_are_created_with_their_schedule_and_bad_ones_are_explained(
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cron expression"), "{}", stderr(&o));
+}
+
+/// watcherd under the Keystone of ../shared/openstack.
+fn start_under_keystone(ks: &str) -> Daemon {
+    let dir = temp_dir("cli-keystone");
+    let tables = format!(
+        "[keystone]\nauth_url = \"{ks}\"\nusername = \"admin\"\npassword = \"admin\"\nproject_name = \"admin\"\n"
+    );
+    let config = write_config_with(&dir, "auth_strategy = \"keystone\"", "", &tables);
+    Daemon::start_with_config(&dir, config, None)
+}
+
+/// `watcher` with a clean environment: only the variables given.
+fn watcher_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
+    cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run watcher")
+}
+
+#[cfg_attr(
+    not(test_keystone),
+    ignore = "needs Keystone: set WATCHER_KEYSTONE_URL (.ci/run does)"
+)]
+#[test]
+fn keystone_logins_find_watcherd_in_the_catalog_and_keep_the_token() {
+    use common::keystone::{delete_endpoints, keystone, login, register_watcher};
+    let ks = keystone();
+    let d = start_under_keystone(&ks);
+    let admin = login(&ks, "admin", "admin", "admin");
+    let region = format!("WatcherCli{}", std::process::id());
+    register_watcher(&ks, &admin, &region, &d.url);
+    let cache = d.dir.join("cache");
+    let cache_s = cache.to_str().unwrap().to_string();
+    let openrc: Vec<(&str, &str)> = vec![
+        ("OS_AUTH_URL", &ks),
+        ("OS_USERNAME", "admin"),
+        ("OS_PASSWORD", "admin"),
+        ("OS_PROJECT_NAME", "admin"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", &region),
+        ("XDG_CACHE_HOME", &cache_s),
+    ];
+
+    // Without credentials: watcherd's 401 says how to log in.
+    let o = watcher_env(&["goal", "list"], &[("WATCHER_URL", &d.url)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--os-cloud"), "{}", stderr(&o));
+
+    // An openrc's variables: watcherd comes from the catalog.
+    let o = watcher_env(&["goal", "list", "-f", "json"], &openrc);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"dummy\""), "{}", stdout(&o));
+    let files: Vec<_> = std::fs::read_dir(cache.join("watcher"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one cached token: {files:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let first = std::fs::read_to_string(&files[0]).unwrap();
+
+    // The next commands reuse it: no new login.
+    for _ in 0..3 {
+        let o = watcher_env(&["audit", "list"], &openrc);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), first);
+
+    // A cached token Keystone no longer honours: logged in again, once.
+    let mut record: Value = serde_json::from_str(&first).unwrap();
+    record["id"] = "gAAAAAB-revoked".into();
+    std::fs::write(&files[0], record.to_string()).unwrap();
+    let o = watcher_env(&["goal", "list"], &openrc);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let renewed = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(!renewed.contains("gAAAAAB-revoked"));
+
+    // clouds.yaml with --os-cloud.
+    let clouds = d.dir.join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        format!(
+            "clouds:\n  lab:\n    region_name: {region}\n    auth:\n      auth_url: {ks}\n      username: admin\n      password: admin\n      project_name: admin\n"
+        ),
+    )
+    .unwrap();
+    let o = watcher_env(
+        &[
+            "--os-cloud",
+            "lab",
+            "--no-token-cache",
+            "goal",
+            "show",
+            "dummy",
+        ],
+        &[("OS_CLIENT_CONFIG_FILE", clouds.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("dummy"));
+    let o = watcher_env(
+        &["--os-cloud", "nope", "goal", "list"],
+        &[("OS_CLIENT_CONFIG_FILE", clouds.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no cloud named 'nope'"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A token and an endpoint, as upstream's client takes them: no Keystone.
+    let o = watcher_env(
+        &[
+            "--os-token",
+            &admin,
+            "--os-endpoint-override",
+            &d.url,
+            "goal",
+            "list",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A token exchanged at Keystone for a project-scoped one (token auth).
+    let o = watcher_env(
+        &[
+            "--os-auth-url",
+            &ks,
+            "--os-token",
+            &admin,
+            "--os-project-name",
+            "admin",
+            "--os-region-name",
+            &region,
+            "--no-token-cache",
+            "goal",
+            "list",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A wrong password is Keystone's refusal, said plainly.
+    let o = watcher_env(
+        &["--os-password", "wrong", "--no-token-cache", "goal", "list"],
+        &openrc,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("Keystone refused the credentials of admin"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("wrong"),
+        "the password is never printed"
+    );
+
+    delete_endpoints(&ks, &admin, &format!("region_id={region}"));
+}
+
+#[test]
+fn the_api_version_is_negotiated_unless_one_is_asked_for() {
+    let d = Daemon::start("cli-version");
+    // The highest both know (1.7 today) works without asking.
+    let o = watcher(&d, &["goal", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // One watcherd does not offer is refused with the range it does.
+    let o = watcher(&d, &["--os-infra-optim-api-version", "1.9", "goal", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("supports API versions 1.0 to 1.7, not 1.9"),
+        "{}",
+        stderr(&o)
+    );
+    // Features are refused below the version that brought them.
+    let o = watcher(
+        &d,
+        &[
+            "--os-infra-optim-api-version",
+            "1.4",
+            "action",
+            "update",
+            "00000000-0000-4000-8000-000000000000",
+            "--state",
+            "SKIPPED",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("needs API version 1.5"),
+        "{}",
+        stderr(&o)
+    );
 }

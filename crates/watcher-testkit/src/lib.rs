@@ -1,6 +1,7 @@
 //! Helpers for black-box tests: start the real `watcherd` binary on a free
 //! port with its own SQLite file, talk HTTP to it, wait for conditions.
 
+pub mod keystone;
 pub mod servers;
 
 use serde_json::{json, Value};

@@ -10,49 +10,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-pub(crate) fn keystone() -> String {
-    required_env("WATCHER_KEYSTONE_URL", "Keystone")
-}
-
-pub(crate) fn login(ks: &str, user: &str, password: &str, project: &str) -> String {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}
-    }});
-    let r = ureq::post(&format!("{ks}/auth/tokens"))
-        .send_json(body)
-        .expect("keystone login");
-    r.header("X-Subject-Token").unwrap().to_string()
-}
-
-pub(crate) fn ks_call(
-    ks: &str,
-    admin: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let r = ureq::request(method, &format!("{ks}{path}")).set("X-Auth-Token", admin);
-    let r = match body {
-        Some(b) => r.send_json(b),
-        None => r.call(),
-    };
-    match r {
-        Ok(resp) => resp.into_json().unwrap_or(Value::Null),
-        Err(ureq::Error::Status(409, _)) => Value::Null,
-        Err(e) => panic!("{method} {path}: {e}"),
-    }
-}
-
-/// Deletes the catalogue's endpoints that `filter` selects (`region_id=X`).
-pub(crate) fn delete_endpoints(ks: &str, admin: &str, filter: &str) {
-    let listed = ks_call(ks, admin, "GET", &format!("/endpoints?{filter}"), None);
-    for e in listed["endpoints"].as_array().cloned().unwrap_or_default() {
-        let _ = ureq::delete(&format!("{ks}/endpoints/{}", e["id"].as_str().unwrap()))
-            .set("X-Auth-Token", admin)
-            .call();
-    }
-}
+pub(crate) use common::keystone::{delete_endpoints, keystone, ks_call, login};
 
 /// A user with one role on project `admin`; returns a token of theirs.
 fn user_with_role(ks: &str, admin: &str, name: &str, role: &str) -> String {
