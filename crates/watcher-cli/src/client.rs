@@ -217,3 +217,80 @@ impl Client {
         self.send("DELETE", path, None).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Auth;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A server that offers versions 1.0 to 1.3 as watcherd does: 406 with
+    /// its range for any other; records the versions it was asked for.
+    fn old_server() -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut asked = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line
+                        .to_ascii_lowercase()
+                        .strip_prefix("openstack-api-version: infra-optim ")
+                    {
+                        asked = v.trim().to_string();
+                    }
+                }
+                let _ = tx.send(asked.clone());
+                let ok = parse_version(&asked).is_some_and(|v| v <= (1, 3));
+                let (status, body) = if ok {
+                    ("200 OK", "{\"goals\": []}")
+                } else {
+                    ("406 Not Acceptable", "{}")
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nOpenStack-API-Minimum-Version: 1.0\r\n\
+                     OpenStack-API-Maximum-Version: 1.3\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, rx)
+    }
+
+    fn target(url: &str) -> Target {
+        Target {
+            endpoint: url.to_string(),
+            auth: Auth::None,
+            agent: ureq::agent(),
+        }
+    }
+
+    #[test]
+    fn an_older_server_lowers_the_version_once_and_a_pinned_one_is_kept() {
+        let (url, asked) = old_server();
+        let client = Client::new(target(&url), None).unwrap();
+        client.get("/v1/goals").unwrap();
+        assert_eq!(asked.recv().unwrap(), "1.7");
+        assert_eq!(asked.recv().unwrap(), "1.3");
+        assert_eq!(client.version(), (1, 3));
+        client.get("/v1/goals").unwrap();
+        assert_eq!(asked.recv().unwrap(), "1.3", "settled for the session");
+
+        let pinned = Client::new(target(&url), Some("1.5")).unwrap();
+        let e = pinned.get("/v1/goals").unwrap_err().to_string();
+        assert!(
+            e.contains("supports API versions 1.0 to 1.3, not 1.5"),
+            "{e}"
+        );
+        assert!(Client::new(target(&url), Some("one")).is_err());
+    }
+}

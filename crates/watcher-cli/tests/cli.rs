@@ -9,12 +9,16 @@ use std::process::{Command, Output};
 /// `watcher` against a watcherd without authentication (CI's environment
 /// has an admin's OS_* variables, which would make it log in).
 fn watcher(d: &Daemon, args: &[&str]) -> Output {
+    watcher_at(&d.url, args)
+}
+
+fn watcher_at(url: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OS_")) {
         cmd.env_remove(k);
     }
     cmd.args(args)
-        .env("WATCHER_URL", &d.url)
+        .env("WATCHER_URL", url)
         .output()
         .expect("run watcher")
 }
@@ -68,13 +72,8 @@ fn start_wait_exits_0_on_success_and_4_when_cancelled() {
     let plan = d.recommend("dummy", "dummy", serde_json::json!({"para1": 60}));
     let url = d.url.clone();
     let p2 = plan.clone();
-    let waiter = std::thread::spawn(move || {
-        Command::new(env!("CARGO_BIN_EXE_watcher"))
-            .args(["actionplan", "start", &p2, "--wait"])
-            .env("WATCHER_URL", url)
-            .output()
-            .unwrap()
-    });
+    let waiter =
+        std::thread::spawn(move || watcher_at(&url, &["actionplan", "start", &p2, "--wait"]));
     d.wait_action_state(&plan, "sleep", "ONGOING");
     let o = watcher(&d, &["actionplan", "cancel", &plan]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -87,6 +86,15 @@ fn start_wait_exits_0_on_success_and_4_when_cancelled() {
         "{}",
         stdout(&o)
     );
+    // Cancelling it again: said plainly, with its own exit code.
+    let o = watcher(&d, &["actionplan", "cancel", &plan]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("had already ended CANCELLED; there is nothing to cancel"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("CANCELLED"), "the plan is shown");
 }
 
 #[test]

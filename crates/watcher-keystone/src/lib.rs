@@ -860,7 +860,10 @@ clouds:
         let body = Session::new(c).unwrap().login_body();
         assert_eq!(body["auth"]["identity"]["methods"], json!(["token"]));
         assert_eq!(body["auth"]["identity"]["token"]["id"], "gAAAA-given");
-        assert_eq!(body["auth"]["scope"], json!({"project": {"id": "0123abcd"}}));
+        assert_eq!(
+            body["auth"]["scope"],
+            json!({"project": {"id": "0123abcd"}})
+        );
 
         let c = Credentials {
             auth_url: "http://ks:5000/v3".into(),
