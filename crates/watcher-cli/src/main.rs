@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
     after_help = "On a real cloud, log in as with every OpenStack CLI:\n  watcher --os-cloud mycloud actionplan list      (an entry of clouds.yaml)\n  source admin-openrc; watcher actionplan list    (the OS_* variables)\nwatcherd is then found in Keystone's catalog (service type infra-optim).\nThe token is kept in ~/.cache/watcher for its lifetime.\n\nOn this machine (the embedded mode, no authentication):\n  watcher actionplan list                          (http://127.0.0.1:9322)\n  watcher --endpoint http://host:9322 goal list\n\nExamples:\n  watcher audit create -g dummy -p para1=30\n  watcher actionplan start <plan-uuid> --wait\n  watcher actionplan cancel <plan-uuid>\n  watcher action list --action-plan <plan-uuid>\n\nExit codes: 0 success; 1 an error; of --wait: 3 FAILED, 4 CANCELLED;\nof cancel: 5 the plan had already ended (its state is printed)."
 )]
 struct Cli {
-    #[command(flatten)]
-    auth: auth::AuthArgs,
     /// Output format.
     #[arg(short = 'f', long = "format", global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -34,6 +32,8 @@ struct Cli {
         value_name = "VERSION"
     )]
     api_version: Option<String>,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -480,6 +480,24 @@ fn wait_for_plan(client: &Client, plan: &str) -> anyhow::Result<Value> {
     }
 }
 
+/// For a cancel: a plan that had already ended is shown and said so, with
+/// exit code [`ALREADY_ENDED`]; `None` if it has not ended.
+fn already_ended(out: &Out, plan: &Value) -> Option<i32> {
+    let state = plan["state"].as_str().unwrap_or("?");
+    if !FINISHED.contains(&state) {
+        return None;
+    }
+    out.show(plan, PLAN_SHOW);
+    let uuid = plan["uuid"].as_str().unwrap_or("?");
+    eprintln!("Action plan {uuid} had already ended {state}; there is nothing to cancel.");
+    if state != "CANCELLED" {
+        eprintln!(
+            "Its actions stay as they ended: see `watcher action list --action-plan {uuid} --detail`."
+        );
+    }
+    Some(ALREADY_ENDED)
+}
+
 fn report_final(out: &Out, plan: &Value) -> i32 {
     out.show(plan, PLAN_SHOW);
     let state = plan["state"].as_str().unwrap_or("?");
@@ -639,28 +657,26 @@ fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> 
         PlanCmd::Cancel { plan, wait } => {
             check_uuid("actionplan", &plan)?;
             let current = client.get(&format!("/v1/action_plans/{plan}"))?;
-            let state = current["state"].as_str().unwrap_or("?");
-            if FINISHED.contains(&state) {
-                out.show(&current, PLAN_SHOW);
-                eprintln!(
-                    "Action plan {plan} had already ended {state}; there is nothing to cancel.{}",
-                    if state == "CANCELLED" {
-                        ""
-                    } else {
-                        " Its actions stay as they ended: see `watcher action list --action-plan <uuid> --detail`."
-                    }
-                );
-                return Ok(ALREADY_ENDED);
+            if let Some(code) = already_ended(out, &current) {
+                return Ok(code);
             }
             let target = if current["state"] == "ONGOING" {
                 "CANCELLING"
             } else {
                 "CANCELLED"
             };
-            let p = client.patch(
+            let p = match client.patch(
                 &format!("/v1/action_plans/{plan}"),
                 &json!([{"op": "replace", "path": "/state", "value": target}]),
-            )?;
+            ) {
+                Ok(p) => p,
+                // It ended between our read and the cancel.
+                Err(e @ ClientError::Api { status: 400, .. }) => {
+                    let now = client.get(&format!("/v1/action_plans/{plan}"))?;
+                    return already_ended(out, &now).ok_or(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if wait {
                 let p = wait_for_plan(client, &plan)?;
                 return Ok(report_final(out, &p));
