@@ -1,14 +1,20 @@
-//! watcher: the command line client of watcherd (and of any Watcher v1 API).
+//! watcher: the command line client of watcherd (and of any Watcher v1 API),
+//! with the commands and options of python-watcherclient 4.11 and a few of
+//! our own (`actionplan history`, `--wait`, `audit create --start`).
 
 mod auth;
 mod client;
+mod columns;
+mod output;
+mod progress;
 mod table;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError};
+use output::{Columns, Out};
+use progress::{wait_for_plan, FINISHED};
 use serde_json::{json, Value};
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -16,12 +22,11 @@ use std::time::{Duration, Instant};
     name = "watcher",
     version,
     about = "Drive Watcher: goals, audits, action plans and their actions",
-    after_help = "On a real cloud, log in as with every OpenStack CLI:\n  watcher --os-cloud mycloud actionplan list      (an entry of clouds.yaml)\n  source admin-openrc; watcher actionplan list    (the OS_* variables)\nwatcherd is then found in Keystone's catalog (service type infra-optim).\nThe token is kept in ~/.cache/watcher for its lifetime.\n\nOn this machine (the embedded mode, no authentication):\n  watcher actionplan list                          (http://127.0.0.1:9322)\n  watcher --endpoint http://host:9322 goal list\n\nExamples:\n  watcher audit create -g dummy -p para1=30\n  watcher actionplan start <plan-uuid> --wait\n  watcher actionplan cancel <plan-uuid>\n  watcher action list --action-plan <plan-uuid>\n\nExit codes: 0 success; 1 an error; of --wait: 3 FAILED, 4 CANCELLED;\nof cancel: 5 the plan had already ended (its state is printed)."
+    after_help = "On a real cloud, log in as with every OpenStack CLI:\n  watcher --os-cloud mycloud actionplan list      (an entry of clouds.yaml)\n  source admin-openrc; watcher actionplan list    (the OS_* variables)\nwatcherd is then found in Keystone's catalog (service type infra-optim).\nThe token is kept in ~/.cache/watcher for its lifetime.\n\nOn this machine (the embedded mode, no authentication):\n  watcher actionplan list                          (http://127.0.0.1:9322)\n  watcher --endpoint http://host:9322 goal list\n\nExamples:\n  watcher audit create -g dummy -p para1=30 --wait\n  watcher actionplan start <plan-uuid> --wait\n  watcher actionplan cancel <plan-uuid>\n  watcher action list --action-plan <plan-uuid> --detail\n  watcher completion bash > /etc/bash_completion.d/watcher\n\nExit codes: 0 success; 1 an error; of --wait: 3 FAILED, 4 CANCELLED;\nof cancel: 5 the plan had already ended (its state is printed)."
 )]
 struct Cli {
-    /// Output format.
-    #[arg(short = 'f', long = "format", global = true, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    #[command(flatten)]
+    output: output::OutputArgs,
     /// API microversion, e.g. 1.5; default: the highest both watcherd and
     /// this client know.
     #[arg(
@@ -38,12 +43,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Format {
-    Table,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Optimization goals.
@@ -52,6 +51,9 @@ enum Command {
     /// Strategies that achieve goals.
     #[command(subcommand)]
     Strategy(StrategyCmd),
+    /// Audit templates: saved goal, strategy, scope and parameters.
+    #[command(subcommand, name = "audittemplate")]
+    AuditTemplate(TemplateCmd),
     /// Audits: requests for an optimization, which produce action plans.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -61,6 +63,20 @@ enum Command {
     /// Actions of action plans.
     #[command(subcommand)]
     Action(ActionCmd),
+    /// Scoring engines.
+    #[command(subcommand, name = "scoringengine")]
+    ScoringEngine(SimpleCmd),
+    /// Watcher's own services (API, decision engine, applier).
+    #[command(subcommand)]
+    Service(SimpleCmd),
+    /// The cluster model the decision engine sees.
+    #[command(subcommand, name = "datamodel")]
+    DataModel(DataModelCmd),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -68,14 +84,14 @@ struct ListOpts {
     /// Show all fields.
     #[arg(long)]
     detail: bool,
-    /// Maximum number of items.
+    /// Maximum number of items; 0 fetches every page.
     #[arg(long)]
     limit: Option<u32>,
-    /// Field to sort by.
+    /// Field (or column title) to sort by.
     #[arg(long)]
     sort_key: Option<String>,
-    /// asc or desc.
-    #[arg(long)]
+    /// asc (default) or desc.
+    #[arg(long, value_parser = ["asc", "desc"])]
     sort_dir: Option<String>,
     /// UUID of the last item of the previous page.
     #[arg(long)]
@@ -107,19 +123,70 @@ enum StrategyCmd {
 }
 
 #[derive(Subcommand)]
+enum TemplateCmd {
+    /// List audit templates.
+    List {
+        /// Only those of this goal.
+        #[arg(long)]
+        goal: Option<String>,
+        /// Only those of this strategy.
+        #[arg(long)]
+        strategy: Option<String>,
+        #[command(flatten)]
+        opts: ListOpts,
+    },
+    /// Show an audit template (UUID or name).
+    Show { template: String },
+    /// Create an audit template.
+    Create {
+        name: String,
+        /// Goal (UUID or name).
+        goal: String,
+        /// Strategy (UUID or name).
+        #[arg(short, long)]
+        strategy: Option<String>,
+        #[arg(short, long)]
+        description: Option<String>,
+        /// The audit scope: a file with the scope's list (JSON, or YAML
+        /// written in flow style).
+        #[arg(long, value_name = "FILE")]
+        scope: Option<std::path::PathBuf>,
+        /// Default strategy parameter for audits made from it (API 1.7).
+        #[arg(short = 'p', long = "default-parameter", value_name = "KEY=VALUE")]
+        default_parameters: Vec<String>,
+    },
+    /// Change an audit template: add, replace or remove PATH=VALUE.
+    Update {
+        template: String,
+        #[arg(value_parser = ["add", "replace", "remove"])]
+        op: String,
+        #[arg(required = true, value_name = "PATH=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Delete audit templates.
+    Delete {
+        #[arg(required = true)]
+        templates: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Create an audit; the decision engine turns it into an action plan.
     Create {
         /// Goal (UUID or name).
         #[arg(short, long)]
-        goal: String,
+        goal: Option<String>,
         /// Strategy (UUID or name); default: the goal's first strategy.
         #[arg(short, long)]
         strategy: Option<String>,
+        /// Audit template (UUID or name) whose goal, strategy and scope to use.
+        #[arg(short = 'a', long = "audit-template")]
+        audit_template: Option<String>,
         /// Strategy parameter as key=value; repeat for several.
         #[arg(short = 'p', long = "parameter", value_name = "KEY=VALUE")]
         parameters: Vec<String>,
-        /// Audit type.
+        /// Audit type: ONESHOT, CONTINUOUS or EVENT.
         #[arg(short = 't', long = "audit_type", default_value = "ONESHOT")]
         audit_type: String,
         /// For CONTINUOUS audits: seconds between runs, or a cron expression
@@ -141,11 +208,40 @@ enum AuditCmd {
         /// Run even while another action plan is ONGOING.
         #[arg(long)]
         force: bool,
+        /// Ours: wait for the audit and print the action plan it made.
+        #[arg(long)]
+        wait: bool,
+        /// Ours: wait for the plan, start it and follow it to its end.
+        #[arg(long)]
+        start: bool,
     },
     /// List audits.
-    List(ListOpts),
+    List {
+        /// Only those of this goal.
+        #[arg(long)]
+        goal: Option<String>,
+        /// Only those of this strategy.
+        #[arg(long)]
+        strategy: Option<String>,
+        #[command(flatten)]
+        opts: ListOpts,
+    },
     /// Show an audit (UUID or name).
     Show { audit: String },
+    /// Change an audit: add, replace or remove PATH=VALUE (cancel one
+    /// with `replace state=CANCELLED`).
+    Update {
+        audit: String,
+        #[arg(value_parser = ["add", "replace", "remove"])]
+        op: String,
+        #[arg(required = true, value_name = "PATH=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Delete audits.
+    Delete {
+        #[arg(required = true)]
+        audits: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,10 +256,18 @@ enum PlanCmd {
     },
     /// Show an action plan.
     Show { plan: String },
+    /// Change an action plan: add, replace or remove PATH=VALUE.
+    Update {
+        plan: String,
+        #[arg(value_parser = ["add", "replace", "remove"])]
+        op: String,
+        #[arg(required = true, value_name = "PATH=VALUE")]
+        attributes: Vec<String>,
+    },
     /// Start a RECOMMENDED action plan.
     Start {
         plan: String,
-        /// Follow the plan until it finishes, with a progress bar.
+        /// Follow the plan until it finishes, with a progress line.
         #[arg(long)]
         wait: bool,
     },
@@ -175,10 +279,13 @@ enum PlanCmd {
         wait: bool,
     },
     /// Delete finished or not-started action plans.
-    Delete { plans: Vec<String> },
-    /// Every state change of the plan and its actions, with who and why.
+    Delete {
+        #[arg(required = true)]
+        plans: Vec<String>,
+    },
+    /// Ours: every state change of the plan and its actions, with who and why.
     History { plan: String },
-    /// Follow a running action plan until it finishes.
+    /// Ours: follow a running action plan until it finishes.
     Wait { plan: String },
 }
 
@@ -197,195 +304,143 @@ enum ActionCmd {
     },
     /// Show an action.
     Show { action: String },
-    /// Skip a PENDING action of a plan that has not started.
+    /// Skip a PENDING action of a plan that has not started (API 1.5).
     Update {
         action: String,
         /// New state (only SKIPPED).
         #[arg(long)]
-        state: String,
+        state: Option<String>,
         /// Why.
         #[arg(long)]
         reason: Option<String>,
     },
 }
 
-const PLAN_LIST: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Audit", "audit_uuid"),
-    ("State", "state"),
-    ("Updated At", "updated_at"),
-    ("Global efficacy", "global_efficacy"),
-];
-const PLAN_SHOW: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Created At", "created_at"),
-    ("Updated At", "updated_at"),
-    ("Deleted At", "deleted_at"),
-    ("Audit", "audit_uuid"),
-    ("Strategy", "strategy_name"),
-    ("State", "state"),
-    ("Efficacy indicators", "efficacy_indicators"),
-    ("Global efficacy", "global_efficacy"),
-    ("Hostname", "hostname"),
-    ("Status Message", "status_message"),
-];
-const ACTION_LIST: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Parents", "parents"),
-    ("State", "state"),
-    ("Action Plan", "action_plan_uuid"),
-    ("Action", "action_type"),
-];
-const ACTION_DETAIL: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Parents", "parents"),
-    ("State", "state"),
-    ("Action Plan", "action_plan_uuid"),
-    ("Action", "action_type"),
-    ("Parameters", "input_parameters"),
-    ("Status Message", "status_message"),
-];
-const ACTION_SHOW: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Created At", "created_at"),
-    ("Updated At", "updated_at"),
-    ("Deleted At", "deleted_at"),
-    ("Parents", "parents"),
-    ("Action Plan", "action_plan_uuid"),
-    ("Action", "action_type"),
-    ("Description", "description"),
-    ("Parameters", "input_parameters"),
-    ("State", "state"),
-    ("Status Message", "status_message"),
-];
-const AUDIT_LIST: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Name", "name"),
-    ("Audit Type", "audit_type"),
-    ("State", "state"),
-    ("Goal", "goal_name"),
-    ("Strategy", "strategy_name"),
-];
-const AUDIT_SHOW: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Name", "name"),
-    ("Created At", "created_at"),
-    ("Updated At", "updated_at"),
-    ("State", "state"),
-    ("Audit Type", "audit_type"),
-    ("Interval", "interval"),
-    ("Next Run Time", "next_run_time"),
-    ("Start Time", "start_time"),
-    ("End Time", "end_time"),
-    ("Parameters", "parameters"),
-    ("Goal", "goal_name"),
-    ("Strategy", "strategy_name"),
-    ("Auto Trigger", "auto_trigger"),
-    ("Force", "force"),
-    ("Hostname", "hostname"),
-    ("Status Message", "status_message"),
-];
-const GOAL_LIST: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Name", "name"),
-    ("Display name", "display_name"),
-];
-const GOAL_SHOW: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Name", "name"),
-    ("Display name", "display_name"),
-    ("Efficacy specification", "efficacy_specification"),
-];
-const STRATEGY_LIST: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Name", "name"),
-    ("Display name", "display_name"),
-    ("Goal", "goal_name"),
-];
-const STRATEGY_SHOW: &[(&str, &str)] = &[
-    ("UUID", "uuid"),
-    ("Name", "name"),
-    ("Display name", "display_name"),
-    ("Goal", "goal_name"),
-    ("Parameters spec", "parameters_spec"),
-];
-const HISTORY: &[(&str, &str)] = &[
-    ("At", "at"),
-    ("Resource", "resource"),
-    ("UUID", "uuid"),
-    ("From", "from_state"),
-    ("To", "to_state"),
-    ("By", "actor"),
-    ("Reason", "reason"),
-];
-
-struct Out {
-    format: Format,
+#[derive(Subcommand)]
+enum SimpleCmd {
+    /// List them.
+    List(ListOpts),
+    /// Show one (UUID, id or name).
+    Show { name: String },
 }
 
-impl Out {
-    fn list(&self, items: &Value, columns: &[(&str, &str)]) {
-        match self.format {
-            Format::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(items).unwrap_or_default()
-            ),
-            Format::Table => print!(
-                "{}",
-                table::list(items.as_array().map(Vec::as_slice).unwrap_or(&[]), columns)
-            ),
-        }
-    }
-    fn show(&self, item: &Value, fields: &[(&str, &str)]) {
-        match self.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(item).unwrap_or_default()),
-            Format::Table => print!("{}", table::show(item, fields)),
-        }
-    }
+#[derive(Subcommand)]
+enum DataModelCmd {
+    /// List the servers of the model with their hosts.
+    List {
+        /// compute (the only model served).
+        #[arg(long = "type", default_value = "compute", value_parser = ["compute", "storage", "baremetal"])]
+        model_type: String,
+        /// Only what this audit's scope covers.
+        #[arg(long)]
+        audit: Option<String>,
+        /// Every field.
+        #[arg(long)]
+        detail: bool,
+    },
 }
 
-fn query(opts: &ListOpts, extra: &[(&str, Option<&String>)]) -> String {
+/// The query of a list request, in upstream's order.
+fn query(
+    opts: &ListOpts,
+    columns: Columns,
+    extra: &[(&str, Option<&String>)],
+) -> anyhow::Result<String> {
     let mut q: Vec<String> = Vec::new();
     for (k, v) in extra {
         if let Some(v) = v {
             q.push(format!("{k}={v}"));
         }
     }
-    if let Some(l) = opts.limit {
+    if let Some(l) = opts.limit.filter(|l| *l > 0) {
         q.push(format!("limit={l}"));
     }
-    for (k, v) in [
-        ("sort_key", &opts.sort_key),
-        ("sort_dir", &opts.sort_dir),
-        ("marker", &opts.marker),
-    ] {
+    if let Some(key) = &opts.sort_key {
+        let Some(field) = columns::sort_field(key, columns) else {
+            let valid: Vec<String> = columns
+                .iter()
+                .flat_map(|(t, f)| [t.to_string(), f.to_string()])
+                .collect();
+            bail!(
+                "{key} is an invalid field for sorting, valid values for --sort-key are: {}",
+                valid.join(", ")
+            );
+        };
+        q.push(format!("sort_key={field}"));
+    }
+    for (k, v) in [("sort_dir", &opts.sort_dir), ("marker", &opts.marker)] {
         if let Some(v) = v {
             q.push(format!("{k}={v}"));
         }
     }
-    if q.is_empty() {
+    Ok(if q.is_empty() {
         String::new()
     } else {
         format!("?{}", q.join("&"))
+    })
+}
+
+/// The items of a list: one page, or with `--limit 0` every page (the
+/// `next` links).
+fn list_items(
+    client: &Client,
+    resource: &str,
+    opts: &ListOpts,
+    columns: Columns,
+    extra: &[(&str, Option<&String>)],
+) -> anyhow::Result<Vec<Value>> {
+    let detail = if opts.detail { "/detail" } else { "" };
+    let mut path = format!("/v1/{resource}{detail}{}", query(opts, columns, extra)?);
+    let mut items = vec![];
+    loop {
+        let page = client.get(&path)?;
+        items.extend(page[resource].as_array().cloned().unwrap_or_default());
+        let next = page["next"].as_str().filter(|n| !n.is_empty());
+        match next.and_then(|n| n.find("/v1/").map(|i| n[i..].to_string())) {
+            Some(n) if opts.limit == Some(0) => path = n,
+            _ => return Ok(items),
+        }
     }
 }
 
-fn list_path(resource: &str, opts: &ListOpts, extra: &[(&str, Option<&String>)]) -> String {
-    let detail = if opts.detail { "/detail" } else { "" };
-    format!("/v1/{resource}{detail}{}", query(opts, extra))
-}
-
+/// KEY=VALUE items as a map, each value JSON when it reads as JSON.
 fn parse_parameters(items: &[String]) -> anyhow::Result<Value> {
     let mut map = serde_json::Map::new();
     for item in items {
         let (k, v) = item
             .split_once('=')
             .with_context(|| format!("parameter '{item}' must look like key=value"))?;
-        // Numbers, booleans and JSON stay typed; anything else is a string.
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
         map.insert(k.to_string(), value);
     }
     Ok(Value::Object(map))
+}
+
+/// A JSON Patch from `op` and PATH=VALUE items, as upstream builds it:
+/// a leading `/` added, values JSON-decoded unless their path is in `raw`.
+fn patch(op: &str, attributes: &[String], raw: &[&str]) -> anyhow::Result<Value> {
+    let mut ops = vec![];
+    for attr in attributes {
+        let attr = if attr.starts_with('/') {
+            attr.clone()
+        } else {
+            format!("/{attr}")
+        };
+        if op == "remove" {
+            ops.push(json!({"op": op, "path": attr}));
+            continue;
+        }
+        let (path, value) = attr
+            .split_once('=')
+            .with_context(|| format!("attributes must be a list of PATH=VALUE, not \"{attr}\""))?;
+        let value = if raw.contains(&path) {
+            Value::String(value.to_string())
+        } else {
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()))
+        };
+        ops.push(json!({"op": op, "path": path, "value": value}));
+    }
+    Ok(Value::Array(ops))
 }
 
 fn check_uuid(kind: &str, s: &str) -> anyhow::Result<()> {
@@ -405,89 +460,17 @@ fn exit_code(state: &str) -> i32 {
     }
 }
 
-const FINISHED: &[&str] = &["SUCCEEDED", "FAILED", "CANCELLED", "SUPERSEDED", "DELETED"];
 /// Exit code of `actionplan cancel` on a plan that had already ended.
 const ALREADY_ENDED: i32 = 5;
 
-/// Follows a plan until it finishes: a progress bar on a terminal, one line
-/// per change otherwise. Returns the final plan.
-fn wait_for_plan(client: &Client, plan: &str) -> anyhow::Result<Value> {
-    let tty = std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let mut last_line = String::new();
-    loop {
-        let p = client.get(&format!("/v1/action_plans/{plan}"))?;
-        let actions = client.get(&format!("/v1/actions/detail?action_plan_uuid={plan}"))?;
-        let actions = actions["actions"].as_array().cloned().unwrap_or_default();
-        let state = p["state"].as_str().unwrap_or("?").to_string();
-        let done = actions
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a["state"].as_str(),
-                    Some("SUCCEEDED" | "FAILED" | "CANCELLED" | "SKIPPED")
-                )
-            })
-            .count();
-        let current: Vec<String> = actions
-            .iter()
-            .filter(|a| matches!(a["state"].as_str(), Some("ONGOING" | "CANCELLING")))
-            .map(|a| {
-                let (t, st) = (
-                    a["action_type"].as_str().unwrap_or("?"),
-                    a["state"].as_str().unwrap_or("?"),
-                );
-                match a["status_message"].as_str() {
-                    Some(m) if !m.is_empty() => format!("{t} ({st}: {m})"),
-                    _ => format!("{t} ({st})"),
-                }
-            })
-            .collect();
-        let total = actions.len().max(1);
-        let secs = started.elapsed().as_secs();
-        let bar_width = 24;
-        let filled = done * bar_width / total;
-        let line = format!(
-            "[{}{}] {done}/{} actions | plan {state}{} | {:02}:{:02}",
-            "#".repeat(filled),
-            "-".repeat(bar_width - filled),
-            actions.len(),
-            if current.is_empty() {
-                String::new()
-            } else {
-                format!(" | running: {}", current.join(", "))
-            },
-            secs / 60,
-            secs % 60
-        );
-        if tty {
-            eprint!("\r\x1b[2K{line}");
-            let _ = std::io::stderr().flush();
-        } else {
-            let key = format!("{done} {state} {}", current.join(","));
-            if key != last_line {
-                eprintln!("{line}");
-                last_line = key;
-            }
-        }
-        if FINISHED.contains(&state.as_str()) {
-            if tty {
-                eprintln!();
-            }
-            return Ok(p);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// For a cancel: a plan that had already ended is shown and said so, with
 /// exit code [`ALREADY_ENDED`]; `None` if it has not ended.
-fn already_ended(out: &Out, plan: &Value) -> Option<i32> {
+fn already_ended(client: &Client, out: &Out, plan: &Value) -> anyhow::Result<Option<i32>> {
     let state = plan["state"].as_str().unwrap_or("?");
     if !FINISHED.contains(&state) {
-        return None;
+        return Ok(None);
     }
-    out.show(plan, PLAN_SHOW);
+    out.show(plan, &columns::plan(client.version()))?;
     let uuid = plan["uuid"].as_str().unwrap_or("?");
     eprintln!("Action plan {uuid} had already ended {state}; there is nothing to cancel.");
     if state != "CANCELLED" {
@@ -495,50 +478,82 @@ fn already_ended(out: &Out, plan: &Value) -> Option<i32> {
             "Its actions stay as they ended: see `watcher action list --action-plan {uuid} --detail`."
         );
     }
-    Some(ALREADY_ENDED)
+    Ok(Some(ALREADY_ENDED))
 }
 
-fn report_final(out: &Out, plan: &Value) -> i32 {
-    out.show(plan, PLAN_SHOW);
+fn report_final(client: &Client, out: &Out, plan: &Value) -> anyhow::Result<i32> {
+    out.show(plan, &columns::plan(client.version()))?;
     let state = plan["state"].as_str().unwrap_or("?");
     let code = exit_code(state);
     if code != 0 {
         let why = plan["status_message"].as_str().unwrap_or("");
+        let uuid = plan["uuid"].as_str().unwrap_or("?");
         eprintln!(
-            "Action plan {} ended {state}{}{}\nSee `watcher action list --action-plan {} --detail`.",
-            plan["uuid"].as_str().unwrap_or("?"),
+            "Action plan {uuid} ended {state}{}{why}\nSee `watcher action list --action-plan {uuid} --detail`.",
             if why.is_empty() { "" } else { ": " },
-            why,
-            plan["uuid"].as_str().unwrap_or("?"),
         );
     }
-    code
+    Ok(code)
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "watcher",
+            &mut std::io::stdout(),
+        );
+        return Ok(0);
+    }
     let version = cli
         .api_version
         .clone()
         .or_else(|| std::env::var("WATCHER_API_VERSION").ok());
     let client = Client::new(cli.auth.resolve()?, version.as_deref())?;
-    let out = Out { format: cli.format };
+    let out = Out { args: cli.output };
     match cli.command {
         Command::Goal(cmd) => goal(&client, &out, cmd),
         Command::Strategy(cmd) => strategy(&client, &out, cmd),
+        Command::AuditTemplate(cmd) => audit_template(&client, &out, cmd),
         Command::Audit(cmd) => audit(&client, &out, cmd),
         Command::ActionPlan(cmd) => action_plan(&client, &out, cmd),
         Command::Action(cmd) => action(&client, &out, cmd),
+        Command::ScoringEngine(cmd) => simple(
+            &client,
+            &out,
+            cmd,
+            "scoring_engines",
+            columns::SCORING_ENGINE_LIST,
+            columns::SCORING_ENGINE,
+        ),
+        Command::Service(cmd) => simple(
+            &client,
+            &out,
+            cmd,
+            "services",
+            columns::SERVICE_LIST,
+            columns::SERVICE,
+        ),
+        Command::DataModel(cmd) => data_model(&client, &out, cmd),
+        Command::Completion { .. } => unreachable!("answered above"),
     }
 }
 
 /// `watcher goal ...`
 fn goal(client: &Client, out: &Out, cmd: GoalCmd) -> anyhow::Result<i32> {
     match cmd {
-        GoalCmd::List(o) => out.list(
-            &client.get(&list_path("goals", &o, &[]))?["goals"],
-            GOAL_LIST,
-        ),
-        GoalCmd::Show { goal } => out.show(&client.get(&format!("/v1/goals/{goal}"))?, GOAL_SHOW),
+        GoalCmd::List(o) => {
+            let cols = if o.detail {
+                columns::GOAL
+            } else {
+                columns::GOAL_LIST
+            };
+            out.list(&list_items(client, "goals", &o, cols, &[])?, cols)?
+        }
+        GoalCmd::Show { goal } => {
+            out.show(&client.get(&format!("/v1/goals/{goal}"))?, columns::GOAL)?
+        }
     }
     Ok(0)
 }
@@ -546,25 +561,137 @@ fn goal(client: &Client, out: &Out, cmd: GoalCmd) -> anyhow::Result<i32> {
 /// `watcher strategy ...`
 fn strategy(client: &Client, out: &Out, cmd: StrategyCmd) -> anyhow::Result<i32> {
     match cmd {
-        StrategyCmd::List { goal, opts } => out.list(
-            &client.get(&list_path("strategies", &opts, &[("goal", goal.as_ref())]))?["strategies"],
-            STRATEGY_LIST,
-        ),
-        StrategyCmd::Show { strategy } => out.show(
-            &client.get(&format!("/v1/strategies/{strategy}"))?,
-            STRATEGY_SHOW,
-        ),
-        StrategyCmd::State { strategy } => out.list(
-            &client.get(&format!("/v1/strategies/{strategy}/state"))?,
-            &[
-                ("Type", "type"),
-                ("State", "state"),
-                ("Mandatory", "mandatory"),
-                ("Comment", "comment"),
-            ],
-        ),
+        StrategyCmd::List { goal, opts } => {
+            let cols = if opts.detail {
+                columns::STRATEGY
+            } else {
+                columns::STRATEGY_LIST
+            };
+            let items = list_items(
+                client,
+                "strategies",
+                &opts,
+                cols,
+                &[("goal", goal.as_ref())],
+            )?;
+            out.list(&items, cols)?
+        }
+        StrategyCmd::Show { strategy } => {
+            let mut s = client.get(&format!("/v1/strategies/{strategy}"))?;
+            // As upstream shows it: the parameters' properties as indented
+            // JSON text, `{}` when there are none.
+            s["parameters_spec"] = match s["parameters_spec"].get("properties") {
+                Some(p) if p.as_object().is_some_and(|m| !m.is_empty()) => {
+                    Value::String(output::python_json(p, 2))
+                }
+                _ => json!({}),
+            };
+            out.show(&s, columns::STRATEGY)?
+        }
+        StrategyCmd::State { strategy } => {
+            let mut states = client.get(&format!("/v1/strategies/{strategy}/state"))?;
+            for req in states.as_array_mut().into_iter().flatten() {
+                if req["state"].is_array() {
+                    req["state"] = Value::String(output::python_json(&req["state"], 2));
+                }
+            }
+            out.list(
+                states.as_array().map(Vec::as_slice).unwrap_or(&[]),
+                columns::STRATEGY_STATE,
+            )?
+        }
     }
     Ok(0)
+}
+
+/// `watcher audittemplate ...`
+fn audit_template(client: &Client, out: &Out, cmd: TemplateCmd) -> anyhow::Result<i32> {
+    match cmd {
+        TemplateCmd::List {
+            goal,
+            strategy,
+            opts,
+        } => {
+            let cols = if opts.detail {
+                columns::AUDIT_TEMPLATE
+            } else {
+                columns::AUDIT_TEMPLATE_LIST
+            };
+            let extra = [("goal", goal.as_ref()), ("strategy", strategy.as_ref())];
+            out.list(
+                &list_items(client, "audit_templates", &opts, cols, &extra)?,
+                cols,
+            )?
+        }
+        TemplateCmd::Show { template } => out.show(
+            &client.get(&format!("/v1/audit_templates/{template}"))?,
+            columns::AUDIT_TEMPLATE,
+        )?,
+        TemplateCmd::Create {
+            name,
+            goal,
+            strategy,
+            description,
+            scope,
+            default_parameters,
+        } => {
+            let mut body = json!({"name": name, "goal": goal});
+            if let Some(s) = strategy {
+                body["strategy"] = json!(s);
+            }
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if let Some(file) = scope {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read the scope file {}", file.display()))?;
+                body["scope"] = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{}: write the scope as JSON (YAML's flow style), e.g. \
+                         [{{\"compute\": [{{\"host_aggregates\": [{{\"id\": 1}}]}}]}}]",
+                        file.display()
+                    )
+                })?;
+            }
+            if !default_parameters.is_empty() {
+                let v = client.version();
+                if v < (1, 7) {
+                    bail!("--default-parameter needs API version 1.7 or later (this session uses {}.{})", v.0, v.1);
+                }
+                body["default_parameters"] = parse_parameters(&default_parameters)?;
+            }
+            out.show(
+                &client.post("/v1/audit_templates", &body)?,
+                columns::AUDIT_TEMPLATE,
+            )?
+        }
+        TemplateCmd::Update {
+            template,
+            op,
+            attributes,
+        } => out.show(
+            &client.patch(
+                &format!("/v1/audit_templates/{template}"),
+                &patch(&op, &attributes, &[])?,
+            )?,
+            columns::AUDIT_TEMPLATE,
+        )?,
+        TemplateCmd::Delete { templates } => {
+            for t in templates {
+                client.delete(&format!("/v1/audit_templates/{t}"))?;
+                out.note(&format!("Deleted audit template {t}"));
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Upstream shows an audit without a strategy as strategy "auto".
+fn with_auto_strategy(mut audit: Value) -> Value {
+    if audit.get("strategy_name").is_none_or(Value::is_null) {
+        audit["strategy_name"] = json!("auto");
+    }
+    audit
 }
 
 /// `watcher audit ...`
@@ -573,6 +700,7 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
         AuditCmd::Create {
             goal,
             strategy,
+            audit_template,
             parameters,
             audit_type,
             interval,
@@ -581,12 +709,15 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
             name,
             auto_trigger,
             force,
+            wait,
+            start,
         } => {
             let v = client.version();
             if v < (1, 1) && (start_time.is_some() || end_time.is_some()) {
                 bail!("--start-time and --end-time need API version 1.1 or later (this session uses {}.{})", v.0, v.1);
             }
-            let mut body = json!({"audit_type": audit_type.to_uppercase(), "goal": goal, "auto_trigger": auto_trigger});
+            let mut body =
+                json!({"audit_type": audit_type.to_uppercase(), "auto_trigger": auto_trigger});
             if v >= (1, 2) {
                 body["force"] = json!(force);
             } else if force {
@@ -596,7 +727,19 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
                     v.1
                 );
             }
+            if let Some(t) = audit_template {
+                let uuid = if uuid::Uuid::parse_str(&t).is_ok() {
+                    t
+                } else {
+                    let found = client.get(&format!("/v1/audit_templates/{t}"))?;
+                    found["uuid"].as_str().unwrap_or(&t).to_string()
+                };
+                body["audit_template_uuid"] = json!(uuid);
+            } else if goal.is_none() {
+                bail!("say what to optimize: --goal GOAL (see `watcher goal list`) or --audit-template TEMPLATE");
+            }
             for (key, value) in [
+                ("goal", goal),
                 ("strategy", strategy),
                 ("name", name),
                 ("interval", interval),
@@ -610,54 +753,164 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
             if !parameters.is_empty() {
                 body["parameters"] = parse_parameters(&parameters)?;
             }
-            out.show(&client.post("/v1/audits", &body)?, AUDIT_SHOW);
+            let created = with_auto_strategy(client.post("/v1/audits", &body)?);
+            if !(wait || start) {
+                out.show(&created, &columns::audit(v))?;
+                return Ok(0);
+            }
+            let uuid = created["uuid"].as_str().unwrap_or_default().to_string();
+            let plan = wait_for_audit_plan(client, &uuid)?;
+            let plan_uuid = plan["uuid"].as_str().unwrap_or_default().to_string();
+            if !start {
+                out.show(&plan, &columns::plan(client.version()))?;
+                eprintln!("Start it with `watcher actionplan start {plan_uuid} --wait`.");
+                return Ok(0);
+            }
+            if plan["state"] == "RECOMMENDED" {
+                client.post(&format!("/v1/action_plans/{plan_uuid}/start"), &json!({}))?;
+            }
+            eprintln!("Started {plan_uuid}; following it (Ctrl-C stops following, not the plan).");
+            let p = wait_for_plan(client, &plan_uuid)?;
+            return report_final(client, out, &p);
         }
-        AuditCmd::List(o) => out.list(
-            &client.get(&list_path("audits", &o, &[]))?["audits"],
-            AUDIT_LIST,
-        ),
-        AuditCmd::Show { audit } => {
-            out.show(&client.get(&format!("/v1/audits/{audit}"))?, AUDIT_SHOW)
+        AuditCmd::List {
+            goal,
+            strategy,
+            opts,
+        } => {
+            let cols = if opts.detail {
+                columns::audit(client.version())
+            } else {
+                columns::AUDIT_LIST.to_vec()
+            };
+            let extra = [("goal", goal.as_ref()), ("strategy", strategy.as_ref())];
+            let items: Vec<Value> = list_items(client, "audits", &opts, &cols, &extra)?
+                .into_iter()
+                .map(with_auto_strategy)
+                .collect();
+            out.list(&items, &cols)?
+        }
+        AuditCmd::Show { audit } => out.show(
+            &client.get(&format!("/v1/audits/{audit}"))?,
+            &columns::audit(client.version()),
+        )?,
+        AuditCmd::Update {
+            audit,
+            op,
+            attributes,
+        } => out.show(
+            &client.patch(
+                &format!("/v1/audits/{audit}"),
+                &patch(&op, &attributes, &["/interval"])?,
+            )?,
+            &columns::audit(client.version()),
+        )?,
+        AuditCmd::Delete { audits } => {
+            for a in audits {
+                client.delete(&format!("/v1/audits/{a}"))?;
+                out.note(&format!("Deleted audit {a}"));
+            }
         }
     }
     Ok(0)
 }
 
+/// Waits for a ONESHOT audit to end and returns the action plan it made.
+fn wait_for_audit_plan(client: &Client, audit: &str) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        let a = client.get(&format!("/v1/audits/{audit}"))?;
+        match a["state"].as_str().unwrap_or("?") {
+            "SUCCEEDED" => {
+                let plans = client.get(&format!("/v1/action_plans?audit_uuid={audit}"))?;
+                let Some(first) = plans["action_plans"]
+                    .as_array()
+                    .and_then(|p| p.first().cloned())
+                else {
+                    bail!("audit {audit} SUCCEEDED without an action plan: nothing to optimize");
+                };
+                let uuid = first["uuid"].as_str().unwrap_or_default();
+                return Ok(client.get(&format!("/v1/action_plans/{uuid}"))?);
+            }
+            s @ ("FAILED" | "CANCELLED" | "DELETED" | "SUSPENDED") => {
+                let why = a["status_message"].as_str().unwrap_or("");
+                bail!(
+                    "audit {audit} ended {s}{}{why}",
+                    if why.is_empty() { "" } else { ": " }
+                );
+            }
+            "ONGOING" if a["audit_type"] != "ONESHOT" => {
+                bail!("audit {audit} is {}: it keeps running, so there is no one plan to wait for; see `watcher actionplan list --audit {audit}`", a["audit_type"].as_str().unwrap_or("?"));
+            }
+            _ => {}
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("audit {audit} has not ended after 10 minutes; see `watcher audit show {audit}`");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `watcher actionplan ...`
 fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> {
+    let plan_cols = || columns::plan(client.version());
     match cmd {
-        PlanCmd::List { audit, opts } => out.list(
-            &client.get(&list_path(
+        PlanCmd::List { audit, opts } => {
+            let cols = if opts.detail {
+                plan_cols()
+            } else {
+                columns::PLAN_LIST.to_vec()
+            };
+            let items = list_items(
+                client,
                 "action_plans",
                 &opts,
+                &cols,
                 &[("audit_uuid", audit.as_ref())],
-            ))?["action_plans"],
-            PLAN_LIST,
-        ),
+            )?;
+            out.list(&items, &cols)?
+        }
         PlanCmd::Show { plan } => {
             check_uuid("actionplan", &plan)?;
-            out.show(&client.get(&format!("/v1/action_plans/{plan}"))?, PLAN_SHOW)
+            out.show(
+                &client.get(&format!("/v1/action_plans/{plan}"))?,
+                &plan_cols(),
+            )?
+        }
+        PlanCmd::Update {
+            plan,
+            op,
+            attributes,
+        } => {
+            check_uuid("actionplan", &plan)?;
+            out.show(
+                &client.patch(
+                    &format!("/v1/action_plans/{plan}"),
+                    &patch(&op, &attributes, &[])?,
+                )?,
+                &plan_cols(),
+            )?
         }
         PlanCmd::Start { plan, wait } => {
             check_uuid("actionplan", &plan)?;
             let p = client.post(&format!("/v1/action_plans/{plan}/start"), &json!({}))?;
             if !wait {
-                out.show(&p, PLAN_SHOW);
+                out.show(&p, &plan_cols())?;
                 return Ok(0);
             }
             eprintln!("Started {plan}; following it (Ctrl-C stops following, not the plan).");
             let p = wait_for_plan(client, &plan)?;
-            return Ok(report_final(out, &p));
+            return report_final(client, out, &p);
         }
         PlanCmd::Wait { plan } => {
             check_uuid("actionplan", &plan)?;
             let p = wait_for_plan(client, &plan)?;
-            return Ok(report_final(out, &p));
+            return report_final(client, out, &p);
         }
         PlanCmd::Cancel { plan, wait } => {
             check_uuid("actionplan", &plan)?;
             let current = client.get(&format!("/v1/action_plans/{plan}"))?;
-            if let Some(code) = already_ended(out, &current) {
+            if let Some(code) = already_ended(client, out, &current)? {
                 return Ok(code);
             }
             let target = if current["state"] == "ONGOING" {
@@ -673,34 +926,30 @@ fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> 
                 // It ended between our read and the cancel.
                 Err(e @ ClientError::Api { status: 400, .. }) => {
                     let now = client.get(&format!("/v1/action_plans/{plan}"))?;
-                    return already_ended(out, &now).ok_or(e.into());
+                    return already_ended(client, out, &now)?.ok_or(e.into());
                 }
                 Err(e) => return Err(e.into()),
             };
             if wait {
                 let p = wait_for_plan(client, &plan)?;
-                return Ok(report_final(out, &p));
+                return report_final(client, out, &p);
             }
-            out.show(&p, PLAN_SHOW);
+            out.show(&p, &plan_cols())?;
         }
         PlanCmd::Delete { plans } => {
-            if plans.is_empty() {
-                bail!("name at least one action plan to delete");
-            }
             for plan in plans {
                 check_uuid("actionplan", &plan)?;
                 client.delete(&format!("/v1/action_plans/{plan}"))?;
-                if out.format == Format::Table {
-                    println!("Deleted action plan {plan}");
-                }
+                out.note(&format!("Deleted action plan {plan}"));
             }
         }
         PlanCmd::History { plan } => {
             check_uuid("actionplan", &plan)?;
+            let h = client.get(&format!("/v1/action_plans/{plan}/history"))?;
             out.list(
-                &client.get(&format!("/v1/action_plans/{plan}/history"))?["history"],
-                HISTORY,
-            )
+                h["history"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                columns::HISTORY,
+            )?
         }
     }
     Ok(0)
@@ -714,24 +963,23 @@ fn action(client: &Client, out: &Out, cmd: ActionCmd) -> anyhow::Result<i32> {
             audit,
             opts,
         } => {
-            let path = list_path(
-                "actions",
-                &opts,
-                &[
-                    ("action_plan_uuid", action_plan.as_ref()),
-                    ("audit_uuid", audit.as_ref()),
-                ],
-            );
             let cols = if opts.detail {
-                ACTION_DETAIL
+                columns::action(client.version())
             } else {
-                ACTION_LIST
+                columns::ACTION_LIST.to_vec()
             };
-            out.list(&client.get(&path)?["actions"], cols)
+            let extra = [
+                ("action_plan_uuid", action_plan.as_ref()),
+                ("audit_uuid", audit.as_ref()),
+            ];
+            out.list(&list_items(client, "actions", &opts, &cols, &extra)?, &cols)?
         }
         ActionCmd::Show { action } => {
             check_uuid("action", &action)?;
-            out.show(&client.get(&format!("/v1/actions/{action}"))?, ACTION_SHOW)
+            out.show(
+                &client.get(&format!("/v1/actions/{action}"))?,
+                &columns::action(client.version()),
+            )?
         }
         ActionCmd::Update {
             action,
@@ -747,16 +995,70 @@ fn action(client: &Client, out: &Out, cmd: ActionCmd) -> anyhow::Result<i32> {
                     v.1
                 );
             }
-            let mut ops = vec![json!({"op": "replace", "path": "/state", "value": state})];
+            let mut ops = vec![];
+            if let Some(s) = state {
+                ops.push(json!({"op": "replace", "path": "/state", "value": s}));
+            }
             if let Some(r) = reason {
                 ops.push(json!({"op": "replace", "path": "/status_message", "value": r}));
             }
+            if ops.is_empty() {
+                bail!("nothing to update: give --state SKIPPED and/or --reason TEXT");
+            }
             out.show(
                 &client.patch(&format!("/v1/actions/{action}"), &Value::Array(ops))?,
-                ACTION_SHOW,
-            )
+                &columns::action(v),
+            )?
         }
     }
+    Ok(0)
+}
+
+/// `watcher scoringengine|service list|show`
+fn simple(
+    client: &Client,
+    out: &Out,
+    cmd: SimpleCmd,
+    resource: &str,
+    list: Columns,
+    detail: Columns,
+) -> anyhow::Result<i32> {
+    match cmd {
+        SimpleCmd::List(o) => {
+            let cols = if o.detail { detail } else { list };
+            out.list(&list_items(client, resource, &o, cols, &[])?, cols)?
+        }
+        SimpleCmd::Show { name } => {
+            out.show(&client.get(&format!("/v1/{resource}/{name}"))?, detail)?
+        }
+    }
+    Ok(0)
+}
+
+/// `watcher datamodel list`
+fn data_model(client: &Client, out: &Out, cmd: DataModelCmd) -> anyhow::Result<i32> {
+    let DataModelCmd::List {
+        model_type,
+        audit,
+        detail,
+    } = cmd;
+    let mut path = format!("/v1/data_model/?data_model_type={model_type}");
+    if let Some(a) = audit {
+        path += &format!("&audit_uuid={a}");
+    }
+    let model = client.get(&path)?;
+    let cols = if detail {
+        columns::COMPUTE_MODEL
+    } else {
+        columns::COMPUTE_MODEL_LIST
+    };
+    out.list(
+        model["context"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+        cols,
+    )?;
     Ok(0)
 }
 

@@ -39,8 +39,9 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
+/// Columns `s` takes on a terminal: two for wide (e.g. CJK) characters.
 fn width(s: &str) -> usize {
-    s.chars().count()
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 /// Renders rows under headers with +---+ borders.
@@ -139,6 +140,15 @@ mod tests {
         assert!(
             table.contains("|       | instance_migrations_count: 3 "),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        let t = list(&[json!({"a": "迁移"}), json!({"a": "ab"})], &[("A", "a")]);
+        assert_eq!(
+            t,
+            "+------+\n| A    |\n+------+\n| 迁移 |\n| ab   |\n+------+\n"
         );
     }
 

@@ -47,7 +47,7 @@ fn lists_are_tables_by_default_and_json_on_request() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|g| g["name"] == "dummy"));
+        .any(|g| g["Name"] == "dummy"));
 }
 
 #[test]
@@ -58,13 +58,13 @@ fn start_wait_exits_0_on_success_and_4_when_cancelled() {
     let plan = wait_for(std::time::Duration::from_secs(10), || {
         let o = watcher(&d, &["actionplan", "list", "-f", "json"]);
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;
-        v.get(0).map(|p| p["uuid"].as_str().unwrap().to_string())
+        v.get(0).map(|p| p["UUID"].as_str().unwrap().to_string())
     });
     let o = watcher(&d, &["actionplan", "start", &plan, "--wait"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("SUCCEEDED"));
     assert!(
-        stderr(&o).contains("3/3 actions"),
+        stderr(&o).contains("3/3 | SUCCEEDED"),
         "progress is reported: {}",
         stderr(&o)
     );
@@ -168,8 +168,8 @@ fn continuous_audits_are_created_with_their_schedule_and_bad_ones_are_explained(
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let a: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(a["audit_type"], "CONTINUOUS");
-    assert_eq!(a["interval"], "0 3 * * *");
+    assert_eq!(a["Audit Type"], "CONTINUOUS");
+    assert_eq!(a["Interval"], "0 3 * * *");
     let o = watcher(
         &d,
         &[
@@ -383,4 +383,188 @@ fn the_api_version_is_negotiated_unless_one_is_asked_for() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn every_format_and_column_choice_reads_as_upstreams_client_prints_it() {
+    let d = Daemon::start("cli-formats");
+    let run = |args: &[&str]| {
+        let o = watcher(&d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let one_line = run(&["goal", "show", "dummy", "-f", "json", "--noindent"]);
+    assert!(
+        one_line.starts_with("{\"UUID\": \"") || one_line.starts_with("{\"UUID\":\""),
+        "{one_line}"
+    );
+    assert_eq!(one_line.lines().count(), 1);
+    assert_eq!(
+        run(&["goal", "show", "dummy", "-f", "value", "-c", "Name"]),
+        "dummy\n"
+    );
+    let csv = run(&[
+        "goal",
+        "list",
+        "-f",
+        "csv",
+        "-c",
+        "Name",
+        "-c",
+        "Display name",
+    ]);
+    assert!(csv.starts_with("\"Name\",\"Display name\"\n"), "{csv}");
+    assert!(csv.contains("\"dummy\",\"Dummy goal\"\n"), "{csv}");
+    let yaml = run(&["strategy", "list", "--goal", "dummy", "-f", "yaml"]);
+    assert!(yaml.contains("- Display name: "), "{yaml}");
+    assert!(yaml.contains("  Name: dummy\n"), "{yaml}");
+    // An unknown column is named with the known ones.
+    let o = watcher(&d, &["goal", "list", "-c", "Nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no column named Nope; the columns are: UUID, Name, Display name"),
+        "{}",
+        stderr(&o)
+    );
+    // --sort-key takes a title or a field; a wrong one lists both.
+    let names = run(&[
+        "goal",
+        "list",
+        "--sort-key",
+        "Name",
+        "--sort-dir",
+        "desc",
+        "-f",
+        "value",
+        "-c",
+        "Name",
+    ]);
+    let names: Vec<&str> = names.lines().collect();
+    let mut sorted = names.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(names, sorted);
+    let o = watcher(&d, &["goal", "list", "--sort-key", "colour"]);
+    assert!(
+        stderr(&o).contains("colour is an invalid field for sorting"),
+        "{}",
+        stderr(&o)
+    );
+    // --limit 0 follows every page.
+    let all = run(&[
+        "strategy", "list", "--limit", "0", "-f", "value", "-c", "UUID",
+    ])
+    .lines()
+    .count();
+    let first = run(&[
+        "strategy", "list", "--limit", "2", "-f", "value", "-c", "UUID",
+    ])
+    .lines()
+    .count();
+    assert_eq!(first, 2);
+    assert!(all > 2, "{all}");
+}
+
+#[test]
+fn templates_audits_plans_services_and_the_model_have_their_commands() {
+    let d = Daemon::start("cli-commands");
+    let json = |args: &[&str]| -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-f", "json"]);
+        let o = watcher(&d, &a);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let t = json(&[
+        "audittemplate",
+        "create",
+        "nightly",
+        "dummy",
+        "-s",
+        "dummy",
+        "-d",
+        "for the night",
+    ]);
+    assert_eq!(t["Name"], "nightly");
+    assert_eq!(t["Strategy"], "dummy");
+    let t = json(&[
+        "audittemplate",
+        "update",
+        "nightly",
+        "replace",
+        "description=for the weekend",
+    ]);
+    assert_eq!(t["Description"], "for the weekend");
+    assert_eq!(json(&["audittemplate", "list"])[0]["Goal"], "dummy");
+
+    // audit create --wait prints the plan; --start runs it to its end.
+    let o = watcher(
+        &d,
+        &[
+            "audit", "create", "-a", "nightly", "-p", "para1=1", "--wait", "-f", "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["State"], "RECOMMENDED");
+    assert!(
+        stderr(&o).contains("watcher actionplan start"),
+        "{}",
+        stderr(&o)
+    );
+    let o = watcher(
+        &d,
+        &["audit", "create", "-g", "dummy", "-p", "para1=1", "--start"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("SUCCEEDED"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("sleep 1 s"),
+        "the progress names the actions: {}",
+        stderr(&o)
+    );
+
+    let audits = json(&["audit", "list"]);
+    let audit = audits[0]["UUID"].as_str().unwrap().to_string();
+    let a = json(&["audit", "update", &audit, "replace", "name=renamed"]);
+    assert_eq!(a["Name"], "renamed");
+    let o = watcher(&d, &["audit", "delete", &audit]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("Deleted audit {audit}")));
+
+    let plan = plan["UUID"].as_str().unwrap().to_string();
+    let o = watcher(
+        &d,
+        &["actionplan", "update", &plan, "replace", "state=CANCELLED"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&["actionplan", "show", &plan])["State"], "CANCELLED");
+
+    assert!(json(&["service", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["Name"] == "watcher-applier"));
+    let engines = json(&["scoringengine", "list"]);
+    let name = engines[0]["Name"].as_str().unwrap().to_string();
+    assert_eq!(json(&["scoringengine", "show", &name])["Name"], name);
+    let model = json(&["datamodel", "list", "--detail"]);
+    assert!(
+        model
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["Node Host Name"] == "compute-1"),
+        "{model}"
+    );
+    let o = watcher(&d, &["audittemplate", "delete", "nightly"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn shells_get_completion_scripts() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = watcher_at("http://127.0.0.1:1", &["completion", shell]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("actionplan"), "{shell}");
+    }
 }
