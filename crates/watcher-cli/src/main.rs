@@ -98,6 +98,35 @@ struct ListOpts {
     marker: Option<String>,
 }
 
+/// The filters of audit and audit template lists.
+#[derive(Args)]
+struct GoalStrategy {
+    /// Only those of this goal (UUID or name).
+    #[arg(long)]
+    goal: Option<String>,
+    /// Only those of this strategy (UUID or name).
+    #[arg(long)]
+    strategy: Option<String>,
+}
+
+impl GoalStrategy {
+    fn query(&self) -> [(&'static str, Option<&String>); 2] {
+        [
+            ("goal", self.goal.as_ref()),
+            ("strategy", self.strategy.as_ref()),
+        ]
+    }
+}
+
+/// `<op> <path=value>...` of the update commands.
+#[derive(Args)]
+struct PatchArgs {
+    #[arg(value_parser = ["add", "replace", "remove"])]
+    op: String,
+    #[arg(required = true, value_name = "PATH=VALUE")]
+    attributes: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum GoalCmd {
     /// List goals.
@@ -126,12 +155,8 @@ enum StrategyCmd {
 enum TemplateCmd {
     /// List audit templates.
     List {
-        /// Only those of this goal.
-        #[arg(long)]
-        goal: Option<String>,
-        /// Only those of this strategy.
-        #[arg(long)]
-        strategy: Option<String>,
+        #[command(flatten)]
+        by: GoalStrategy,
         #[command(flatten)]
         opts: ListOpts,
     },
@@ -158,10 +183,8 @@ enum TemplateCmd {
     /// Change an audit template: add, replace or remove PATH=VALUE.
     Update {
         template: String,
-        #[arg(value_parser = ["add", "replace", "remove"])]
-        op: String,
-        #[arg(required = true, value_name = "PATH=VALUE")]
-        attributes: Vec<String>,
+        #[command(flatten)]
+        change: PatchArgs,
     },
     /// Delete audit templates.
     Delete {
@@ -217,12 +240,8 @@ enum AuditCmd {
     },
     /// List audits.
     List {
-        /// Only those of this goal.
-        #[arg(long)]
-        goal: Option<String>,
-        /// Only those of this strategy.
-        #[arg(long)]
-        strategy: Option<String>,
+        #[command(flatten)]
+        by: GoalStrategy,
         #[command(flatten)]
         opts: ListOpts,
     },
@@ -232,10 +251,8 @@ enum AuditCmd {
     /// with `replace state=CANCELLED`).
     Update {
         audit: String,
-        #[arg(value_parser = ["add", "replace", "remove"])]
-        op: String,
-        #[arg(required = true, value_name = "PATH=VALUE")]
-        attributes: Vec<String>,
+        #[command(flatten)]
+        change: PatchArgs,
     },
     /// Delete audits.
     Delete {
@@ -259,10 +276,8 @@ enum PlanCmd {
     /// Change an action plan: add, replace or remove PATH=VALUE.
     Update {
         plan: String,
-        #[arg(value_parser = ["add", "replace", "remove"])]
-        op: String,
-        #[arg(required = true, value_name = "PATH=VALUE")]
-        attributes: Vec<String>,
+        #[command(flatten)]
+        change: PatchArgs,
     },
     /// Start a RECOMMENDED action plan.
     Start {
@@ -418,9 +433,10 @@ fn parse_parameters(items: &[String]) -> anyhow::Result<Value> {
 
 /// A JSON Patch from `op` and PATH=VALUE items, as upstream builds it:
 /// a leading `/` added, values JSON-decoded unless their path is in `raw`.
-fn patch(op: &str, attributes: &[String], raw: &[&str]) -> anyhow::Result<Value> {
+fn patch(change: &PatchArgs, raw: &[&str]) -> anyhow::Result<Value> {
+    let op = change.op.as_str();
     let mut ops = vec![];
-    for attr in attributes {
+    for attr in &change.attributes {
         let attr = if attr.starts_with('/') {
             attr.clone()
         } else {
@@ -607,17 +623,13 @@ fn strategy(client: &Client, out: &Out, cmd: StrategyCmd) -> anyhow::Result<i32>
 /// `watcher audittemplate ...`
 fn audit_template(client: &Client, out: &Out, cmd: TemplateCmd) -> anyhow::Result<i32> {
     match cmd {
-        TemplateCmd::List {
-            goal,
-            strategy,
-            opts,
-        } => {
+        TemplateCmd::List { by, opts } => {
             let cols = if opts.detail {
                 columns::AUDIT_TEMPLATE
             } else {
                 columns::AUDIT_TEMPLATE_LIST
             };
-            let extra = [("goal", goal.as_ref()), ("strategy", strategy.as_ref())];
+            let extra = by.query();
             out.list(
                 &list_items(client, "audit_templates", &opts, cols, &extra)?,
                 cols,
@@ -665,14 +677,10 @@ fn audit_template(client: &Client, out: &Out, cmd: TemplateCmd) -> anyhow::Resul
                 columns::AUDIT_TEMPLATE,
             )?
         }
-        TemplateCmd::Update {
-            template,
-            op,
-            attributes,
-        } => out.show(
+        TemplateCmd::Update { template, change } => out.show(
             &client.patch(
                 &format!("/v1/audit_templates/{template}"),
-                &patch(&op, &attributes, &[])?,
+                &patch(&change, &[])?,
             )?,
             columns::AUDIT_TEMPLATE,
         )?,
@@ -773,17 +781,13 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
             let p = wait_for_plan(client, &plan_uuid)?;
             return report_final(client, out, &p);
         }
-        AuditCmd::List {
-            goal,
-            strategy,
-            opts,
-        } => {
+        AuditCmd::List { by, opts } => {
             let cols = if opts.detail {
                 columns::audit(client.version())
             } else {
                 columns::AUDIT_LIST.to_vec()
             };
-            let extra = [("goal", goal.as_ref()), ("strategy", strategy.as_ref())];
+            let extra = by.query();
             let items: Vec<Value> = list_items(client, "audits", &opts, &cols, &extra)?
                 .into_iter()
                 .map(with_auto_strategy)
@@ -794,14 +798,10 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
             &client.get(&format!("/v1/audits/{audit}"))?,
             &columns::audit(client.version()),
         )?,
-        AuditCmd::Update {
-            audit,
-            op,
-            attributes,
-        } => out.show(
+        AuditCmd::Update { audit, change } => out.show(
             &client.patch(
                 &format!("/v1/audits/{audit}"),
-                &patch(&op, &attributes, &["/interval"])?,
+                &patch(&change, &["/interval"])?,
             )?,
             &columns::audit(client.version()),
         )?,
@@ -877,17 +877,10 @@ fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> 
                 &plan_cols(),
             )?
         }
-        PlanCmd::Update {
-            plan,
-            op,
-            attributes,
-        } => {
+        PlanCmd::Update { plan, change } => {
             check_uuid("actionplan", &plan)?;
             out.show(
-                &client.patch(
-                    &format!("/v1/action_plans/{plan}"),
-                    &patch(&op, &attributes, &[])?,
-                )?,
+                &client.patch(&format!("/v1/action_plans/{plan}"), &patch(&change, &[])?)?,
                 &plan_cols(),
             )?
         }
