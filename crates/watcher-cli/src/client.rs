@@ -11,6 +11,8 @@ pub enum ClientError {
     Api { status: u16, message: String },
     #[error("cannot reach watcherd at {endpoint}: {detail}. Is watcherd running? Set --os-endpoint-override (or WATCHER_URL), or log in with --os-cloud / OS_AUTH_URL to find it in the catalog.")]
     Unreachable { endpoint: String, detail: String },
+    #[error("watcherd at {endpoint}: its TLS certificate is not trusted ({detail}); give the CA that signed it with --os-cacert FILE (or OS_CACERT, or cacert in clouds.yaml)")]
+    Untrusted { endpoint: String, detail: String },
     #[error("watcherd at {endpoint} asks who you are (HTTP 401): log in with --os-cloud NAME (clouds.yaml) or the OS_* variables of an openrc file, or pass --os-token")]
     Unauthenticated { endpoint: String },
     #[error("watcherd supports API versions {min} to {max}, not {asked}: ask for one of these with --os-infra-optim-api-version, or leave it out to use the highest both sides know")]
@@ -191,10 +193,14 @@ impl Client {
                     message: fault_message(&text),
                 })
             }
-            Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable {
-                endpoint: self.endpoint.clone(),
-                detail: t.to_string(),
-            }),
+            Err(ureq::Error::Transport(t)) => {
+                let (endpoint, detail) = (self.endpoint.clone(), t.to_string());
+                if watcher_tls::is_certificate_error(&detail) {
+                    Err(ClientError::Untrusted { endpoint, detail })
+                } else {
+                    Err(ClientError::Unreachable { endpoint, detail })
+                }
+            }
         }
     }
 

@@ -347,6 +347,38 @@ fn keystone_logins_find_watcherd_in_the_catalog_and_keep_the_token() {
         "the password is never printed"
     );
 
+    // An application credential in clouds.yaml.
+    let user = common::keystone::ks_call(&ks, &admin, "GET", "/users?name=admin", None)["users"][0]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cred = common::keystone::ks_call(
+        &ks,
+        &admin,
+        "POST",
+        &format!("/users/{user}/application_credentials"),
+        Some(
+            serde_json::json!({"application_credential": {"name": format!("watcher-cli-{region}")}}),
+        ),
+    );
+    let (id, secret) = (
+        cred["application_credential"]["id"].as_str().unwrap(),
+        cred["application_credential"]["secret"].as_str().unwrap(),
+    );
+    std::fs::write(
+        &clouds,
+        format!(
+            "clouds:\n  robot:\n    auth_type: v3applicationcredential\n    region_name: {region}\n    auth:\n      auth_url: {ks}\n      application_credential_id: {id}\n      application_credential_secret: {secret}\n"
+        ),
+    )
+    .unwrap();
+    let o = watcher_env(
+        &["--os-cloud", "robot", "--no-token-cache", "audit", "list"],
+        &[("OS_CLIENT_CONFIG_FILE", clouds.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
     delete_endpoints(&ks, &admin, &format!("region_id={region}"));
 }
 
@@ -567,4 +599,32 @@ fn shells_get_completion_scripts() {
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stdout(&o).contains("actionplan"), "{shell}");
     }
+}
+
+#[test]
+fn an_https_watcherd_is_trusted_through_the_operators_ca() {
+    let dir = temp_dir("cli-https");
+    let ca = watcher_testkit::servers::TestCa::new(&dir, "api");
+    let top = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        ca.server_cert.display(),
+        ca.server_key.display()
+    );
+    let d = Daemon::start_with_config(&dir, write_config_with(&dir, &top, "", ""), None);
+    assert!(d.url.starts_with("https://"), "{}", d.url);
+    let o = watcher(&d, &["goal", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("TLS certificate is not trusted") && stderr(&o).contains("--os-cacert"),
+        "{}",
+        stderr(&o)
+    );
+    let o = watcher(
+        &d,
+        &["--os-cacert", ca.ca_cert.to_str().unwrap(), "goal", "list"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("dummy"));
+    let o = watcher(&d, &["--insecure", "goal", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
