@@ -1,6 +1,6 @@
 //! Microversions: `OpenStack-API-Version: infra-optim X.Y`, parsed as
-//! upstream does (missing or non-numeric -> 1.0, `latest` -> 1.7, other
-//! shapes or out-of-range -> 406).
+//! upstream does (missing, or any part not a number -> 1.0; `latest` ->
+//! 1.7; three or more numbers, or out of range -> 406).
 
 pub const MIN: Version = Version(1, 0);
 pub const MAX: Version = Version(1, 7);
@@ -35,24 +35,24 @@ pub fn parse(header: Option<&str>) -> Result<Version, String> {
     if value.eq_ignore_ascii_case("latest") {
         return Ok(MAX);
     }
-    if value.is_empty() || !value.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-        return Ok(MIN);
-    }
-    let (major, minor) = match value.split_once('.') {
-        Some((a, b)) => (a.parse::<u32>(), b.parse::<u32>()),
-        None => (value.parse::<u32>(), Ok(0)),
+    // As upstream's parser: a part that is not a number makes the whole
+    // value 1.0 (`1.latest`, `1.x`, `garbage`); one number is X.0; more
+    // than two numbers, or a version out of range, is 406.
+    let parts: Result<Vec<i64>, _> = value.split('.').map(|p| p.trim().parse::<i64>()).collect();
+    let Ok(parts) = parts else { return Ok(MIN) };
+    let (major, minor) = match parts[..] {
+        [major] => (major, 0),
+        [major, minor] => (major, minor),
+        _ => return Err(format!("Invalid API version format: '{value}'.")),
     };
-    let (Ok(major), Ok(minor)) = (major, minor) else {
-        return Err(format!("Invalid API version format: '{value}'."));
-    };
-    let v = Version(major, minor);
-    if major != 1 || v > MAX {
+    let in_range = major == 1 && (0..=i64::from(MAX.1)).contains(&minor);
+    if !in_range {
         return Err(format!(
-            "Version {v} was requested but the minor version is not supported by this service. \
+            "Version {major}.{minor} was requested but the minor version is not supported by this service. \
              The supported version range is: [{MIN}, {MAX}]."
         ));
     }
-    Ok(v)
+    Ok(Version(1, minor as u32))
 }
 
 #[cfg(test)]
@@ -70,5 +70,13 @@ mod tests {
             .unwrap_err()
             .contains("[1.0, 1.7]"));
         assert!(parse(Some("infra-optim 2.0")).is_err());
+        // Whatever upstream cannot read as numbers is 1.0, not 406.
+        for odd in ["1.latest", "1.x", "1.", ".5", "garbage", "1.5.x", "v1.5"] {
+            assert_eq!(parse(Some(&format!("infra-optim {odd}"))), Ok(MIN), "{odd}");
+        }
+        assert!(parse(Some("infra-optim 1.5.1"))
+            .unwrap_err()
+            .contains("Invalid API version format"));
+        assert!(parse(Some("infra-optim 1.-1")).is_err());
     }
 }

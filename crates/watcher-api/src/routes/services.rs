@@ -84,7 +84,13 @@ pub async fn show_service(
 /// sorted like every collection.
 pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
     use watcher_decision::scoring::SCORING_ENGINES;
-    let (lq, base) = list_query(&r.q, &r.headers, &[("uuid", "uuid"), ("name", "name")])?;
+    let p = page(
+        &r.q,
+        &r.headers,
+        &[("uuid", "uuid"), ("name", "name")],
+        detail,
+    )?;
+    let lq = &p.query;
     let mut list: Vec<_> = SCORING_ENGINES.iter().collect();
     match lq.sort.0 {
         "uuid" => list.sort_by_key(|e| e.uuid),
@@ -106,11 +112,13 @@ pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
         }
     }
     list.truncate(lq.limit);
-    Ok(Json(json!({"scoring_engines": list
-        .iter()
-        .map(|e| views::scoring_engine(e, &base, detail))
-        .collect::<Vec<_>>()}))
-    .into_response())
+    Ok(collection(
+        "scoring_engines",
+        &list,
+        |e| Uuid::parse_str(e.uuid).unwrap_or_default(),
+        |e| views::scoring_engine(e, &p.base, detail),
+        &p,
+    ))
 }
 
 pub async fn show_scoring_engine(Path(ident): Path<String>, h: HeaderMap) -> ApiResult {

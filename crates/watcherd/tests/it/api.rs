@@ -222,6 +222,17 @@ fn microversions_are_negotiated_with_upstreams_headers() {
     let r = get("infra-optim 1.99");
     assert_eq!(r.status(), 406);
     assert_eq!(r.header("OpenStack-API-Minimum-Version"), Some("1.0"));
+    // What upstream cannot read as numbers is 1.0, as upstream answers it.
+    for odd in ["infra-optim 1.latest", "infra-optim 1.x", "infra-optim v2"] {
+        let r = get(odd);
+        assert_eq!(r.status(), 200, "{odd}");
+        assert_eq!(
+            r.header("OpenStack-API-Version"),
+            Some("infra-optim 1.0"),
+            "{odd}"
+        );
+    }
+    assert_eq!(get("infra-optim 1.5.1").status(), 406);
 }
 
 #[test]
@@ -747,5 +758,58 @@ fn healthz_and_metrics_tell_an_operator_what_runs_and_how_fast_cancels_are() {
     assert!(
         text.contains("watcher_cancel_latency_seconds_bucket{le=\"1\"} 1"),
         "{text}"
+    );
+}
+
+#[test]
+fn every_list_links_its_items_to_themselves_under_every_sort_key() {
+    let d = Daemon::start("links-sort-keys");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    let template = json!({"name": "links", "goal": "dummy"});
+    assert_eq!(d.req("POST", "/v1/audit_templates", Some(&template)).0, 201);
+    for resource in [
+        "goals",
+        "strategies",
+        "audit_templates",
+        "audits",
+        "action_plans",
+        "actions",
+        "scoring_engines",
+        "services",
+    ] {
+        // The sort keys a resource takes are the ones its refusal lists.
+        let (status, body) = d.req("GET", &format!("/v1/{resource}?sort_key=nope"), None);
+        assert_eq!(status, 400, "{resource}: {body}");
+        let message = faultstring(&body);
+        let keys: Vec<String> = match message.rsplit_once("valid keys: ") {
+            Some((_, k)) => k.split(", ").map(str::to_string).collect(),
+            None if message.contains("sort by id") => vec!["id".into()],
+            None => panic!("{resource}: {message}"),
+        };
+        for key in &keys {
+            for list in [resource.to_string(), format!("{resource}/detail")] {
+                let page = d.get(&format!("/v1/{list}?sort_key={key}&limit=1"));
+                let items = page[resource].as_array().unwrap();
+                assert!(!items.is_empty(), "{list} sorted by {key}: {page}");
+                for item in items {
+                    let id = item.get("uuid").or_else(|| item.get("id")).unwrap();
+                    let id = id.as_str().map(str::to_string).unwrap_or(id.to_string());
+                    let own = format!("{}/v1/{resource}/{id}", d.url);
+                    assert_eq!(item["links"][0]["href"], json!(own), "{list} by {key}");
+                    assert_eq!(
+                        item["links"][1]["href"],
+                        json!(format!("{}/{resource}/{id}", d.url))
+                    );
+                }
+                if let Some(next) = page["next"].as_str() {
+                    assert!(next.starts_with(&format!("{}/v1/{list}?", d.url)), "{next}");
+                    assert!(next.contains(&format!("sort_key={key}")), "{next}");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        d.get(&format!("/v1/action_plans/{plan}"))["state"],
+        "RECOMMENDED"
     );
 }
