@@ -23,6 +23,10 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// Asked for something this session cannot send (a version it cannot
+    /// read, a feature below its version): said before any request.
+    #[error("{0}")]
+    Usage(String),
     #[error("unexpected answer from watcherd: {0}")]
     Protocol(String),
 }
@@ -76,7 +80,7 @@ impl Client {
         let version = match asked {
             Some(v) => {
                 if parse_version(v).is_none() {
-                    return Err(ClientError::Protocol(format!(
+                    return Err(ClientError::Usage(format!(
                         "'{v}' is not an API version: give MAJOR.MINOR, e.g. 1.7"
                     )));
                 }
@@ -95,6 +99,19 @@ impl Client {
     /// The microversion in use.
     pub fn version(&self) -> (u32, u32) {
         parse_version(&self.version.borrow()).unwrap_or(CLIENT_MAX_VERSION)
+    }
+
+    /// Refuses `what` (an option or command) below the microversion that
+    /// brought it, as upstream's client does.
+    pub fn require_version(&self, min: (u32, u32), what: &str) -> Result<(), ClientError> {
+        let v = self.version();
+        if v < min {
+            return Err(ClientError::Usage(format!(
+                "{what} needs API version {}.{} or later (this session uses {}.{})",
+                min.0, min.1, v.0, v.1
+            )));
+        }
+        Ok(())
     }
 
     fn send(

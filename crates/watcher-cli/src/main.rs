@@ -666,10 +666,7 @@ fn audit_template(client: &Client, out: &Out, cmd: TemplateCmd) -> anyhow::Resul
                 })?;
             }
             if !default_parameters.is_empty() {
-                let v = client.version();
-                if v < (1, 7) {
-                    bail!("--default-parameter needs API version 1.7 or later (this session uses {}.{})", v.0, v.1);
-                }
+                client.require_version((1, 7), "--default-parameter")?;
                 body["default_parameters"] = parse_parameters(&default_parameters)?;
             }
             out.show(
@@ -721,19 +718,16 @@ fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
             start,
         } => {
             let v = client.version();
-            if v < (1, 1) && (start_time.is_some() || end_time.is_some()) {
-                bail!("--start-time and --end-time need API version 1.1 or later (this session uses {}.{})", v.0, v.1);
+            if start_time.is_some() || end_time.is_some() {
+                client.require_version((1, 1), "--start-time and --end-time")?;
             }
             let mut body =
                 json!({"audit_type": audit_type.to_uppercase(), "auto_trigger": auto_trigger});
+            if force {
+                client.require_version((1, 2), "--force")?;
+            }
             if v >= (1, 2) {
                 body["force"] = json!(force);
-            } else if force {
-                bail!(
-                    "--force needs API version 1.2 or later (this session uses {}.{})",
-                    v.0,
-                    v.1
-                );
             }
             if let Some(t) = audit_template {
                 let uuid = if uuid::Uuid::parse_str(&t).is_ok() {
@@ -980,14 +974,7 @@ fn action(client: &Client, out: &Out, cmd: ActionCmd) -> anyhow::Result<i32> {
             reason,
         } => {
             check_uuid("action", &action)?;
-            let v = client.version();
-            if v < (1, 5) {
-                bail!(
-                    "action update needs API version 1.5 or later (this session uses {}.{})",
-                    v.0,
-                    v.1
-                );
-            }
+            client.require_version((1, 5), "action update")?;
             let mut ops = vec![];
             if let Some(s) = state {
                 ops.push(json!({"op": "replace", "path": "/state", "value": s}));
@@ -1000,7 +987,7 @@ fn action(client: &Client, out: &Out, cmd: ActionCmd) -> anyhow::Result<i32> {
             }
             out.show(
                 &client.patch(&format!("/v1/actions/{action}"), &Value::Array(ops))?,
-                &columns::action(v),
+                &columns::action(client.version()),
             )?
         }
     }
