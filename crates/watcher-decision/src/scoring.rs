@@ -35,10 +35,12 @@ pub const SCORING_ENGINES: &[ScoringEngine] = &[
     },
 ];
 
+/// An engine by UUID or by name, the name compared without regard to ASCII
+/// case as upstream finds names on MySQL.
 pub fn find(ident: &str) -> Option<&'static ScoringEngine> {
     SCORING_ENGINES
         .iter()
-        .find(|e| e.uuid == ident || e.name == ident)
+        .find(|e| e.uuid == ident || e.name.eq_ignore_ascii_case(ident))
 }
 
 fn numbers(features: &Value) -> Result<Vec<f64>, String> {

@@ -80,16 +80,12 @@ pub(crate) fn get_audit_conn(
     ident: &str,
     show_deleted: bool,
 ) -> Result<Audit, StoreError> {
-    let column = if Uuid::parse_str(ident).is_ok() {
-        "x.uuid"
-    } else {
-        "x.name"
+    let (condition, ident) = match Uuid::parse_str(ident) {
+        Ok(u) => ("x.uuid = ?1".to_string(), u.to_string()),
+        Err(_) => (conn.dialect().name_eq("x.name", "?1"), ident.to_string()),
     };
-    let ident = Uuid::parse_str(ident)
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| ident.to_string());
     let sql = format!(
-        "{AUDIT_SELECT} WHERE {column} = ?1{} ORDER BY x.id DESC LIMIT 1",
+        "{AUDIT_SELECT} WHERE {condition}{} ORDER BY x.id DESC LIMIT 1",
         if show_deleted {
             ""
         } else {
@@ -149,8 +145,13 @@ impl Store {
     ) -> Result<Vec<Audit>, StoreError> {
         self.read(move |conn| {
             let filters = Where::default()
-                .ident(filter.goal.as_deref(), "g.uuid", "g.name")
-                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
+                .ident(conn.dialect(), filter.goal.as_deref(), "g.uuid", "g.name")
+                .ident(
+                    conn.dialect(),
+                    filter.strategy.as_deref(),
+                    "s.uuid",
+                    "s.name",
+                );
             let (sql, args) =
                 build_list_sql(AUDIT_SELECT, "audits", &query, filters, conn, "Audit")?;
             conn.query_map(&sql, args, audit_from_row)

@@ -111,7 +111,8 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<Strategy>, StoreError> {
         self.read(move |conn| {
-            let filters = Where::default().ident(goal.as_deref(), "g.uuid", "g.name");
+            let filters =
+                Where::default().ident(conn.dialect(), goal.as_deref(), "g.uuid", "g.name");
             let (sql, args) = build_list_sql(
                 STRATEGY_SELECT,
                 "strategies",

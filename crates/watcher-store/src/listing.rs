@@ -1,6 +1,6 @@
 //! Lists: paging, sorting and filters shared by every list query, and lookups by UUID or name.
 
-use crate::sql::{Conn, Row, Value as SqlValue};
+use crate::sql::{Conn, Dialect, Row, Value as SqlValue};
 use crate::*;
 use uuid::Uuid;
 
@@ -49,13 +49,20 @@ impl Where {
         self
     }
 
-    /// A record named by UUID or by name.
-    pub(crate) fn ident(self, ident: Option<&str>, uuid_col: &str, name_col: &str) -> Self {
+    /// A record named by UUID or by name (names compared as
+    /// [`Dialect::name_eq`] does).
+    pub(crate) fn ident(
+        self,
+        dialect: Dialect,
+        ident: Option<&str>,
+        uuid_col: &str,
+        name_col: &str,
+    ) -> Self {
         match ident {
             None => self,
             Some(i) => match Uuid::parse_str(i) {
                 Ok(u) => self.eq(&format!("{uuid_col} = ?"), Some(u.to_string())),
-                Err(_) => self.eq(&format!("{name_col} = ?"), Some(i.to_string())),
+                Err(_) => self.eq(&dialect.name_eq(name_col, "?"), Some(i.to_string())),
             },
         }
     }
@@ -118,7 +125,7 @@ pub(crate) fn find_by_ident<T>(
     kind: &'static str,
     map: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let w = Where::default().ident(Some(ident), "x.uuid", "x.name");
+    let w = Where::default().ident(conn.dialect(), Some(ident), "x.uuid", "x.name");
     conn.query_row_opt(
         &format!("{select} WHERE x.deleted_at IS NULL AND {}", w.clauses[0]),
         w.args,

@@ -338,7 +338,12 @@ impl Store {
         self.read(move |conn| {
             let filters = Where::default()
                 .eq("a.uuid = ?", filter.audit_uuid.map(|u| u.to_string()))
-                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
+                .ident(
+                    conn.dialect(),
+                    filter.strategy.as_deref(),
+                    "s.uuid",
+                    "s.name",
+                );
             let (sql, args) = build_list_sql(
                 PLAN_SELECT,
                 "action_plans",

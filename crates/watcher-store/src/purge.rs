@@ -98,7 +98,10 @@ const TEMPLATE_CONDITION: &str =
 
 fn goal_id(conn: &Conn, goal: &str) -> Result<i64, StoreError> {
     conn.query_row_opt(
-        "SELECT id FROM goals WHERE uuid = ?1 OR name = ?1",
+        &format!(
+            "SELECT id FROM goals WHERE uuid = ?1 OR {}",
+            conn.dialect().name_eq("name", "?1")
+        ),
         [goal],
         |r| r.get(0),
     )?

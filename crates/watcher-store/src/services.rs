@@ -56,8 +56,8 @@ impl Store {
         let ident = ident.to_string();
         self.read(move |conn| {
             let (clause, arg) = match ident.parse::<i64>() {
-                Ok(id) => ("x.id = ?1", SqlValue::Int(id)),
-                Err(_) => ("x.name = ?1", SqlValue::Text(ident.clone())),
+                Ok(id) => ("x.id = ?1".to_string(), SqlValue::Int(id)),
+                Err(_) => (conn.dialect().name_eq("x.name", "?1"), SqlValue::Text(ident.clone())),
             };
             conn.query_row_opt(&format!("{SERVICE_SELECT} WHERE {clause} AND x.deleted_at IS NULL ORDER BY x.id LIMIT 1"), [arg], service_from_row)?
                 .ok_or(StoreError::NotFound { kind: "Service", id: ident })

@@ -269,6 +269,20 @@ impl Dialect {
     /// transaction takes (key 0x0057_4154_4348_4552, "WATCHER").
     const LOCK_WRITERS: &'static str = "SELECT pg_advisory_xact_lock(24560153135695186)";
 
+    /// `column` equal to the argument `arg` (`?` or `?N`), ASCII letters compared
+    /// without regard to case, the way upstream Watcher finds names on
+    /// MySQL. Both databases fold ASCII only (SQLite's `lower` without ICU;
+    /// PostgreSQL's under the "C" collation, whatever the database's
+    /// locale), so a name is found the same way on either.
+    pub fn name_eq(self, column: &str, arg: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("lower({column}) = lower({arg})"),
+            Dialect::Postgres => {
+                format!(r#"lower({column} COLLATE "C") = lower(CAST({arg} AS TEXT) COLLATE "C")"#)
+            }
+        }
+    }
+
     /// The larger of two values (`MAX(a, b)` in SQLite, `GREATEST` in PostgreSQL).
     pub fn greatest(self) -> &'static str {
         match self {

@@ -51,7 +51,10 @@ fn write_template(
     f: &TemplateFields,
 ) -> Result<(), StoreError> {
     let clash: Option<String> = conn.query_row_opt(
-        "SELECT uuid FROM audit_templates WHERE name = ?1 AND deleted_at IS NULL AND uuid != ?2",
+        &format!(
+            "SELECT uuid FROM audit_templates WHERE {} AND deleted_at IS NULL AND uuid != ?2",
+            conn.dialect().name_eq("name", "?1")
+        ),
         args![f.name, uuid.to_string()],
         |r| r.get(0),
     )?;
@@ -168,8 +171,13 @@ impl Store {
     ) -> Result<Vec<AuditTemplate>, StoreError> {
         self.read(move |conn| {
             let filters = Where::default()
-                .ident(filter.goal.as_deref(), "g.uuid", "g.name")
-                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
+                .ident(conn.dialect(), filter.goal.as_deref(), "g.uuid", "g.name")
+                .ident(
+                    conn.dialect(),
+                    filter.strategy.as_deref(),
+                    "s.uuid",
+                    "s.name",
+                );
             let (sql, args) = build_list_sql(
                 TEMPLATE_SELECT,
                 "audit_templates",

@@ -813,3 +813,86 @@ fn every_list_links_its_items_to_themselves_under_every_sort_key() {
         "RECOMMENDED"
     );
 }
+
+#[test]
+fn names_are_found_without_regard_to_case_as_upstream_finds_them_on_mysql() {
+    let d = Daemon::start("names-case");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    let audit = d.plan(&plan)["audit_uuid"].as_str().unwrap().to_string();
+    let (status, body) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{audit}"),
+        Some(&json!([{"op": "replace", "path": "/name", "value": "Night-Run"}])),
+    );
+    assert_eq!(status, 200, "{body}");
+    let template = json!({"name": "Nightly", "goal": "DUMMY", "strategy": "Dummy"});
+    let (status, t) = d.req("POST", "/v1/audit_templates", Some(&template));
+    assert_eq!(status, 201, "{t}");
+    // The stored names are the canonical ones, whatever case named them.
+    assert_eq!(
+        (t["goal_name"].as_str(), t["strategy_name"].as_str()),
+        (Some("dummy"), Some("dummy"))
+    );
+
+    for (path, field, expected) in [
+        ("/v1/goals/DUMMY", "name", "dummy"),
+        ("/v1/strategies/DUMMY", "name", "dummy"),
+        ("/v1/strategies/Dummy/state", "", ""),
+        ("/v1/scoring_engines/DUMMY_SCORER", "name", "dummy_scorer"),
+        ("/v1/audit_templates/NIGHTLY", "name", "Nightly"),
+        ("/v1/audits/night-run", "uuid", audit.as_str()),
+        ("/v1/services/WATCHER-APPLIER", "name", "watcher-applier"),
+    ] {
+        let (status, body) = d.req("GET", path, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        if !field.is_empty() {
+            assert_eq!(body[field], expected, "{path}: {body}");
+        }
+    }
+    for (list, key, count) in [
+        ("/v1/strategies?goal=DUMMY", "strategies", 3),
+        ("/v1/audits?goal=Dummy&strategy=DUMMY", "audits", 1),
+        (
+            "/v1/audit_templates?goal=DUMMY&strategy=dUmMy",
+            "audit_templates",
+            1,
+        ),
+        ("/v1/action_plans?strategy=DUMMY", "action_plans", 1),
+    ] {
+        let page = d.get(list);
+        assert_eq!(page[key].as_array().unwrap().len(), count, "{list}: {page}");
+    }
+    // A different name is not found. Only ASCII letters fold, on both
+    // databases alike (SQLite's lower() knows no other).
+    assert_eq!(d.req("GET", "/v1/goals/dummy_", None).0, 404);
+    let (status, _) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{audit}"),
+        Some(&json!([{"op": "replace", "path": "/name", "value": "Nuit-Été"}])),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(d.req("GET", "/v1/audits/NUIT-%C3%89t%C3%A9", None).0, 200);
+    assert_eq!(d.req("GET", "/v1/audits/nuit-%C3%A9t%C3%A9", None).0, 404);
+    assert_eq!(d.get("/v1/strategies?goal=DUMMY_")["strategies"], json!([]));
+
+    // Uniqueness agrees with lookup: a live template's name in other case is taken.
+    let (status, dup) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&json!({"name": "NIGHTLY", "goal": "dummy"})),
+    );
+    assert_eq!(status, 409, "{dup}");
+    let (status, other) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&json!({"name": "weekly", "goal": "dummy"})),
+    );
+    assert_eq!(status, 201, "{other}");
+    let (status, renamed) = d.req(
+        "PATCH",
+        "/v1/audit_templates/weekly",
+        Some(&json!([{"op": "replace", "path": "/name", "value": "nightly"}])),
+    );
+    assert_eq!(status, 409, "{renamed}");
+    assert_eq!(d.get("/v1/audit_templates/WEEKLY")["name"], "weekly");
+}
