@@ -23,10 +23,15 @@ pub struct ComputeNode {
     /// The hypervisor's id (Nova's hypervisor UUID).
     pub uuid: String,
     pub name: String,
-    pub vcpus: u32,
-    pub ram_mb: u64,
-    pub disk_gb: u64,
+    /// Each resource as Placement accounts it (on a cloud without
+    /// Placement inventories: the hypervisor's figures, nothing reserved,
+    /// no overcommit, as upstream).
+    pub vcpus: Inventory,
+    pub ram_mb: Inventory,
+    pub disk_gb: Inventory,
     pub service_enabled: bool,
+    /// Nova's view of the compute service: heartbeating ("up") or not.
+    pub service_up: bool,
     pub disabled_reason: Option<String>,
     /// Nova's availability zone of the host's compute service.
     pub availability_zone: String,
@@ -35,6 +40,40 @@ pub struct ComputeNode {
     /// Whether the machine is powered on; None when the cloud has no
     /// power management for compute nodes.
     pub powered_on: Option<bool>,
+}
+
+impl ComputeNode {
+    /// Whether strategies may move instances off or onto the host: its
+    /// compute service is enabled and up (upstream's "available" nodes).
+    pub fn available(&self) -> bool {
+        self.service_enabled && self.service_up
+    }
+}
+
+/// One resource class of a host as Placement accounts it: allocations on
+/// it may add up to (total - reserved) x allocation_ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub total: u64,
+    pub reserved: u64,
+    pub allocation_ratio: f64,
+}
+
+impl Inventory {
+    /// All of `total`, nothing reserved, no overcommit.
+    pub fn whole(total: u64) -> Inventory {
+        Inventory {
+            total,
+            reserved: 0,
+            allocation_ratio: 1.0,
+        }
+    }
+
+    /// What allocations may add up to, as Placement checks them; whole
+    /// units, since every allocation is.
+    pub fn capacity(&self) -> u64 {
+        (self.total.saturating_sub(self.reserved) as f64 * self.allocation_ratio).floor() as u64
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,8 +17,8 @@
 //! [`Transport`] trait lets the unit tests replay Nova's recorded answers.
 
 use super::{
-    Aggregate, Cloud, CloudError, ComputeNode, ComputeService, Flavor, Instance, OperationId,
-    OperationState, StoragePool, Volume,
+    Aggregate, Cloud, CloudError, ComputeNode, ComputeService, Flavor, Instance, Inventory,
+    OperationId, OperationState, StoragePool, Volume,
 };
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -109,6 +109,8 @@ pub struct Nova {
     http: Box<dyn Transport>,
     compute: String,
     volume: Option<String>,
+    /// Placement, whose inventories say what each host may be allocated.
+    placement: Option<String>,
     min: Microversion,
     max: Microversion,
 }
@@ -179,12 +181,14 @@ impl Nova {
         http: Box<dyn Transport>,
         compute: String,
         volume: Option<String>,
+        placement: Option<String>,
     ) -> Result<Nova, CloudError> {
         let mut nova = Nova {
             auth,
             http,
             compute: compute.trim_end_matches('/').to_string(),
             volume,
+            placement: placement.map(|p| p.trim_end_matches('/').to_string()),
             min: Microversion(2, 1),
             max: Microversion(2, 1),
         };
@@ -323,7 +327,7 @@ impl Nova {
                 }
             }
         }
-        Ok(hypervisors["hypervisors"]
+        hypervisors["hypervisors"]
             .as_array()
             .into_iter()
             .flatten()
@@ -333,21 +337,86 @@ impl Nova {
                     .or(h["hypervisor_hostname"].as_str())
                     .unwrap_or_default()
                     .to_string();
-                ComputeNode {
+                let uuid = match &h["id"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let inventories = self.inventories(&uuid, h["hypervisor_hostname"].as_str())?;
+                let inventory = |class: &str, field: &str| match inventories.get(class) {
+                    Some(i) => *i,
+                    None => Inventory::whole(h[field].as_u64().unwrap_or_default()),
+                };
+                Ok(ComputeNode {
                     powered_on: None,
-                    uuid: match &h["id"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    },
-                    vcpus: h["vcpus"].as_u64().unwrap_or_default() as u32,
-                    ram_mb: h["memory_mb"].as_u64().unwrap_or_default(),
-                    disk_gb: h["local_gb"].as_u64().unwrap_or_default(),
+                    vcpus: inventory("VCPU", "vcpus"),
+                    ram_mb: inventory("MEMORY_MB", "memory_mb"),
+                    disk_gb: inventory("DISK_GB", "local_gb"),
+                    uuid,
                     service_enabled: h["status"] == "enabled",
+                    service_up: h["state"] != "down",
                     disabled_reason: h["service"]["disabled_reason"].as_str().map(str::to_string),
                     availability_zone: zone.get(host.as_str()).unwrap_or(&"nova").to_string(),
                     aggregates: by_host.remove(&host).unwrap_or_default(),
                     name: host,
-                }
+                })
+            })
+            .collect()
+    }
+
+    /// A hypervisor's VCPU, MEMORY_MB and DISK_GB inventories from
+    /// Placement; the resource provider is the hypervisor's UUID (compute
+    /// 2.53 and later), else found by the hypervisor's name. Empty when the
+    /// catalog has no Placement or the provider is not there: the
+    /// hypervisor's own figures then stand, as upstream does.
+    fn inventories(
+        &self,
+        hypervisor: &str,
+        hostname: Option<&str>,
+    ) -> Result<HashMap<String, Inventory>, CloudError> {
+        let Some(placement) = &self.placement else {
+            return Ok(HashMap::new());
+        };
+        let provider = if uuid::Uuid::parse_str(hypervisor).is_ok() {
+            hypervisor.to_string()
+        } else {
+            let Some(name) = hostname else {
+                return Ok(HashMap::new());
+            };
+            let found = self.get(placement, &format!("/resource_providers?name={name}"), None)?;
+            match found["resource_providers"][0]["uuid"].as_str() {
+                Some(u) => u.to_string(),
+                None => return Ok(HashMap::new()),
+            }
+        };
+        let resp = self.request(
+            "GET",
+            placement,
+            &format!("/resource_providers/{provider}/inventories"),
+            None,
+            None,
+        )?;
+        if resp.status == 404 {
+            return Ok(HashMap::new());
+        }
+        let body = Nova::expect(
+            resp,
+            "reading Placement inventories",
+            "resource provider",
+            &provider,
+        )?;
+        Ok(body["inventories"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(class, i)| {
+                Some((
+                    class.clone(),
+                    Inventory {
+                        total: i["total"].as_u64()?,
+                        reserved: i["reserved"].as_u64().unwrap_or(0),
+                        allocation_ratio: i["allocation_ratio"].as_f64().unwrap_or(1.0),
+                    },
+                ))
             })
             .collect())
     }
@@ -1071,8 +1140,16 @@ impl OpenStackCloud {
         let volume = ["block-storage", "volumev3"]
             .iter()
             .find_map(|t| session.endpoint(t).ok());
-        let nova = Nova::new(Box::new(session), Box::new(Ureq(agent)), compute, volume)?;
-        tracing::info!(compute = %nova.compute, max = %nova.max, cinder = ?nova.volume, "connected to OpenStack");
+        let placement = session.endpoint("placement").ok();
+        let nova = Nova::new(
+            Box::new(session),
+            Box::new(Ureq(agent)),
+            compute,
+            volume,
+            placement,
+        )?;
+        tracing::info!(compute = %nova.compute, max = %nova.max, cinder = ?nova.volume,
+            placement = ?nova.placement, "connected to OpenStack");
         Ok(OpenStackCloud {
             nova: Arc::new(nova),
         })
@@ -1330,6 +1407,7 @@ mod tests {
             Box::new(replay.clone()),
             "http://nova".into(),
             None,
+            Some("http://nova/placement".into()),
         )
         .unwrap();
         (nova, replay)
@@ -1398,6 +1476,58 @@ mod tests {
             resize_state(reverted, &recorded("server_after_revert")["server"]),
             OperationState::Aborted
         );
+    }
+
+    #[test]
+    fn hosts_take_placements_inventories_and_novas_service_state() {
+        const RP: &str = "5d3c2f3e-8a8b-4f56-9c43-0a6e2d1b7e11";
+        let hypervisors = json!({"hypervisors": [
+            {"id": RP, "hypervisor_hostname": "compute1", "state": "up", "status": "enabled",
+             "vcpus": 16, "memory_mb": 32768, "local_gb": 500, "service": {"host": "compute1"}},
+            {"id": "6e4d3f4f-9b9c-4a67-8d54-1b7f3e2c8f22", "hypervisor_hostname": "compute2", "state": "down",
+             "status": "disabled", "vcpus": 8, "memory_mb": 8192, "local_gb": 100,
+             "service": {"host": "compute2", "disabled_reason": "broken"}}]});
+        let inventories = json!({"resource_provider_generation": 3, "inventories": {
+            "VCPU": {"total": 16, "reserved": 2, "allocation_ratio": 4.0},
+            "MEMORY_MB": {"total": 32768, "reserved": 512, "allocation_ratio": 1.5},
+            "DISK_GB": {"total": 500, "reserved": 10, "allocation_ratio": 1.0}}});
+        let (n, _) = nova(
+            "2.96",
+            Replay::default()
+                .on("GET", "/os-hypervisors/detail", vec![(200, hypervisors)])
+                .on("GET", "/os-services", vec![(200, json!({"services": []}))])
+                .on(
+                    "GET",
+                    "/os-aggregates",
+                    vec![(200, json!({"aggregates": []}))],
+                )
+                .on(
+                    "GET",
+                    &format!("/placement/resource_providers/{RP}/inventories"),
+                    vec![(200, inventories)],
+                )
+                // compute2's provider is not in Placement: its hypervisor's figures stand.
+                .on(
+                    "GET",
+                    "/placement/resource_providers/",
+                    vec![(404, json!({}))],
+                ),
+        );
+        let hosts = n.compute_nodes().unwrap();
+        let c1 = &hosts[0];
+        assert_eq!(
+            (
+                c1.vcpus.capacity(),
+                c1.ram_mb.capacity(),
+                c1.disk_gb.capacity()
+            ),
+            (56, 48384, 490)
+        );
+        assert!(c1.available());
+        let c2 = &hosts[1];
+        assert_eq!(c2.vcpus, Inventory::whole(8));
+        assert_eq!(c2.ram_mb, Inventory::whole(8192));
+        assert!(!c2.service_up && !c2.service_enabled && !c2.available());
     }
 
     #[test]

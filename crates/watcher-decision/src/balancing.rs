@@ -58,16 +58,16 @@ pub fn workload_balance(
         });
     }
     let nodes: Vec<usize> = (0..model.nodes.len())
-        .filter(|&n| model.nodes[n].service_enabled)
+        .filter(|&n| model.nodes[n].available())
         .collect();
     let capacity: Vec<f64> = model
         .nodes
         .iter()
         .map(|n| {
             if by_ram {
-                n.ram_mb as f64
+                n.ram_mb.total as f64
             } else {
-                n.vcpus as f64
+                n.vcpus.total as f64
             }
             .max(1.0)
         })
@@ -300,7 +300,7 @@ pub fn workload_stabilization(
         .unwrap_or_else(|| vec!["instance_cpu_usage".into()]);
     let mut p = Placement::new(model)?;
     let nodes: Vec<usize> = (0..model.nodes.len())
-        .filter(|&n| model.nodes[n].service_enabled)
+        .filter(|&n| model.nodes[n].available())
         .collect();
     let mut spreads = vec![];
     let mut thresholds = vec![];
@@ -325,7 +325,8 @@ pub fn workload_stabilization(
         let cap: Vec<f64> = model
             .nodes
             .iter()
-            .map(|n| if cpu { n.vcpus as f64 } else { n.ram_mb as f64 }.max(1.0))
+            .map(|n| if cpu { n.vcpus.total } else { n.ram_mb.total } as f64)
+            .map(|c| c.max(1.0))
             .collect();
         let mut load = vec![0.0; model.nodes.len()];
         for &n in &nodes {

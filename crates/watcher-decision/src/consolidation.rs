@@ -63,7 +63,7 @@ fn solution(p: &Placement, released: &[usize]) -> Solution {
     let mut actions = p.migration_actions();
     let migrations = actions.len();
     actions.extend(released.iter().map(|&n| disable_action(&p.node(n).name)));
-    let enabled = p.model.nodes.iter().filter(|n| n.service_enabled).count();
+    let enabled = p.model.nodes.iter().filter(|n| n.available()).count();
     let (efficacy_indicators, global_efficacy) =
         consolidation_efficacy(enabled, released.len(), migrations);
     Solution {
@@ -146,7 +146,7 @@ pub fn basic(
     let mut p = Placement::new(model)?;
     let mut candidates: Vec<(usize, f64)> = vec![];
     for (n, node) in model.nodes.iter().enumerate() {
-        if node.service_enabled && !p.instances_on(n).is_empty() {
+        if node.available() && !p.instances_on(n).is_empty() {
             candidates.push((n, metrics.host(Metric::HostCpuUsage, &node.name)?));
         }
     }
@@ -248,7 +248,8 @@ impl MeasuredLoad {
                 .instances_on(n)
                 .iter()
                 .fold(Usage::default(), |a, &i| a.plus(instance[i]));
-            let cpu = metrics.host(Metric::HostCpuUsage, &host.name)? * host.vcpus as f64 / 100.0;
+            let cpu =
+                metrics.host(Metric::HostCpuUsage, &host.name)? * host.vcpus.total as f64 / 100.0;
             let ram = metrics.host(Metric::HostRamUsage, &host.name)?;
             node.push(Usage {
                 cpu: sum.cpu.max(cpu),
@@ -256,9 +257,9 @@ impl MeasuredLoad {
                 disk: sum.disk,
             });
             capacity.push(Usage {
-                cpu: host.vcpus as f64,
-                ram: host.ram_mb as f64,
-                disk: host.disk_gb as f64,
+                cpu: host.vcpus.capacity() as f64,
+                ram: host.ram_mb.capacity() as f64,
+                disk: host.disk_gb.capacity() as f64,
             });
         }
         Ok(MeasuredLoad {
@@ -294,7 +295,7 @@ pub fn vm_workload_consolidation(
     let mut p = Placement::new(model)?;
     let mut load = MeasuredLoad::from_metrics(&p, metrics)?;
     let enabled: Vec<usize> = (0..model.nodes.len())
-        .filter(|&n| model.nodes[n].service_enabled)
+        .filter(|&n| model.nodes[n].available())
         .collect();
 
     // Offload: no node above its CPU capacity.
@@ -386,7 +387,7 @@ pub fn node_resource_consolidation(
     let specify = params.get("host_choice").and_then(Value::as_str) == Some("specify");
     let mut p = Placement::new(model)?;
     let enabled: Vec<usize> = (0..model.nodes.len())
-        .filter(|&n| model.nodes[n].service_enabled)
+        .filter(|&n| model.nodes[n].available())
         .collect();
     let mut candidates: Vec<usize> = enabled
         .iter()

@@ -249,10 +249,10 @@ impl SimulatedMetrics {
         }
         for n in &model.nodes {
             let cores = used_cores.get(n.name.as_str()).copied().unwrap_or(0.0);
-            let load = if n.vcpus == 0 {
+            let load = if n.vcpus.total == 0 {
                 0.0
             } else {
-                (cores / n.vcpus as f64).min(1.0)
+                (cores / n.vcpus.total as f64).min(1.0)
             };
             let inlet = self
                 .inlet_temp
@@ -521,7 +521,7 @@ mod tests {
                 })
                 .sum();
             let host = a.host(Metric::HostCpuUsage, &n.name).unwrap();
-            assert!((host - 100.0 * cores / n.vcpus as f64).abs() < 1e-9);
+            assert!((host - 100.0 * cores / n.vcpus.total as f64).abs() < 1e-9);
             let power = a.host(Metric::HostPower, &n.name).unwrap();
             assert!((IDLE_WATTS..=FULL_WATTS).contains(&power));
         }

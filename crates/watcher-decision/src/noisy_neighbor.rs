@@ -78,7 +78,7 @@ pub fn noisy_neighbor(
         }
         match pair {
             Some(x) => found.push(x),
-            None if model.nodes[n].service_enabled => quiet.push(n),
+            None if model.nodes[n].available() => quiet.push(n),
             None => {}
         }
     }

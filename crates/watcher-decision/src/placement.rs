@@ -68,9 +68,9 @@ impl<'m> Placement<'m> {
             .nodes
             .iter()
             .map(|n| Alloc {
-                vcpus: n.vcpus as i64,
-                ram_mb: n.ram_mb as i64,
-                disk_gb: n.disk_gb as i64,
+                vcpus: n.vcpus.capacity() as i64,
+                ram_mb: n.ram_mb.capacity() as i64,
+                disk_gb: n.disk_gb.capacity() as i64,
             })
             .collect();
         let mut used = vec![Alloc::default(); model.nodes.len()];
@@ -213,5 +213,69 @@ pub fn migration_type(inst: &Instance) -> Option<&'static str> {
         "ACTIVE" | "PAUSED" => Some("live"),
         "SHUTOFF" | "STOPPED" => Some("cold"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watcher_cloud::{Flavor, Inventory};
+
+    fn host(name: &str, vcpus: Inventory) -> ComputeNode {
+        ComputeNode {
+            uuid: name.into(),
+            name: name.into(),
+            vcpus,
+            ram_mb: Inventory::whole(65536),
+            disk_gb: Inventory::whole(1000),
+            service_enabled: true,
+            service_up: true,
+            disabled_reason: None,
+            availability_zone: "nova".into(),
+            aggregates: vec![],
+            powered_on: None,
+        }
+    }
+
+    #[test]
+    fn a_host_takes_what_placement_would_allocate_on_it() {
+        let inventory = |total, reserved, allocation_ratio| Inventory {
+            total,
+            reserved,
+            allocation_ratio,
+        };
+        assert_eq!(inventory(8, 2, 1.5).capacity(), 9);
+        assert_eq!(inventory(3, 5, 16.0).capacity(), 0);
+        assert_eq!(inventory(7, 0, 0.5).capacity(), 3);
+        let model = |dest: Inventory| ClusterModel {
+            nodes: vec![host("a", Inventory::whole(16)), host("b", dest)],
+            instances: vec![Instance {
+                uuid: "i".into(),
+                name: "i".into(),
+                host: "a".into(),
+                flavor: "big".into(),
+                status: "ACTIVE".into(),
+                project_id: "p".into(),
+                metadata: Default::default(),
+            }],
+            flavors: [(
+                "big".to_string(),
+                Flavor {
+                    name: "big".into(),
+                    vcpus: 6,
+                    ram_mb: 1024,
+                    disk_gb: 10,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        // 8 vCPUs, 4 reserved for the host: 6 do not fit.
+        let m = model(inventory(8, 4, 1.0));
+        assert!(!Placement::new(&m).unwrap().fits(0, 1));
+        // The same host with an allocation ratio of 2: 8 usable, they fit.
+        let m = model(inventory(8, 4, 2.0));
+        assert!(Placement::new(&m).unwrap().fits(0, 1));
+        assert_eq!(Placement::new(&m).unwrap().capacity(1).vcpus, 8);
     }
 }

@@ -222,17 +222,18 @@ impl ComputeScope {
 mod tests {
     use super::*;
     use serde_json::json;
-    use watcher_cloud::Aggregate;
+    use watcher_cloud::{Aggregate, Inventory};
 
     fn node(name: &str, az: &str, aggs: &[(i64, &str)]) -> ComputeNode {
         ComputeNode {
             powered_on: None,
             uuid: name.into(),
             name: name.into(),
-            vcpus: 8,
-            ram_mb: 8192,
-            disk_gb: 100,
+            vcpus: Inventory::whole(8),
+            ram_mb: Inventory::whole(8192),
+            disk_gb: Inventory::whole(100),
             service_enabled: true,
+            service_up: true,
             disabled_reason: None,
             availability_zone: az.into(),
             aggregates: aggs

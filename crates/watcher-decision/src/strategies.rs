@@ -805,10 +805,7 @@ fn dummy_with_resize(params: &Value, model: &ClusterModel) -> Vec<Proposed> {
         proposed("sleep", json!({"duration": 5.0})),
     ];
     for inst in instances.iter().filter(|i| i.status == "ACTIVE").take(2) {
-        if let Some(dest) = hosts
-            .iter()
-            .find(|h| h.name != inst.host && h.service_enabled)
-        {
+        if let Some(dest) = hosts.iter().find(|h| h.name != inst.host && h.available()) {
             out.push(migrate_action(inst, "live", &inst.host, &dest.name));
         }
     }
@@ -859,6 +856,13 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
             "maintenance_node {maint} does not exist or is outside the audit scope"
         ))
     })?;
+    // Nova migrates nothing off a host whose compute service is down.
+    if !node.service_up {
+        return Err(invalid(format!(
+            "maintenance_node {maint}'s compute service is down: Nova cannot migrate its \
+             instances (evacuate them, or bring the service back up first)"
+        )));
+    }
     if let Some(b) = &backup {
         match model.node(b) {
             None => {
@@ -871,20 +875,26 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
                     "backup_node must differ from maintenance_node".into(),
                 ))
             }
-            Some(n) if !n.service_enabled => {
-                return Err(invalid(format!("backup_node {b} is disabled")))
+            Some(n) if !n.available() => {
+                return Err(invalid(format!(
+                    "backup_node {b} is disabled or its compute service is down"
+                )))
             }
             Some(_) => {}
         }
     }
-    // Free capacity (vcpus, ram, disk) per enabled host, updated as instances are placed.
+    // Free capacity (vcpus, ram, disk) per available host, updated as instances are placed.
     let mut free: std::collections::BTreeMap<String, (i64, i64, i64)> = nodes
         .iter()
-        .filter(|n| n.name != maint && n.service_enabled)
+        .filter(|n| n.name != maint && n.available())
         .map(|n| {
             (
                 n.name.clone(),
-                (n.vcpus as i64, n.ram_mb as i64, n.disk_gb as i64),
+                (
+                    n.vcpus.capacity() as i64,
+                    n.ram_mb.capacity() as i64,
+                    n.disk_gb.capacity() as i64,
+                ),
             )
         })
         .collect();

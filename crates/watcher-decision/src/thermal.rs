@@ -54,7 +54,7 @@ fn split_by(
 ) -> Result<(Vec<NodeValue>, Vec<NodeValue>), StrategyError> {
     let (mut hot, mut cool) = (vec![], vec![]);
     for (n, node) in p.model.nodes.iter().enumerate() {
-        if !node.service_enabled {
+        if !node.available() {
             continue;
         }
         let v = metrics.host(metric, &node.name)?;

@@ -327,7 +327,7 @@ fn plan_instances(
             .and_then(|n| n.1.clone());
         if let Some(d) = &dst {
             let n = p.node_index(d).expect("checked above");
-            if !p.model.nodes[n].service_enabled || !p.fits(i, n) {
+            if !p.model.nodes[n].available() || !p.fits(i, n) {
                 continue;
             }
             p.relocate(i, n);

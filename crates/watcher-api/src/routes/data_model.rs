@@ -53,11 +53,19 @@ pub async fn data_model(
     } = model;
     let mut context = Vec::new();
     for n in &nodes {
+        // Upstream's fields: Placement's inventories (total, reserved,
+        // allocation ratio) and Nova's service status and state.
         let node = json!({
-            "node_uuid": n.uuid, "node_hostname": n.name, "node_vcpus": n.vcpus, "node_vcpu_ratio": 1.0,
-            "node_memory": n.ram_mb, "node_memory_ratio": 1.0, "node_disk": n.disk_gb, "node_disk_ratio": 1.0,
-            "node_state": "up", "node_status": if n.service_enabled { "enabled" } else { "disabled" },
-            "node_disabled_reason": n.disabled_reason, "node_availability_zone": n.availability_zone,
+            "node_uuid": n.uuid, "node_hostname": n.name,
+            "node_status": if n.service_enabled { "enabled" } else { "disabled" },
+            "node_disabled_reason": n.disabled_reason,
+            "node_state": if n.service_up { "up" } else { "down" },
+            "node_memory": n.ram_mb.total, "node_memory_mb_reserved": n.ram_mb.reserved,
+            "node_disk": n.disk_gb.total, "node_disk_gb_reserved": n.disk_gb.reserved,
+            "node_vcpus": n.vcpus.total, "node_vcpu_reserved": n.vcpus.reserved,
+            "node_memory_ratio": n.ram_mb.allocation_ratio, "node_vcpu_ratio": n.vcpus.allocation_ratio,
+            "node_disk_ratio": n.disk_gb.allocation_ratio,
+            "node_availability_zone": n.availability_zone,
         });
         let mut any = false;
         for i in instances.iter().filter(|i| i.host == n.name) {

@@ -20,6 +20,7 @@ const IMAGE: &str = "c0ffee00-0000-4000-8000-000000000001";
 
 struct Nova {
     url: String,
+    placement: String,
     token: String,
 }
 
@@ -36,22 +37,28 @@ fn openstack() -> Nova {
         .expect("keystone login");
     let token = r.header("X-Subject-Token").unwrap().to_string();
     let catalog: Value = r.into_json().unwrap();
-    let url = catalog["token"]["catalog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["type"] == "compute")
-        .and_then(|s| {
-            s["endpoints"]
-                .as_array()?
-                .iter()
-                .find(|e| e["interface"] == "public")
-        })
-        .and_then(|e| e["url"].as_str())
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    Nova { url, token }
+    let endpoint = |kind: &str| {
+        catalog["token"]["catalog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["type"] == kind)
+            .and_then(|s| {
+                s["endpoints"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["interface"] == "public")
+            })
+            .and_then(|e| e["url"].as_str())
+            .unwrap_or_else(|| panic!("no {kind} endpoint in the catalog"))
+            .trim_end_matches('/')
+            .to_string()
+    };
+    Nova {
+        url: endpoint("compute"),
+        placement: endpoint("placement"),
+        token,
+    }
 }
 
 impl Nova {
@@ -68,6 +75,54 @@ impl Nova {
             Err(ureq::Error::Status(c, resp)) => (c, resp.into_json().unwrap_or(Value::Null)),
             Err(e) => panic!("{method} {path}: {e}"),
         }
+    }
+
+    fn placement_call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let r = ureq::request(method, &format!("{}{path}", self.placement))
+            .set("X-Auth-Token", &self.token)
+            .set("OpenStack-API-Version", "placement 1.26");
+        let res = match body {
+            Some(b) => r.send_json(b),
+            None => r.call(),
+        };
+        match res {
+            Ok(resp) => (resp.status(), resp.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(c, resp)) => (c, resp.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    /// The resource provider of a compute host and its inventories (with
+    /// the provider's generation).
+    fn inventories(&self, host: &str) -> (String, Value) {
+        let (_, found) =
+            self.placement_call("GET", &format!("/resource_providers?name={host}"), None);
+        let rp = found["resource_providers"][0]["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, inv) = self.placement_call(
+            "GET",
+            &format!("/resource_providers/{rp}/inventories"),
+            None,
+        );
+        assert_eq!(status, 200, "{inv}");
+        (rp, inv)
+    }
+
+    /// Sets a host's VCPU reserved amount and allocation ratio in Placement.
+    fn set_vcpu_inventory(&self, host: &str, reserved: u64, ratio: f64) {
+        let (rp, inv) = self.inventories(host);
+        let mut vcpu = inv["inventories"]["VCPU"].clone();
+        vcpu["reserved"] = json!(reserved);
+        vcpu["allocation_ratio"] = json!(ratio);
+        vcpu["resource_provider_generation"] = inv["resource_provider_generation"].clone();
+        let (status, body) = self.placement_call(
+            "PUT",
+            &format!("/resource_providers/{rp}/inventories/VCPU"),
+            Some(vcpu),
+        );
+        assert_eq!(status, 200, "{body}");
     }
 
     fn server(&self, id: &str) -> Value {
@@ -451,5 +506,130 @@ fn force_complete_above_makes_nova_finish_a_cancelled_live_migration() {
         .find(|m| m["migration_type"] == "live-migration")
         .unwrap();
     assert_eq!(live["status"], "completed", "{live}");
+    nova.reset();
+}
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn placement_inventories_and_novas_service_state_shape_the_model_and_the_plans() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    // Nova's own starting point (no vCPU reserved, initial_cpu_allocation_ratio
+    // 4.0), set again when the test ends, even by a failed assertion.
+    let restore = |host: &str| nova.set_vcpu_inventory(host, 0, 4.0);
+    struct Restore<'a>(&'a dyn Fn(&str));
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            for host in ["compute1", "compute2"] {
+                (self.0)(host);
+            }
+        }
+    }
+    let _restore = Restore(&restore);
+    restore("compute1");
+    restore("compute2");
+    let a = nova.boot("wtest-placement-a", "compute1");
+    let b = nova.boot("wtest-placement-b", "compute2");
+    let d = start("os-placement", "");
+
+    // nova-compute rewrites `reserved` from its configuration when its
+    // periodic task runs (the ratio it keeps): a try counts only if the
+    // provider's generation did not move while it ran.
+    fn settled<T>(nova: &Nova, host: &str, mut check: impl FnMut() -> T) -> T {
+        wait_for(Duration::from_secs(180), || {
+            nova.set_vcpu_inventory(host, 8, 0.125);
+            let generation = nova.inventories(host).1["resource_provider_generation"].clone();
+            let out = check();
+            let after = nova.inventories(host).1["resource_provider_generation"].clone();
+            (generation == after).then_some(out)
+        })
+    }
+
+    // The data model shows each host's inventories as Placement has them,
+    // and Nova's service status and state.
+    let seen = settled(&nova, "compute1", || {
+        let model = d.get("/v1/data_model");
+        let ctx = model["context"].as_array().unwrap().clone();
+        for host in ["compute1", "compute2"] {
+            let inv = nova.inventories(host).1["inventories"].clone();
+            let node = ctx.iter().find(|e| e["node_hostname"] == host).unwrap();
+            for (class, field, reserved) in [
+                ("VCPU", "node_vcpus", "node_vcpu_reserved"),
+                ("MEMORY_MB", "node_memory", "node_memory_mb_reserved"),
+                ("DISK_GB", "node_disk", "node_disk_gb_reserved"),
+            ] {
+                assert_eq!(node[field], inv[class]["total"], "{host} {class}: {node}");
+                if node[reserved] != inv[class]["reserved"] {
+                    return false;
+                }
+            }
+            assert_eq!(
+                node["node_vcpu_ratio"], inv["VCPU"]["allocation_ratio"],
+                "{node}"
+            );
+            assert_eq!(
+                node["node_memory_ratio"],
+                inv["MEMORY_MB"]["allocation_ratio"]
+            );
+            assert_eq!(node["node_disk_ratio"], inv["DISK_GB"]["allocation_ratio"]);
+            assert_eq!(
+                (node["node_state"].as_str(), node["node_status"].as_str()),
+                (Some("up"), Some("enabled"))
+            );
+        }
+        let c1 = ctx
+            .iter()
+            .find(|e| e["node_hostname"] == "compute1")
+            .unwrap();
+        assert_eq!(
+            (
+                c1["node_vcpu_reserved"].as_u64(),
+                c1["node_vcpu_ratio"].as_f64()
+            ),
+            (Some(8), Some(0.125))
+        );
+        true
+    });
+    assert!(seen);
+    restore("compute1");
+
+    // (16 - 8) x 0.125 = 1 vCPU usable on the restricted host, which its
+    // own server fills: the only consolidation Placement allows empties it
+    // onto the other host. Either way round.
+    for (restricted, stays, moves) in [("compute1", &b, &a), ("compute2", &a, &b)] {
+        let migrations = settled(&nova, restricted, || {
+            let plan = d.recommend(
+                "server_consolidation",
+                "node_resource_consolidation",
+                json!({"host_choice": "specify"}),
+            );
+            d.actions(&plan)
+                .into_iter()
+                .filter(|x| x["action_type"] == "migrate")
+                .map(|x| {
+                    let p = &x["input_parameters"];
+                    (
+                        p["resource_id"].as_str().unwrap().to_string(),
+                        p["destination_node"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let other = if restricted == "compute1" {
+            "compute2"
+        } else {
+            "compute1"
+        };
+        assert_eq!(
+            migrations,
+            vec![(moves.to_string(), other.to_string())],
+            "{restricted} restricted; {stays} stays"
+        );
+        restore(restricted);
+    }
     nova.reset();
 }

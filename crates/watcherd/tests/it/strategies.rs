@@ -559,7 +559,7 @@ fn check_properties(model: &ClusterModel, scoped: &ClusterModel, s: &Solution, w
         .iter()
         .map(|i| (i.uuid.as_str(), i.host.clone()))
         .collect();
-    let mut moved = HashSet::new();
+    let (mut moved, mut received) = (HashSet::new(), HashSet::new());
     for a in s.actions.iter().filter(|a| a.action_type == "migrate") {
         let p = &a.input_parameters;
         let uuid = p["resource_id"].as_str().unwrap();
@@ -572,10 +572,24 @@ fn check_properties(model: &ClusterModel, scoped: &ClusterModel, s: &Solution, w
         let node = scoped
             .node(dest)
             .unwrap_or_else(|| panic!("{what}: {dest} is outside the scope"));
-        assert!(node.service_enabled, "{what}: moved to disabled {dest}");
+        assert!(node.available(), "{what}: moved to unavailable {dest}");
+        // Nor may instances leave a host whose compute service is down.
+        let source = scoped.node(&host[uuid]).unwrap();
+        assert!(
+            source.service_up,
+            "{what}: moved off {}, which is down",
+            source.name
+        );
         host.insert(uuid, dest.to_string());
+        received.insert(dest);
     }
-    for n in &model.nodes {
+    // A host may be over its capacity before any plan (its reservation or
+    // ratio changed since), but none may be made so.
+    for n in model
+        .nodes
+        .iter()
+        .filter(|n| received.contains(n.name.as_str()))
+    {
         let (mut v, mut r, mut d) = (0u64, 0u64, 0u64);
         for i in model
             .instances
@@ -588,20 +602,39 @@ fn check_properties(model: &ClusterModel, scoped: &ClusterModel, s: &Solution, w
             d += f.disk_gb;
         }
         assert!(
-            v <= n.vcpus as u64 && r <= n.ram_mb && d <= n.disk_gb,
-            "{what}: {} overcommitted ({v} vCPUs of {})",
+            v <= n.vcpus.capacity() && r <= n.ram_mb.capacity() && d <= n.disk_gb.capacity(),
+            "{what}: {} overcommitted ({v} vCPUs, {r} MB, {d} GB in {:?})",
             n.name,
-            n.vcpus
+            (n.vcpus, n.ram_mb, n.disk_gb)
         );
     }
 }
 
 #[tokio::test]
 async fn no_strategy_overcommits_breaks_the_scope_or_uses_a_disabled_host() {
+    // "Overcommit" as Placement counts it: (total - reserved) x allocation ratio.
     for seed in 1..=12u64 {
         let with_disabled = seed % 3 == 0;
         let scenario = Scenario::generated(40, 12, seed, with_disabled);
-        let model = model_of(&scenario).await;
+        let mut model = model_of(&scenario).await;
+        // As Placement may report them: a host with part of its vCPUs and
+        // RAM reserved and overcommit allowed, one with its disk reserved,
+        // one whose compute service is down.
+        if seed % 4 == 1 {
+            let n = &mut model.nodes[1];
+            n.vcpus.reserved = n.vcpus.total / 2;
+            n.vcpus.allocation_ratio = 1.5;
+            n.ram_mb.reserved = n.ram_mb.total / 4;
+            n.disk_gb.reserved = n.disk_gb.total - 1;
+            model.nodes[3].ram_mb.allocation_ratio = 0.5;
+        }
+        if seed % 4 == 2 {
+            model.nodes[4].service_up = false;
+            let metrics = SimulatedMetrics::new(&scenario).values(&model);
+            let params = json!({"maintenance_node": model.nodes[4].name});
+            let err = execute("host_maintenance", &params, &model, &metrics).unwrap_err();
+            assert!(err.to_string().contains("compute service is down"), "{err}");
+        }
         // Half the seeds: zone az1 only, one project excluded.
         let scope = if seed % 2 == 0 {
             json!([{"compute": [{"availability_zones": [{"name": "az1"}]},
