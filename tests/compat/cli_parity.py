@@ -23,11 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from common import Registered, Tally, free_port_daemon, keystone_section
 
 watcherd, ours, theirs = sys.argv[1:4]
 keystone = sys.argv[4] if len(sys.argv) > 4 else None
-passed = failed = 0
+tally = Tally()
+check = tally.check
 
 # (command words, column title) -> why the two clients differ there.
 DOCUMENTED = {}
@@ -35,15 +37,6 @@ DOCUMENTED = {}
 VOLATILE = {"UUID", "Created At", "Updated At", "Next Run Time", "Name", "Audit", "Action Plan",
             "Last seen up"}
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
 
 
 def differences(a, b, words, ignore=frozenset(), path=""):
@@ -176,32 +169,9 @@ def session(label, url, env, prefix):
         check(f"{label} {version} audittemplate create", not diff, "; ".join(diff[:5]) or tmpl)
 
 
-def free_port_daemon(tmp, extra=""):
-    with open(f"{tmp}/watcherd.toml", "w") as f:
-        f.write(f'listen = "127.0.0.1:0"\ndata_dir = "{tmp}"\n{extra}')
-    log = open(f"{tmp}/watcherd.log", "w")
-    daemon = subprocess.Popen([watcherd, "--config", f"{tmp}/watcherd.toml"], stdout=subprocess.PIPE,
-                              stderr=log, text=True)
-    url = daemon.stdout.readline().strip().removeprefix("watcherd listening on ")
-    return daemon, url
-
-
-def keystone_call(method, path, token=None, body=None):
-    req = urllib.request.Request(f"{keystone}{path}", method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json", **({"X-Auth-Token": token} if token else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.headers.get("X-Subject-Token"), json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        if e.code == 409:
-            return None, None
-        raise
-
-
 base_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
 with tempfile.TemporaryDirectory() as tmp:
-    daemon, url = free_port_daemon(tmp)
+    daemon, url = free_port_daemon(watcherd, tmp)
     try:
         session("noauth", url, base_env, lambda cli: ["--os-auth-token", "x", "--os-endpoint-override", url])
     finally:
@@ -210,29 +180,16 @@ with tempfile.TemporaryDirectory() as tmp:
 
 if keystone:
     with tempfile.TemporaryDirectory() as tmp:
-        section = (f'auth_strategy = "keystone"\n[keystone]\nauth_url = "{keystone}"\nusername = "admin"\n'
-                   f'password = "admin"\nproject_name = "admin"\n')
-        daemon, url = free_port_daemon(tmp, section)
+        daemon, url = free_port_daemon(watcherd, tmp, keystone_section(keystone))
         region = f"WatcherParity{os.getpid()}"
-        admin, _ = keystone_call("POST", "/auth/tokens", body={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"name": "Default"}, "password": "admin"}}},
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
-        keystone_call("POST", "/regions", admin, {"region": {"id": region}})
-        services = keystone_call("GET", "/services?type=infra-optim", admin)[1]["services"]
-        service = services[0]["id"] if services else keystone_call(
-            "POST", "/services", admin, {"service": {"type": "infra-optim", "name": "watcher"}})[1]["service"]["id"]
-        endpoint = keystone_call("POST", "/endpoints", admin, {"endpoint": {
-            "service_id": service, "interface": "public", "region_id": region, "url": url}})[1]["endpoint"]["id"]
         env = dict(base_env, OS_AUTH_URL=keystone, OS_USERNAME="admin", OS_PASSWORD="admin",
                    OS_PROJECT_NAME="admin", OS_USER_DOMAIN_NAME="Default", OS_PROJECT_DOMAIN_NAME="Default",
                    OS_REGION_NAME=region, XDG_CACHE_HOME=f"{tmp}/cache")
         try:
-            session("keystone", url, env, lambda cli: [])
+            with Registered(keystone, region, url):
+                session("keystone", url, env, lambda cli: [])
         finally:
-            keystone_call("DELETE", f"/endpoints/{endpoint}", admin)
             daemon.terminate()
             daemon.wait()
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+tally.finish("")

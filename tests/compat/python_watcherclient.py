@@ -18,19 +18,13 @@ import sys
 import tempfile
 import time
 
+from common import Tally
+
 watcherd, cli = sys.argv[1], sys.argv[2]
 osc = sys.argv[3] if len(sys.argv) > 3 else None
-passed = failed = 0
+tally = Tally()
+check = tally.check
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -257,5 +251,4 @@ with tempfile.TemporaryDirectory() as tmp:
         daemon.terminate()
         daemon.wait(timeout=30)
 
-print(f"python-watcherclient: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+tally.finish("python-watcherclient: ")
