@@ -9,6 +9,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("WATCHER_TEST_RABBITMQ", "test_rabbitmq"),
     ("WATCHER_TEST_POSTGRES", "test_postgres"),
     ("WATCHER_TEST_STUNNEL", "test_stunnel"),
+    ("WATCHER_TEST_PROMETHEUS", "test_prometheus"),
 ];
 
 fn main() {

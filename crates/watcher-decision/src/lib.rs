@@ -48,6 +48,9 @@ pub struct DecisionConfig {
     /// TLS towards an `https://` Prometheus: `cafile`, `certfile`,
     /// `keyfile`, `insecure`.
     pub prometheus_tls: watcher_tls::TlsOptions,
+    /// How long one query may take, connection included; a Prometheus that
+    /// does not answer in time fails the audit with that reason.
+    pub prometheus_timeout_secs: f64,
 }
 
 impl Default for DecisionConfig {
@@ -59,6 +62,7 @@ impl Default for DecisionConfig {
             datasource: "simulated".into(),
             prometheus_url: String::new(),
             prometheus_tls: Default::default(),
+            prometheus_timeout_secs: 30.0,
         }
     }
 }
@@ -623,9 +627,12 @@ impl DecisionEngine {
         let values = if strategy.metrics.is_empty() {
             metrics::MetricValues::new(self.metrics.kind())
         } else {
-            let period = audit
-                .parameters
+            // workload_stabilization names its window `periods.instance`
+            // (upstream also has one for hosts; one window serves both here).
+            let p = &audit.parameters;
+            let period = p
                 .get("period")
+                .or_else(|| p.pointer("/periods/instance"))
                 .and_then(serde_json::Value::as_f64)
                 .unwrap_or(300.0)
                 .max(1.0);

@@ -316,20 +316,23 @@ pub struct PrometheusMetrics {
     pub fqdn_label: String,
     pub instance_label: String,
     agent: ureq::Agent,
+    timeout: Duration,
 }
 
 impl PrometheusMetrics {
-    /// Checks the TLS settings now; makes no request.
-    pub fn new(url: &str, tls: &watcher_tls::TlsOptions) -> Result<Self, watcher_tls::TlsError> {
+    /// Checks the TLS settings now; makes no request. Each query gives up
+    /// after `timeout`.
+    pub fn new(
+        url: &str,
+        tls: &watcher_tls::TlsOptions,
+        timeout: Duration,
+    ) -> Result<Self, watcher_tls::TlsError> {
         Ok(PrometheusMetrics {
             url: url.trim_end_matches('/').to_string(),
             fqdn_label: "fqdn".into(),
             instance_label: "resource".into(),
-            agent: watcher_keystone::http::agent(
-                tls,
-                "decision_engine.prometheus_tls",
-                Duration::from_secs(30),
-            )?,
+            agent: watcher_keystone::http::agent(tls, "decision_engine.prometheus_tls", timeout)?,
+            timeout,
         })
     }
 
@@ -364,6 +367,28 @@ impl PrometheusMetrics {
         })
     }
 
+    /// Why Prometheus could not be asked, in a sentence that names the
+    /// server (not the whole query URL) and what to check.
+    fn unreachable(&self, t: &ureq::Transport) -> String {
+        let server = watcher_core::secret::redact_urls_in(&self.url);
+        let io = std::error::Error::source(t)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .map(std::io::Error::kind);
+        match (t.kind(), io) {
+            (_, Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)) => format!(
+                "{server} timed out: no answer within {:?} (decision_engine.prometheus_timeout_secs)",
+                self.timeout
+            ),
+            (ureq::ErrorKind::ConnectionFailed, Some(std::io::ErrorKind::ConnectionRefused)) => {
+                format!("{server} refused the connection (Connection refused): is Prometheus running there?")
+            }
+            _ => format!(
+                "{server}: {}",
+                watcher_core::secret::redact_urls_in(&t.to_string())
+            ),
+        }
+    }
+
     fn run(&self, query: &str) -> Result<Vec<Sample>, String> {
         let resp = self
             .agent
@@ -376,7 +401,7 @@ impl PrometheusMetrics {
                 let text = r.into_string().unwrap_or_default();
                 return Err(format!("HTTP {code}: {}", text.trim()));
             }
-            Err(e) => return Err(watcher_core::secret::redact_urls_in(&e.to_string())),
+            Err(ureq::Error::Transport(t)) => return Err(self.unreachable(&t)),
         };
         if body["status"] != "success" {
             return Err(format!(
@@ -535,7 +560,12 @@ mod tests {
 
     #[test]
     fn prometheus_queries_use_upstreams_metrics_and_labels() {
-        let p = PrometheusMetrics::new("http://prom:9090/", &Default::default()).unwrap();
+        let p = PrometheusMetrics::new(
+            "http://prom:9090/",
+            &Default::default(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
         assert_eq!(p.url, "http://prom:9090");
         let q = p
             .query(Metric::HostCpuUsage, Duration::from_secs(300))

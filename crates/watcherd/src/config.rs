@@ -202,6 +202,13 @@ impl Config {
                     .into(),
             ));
         }
+        let timeout = self.decision_engine.prometheus_timeout_secs;
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+            return Err(ConfigError::Invalid(
+                "decision_engine.prometheus_timeout_secs must be more than 0 and at most 3600"
+                    .into(),
+            ));
+        }
         match (
             self.decision_engine.datasource.as_str(),
             self.decision_engine.prometheus_url.is_empty(),

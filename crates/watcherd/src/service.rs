@@ -250,6 +250,7 @@ fn metrics_source(
         "prometheus" => Arc::new(PrometheusMetrics::new(
             &d.prometheus_url,
             &d.prometheus_tls,
+            Duration::from_secs_f64(d.prometheus_timeout_secs),
         )?),
         // On another cloud than the scenario's, values are drawn per instance UUID.
         _ => Arc::new(SimulatedMetrics::new(scenario)),

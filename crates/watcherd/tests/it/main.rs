@@ -20,6 +20,7 @@ mod notifications;
 mod openapi;
 mod openstack;
 mod postgres;
+mod prometheus;
 mod purge;
 mod recovery;
 mod split_services;

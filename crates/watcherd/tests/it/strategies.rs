@@ -793,14 +793,24 @@ fn slow_prometheus(
 }
 
 pub(crate) fn audit_outcome(d: &Daemon, goal: &str, strategy: &str) -> Value {
+    audit_outcome_with(d, goal, strategy, json!({}))
+}
+
+/// A ONESHOT audit with `parameters`, once it has SUCCEEDED or FAILED.
+pub(crate) fn audit_outcome_with(
+    d: &Daemon,
+    goal: &str,
+    strategy: &str,
+    parameters: Value,
+) -> Value {
     let (status, audit) = d.req(
         "POST",
         "/v1/audits",
-        Some(&json!({"audit_type": "ONESHOT", "goal": goal, "strategy": strategy})),
+        Some(&json!({"audit_type": "ONESHOT", "goal": goal, "strategy": strategy, "parameters": parameters})),
     );
     assert_eq!(status, 201, "{audit}");
     let uuid = audit["uuid"].as_str().unwrap().to_string();
-    common::wait_for(std::time::Duration::from_secs(10), || {
+    common::wait_for(std::time::Duration::from_secs(30), || {
         let a = d.get(&format!("/v1/audits/{uuid}"));
         ["SUCCEEDED", "FAILED"]
             .contains(&a["state"].as_str().unwrap())
