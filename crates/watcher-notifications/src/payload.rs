@@ -6,6 +6,42 @@ use serde_json::{json, Value};
 use watcher_core::{Action, ActionPlan, Audit, Entity, EntityState, HistoryEntry, Strategy};
 use watcher_store::Store;
 
+/// The decision engine's phases of an audit run (`audit.strategy.*`,
+/// `audit.planner.*`) as they bracket a history row. They are not state
+/// changes, so they have no row of their own: they are rendered with the
+/// row that commits the run's outcome, in upstream's order, with that
+/// row's time. A plan's creation is a run that succeeded (strategy start
+/// and end and planner start before the plan's notifications, planner end
+/// after its actions'); an audit going ONGOING -> FAILED is one whose
+/// strategy failed (start and error, before the audit's update).
+pub fn run_phases(
+    entity: Entity,
+    from: Option<&str>,
+    to: &str,
+) -> (
+    Vec<(&'static str, &'static str)>,
+    Vec<(&'static str, &'static str)>,
+) {
+    match (entity, from, to) {
+        (Entity::ActionPlan, None, _) => (
+            vec![
+                ("audit.strategy.start", "INFO"),
+                ("audit.strategy.end", "INFO"),
+                ("audit.planner.start", "INFO"),
+            ],
+            vec![("audit.planner.end", "INFO")],
+        ),
+        (Entity::Audit, Some("ONGOING"), "FAILED") => (
+            vec![
+                ("audit.strategy.start", "INFO"),
+                ("audit.strategy.error", "ERROR"),
+            ],
+            vec![],
+        ),
+        _ => (vec![], vec![]),
+    }
+}
+
 /// One notification, ready to go in oslo.messaging's v2 envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
@@ -128,12 +164,12 @@ fn plan_fields(p: &ActionPlan) -> serde_json::Map<String, Value> {
 }
 
 /// A failure as upstream's ExceptionPayload, from the record's message.
-fn fault(message: &Option<String>, function: &str) -> Value {
+fn fault(message: &Option<String>, module: &str, function: &str) -> Value {
     object(
         "ExceptionPayload",
         "1.0",
         json!({
-            "module_name": "watcher.applier", "function_name": function,
+            "module_name": module, "function_name": function,
             "exception": "WatcherException",
             "exception_message": message.clone().unwrap_or_default(),
         }),
@@ -182,25 +218,50 @@ pub async fn render(
 ) -> Result<Vec<Notification>, watcher_store::StoreError> {
     // oslo's format: str(datetime.utcnow()).
     let timestamp = row.at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    let mut out = vec![];
-    for (k, (event, priority)) in events(
-        row.entity,
+    let (from, to) = (
         row.from_state.map(EntityState::as_str),
         row.to_state.as_str(),
-    )
-    .into_iter()
-    .enumerate()
-    {
+    );
+    let (before, after) = run_phases(row.entity, from, to);
+    // The run's audit: the plan's, or the row's own.
+    let audit = match row.entity {
+        Entity::ActionPlan if !before.is_empty() => store
+            .get_plan(row.uuid, true)
+            .await
+            .ok()
+            .map(|p| p.audit_uuid),
+        _ => Some(row.uuid),
+    };
+    // Message ids: the row's seq and the event's place among the row's
+    // (at most 8: three phases, one event, one phase; or two, then one).
+    let message_id = |k: usize| {
+        uuid::Uuid::from_u64_pair(nonce as u64, ((row.seq as u64) << 3) | k as u64).to_string()
+    };
+    let mut out = vec![];
+    let mut k = 0;
+    let notification = |event: &str, priority, k: usize, payload| Notification {
+        message_id: message_id(k),
+        publisher_id: publisher.to_string(),
+        event_type: event.to_string(),
+        priority,
+        payload,
+        timestamp: timestamp.clone(),
+    };
+    for (event, priority) in &before {
+        if let Some(audit) = audit {
+            out.push(notification(
+                event,
+                priority,
+                k,
+                run_payload(store, audit, row, event).await,
+            ));
+        }
+        k += 1;
+    }
+    for (event, priority) in events(row.entity, from, to) {
         let payload = payload(store, row, &event).await;
-        out.push(Notification {
-            message_id: uuid::Uuid::from_u64_pair(nonce as u64, ((row.seq as u64) << 3) | k as u64)
-                .to_string(),
-            publisher_id: publisher.to_string(),
-            event_type: event,
-            priority,
-            payload,
-            timestamp: timestamp.clone(),
-        });
+        out.push(notification(&event, priority, k, payload));
+        k += 1;
     }
     for action in store.actions_created_with(row.clone()).await? {
         // Unique and the same however often it is rendered: the action's
@@ -215,7 +276,67 @@ pub async fn render(
             timestamp: timestamp.clone(),
         });
     }
+    for (event, priority) in &after {
+        if let Some(audit) = audit {
+            out.push(notification(
+                event,
+                priority,
+                k,
+                run_payload(store, audit, row, event).await,
+            ));
+        }
+        k += 1;
+    }
     Ok(out)
+}
+
+/// `AuditActionPayload` of an audit run's phase: the audit as it is during
+/// its run (ONGOING), with the fault of a failed strategy.
+async fn run_payload(store: &Store, audit: uuid::Uuid, row: &HistoryEntry, event: &str) -> Value {
+    let Ok(a) = store.get_audit(&audit.to_string(), true).await else {
+        return object(
+            "AuditActionPayload",
+            "1.2",
+            json!({"uuid": audit, "state": "ONGOING"}),
+        );
+    };
+    let mut data = audit_fields(store, &a).await;
+    data.insert("state".into(), json!("ONGOING"));
+    let f = if event.ends_with(".error") {
+        fault(
+            &a.status_message,
+            "watcher.decision_engine.audit",
+            "execute",
+        )
+    } else {
+        Value::Null
+    };
+    data.insert("fault".into(), f);
+    data.insert("updated_at".into(), time(&row.at));
+    object("AuditActionPayload", "1.2", Value::Object(data))
+}
+
+/// An audit's fields as upstream's `AuditPayload`: the terse ones, its goal
+/// and its strategy.
+async fn audit_fields(store: &Store, a: &Audit) -> serde_json::Map<String, Value> {
+    let mut data = match terse_audit(a)["watcher_object.data"].clone() {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object"),
+    };
+    data.insert(
+        "goal".into(),
+        object(
+            "GoalPayload",
+            "1.0",
+            json!({"uuid": a.goal_uuid, "name": a.goal_name}),
+        ),
+    );
+    if let Some(s) = &a.strategy_uuid {
+        if let Ok(s) = store.get_strategy(&s.to_string()).await {
+            data.insert("strategy".into(), strategy(&s));
+        }
+    }
+    data
 }
 
 // Long because it is a table: one payload shape per entity and event, as upstream's notification objects define them.
@@ -251,7 +372,7 @@ async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
             }
             if phase_with_fault {
                 let f = if event.ends_with(".error") {
-                    fault(&p.status_message, "execute")
+                    fault(&p.status_message, "watcher.applier", "execute")
                 } else {
                     Value::Null
                 };
@@ -294,7 +415,7 @@ async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
             }
             if phase_with_fault {
                 let f = if event.ends_with(".error") {
-                    fault(&a.status_message, "execute")
+                    fault(&a.status_message, "watcher.applier", "execute")
                 } else {
                     Value::Null
                 };
@@ -307,24 +428,8 @@ async fn payload(store: &Store, row: &HistoryEntry, event: &str) -> Value {
             let Ok(a) = store.get_audit(&row.uuid.to_string(), true).await else {
                 return fallback();
             };
-            let mut data = match terse_audit(&a)["watcher_object.data"].clone() {
-                Value::Object(m) => m,
-                _ => unreachable!("a JSON object"),
-            };
+            let mut data = audit_fields(store, &a).await;
             data.insert("state".into(), json!(row.to_state));
-            data.insert(
-                "goal".into(),
-                object(
-                    "GoalPayload",
-                    "1.0",
-                    json!({"uuid": a.goal_uuid, "name": a.goal_name}),
-                ),
-            );
-            if let Some(s) = &a.strategy_uuid {
-                if let Ok(s) = store.get_strategy(&s.to_string()).await {
-                    data.insert("strategy".into(), strategy(&s));
-                }
-            }
             if event.ends_with(".update") {
                 data.insert(
                     "state_update".into(),
@@ -396,6 +501,38 @@ mod tests {
         assert_eq!(
             payload_class(Entity::Audit, "audit.update"),
             "AuditUpdatePayload"
+        );
+    }
+
+    #[test]
+    fn an_audit_runs_phases_bracket_the_rows_that_commit_its_outcome() {
+        let names =
+            |v: Vec<(&'static str, &'static str)>| v.into_iter().map(|x| x.0).collect::<Vec<_>>();
+        let (before, after) = run_phases(Entity::ActionPlan, None, "RECOMMENDED");
+        assert_eq!(
+            names(before),
+            [
+                "audit.strategy.start",
+                "audit.strategy.end",
+                "audit.planner.start"
+            ]
+        );
+        assert_eq!(names(after), ["audit.planner.end"]);
+        let (before, after) = run_phases(Entity::Audit, Some("ONGOING"), "FAILED");
+        assert_eq!(before[1], ("audit.strategy.error", "ERROR"));
+        assert!(after.is_empty());
+        // Other rows bracket nothing.
+        for (entity, from, to) in [
+            (Entity::Audit, Some("PENDING"), "ONGOING"),
+            (Entity::Audit, Some("ONGOING"), "SUCCEEDED"),
+            (Entity::ActionPlan, Some("RECOMMENDED"), "PENDING"),
+            (Entity::Action, None, "PENDING"),
+        ] {
+            assert_eq!(run_phases(entity, from, to), (vec![], vec![]));
+        }
+        assert_eq!(
+            payload_class(Entity::Audit, "audit.strategy.end"),
+            "AuditActionPayload"
         );
     }
 

@@ -64,8 +64,12 @@ fn a_cancelled_plan_sends_upstreams_notifications_in_order() {
     // The plan's life, in the order it happened.
     let order = [
         "audit.create",
+        "audit.strategy.start",
+        "audit.strategy.end",
+        "audit.planner.start",
         "action_plan.create",
         "action.create",
+        "audit.planner.end",
         "action_plan.execution.start",
         "action.execution.start",
         "action_plan.cancel.start",
@@ -121,8 +125,42 @@ fn a_cancelled_plan_sends_upstreams_notifications_in_order() {
         .expect("an update for ONGOING -> CANCELLING");
     let su = &update["payload"]["watcher_object.data"]["state_update"]["watcher_object.data"];
     assert_eq!(su["old_state"], "ONGOING");
+    let planner = &messages[position(&events, "audit.planner.end")]["payload"];
+    assert_eq!(planner["watcher_object.name"], "AuditActionPayload");
+    assert_eq!(planner["watcher_object.data"]["state"], "ONGOING");
+    assert_eq!(
+        planner["watcher_object.data"]["goal"]["watcher_object.data"]["name"],
+        "dummy"
+    );
+    assert_eq!(planner["watcher_object.data"]["fault"], Value::Null);
     // Nothing on the error topic: nothing failed.
     assert!(drain(&mut c, &format!("{topic}.error")).is_empty());
+
+    // An audit whose strategy fails: audit.strategy.error, on the error
+    // topic, with the reason.
+    let (status, audit) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "goal": "cluster_maintaining", "strategy": "host_maintenance",
+                     "parameters": {"maintenance_node": "nowhere"}})),
+    );
+    assert_eq!(status, 201, "{audit}");
+    let errors = wait_for(Duration::from_secs(15), || {
+        let e = drain(&mut c, &format!("{topic}.error"));
+        (!e.is_empty()).then_some(e)
+    });
+    assert_eq!(events_of(&errors), ["audit.strategy.error"]);
+    let data = &errors[0]["payload"]["watcher_object.data"];
+    assert_eq!(data["uuid"], audit["uuid"]);
+    assert_eq!(errors[0]["priority"], "ERROR");
+    let fault = &data["fault"]["watcher_object.data"];
+    assert!(
+        fault["exception_message"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere"),
+        "{fault}"
+    );
     for q in ["info", "error"] {
         c.delete_queue(&format!("{topic}.{q}")).unwrap();
     }
