@@ -115,6 +115,13 @@ pub struct StoragePool {
     pub free_capacity_gb: f64,
     pub allocated_capacity_gb: f64,
     pub max_over_subscription_ratio: f64,
+    /// The availability zone of the pool's cinder-volume service.
+    #[serde(default)]
+    pub availability_zone: String,
+    /// The volume types bound to the pool's backend (their
+    /// `volume_backend_name` extra spec is the pool's).
+    #[serde(default)]
+    pub volume_types: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

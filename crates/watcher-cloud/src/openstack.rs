@@ -556,11 +556,48 @@ impl Nova {
             None,
         )?;
         let body = Nova::expect(resp, "listing storage pools", "pools", "")?;
+        // Zones of the cinder-volume services, and the types bound to each
+        // backend name, for audit scopes (upstream's storage scope).
+        let get = |path: &str, what: &str| {
+            let resp = self.request("GET", &base, path, None, None)?;
+            Nova::expect(resp, what, "storage", "")
+        };
+        let services = get(
+            "/os-services?binary=cinder-volume",
+            "listing volume services",
+        )?;
+        let zone: HashMap<&str, &str> = services["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some((s["host"].as_str()?, s["zone"].as_str()?)))
+            .collect();
+        let types = get("/types?is_public=None", "listing volume types")?;
+        let mut by_backend: HashMap<&str, Vec<String>> = HashMap::new();
+        for t in types["volume_types"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(backend)) = (
+                t["name"].as_str(),
+                t["extra_specs"]["volume_backend_name"].as_str(),
+            ) {
+                by_backend
+                    .entry(backend)
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
         Ok(body["pools"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(pool_from)
+            .map(|p| {
+                let mut pool = pool_from(p);
+                let host = pool.name.split('#').next().unwrap_or_default();
+                pool.availability_zone = zone.get(host).unwrap_or(&"nova").to_string();
+                if let Some(backend) = p["capabilities"]["volume_backend_name"].as_str() {
+                    pool.volume_types = by_backend.get(backend).cloned().unwrap_or_default();
+                }
+                pool
+            })
             .collect())
     }
 
@@ -963,6 +1000,8 @@ fn pool_from(p: &Value) -> StoragePool {
         free_capacity_gb: free,
         allocated_capacity_gb: number("allocated_capacity_gb", total - free),
         max_over_subscription_ratio: number("max_over_subscription_ratio", 1.0),
+        availability_zone: String::new(),
+        volume_types: vec![],
     }
 }
 
@@ -1475,6 +1514,85 @@ mod tests {
         assert_eq!(
             resize_state(reverted, &recorded("server_after_revert")["server"]),
             OperationState::Aborted
+        );
+    }
+
+    #[test]
+    fn pools_know_their_zone_and_the_volume_types_of_their_backend() {
+        let replay = Arc::new(
+            Replay::default()
+                .on(
+                    "GET",
+                    "/",
+                    vec![(
+                        200,
+                        json!({"version": {"version": "2.96", "min_version": "2.1"}}),
+                    )],
+                )
+                .on(
+                    "GET",
+                    "/volume/scheduler-stats/get_pools",
+                    vec![(
+                        200,
+                        json!({"pools": [
+                    {"name": "cinder@fake1#pool1", "capabilities": {"volume_backend_name": "fake1",
+                     "total_capacity_gb": 100, "free_capacity_gb": 40}},
+                    {"name": "cinder@fake2#pool2", "capabilities": {"volume_backend_name": "fake2",
+                     "total_capacity_gb": 100, "free_capacity_gb": 90}}]}),
+                    )],
+                )
+                .on(
+                    "GET",
+                    "/volume/os-services",
+                    vec![(
+                        200,
+                        json!({"services": [
+                    {"binary": "cinder-volume", "host": "cinder@fake1", "zone": "az-a"},
+                    {"binary": "cinder-volume", "host": "cinder@fake2", "zone": "az-b"}]}),
+                    )],
+                )
+                .on(
+                    "GET",
+                    "/volume/types",
+                    vec![(
+                        200,
+                        json!({"volume_types": [
+                    {"name": "fake1", "extra_specs": {"volume_backend_name": "fake1"}},
+                    {"name": "gold", "extra_specs": {"volume_backend_name": "fake1", "qos": "x"}},
+                    {"name": "fake2", "extra_specs": {"volume_backend_name": "fake2"}},
+                    {"name": "anywhere", "extra_specs": {}}]}),
+                    )],
+                ),
+        );
+        let n = Nova::new(
+            Box::new(Fixed(Mutex::new(0))),
+            Box::new(replay),
+            "http://nova".into(),
+            Some("http://nova/volume".into()),
+            None,
+        )
+        .unwrap();
+        let pools = n.storage_pools().unwrap();
+        let summary: Vec<(&str, &str, Vec<String>)> = pools
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.availability_zone.as_str(),
+                    p.volume_types.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "cinder@fake1#pool1",
+                    "az-a",
+                    vec!["fake1".to_string(), "gold".to_string()]
+                ),
+                ("cinder@fake2#pool2", "az-b", vec!["fake2".to_string()]),
+            ]
         );
     }
 

@@ -95,10 +95,6 @@ pub struct HostSpec {
     pub powered_on: bool,
 }
 
-fn default_zone() -> String {
-    "nova".into()
-}
-
 fn yes() -> bool {
     true
 }
@@ -142,6 +138,15 @@ pub struct PoolSpec {
     /// Cinder's over-subscription ratio for thin provisioning.
     #[serde(default = "one")]
     pub max_over_subscription_ratio: f64,
+    #[serde(default = "default_zone")]
+    pub availability_zone: String,
+    /// Volume types whose backend this pool is.
+    #[serde(default)]
+    pub volume_types: Vec<String>,
+}
+
+fn default_zone() -> String {
+    "nova".into()
 }
 
 fn default_pool_capacity() -> u64 {

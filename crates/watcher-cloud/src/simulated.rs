@@ -798,6 +798,8 @@ impl Cloud for SimulatedCloud {
                         free_capacity_gb: p.total_capacity_gb.saturating_sub(allocated) as f64,
                         allocated_capacity_gb: allocated as f64,
                         max_over_subscription_ratio: p.max_over_subscription_ratio,
+                        availability_zone: p.availability_zone.clone(),
+                        volume_types: p.volume_types.clone(),
                     }
                 })
                 .collect())

@@ -18,7 +18,7 @@ pub mod zone_migration;
 
 use chrono::{DateTime, Utc};
 use model::ClusterModel;
-use scope::ComputeScope;
+use scope::{ComputeScope, StorageScope};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -623,7 +623,9 @@ impl DecisionEngine {
             .map_err(|e| format!("the cloud could not be read: {e}"))?;
         let scope = ComputeScope::resolve(&audit.scope, &model.nodes)
             .map_err(|e| format!("invalid audit scope: {e}"))?;
-        let model = model.scoped(&scope);
+        let storage = StorageScope::resolve(&audit.scope, &model.pools)
+            .map_err(|e| format!("invalid audit scope: {e}"))?;
+        let model = model.scoped(&scope).storage_scoped(&storage);
         let values = if strategy.metrics.is_empty() {
             metrics::MetricValues::new(self.metrics.kind())
         } else {

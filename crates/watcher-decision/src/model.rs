@@ -3,7 +3,7 @@
 //! (neither cloud offers change events we could keep it fresh from), then
 //! cut down to the audit's scope before any strategy sees them.
 
-use super::scope::ComputeScope;
+use super::scope::{ComputeScope, StorageScope};
 use std::collections::{HashMap, HashSet};
 use watcher_cloud::{
     retry_transient, Cloud, CloudError, ComputeNode, Flavor, Instance, StoragePool, Volume,
@@ -51,6 +51,13 @@ impl ClusterModel {
             .filter(|i| scope.excludes_instance(i))
             .map(|i| i.uuid.clone())
             .collect();
+        self
+    }
+
+    /// The model with only the storage scope's pools and volumes.
+    pub fn storage_scoped(mut self, scope: &StorageScope) -> ClusterModel {
+        self.pools.retain(|p| scope.keeps_pool(&p.name));
+        self.volumes.retain(|v| scope.keeps_volume(v));
         self
     }
 

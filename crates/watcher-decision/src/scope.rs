@@ -14,13 +14,27 @@
 //! Zones and aggregates choose the nodes (`*` alone means all; a rule that
 //! matches nothing leaves no node, as upstream); excluded nodes leave the
 //! model with their instances; excluded instances stay but are never moved.
+//!
+//! The `storage` entry, as upstream's storage scope:
+//!
+//! ```json
+//! [{"storage": [{"availability_zones": [{"name": "nova"}]},
+//!               {"volume_types": [{"name": "fast"}]},
+//!               {"exclude": [{"storage_pools": [{"name": "host@backend#pool"}]},
+//!                            {"volumes": [{"uuid": "..."}]},
+//!                            {"projects": [{"uuid": "..."}]}]}]}]
+//! ```
+//!
+//! Zones and volume types choose the storage backends (`host@backend`)
+//! whose pools stay; excluded pools leave with their volumes; excluded
+//! volumes (by UUID or project) leave the model, so no strategy moves them.
 //! Unlike upstream, a malformed scope is refused when the template or audit
 //! is created, and instance-metadata exclusions always apply (upstream needs
 //! `check_optimize_metadata`).
 
 use serde_json::Value;
 use std::collections::HashSet;
-use watcher_cloud::{ComputeNode, Instance};
+use watcher_cloud::{ComputeNode, Instance, StoragePool, Volume};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ComputeScope {
@@ -86,7 +100,97 @@ const EXCLUDE: &[&str] = &[
 
 /// Checks a scope's shape without looking at the cloud.
 pub fn validate(scope: &Value) -> Result<(), String> {
-    ComputeScope::resolve(scope, &[]).map(|_| ())
+    ComputeScope::resolve(scope, &[])?;
+    StorageScope::resolve(scope, &[]).map(|_| ())
+}
+
+const STORAGE_INCLUDE: &[&str] = &["availability_zones", "volume_types", "exclude"];
+const STORAGE_EXCLUDE: &[&str] = &["storage_pools", "volumes", "projects"];
+
+/// The storage part of an audit scope, resolved against the cloud's pools.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageScope {
+    /// Storage backends (`host@backend`) whose pools stay; `None`: all.
+    allowed_backends: Option<HashSet<String>>,
+    excluded_pools: HashSet<String>,
+    excluded_volumes: HashSet<String>,
+    excluded_projects: HashSet<String>,
+}
+
+/// A pool's backend: `host@backend` of `host@backend#pool`.
+fn backend_of(pool: &str) -> &str {
+    pool.split('#').next().unwrap_or(pool)
+}
+
+impl StorageScope {
+    pub fn resolve(scope: &Value, pools: &[StoragePool]) -> Result<StorageScope, String> {
+        let mut out = StorageScope::default();
+        let entries = list(scope, "the scope")?;
+        let Some(storage) = entries.iter().find_map(|e| e.get("storage")) else {
+            return Ok(out);
+        };
+        let choose = |out: &mut StorageScope, keep: &dyn Fn(&StoragePool) -> bool| {
+            out.allowed_backends
+                .get_or_insert_with(HashSet::new)
+                .extend(
+                    pools
+                        .iter()
+                        .filter(|p| keep(p))
+                        .map(|p| backend_of(&p.name).to_string()),
+                );
+        };
+        for rule in list(storage, "the storage scope")? {
+            match rule_kind(rule, STORAGE_INCLUDE, "storage scope")? {
+                ("availability_zones", v) => {
+                    let zones: Vec<String> =
+                        names(list(v, "availability_zones")?, "name", "availability_zones")?
+                            .into_iter()
+                            .map(text)
+                            .collect();
+                    let all = wildcard(&zones, "availability zones")?;
+                    choose(&mut out, &|p| all || zones.contains(&p.availability_zone));
+                }
+                ("volume_types", v) => {
+                    let types: Vec<String> =
+                        names(list(v, "volume_types")?, "name", "volume_types")?
+                            .into_iter()
+                            .map(text)
+                            .collect();
+                    let all = wildcard(&types, "volume_types")?;
+                    choose(&mut out, &|p| {
+                        all || p.volume_types.iter().any(|t| types.contains(t))
+                    });
+                }
+                (_, v) => {
+                    for ex in list(v, "exclude")? {
+                        let (kind, v) = rule_kind(ex, STORAGE_EXCLUDE, "storage exclude")?;
+                        let (key, set) = match kind {
+                            "storage_pools" => ("name", &mut out.excluded_pools),
+                            "volumes" => ("uuid", &mut out.excluded_volumes),
+                            _ => ("uuid", &mut out.excluded_projects),
+                        };
+                        set.extend(names(list(v, kind)?, key, kind)?.into_iter().map(text));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn keeps_pool(&self, name: &str) -> bool {
+        self.allowed_backends
+            .as_ref()
+            .is_none_or(|a| a.contains(backend_of(name)))
+            && !self.excluded_pools.contains(name)
+    }
+
+    /// A volume stays in the model when its pool does and neither it nor
+    /// its project is excluded.
+    pub fn keeps_volume(&self, v: &Volume) -> bool {
+        self.keeps_pool(&v.pool)
+            && !self.excluded_volumes.contains(&v.uuid)
+            && !self.excluded_projects.contains(&v.project_id)
+    }
 }
 
 /// Nodes matching a list of aggregates (`id` or `name`, `*` alone for all).

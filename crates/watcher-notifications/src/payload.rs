@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 use watcher_core::{Action, ActionPlan, Audit, Entity, EntityState, HistoryEntry, Strategy};
 use watcher_store::Store;
 
+/// An event type and its priority.
+pub type Event = (&'static str, &'static str);
+
 /// The decision engine's phases of an audit run (`audit.strategy.*`,
 /// `audit.planner.*`) as they bracket a history row. They are not state
 /// changes, so they have no row of their own: they are rendered with the
@@ -14,14 +17,7 @@ use watcher_store::Store;
 /// and end and planner start before the plan's notifications, planner end
 /// after its actions'); an audit going ONGOING -> FAILED is one whose
 /// strategy failed (start and error, before the audit's update).
-pub fn run_phases(
-    entity: Entity,
-    from: Option<&str>,
-    to: &str,
-) -> (
-    Vec<(&'static str, &'static str)>,
-    Vec<(&'static str, &'static str)>,
-) {
+pub fn run_phases(entity: Entity, from: Option<&str>, to: &str) -> (Vec<Event>, Vec<Event>) {
     match (entity, from, to) {
         (Entity::ActionPlan, None, _) => (
             vec![

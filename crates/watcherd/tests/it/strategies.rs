@@ -357,6 +357,126 @@ async fn storage_capacity_balance_moves_the_smallest_available_volumes_to_the_em
 }
 
 #[tokio::test]
+async fn a_storage_scope_keeps_its_zones_types_and_pools_and_leaves_excluded_volumes_alone() {
+    use watcher_decision::scope::StorageScope;
+    let scenario = Scenario::load(&golden("storage")).unwrap();
+    let model = model_of(&scenario).await;
+    let plan = |scope: Value| {
+        let storage = StorageScope::resolve(&scope, &model.pools).unwrap();
+        let scoped = model.clone().storage_scoped(&storage);
+        steps(&run(
+            &scenario,
+            &scoped,
+            "storage_capacity_balance",
+            json!({}),
+        ))
+    };
+    let v = |n: &str, to: &str| ("volume_migrate".to_string(), n.to_string(), to.to_string());
+    // Unscoped: v4 then v2 to the emptiest pool (see the test above).
+    assert_eq!(
+        plan(json!([])),
+        [v("v4", "stor-2@lvm#slow"), v("v2", "stor-2@lvm#slow")]
+    );
+    // v4 excluded: it stays; v2 alone brings stor-1 under 80 %.
+    let uuid_v4 = "00000000-0000-4000-9000-000000000004";
+    assert_eq!(
+        plan(json!([{"storage": [{"exclude": [{"volumes": [{"uuid": uuid_v4}]}]}]}])),
+        [v("v2", "stor-2@lvm#slow")]
+    );
+    // Without stor-2 (by type, or excluded by name) only stor-3 takes, and only v4 fits it.
+    let only_cold = [v("v4", "stor-3@lvm#cold")];
+    assert_eq!(
+        plan(json!([{"storage": [{"volume_types": [{"name": "fast"}, {"name": "cold"}]}]}])),
+        only_cold
+    );
+    assert_eq!(
+        plan(
+            json!([{"storage": [{"exclude": [{"storage_pools": [{"name": "stor-2@lvm#slow"}]}]}]}])
+        ),
+        only_cold
+    );
+    // Zone az-a holds stor-1 alone: nowhere to go. A zone that matches no
+    // pool leaves none. Every volume's project excluded: nothing moves.
+    for scope in [
+        json!([{"storage": [{"availability_zones": [{"name": "az-a"}]}]}]),
+        json!([{"storage": [{"availability_zones": [{"name": "nowhere"}]}]}]),
+        json!([{"storage": [{"exclude": [{"projects": [{"uuid": "demo"}]}]}]}]),
+    ] {
+        assert!(plan(scope.clone()).is_empty(), "{scope}");
+    }
+    assert_eq!(
+        plan(json!([{"storage": [{"availability_zones": [{"name": "*"}]}]}])).len(),
+        2
+    );
+    // Malformed storage rules are refused by name.
+    for (scope, says) in [
+        (
+            json!([{"storage": [{"pools": []}]}]),
+            "unknown storage scope rule 'pools'",
+        ),
+        (
+            json!([{"storage": [{"exclude": [{"nodes": []}]}]}]),
+            "unknown storage exclude rule 'nodes'",
+        ),
+        (
+            json!([{"storage": [{"volume_types": [{"name": "*"}, {"name": "fast"}]}]}]),
+            "wildcard",
+        ),
+    ] {
+        let err = watcher_decision::scope::validate(&scope).unwrap_err();
+        assert!(err.contains(says), "{scope}: {err}");
+    }
+}
+
+#[test]
+fn an_audits_storage_scope_shapes_its_plan_through_the_api() {
+    let dir = temp_dir("storage-scope-api");
+    let d = Daemon::start_in(&dir, "", Some(&golden("storage")));
+    let scope = json!([{"storage": [{"exclude": [{"volumes": [{"uuid": "00000000-0000-4000-9000-000000000004"}]}]}]}]);
+    // An audit's scope comes from its template, as upstream.
+    let (status, template) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(
+            &json!({"name": "storage-scoped", "goal": "workload_balancing",
+                     "strategy": "storage_capacity_balance", "scope": scope}),
+        ),
+    );
+    assert_eq!(status, 201, "{template}");
+    let (status, audit) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "audit_template_uuid": template["uuid"]})),
+    );
+    assert_eq!(status, 201, "{audit}");
+    let plans = common::wait_for(std::time::Duration::from_secs(10), || {
+        let p = d.get(&format!(
+            "/v1/action_plans?audit_uuid={}",
+            audit["uuid"].as_str().unwrap()
+        ));
+        (!p["action_plans"].as_array().unwrap().is_empty()).then_some(p)
+    });
+    let plan = plans["action_plans"][0]["uuid"].as_str().unwrap();
+    let moved: Vec<Value> = d
+        .actions(plan)
+        .iter()
+        .map(|a| a["input_parameters"]["resource_name"].clone())
+        .collect();
+    assert_eq!(moved, [json!("v2")]);
+    let (status, body) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&json!({"name": "bad", "goal": "workload_balancing",
+                     "scope": [{"storage": [{"pools": []}]}]})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        common::faultstring(&body).contains("unknown storage scope rule 'pools'"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn zone_migration_plans_a_bounded_batch_in_priority_order() {
     let scenario = Scenario::load(&golden("storage")).unwrap();
     let model = model_of(&scenario).await;
