@@ -62,6 +62,14 @@ fn names<'a>(items: &'a [Value], key: &str, what: &str) -> Result<Vec<&'a Value>
         .collect()
 }
 
+/// The `key` of each `{key: ...}` in the list `v`, as text.
+fn texts(v: &Value, key: &str, what: &str) -> Result<Vec<String>, String> {
+    Ok(names(list(v, what)?, key, what)?
+        .into_iter()
+        .map(text)
+        .collect())
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -142,20 +150,12 @@ impl StorageScope {
         for rule in list(storage, "the storage scope")? {
             match rule_kind(rule, STORAGE_INCLUDE, "storage scope")? {
                 ("availability_zones", v) => {
-                    let zones: Vec<String> =
-                        names(list(v, "availability_zones")?, "name", "availability_zones")?
-                            .into_iter()
-                            .map(text)
-                            .collect();
+                    let zones = texts(v, "name", "availability_zones")?;
                     let all = wildcard(&zones, "availability zones")?;
                     choose(&mut out, &|p| all || zones.contains(&p.availability_zone));
                 }
                 ("volume_types", v) => {
-                    let types: Vec<String> =
-                        names(list(v, "volume_types")?, "name", "volume_types")?
-                            .into_iter()
-                            .map(text)
-                            .collect();
+                    let types = texts(v, "name", "volume_types")?;
                     let all = wildcard(&types, "volume_types")?;
                     choose(&mut out, &|p| {
                         all || p.volume_types.iter().any(|t| types.contains(t))
@@ -169,7 +169,7 @@ impl StorageScope {
                             "volumes" => ("uuid", &mut out.excluded_volumes),
                             _ => ("uuid", &mut out.excluded_projects),
                         };
-                        set.extend(names(list(v, kind)?, key, kind)?.into_iter().map(text));
+                        set.extend(texts(v, key, kind)?);
                     }
                 }
             }
@@ -244,11 +244,7 @@ impl ComputeScope {
         for rule in list(compute, "the compute scope")? {
             match rule_kind(rule, INCLUDE, "compute scope")? {
                 ("availability_zones", v) => {
-                    let zones: Vec<String> =
-                        names(list(v, "availability_zones")?, "name", "availability_zones")?
-                            .into_iter()
-                            .map(text)
-                            .collect();
+                    let zones = texts(v, "name", "availability_zones")?;
                     let all = wildcard(&zones, "availability zones")?;
                     let chosen = nodes
                         .iter()
@@ -267,24 +263,20 @@ impl ComputeScope {
                 (_, v) => {
                     for ex in list(v, "exclude")? {
                         match rule_kind(ex, EXCLUDE, "exclude")? {
-                            ("instances", v) => out.excluded_instances.extend(
-                                names(list(v, "instances")?, "uuid", "instances")?
-                                    .into_iter()
-                                    .map(text),
-                            ),
-                            ("compute_nodes", v) => out.excluded_nodes.extend(
-                                names(list(v, "compute_nodes")?, "name", "compute_nodes")?
-                                    .into_iter()
-                                    .map(text),
-                            ),
+                            ("instances", v) => {
+                                out.excluded_instances
+                                    .extend(texts(v, "uuid", "instances")?)
+                            }
+                            ("compute_nodes", v) => {
+                                out.excluded_nodes
+                                    .extend(texts(v, "name", "compute_nodes")?)
+                            }
                             ("host_aggregates", v) => out
                                 .excluded_nodes
                                 .extend(aggregate_nodes(list(v, "host_aggregates")?, nodes)?),
-                            ("projects", v) => out.excluded_projects.extend(
-                                names(list(v, "projects")?, "uuid", "projects")?
-                                    .into_iter()
-                                    .map(text),
-                            ),
+                            ("projects", v) => {
+                                out.excluded_projects.extend(texts(v, "uuid", "projects")?)
+                            }
                             (_, v) => {
                                 for m in list(v, "instance_metadata")? {
                                     let m = m

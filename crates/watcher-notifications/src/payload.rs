@@ -233,55 +233,50 @@ pub async fn render(
     let message_id = |k: usize| {
         uuid::Uuid::from_u64_pair(nonce as u64, ((row.seq as u64) << 3) | k as u64).to_string()
     };
-    let mut out = vec![];
-    let mut k = 0;
-    let notification = |event: &str, priority, k: usize, payload| Notification {
-        message_id: message_id(k),
+    let notification = |message_id: String, event: &str, priority, payload| Notification {
+        message_id,
         publisher_id: publisher.to_string(),
         event_type: event.to_string(),
         priority,
         payload,
         timestamp: timestamp.clone(),
     };
-    for (event, priority) in &before {
-        if let Some(audit) = audit {
-            out.push(notification(
-                event,
-                priority,
-                k,
-                run_payload(store, audit, row, event).await,
-            ));
+    // Each event in its place: (is an audit run's phase, type, priority).
+    let mut slots: Vec<(bool, String, &'static str)> = before
+        .iter()
+        .map(|(e, p)| (true, e.to_string(), *p))
+        .collect();
+    slots.extend(
+        events(row.entity, from, to)
+            .into_iter()
+            .map(|(e, p)| (false, e, p)),
+    );
+    let first_after = slots.len();
+    slots.extend(after.iter().map(|(e, p)| (true, e.to_string(), *p)));
+    let mut out = vec![];
+    // One step past the last slot, so that a plan's actions come out even
+    // where no phase follows them.
+    for k in 0..=slots.len() {
+        if k == first_after {
+            for action in store.actions_created_with(row.clone()).await? {
+                // Unique and the same however often it is rendered: the
+                // action's uuid, mixed with this database's nonce (an
+                // action is created once).
+                let (high, low) = action.uuid.as_u64_pair();
+                let id = uuid::Uuid::from_u64_pair(high ^ nonce as u64, low).to_string();
+                let body = payload(store, &action, "action.create").await;
+                out.push(notification(id, "action.create", "INFO", body));
+            }
         }
-        k += 1;
-    }
-    for (event, priority) in events(row.entity, from, to) {
-        let payload = payload(store, row, &event).await;
-        out.push(notification(&event, priority, k, payload));
-        k += 1;
-    }
-    for action in store.actions_created_with(row.clone()).await? {
-        // Unique and the same however often it is rendered: the action's
-        // uuid, mixed with this database's nonce (an action is created once).
-        let (high, low) = action.uuid.as_u64_pair();
-        out.push(Notification {
-            message_id: uuid::Uuid::from_u64_pair(high ^ nonce as u64, low).to_string(),
-            publisher_id: publisher.to_string(),
-            event_type: "action.create".into(),
-            priority: "INFO",
-            payload: payload(store, &action, "action.create").await,
-            timestamp: timestamp.clone(),
-        });
-    }
-    for (event, priority) in &after {
-        if let Some(audit) = audit {
-            out.push(notification(
-                event,
-                priority,
-                k,
-                run_payload(store, audit, row, event).await,
-            ));
-        }
-        k += 1;
+        let Some((run, event, priority)) = &slots.get(k) else {
+            break;
+        };
+        let body = match (run, audit) {
+            (false, _) => payload(store, row, event).await,
+            (true, Some(audit)) => run_payload(store, audit, row, event).await,
+            (true, None) => continue,
+        };
+        out.push(notification(message_id(k), event, priority, body));
     }
     Ok(out)
 }

@@ -178,7 +178,7 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<Action>, StoreError> {
         self.read(move |conn| {
-            let filters = Where::default()
+            let filters = Where::on(conn)
                 .eq("p.uuid = ?", filter.action_plan_uuid.map(|u| u.to_string()))
                 .eq(
                     "p.audit_id = (SELECT id FROM audits WHERE uuid = ?)",

@@ -92,7 +92,7 @@ impl Store {
     pub async fn list_goals(&self, query: ListQuery) -> Result<Vec<Goal>, StoreError> {
         self.read(move |conn| {
             let (sql, args) =
-                build_list_sql(GOAL_SELECT, "goals", &query, Where::default(), conn, "Goal")?;
+                build_list_sql(GOAL_SELECT, "goals", &query, Where::on(conn), conn, "Goal")?;
             conn.query_map(&sql, args, goal_from_row)
         })
         .await
@@ -111,8 +111,7 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<Strategy>, StoreError> {
         self.read(move |conn| {
-            let filters =
-                Where::default().ident(conn.dialect(), goal.as_deref(), "g.uuid", "g.name");
+            let filters = Where::on(conn).ident(goal.as_deref(), "g.uuid", "g.name");
             let (sql, args) = build_list_sql(
                 STRATEGY_SELECT,
                 "strategies",

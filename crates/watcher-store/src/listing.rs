@@ -32,14 +32,23 @@ impl Default for ListQuery {
     }
 }
 
-/// The filters of a list: SQL conditions and their bound values.
-#[derive(Default)]
+/// The filters of a list: SQL conditions and their bound values, in the
+/// words of the connection's database.
 pub(crate) struct Where {
+    dialect: Dialect,
     clauses: Vec<String>,
     args: Vec<SqlValue>,
 }
 
 impl Where {
+    pub(crate) fn on(conn: &Conn) -> Where {
+        Where {
+            dialect: conn.dialect(),
+            clauses: vec![],
+            args: vec![],
+        }
+    }
+
     /// `condition` holds one `?` for `value`.
     pub(crate) fn eq(mut self, condition: &str, value: Option<String>) -> Self {
         if let Some(v) = value {
@@ -51,20 +60,24 @@ impl Where {
 
     /// A record named by UUID or by name (names compared as
     /// [`Dialect::name_eq`] does).
-    pub(crate) fn ident(
-        self,
-        dialect: Dialect,
-        ident: Option<&str>,
-        uuid_col: &str,
-        name_col: &str,
-    ) -> Self {
+    pub(crate) fn ident(self, ident: Option<&str>, uuid_col: &str, name_col: &str) -> Self {
         match ident {
             None => self,
             Some(i) => match Uuid::parse_str(i) {
                 Ok(u) => self.eq(&format!("{uuid_col} = ?"), Some(u.to_string())),
-                Err(_) => self.eq(&dialect.name_eq(name_col, "?"), Some(i.to_string())),
+                Err(_) => {
+                    let condition = self.dialect.name_eq(name_col, "?");
+                    self.eq(&condition, Some(i.to_string()))
+                }
             },
         }
+    }
+
+    /// The `goal` and `strategy` filters of audits and templates (goals as
+    /// `g`, strategies as `s` in the query).
+    pub(crate) fn goal_and_strategy(self, goal: Option<&str>, strategy: Option<&str>) -> Self {
+        self.ident(goal, "g.uuid", "g.name")
+            .ident(strategy, "s.uuid", "s.name")
     }
 }
 
@@ -79,6 +92,7 @@ pub(crate) fn build_list_sql(
     let Where {
         mut clauses,
         mut args,
+        ..
     } = filters;
     if !query.show_deleted {
         clauses.push("x.deleted_at IS NULL".into());
@@ -125,7 +139,7 @@ pub(crate) fn find_by_ident<T>(
     kind: &'static str,
     map: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let w = Where::default().ident(conn.dialect(), Some(ident), "x.uuid", "x.name");
+    let w = Where::on(conn).ident(Some(ident), "x.uuid", "x.name");
     conn.query_row_opt(
         &format!("{select} WHERE x.deleted_at IS NULL AND {}", w.clauses[0]),
         w.args,

@@ -336,14 +336,9 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<ActionPlan>, StoreError> {
         self.read(move |conn| {
-            let filters = Where::default()
+            let filters = Where::on(conn)
                 .eq("a.uuid = ?", filter.audit_uuid.map(|u| u.to_string()))
-                .ident(
-                    conn.dialect(),
-                    filter.strategy.as_deref(),
-                    "s.uuid",
-                    "s.name",
-                );
+                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
             let (sql, args) = build_list_sql(
                 PLAN_SELECT,
                 "action_plans",

@@ -170,14 +170,8 @@ impl Store {
         query: ListQuery,
     ) -> Result<Vec<AuditTemplate>, StoreError> {
         self.read(move |conn| {
-            let filters = Where::default()
-                .ident(conn.dialect(), filter.goal.as_deref(), "g.uuid", "g.name")
-                .ident(
-                    conn.dialect(),
-                    filter.strategy.as_deref(),
-                    "s.uuid",
-                    "s.name",
-                );
+            let filters = Where::on(conn)
+                .goal_and_strategy(filter.goal.as_deref(), filter.strategy.as_deref());
             let (sql, args) = build_list_sql(
                 TEMPLATE_SELECT,
                 "audit_templates",

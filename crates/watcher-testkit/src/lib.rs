@@ -302,13 +302,17 @@ impl Daemon {
             Some(&json!({"audit_type": "ONESHOT", "goal": goal, "strategy": strategy, "parameters": parameters})),
         );
         assert_eq!(status, 201, "{audit}");
-        let audit = audit["uuid"].as_str().unwrap().to_string();
-        let plans = wait_for(Duration::from_secs(10), || {
-            let p =
-                self.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"].clone();
-            (!p.as_array().unwrap().is_empty()).then_some(p)
-        });
-        plans[0]["uuid"].as_str().unwrap().to_string()
+        self.plan_of(audit["uuid"].as_str().unwrap())
+    }
+
+    /// The (first) plan of an audit, once the audit has made it.
+    pub fn plan_of(&self, audit: &str) -> String {
+        wait_for(Duration::from_secs(10), || {
+            let p = self.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"][0]
+                ["uuid"]
+                .clone();
+            p.as_str().map(str::to_string)
+        })
     }
 
     /// An actuator plan running exactly `actions`.

@@ -706,13 +706,9 @@ fn an_audit_scope_cuts_the_data_model_and_the_plan_and_bad_scopes_are_refused() 
     let db = ctx.iter().find(|e| e["server_name"] == "db-1").unwrap();
     assert_eq!(db["server_watcher_exclude"], true);
 
-    let plans = wait_for(std::time::Duration::from_secs(10), || {
-        let p = d.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"].clone();
-        (!p.as_array().unwrap().is_empty()).then_some(p)
-    });
-    let plan = plans[0]["uuid"].as_str().unwrap();
+    let plan = d.plan_of(audit);
     let moves: Vec<Value> = d
-        .actions(plan)
+        .actions(&plan)
         .into_iter()
         .filter(|a| a["action_type"] == "migrate")
         .collect();

@@ -143,10 +143,7 @@ fn a_pending_plan_waiting_for_a_free_applier_slot_is_cancelled_with_its_actions(
     );
     assert_eq!(status, 201, "{body}");
     let audit = body["uuid"].as_str().unwrap().to_string();
-    let waiting = wait_for(Duration::from_secs(10), || {
-        let p = d.get(&format!("/v1/action_plans?audit_uuid={audit}"))["action_plans"].clone();
-        p.get(0).map(|p| p["uuid"].as_str().unwrap().to_string())
-    });
+    let waiting = d.plan_of(&audit);
     d.start_plan(&waiting);
     assert_eq!(d.plan(&waiting)["state"], "PENDING");
     let (status, body) = d.patch_state(&waiting, "CANCELLED");

@@ -63,24 +63,24 @@ fn openstack() -> Nova {
 
 impl Nova {
     fn call(&self, method: &str, path: &str, mv: &str, body: Option<Value>) -> (u16, Value) {
-        let r = ureq::request(method, &format!("{}{path}", self.url))
-            .set("X-Auth-Token", &self.token)
-            .set("OpenStack-API-Version", &format!("compute {mv}"));
-        let res = match body {
-            Some(b) => r.send_json(b),
-            None => r.call(),
-        };
-        match res {
-            Ok(resp) => (resp.status(), resp.into_json().unwrap_or(Value::Null)),
-            Err(ureq::Error::Status(c, resp)) => (c, resp.into_json().unwrap_or(Value::Null)),
-            Err(e) => panic!("{method} {path}: {e}"),
-        }
+        self.send(&self.url, &format!("compute {mv}"), method, path, body)
     }
 
     fn placement_call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let r = ureq::request(method, &format!("{}{path}", self.placement))
+        self.send(&self.placement, "placement 1.26", method, path, body)
+    }
+
+    fn send(
+        &self,
+        base: &str,
+        version: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let r = ureq::request(method, &format!("{base}{path}"))
             .set("X-Auth-Token", &self.token)
-            .set("OpenStack-API-Version", "placement 1.26");
+            .set("OpenStack-API-Version", version);
         let res = match body {
             Some(b) => r.send_json(b),
             None => r.call(),

@@ -272,14 +272,7 @@ fn strategies_plan_from_a_real_prometheus_and_one_that_is_down_or_frozen_fails_t
 
             let audit = audit_outcome_with(&d, goal, strategy, params.clone());
             assert_eq!(audit["state"], "SUCCEEDED", "{strategy}: {audit}");
-            let plans = d.get(&format!(
-                "/v1/action_plans?audit_uuid={}",
-                audit["uuid"].as_str().unwrap()
-            ));
-            let plan = plans["action_plans"][0]["uuid"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let plan = d.plan_of(audit["uuid"].as_str().unwrap());
             assert_eq!(
                 migrations(&d.actions(&plan)),
                 expected,

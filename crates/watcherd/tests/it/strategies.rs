@@ -449,16 +449,9 @@ fn an_audits_storage_scope_shapes_its_plan_through_the_api() {
         Some(&json!({"audit_type": "ONESHOT", "audit_template_uuid": template["uuid"]})),
     );
     assert_eq!(status, 201, "{audit}");
-    let plans = common::wait_for(std::time::Duration::from_secs(10), || {
-        let p = d.get(&format!(
-            "/v1/action_plans?audit_uuid={}",
-            audit["uuid"].as_str().unwrap()
-        ));
-        (!p["action_plans"].as_array().unwrap().is_empty()).then_some(p)
-    });
-    let plan = plans["action_plans"][0]["uuid"].as_str().unwrap();
+    let plan = d.plan_of(audit["uuid"].as_str().unwrap());
     let moved: Vec<Value> = d
-        .actions(plan)
+        .actions(&plan)
         .iter()
         .map(|a| a["input_parameters"]["resource_name"].clone())
         .collect();
@@ -960,14 +953,7 @@ fn prometheus_metrics_drive_basic_and_a_missing_host_fails_the_audit_by_name() {
     let audit = audit_outcome(&d, "server_consolidation", "basic");
     assert_eq!(audit["state"], "SUCCEEDED", "{audit}");
     assert!(queries.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-    let plans = d.get(&format!(
-        "/v1/action_plans?audit_uuid={}",
-        audit["uuid"].as_str().unwrap()
-    ));
-    let plan = plans["action_plans"][0]["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let plan = d.plan_of(audit["uuid"].as_str().unwrap());
     let disabled: Vec<String> = d
         .actions(&plan)
         .iter()
