@@ -1134,16 +1134,75 @@ impl ActionPlugin for VolumeMigrate {
     fn can_abort(&self) -> bool {
         false
     }
+    /// Upstream's checks (skip a volume that is gone or already where or
+    /// what it should be; fail on an unknown pool or type) and two it
+    /// lacks: an attached volume moves only while its server is ACTIVE or
+    /// PAUSED, and a migrate is refused before Cinder sees it when the
+    /// volume's type is bound to a backend that does not serve the
+    /// destination (Cinder would leave the volume in migration error).
     async fn pre_condition(&self, ctx: &ActionContext) -> Result<(), Precondition> {
+        let fail = |e: CloudError| Precondition::Fail(e.to_string());
         let id = ctx.str("resource_id").unwrap_or_default();
-        match retry_transient(|| ctx.cloud.volume(id)).await {
-            Ok(Some(v)) if Some(v.pool.as_str()) == ctx.str("destination_node") => Err(
-                Precondition::Skip(format!("volume {} is already in {}", v.name, v.pool)),
-            ),
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Precondition::Skip(format!("volume {id} no longer exists"))),
-            Err(e) => Err(Precondition::Fail(e.to_string())),
+        let v = match retry_transient(|| ctx.cloud.volume(id))
+            .await
+            .map_err(fail)?
+        {
+            Some(v) => v,
+            None => return Err(Precondition::Skip(format!("volume {id} no longer exists"))),
+        };
+        let pools = retry_transient(|| ctx.cloud.storage_pools())
+            .await
+            .map_err(fail)?;
+        if ctx.str("migration_type") == Some("retype") {
+            let t = ctx.str("destination_type").unwrap_or_default();
+            if v.volume_type.as_deref() == Some(t) {
+                return Err(Precondition::Skip(format!(
+                    "volume {} is already of type {t}",
+                    v.name
+                )));
+            }
+            if !pools.iter().any(|p| p.volume_types.iter().any(|x| x == t)) {
+                return Err(Precondition::Fail(format!(
+                    "volume type {t} is not served by any pool"
+                )));
+            }
+        } else {
+            let dest = ctx.str("destination_node").unwrap_or_default();
+            if v.pool == dest {
+                return Err(Precondition::Skip(format!(
+                    "volume {} is already in {dest}",
+                    v.name
+                )));
+            }
+            let Some(pool) = pools.iter().find(|p| p.name == dest) else {
+                return Err(Precondition::Fail(format!("pool {dest} does not exist")));
+            };
+            if let Some(t) = &v.volume_type {
+                let bound = pools.iter().any(|p| p.volume_types.contains(t));
+                if bound && !pool.volume_types.contains(t) {
+                    return Err(Precondition::Fail(format!(
+                        "volume {} has type {t}, which {dest} does not serve: Cinder would \
+                         refuse the migration; retype it to a type of that backend instead",
+                        v.name
+                    )));
+                }
+            }
         }
+        if let Some(server) = &v.attached_to {
+            let status = match retry_transient(|| ctx.cloud.instance(server)).await {
+                Ok(Some(i)) => i.status,
+                Ok(None) => "gone".into(),
+                Err(e) => return Err(fail(e)),
+            };
+            if status != "ACTIVE" && status != "PAUSED" {
+                return Err(Precondition::Fail(format!(
+                    "volume {} is attached to server {server}, which is {status}: Nova swaps \
+                     the volume only for an ACTIVE or PAUSED server",
+                    v.name
+                )));
+            }
+        }
+        Ok(())
     }
     async fn execute(
         &self,
@@ -1151,14 +1210,27 @@ impl ActionPlugin for VolumeMigrate {
         cancel: &CancellationToken,
         resume: Option<OperationId>,
     ) -> Outcome {
-        if ctx.str("migration_type") == Some("retype") {
-            return Outcome::Failed("volume retype is not supported by this cloud driver".into());
-        }
         let volume = ctx.str("resource_id").unwrap_or_default().to_string();
-        let pool = ctx.str("destination_node").unwrap_or_default().to_string();
+        let retype = ctx.str("migration_type") == Some("retype");
         let op = match resume {
             Some(op) => op,
+            None if retype => {
+                let new_type = ctx.str("destination_type").unwrap_or_default().to_string();
+                let intent =
+                    json!({"operation": "retype_volume", "volume": volume, "type": new_type});
+                match ctx
+                    .journaled(intent, cancel, || {
+                        ctx.cloud.retype_volume(&volume, &new_type)
+                    })
+                    .await
+                {
+                    Ok(op) => op,
+                    Err(e) => return not_started("volume retype", e),
+                }
+            }
             None => {
+                // `swap` is upstream's older name for moving an attached volume.
+                let pool = ctx.str("destination_node").unwrap_or_default().to_string();
                 let intent = json!({"operation": "migrate_volume", "volume": volume, "pool": pool});
                 match ctx
                     .journaled(intent, cancel, || ctx.cloud.migrate_volume(&volume, &pool))
@@ -1171,6 +1243,7 @@ impl ActionPlugin for VolumeMigrate {
         };
         // Cinder has no abort: on cancel, wait up to the deadline and report.
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut reported = -1.0;
         loop {
             if deadline.is_none() && cancel.is_cancelled() {
                 deadline = Some(tokio::time::Instant::now() + ctx.settings.non_abortable_deadline);
@@ -1185,7 +1258,7 @@ impl ActionPlugin for VolumeMigrate {
                 Ok(OperationState::Failed(m)) => {
                     return Outcome::Failed(format!("volume migration failed: {m}"))
                 }
-                Ok(_) => {}
+                Ok(running) => ctx.report_progress(&running, &mut reported).await,
                 Err(e) => {
                     return Outcome::Failed(format!("lost track of volume migration {op}: {e}"))
                 }

@@ -393,6 +393,9 @@ impl Cloud for RecordingCloud {
     async fn resize(&self, i: &str, f: &str) -> Result<OperationId, CloudError> {
         self.inner.resize(i, f).await
     }
+    async fn retype_volume(&self, v: &str, t: &str) -> Result<OperationId, CloudError> {
+        self.inner.retype_volume(v, t).await
+    }
     async fn migrate_volume(&self, v: &str, p: &str) -> Result<OperationId, CloudError> {
         self.inner.migrate_volume(v, p).await
     }

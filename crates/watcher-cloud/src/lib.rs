@@ -92,6 +92,10 @@ pub struct Instance {
     pub status: String,
     pub project_id: String,
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Booted from a volume: its root disk is in Cinder, so it uses none of
+    /// its host's local disk (its flavor's disk does not count there).
+    #[serde(default)]
+    pub boot_from_volume: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +109,9 @@ pub struct Volume {
     /// The server it is attached to, if any.
     pub attached_to: Option<String>,
     pub project_id: String,
+    /// Its volume type (Cinder's `volume_type`), when it has one.
+    #[serde(default)]
+    pub volume_type: Option<String>,
 }
 
 /// A block-storage pool (Cinder's `host@backend#pool`) and its capacity.
@@ -225,6 +232,9 @@ pub trait Cloud: Send + Sync {
     ) -> Result<OperationId, CloudError>;
     async fn resize(&self, instance: &str, flavor: &str) -> Result<OperationId, CloudError>;
     async fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError>;
+    /// Gives a volume another type; the cloud moves it to a pool of the
+    /// type's backend when its own is not (Cinder's on-demand migration).
+    async fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError>;
     async fn set_compute_service(
         &self,
         host: &str,

@@ -138,6 +138,7 @@ enum Op {
     Cold { server: String, migration: i64 },
     Resize { server: String, migration: i64 },
     Volume { volume: String, pool: String },
+    Retype { volume: String, new_type: String },
 }
 
 impl Op {
@@ -169,6 +170,10 @@ impl Op {
             "volume-migration" => Op::Volume {
                 volume: resource,
                 pool: rest.to_string(),
+            },
+            "volume-retype" => Op::Retype {
+                volume: resource,
+                new_type: rest.to_string(),
             },
             _ => return Err(bad()),
         })
@@ -767,6 +772,23 @@ impl Nova {
         Ok(format!("volume-migration/{volume}/{pool}"))
     }
 
+    /// Cinder's retype with `migration_policy: on-demand`: in place when
+    /// the volume's backend serves the new type, else a migration to one
+    /// that does.
+    pub fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError> {
+        let base = self.cinder()?.to_string();
+        let body = json!({"os-retype": {"new_type": new_type, "migration_policy": "on-demand"}});
+        let resp = self.request(
+            "POST",
+            &base,
+            &format!("/volumes/{volume}/action"),
+            None,
+            Some(&body),
+        )?;
+        Nova::expect(resp, "volume retype", "volume", volume)?;
+        Ok(format!("volume-retype/{volume}/{new_type}"))
+    }
+
     pub fn set_compute_service(
         &self,
         host: &str,
@@ -834,6 +856,12 @@ impl Nova {
                 let v = Nova::expect(resp, "GET volume", "volume", &volume)?;
                 Ok(volume_state(&v["volume"], &pool))
             }
+            Op::Retype { volume, new_type } => {
+                let base = self.cinder()?.to_string();
+                let resp = self.request("GET", &base, &format!("/volumes/{volume}"), None, None)?;
+                let v = Nova::expect(resp, "GET volume", "volume", &volume)?;
+                Ok(retype_state(&v["volume"], &new_type))
+            }
         }
     }
 
@@ -857,6 +885,7 @@ impl Nova {
             Op::Cold { .. } => return Err(CloudError::NotAbortable("a cold migration".into())),
             Op::Resize { .. } => return Err(CloudError::NotAbortable("a resize".into())),
             Op::Volume { .. } => return Err(CloudError::NotAbortable("a volume migration".into())),
+            Op::Retype { .. } => return Err(CloudError::NotAbortable("a volume retype".into())),
         };
         let m = self.migration(&server, "live-migration", migration)?;
         let status = m["status"].as_str().unwrap_or_default().to_string();
@@ -964,6 +993,8 @@ fn instance_from(s: &Value) -> Instance {
                     .collect()
             })
             .unwrap_or_default(),
+        // Nova shows a server booted from a volume with an empty image.
+        boot_from_volume: s["image"] == "",
     }
 }
 
@@ -979,6 +1010,7 @@ fn volume_from(v: &Value) -> Volume {
             .as_str()
             .map(str::to_string),
         project_id: text(&v["os-vol-tenant-attr:tenant_id"]),
+        volume_type: v["volume_type"].as_str().map(str::to_string),
     }
 }
 
@@ -1124,6 +1156,33 @@ fn volume_state(v: &Value, pool: &str) -> OperationState {
     }
 }
 
+/// Where a retype is: done once the volume has the new type and is no
+/// longer retyping (nor migrating for it).
+fn retype_state(v: &Value, new_type: &str) -> OperationState {
+    let status = v["status"].as_str().unwrap_or_default();
+    let migration = v["migration_status"].as_str();
+    let host = v["os-vol-host-attr:host"].as_str().unwrap_or_default();
+    match (status, migration) {
+        (_, Some("error")) | ("error", _) => OperationState::Failed(format!(
+            "Cinder reports the retype to {new_type} failed (the volume is on {host})"
+        )),
+        ("retyping", _) | (_, Some("starting" | "migrating" | "completing")) => {
+            OperationState::Running {
+                progress: 0.0,
+                detail: format!(
+                    "retyping to {new_type} (migration {})",
+                    migration.unwrap_or("none")
+                ),
+            }
+        }
+        _ if v["volume_type"] == new_type => OperationState::Completed,
+        _ => OperationState::Failed(format!(
+            "the retype ended with the volume of type {}, not {new_type}",
+            v["volume_type"].as_str().unwrap_or("none")
+        )),
+    }
+}
+
 /// Before asking Nova: states in which an abort cannot work.
 fn abort_precheck(status: &str, max: Microversion) -> Option<CloudError> {
     match status {
@@ -1260,6 +1319,10 @@ impl Cloud for OpenStackCloud {
     async fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError> {
         let (v, p) = (volume.to_string(), pool.to_string());
         self.call(move |n| n.migrate_volume(&v, &p)).await
+    }
+    async fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError> {
+        let (v, t) = (volume.to_string(), new_type.to_string());
+        self.call(move |n| n.retype_volume(&v, &t)).await
     }
     async fn set_compute_service(
         &self,

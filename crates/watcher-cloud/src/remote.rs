@@ -112,6 +112,7 @@ async fn call(
         ),
         "resize" => answer(c.resize(&s("instance"), &s("flavor")).await),
         "migrate_volume" => answer(c.migrate_volume(&s("volume"), &s("pool")).await),
+        "retype_volume" => answer(c.retype_volume(&s("volume"), &s("type")).await),
         "set_compute_service" => answer(
             c.set_compute_service(
                 &s("host"),
@@ -236,6 +237,10 @@ impl Cloud for RemoteCloud {
     }
     async fn resize(&self, instance: &str, flavor: &str) -> Result<OperationId, CloudError> {
         self.call("resize", json!({"instance": instance, "flavor": flavor}))
+            .await
+    }
+    async fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError> {
+        self.call("retype_volume", json!({"volume": volume, "type": new_type}))
             .await
     }
     async fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError> {

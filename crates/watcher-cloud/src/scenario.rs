@@ -123,6 +123,9 @@ pub struct InstanceSpec {
     /// L3 cache it occupied over the period before (KB); same as now when absent.
     #[serde(default)]
     pub l3_cache_previous_kb: Option<f64>,
+    /// Booted from a volume: no local disk on its host.
+    #[serde(default)]
+    pub boot_from_volume: bool,
 }
 
 fn default_project() -> String {
@@ -169,6 +172,8 @@ pub struct VolumeSpec {
     pub attached_to: Option<String>,
     #[serde(default = "default_project")]
     pub project_id: String,
+    #[serde(default)]
+    pub volume_type: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +268,7 @@ impl Scenario {
                     ram_util: None,
                     l3_cache_kb: None,
                     l3_cache_previous_kb: None,
+                    boot_from_volume: false,
                 });
             }
         }

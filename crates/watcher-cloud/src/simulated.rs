@@ -94,6 +94,9 @@ enum OpKind {
         volume: String,
         source: String,
         dest: String,
+        /// A retype that needs a move: the type the volume gets on arrival.
+        #[serde(default)]
+        new_type: Option<String>,
     },
 }
 
@@ -293,6 +296,7 @@ impl SimulatedCloud {
                         status: "ACTIVE".into(),
                         project_id: i.project_id.clone(),
                         metadata: i.metadata.clone(),
+                        boot_from_volume: i.boot_from_volume,
                     },
                 )
             })
@@ -316,6 +320,7 @@ impl SimulatedCloud {
                         .into(),
                         attached_to: v.attached_to.clone(),
                         project_id: v.project_id.clone(),
+                        volume_type: v.volume_type.clone(),
                     },
                 )
             })
@@ -426,15 +431,20 @@ impl State {
     fn free(&self, host: &str) -> (i64, i64, i64) {
         let h = &self.hosts[host];
         let (mut c, mut r, mut d) = (h.vcpus as i64, h.ram_mb as i64, h.disk_gb as i64);
-        let mut take = |flavor: &str| {
-            if let Some(f) = self.flavors.get(flavor) {
+        // A server booted from a volume uses no local disk.
+        let mut take = |i: &Instance| {
+            if let Some(f) = self.flavors.get(&i.flavor) {
                 c -= f.vcpus as i64;
                 r -= f.ram_mb as i64;
-                d -= f.disk_gb as i64;
+                d -= if i.boot_from_volume {
+                    0
+                } else {
+                    f.disk_gb as i64
+                };
             }
         };
         for i in self.instances.values().filter(|i| i.host == host) {
-            take(&i.flavor);
+            take(i);
         }
         for op in self.ops.values() {
             if !matches!(op.phase, OpPhase::Running | OpPhase::Aborting { .. }) {
@@ -445,8 +455,7 @@ impl State {
                 | OpKind::ColdMigration { instance, dest, .. }
                     if dest == host =>
                 {
-                    let flavor = self.instances[instance].flavor.clone();
-                    take(&flavor);
+                    take(&self.instances[instance]);
                 }
                 _ => {}
             }
@@ -454,19 +463,24 @@ impl State {
         (c, r, d)
     }
 
-    fn fits(&self, host: &str, flavor: &str) -> bool {
-        let Some(f) = self.flavors.get(flavor) else {
+    fn fits(&self, host: &str, instance: &Instance) -> bool {
+        let Some(f) = self.flavors.get(&instance.flavor) else {
             return false;
         };
+        let disk = if instance.boot_from_volume {
+            0
+        } else {
+            f.disk_gb as i64
+        };
         let (c, r, d) = self.free(host);
-        c >= f.vcpus as i64 && r >= f.ram_mb as i64 && d >= f.disk_gb as i64
+        c >= f.vcpus as i64 && r >= f.ram_mb as i64 && d >= disk
     }
 
     fn pick_destination(&self, instance: &Instance) -> Option<String> {
         self.hosts
             .iter()
             .filter(|(name, h)| **name != instance.host && h.enabled && h.powered_on)
-            .filter(|(name, _)| self.fits(name, &instance.flavor))
+            .filter(|(name, _)| self.fits(name, instance))
             .max_by_key(|(name, _)| self.free(name).1)
             .map(|(name, _)| name.clone())
     }
@@ -502,7 +516,7 @@ impl State {
                 if !host.powered_on {
                     return Err(CloudError::Refused(format!("host {d} is powered off")));
                 }
-                if !self.fits(d, &inst.flavor) {
+                if !self.fits(d, &inst) {
                     return Err(CloudError::Refused(format!(
                         "host {d} has not enough capacity for {} ({})",
                         inst.name, inst.flavor
@@ -641,9 +655,20 @@ impl State {
                     i.status = "VERIFY_RESIZE".into();
                 }
             }
-            (OpKind::VolumeMigration { volume, dest, .. }, OpPhase::Completed) => {
+            (
+                OpKind::VolumeMigration {
+                    volume,
+                    dest,
+                    new_type,
+                    ..
+                },
+                OpPhase::Completed,
+            ) => {
                 if let Some(v) = self.volume_mut(volume) {
                     v.pool = dest.clone();
+                    if new_type.is_some() {
+                        v.volume_type = new_type.clone();
+                    }
                     v.status = if v.attached_to.is_some() {
                         "in-use"
                     } else {
@@ -871,14 +896,23 @@ impl Cloud for SimulatedCloud {
                 .get(volume)
                 .ok_or_else(|| not_found("Volume", volume))?
                 .clone();
-            if !st.pools.iter().any(|p| p.name == pool) {
+            let Some(dest) = st.pools.iter().find(|p| p.name == pool) else {
                 return Err(not_found("Pool", pool));
-            }
+            };
             if vol.pool == pool {
                 return Err(CloudError::Refused(format!(
                     "volume {} is already in {pool}",
                     vol.name
                 )));
+            }
+            // As Cinder's scheduler: a type bound to a backend goes nowhere else.
+            if let Some(t) = &vol.volume_type {
+                let bound = st.pools.iter().any(|p| p.volume_types.contains(t));
+                if bound && !dest.volume_types.contains(t) {
+                    return Err(CloudError::Refused(format!(
+                        "No valid backend was found: volume type {t} is not served by {pool}"
+                    )));
+                }
             }
             if let Some(v) = st.volume_mut(volume) {
                 v.status = "migrating".into();
@@ -889,6 +923,68 @@ impl Cloud for SimulatedCloud {
                     volume: vol.uuid,
                     source: vol.pool,
                     dest: pool.to_string(),
+                    new_type: None,
+                },
+                d,
+            ))
+        })
+        .await
+    }
+
+    async fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError> {
+        self.mutate(|st| {
+            let vol = st
+                .volumes
+                .get(volume)
+                .ok_or_else(|| not_found("Volume", volume))?
+                .clone();
+            let serving: Vec<&PoolSpec> = st
+                .pools
+                .iter()
+                .filter(|p| p.volume_types.iter().any(|t| t == new_type))
+                .collect();
+            if serving.is_empty() {
+                return Err(not_found("Volume type", new_type));
+            }
+            if vol.volume_type.as_deref() == Some(new_type) {
+                return Err(CloudError::Refused(format!(
+                    "volume {} is already of type {new_type}",
+                    vol.name
+                )));
+            }
+            // In place when its pool serves the type; else to the serving
+            // pool with the most room (on-demand migration).
+            let dest = match serving.iter().find(|p| p.name == vol.pool) {
+                Some(p) => p.name.clone(),
+                None => {
+                    let used = |pool: &str| -> u64 {
+                        st.volumes
+                            .values()
+                            .filter(|v| v.pool == pool)
+                            .map(|v| v.size_gb)
+                            .sum()
+                    };
+                    serving
+                        .iter()
+                        .max_by_key(|p| p.total_capacity_gb.saturating_sub(used(&p.name)))
+                        .map(|p| p.name.clone())
+                        .expect("a serving pool")
+                }
+            };
+            let d = if dest == vol.pool {
+                Duration::ZERO
+            } else {
+                secs(st.timing.volume_migration_secs)
+            };
+            if let Some(v) = st.volume_mut(volume) {
+                v.status = "retyping".into();
+            }
+            Ok(st.start_op(
+                OpKind::VolumeMigration {
+                    volume: vol.uuid,
+                    source: vol.pool,
+                    dest,
+                    new_type: Some(new_type.to_string()),
                 },
                 d,
             ))

@@ -8,7 +8,7 @@
 use super::model::ClusterModel;
 use super::strategies::{migrate_action, Proposed, StrategyError};
 use std::collections::HashMap;
-use watcher_cloud::{ComputeNode, Instance};
+use watcher_cloud::{ComputeNode, Flavor, Instance};
 
 /// Allocated resources: vCPUs, MB of RAM, GB of disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,10 +24,25 @@ impl Alloc {
         self.ram_mb += o.ram_mb;
         self.disk_gb += o.disk_gb;
     }
-    fn sub(&mut self, o: Alloc) {
+    pub(crate) fn sub(&mut self, o: Alloc) {
         self.vcpus -= o.vcpus;
         self.ram_mb -= o.ram_mb;
         self.disk_gb -= o.disk_gb;
+    }
+}
+
+/// What an instance of flavor `f` takes of its host. A server booted from a
+/// volume keeps its root disk in Cinder: none of its host's local disk (as
+/// upstream's model counts it).
+pub fn demand_of(inst: &Instance, f: &Flavor) -> Alloc {
+    Alloc {
+        vcpus: f.vcpus as i64,
+        ram_mb: f.ram_mb as i64,
+        disk_gb: if inst.boot_from_volume {
+            0
+        } else {
+            f.disk_gb as i64
+        },
     }
 }
 
@@ -90,11 +105,7 @@ impl<'m> Placement<'m> {
                     inst.name, inst.flavor
                 ))
             })?;
-            let d = Alloc {
-                vcpus: f.vcpus as i64,
-                ram_mb: f.ram_mb as i64,
-                disk_gb: f.disk_gb as i64,
-            };
+            let d = demand_of(inst, f);
             used[n].add(d);
             on_node[n].push(i);
             host.push(n);
@@ -219,7 +230,7 @@ pub fn migration_type(inst: &Instance) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watcher_cloud::{Flavor, Inventory};
+    use watcher_cloud::Inventory;
 
     fn host(name: &str, vcpus: Inventory) -> ComputeNode {
         ComputeNode {
@@ -257,6 +268,7 @@ mod tests {
                 status: "ACTIVE".into(),
                 project_id: "p".into(),
                 metadata: Default::default(),
+                boot_from_volume: false,
             }],
             flavors: [(
                 "big".to_string(),
@@ -277,5 +289,40 @@ mod tests {
         let m = model(inventory(8, 4, 2.0));
         assert!(Placement::new(&m).unwrap().fits(0, 1));
         assert_eq!(Placement::new(&m).unwrap().capacity(1).vcpus, 8);
+    }
+
+    #[test]
+    fn a_server_booted_from_a_volume_takes_no_local_disk() {
+        let mut b = host("b", Inventory::whole(16));
+        b.disk_gb = Inventory::whole(5);
+        let instance = |name: &str, boot_from_volume| Instance {
+            uuid: name.into(),
+            name: name.into(),
+            host: "a".into(),
+            flavor: "m1".into(),
+            status: "ACTIVE".into(),
+            project_id: "p".into(),
+            metadata: Default::default(),
+            boot_from_volume,
+        };
+        let m = ClusterModel {
+            nodes: vec![host("a", Inventory::whole(16)), b],
+            instances: vec![instance("local", false), instance("bfv", true)],
+            flavors: [(
+                "m1".to_string(),
+                Flavor {
+                    name: "m1".into(),
+                    vcpus: 1,
+                    ram_mb: 512,
+                    disk_gb: 20,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let p = Placement::new(&m).unwrap();
+        assert!(!p.fits(0, 1), "20 GB of local disk on a host with 5");
+        assert!(p.fits(1, 1), "its disk is a volume");
+        assert_eq!(p.used(0).disk_gb, 20);
     }
 }

@@ -354,6 +354,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            boot_from_volume: false,
         }
     }
 

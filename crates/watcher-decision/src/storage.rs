@@ -1,9 +1,43 @@
 //! Block-storage strategies: `storage_capacity_balance` (workload_balancing).
 
 use super::model::ClusterModel;
-use super::strategies::{proposed, Solution, StrategyError};
+use super::strategies::{proposed, Proposed, Solution, StrategyError};
 use serde_json::{json, Value};
-use watcher_cloud::StoragePool;
+use watcher_cloud::{StoragePool, Volume};
+
+/// The action that moves `v` from `src` to `dest`: a migrate when the
+/// volume's type does not pin it to its backend (no type, or a type no
+/// backend claims, such as `__DEFAULT__`) or when `dest` serves the type;
+/// else a retype to the first type `dest`'s backend serves, which Cinder
+/// carries out by migrating it there. None when `dest` serves no type a
+/// pinned volume could take. (Upstream compares the types' other extra
+/// specs too; the model does not read them, so the first one is taken.)
+pub fn volume_move(v: &Volume, src: &StoragePool, dest: &StoragePool) -> Option<Proposed> {
+    let pinned = v
+        .volume_type
+        .as_ref()
+        .filter(|t| src.volume_types.contains(t) && !dest.volume_types.contains(t));
+    Some(match pinned {
+        None => migrate_volume(v, &dest.name),
+        Some(_) => retype_volume(v, dest.volume_types.first()?),
+    })
+}
+
+pub fn migrate_volume(v: &Volume, pool: &str) -> Proposed {
+    proposed(
+        "volume_migrate",
+        json!({"migration_type": "migrate", "resource_id": v.uuid, "resource_name": v.name,
+               "destination_node": pool}),
+    )
+}
+
+pub fn retype_volume(v: &Volume, new_type: &str) -> Proposed {
+    proposed(
+        "volume_migrate",
+        json!({"migration_type": "retype", "resource_id": v.uuid, "resource_name": v.name,
+               "destination_type": new_type}),
+    )
+}
 
 /// Upstream's `storage_capacity_balance` parameters.
 pub fn storage_capacity_balance_spec() -> Value {
@@ -44,8 +78,9 @@ impl PoolRoom {
 /// used gives up available (detached) volumes, smallest first, to the pools
 /// under it with the most free space, until it is under the threshold. A
 /// destination takes a volume only if it stays under the threshold itself.
-/// Attached volumes are not moved (as upstream); neither are retypes
-/// planned (this driver cannot retype).
+/// Attached volumes are not moved (as upstream). A volume whose type pins
+/// it to its backend is retyped to a type of the destination's backend
+/// ([`volume_move`]).
 pub fn storage_capacity_balance(
     params: &Value,
     model: &ClusterModel,
@@ -85,22 +120,20 @@ pub fn storage_capacity_balance(
                 break;
             }
             let size = v.size_gb as f64;
-            // The destination with the largest share of free space.
+            // The destination with the largest share of free space that
+            // can take the volume (by migrate, or by retype to its type).
             let dest = (0..pools.len())
                 .filter(|&d| d != src && !over.contains(&d) && pools[d].takes(size, threshold))
-                .max_by(|&a, &b| {
+                .filter_map(|d| Some((d, volume_move(v, &pools[src].pool, &pools[d].pool)?)))
+                .max_by(|(a, _), (b, _)| {
                     let free =
                         |i: usize| pools[i].pool.free_capacity_gb / pools[i].pool.total_capacity_gb;
-                    free(a).total_cmp(&free(b)).then(b.cmp(&a))
+                    free(*a).total_cmp(&free(*b)).then(b.cmp(a))
                 });
-            if let Some(d) = dest {
+            if let Some((d, action)) = dest {
                 pools[d].add(size);
                 pools[src].remove(size);
-                actions.push(proposed(
-                    "volume_migrate",
-                    json!({"migration_type": "migrate", "resource_id": v.uuid, "resource_name": v.name,
-                           "destination_node": pools[d].pool.name}),
-                ));
+                actions.push(action);
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
+use super::placement::{demand_of, Alloc};
 use super::planner::PlannerKind;
 use super::{balancing, consolidation, energy, noisy_neighbor, storage, thermal, zone_migration};
 use serde_json::{json, Map, Value};
@@ -883,29 +884,22 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
             Some(_) => {}
         }
     }
-    // Free capacity (vcpus, ram, disk) per available host, updated as instances are placed.
-    let mut free: std::collections::BTreeMap<String, (i64, i64, i64)> = nodes
+    // Free capacity per available host, updated as instances are placed.
+    let mut free: std::collections::BTreeMap<String, Alloc> = nodes
         .iter()
         .filter(|n| n.name != maint && n.available())
         .map(|n| {
-            (
-                n.name.clone(),
-                (
-                    n.vcpus.capacity() as i64,
-                    n.ram_mb.capacity() as i64,
-                    n.disk_gb.capacity() as i64,
-                ),
-            )
+            let capacity = Alloc {
+                vcpus: n.vcpus.capacity() as i64,
+                ram_mb: n.ram_mb.capacity() as i64,
+                disk_gb: n.disk_gb.capacity() as i64,
+            };
+            (n.name.clone(), capacity)
         })
         .collect();
-    let take = |c: &mut (i64, i64, i64), f: &watcher_cloud::Flavor| {
-        c.0 -= f.vcpus as i64;
-        c.1 -= f.ram_mb as i64;
-        c.2 -= f.disk_gb as i64;
-    };
     for i in instances {
         if let (Some(f), Some(c)) = (flavors.get(&i.flavor), free.get_mut(&i.host)) {
-            take(c, f);
+            c.sub(demand_of(i, f));
         }
     }
     let mut out = vec![];
@@ -938,8 +932,9 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
                 i.name, i.flavor
             ))
         })?;
-        let fits = |c: &(i64, i64, i64)| {
-            c.0 >= f.vcpus as i64 && c.1 >= f.ram_mb as i64 && c.2 >= f.disk_gb as i64
+        let need = demand_of(i, f);
+        let fits = |c: &Alloc| {
+            c.vcpus >= need.vcpus && c.ram_mb >= need.ram_mb && c.disk_gb >= need.disk_gb
         };
         let dest = backup
             .clone()
@@ -947,7 +942,7 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
             .or_else(|| {
                 free.iter()
                     .filter(|(_, c)| fits(c))
-                    .max_by_key(|(_, c)| c.1)
+                    .max_by_key(|(_, c)| c.ram_mb)
                     .map(|(n, _)| n.clone())
             })
             .ok_or_else(|| {
@@ -956,7 +951,9 @@ fn host_maintenance(params: &Value, model: &ClusterModel) -> Result<Vec<Proposed
                     i.name, i.flavor
                 ))
             })?;
-        take(free.get_mut(&dest).expect("destination is a known host"), f);
+        free.get_mut(&dest)
+            .expect("destination is a known host")
+            .sub(need);
         let mut action = migrate_action(i, migration_type, &maint, &dest);
         if let (Some(f), "live") = (params.get("force_complete_above"), migration_type) {
             action.input_parameters["force_complete_above"] = f.clone();

@@ -4,6 +4,7 @@
 
 use super::model::ClusterModel;
 use super::placement::{migration_type, Placement};
+use super::storage;
 use super::strategies::{proposed, EfficacyIndicator, Solution, StrategyError};
 use crate::strategies::Proposed;
 use serde_json::{json, Value};
@@ -103,7 +104,14 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
         ..Counts::default()
     };
     let mut actions = vec![];
-    plan_volumes(volumes, &targets, &mut budget, &mut counts, &mut actions);
+    plan_volumes(
+        model,
+        volumes,
+        &targets,
+        &mut budget,
+        &mut counts,
+        &mut actions,
+    );
     plan_instances(
         model,
         instances,
@@ -120,7 +128,27 @@ pub fn zone_migration(params: &Value, model: &ClusterModel) -> Result<Solution, 
 /// is optional: without one Nova's scheduler chooses).
 struct Targets {
     nodes: Vec<(String, Option<String>)>,
-    pools: Vec<(String, String)>,
+    pools: Vec<PoolTarget>,
+}
+
+/// One `storage_pools` entry, as upstream: the volumes of `src` (of type
+/// `src_type` when given) go to `dst_pool` or are retyped to `dst_type`.
+struct PoolTarget {
+    src: String,
+    src_type: Option<String>,
+    dst_pool: Option<String>,
+    dst_type: Option<String>,
+}
+
+impl Targets {
+    /// Upstream's choice for a volume: the entry for its pool and type,
+    /// else the entry for its pool without a type.
+    fn pool_target(&self, v: &Volume) -> Option<&PoolTarget> {
+        let of_pool = || self.pools.iter().filter(|t| t.src == v.pool);
+        of_pool()
+            .find(|t| t.src_type.is_some() && t.src_type == v.volume_type)
+            .or_else(|| of_pool().find(|t| t.src_type.is_none()))
+    }
 }
 
 impl Targets {
@@ -138,23 +166,27 @@ impl Targets {
                 )
             })
             .collect();
-        let mut pools: Vec<(String, String)> = vec![];
+        let mut pools: Vec<PoolTarget> = vec![];
         for p in params
             .get("storage_pools")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let src = p["src_pool"].as_str().unwrap_or_default().to_string();
-            if p.get("dst_type").is_some() || p.get("src_type").is_some() {
+            let text = |k: &str| p[k].as_str().map(str::to_string);
+            let src = text("src_pool").unwrap_or_default();
+            let (dst_pool, dst_type) = (text("dst_pool"), text("dst_type"));
+            if dst_pool.is_some() == dst_type.is_some() {
                 return Err(invalid(format!(
-                    "storage_pools: volume types (src_type, dst_type) for {src} are not supported: this cloud driver cannot retype volumes"
+                    "storage_pools: {src} needs a dst_pool (to migrate) or a dst_type (to retype), not both"
                 )));
             }
-            let dst = p["dst_pool"]
-                .as_str()
-                .ok_or_else(|| invalid(format!("storage_pools: {src} needs a dst_pool")))?;
-            pools.push((src, dst.to_string()));
+            pools.push(PoolTarget {
+                src,
+                src_type: text("src_type"),
+                dst_pool,
+                dst_type,
+            });
         }
         if nodes.is_empty() && pools.is_empty() {
             return Err(invalid(
@@ -170,10 +202,21 @@ impl Targets {
                 }
             }
         }
-        for (src, dst) in &pools {
-            for name in [src, dst] {
+        for t in &pools {
+            for name in std::iter::once(&t.src).chain(&t.dst_pool) {
                 if !model.pools.iter().any(|p| &p.name == name) {
                     return Err(invalid(format!("storage pool {name} does not exist")));
+                }
+            }
+            if let Some(dst_type) = &t.dst_type {
+                if !model
+                    .pools
+                    .iter()
+                    .any(|p| p.volume_types.contains(dst_type))
+                {
+                    return Err(invalid(format!(
+                        "storage_pools: no pool serves volume type {dst_type}"
+                    )));
                 }
             }
         }
@@ -212,11 +255,10 @@ impl Priority {
 
     /// The volumes on the pools to empty, in priority order.
     fn volumes<'m>(&self, model: &'m ClusterModel, targets: &Targets) -> Vec<&'m Volume> {
-        let pools = &targets.pools;
         let mut volumes: Vec<&Volume> = model
             .volumes
             .iter()
-            .filter(|v| pools.iter().any(|(s, _)| *s == v.pool))
+            .filter(|v| targets.pool_target(v).is_some())
             .filter(|v| v.status == "available" || v.status == "in-use")
             .collect();
         volumes.sort_by_key(|v| {
@@ -277,30 +319,41 @@ struct Counts {
 }
 
 /// A migration per volume, as the pools' budgets allow.
+/// Upstream's rule: a retype when the entry names a type the volume does
+/// not have, else a migrate to the entry's pool (a volume that already
+/// has the type and has no pool to go to stays). A migrate that the
+/// volume's type forbids becomes a retype to the destination's type
+/// ([`storage::volume_move`]).
 fn plan_volumes(
+    model: &ClusterModel,
     volumes: Vec<&Volume>,
     targets: &Targets,
     budget: &mut Budget,
     counts: &mut Counts,
     actions: &mut Vec<Proposed>,
 ) {
-    let pools = &targets.pools;
+    let pool = |name: &str| model.pools.iter().find(|p| p.name == name);
     for v in volumes {
         if !budget.allows(&v.pool, budget.per_pool) {
             continue;
         }
-        let dst = &pools
-            .iter()
-            .find(|(s, _)| *s == v.pool)
-            .expect("a target pool")
-            .1;
+        let t = targets
+            .pool_target(v)
+            .expect("volumes come from the targets");
+        let action = match (&t.dst_type, &t.dst_pool) {
+            (Some(dst_type), _) if v.volume_type.as_ref() != Some(dst_type) => {
+                Some(storage::retype_volume(v, dst_type))
+            }
+            (_, Some(dst)) => match (pool(&v.pool), pool(dst)) {
+                (Some(src), Some(dest)) => storage::volume_move(v, src, dest),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(action) = action else { continue };
         budget.spend(&v.pool);
         counts.planned_volumes += 1;
-        actions.push(proposed(
-            "volume_migrate",
-            json!({"migration_type": "migrate", "resource_id": v.uuid, "resource_name": v.name,
-                   "destination_node": dst}),
-        ));
+        actions.push(action);
     }
 }
 

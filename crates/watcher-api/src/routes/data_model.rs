@@ -77,7 +77,9 @@ pub async fn data_model(
             e.insert("server_name".into(), json!(i.name));
             e.insert("server_vcpus".into(), json!(f.map(|f| f.vcpus)));
             e.insert("server_memory".into(), json!(f.map(|f| f.ram_mb)));
-            e.insert("server_disk".into(), json!(f.map(|f| f.disk_gb)));
+            // Local disk, as upstream: none for a server booted from a volume.
+            let disk = f.map(|f| if i.boot_from_volume { 0 } else { f.disk_gb });
+            e.insert("server_disk".into(), json!(disk));
             e.insert("server_state".into(), json!(i.status.to_lowercase()));
             e.insert("server_flavor".into(), json!(i.flavor));
             e.insert("server_project_id".into(), json!(i.project_id));

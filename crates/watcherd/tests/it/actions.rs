@@ -83,6 +83,74 @@ fn a_volume_migration_still_running_at_the_deadline_fails_the_cancelled_plan() {
 }
 
 #[test]
+fn a_retype_moves_a_pinned_volume_and_a_migrate_its_type_forbids_fails_before_cinder() {
+    let dir = temp_dir("volume-retype");
+    let golden = workspace_root().join("scenarios/golden/storage.toml");
+    let d = Daemon::start_in(&dir, "", Some(&golden));
+    // w1 is of type "slow", which only stor-2's backend serves.
+    const W1: &str = "00000000-0000-4000-9000-000000000021";
+    let plan = d.actuator(json!([
+        {"action_type": "volume_migrate", "input_parameters": {
+            "resource_id": W1, "migration_type": "migrate", "destination_node": "stor-1@lvm#fast"}},
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "FAILED"
+    );
+    let a = &d.actions(&plan)[0];
+    let message = a["status_message"].as_str().unwrap();
+    assert!(
+        message.contains("type slow") && message.contains("retype it"),
+        "{a}"
+    );
+    // Retyped to "cold": the simulated Cinder moves it to stor-3, the
+    // only pool serving that type.
+    let plan = d.actuator(json!([
+        {"action_type": "volume_migrate", "input_parameters": {
+            "resource_id": W1, "resource_name": "w1", "migration_type": "retype", "destination_type": "cold"}},
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    // The same retype again: already of that type, skipped.
+    let plan = d.actuator(json!([
+        {"action_type": "volume_migrate", "input_parameters": {
+            "resource_id": W1, "migration_type": "retype", "destination_type": "cold"}},
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    let a = &d.actions(&plan)[0];
+    assert_eq!(a["state"], "SKIPPED", "{a}");
+    assert!(
+        a["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("already of type cold"),
+        "{a}"
+    );
+    // A type no pool serves fails, naming it.
+    let plan = d.actuator(json!([
+        {"action_type": "volume_migrate", "input_parameters": {
+            "resource_id": W1, "migration_type": "retype", "destination_type": "gold"}},
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "FAILED"
+    );
+    assert!(d.actions(&plan)[0]["status_message"]
+        .as_str()
+        .unwrap()
+        .contains("gold is not served"));
+}
+
+#[test]
 fn service_state_changes_apply_and_are_skipped_when_already_done() {
     let d = Daemon::start("service-state");
     let plan = d.actuator(json!([

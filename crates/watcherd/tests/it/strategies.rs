@@ -469,6 +469,71 @@ fn an_audits_storage_scope_shapes_its_plan_through_the_api() {
     );
 }
 
+/// (migration_type, volume, destination pool or type) of each volume_migrate.
+fn volume_steps(s: &Solution) -> Vec<(String, String, String)> {
+    s.actions
+        .iter()
+        .filter(|a| a.action_type == "volume_migrate")
+        .map(|a| {
+            let p = &a.input_parameters;
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            let to = if text("migration_type") == "retype" {
+                text("destination_type")
+            } else {
+                text("destination_node")
+            };
+            (text("migration_type"), text("resource_name"), to)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_volume_whose_type_pins_its_backend_is_retyped_not_migrated() {
+    let scenario = Scenario::load(&golden("storage")).unwrap();
+    let mut model = model_of(&scenario).await;
+    // v1..v4 of type "fast", which only stor-1's backend serves.
+    for v in model
+        .volumes
+        .iter_mut()
+        .filter(|v| v.pool == "stor-1@lvm#fast")
+    {
+        v.volume_type = Some("fast".into());
+    }
+    let s = run(&scenario, &model, "storage_capacity_balance", json!({}));
+    let step = |kind: &str, n: &str, to: &str| (kind.to_string(), n.to_string(), to.to_string());
+    assert_eq!(
+        volume_steps(&s),
+        [step("retype", "v4", "slow"), step("retype", "v2", "slow")]
+    );
+    // A type no backend claims (Cinder's __DEFAULT__) migrates as before.
+    for v in model.volumes.iter_mut() {
+        if v.volume_type.as_deref() == Some("fast") {
+            v.volume_type = Some("__DEFAULT__".into());
+        }
+    }
+    let s = run(&scenario, &model, "storage_capacity_balance", json!({}));
+    assert_eq!(
+        volume_steps(&s)[0],
+        step("migrate", "v4", "stor-2@lvm#slow")
+    );
+
+    // zone_migration: an entry with dst_type retypes the volumes of its
+    // src_type; one with dst_pool migrates the others, retyping a pinned
+    // one to the destination's type.
+    let model = model_of(&scenario).await;
+    let params = json!({"storage_pools": [
+        {"src_pool": "stor-2@lvm#slow", "src_type": "slow", "dst_type": "cold"},
+        {"src_pool": "stor-1@lvm#fast", "dst_pool": "stor-3@lvm#cold"}],
+        "parallel_per_pool": 10, "parallel_total": 10});
+    let s = run(&scenario, &model, "zone_migration", params);
+    let steps = volume_steps(&s);
+    assert!(steps.contains(&step("retype", "w1", "cold")), "{steps:?}");
+    assert!(
+        steps.contains(&step("migrate", "v4", "stor-3@lvm#cold")),
+        "{steps:?}"
+    );
+}
+
 #[tokio::test]
 async fn zone_migration_plans_a_bounded_batch_in_priority_order() {
     let scenario = Scenario::load(&golden("storage")).unwrap();
@@ -526,7 +591,11 @@ async fn zone_migration_plans_a_bounded_batch_in_priority_order() {
     for (params, expected) in [
         (
             json!({"storage_pools": [{"src_pool": "stor-1@lvm#fast", "dst_type": "gold"}]}),
-            "cannot retype",
+            "no pool serves volume type gold",
+        ),
+        (
+            json!({"storage_pools": [{"src_pool": "stor-1@lvm#fast"}]}),
+            "needs a dst_pool (to migrate) or a dst_type (to retype)",
         ),
         (
             json!({"storage_pools": [{"src_pool": "nope", "dst_pool": "stor-2@lvm#slow"}]}),
