@@ -10,6 +10,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("WATCHER_TEST_POSTGRES", "test_postgres"),
     ("WATCHER_TEST_STUNNEL", "test_stunnel"),
     ("WATCHER_TEST_PROMETHEUS", "test_prometheus"),
+    ("WATCHER_TEST_CINDER", "test_cinder"),
 ];
 
 fn main() {

@@ -21,6 +21,8 @@ const IMAGE: &str = "c0ffee00-0000-4000-8000-000000000001";
 struct Nova {
     url: String,
     placement: String,
+    /// Cinder's endpoint, when the catalogue has one.
+    volume: Option<String>,
     token: String,
 }
 
@@ -37,7 +39,7 @@ fn openstack() -> Nova {
         .expect("keystone login");
     let token = r.header("X-Subject-Token").unwrap().to_string();
     let catalog: Value = r.into_json().unwrap();
-    let endpoint = |kind: &str| {
+    let find = |kind: &str| {
         catalog["token"]["catalog"]
             .as_array()
             .unwrap()
@@ -50,13 +52,14 @@ fn openstack() -> Nova {
                     .find(|e| e["interface"] == "public")
             })
             .and_then(|e| e["url"].as_str())
-            .unwrap_or_else(|| panic!("no {kind} endpoint in the catalog"))
-            .trim_end_matches('/')
-            .to_string()
+            .map(|u| u.trim_end_matches('/').to_string())
     };
+    let endpoint =
+        |kind: &str| find(kind).unwrap_or_else(|| panic!("no {kind} endpoint in the catalog"));
     Nova {
         url: endpoint("compute"),
         placement: endpoint("placement"),
+        volume: find("block-storage").or_else(|| find("volumev3")),
         token,
     }
 }
@@ -90,6 +93,109 @@ impl Nova {
             Err(ureq::Error::Status(c, resp)) => (c, resp.into_json().unwrap_or(Value::Null)),
             Err(e) => panic!("{method} {path}: {e}"),
         }
+    }
+
+    fn cinder_call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let base = self
+            .volume
+            .as_deref()
+            .expect("Cinder in the catalogue (WITH_CINDER=1)");
+        self.send(base, "volume 3.60", method, path, body)
+    }
+
+    fn volume(&self, id: &str) -> Value {
+        let (status, v) = self.cinder_call("GET", &format!("/volumes/{id}"), None);
+        assert_eq!(status, 200, "{v}");
+        v["volume"].clone()
+    }
+
+    /// Creates a volume (of `volume_type`, or from the image when
+    /// `bootable`) and waits until it is available.
+    fn create_volume(&self, name: &str, size: u64, volume_type: &str, bootable: bool) -> String {
+        let mut body = json!({"volume": {"name": name, "size": size, "volume_type": volume_type}});
+        if bootable {
+            body["volume"]["imageRef"] = json!(IMAGE);
+        }
+        let (status, v) = self.cinder_call("POST", "/volumes", Some(body));
+        assert_eq!(status, 202, "{v}");
+        let id = v["volume"]["id"].as_str().unwrap().to_string();
+        wait_for(Duration::from_secs(60), || {
+            let v = self.volume(&id);
+            assert_ne!(v["status"], "error", "{v}");
+            (v["status"] == "available").then_some(())
+        });
+        id
+    }
+
+    /// A pool's used share, once Cinder's stats (refreshed every 10 s) say
+    /// `used_gb` is used.
+    fn wait_pool_used(&self, pool: &str, used_gb: f64) {
+        wait_for(Duration::from_secs(60), || {
+            let (_, pools) =
+                self.cinder_call("GET", "/scheduler-stats/get_pools?detail=true", None);
+            let p = pools["pools"]
+                .as_array()?
+                .iter()
+                .find(|p| p["name"] == pool)?
+                .clone();
+            let caps = &p["capabilities"];
+            let used = caps["total_capacity_gb"].as_f64()? - caps["free_capacity_gb"].as_f64()?;
+            ((used - used_gb).abs() < 0.5).then_some(())
+        });
+    }
+
+    /// Boots a server from a new bootable volume on `host`.
+    fn boot_from_volume(&self, name: &str, host: &str) -> String {
+        let volume = self.create_volume(&format!("{name}-root"), 1, "__DEFAULT__", true);
+        let (status, body) = self.call(
+            "POST",
+            "/servers",
+            "2.74",
+            Some(json!({"server": {"name": name, "flavorRef": "1", "networks": "none", "host": host,
+                "block_device_mapping_v2": [{"boot_index": 0, "uuid": volume, "source_type": "volume",
+                    "destination_type": "volume", "delete_on_termination": true}]}})),
+        );
+        assert_eq!(status, 202, "{body}");
+        let id = body["server"]["id"].as_str().unwrap().to_string();
+        wait_for(Duration::from_secs(60), || {
+            let s = self.server(&id);
+            assert_ne!(s["status"], "ERROR", "{s}");
+            (s["status"] == "ACTIVE").then_some(())
+        });
+        id
+    }
+
+    /// No test volume left (after [`Nova::reset`] removed the servers).
+    fn reset_volumes(&self) {
+        if self.volume.is_none() {
+            return;
+        }
+        let (_, list) = self.cinder_call("GET", "/volumes/detail?all_tenants=1", None);
+        let ours: Vec<String> = list["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["name"].as_str().unwrap_or("").starts_with("wtest-"))
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect();
+        for id in &ours {
+            // A volume still migrating cannot be deleted yet.
+            wait_for(Duration::from_secs(60), || {
+                let v = self.volume(id);
+                let busy = ["migrating", "starting"]
+                    .contains(&v["migration_status"].as_str().unwrap_or(""))
+                    || ["retyping", "attaching", "detaching", "deleting"]
+                        .contains(&v["status"].as_str().unwrap_or(""));
+                (!busy).then_some(())
+            });
+            self.cinder_call("POST", &format!("/volumes/{id}/action"), Some(json!({"os-reset_status": {"status": "available", "attach_status": "detached", "migration_status": null}})));
+            self.cinder_call("DELETE", &format!("/volumes/{id}"), None);
+        }
+        wait_for(Duration::from_secs(60), || {
+            ours.iter()
+                .all(|id| self.cinder_call("GET", &format!("/volumes/{id}"), None).0 == 404)
+                .then_some(())
+        });
     }
 
     /// The resource provider of a compute host and its inventories (with
@@ -632,4 +738,208 @@ fn placement_inventories_and_novas_service_state_shape_the_model_and_the_plans()
         restore(restricted);
     }
     nova.reset();
+}
+
+#[cfg_attr(
+    not(test_cinder),
+    ignore = "needs an OpenStack with Cinder: WITH_CINDER=1 for ../shared/openstack and WATCHER_TEST_CINDER=1 (.ci/run does)"
+)]
+#[test]
+fn storage_capacity_balance_retypes_pinned_volumes_on_cinder_and_a_cancel_waits_for_cinder() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    nova.reset_volumes();
+    // Three volumes of type fake1 (pinned to backend fake1): pool1 at 90 %.
+    let volumes: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| nova.create_volume(&format!("wtest-fill-{n}"), 30, "fake1", false))
+        .collect();
+    nova.wait_pool_used("cinder@fake1#pool1", 90.0);
+    nova.wait_pool_used("cinder@fake2#pool2", 0.0);
+    let d = start("os-cinder", "limits.per_type.volume_migrate = 1");
+
+    // The model has the pools with their zone and types, the volumes with theirs.
+    let plan = d.recommend(
+        "workload_balancing",
+        "storage_capacity_balance",
+        json!({"volume_threshold": 80}),
+    );
+    let actions = d.actions(&plan);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let p = &actions[0]["input_parameters"];
+    assert_eq!(
+        (p["migration_type"].as_str(), p["destination_type"].as_str()),
+        (Some("retype"), Some("fake2")),
+        "{p}"
+    );
+    let moved = p["resource_id"].as_str().unwrap().to_string();
+    assert!(volumes.contains(&moved));
+
+    d.start_plan(&plan);
+    let done = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(done["state"], "SUCCEEDED", "{done} {:?}", d.actions(&plan));
+    // Cinder agrees: the volume is of type fake2, on pool2, its migration a success.
+    let v = nova.volume(&moved);
+    assert_eq!(
+        (
+            v["volume_type"].as_str(),
+            v["os-vol-host-attr:host"].as_str(),
+            v["status"].as_str()
+        ),
+        (Some("fake2"), Some("cinder@fake2#pool2"), Some("available")),
+        "{v}"
+    );
+    nova.wait_pool_used("cinder@fake1#pool1", 60.0);
+    // Under the threshold now: nothing more to do.
+    let again = d.recommend(
+        "workload_balancing",
+        "storage_capacity_balance",
+        json!({"volume_threshold": 80}),
+    );
+    assert!(d.actions(&again).is_empty());
+
+    // A migrate that the type forbids fails before Cinder sees it: the
+    // volume stays available, with no migration error.
+    let stay = volumes.iter().find(|v| **v != moved).unwrap();
+    let plan = d.actuator(json!([{"action_type": "volume_migrate", "input_parameters": {
+        "resource_id": stay, "migration_type": "migrate", "destination_node": "cinder@fake2#pool2"}}]));
+    d.start_plan(&plan);
+    assert_eq!(
+        wait_plan(&d, &plan, &["SUCCEEDED", "FAILED"])["state"],
+        "FAILED"
+    );
+    assert!(d.actions(&plan)[0]["status_message"]
+        .as_str()
+        .unwrap()
+        .contains("retype it"));
+    let v = nova.volume(stay);
+    assert_eq!(
+        (v["status"].as_str(), v["migration_status"].as_str()),
+        (Some("available"), None),
+        "{v}"
+    );
+
+    // Cancelled during a retype: Cinder cannot abort, so the action waits
+    // and ends SUCCEEDED saying so; the plan is CANCELLED and the action
+    // after it never starts.
+    let last = volumes.iter().find(|v| **v != moved && *v != stay).unwrap();
+    let plan = d.actuator(json!([
+        {"action_type": "volume_migrate", "input_parameters": {"resource_id": stay, "migration_type": "retype", "destination_type": "fake2"}},
+        {"action_type": "volume_migrate", "input_parameters": {"resource_id": last, "migration_type": "retype", "destination_type": "fake2"}}
+    ]));
+    d.start_plan(&plan);
+    // One volume action at a time (this daemon's limit): cancel while the
+    // first one Cinder runs is migrating.
+    let (first, second) = wait_for(Duration::from_secs(30), || {
+        let migrating = |v: &String| nova.volume(v)["migration_status"] == "migrating";
+        match (migrating(stay), migrating(last)) {
+            (true, _) => Some((stay, last)),
+            (_, true) => Some((last, stay)),
+            _ => None,
+        }
+    });
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    let p = wait_plan(&d, &plan, &["CANCELLED", "FAILED", "SUCCEEDED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    let states = d.actions(&plan);
+    let of = |id: &str| {
+        states
+            .iter()
+            .find(|a| a["input_parameters"]["resource_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(first)["state"], "SUCCEEDED", "{:?}", of(first));
+    assert!(of(first)["status_message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be aborted"));
+    assert_eq!(of(second)["state"], "CANCELLED", "{:?}", of(second));
+    assert_eq!(nova.volume(first)["volume_type"], "fake2");
+    assert_eq!(nova.volume(second)["volume_type"], "fake1");
+    nova.reset_volumes();
+}
+
+#[cfg_attr(
+    not(test_cinder),
+    ignore = "needs an OpenStack with Cinder: WITH_CINDER=1 for ../shared/openstack and WATCHER_TEST_CINDER=1 (.ci/run does)"
+)]
+#[test]
+fn a_volume_retype_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    nova.reset_volumes();
+    let vol = nova.create_volume("wtest-crash", 1, "fake1", false);
+    let dir = temp_dir("os-cinder-crash");
+    let config = dir.join("watcherd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\ncloud = \"openstack\"\n\n\
+             [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 250\nshutdown_grace_secs = 0.5\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with_config(&dir, config.clone(), None);
+    let plan = d.actuator(
+        json!([{"action_type": "volume_migrate", "input_parameters": {
+        "resource_id": vol, "migration_type": "retype", "destination_type": "fake2"}}]),
+    );
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(30), || {
+        (nova.volume(&vol)["migration_status"] == "migrating").then_some(())
+    });
+    d.kill9();
+    let d = Daemon::start_with_config(&dir, config, None);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    let v = nova.volume(&vol);
+    assert_eq!(
+        (
+            v["volume_type"].as_str(),
+            v["os-vol-host-attr:host"].as_str()
+        ),
+        (Some("fake2"), Some("cinder@fake2#pool2")),
+        "{v}"
+    );
+    // Started once: asked again, Cinder would have refused a volume that
+    // is retyping (400) and the action would have failed.
+    nova.reset_volumes();
+}
+
+#[cfg_attr(
+    not(test_cinder),
+    ignore = "needs an OpenStack with Cinder: WITH_CINDER=1 for ../shared/openstack and WATCHER_TEST_CINDER=1 (.ci/run does)"
+)]
+#[test]
+fn a_server_booted_from_a_volume_uses_no_local_disk_and_host_maintenance_moves_it() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    nova.reset_volumes();
+    let vm = nova.boot_from_volume("wtest-bfv", "compute1");
+    let d = start("os-bfv", "");
+    let model = d.get("/v1/data_model");
+    let entry = model["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["server_uuid"] == vm.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{model}"));
+    assert_eq!(entry["server_disk"], 0, "{entry}");
+    let plan = d.recommend(
+        "cluster_maintaining",
+        "host_maintenance",
+        json!({"maintenance_node": "compute1"}),
+    );
+    d.start_plan(&plan);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    assert_eq!(nova.host_of(&vm), "compute2");
+    nova.reset();
+    nova.reset_volumes();
 }
