@@ -943,3 +943,138 @@ fn a_server_booted_from_a_volume_uses_no_local_disk_and_host_maintenance_moves_i
     nova.reset();
     nova.reset_volumes();
 }
+
+#[cfg_attr(
+    not(test_cinder),
+    ignore = "needs an OpenStack with Cinder: WITH_CINDER=1 for ../shared/openstack and WATCHER_TEST_CINDER=1 (.ci/run does)"
+)]
+#[test]
+fn zone_migration_empties_a_cinder_pool_by_migrate_or_retype_and_cinders_refusals_are_clear() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    nova.reset_volumes();
+    // On pool1: one volume whose type no backend claims, one pinned to fake1.
+    let free = nova.create_volume("wtest-zone-free", 1, "fake1", false);
+    let (status, body) = nova.cinder_call(
+        "POST",
+        &format!("/volumes/{free}/action"),
+        Some(json!({"os-retype": {"new_type": "__DEFAULT__", "migration_policy": "never"}})),
+    );
+    assert_eq!(status, 202, "{body}");
+    wait_for(Duration::from_secs(30), || {
+        let v = nova.volume(&free);
+        (v["volume_type"] == "__DEFAULT__" && v["status"] == "available").then_some(())
+    });
+    let pinned = nova.create_volume("wtest-zone-pinned", 1, "fake1", false);
+    let d = start("os-cinder-zone", "");
+    let plan = d.recommend(
+        "hardware_maintenance",
+        "zone_migration",
+        json!({"storage_pools": [{"src_pool": "cinder@fake1#pool1", "dst_pool": "cinder@fake2#pool2"}]}),
+    );
+    let mut kinds: Vec<(String, String)> = d
+        .actions(&plan)
+        .iter()
+        .map(|a| {
+            let p = &a["input_parameters"];
+            (
+                p["resource_id"].as_str().unwrap().to_string(),
+                p["migration_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    let mut expected = vec![
+        (free.clone(), "migrate".to_string()),
+        (pinned.clone(), "retype".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(kinds, expected);
+    d.start_plan(&plan);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    for (id, volume_type) in [(&free, "__DEFAULT__"), (&pinned, "fake2")] {
+        let v = nova.volume(id);
+        assert_eq!(
+            (
+                v["os-vol-host-attr:host"].as_str(),
+                v["volume_type"].as_str()
+            ),
+            (Some("cinder@fake2#pool2"), Some(volume_type)),
+            "{v}"
+        );
+    }
+
+    // A volume Cinder will not move (in error): the action fails with
+    // Cinder's reason, at once.
+    let (status, body) = nova.cinder_call(
+        "POST",
+        &format!("/volumes/{free}/action"),
+        Some(json!({"os-reset_status": {"status": "error"}})),
+    );
+    assert_eq!(status, 202, "{body}");
+    let plan = d.actuator(json!([{"action_type": "volume_migrate", "input_parameters": {
+        "resource_id": free, "migration_type": "migrate", "destination_node": "cinder@fake1#pool1"}}]));
+    d.start_plan(&plan);
+    assert_eq!(
+        wait_plan(&d, &plan, &["SUCCEEDED", "FAILED"])["state"],
+        "FAILED"
+    );
+    let message = d.actions(&plan)[0]["status_message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("could not start") && message.contains("available or in-use"),
+        "{message}"
+    );
+    nova.reset_volumes();
+}
+
+#[cfg_attr(
+    not(test_cinder),
+    ignore = "needs an OpenStack with Cinder: WITH_CINDER=1 for ../shared/openstack and WATCHER_TEST_CINDER=1 (.ci/run does)"
+)]
+#[test]
+fn an_attached_volume_is_moved_through_cinder_and_nova_swaps_it() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    nova.reset_volumes();
+    let vm = nova.boot("wtest-attached", "compute1");
+    let vol = nova.create_volume("wtest-attached-data", 1, "__DEFAULT__", false);
+    let (status, body) = nova.call(
+        "POST",
+        &format!("/servers/{vm}/os-volume_attachments"),
+        "2.79",
+        Some(json!({"volumeAttachment": {"volumeId": vol}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for(Duration::from_secs(60), || {
+        (nova.volume(&vol)["status"] == "in-use").then_some(())
+    });
+    let from = nova.volume(&vol)["os-vol-host-attr:host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to = if from == "cinder@fake1#pool1" {
+        "cinder@fake2#pool2"
+    } else {
+        "cinder@fake1#pool1"
+    };
+    let d = start("os-cinder-attached", "");
+    let plan = d.actuator(
+        json!([{"action_type": "volume_migrate", "input_parameters": {
+        "resource_id": vol, "migration_type": "migrate", "destination_node": to}}]),
+    );
+    d.start_plan(&plan);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    let v = nova.volume(&vol);
+    assert_eq!(v["os-vol-host-attr:host"], to, "{v}");
+    assert_eq!(v["status"], "in-use", "{v}");
+    assert_eq!(v["attachments"][0]["server_id"], vm.as_str(), "{v}");
+    nova.reset();
+    nova.reset_volumes();
+}
