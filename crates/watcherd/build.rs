@@ -11,6 +11,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("WATCHER_TEST_STUNNEL", "test_stunnel"),
     ("WATCHER_TEST_PROMETHEUS", "test_prometheus"),
     ("WATCHER_TEST_CINDER", "test_cinder"),
+    ("WATCHER_TEST_CHROMEDRIVER", "test_chromium"),
 ];
 
 fn main() {

@@ -103,6 +103,14 @@ pub struct Caller {
     pub roles: Vec<String>,
 }
 
+/// What the dashboard's login form sends.
+pub struct Login {
+    pub user: String,
+    pub password: watcher_core::secret::Secret,
+    pub project: String,
+    pub domain: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("The request you have made requires authentication.")]
@@ -147,6 +155,48 @@ impl Keystone {
     /// watcherd's own session (the start-up login uses it).
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The caller a token stands for (validated with Keystone off the async
+    /// workers, cached), or the answer to give instead: 401 for a token
+    /// Keystone does not know, 503 when Keystone cannot be asked.
+    pub async fn caller(self: &Arc<Self>, token: String) -> Result<Caller, Response> {
+        let ks = self.clone();
+        match tokio::task::spawn_blocking(move || ks.validate_blocking(&token)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(AuthError::Invalid)) => Err(unauthorized(&self.config.auth_url, "The request you have made requires authentication: the token is invalid, expired or revoked.")),
+            Ok(Err(e @ AuthError::Unavailable(_))) => {
+                tracing::warn!(error = %e, "token validation failed");
+                Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())
+            }
+            Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()),
+        }
+    }
+
+    /// Whether the policy lets `caller` do what `rule` names.
+    pub fn allows(&self, rule: &str, caller: &Caller) -> bool {
+        self.policy.allowed(rule, caller)
+    }
+
+    /// A token for a user's password, project-scoped, from Keystone
+    /// (blocking): the dashboard's login. None when Keystone refuses them.
+    pub fn login_blocking(&self, login: &Login) -> Result<Option<String>, AuthError> {
+        let url = self
+            .session
+            .tokens_url()
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let domain = serde_json::json!({"name": login.domain});
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": login.user, "domain": domain, "password": login.password.expose()}}},
+            "scope": {"project": {"name": login.project, "domain": domain}}}});
+        match self.session.agent().post(&url).send_json(body) {
+            Ok(resp) => Ok(resp.header("X-Subject-Token").map(str::to_string)),
+            Err(ureq::Error::Status(400 | 401 | 403 | 404, _)) => Ok(None),
+            Err(e) => Err(AuthError::Unavailable(
+                watcher_core::secret::redact_urls_in(&e.to_string()),
+            )),
+        }
     }
 
     fn service_token(&self, fresh: bool) -> Result<String, AuthError> {
@@ -227,6 +277,8 @@ impl Keystone {
 
 /// The policy rule of a route, with upstream's names.
 pub fn rule_for(method: &Method, path: &str) -> Option<String> {
+    // The dashboard mounts the same API under /dashboard/v1: same rules.
+    let path = path.strip_prefix("/dashboard").unwrap_or(path);
     let p = path.strip_prefix("/v1").unwrap_or(path);
     let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
     let resource = match *segs.first()? {
@@ -288,17 +340,9 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
             "The request you have made requires authentication: send X-Auth-Token.",
         );
     };
-    let ks2 = ks.clone();
-    let caller = match tokio::task::spawn_blocking(move || ks2.validate_blocking(&token)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(AuthError::Invalid)) => {
-            return unauthorized(&ks.config.auth_url, "The request you have made requires authentication: the token is invalid, expired or revoked.")
-        }
-        Ok(Err(e @ AuthError::Unavailable(_))) => {
-            tracing::warn!(error = %e, "token validation failed");
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
-        }
-        Err(e) => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    let caller = match ks.caller(token).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
     };
     let path = req
         .extensions()
@@ -350,6 +394,11 @@ mod tests {
         assert_eq!(
             rule_for(&Method::POST, "/v1/audits").as_deref(),
             Some("audit:create")
+        );
+        // The dashboard's door to the API is held to the same rules.
+        assert_eq!(
+            rule_for(&Method::PATCH, "/dashboard/v1/action_plans/{uuid}").as_deref(),
+            Some("action_plan:update")
         );
     }
 }

@@ -6,12 +6,13 @@
 //! (`/v1/actions/?...`) are rewritten before routing.
 
 pub mod auth;
+mod dashboard;
 mod error;
 pub mod health;
 pub mod openapi;
 pub mod policy;
 pub mod request_log;
-mod routes;
+pub(crate) mod routes;
 pub mod server;
 pub mod version;
 mod views;
@@ -127,11 +128,16 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(axum::middleware::from_fn(microversion));
+    // The dashboard: its pages, and the same v1 API for what they change.
+    let dashboard = dashboard::routes().nest("/dashboard/v1", v1.clone()).layer(
+        axum::middleware::from_fn_with_state(state.clone(), dashboard::guard),
+    );
     Router::new()
         .route("/", get(root))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .nest("/v1", v1)
+        .merge(dashboard)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(watcher_error_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -161,6 +167,8 @@ pub fn normalize_path(mut req: Request) -> Request {
         && !new_path.starts_with("/v1/")
         && new_path != "/healthz"
         && new_path != "/metrics"
+        && new_path != "/dashboard"
+        && !new_path.starts_with("/dashboard/")
     {
         new_path = format!("/v1{new_path}");
     }

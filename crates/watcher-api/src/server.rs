@@ -333,10 +333,10 @@ pub async fn serve(
         tasks.spawn(async move {
             let header_timeout = Duration::from_secs_f64(limits.header_timeout_secs);
             match tls {
-                None => connection(stream, app, &limits, conn, turns).await,
+                None => connection(stream, app, &limits, conn, turns, peer).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(s, app, &limits, conn, turns).await,
+                        Ok(Ok(s)) => connection(s, app, &limits, conn, turns, peer).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -372,6 +372,7 @@ async fn connection(
     limits: &ServerLimits,
     state: Arc<Conn>,
     turns: Arc<Budgets>,
+    peer: std::net::SocketAddr,
 ) {
     let request_timeout = Duration::from_secs_f64(limits.request_timeout_secs);
     let idle_timeout = Duration::from_secs_f64(limits.idle_timeout_secs);
@@ -381,7 +382,10 @@ async fn connection(
         state.busy.store(true, Ordering::Release);
         async move {
             use axum::response::IntoResponse;
-            let req = req.map(axum::body::Body::new);
+            let mut req = req.map(axum::body::Body::new);
+            // Who is calling, for the dashboard's loopback rule.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             // Its turn among `max_requests`, then the handler; the timeout
             // covers both.
             let handled = async {

@@ -58,6 +58,16 @@ impl Where {
         self
     }
 
+    /// `column` equal to one of `values` (no condition when there are none).
+    pub(crate) fn any_of(mut self, column: &str, values: Vec<String>) -> Self {
+        if !values.is_empty() {
+            let marks = vec!["?"; values.len()].join(", ");
+            self.clauses.push(format!("{column} IN ({marks})"));
+            self.args.extend(values.into_iter().map(SqlValue::Text));
+        }
+        self
+    }
+
     /// A record named by UUID or by name (names compared as
     /// [`Dialect::name_eq`] does).
     pub(crate) fn ident(self, ident: Option<&str>, uuid_col: &str, name_col: &str) -> Self {

@@ -10,6 +10,8 @@ use watcher_core::*;
 pub struct PlanFilter {
     pub audit_uuid: Option<Uuid>,
     pub strategy: Option<String>,
+    /// Plans in any of these states; empty: every state.
+    pub states: Vec<ActionPlanState>,
 }
 
 /// What the decision engine hands over to create a plan.
@@ -338,7 +340,15 @@ impl Store {
         self.read(move |conn| {
             let filters = Where::on(conn)
                 .eq("a.uuid = ?", filter.audit_uuid.map(|u| u.to_string()))
-                .ident(filter.strategy.as_deref(), "s.uuid", "s.name");
+                .ident(filter.strategy.as_deref(), "s.uuid", "s.name")
+                .any_of(
+                    "x.state",
+                    filter
+                        .states
+                        .iter()
+                        .map(|s| s.as_str().to_string())
+                        .collect(),
+                );
             let (sql, args) = build_list_sql(
                 PLAN_SELECT,
                 "action_plans",

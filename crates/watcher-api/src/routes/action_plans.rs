@@ -29,6 +29,7 @@ pub async fn list_plans(r: ListRequest, detail: bool) -> ApiResult {
             .map(|a| parse_uuid("audit_uuid", a))
             .transpose()?,
         strategy: q.get("strategy").cloned(),
+        ..Default::default()
     };
     let list = state.store.list_plans(filter, page.query.clone()).await?;
 

@@ -78,7 +78,7 @@ impl axum::extract::FromRequestParts<AppState> for ListRequest {
 
 /// `scheme://host` the caller reached us at, for links: set by
 /// `request_log::log_request` (TLS, trusted proxy headers).
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     if let Some(origin) = headers
         .get(crate::request_log::ORIGIN)
         .and_then(|h| h.to_str().ok())
@@ -96,7 +96,7 @@ fn show_deleted(headers: &HeaderMap) -> bool {
     headers.get("x-show-deleted").is_some_and(|v| !v.is_empty())
 }
 
-fn parse_uuid(kind: &str, s: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_uuid(kind: &str, s: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s)
         .map_err(|_| ApiError::bad_request(format!("Expected a UUID for {kind} but received {s}.")))
 }
@@ -222,8 +222,20 @@ fn page(
 
 // ----- roots ---------------------------------------------------------------------
 
-pub async fn root(headers: HeaderMap) -> Json<Value> {
-    let base = base_url(&headers);
+/// The version document; a browser (asking for HTML) is sent to the dashboard.
+pub async fn root(headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/dashboard")]).into_response();
+    }
+    versions(&headers).into_response()
+}
+
+fn versions(headers: &HeaderMap) -> Json<Value> {
+    let base = base_url(headers);
     let v = json!({"id": "v1", "status": "CURRENT", "min_version": MIN.to_string(), "max_version": MAX.to_string(),
         "links": [{"href": format!("{base}/v1/"), "rel": "self"}]});
     Json(json!({

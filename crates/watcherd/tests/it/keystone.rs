@@ -315,3 +315,148 @@ fn webhooks_can_go_without_a_token_and_generic_policy_checks_use_the_token() {
     });
     assert_eq!(plans["action_plans"][0]["state"], "RECOMMENDED");
 }
+
+#[cfg_attr(
+    not(test_keystone),
+    ignore = "needs Keystone: set WATCHER_KEYSTONE_URL (.ci/run does)"
+)]
+#[test]
+fn the_dashboard_needs_a_keystone_login_and_a_reader_gets_no_cancel_button() {
+    let ks = keystone();
+    let admin = login(&ks, "admin", "admin", "admin");
+    user_with_role(&ks, &admin, "watcher-test-reader", "reader");
+    let d = start(&ks);
+    let (status, audit) = {
+        let r = ureq::post(&format!("{}/v1/audits", d.url))
+            .set("X-Auth-Token", &admin)
+            .send_json(
+                json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para1": 1}}),
+            )
+            .unwrap();
+        (r.status(), r.into_json::<Value>().unwrap())
+    };
+    assert_eq!(status, 201);
+    let plan = wait_for(Duration::from_secs(10), || {
+        let (_, v, _) = get(
+            &d,
+            &format!(
+                "/v1/action_plans?audit_uuid={}",
+                audit["uuid"].as_str().unwrap()
+            ),
+            Some(&admin),
+        );
+        v["action_plans"][0]["uuid"].as_str().map(str::to_string)
+    });
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let url = |p: &str| format!("{}{p}", d.url);
+    let status_of = |r: Result<ureq::Response, ureq::Error>| match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(c, _)) => c,
+        Err(e) => panic!("{e}"),
+    };
+
+    // Not logged in: a page sends to the login form, the rest answers 401.
+    let r = agent
+        .get(&url("/dashboard"))
+        .set("Accept", "text/html")
+        .call()
+        .unwrap();
+    assert_eq!(
+        (r.status(), r.header("location")),
+        (303, Some("/dashboard/login"))
+    );
+    assert_eq!(status_of(agent.get(&url("/dashboard/events")).call()), 401);
+    let plan_page = url(&format!("/dashboard/action_plans/{plan}"));
+    assert_eq!(status_of(agent.get(&plan_page).call()), 401);
+
+    // The form hands out its CSRF token; a login needs it.
+    let form = agent.get(&url("/dashboard/login")).call().unwrap();
+    let csrf = form
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    let csrf_cookie = format!("watcher_csrf={csrf}");
+    // Answers, 4xx included.
+    let answer = |r: Result<ureq::Response, ureq::Error>| match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let log_in = |user: &str, password: &str| {
+        answer(
+            agent
+                .post(&url("/dashboard/login"))
+                .set("Cookie", &csrf_cookie)
+                .send_form(&[
+                    ("user", user),
+                    ("password", password),
+                    ("project", "admin"),
+                    ("domain", "Default"),
+                    ("csrf", &csrf),
+                ]),
+        )
+    };
+    let refused = log_in("admin", "wrong");
+    assert_eq!(refused.status(), 401);
+    let page = refused.into_string().unwrap();
+    assert!(
+        page.contains("Keystone refused these credentials"),
+        "{page}"
+    );
+    assert!(!page.contains("wrong"), "the password is never shown again");
+    let session = |user: &str, password: &str| {
+        let r = log_in(user, password);
+        assert_eq!(r.status(), 303);
+        let c = r.header("set-cookie").unwrap().to_string();
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+        format!("{}; {csrf_cookie}", c.split(';').next().unwrap())
+    };
+    let admin_session = session("admin", "admin");
+    let reader_session = session("watcher-test-reader", "pw");
+    let page_for = |cookies: &str| {
+        agent
+            .get(&plan_page)
+            .set("Cookie", cookies)
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let admins = page_for(&admin_session);
+    assert!(
+        admins.contains("Cancel plan") && admins.contains("Log out"),
+        "{admins}"
+    );
+    let readers = page_for(&reader_session);
+    assert!(readers.contains("RECOMMENDED"));
+    assert!(
+        !readers.contains("Cancel plan") && !readers.contains(">Start<"),
+        "{readers}"
+    );
+
+    // The API behind the buttons holds the reader to the same policy.
+    let cancel = |cookies: &str| {
+        answer(
+            agent
+                .request("PATCH", &url(&format!("/dashboard/v1/action_plans/{plan}")))
+                .set("Cookie", cookies)
+                .set("X-CSRF-Token", &csrf)
+                .send_json(json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}])),
+        )
+    };
+    let refused = cancel(&reader_session);
+    assert_eq!(refused.status(), 403);
+    let body = refused.into_string().unwrap();
+    assert!(body.contains("action_plan:update"), "{body}");
+    assert_eq!(cancel(&admin_session).status(), 200);
+    let (_, p, _) = get(&d, &format!("/v1/action_plans/{plan}"), Some(&admin));
+    assert_eq!(p["state"], "CANCELLED");
+}

@@ -10,6 +10,7 @@ mod architecture;
 mod cancel;
 mod cancel_race;
 mod continuous;
+mod dashboard;
 mod database_file;
 mod deployment;
 mod failover;

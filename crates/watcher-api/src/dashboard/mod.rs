@@ -1,0 +1,448 @@
+//! The operators' dashboard, served by watcherd under `/dashboard`.
+//!
+//! Pages are rendered on the server ([`pages`]) from the store, with one
+//! small script (`dashboard.js`) and one style sheet embedded in the
+//! binary: no front-end build, nothing fetched from elsewhere. The page of
+//! a plan follows the history through server-sent events
+//! (`/dashboard/events`, each event's id the history `seq`, so a browser
+//! that reconnects, after a restart of watcherd say, resumes where it was)
+//! and re-reads its main part on each change.
+//!
+//! Every state change a page asks for goes through the v1 API itself,
+//! mounted again under `/dashboard/v1`: the same handlers, transition
+//! tables, store operations and policy. What the dashboard adds in front
+//! of both is [`guard`]: in noauth mode it answers loopback callers only;
+//! in Keystone mode it needs a login (`/dashboard/login`: user, password,
+//! project, domain -> a Keystone token kept in an HttpOnly, SameSite=Strict
+//! cookie) and applies the API's policy to the pages too, which show only
+//! the buttons the caller may use; every request that changes something
+//! carries the page's CSRF token.
+
+mod pages;
+
+use crate::AppState;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+use uuid::Uuid;
+use watcher_core::{Entity, HistoryEntry};
+
+/// The cookie holding the CSRF token of a browser's session.
+const CSRF_COOKIE: &str = "watcher_csrf";
+/// The cookie holding the Keystone token of a logged-in browser.
+const TOKEN_COOKIE: &str = "watcher_token";
+/// The header a page's script sends it back in.
+const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The pages, their assets and the event stream.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(overview))
+        .route("/dashboard/action_plans/{uuid}", get(plan_page))
+        .route("/dashboard/events", get(events))
+        .route("/dashboard/login", get(login_form).post(login))
+        .route("/dashboard/logout", axum::routing::post(logout))
+        .route("/dashboard/assets/dashboard.js", get(script))
+        .route("/dashboard/assets/dashboard.css", get(style))
+}
+
+/// In front of every dashboard request (pages and `/dashboard/v1`).
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let open = path == "/dashboard/login" || path.starts_with("/dashboard/assets/");
+    if matches!(state.auth, crate::auth::Auth::NoAuth) {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !peer.is_some_and(|ip| ip.is_loopback()) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Without authentication (auth_strategy = \"noauth\") the dashboard answers only on \
+                 loopback; use an SSH tunnel, or configure Keystone to open it to others.",
+            );
+        }
+    }
+    // The login form posts its token as a field (a form sends no header);
+    // its handler checks it.
+    if !matches!(*req.method(), Method::GET | Method::HEAD) && path != "/dashboard/login" {
+        let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        let kept = cookie(req.headers(), CSRF_COOKIE);
+        let same_site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|s| s == "same-origin");
+        if sent.is_none() || sent != kept.as_deref() || !same_site {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "This request did not come from a dashboard page (missing or wrong CSRF token); \
+                 reload the page and try again.",
+            );
+        }
+    }
+    if let crate::auth::Auth::Keystone(ks) = &state.auth {
+        if !open {
+            let Some(token) = cookie(req.headers(), TOKEN_COOKIE) else {
+                return to_login(&req);
+            };
+            if path.starts_with("/dashboard/v1/") {
+                // The API's own authentication and policy take it from here.
+                if let Ok(v) = HeaderValue::from_str(&token) {
+                    req.headers_mut().insert("x-auth-token", v);
+                }
+            } else {
+                let caller = match ks.caller(token).await {
+                    Ok(c) => c,
+                    Err(refusal) if refusal.status() == StatusCode::UNAUTHORIZED => {
+                        return to_login(&req)
+                    }
+                    Err(refusal) => return refusal,
+                };
+                // Reading the pages is reading plans.
+                let rule = if path.starts_with("/dashboard/action_plans/") {
+                    "action_plan:get"
+                } else {
+                    "action_plan:get_all"
+                };
+                if path != "/dashboard/logout" && !ks.allows(rule, &caller) {
+                    return refuse(
+                        StatusCode::FORBIDDEN,
+                        &format!("Policy doesn't allow {rule} to be performed."),
+                    );
+                }
+                req.extensions_mut().insert(caller);
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Where a browser without a (valid) login goes: the login form for a
+/// page, a 401 for anything else.
+fn to_login(req: &Request) -> Response {
+    let wants_page = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_page && req.method() == Method::GET {
+        (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, "/dashboard/login")],
+        )
+            .into_response()
+    } else {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "Log in to the dashboard first (/dashboard/login).",
+        )
+    }
+}
+
+/// What the caller may change, for the buttons a page shows.
+pub struct Permissions {
+    pub start: bool,
+    pub cancel: bool,
+    pub archive: bool,
+    pub skip: bool,
+    /// Logged in through Keystone (the page offers to log out).
+    pub session: bool,
+}
+
+impl Permissions {
+    fn of(state: &AppState, caller: Option<&crate::auth::Caller>) -> Permissions {
+        match (&state.auth, caller) {
+            (crate::auth::Auth::Keystone(ks), Some(c)) => Permissions {
+                start: ks.allows("action_plan:start", c),
+                cancel: ks.allows("action_plan:update", c),
+                archive: ks.allows("action_plan:delete", c),
+                skip: ks.allows("action:update", c),
+                session: true,
+            },
+            (crate::auth::Auth::Keystone(_), None) => Permissions {
+                start: false,
+                cancel: false,
+                archive: false,
+                skip: false,
+                session: true,
+            },
+            (crate::auth::Auth::NoAuth, _) => Permissions {
+                start: true,
+                cancel: true,
+                archive: true,
+                skip: true,
+                session: false,
+            },
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+    project: String,
+    domain: String,
+    csrf: String,
+}
+
+async fn login_form(headers: HeaderMap) -> Response {
+    page(&headers, |token| {
+        pages::login(token, None, "admin", "Default", "")
+    })
+}
+
+async fn login(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let crate::auth::Auth::Keystone(ks) = &s.auth else {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/dashboard")]).into_response();
+    };
+    if cookie(&headers, CSRF_COOKIE).as_deref() != Some(form.csrf.as_str()) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "This login did not come from the dashboard's form (missing or wrong CSRF token); \
+             reload the page and try again.",
+        );
+    }
+    let login = crate::auth::Login {
+        user: form.user.clone(),
+        password: form.password.into(),
+        project: form.project.clone(),
+        domain: form.domain.clone(),
+    };
+    let ks2 = ks.clone();
+    let answer = tokio::task::spawn_blocking(move || ks2.login_blocking(&login)).await;
+    let problem = match answer {
+        Ok(Ok(Some(token))) => {
+            let secure = if crate::routes::base_url(&headers).starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            let c = format!(
+                "{TOKEN_COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict{secure}"
+            );
+            let mut resp =
+                (StatusCode::SEE_OTHER, [(header::LOCATION, "/dashboard")]).into_response();
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            return resp;
+        }
+        Ok(Ok(None)) => {
+            "Keystone refused these credentials: check the user, password, project and domain."
+                .to_string()
+        }
+        Ok(Err(e)) => format!("Keystone could not be asked: {e}"),
+        Err(e) => e.to_string(),
+    };
+    let mut resp = page(&headers, |token| {
+        pages::login(
+            token,
+            Some(&problem),
+            &form.project,
+            &form.domain,
+            &form.user,
+        )
+    });
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    resp
+}
+
+async fn logout() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "watcher_token=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    resp
+}
+
+fn refuse(code: StatusCode, message: &str) -> Response {
+    crate::ApiError::new(code, message.to_string()).into_response()
+}
+
+/// A cookie's value.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A page, with the browser's CSRF token (a new one, set in an HttpOnly,
+/// SameSite=Strict cookie, when it has none yet).
+fn page(headers: &HeaderMap, render: impl FnOnce(&str) -> maud::Markup) -> Response {
+    let (token, new) = match cookie(headers, CSRF_COOKIE) {
+        Some(t) if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) => (t, false),
+        _ => (Uuid::new_v4().simple().to_string(), true),
+    };
+    let mut resp = Html(render(&token).into_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    if new {
+        let c = format!("{CSRF_COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict");
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.insert(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+type Params = Query<HashMap<String, String>>;
+
+type CallerOf = Option<axum::Extension<crate::auth::Caller>>;
+
+async fn overview(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let data = pages::Overview::load(&s.store).await?;
+    let may = Permissions::of(&s, caller.as_deref());
+    let part = q.get("part").is_some_and(|p| p == "main");
+    Ok(page(&headers, |token| {
+        if part {
+            data.main()
+        } else {
+            pages::layout("Overview", token, "/dashboard/events", &may, data.main())
+        }
+    }))
+}
+
+async fn plan_page(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let uuid = crate::routes::parse_uuid("action plan", &uuid)?;
+    let data = pages::PlanPage::load(&s.store, uuid).await?;
+    let may = Permissions::of(&s, caller.as_deref());
+    let part = q.get("part").is_some_and(|p| p == "main");
+    let events = format!("/dashboard/events?plan={uuid}");
+    Ok(page(&headers, |token| {
+        if part {
+            data.main(&may)
+        } else {
+            let title = format!("Action plan {uuid}");
+            pages::layout(&title, token, &events, &may, data.main(&may))
+        }
+    }))
+}
+
+/// How many history rows one read of the stream takes at most.
+const EVENTS_PAGE: usize = 500;
+
+/// Server-sent events: each history row after the browser's last one (its
+/// `Last-Event-ID`, or `after`, or now), of one plan when `plan` is given.
+/// The store's change events wake the stream; a read every second covers
+/// changes committed by other processes sharing the database.
+async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let plan = match q.get("plan") {
+        Some(p) => Some(crate::routes::parse_uuid("plan", p)?),
+        None => None,
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(q.get("after").map(String::as_str))
+        .and_then(|v| v.parse::<i64>().ok());
+    let after = match resume {
+        Some(seq) => seq,
+        None => s.store.history_position().await?.0,
+    };
+    let rx = s.store.subscribe();
+    let store = s.store.clone();
+    let stream = futures_util::stream::unfold(
+        (rx, after, VecDeque::new()),
+        move |(mut rx, mut after, mut pending)| {
+            let store = store.clone();
+            async move {
+                loop {
+                    if let Some(e) = pending.pop_front() {
+                        return Some((
+                            Ok::<Event, std::convert::Infallible>(e),
+                            (rx, after, pending),
+                        ));
+                    }
+                    tokio::select! {
+                        _ = rx.recv() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    let Ok(rows) = store.history_after(after, EVENTS_PAGE).await else {
+                        continue;
+                    };
+                    for row in rows {
+                        after = row.seq;
+                        if plan.is_none_or(|p| concerns(&row, p)) {
+                            pending.push_back(
+                                Event::default()
+                                    .id(row.seq.to_string())
+                                    .event("history")
+                                    .json_data(crate::views::history_entry(&row))
+                                    .unwrap_or_default(),
+                            );
+                        }
+                    }
+                }
+            }
+        },
+    );
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Whether a history row is about `plan` (the plan itself or one of its actions).
+fn concerns(row: &HistoryEntry, plan: Uuid) -> bool {
+    row.action_plan_uuid == Some(plan) || (row.entity == Entity::ActionPlan && row.uuid == plan)
+}
+
+async fn script() -> Response {
+    asset("text/javascript", include_str!("dashboard.js"))
+}
+
+async fn style() -> Response {
+    asset("text/css", include_str!("dashboard.css"))
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}

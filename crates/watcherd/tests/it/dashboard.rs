@@ -1,0 +1,461 @@
+//! The dashboard under `/dashboard`: its pages over HTTP, its guard (CSRF,
+//! loopback only without Keystone), its event stream, and an operator's
+//! session in a real headless Chromium driven over WebDriver (Debian's
+//! chromium and chromium-driver; `WATCHER_TEST_CHROMEDRIVER`).
+
+use watcher_testkit as common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn pages_show_the_plans_and_changes_need_the_pages_csrf_token() {
+    let d = Daemon::start("dashboard-http");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    // A browser asking for / is sent to the dashboard; API clients still get JSON.
+    let r = ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .get(&format!("{}/", d.url))
+        .set("Accept", "text/html")
+        .call()
+        .unwrap();
+    assert_eq!(
+        (r.status(), r.header("location")),
+        (303, Some("/dashboard"))
+    );
+    assert_eq!(d.get("/")["default_version"]["id"], "v1");
+
+    let r = ureq::get(&format!("{}/dashboard", d.url)).call().unwrap();
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(r
+        .header("content-security-policy")
+        .unwrap()
+        .contains("script-src 'self'"));
+    let html = r.into_string().unwrap();
+    assert!(
+        html.contains("Recommended") && html.contains(&plan[..8]),
+        "{html}"
+    );
+    let token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    assert!(html.contains(&format!("content=\"{token}\"")));
+
+    let html = ureq::get(&format!("{}/dashboard/action_plans/{plan}", d.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for expected in [
+        "RECOMMENDED",
+        "Start",
+        "Cancel plan",
+        "<svg",
+        "History",
+        "nop",
+    ] {
+        assert!(html.contains(expected), "{expected}: {html}");
+    }
+    assert_eq!(
+        ureq::get(&format!(
+            "{}/dashboard/action_plans/{}",
+            d.url,
+            uuid::Uuid::new_v4()
+        ))
+        .call()
+        .unwrap_err()
+        .into_response()
+        .unwrap()
+        .status(),
+        404
+    );
+
+    // Without the token (or with another), nothing changes.
+    let start = format!("{}/dashboard/v1/action_plans/{plan}/start", d.url);
+    for (header, cookie) in [
+        (None, None),
+        (Some("x"), Some(token.as_str())),
+        (Some(token.as_str()), None),
+    ] {
+        let mut req = ureq::post(&start);
+        if let Some(h) = header {
+            req = req.set("X-CSRF-Token", h);
+        }
+        if let Some(c) = cookie {
+            req = req.set("Cookie", &format!("watcher_csrf={c}"));
+        }
+        let err = req.call().unwrap_err().into_response().unwrap();
+        assert_eq!(err.status(), 403);
+        assert!(err.into_string().unwrap().contains("CSRF"));
+    }
+    // From another site, even with the token: refused.
+    let err = ureq::post(&start)
+        .set("X-CSRF-Token", &token)
+        .set("Cookie", &format!("watcher_csrf={token}"))
+        .set("Sec-Fetch-Site", "cross-site")
+        .call()
+        .unwrap_err()
+        .into_response()
+        .unwrap();
+    assert_eq!(err.status(), 403);
+    assert_eq!(d.plan(&plan)["state"], "RECOMMENDED");
+    // With it: the API's own handler, transition tables and history.
+    let r = ureq::post(&start)
+        .set("X-CSRF-Token", &token)
+        .set("Cookie", &format!("watcher_csrf={token}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.wait_state(&plan, &["SUCCEEDED"]);
+    let history = d.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["to_state"] == "PENDING" && h["reason"] == "started by operator"),
+        "{history}"
+    );
+}
+
+#[test]
+fn the_event_stream_follows_a_plans_history_and_resumes_after_the_last_event() {
+    let d = Daemon::start("dashboard-events");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    let other = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    let url = format!("{}/dashboard/events?plan={plan}", d.url);
+    let resp = ureq::get(&url).call().unwrap();
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    let mut lines = BufReader::new(resp.into_reader()).lines();
+    d.start_plan(&other);
+    d.start_plan(&plan);
+    // Read events until the plan's SUCCEEDED: only this plan's rows, in order.
+    let mut seen: Vec<Value> = vec![];
+    let mut last_id = 0i64;
+    while !seen
+        .iter()
+        .any(|e| e["uuid"] == plan.as_str() && e["to_state"] == "SUCCEEDED")
+    {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(id) = line.strip_prefix("id: ") {
+            let id: i64 = id.parse().unwrap();
+            assert!(id > last_id);
+            last_id = id;
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            seen.push(serde_json::from_str(data).unwrap());
+        }
+    }
+    assert!(seen.iter().all(|e| e["uuid"] != other.as_str()), "{seen:?}");
+    assert_eq!(seen[0]["to_state"], "PENDING", "{seen:?}");
+    // A browser that comes back with Last-Event-ID gets what came after it.
+    let first = seen[0]["seq"].as_i64().unwrap();
+    let resp = ureq::get(&url)
+        .set("Last-Event-ID", &first.to_string())
+        .call()
+        .unwrap();
+    let mut lines = BufReader::new(resp.into_reader()).lines();
+    let again = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            break serde_json::from_str::<Value>(data).unwrap();
+        }
+    };
+    assert_eq!(again["seq"], seen[1]["seq"]);
+}
+
+#[test]
+fn without_keystone_the_dashboard_answers_only_on_loopback() {
+    // The machine's own non-loopback address, when it has one.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("192.0.2.1:9")
+        .expect("a route for a non-loopback address");
+    let ip = socket.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback());
+    let dir = temp_dir("dashboard-loopback");
+    // Listening on every address without authentication must be asked for.
+    let config = write_config_with(&dir, "insecure_listen = true", "", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"");
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start_with_config(&dir, config, None);
+    let port = d.url.rsplit(':').next().unwrap().to_string();
+    let err = ureq::get(&format!("http://{ip}:{port}/dashboard"))
+        .call()
+        .unwrap_err()
+        .into_response()
+        .unwrap();
+    assert_eq!(err.status(), 403);
+    assert!(err.into_string().unwrap().contains("loopback"));
+    // The API itself is not the dashboard's business.
+    assert_eq!(
+        ureq::get(&format!("http://{ip}:{port}/v1/goals"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        ureq::get(&format!("http://127.0.0.1:{port}/dashboard"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// A headless Chromium behind chromedriver, spoken to over WebDriver.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let chromedriver = required_env("WATCHER_TEST_CHROMEDRIVER", "chromedriver");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(Duration::from_secs(20), || {
+            ureq::get(&format!("{base}/status")).call().ok().map(|_| ())
+        });
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]},
+            "goog:loggingPrefs": {"browser": "ALL"}
+        }}});
+        let r: Value = ureq::post(&format!("{base}/session"))
+            .send_json(caps)
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let session = r["value"]["sessionId"].as_str().unwrap().to_string();
+        Browser {
+            driver,
+            base,
+            session,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let req = ureq::request(method, &url);
+        let r = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match r {
+            Ok(r) => r.into_json::<Value>().unwrap()["value"].clone(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!(
+                    "WebDriver {method} {path}: {code} {}",
+                    r.into_string().unwrap()
+                )
+            }
+            Err(e) => panic!("WebDriver {method} {path}: {e}"),
+        }
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        let id = e
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Accepts the confirmation the click opened, returning its text.
+    fn confirm(&self) -> String {
+        let text = wait_for(Duration::from_secs(5), || {
+            let url = format!("{}/session/{}/alert/text", self.base, self.session);
+            ureq::get(&url)
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok())
+                .and_then(|v| v["value"].as_str().map(str::to_string))
+        });
+        self.call("POST", "/alert/accept", Some(json!({})));
+        text
+    }
+
+    fn screenshot(&self, name: &str) {
+        use base64::Engine as _;
+        let png = self.call("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = screenshots();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// The browser console's errors since the last call.
+    fn console_errors(&self) -> Vec<String> {
+        self.call("POST", "/se/log", Some(json!({"type": "browser"})))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Where the browser tests leave their screenshots: the build directory.
+fn screenshots() -> PathBuf {
+    workspace_root().join("build/screenshots")
+}
+
+#[cfg_attr(
+    not(test_chromium),
+    ignore = "needs Chromium: set WATCHER_TEST_CHROMEDRIVER=/usr/bin/chromedriver (.ci/run installs Debian's chromium and chromium-driver)"
+)]
+#[test]
+fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
+    let d = Daemon::start("dashboard-browser");
+    // Three sleeps of 30 s, one after another: long enough to cancel.
+    let sleeps: Vec<Value> = (0..3)
+        .map(|_| json!({"action_type": "sleep", "input_parameters": {"duration": 30.0}}))
+        .collect();
+    let plan = d.actuator(json!(sleeps));
+    let b = Browser::start();
+    b.open(&format!("{}/dashboard", d.url));
+    b.screenshot("overview-1280");
+    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+    wait_for(Duration::from_secs(5), || {
+        (b.script("return document.getElementById('live').textContent") == "live").then_some(())
+    });
+    b.screenshot("plan-recommended-1280");
+    let state = || b.script("return document.getElementById('plan-state').dataset.state");
+
+    b.click("button[data-url$='/start']");
+    assert!(b.confirm().contains("Start this plan"));
+    // The page follows without a reload: the running sleep shows up.
+    let marker = b.script("window.__same_page = true; return true");
+    assert_eq!(marker, true);
+    wait_for(Duration::from_secs(5), || {
+        let running =
+            b.script("return document.querySelectorAll('#actions tr[data-state=ONGOING]').length");
+        (state() == "ONGOING" && running == 1).then_some(())
+    });
+    b.screenshot("plan-ongoing-1280");
+
+    b.click("button[data-confirm^='Cancel this plan']");
+    let text = b.confirm();
+    assert!(text.contains("running ones are aborted"), "{text}");
+    let clicked = Instant::now();
+    wait_for(Duration::from_secs(5), || {
+        let done = b.script(
+            "return [...document.querySelectorAll('#actions tr')].slice(1).every(r => ['CANCELLED','SUCCEEDED','FAILED'].includes(r.dataset.state))",
+        );
+        (state() == "CANCELLED" && done == true).then_some(())
+    });
+    let took = clicked.elapsed();
+    eprintln!("dashboard: final states shown {took:?} after the cancel was confirmed");
+    assert!(
+        took < Duration::from_secs(1),
+        "final states shown after {took:?}"
+    );
+    assert_eq!(
+        b.script("return window.__same_page === true"),
+        true,
+        "the page was reloaded"
+    );
+    let states = b.script(
+        "return [...document.querySelectorAll('#actions tr')].slice(1).map(r => r.dataset.state)",
+    );
+    assert_eq!(states, json!(["CANCELLED", "CANCELLED", "CANCELLED"]));
+    b.screenshot("plan-cancelled-1280");
+    // Our record agrees with the page.
+    assert_eq!(d.plan(&plan)["state"], "CANCELLED");
+
+    // Readable at 390 px: nothing wider than the window but the scrolling tables.
+    b.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    );
+    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+    let overflow = b.script("return document.documentElement.scrollWidth - window.innerWidth");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "page {overflow} px wider than the window"
+    );
+    b.screenshot("plan-cancelled-390");
+    b.open(&format!("{}/dashboard", d.url));
+    b.screenshot("overview-390");
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "{errors:?}");
+    // The buttons are buttons: reachable with the keyboard.
+    let focusable = b.script(
+        "return [...document.querySelectorAll('main a, main button')].every(e => e.tabIndex >= 0)",
+    );
+    assert_eq!(focusable, true);
+    for shot in [
+        "overview-1280",
+        "plan-ongoing-1280",
+        "plan-cancelled-1280",
+        "plan-cancelled-390",
+        "overview-390",
+    ] {
+        let png = std::fs::read(screenshots().join(format!("{shot}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{shot}");
+    }
+}
