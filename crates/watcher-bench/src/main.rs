@@ -993,6 +993,88 @@ fn grow_history(db: &std::path::Path, rows: i64) -> anyhow::Result<i64> {
 /// Fills a SQLite file with `plans` RECOMMENDED plans (one nop each), then
 /// starts the real watcherd on it and measures, with no request coming in,
 /// its CPU over `seconds` and its RSS; then the p50 and p99 of list requests.
+/// The dashboard's overview and a plan's page, 100 times each, on a
+/// database holding `plans` plans of `actions` nops (every tenth cancelled).
+fn dashboard_pages(plans: usize, actions: usize) -> anyhow::Result<Vec<(String, Vec<Duration>)>> {
+    let dir = temp_dir("dashboard");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let sample = rt.block_on(async {
+        let store = Store::open(
+            &DatabaseLocation::File(dir.join("watcher.db")),
+            Durability::Normal,
+        )?;
+        watcher_decision::sync_catalogue(&store).await?;
+        let fillers: Vec<_> = (0..16)
+            .map(|k| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut last = None;
+                    for i in (k..plans).step_by(16) {
+                        let plan = make_plan(&store, nops(actions, true)).await?;
+                        if i % 10 == 0 {
+                            store
+                                .transition_plan(
+                                    plan,
+                                    ActionPlanState::Recommended,
+                                    ActionPlanState::Cancelled,
+                                    Actor::Api,
+                                    "cancelled by operator",
+                                    PlanUpdate::default(),
+                                )
+                                .await?;
+                        }
+                        last = Some(plan);
+                    }
+                    anyhow::Ok(last)
+                })
+            })
+            .collect();
+        let mut sample = None;
+        for f in fillers {
+            sample = f.await??.or(sample);
+        }
+        store.truncate_wal().await?;
+        anyhow::Ok(sample.context("no plan")?)
+    })?;
+    drop(rt);
+    let (watcherd, url) = spawn_watcherd(&dir)?;
+    let agent = ureq::Agent::new();
+    let mut out = vec![];
+    for (what, path) in [
+        ("GET /dashboard", "/dashboard".to_string()),
+        (
+            "GET /dashboard/action_plans/<uuid>",
+            format!("/dashboard/action_plans/{sample}"),
+        ),
+        ("GET /dashboard/audits", "/dashboard/audits".to_string()),
+        ("GET /dashboard/goals", "/dashboard/goals".to_string()),
+        (
+            "GET /dashboard/events (first bytes)",
+            "/dashboard/events?after=0".to_string(),
+        ),
+    ] {
+        let mut lat = vec![];
+        for _ in 0..100 {
+            let t = Instant::now();
+            let resp = agent.get(&format!("{url}{path}")).call()?;
+            if path.starts_with("/dashboard/events") {
+                // A stream: the first event (history row 1) is the answer.
+                let mut first = [0u8; 1];
+                std::io::Read::read_exact(&mut resp.into_reader(), &mut first)?;
+            } else {
+                resp.into_string()?;
+            }
+            lat.push(t.elapsed());
+        }
+        out.push((what.to_string(), lat));
+    }
+    drop(watcherd);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
 fn idle_cost(plans: usize, history_rows: i64, seconds: u64) -> anyhow::Result<IdleCost> {
     let dir = temp_dir("idle-cost");
     let db = dir.join("watcher.db");
@@ -1711,6 +1793,15 @@ enum Only {
         #[arg(long, default_value_t = 10_000)]
         actions: usize,
     },
+    /// Only the dashboard's pages with PLANS plans of ACTIONS actions each
+    /// stored (a tenth of them cancelled): the overview and a plan's page,
+    /// time to the whole page on loopback.
+    Dashboard {
+        #[arg(long, default_value_t = 10_000)]
+        plans: usize,
+        #[arg(long, default_value_t = 10)]
+        actions: usize,
+    },
     /// Only the WAL under a write burst: AUDITS audits created by 8
     /// writers while 4 readers list, on an embedded SQLite file.
     WalBurst {
@@ -1862,6 +1953,16 @@ fn main() -> anyhow::Result<()> {
                 mib(after),
                 after as f64 / idle.max(1) as f64
             );
+            return Ok(());
+        }
+        Some(Only::Dashboard { plans, actions }) => {
+            for (what, mut lat) in dashboard_pages(plans, actions)? {
+                println!(
+                    "| {what}, {plans} plans of {actions} actions stored | p50 {}, p99 {} | < 100 ms |",
+                    ms(pct(&mut lat, 0.5)),
+                    ms(pct(&mut lat, 0.99))
+                );
+            }
             return Ok(());
         }
         Some(Only::IdleCost {

@@ -70,9 +70,55 @@
     if (button) act(button);
   });
 
+  // The audit form: its fields become the API's body, typed as the
+  // strategy's parameters_spec says; the API's answer is shown as it is.
+  document.addEventListener("submit", async function (e) {
+    const form = e.target.closest("form[data-api]");
+    if (!form) return;
+    e.preventDefault();
+    say("");
+    const field = (n) => form.elements[n] && form.elements[n].value.trim();
+    const body = { audit_type: field("audit_type"), goal: form.dataset.goal,
+                   strategy: form.dataset.strategy, parameters: {} };
+    if (field("name")) body.name = field("name");
+    if (field("interval")) body.interval = field("interval");
+    try {
+      for (const input of form.querySelectorAll("[data-param]")) {
+        const name = input.dataset.param;
+        if (input.dataset.type === "boolean") body.parameters[name] = input.checked;
+        else if (input.value.trim() === "") continue;
+        else if (input.dataset.type === "number") body.parameters[name] = Number(input.value);
+        else if (input.dataset.type === "json") body.parameters[name] = JSON.parse(input.value);
+        else body.parameters[name] = input.value;
+      }
+    } catch (err) {
+      say("A parameter is not valid JSON: " + err.message);
+      return;
+    }
+    const r = await fetch(form.dataset.api, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "OpenStack-API-Version": "infra-optim 1.7",
+                 "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    let answer = {};
+    try { answer = await r.json(); } catch (err) { /* no body */ }
+    if (r.ok) {
+      location.href = "/dashboard/audits/" + answer.uuid;
+      return;
+    }
+    let message = r.status + " " + r.statusText;
+    try { message = JSON.parse(answer.error_message).faultstring || message; } catch (err) { /* keep */ }
+    say(message);
+  });
+
   // The history stream: the browser reconnects by itself (after a restart
   // of watcherd, say) and sends the last event's id, so nothing is missed;
-  // a reconnection also re-reads the page.
+  // a reconnection also re-reads the page. A form page follows nothing.
+  if (!document.body.dataset.events) {
+    live.textContent = "";
+    return;
+  }
   const events = new EventSource(document.body.dataset.events);
   events.addEventListener("history", refresh);
   events.addEventListener("open", function () {

@@ -18,6 +18,8 @@
 //! the buttons the caller may use; every request that changes something
 //! carries the page's CSRF token.
 
+mod audits;
+mod catalogue;
 mod pages;
 
 use crate::AppState;
@@ -46,6 +48,13 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/dashboard", get(overview))
         .route("/dashboard/action_plans/{uuid}", get(plan_page))
+        .route("/dashboard/audits", get(audit_list))
+        .route("/dashboard/audits/new", get(new_audit))
+        .route("/dashboard/audits/{uuid}", get(audit_page))
+        .route("/dashboard/audit_templates", get(templates))
+        .route("/dashboard/goals", get(goals))
+        .route("/dashboard/services", get(services))
+        .route("/dashboard/cluster", get(cluster))
         .route("/dashboard/events", get(events))
         .route("/dashboard/login", get(login_form).post(login))
         .route("/dashboard/logout", axum::routing::post(logout))
@@ -106,12 +115,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                     }
                     Err(refusal) => return refusal,
                 };
-                // Reading the pages is reading plans.
-                let rule = if path.starts_with("/dashboard/action_plans/") {
-                    "action_plan:get"
-                } else {
-                    "action_plan:get_all"
-                };
+                let rule = page_rule(&path);
                 if path != "/dashboard/logout" && !ks.allows(rule, &caller) {
                     return refuse(
                         StatusCode::FORBIDDEN,
@@ -123,6 +127,21 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         }
     }
     next.run(req).await
+}
+
+/// The policy rule a page reads under, as the API call that reads the same.
+fn page_rule(path: &str) -> &'static str {
+    let rest = path.strip_prefix("/dashboard").unwrap_or(path);
+    match rest.split('/').nth(1).unwrap_or("") {
+        "action_plans" => "action_plan:get",
+        "audits" if rest == "/audits" => "audit:get_all",
+        "audits" => "audit:get",
+        "audit_templates" => "audit_template:get_all",
+        "goals" => "strategy:get_all",
+        "services" => "service:get_all",
+        "cluster" => "data_model:get_all",
+        _ => "action_plan:get_all",
+    }
 }
 
 /// Where a browser without a (valid) login goes: the login form for a
@@ -153,6 +172,9 @@ pub struct Permissions {
     pub cancel: bool,
     pub archive: bool,
     pub skip: bool,
+    pub create_audit: bool,
+    pub update_audit: bool,
+    pub delete_audit: bool,
     /// Logged in through Keystone (the page offers to log out).
     pub session: bool,
 }
@@ -165,6 +187,9 @@ impl Permissions {
                 cancel: ks.allows("action_plan:update", c),
                 archive: ks.allows("action_plan:delete", c),
                 skip: ks.allows("action:update", c),
+                create_audit: ks.allows("audit:create", c),
+                update_audit: ks.allows("audit:update", c),
+                delete_audit: ks.allows("audit:delete", c),
                 session: true,
             },
             (crate::auth::Auth::Keystone(_), None) => Permissions {
@@ -172,6 +197,9 @@ impl Permissions {
                 cancel: false,
                 archive: false,
                 skip: false,
+                create_audit: false,
+                update_audit: false,
+                delete_audit: false,
                 session: true,
             },
             (crate::auth::Auth::NoAuth, _) => Permissions {
@@ -179,6 +207,9 @@ impl Permissions {
                 cancel: true,
                 archive: true,
                 skip: true,
+                create_audit: true,
+                update_audit: true,
+                delete_audit: true,
                 session: false,
             },
         }
@@ -356,6 +387,129 @@ async fn plan_page(
     }))
 }
 
+/// A page that follows every change (`/dashboard/events`), its main part
+/// alone when the script asks for it again (`?part=main`).
+fn live_page(
+    s: &AppState,
+    caller: &CallerOf,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    title: &str,
+    main: impl FnOnce(&Permissions) -> maud::Markup,
+) -> Response {
+    let may = Permissions::of(s, caller.as_deref());
+    let part = q.get("part").is_some_and(|p| p == "main");
+    page(headers, |token| {
+        let main = main(&may);
+        if part {
+            main
+        } else {
+            pages::layout(title, token, "/dashboard/events", &may, main)
+        }
+    })
+}
+
+async fn audit_list(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let data = audits::AuditList::load(&s.store).await?;
+    Ok(live_page(&s, &caller, &headers, &q, "Audits", |may| {
+        data.main(may)
+    }))
+}
+
+async fn audit_page(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let uuid = crate::routes::parse_uuid("audit", &uuid)?;
+    let data = audits::AuditPage::load(&s.store, uuid).await?;
+    let title = format!("Audit {uuid}");
+    Ok(live_page(&s, &caller, &headers, &q, &title, |may| {
+        data.main(may)
+    }))
+}
+
+async fn new_audit(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let data = audits::NewAudit::load(&s.store, q.get("strategy").map(String::as_str)).await?;
+    let may = Permissions::of(&s, caller.as_deref());
+    // A form is not re-read on each change: it would lose what was typed.
+    Ok(page(&headers, |token| {
+        pages::layout("New audit", token, "", &may, data.main())
+    }))
+}
+
+async fn templates(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let data = catalogue::Templates::load(&s.store).await?;
+    Ok(live_page(
+        &s,
+        &caller,
+        &headers,
+        &q,
+        "Audit templates",
+        |_| data.main(),
+    ))
+}
+
+async fn goals(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let data = catalogue::Goals::load(&s.store).await?;
+    Ok(live_page(&s, &caller, &headers, &q, "Goals", |_| {
+        data.main()
+    }))
+}
+
+async fn services(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let data = catalogue::Services::load(&s.store).await?;
+    Ok(live_page(&s, &caller, &headers, &q, "Services", |_| {
+        data.main()
+    }))
+}
+
+async fn cluster(
+    State(s): State<AppState>,
+    caller: CallerOf,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, crate::ApiError> {
+    let model = watcher_decision::model::ClusterModel::from_cloud(s.cloud.as_ref())
+        .await
+        .map_err(|e| {
+            crate::ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The cloud could not be read: {e}"),
+            )
+        })?;
+    Ok(live_page(&s, &caller, &headers, &q, "Cluster", |_| {
+        catalogue::cluster(&model)
+    }))
+}
+
 /// How many history rows one read of the stream takes at most.
 const EVENTS_PAGE: usize = 500;
 
@@ -395,13 +549,19 @@ async fn events(
                             (rx, after, pending),
                         ));
                     }
-                    tokio::select! {
-                        _ = rx.recv() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    let Ok(rows) = store.history_after(after, EVENTS_PAGE).await else {
+                    // Read first (a browser catching up gets its backlog at
+                    // once), then wait for the next change.
+                    let rows = store
+                        .history_after(after, EVENTS_PAGE)
+                        .await
+                        .unwrap_or_default();
+                    if rows.is_empty() {
+                        tokio::select! {
+                            _ = rx.recv() => {}
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                         continue;
-                    };
+                    }
                     for row in rows {
                         after = row.seq;
                         if plan.is_none_or(|p| concerns(&row, p)) {

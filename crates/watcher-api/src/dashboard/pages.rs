@@ -30,6 +30,11 @@ pub fn layout(title: &str, csrf: &str, events: &str, may: &Permissions, main: Ma
                     nav aria-label="Main" {
                         a href="/dashboard" class="brand" { "Watcher" }
                         a href="/dashboard" { "Overview" }
+                        a href="/dashboard/audits" { "Audits" }
+                        a href="/dashboard/audit_templates" { "Templates" }
+                        a href="/dashboard/goals" { "Goals" }
+                        a href="/dashboard/cluster" { "Cluster" }
+                        a href="/dashboard/services" { "Services" }
                         a href="/v1/" { "API" }
                         @if may.session {
                             button type="button" .link data-method="POST" data-url="/dashboard/logout"
@@ -45,15 +50,15 @@ pub fn layout(title: &str, csrf: &str, events: &str, may: &Permissions, main: Ma
     }
 }
 
-fn state_badge(state: &str) -> Markup {
+pub(super) fn state_badge(state: &str) -> Markup {
     html! { span class={"state state-" (state.to_lowercase())} { (state) } }
 }
 
-fn when(t: &chrono::DateTime<chrono::Utc>) -> Markup {
+pub(super) fn when(t: &chrono::DateTime<chrono::Utc>) -> Markup {
     html! { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M:%S")) } }
 }
 
-fn plan_link(p: &ActionPlan) -> Markup {
+pub(super) fn plan_link(p: &ActionPlan) -> Markup {
     html! { a href={"/dashboard/action_plans/" (p.uuid)} { code { (short(&p.uuid)) } } }
 }
 
@@ -63,7 +68,7 @@ fn short(u: &Uuid) -> String {
 
 /// A button that asks the API (under `/dashboard/v1`) for a change, after
 /// a confirmation that says what will happen.
-fn action_button(
+pub(super) fn action_button(
     label: &str,
     method: &str,
     url: &str,

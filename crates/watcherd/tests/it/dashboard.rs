@@ -295,22 +295,42 @@ impl Browser {
         )
     }
 
-    fn click(&self, css: &str) {
+    fn element(&self, css: &str) -> String {
         let e = self.call(
             "POST",
             "/element",
             Some(json!({"using": "css selector", "value": css})),
         );
-        let id = e
-            .as_object()
+        e.as_object()
             .unwrap()
             .values()
             .next()
             .unwrap()
             .as_str()
             .unwrap()
-            .to_string();
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn path(&self) -> String {
+        self.script("return location.pathname")
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Accepts the confirmation the click opened, returning its text.
@@ -370,15 +390,48 @@ fn screenshots() -> PathBuf {
 #[test]
 fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
     let d = Daemon::start("dashboard-browser");
-    // Three sleeps of 30 s, one after another: long enough to cancel.
-    let sleeps: Vec<Value> = (0..3)
-        .map(|_| json!({"action_type": "sleep", "input_parameters": {"duration": 30.0}}))
-        .collect();
-    let plan = d.actuator(json!(sleeps));
     let b = Browser::start();
     b.open(&format!("{}/dashboard", d.url));
     b.screenshot("overview-1280");
-    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+    // A dummy audit from the form the strategy's parameters make; a bad
+    // value first gets the API's own message.
+    b.open(&format!("{}/dashboard/audits/new?strategy=dummy", d.url));
+    b.type_into("input[data-param=para1]", "99999");
+    b.click("#new-audit button[type=submit]");
+    let said = wait_for(Duration::from_secs(5), || {
+        let e = b.script("return document.getElementById('error').textContent");
+        e.as_str().filter(|t| !t.is_empty()).map(str::to_string)
+    });
+    assert!(said.contains("para1"), "{said}");
+    // The browser logs that refused request; nothing else may be there.
+    let errors = b.console_errors();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("/dashboard/v1/audits")
+            && errors[0].contains("400"),
+        "{errors:?}"
+    );
+    b.screenshot("audit-form-1280");
+    b.type_into("input[data-param=para1]", "60");
+    b.click("#new-audit button[type=submit]");
+    wait_for(Duration::from_secs(5), || {
+        b.path().starts_with("/dashboard/audits/").then_some(())
+    });
+    let audit = b.path().rsplit('/').next().unwrap().to_string();
+    // The audit's page shows its plan as soon as the engine made it.
+    let plan = wait_for(Duration::from_secs(10), || {
+        let href = b.script(
+            "const a = document.querySelector('main li a'); return a && a.getAttribute('href')",
+        );
+        href.as_str()
+            .map(|h| h.rsplit('/').next().unwrap().to_string())
+    });
+    assert_eq!(d.plan(&plan)["audit_uuid"], audit.as_str());
+    b.screenshot("audit-1280");
+    b.click("main li a");
+    wait_for(Duration::from_secs(5), || {
+        (b.path() == format!("/dashboard/action_plans/{plan}")).then_some(())
+    });
     wait_for(Duration::from_secs(5), || {
         (b.script("return document.getElementById('live').textContent") == "live").then_some(())
     });
@@ -390,10 +443,12 @@ fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
     // The page follows without a reload: the running sleep shows up.
     let marker = b.script("window.__same_page = true; return true");
     assert_eq!(marker, true);
-    wait_for(Duration::from_secs(5), || {
-        let running =
-            b.script("return document.querySelectorAll('#actions tr[data-state=ONGOING]').length");
-        (state() == "ONGOING" && running == 1).then_some(())
+    // The dummy's sleep (60 s, para1) is the action to catch running.
+    wait_for(Duration::from_secs(10), || {
+        let sleeping = b.script(
+            "return [...document.querySelectorAll('#actions tr[data-state=ONGOING]')].some(r => r.cells[1].textContent === 'sleep')",
+        );
+        (state() == "ONGOING" && sleeping == true).then_some(())
     });
     b.screenshot("plan-ongoing-1280");
 
@@ -418,10 +473,10 @@ fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
         true,
         "the page was reloaded"
     );
-    let states = b.script(
-        "return [...document.querySelectorAll('#actions tr')].slice(1).map(r => r.dataset.state)",
+    let sleep = b.script(
+        "return [...document.querySelectorAll('#actions tr')].slice(1).find(r => r.cells[1].textContent === 'sleep').dataset.state",
     );
-    assert_eq!(states, json!(["CANCELLED", "CANCELLED", "CANCELLED"]));
+    assert_eq!(sleep, "CANCELLED");
     b.screenshot("plan-cancelled-1280");
     // Our record agrees with the page.
     assert_eq!(d.plan(&plan)["state"], "CANCELLED");
@@ -448,12 +503,26 @@ fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
         "return [...document.querySelectorAll('main a, main button')].every(e => e.tabIndex >= 0)",
     );
     assert_eq!(focusable, true);
+    for page in ["audits", "audit_templates", "goals", "cluster", "services"] {
+        b.open(&format!("{}/dashboard/{page}", d.url));
+        b.screenshot(&format!("{page}-390"));
+        let overflow = b.script("return document.documentElement.scrollWidth - window.innerWidth");
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{page}: {overflow} px too wide"
+        );
+    }
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "{errors:?}");
     for shot in [
         "overview-1280",
+        "audit-form-1280",
+        "audit-1280",
         "plan-ongoing-1280",
         "plan-cancelled-1280",
         "plan-cancelled-390",
         "overview-390",
+        "cluster-390",
     ] {
         let png = std::fs::read(screenshots().join(format!("{shot}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
