@@ -221,14 +221,14 @@ fn without_keystone_the_dashboard_answers_only_on_loopback() {
 }
 
 /// A headless Chromium behind chromedriver, spoken to over WebDriver.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     session: String,
 }
 
 impl Browser {
-    fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let chromedriver = required_env("WATCHER_TEST_CHROMEDRIVER", "chromedriver");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -264,7 +264,7 @@ impl Browser {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let req = ureq::request(method, &url);
         let r = match body {
@@ -283,11 +283,11 @@ impl Browser {
         }
     }
 
-    fn open(&self, url: &str) {
+    pub(crate) fn open(&self, url: &str) {
         self.call("POST", "/url", Some(json!({"url": url})));
     }
 
-    fn script(&self, js: &str) -> Value {
+    pub(crate) fn script(&self, js: &str) -> Value {
         self.call(
             "POST",
             "/execute/sync",
@@ -295,7 +295,7 @@ impl Browser {
         )
     }
 
-    fn element(&self, css: &str) -> String {
+    pub(crate) fn element(&self, css: &str) -> String {
         let e = self.call(
             "POST",
             "/element",
@@ -311,12 +311,25 @@ impl Browser {
             .to_string()
     }
 
-    fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    /// Clicks the element; found again if the page re-rendered it between
+    /// the lookup and the click (a live update replaces the main part).
+    pub(crate) fn click(&self, css: &str) {
+        for _ in 0..10 {
+            let id = self.element(css);
+            let url = format!("{}/session/{}/element/{id}/click", self.base, self.session);
+            match ureq::post(&url).send_json(json!({})) {
+                Ok(_) => return,
+                Err(ureq::Error::Status(404, r)) => {
+                    let body = r.into_string().unwrap_or_default();
+                    assert!(body.contains("stale element"), "click {css}: {body}");
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
+        panic!("click {css}: the element kept being replaced");
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
         self.call("POST", &format!("/element/{id}/clear"), Some(json!({})));
         self.call(
@@ -326,7 +339,7 @@ impl Browser {
         );
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.script("return location.pathname")
             .as_str()
             .unwrap()
@@ -334,7 +347,7 @@ impl Browser {
     }
 
     /// Accepts the confirmation the click opened, returning its text.
-    fn confirm(&self) -> String {
+    pub(crate) fn confirm(&self) -> String {
         let text = wait_for(Duration::from_secs(5), || {
             let url = format!("{}/session/{}/alert/text", self.base, self.session);
             ureq::get(&url)
@@ -347,7 +360,7 @@ impl Browser {
         text
     }
 
-    fn screenshot(&self, name: &str) {
+    pub(crate) fn screenshot(&self, name: &str) {
         use base64::Engine as _;
         let png = self.call("GET", "/screenshot", None);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -359,7 +372,7 @@ impl Browser {
     }
 
     /// The browser console's errors since the last call.
-    fn console_errors(&self) -> Vec<String> {
+    pub(crate) fn console_errors(&self) -> Vec<String> {
         self.call("POST", "/se/log", Some(json!({"type": "browser"})))
             .as_array()
             .unwrap()
@@ -415,7 +428,8 @@ fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
     b.type_into("input[data-param=para1]", "60");
     b.click("#new-audit button[type=submit]");
     wait_for(Duration::from_secs(5), || {
-        b.path().starts_with("/dashboard/audits/").then_some(())
+        let path = b.path();
+        (path.starts_with("/dashboard/audits/") && path != "/dashboard/audits/new").then_some(())
     });
     let audit = b.path().rsplit('/').next().unwrap().to_string();
     // The audit's page shows its plan as soon as the engine made it.
@@ -527,4 +541,45 @@ fn an_operator_starts_and_cancels_a_plan_in_a_browser_and_sees_it_live() {
         let png = std::fs::read(screenshots().join(format!("{shot}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
     }
+}
+
+#[cfg_attr(
+    not(test_chromium),
+    ignore = "needs Chromium: set WATCHER_TEST_CHROMEDRIVER=/usr/bin/chromedriver (.ci/run installs Debian's chromium and chromium-driver)"
+)]
+#[test]
+fn an_open_page_reconnects_after_watcherd_restarts_and_catches_up() {
+    // A fixed port, so that the restarted watcherd is where the page was.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("dashboard-restart");
+    let config = write_config_with(&dir, "", "", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut d = Daemon::start_with_config(&dir, config.clone(), None);
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    let b = Browser::start();
+    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+    let live = || b.script("return document.getElementById('live').textContent");
+    wait_for(Duration::from_secs(5), || (live() == "live").then_some(()));
+    d.kill9();
+    wait_for(Duration::from_secs(10), || {
+        (live() == "reconnecting...").then_some(())
+    });
+    let d = Daemon::start_with_config(&dir, config, None);
+    // Changed while the page is away: it shows once it is back, unreloaded.
+    b.script("window.__same_page = true");
+    assert_eq!(d.patch_state(&plan, "CANCELLED").0, 200);
+    wait_for(Duration::from_secs(15), || {
+        let state = b.script("return document.getElementById('plan-state').dataset.state");
+        (state == "CANCELLED" && live() == "live").then_some(())
+    });
+    assert_eq!(b.script("return window.__same_page === true"), true);
+    b.screenshot("plan-after-restart-1280");
 }

@@ -460,3 +460,74 @@ fn the_dashboard_needs_a_keystone_login_and_a_reader_gets_no_cancel_button() {
     let (_, p, _) = get(&d, &format!("/v1/action_plans/{plan}"), Some(&admin));
     assert_eq!(p["state"], "CANCELLED");
 }
+
+#[cfg_attr(
+    not(all(test_keystone, test_chromium)),
+    ignore = "needs Keystone and Chromium: WATCHER_KEYSTONE_URL and WATCHER_TEST_CHROMEDRIVER (.ci/run sets both)"
+)]
+#[test]
+fn in_a_browser_an_admin_logs_in_and_cancels_and_a_reader_sees_no_cancel_button() {
+    use crate::dashboard::Browser;
+    let ks = keystone();
+    let admin = login(&ks, "admin", "admin", "admin");
+    user_with_role(&ks, &admin, "watcher-test-reader", "reader");
+    let d = start(&ks);
+    let r = ureq::post(&format!("{}/v1/audits", d.url))
+        .set("X-Auth-Token", &admin)
+        .send_json(json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para1": 60}}))
+        .unwrap();
+    let audit: Value = r.into_json().unwrap();
+    let plan = wait_for(Duration::from_secs(10), || {
+        let (_, v, _) = get(
+            &d,
+            &format!(
+                "/v1/action_plans?audit_uuid={}",
+                audit["uuid"].as_str().unwrap()
+            ),
+            Some(&admin),
+        );
+        v["action_plans"][0]["uuid"].as_str().map(str::to_string)
+    });
+    let b = Browser::start();
+    let log_in = |user: &str, password: &str| {
+        b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+        // Not logged in: the login form.
+        wait_for(Duration::from_secs(5), || {
+            (b.path() == "/dashboard/login").then_some(())
+        });
+        b.type_into("input[name=user]", user);
+        b.type_into("input[name=password]", password);
+        b.click("form button[type=submit]");
+        wait_for(Duration::from_secs(10), || {
+            (b.path() == "/dashboard").then_some(())
+        });
+        b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+    };
+    b.open(&format!("{}/dashboard/login", d.url));
+    b.screenshot("login-1280");
+    log_in("admin", "admin");
+    b.click("button[data-url$='/start']");
+    b.confirm();
+    let state = || b.script("return document.getElementById('plan-state').dataset.state");
+    wait_for(Duration::from_secs(10), || {
+        (state() == "ONGOING").then_some(())
+    });
+    b.click("button[data-confirm^='Cancel this plan']");
+    b.confirm();
+    wait_for(Duration::from_secs(5), || {
+        (state() == "CANCELLED").then_some(())
+    });
+    b.screenshot("plan-cancelled-by-admin-1280");
+    // Log out, then in as a reader: the plan, and no button to change it.
+    b.click("button[data-url='/dashboard/logout']");
+    wait_for(Duration::from_secs(5), || {
+        (b.path() == "/dashboard/login").then_some(())
+    });
+    log_in("watcher-test-reader", "pw");
+    assert_eq!(state(), "CANCELLED");
+    let buttons = b.script("return document.querySelectorAll('main button').length");
+    assert_eq!(buttons, 0, "a reader gets no button");
+    b.screenshot("plan-as-reader-1280");
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "{errors:?}");
+}
