@@ -758,17 +758,17 @@ impl Nova {
         Ok(format!("resize/{server}/{id}"))
     }
 
-    pub fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError> {
+    /// `POST /volumes/{volume}/action` with `body`.
+    fn volume_action(&self, volume: &str, body: Value, what: &str) -> Result<(), CloudError> {
         let base = self.cinder()?.to_string();
+        let path = format!("/volumes/{volume}/action");
+        let resp = self.request("POST", &base, &path, None, Some(&body))?;
+        Nova::expect(resp, what, "volume", volume).map(|_| ())
+    }
+
+    pub fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError> {
         let body = json!({"os-migrate_volume": {"host": pool, "force_host_copy": false}});
-        let resp = self.request(
-            "POST",
-            &base,
-            &format!("/volumes/{volume}/action"),
-            None,
-            Some(&body),
-        )?;
-        Nova::expect(resp, "volume migration", "volume", volume)?;
+        self.volume_action(volume, body, "volume migration")?;
         Ok(format!("volume-migration/{volume}/{pool}"))
     }
 
@@ -776,16 +776,8 @@ impl Nova {
     /// the volume's backend serves the new type, else a migration to one
     /// that does.
     pub fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError> {
-        let base = self.cinder()?.to_string();
         let body = json!({"os-retype": {"new_type": new_type, "migration_policy": "on-demand"}});
-        let resp = self.request(
-            "POST",
-            &base,
-            &format!("/volumes/{volume}/action"),
-            None,
-            Some(&body),
-        )?;
-        Nova::expect(resp, "volume retype", "volume", volume)?;
+        self.volume_action(volume, body, "volume retype")?;
         Ok(format!("volume-retype/{volume}/{new_type}"))
     }
 

@@ -408,6 +408,14 @@ impl State {
         Some(i)
     }
 
+    /// A copy of a volume, or NotFound.
+    fn volume(&self, uuid: &str) -> Result<Volume, CloudError> {
+        self.volumes
+            .get(uuid)
+            .cloned()
+            .ok_or_else(|| not_found("Volume", uuid))
+    }
+
     fn volume_mut(&mut self, uuid: &str) -> Option<&mut Volume> {
         let v = self.volumes.get_mut(uuid)?;
         self.dirty.insert((RowKind::Volume, uuid.to_string()));
@@ -891,11 +899,7 @@ impl Cloud for SimulatedCloud {
 
     async fn migrate_volume(&self, volume: &str, pool: &str) -> Result<OperationId, CloudError> {
         self.mutate(|st| {
-            let vol = st
-                .volumes
-                .get(volume)
-                .ok_or_else(|| not_found("Volume", volume))?
-                .clone();
+            let vol = st.volume(volume)?;
             let Some(dest) = st.pools.iter().find(|p| p.name == pool) else {
                 return Err(not_found("Pool", pool));
             };
@@ -933,11 +937,7 @@ impl Cloud for SimulatedCloud {
 
     async fn retype_volume(&self, volume: &str, new_type: &str) -> Result<OperationId, CloudError> {
         self.mutate(|st| {
-            let vol = st
-                .volumes
-                .get(volume)
-                .ok_or_else(|| not_found("Volume", volume))?
-                .clone();
+            let vol = st.volume(volume)?;
             let serving: Vec<&PoolSpec> = st
                 .pools
                 .iter()

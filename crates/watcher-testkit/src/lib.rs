@@ -403,6 +403,16 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// The faultstring inside Watcher's double-encoded error body.
+/// The value a `Set-Cookie` header sets (`name=value; Path=...` -> `value`).
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
+}
+
 pub fn faultstring(body: &Value) -> String {
     let inner: Value = serde_json::from_str(
         body["error_message"]

@@ -345,159 +345,113 @@ fn page(headers: &HeaderMap, render: impl FnOnce(&str) -> maud::Markup) -> Respo
 
 type Params = Query<HashMap<String, String>>;
 
-type CallerOf = Option<axum::Extension<crate::auth::Caller>>;
-
-async fn overview(
-    State(s): State<AppState>,
-    caller: CallerOf,
+/// What every page handler needs: the state, the caller (Keystone mode),
+/// the headers (the CSRF cookie) and the query (`part=main`).
+struct PageRequest {
+    s: AppState,
+    caller: Option<crate::auth::Caller>,
     headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let data = pages::Overview::load(&s.store).await?;
-    let may = Permissions::of(&s, caller.as_deref());
-    let part = q.get("part").is_some_and(|p| p == "main");
-    Ok(page(&headers, |token| {
-        if part {
-            data.main()
-        } else {
-            pages::layout("Overview", token, "/dashboard/events", &may, data.main())
-        }
-    }))
+    q: HashMap<String, String>,
 }
 
-async fn plan_page(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    Path(uuid): Path<String>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
+impl axum::extract::FromRequestParts<AppState> for PageRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(q) = Params::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(PageRequest {
+            s: state.clone(),
+            caller: parts.extensions.get::<crate::auth::Caller>().cloned(),
+            headers: parts.headers.clone(),
+            q,
+        })
+    }
+}
+
+impl PageRequest {
+    fn may(&self) -> Permissions {
+        Permissions::of(&self.s, self.caller.as_ref())
+    }
+
+    /// A page that follows `events`, its main part alone when the script
+    /// asks for it again (`?part=main`).
+    fn live(
+        &self,
+        title: &str,
+        events: &str,
+        main: impl FnOnce(&Permissions) -> maud::Markup,
+    ) -> Response {
+        let may = self.may();
+        let part = self.q.get("part").is_some_and(|p| p == "main");
+        page(&self.headers, |token| {
+            let main = main(&may);
+            if part {
+                main
+            } else {
+                pages::layout(title, token, events, &may, main)
+            }
+        })
+    }
+}
+
+type PageResult = Result<Response, crate::ApiError>;
+
+/// Every change, for the pages that are not about one plan.
+const ALL_EVENTS: &str = "/dashboard/events";
+
+async fn overview(r: PageRequest) -> PageResult {
+    let data = pages::Overview::load(&r.s.store).await?;
+    Ok(r.live("Overview", ALL_EVENTS, |_| data.main()))
+}
+
+async fn plan_page(r: PageRequest, Path(uuid): Path<String>) -> PageResult {
     let uuid = crate::routes::parse_uuid("action plan", &uuid)?;
-    let data = pages::PlanPage::load(&s.store, uuid).await?;
-    let may = Permissions::of(&s, caller.as_deref());
-    let part = q.get("part").is_some_and(|p| p == "main");
+    let data = pages::PlanPage::load(&r.s.store, uuid).await?;
     let events = format!("/dashboard/events?plan={uuid}");
-    Ok(page(&headers, |token| {
-        if part {
-            data.main(&may)
-        } else {
-            let title = format!("Action plan {uuid}");
-            pages::layout(&title, token, &events, &may, data.main(&may))
-        }
-    }))
-}
-
-/// A page that follows every change (`/dashboard/events`), its main part
-/// alone when the script asks for it again (`?part=main`).
-fn live_page(
-    s: &AppState,
-    caller: &CallerOf,
-    headers: &HeaderMap,
-    q: &HashMap<String, String>,
-    title: &str,
-    main: impl FnOnce(&Permissions) -> maud::Markup,
-) -> Response {
-    let may = Permissions::of(s, caller.as_deref());
-    let part = q.get("part").is_some_and(|p| p == "main");
-    page(headers, |token| {
-        let main = main(&may);
-        if part {
-            main
-        } else {
-            pages::layout(title, token, "/dashboard/events", &may, main)
-        }
-    })
-}
-
-async fn audit_list(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let data = audits::AuditList::load(&s.store).await?;
-    Ok(live_page(&s, &caller, &headers, &q, "Audits", |may| {
+    Ok(r.live(&format!("Action plan {uuid}"), &events, |may| {
         data.main(may)
     }))
 }
 
-async fn audit_page(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    Path(uuid): Path<String>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
+async fn audit_list(r: PageRequest) -> PageResult {
+    let data = audits::AuditList::load(&r.s.store).await?;
+    Ok(r.live("Audits", ALL_EVENTS, |may| data.main(may)))
+}
+
+async fn audit_page(r: PageRequest, Path(uuid): Path<String>) -> PageResult {
     let uuid = crate::routes::parse_uuid("audit", &uuid)?;
-    let data = audits::AuditPage::load(&s.store, uuid).await?;
-    let title = format!("Audit {uuid}");
-    Ok(live_page(&s, &caller, &headers, &q, &title, |may| {
-        data.main(may)
-    }))
+    let data = audits::AuditPage::load(&r.s.store, uuid).await?;
+    Ok(r.live(&format!("Audit {uuid}"), ALL_EVENTS, |may| data.main(may)))
 }
 
-async fn new_audit(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let data = audits::NewAudit::load(&s.store, q.get("strategy").map(String::as_str)).await?;
-    let may = Permissions::of(&s, caller.as_deref());
-    // A form is not re-read on each change: it would lose what was typed.
-    Ok(page(&headers, |token| {
-        pages::layout("New audit", token, "", &may, data.main())
-    }))
+async fn new_audit(r: PageRequest) -> PageResult {
+    let data = audits::NewAudit::load(&r.s.store, r.q.get("strategy").map(String::as_str)).await?;
+    // A form follows nothing: a re-read would lose what was typed.
+    Ok(r.live("New audit", "", |_| data.main()))
 }
 
-async fn templates(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let data = catalogue::Templates::load(&s.store).await?;
-    Ok(live_page(
-        &s,
-        &caller,
-        &headers,
-        &q,
-        "Audit templates",
-        |_| data.main(),
-    ))
+async fn templates(r: PageRequest) -> PageResult {
+    let data = catalogue::Templates::load(&r.s.store).await?;
+    Ok(r.live("Audit templates", ALL_EVENTS, |_| data.main()))
 }
 
-async fn goals(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let data = catalogue::Goals::load(&s.store).await?;
-    Ok(live_page(&s, &caller, &headers, &q, "Goals", |_| {
-        data.main()
-    }))
+async fn goals(r: PageRequest) -> PageResult {
+    let data = catalogue::Goals::load(&r.s.store).await?;
+    Ok(r.live("Goals", ALL_EVENTS, |_| data.main()))
 }
 
-async fn services(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let data = catalogue::Services::load(&s.store).await?;
-    Ok(live_page(&s, &caller, &headers, &q, "Services", |_| {
-        data.main()
-    }))
+async fn services(r: PageRequest) -> PageResult {
+    let data = catalogue::Services::load(&r.s.store).await?;
+    Ok(r.live("Services", ALL_EVENTS, |_| data.main()))
 }
 
-async fn cluster(
-    State(s): State<AppState>,
-    caller: CallerOf,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, crate::ApiError> {
-    let model = watcher_decision::model::ClusterModel::from_cloud(s.cloud.as_ref())
+async fn cluster(r: PageRequest) -> PageResult {
+    let model = watcher_decision::model::ClusterModel::from_cloud(r.s.cloud.as_ref())
         .await
         .map_err(|e| {
             crate::ApiError::new(
@@ -505,9 +459,7 @@ async fn cluster(
                 format!("The cloud could not be read: {e}"),
             )
         })?;
-    Ok(live_page(&s, &caller, &headers, &q, "Cluster", |_| {
-        catalogue::cluster(&model)
-    }))
+    Ok(r.live("Cluster", ALL_EVENTS, |_| catalogue::cluster(&model)))
 }
 
 /// How many history rows one read of the stream takes at most.

@@ -16,13 +16,8 @@ pub fn layout(title: &str, csrf: &str, events: &str, may: &Permissions, main: Ma
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
+                (head(title))
                 meta name="csrf-token" content=(csrf);
-                title { (title) " - Watcher" }
-                // No icon to fetch (the browser would ask for /favicon.ico).
-                link rel="icon" href="data:,";
-                link rel="stylesheet" href="/dashboard/assets/dashboard.css";
                 script src="/dashboard/assets/dashboard.js" defer {}
             }
             body data-events=(events) {
@@ -47,6 +42,18 @@ pub fn layout(title: &str, csrf: &str, events: &str, may: &Permissions, main: Ma
                 main #main { (main) }
             }
         }
+    }
+}
+
+/// What every page's head holds.
+fn head(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) " - Watcher" }
+        // No icon to fetch (the browser would ask for /favicon.ico).
+        link rel="icon" href="data:,";
+        link rel="stylesheet" href="/dashboard/assets/dashboard.css";
     }
 }
 
@@ -391,13 +398,7 @@ pub fn login(csrf: &str, problem: Option<&str>, project: &str, domain: &str, use
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Log in - Watcher" }
-                link rel="icon" href="data:,";
-                link rel="stylesheet" href="/dashboard/assets/dashboard.css";
-            }
+            head { (head("Log in")) }
             body {
                 main #main .login {
                     h1 { "Watcher" }

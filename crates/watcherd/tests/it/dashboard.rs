@@ -45,14 +45,7 @@ fn pages_show_the_plans_and_changes_need_the_pages_csrf_token() {
         html.contains("Recommended") && html.contains(&plan[..8]),
         "{html}"
     );
-    let token = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_string();
+    let token = cookie_value(&cookie);
     assert!(html.contains(&format!("content=\"{token}\"")));
 
     let html = ureq::get(&format!("{}/dashboard/action_plans/{plan}", d.url))

@@ -46,6 +46,27 @@ fn user_with_role(ks: &str, admin: &str, name: &str, role: &str) -> String {
     login(ks, name, "pw", "admin")
 }
 
+/// A dummy audit's plan (its sleep `para1` seconds), made with `token`.
+fn dummy_plan(d: &Daemon, token: &str, para1: u64) -> String {
+    let audit: Value = ureq::post(&format!("{}/v1/audits", d.url))
+        .set("X-Auth-Token", token)
+        .send_json(
+            json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para1": para1}}),
+        )
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let audit = audit["uuid"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(10), || {
+        let (_, v, _) = get(
+            d,
+            &format!("/v1/action_plans?audit_uuid={audit}"),
+            Some(token),
+        );
+        v["action_plans"][0]["uuid"].as_str().map(str::to_string)
+    })
+}
+
 fn start(ks: &str) -> Daemon {
     start_with_policy(ks, None)
 }
@@ -326,27 +347,7 @@ fn the_dashboard_needs_a_keystone_login_and_a_reader_gets_no_cancel_button() {
     let admin = login(&ks, "admin", "admin", "admin");
     user_with_role(&ks, &admin, "watcher-test-reader", "reader");
     let d = start(&ks);
-    let (status, audit) = {
-        let r = ureq::post(&format!("{}/v1/audits", d.url))
-            .set("X-Auth-Token", &admin)
-            .send_json(
-                json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para1": 1}}),
-            )
-            .unwrap();
-        (r.status(), r.into_json::<Value>().unwrap())
-    };
-    assert_eq!(status, 201);
-    let plan = wait_for(Duration::from_secs(10), || {
-        let (_, v, _) = get(
-            &d,
-            &format!(
-                "/v1/action_plans?audit_uuid={}",
-                audit["uuid"].as_str().unwrap()
-            ),
-            Some(&admin),
-        );
-        v["action_plans"][0]["uuid"].as_str().map(str::to_string)
-    });
+    let plan = dummy_plan(&d, &admin, 1);
     let agent = ureq::AgentBuilder::new().redirects(0).build();
     let url = |p: &str| format!("{}{p}", d.url);
     let status_of = |r: Result<ureq::Response, ureq::Error>| match r {
@@ -371,16 +372,7 @@ fn the_dashboard_needs_a_keystone_login_and_a_reader_gets_no_cancel_button() {
 
     // The form hands out its CSRF token; a login needs it.
     let form = agent.get(&url("/dashboard/login")).call().unwrap();
-    let csrf = form
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1
-        .to_string();
+    let csrf = cookie_value(form.header("set-cookie").unwrap());
     let csrf_cookie = format!("watcher_csrf={csrf}");
     // Answers, 4xx included.
     let answer = |r: Result<ureq::Response, ureq::Error>| match r {
@@ -472,22 +464,7 @@ fn in_a_browser_an_admin_logs_in_and_cancels_and_a_reader_sees_no_cancel_button(
     let admin = login(&ks, "admin", "admin", "admin");
     user_with_role(&ks, &admin, "watcher-test-reader", "reader");
     let d = start(&ks);
-    let r = ureq::post(&format!("{}/v1/audits", d.url))
-        .set("X-Auth-Token", &admin)
-        .send_json(json!({"audit_type": "ONESHOT", "goal": "dummy", "parameters": {"para1": 60}}))
-        .unwrap();
-    let audit: Value = r.into_json().unwrap();
-    let plan = wait_for(Duration::from_secs(10), || {
-        let (_, v, _) = get(
-            &d,
-            &format!(
-                "/v1/action_plans?audit_uuid={}",
-                audit["uuid"].as_str().unwrap()
-            ),
-            Some(&admin),
-        );
-        v["action_plans"][0]["uuid"].as_str().map(str::to_string)
-    });
+    let plan = dummy_plan(&d, &admin, 60);
     let b = Browser::start();
     let log_in = |user: &str, password: &str| {
         b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));

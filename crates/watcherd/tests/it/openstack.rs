@@ -171,13 +171,7 @@ impl Nova {
             return;
         }
         let (_, list) = self.cinder_call("GET", "/volumes/detail?all_tenants=1", None);
-        let ours: Vec<String> = list["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|v| v["name"].as_str().unwrap_or("").starts_with("wtest-"))
-            .map(|v| v["id"].as_str().unwrap().to_string())
-            .collect();
+        let ours = test_objects(&list["volumes"]);
         for id in &ours {
             // A volume still migrating cannot be deleted yet.
             wait_for(Duration::from_secs(60), || {
@@ -301,13 +295,7 @@ impl Nova {
             }
         }
         let (_, servers) = self.call("GET", "/servers?all_tenants=1", "2.80", None);
-        let ours: Vec<String> = servers["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["name"].as_str().unwrap_or("").starts_with("wtest-"))
-            .map(|s| s["id"].as_str().unwrap().to_string())
-            .collect();
+        let ours = test_objects(&servers["servers"]);
         for id in &ours {
             self.call("DELETE", &format!("/servers/{id}"), "2.80", None);
         }
@@ -317,6 +305,25 @@ impl Nova {
                 .then_some(())
         });
     }
+}
+
+/// The cloud, for this test alone, with no test server or volume left.
+fn clean_cloud_with_cinder() -> (Nova, std::sync::MutexGuard<'static, ()>) {
+    let nova = openstack();
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    nova.reset_volumes();
+    (nova, one)
+}
+
+/// The ids of the objects in `list` that tests made (named `wtest-...`).
+fn test_objects(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["name"].as_str().unwrap_or("").starts_with("wtest-"))
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// watcherd on the real cloud; it polls Nova every 250 ms, not at the
@@ -746,10 +753,7 @@ fn placement_inventories_and_novas_service_state_shape_the_model_and_the_plans()
 )]
 #[test]
 fn storage_capacity_balance_retypes_pinned_volumes_on_cinder_and_a_cancel_waits_for_cinder() {
-    let nova = openstack();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nova.reset();
-    nova.reset_volumes();
+    let (nova, _one) = clean_cloud_with_cinder();
     // Three volumes of type fake1 (pinned to backend fake1): pool1 at 90 %.
     let volumes: Vec<String> = ["a", "b", "c"]
         .iter()
@@ -867,10 +871,7 @@ fn storage_capacity_balance_retypes_pinned_volumes_on_cinder_and_a_cancel_waits_
 )]
 #[test]
 fn a_volume_retype_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
-    let nova = openstack();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nova.reset();
-    nova.reset_volumes();
+    let (nova, _one) = clean_cloud_with_cinder();
     let vol = nova.create_volume("wtest-crash", 1, "fake1", false);
     let dir = temp_dir("os-cinder-crash");
     let config = dir.join("watcherd.toml");
@@ -916,10 +917,7 @@ fn a_volume_retype_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
 )]
 #[test]
 fn a_server_booted_from_a_volume_uses_no_local_disk_and_host_maintenance_moves_it() {
-    let nova = openstack();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nova.reset();
-    nova.reset_volumes();
+    let (nova, _one) = clean_cloud_with_cinder();
     let vm = nova.boot_from_volume("wtest-bfv", "compute1");
     let d = start("os-bfv", "");
     let model = d.get("/v1/data_model");
@@ -950,10 +948,7 @@ fn a_server_booted_from_a_volume_uses_no_local_disk_and_host_maintenance_moves_i
 )]
 #[test]
 fn zone_migration_empties_a_cinder_pool_by_migrate_or_retype_and_cinders_refusals_are_clear() {
-    let nova = openstack();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nova.reset();
-    nova.reset_volumes();
+    let (nova, _one) = clean_cloud_with_cinder();
     // On pool1: one volume whose type no backend claims, one pinned to fake1.
     let free = nova.create_volume("wtest-zone-free", 1, "fake1", false);
     let (status, body) = nova.cinder_call(
@@ -1038,10 +1033,7 @@ fn zone_migration_empties_a_cinder_pool_by_migrate_or_retype_and_cinders_refusal
 )]
 #[test]
 fn an_attached_volume_is_moved_through_cinder_and_nova_swaps_it() {
-    let nova = openstack();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nova.reset();
-    nova.reset_volumes();
+    let (nova, _one) = clean_cloud_with_cinder();
     let vm = nova.boot("wtest-attached", "compute1");
     let vol = nova.create_volume("wtest-attached-data", 1, "__DEFAULT__", false);
     let (status, body) = nova.call(
