@@ -464,10 +464,9 @@ fn in_a_browser_an_admin_logs_in_and_cancels_and_a_reader_sees_no_cancel_button(
     let admin = login(&ks, "admin", "admin", "admin");
     user_with_role(&ks, &admin, "watcher-test-reader", "reader");
     let d = start(&ks);
-    let plan = dummy_plan(&d, &admin, 60);
     let b = Browser::start();
     let log_in = |user: &str, password: &str| {
-        b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+        b.open(&format!("{}/dashboard", d.url));
         // Not logged in: the login form.
         wait_for(Duration::from_secs(5), || {
             (b.path() == "/dashboard/login").then_some(())
@@ -478,11 +477,22 @@ fn in_a_browser_an_admin_logs_in_and_cancels_and_a_reader_sees_no_cancel_button(
         wait_for(Duration::from_secs(10), || {
             (b.path() == "/dashboard").then_some(())
         });
-        b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
     };
     b.open(&format!("{}/dashboard/login", d.url));
     b.screenshot("login-1280");
     log_in("admin", "admin");
+    // A dummy audit from the form, its plan from the audit's page.
+    b.open(&format!("{}/dashboard/audits/new?strategy=dummy", d.url));
+    b.type_into("input[data-param=para1]", "60");
+    b.click("#new-audit button[type=submit]");
+    let plan = wait_for(Duration::from_secs(10), || {
+        let href = b.script(
+            "const a = location.pathname.startsWith('/dashboard/audits/') && document.querySelector('main li a'); return a && a.getAttribute('href')",
+        );
+        href.as_str()
+            .map(|h| h.rsplit('/').next().unwrap().to_string())
+    });
+    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
     b.click("button[data-url$='/start']");
     b.confirm();
     let state = || b.script("return document.getElementById('plan-state').dataset.state");
@@ -501,6 +511,7 @@ fn in_a_browser_an_admin_logs_in_and_cancels_and_a_reader_sees_no_cancel_button(
         (b.path() == "/dashboard/login").then_some(())
     });
     log_in("watcher-test-reader", "pw");
+    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
     assert_eq!(state(), "CANCELLED");
     let buttons = b.script("return document.querySelectorAll('main button').length");
     assert_eq!(buttons, 0, "a reader gets no button");
