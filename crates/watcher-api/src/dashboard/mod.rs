@@ -489,8 +489,10 @@ async fn events(
     };
     let rx = s.store.subscribe();
     let store = s.store.clone();
+    // First, how soon to come back after a cut (a restart, the idle timeout).
+    let hello = VecDeque::from([Event::default().retry(Duration::from_millis(500))]);
     let stream = futures_util::stream::unfold(
-        (rx, after, VecDeque::new()),
+        (rx, after, hello),
         move |(mut rx, mut after, mut pending)| {
             let store = store.clone();
             async move {
