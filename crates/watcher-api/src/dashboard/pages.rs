@@ -335,10 +335,27 @@ fn subject(a: &Action) -> String {
     }
 }
 
+/// The second line of a node: the state, and for a running action its
+/// status message, cut to what the node holds.
+fn node_line(a: &Action) -> String {
+    const ROOM: usize = 44;
+    match (&a.state, &a.status_message) {
+        (ActionState::Ongoing, Some(m)) if !m.is_empty() => {
+            let m: String = m.chars().take(ROOM).collect();
+            if m.chars().count() < ROOM {
+                m
+            } else {
+                format!("{}...", m.chars().take(ROOM - 3).collect::<String>())
+            }
+        }
+        (state, _) => state.as_str().to_string(),
+    }
+}
+
 /// The plan's DAG as an SVG: actions in columns by depth (an action sits
 /// right of all its parents), coloured by state, edges from parent to child.
 fn dag(actions: &[Action]) -> Markup {
-    const W: i64 = 170;
+    const W: i64 = 300;
     const H: i64 = 44;
     const GAP_X: i64 = 40;
     const GAP_Y: i64 = 14;
@@ -385,7 +402,9 @@ fn dag(actions: &[Action]) -> Markup {
                                 @if let Some(m) = &a.status_message { " - " (m) } }
                         rect x=(at[i].0) y=(at[i].1) width=(W) height=(H) rx="6" {}
                         text x=(at[i].0 + 8) y=(at[i].1 + 18) { (a.action_type) }
-                        text .sub x=(at[i].0 + 8) y=(at[i].1 + 34) { (a.state.as_str()) }
+                        // A running action shows how far it is (its status
+                        // message: a live migration's copied memory, say).
+                        text .sub x=(at[i].0 + 8) y=(at[i].1 + 34) { (node_line(a)) }
                     }
                 }
             }

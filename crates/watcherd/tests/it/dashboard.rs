@@ -576,3 +576,36 @@ fn an_open_page_reconnects_after_watcherd_restarts_and_catches_up() {
     assert_eq!(b.script("return window.__same_page === true"), true);
     b.screenshot("plan-after-restart-1280");
 }
+
+#[test]
+fn a_running_live_migration_shows_its_progress_in_the_plans_graph() {
+    let dir = temp_dir("dashboard-progress");
+    let scenario = scenario_file(&dir, "live_migration_secs = 20.0\nabort_secs = 0.2", "");
+    let d = Daemon::start_in(&dir, "", Some(&scenario));
+    let plan = d.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_name": "web-1",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001", "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    d.start_plan(&plan);
+    let page = wait_for(Duration::from_secs(10), || {
+        let html = ureq::get(&format!(
+            "{}/dashboard/action_plans/{plan}?part=main",
+            d.url
+        ))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+        // The node's second line: the cloud's progress, not just ONGOING.
+        let svg = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap()];
+        let line = svg.split("class=\"sub\"").nth(1)?;
+        let line = &line[line.find('>')? + 1..line.find("</text>")?];
+        (line.contains("compute-1 -&gt; compute-2") && line.contains('%')).then(|| html.clone())
+    });
+    assert!(
+        page.contains("web-1 compute-1 -&gt; compute-2"),
+        "the action's subject: {page}"
+    );
+    assert_eq!(d.patch_state(&plan, "CANCELLING").0, 200);
+    d.wait_state(&plan, &["CANCELLED"]);
+}
