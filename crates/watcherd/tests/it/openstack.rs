@@ -873,18 +873,8 @@ fn storage_capacity_balance_retypes_pinned_volumes_on_cinder_and_a_cancel_waits_
 fn a_volume_retype_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
     let (nova, _one) = clean_cloud_with_cinder();
     let vol = nova.create_volume("wtest-crash", 1, "fake1", false);
-    let dir = temp_dir("os-cinder-crash");
-    let config = dir.join("watcherd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhost = \"test-host\"\ncloud = \"openstack\"\n\n\
-             [applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 250\nshutdown_grace_secs = 0.5\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start_with_config(&dir, config.clone(), None);
+    let mut d = start("os-cinder-crash", "");
+    let dir = d.dir.clone();
     let plan = d.actuator(
         json!([{"action_type": "volume_migrate", "input_parameters": {
         "resource_id": vol, "migration_type": "retype", "destination_type": "fake2"}}]),
@@ -894,7 +884,7 @@ fn a_volume_retype_survives_a_kill_9_of_watcherd_and_is_not_started_twice() {
         (nova.volume(&vol)["migration_status"] == "migrating").then_some(())
     });
     d.kill9();
-    let d = Daemon::start_with_config(&dir, config, None);
+    let d = Daemon::start_with_config(&dir, dir.join("watcherd.toml"), None);
     let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
     assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
     let v = nova.volume(&vol);
