@@ -304,6 +304,20 @@ impl Nova {
                 .all(|id| self.call("GET", &format!("/servers/{id}"), "2.80", None).0 == 404)
                 .then_some(())
         });
+        // Nova marks a disabled compute in Placement with the trait
+        // COMPUTE_STATUS_DISABLED, which keeps the scheduler away. When the
+        // update that removes it on enable races with another change of the
+        // provider (the deletions above), Nova leaves it to its periodic
+        // task (up to a minute): wait for it, or the next boot finds no host.
+        for host in ["compute1", "compute2"] {
+            let (rp, _) = self.inventories(host);
+            wait_for(Duration::from_secs(120), || {
+                let (_, t) =
+                    self.placement_call("GET", &format!("/resource_providers/{rp}/traits"), None);
+                let traits = t["traits"].as_array()?;
+                (!traits.iter().any(|x| x == "COMPUTE_STATUS_DISABLED")).then_some(())
+            });
+        }
     }
 }
 
