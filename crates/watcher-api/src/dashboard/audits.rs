@@ -3,7 +3,7 @@
 //! `parameters_spec` (the API checks what is sent, and its message is
 //! shown as it is).
 
-use super::pages::{action_button, plan_link, state_badge, when};
+use super::pages::{action_button, plan_link, short, state_badge, when};
 use super::Permissions;
 use maud::{html, Markup};
 use serde_json::Value;
@@ -51,10 +51,6 @@ impl AuditList {
             }
         }
     }
-}
-
-fn short(u: &Uuid) -> String {
-    u.to_string()[..8].to_string()
 }
 
 pub struct AuditPage {

@@ -181,37 +181,23 @@ pub struct Permissions {
 
 impl Permissions {
     fn of(state: &AppState, caller: Option<&crate::auth::Caller>) -> Permissions {
-        match (&state.auth, caller) {
-            (crate::auth::Auth::Keystone(ks), Some(c)) => Permissions {
-                start: ks.allows("action_plan:start", c),
-                cancel: ks.allows("action_plan:update", c),
-                archive: ks.allows("action_plan:delete", c),
-                skip: ks.allows("action:update", c),
-                create_audit: ks.allows("audit:create", c),
-                update_audit: ks.allows("audit:update", c),
-                delete_audit: ks.allows("audit:delete", c),
-                session: true,
-            },
-            (crate::auth::Auth::Keystone(_), None) => Permissions {
-                start: false,
-                cancel: false,
-                archive: false,
-                skip: false,
-                create_audit: false,
-                update_audit: false,
-                delete_audit: false,
-                session: true,
-            },
-            (crate::auth::Auth::NoAuth, _) => Permissions {
-                start: true,
-                cancel: true,
-                archive: true,
-                skip: true,
-                create_audit: true,
-                update_audit: true,
-                delete_audit: true,
-                session: false,
-            },
+        use crate::auth::Auth;
+        // Without authentication everything is allowed; under Keystone,
+        // what the policy gives the caller (nothing without one).
+        let may = |rule: &str| match (&state.auth, caller) {
+            (Auth::NoAuth, _) => true,
+            (Auth::Keystone(ks), Some(c)) => ks.allows(rule, c),
+            (Auth::Keystone(_), None) => false,
+        };
+        Permissions {
+            start: may("action_plan:start"),
+            cancel: may("action_plan:update"),
+            archive: may("action_plan:delete"),
+            skip: may("action:update"),
+            create_audit: may("audit:create"),
+            update_audit: may("audit:update"),
+            delete_audit: may("audit:delete"),
+            session: matches!(state.auth, Auth::Keystone(_)),
         }
     }
 }

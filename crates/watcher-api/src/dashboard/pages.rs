@@ -69,7 +69,8 @@ pub(super) fn plan_link(p: &ActionPlan) -> Markup {
     html! { a href={"/dashboard/action_plans/" (p.uuid)} { code { (short(&p.uuid)) } } }
 }
 
-fn short(u: &Uuid) -> String {
+/// A UUID's first eight characters, as lists show them.
+pub(super) fn short(u: &Uuid) -> String {
     u.to_string()[..8].to_string()
 }
 
