@@ -1177,15 +1177,18 @@ impl ActionPlugin for VolumeMigrate {
             let Some(pool) = pools.iter().find(|p| p.name == dest) else {
                 return Err(Precondition::Fail(format!("pool {dest} does not exist")));
             };
-            if let Some(t) = &v.volume_type {
-                let bound = pools.iter().any(|p| p.volume_types.contains(t));
-                if bound && !pool.volume_types.contains(t) {
-                    return Err(Precondition::Fail(format!(
-                        "volume {} has type {t}, which {dest} does not serve: Cinder would \
-                         refuse the migration; retype it to a type of that backend instead",
-                        v.name
-                    )));
-                }
+            let serving = pools.iter().map(|p| p.volume_types.as_slice());
+            if watcher_cloud::type_forbids_pool(
+                v.volume_type.as_deref(),
+                serving,
+                &pool.volume_types,
+            ) {
+                return Err(Precondition::Fail(format!(
+                    "volume {} has type {}, which {dest} does not serve: Cinder would \
+                     refuse the migration; retype it to a type of that backend instead",
+                    v.name,
+                    v.volume_type.as_deref().unwrap_or_default()
+                )));
             }
         }
         if let Some(server) = &v.attached_to {

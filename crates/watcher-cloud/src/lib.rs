@@ -131,6 +131,19 @@ pub struct StoragePool {
     pub volume_types: Vec<String>,
 }
 
+/// Whether Cinder's scheduler refuses to migrate a volume of `volume_type`
+/// to a pool serving `dest`: the type is bound to a backend (some pool's
+/// types, among `serving`, include it) that the destination is not.
+pub fn type_forbids_pool<'a>(
+    volume_type: Option<&str>,
+    mut serving: impl Iterator<Item = &'a [String]>,
+    dest: &[String],
+) -> bool {
+    volume_type.is_some_and(|t| {
+        serving.any(|types| types.iter().any(|x| x == t)) && !dest.iter().any(|x| x == t)
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flavor {
     pub name: String,

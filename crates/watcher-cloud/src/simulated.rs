@@ -910,13 +910,12 @@ impl Cloud for SimulatedCloud {
                 )));
             }
             // As Cinder's scheduler: a type bound to a backend goes nowhere else.
-            if let Some(t) = &vol.volume_type {
-                let bound = st.pools.iter().any(|p| p.volume_types.contains(t));
-                if bound && !dest.volume_types.contains(t) {
-                    return Err(CloudError::Refused(format!(
-                        "No valid backend was found: volume type {t} is not served by {pool}"
-                    )));
-                }
+            let serving = st.pools.iter().map(|p| p.volume_types.as_slice());
+            if type_forbids_pool(vol.volume_type.as_deref(), serving, &dest.volume_types) {
+                return Err(CloudError::Refused(format!(
+                    "No valid backend was found: volume type {} is not served by {pool}",
+                    vol.volume_type.as_deref().unwrap_or_default()
+                )));
             }
             if let Some(v) = st.volume_mut(volume) {
                 v.status = "migrating".into();
