@@ -1,5 +1,8 @@
 //! Actions: their reads, starts, state changes (one, or a plan's at once), skips and progress.
 
+use crate::history::record_history;
+use crate::listing::{build_list_sql, Where};
+use crate::plans::plan_state;
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
 use std::collections::HashMap;

@@ -1,5 +1,7 @@
 //! Audits: creation, edits, triggers, schedules and their state machine.
 
+use crate::history::record_history;
+use crate::listing::{build_list_sql, Where};
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
 use chrono::{DateTime, Utc};

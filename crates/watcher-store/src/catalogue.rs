@@ -1,5 +1,6 @@
 //! Goals and strategies: the catalogue the decision engine writes at start and the API reads.
 
+use crate::listing::{build_list_sql, find_by_ident, Where};
 use crate::sql::{args, Row};
 use crate::*;
 use serde_json::Value;

@@ -1,5 +1,9 @@
 //! Action plans: creation (whole, with their actions), state changes, leases and takeovers.
 
+use crate::actions::move_actions;
+use crate::audits::get_audit_conn;
+use crate::history::record_history;
+use crate::listing::{build_list_sql, Where};
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
 use chrono::{DateTime, Utc};

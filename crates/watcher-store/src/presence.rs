@@ -14,6 +14,7 @@
 use crate::sql::{args, Conn, Dialect};
 use crate::*;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// The first key of presence locks ("WTCH"); the second is the host's hash.
 const PRESENCE_CLASS: i32 = 0x5754_4348;

@@ -1,5 +1,6 @@
 //! Audit templates.
 
+use crate::listing::{build_list_sql, find_by_ident, Where};
 use crate::sql::{args, Conn, Row};
 use crate::*;
 use serde_json::Value;
