@@ -9,6 +9,7 @@
 
 pub mod openstack;
 pub mod remote;
+pub mod rng;
 pub mod scenario;
 pub mod simulated;
 

@@ -200,7 +200,7 @@ impl Scenario {
     /// (between a quarter and twice that, as long as they fit), flavors of
     /// 1, 2, 4 and 8 vCPUs. The same arguments give the same cloud.
     pub fn generated(hosts: usize, per_host: usize, seed: u64, with_disabled: bool) -> Scenario {
-        let mut rng = crate::simulated::SplitMix64::new(seed);
+        let mut rng = crate::rng::SplitMix64::new(seed);
         let flavors: Vec<FlavorSpec> = [
             ("g.small", 1),
             ("g.medium", 2),

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
+use watcher_cloud::rng::SplitMix64;
 use watcher_cloud::scenario::Scenario;
-use watcher_cloud::simulated::SplitMix64;
 
 /// The metrics strategies use, under upstream's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,7 +7,8 @@
 //! operation saved as running recomputes it from the wall clock and reaches
 //! the same end, as the real cloud would have while watcherd was down.
 
-use super::{Host, Op, OpKind, OpPhase, SimulatedCloud, State};
+use super::state::{Host, Op, OpKind, OpPhase, State};
+use super::SimulatedCloud;
 use crate::scenario::Scenario;
 use crate::{CloudError, Instance, Volume};
 use async_trait::async_trait;

@@ -8,7 +8,7 @@ use watcher_testkit as common;
 use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use watcher_cloud::simulated::SplitMix64;
+use watcher_cloud::rng::SplitMix64;
 
 const REQUESTS: usize = 3_000;
 const BUDGET: Duration = Duration::from_secs(60);

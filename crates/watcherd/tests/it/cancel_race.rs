@@ -7,7 +7,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-use watcher_cloud::simulated::SplitMix64;
+use watcher_cloud::rng::SplitMix64;
 use watcher_core::*;
 
 const ROUNDS: usize = 300;

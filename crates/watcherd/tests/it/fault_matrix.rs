@@ -14,7 +14,7 @@ use common::{
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use watcher_cloud::simulated::SplitMix64;
+use watcher_cloud::rng::SplitMix64;
 
 fn config(dir: &Path, host: &str, db: &Path, sim: &SimCloud, topic: Option<&str>) -> PathBuf {
     let notifications = topic.map_or(String::new(), |t| {
