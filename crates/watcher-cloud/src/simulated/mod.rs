@@ -26,7 +26,6 @@ use crate::*;
 use state::*;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
 
 pub struct SimulatedCloud {

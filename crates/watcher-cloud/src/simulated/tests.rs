@@ -1,6 +1,7 @@
 //! The simulated cloud's rules: migrations, aborts, capacity, resizes, faults.
 
 use super::*;
+use std::time::Duration;
 
 const VM: &str = "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001";
 
