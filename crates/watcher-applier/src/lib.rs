@@ -11,7 +11,7 @@ pub mod actions;
 pub mod runner;
 
 use actions::{ActionRegistry, ActionSettings};
-use runner::{PlanRunner, RunEnd};
+use runner::{RunContext, RunEnd};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,7 +210,7 @@ fn settle(backoff: &Mutex<Backoff>, job: &str, result: Result<(), StoreError>) {
 
 struct Inner {
     store: Store,
-    runner: PlanRunner,
+    runner: RunContext,
     settings: ApplierSettings,
     running: Mutex<HashMap<Uuid, Runs>>,
     /// Plans whose last run failed (the database refusing writes, say):
@@ -248,7 +248,7 @@ impl Applier {
         settings: ApplierSettings,
         shutdown: CancellationToken,
     ) -> Applier {
-        let runner = PlanRunner {
+        let runner = RunContext {
             store: store.clone(),
             cloud,
             registry: ActionRegistry::default(),
@@ -388,8 +388,8 @@ impl Applier {
         });
     }
 
-    /// A cancel is acted on here and now; a claim, which waits on the
-    /// database, goes to a task of its own.
+    /// A plan waiting to run is claimed in a task of its own (a claim
+    /// waits on the database).
     fn on_plan_event(&self, uuid: Uuid, state: ActionPlanState) {
         let this = self.clone();
         match state {
@@ -408,7 +408,10 @@ impl Applier {
                     }
                 });
             }
-            ActionPlanState::Cancelling => self.signal_cancel(uuid),
+            // A cancel has a lane of its own (`subscribe_cancels`, taken
+            // first in `run`): every commit of CANCELLING, this process's
+            // or another's, is announced there too, so it is not handled
+            // a second time here. The sweep remains the safety net.
             _ => {}
         }
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use watcher_applier::actions::{ActionRegistry, ActionSettings};
-use watcher_applier::runner::{PlanRunner, RunEnd};
+use watcher_applier::runner::{RunContext, RunEnd};
 use watcher_applier::Limits;
 use watcher_cloud::scenario::Scenario;
 use watcher_cloud::simulated::SimulatedCloud;
@@ -230,7 +230,7 @@ async fn throughput(n: usize, chain: bool, database: Option<&str>) -> anyhow::Re
         limits.per_plan = 512;
         limits.per_type.insert("nop".into(), 512);
     }
-    let runner = PlanRunner {
+    let runner = RunContext {
         store: store.clone(),
         cloud: Arc::new(SimulatedCloud::new(&Scenario::demo())),
         registry: ActionRegistry::default(),
