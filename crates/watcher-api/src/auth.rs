@@ -8,6 +8,7 @@
 //!
 //! Policy (`policy.rs`) uses upstream's rule names (`action_plan:update`, ...).
 
+use super::caller::Caller;
 use super::error::ApiError;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -93,14 +94,6 @@ impl KeystoneConfig {
         }
         .credentials_of("keystone")
     }
-}
-
-/// Who is calling, from the token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Caller {
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
-    pub roles: Vec<String>,
 }
 
 /// What the dashboard's login form sends.

@@ -13,7 +13,7 @@
 //! per line (`"action_plan:update": "rule:admin_api"`); that subset is parsed
 //! here, so no YAML library is needed.
 
-use super::auth::Caller;
+use super::caller::Caller;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq)]

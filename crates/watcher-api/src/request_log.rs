@@ -8,7 +8,7 @@
 //! project: who cancelled what is in the logs. Bodies and query strings
 //! are never logged (a query may carry names an operator typed).
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;

@@ -10,7 +10,7 @@
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
 use super::placement::Placement;
-use super::strategies::{EfficacyIndicator, Solution, StrategyError};
+use crate::solution::{EfficacyIndicator, Solution, StrategyError};
 use serde_json::{json, Value};
 
 /// Upstream's `workload_balance` parameters (`choice` spelled as JSON schema's `enum`).

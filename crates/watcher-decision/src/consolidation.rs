@@ -10,10 +10,10 @@
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
 use super::placement::{migration_type, Placement};
-use super::strategies::{
-    consolidation_efficacy, migrate_action, proposed, Solution, StrategyError,
-};
+use crate::goals::server_consolidation_spec;
+use crate::solution::{migrate_action, proposed, Solution, StrategyError};
 use serde_json::{json, Value};
+use watcher_core::EfficacyIndicator;
 
 /// Upstream's reason on a node a consolidation released.
 const REASON_FOR_DISABLE: &str = "watcher_disabled";
@@ -49,7 +49,7 @@ pub fn vm_workload_consolidation_spec() -> Value {
     })
 }
 
-fn disable_action(node: &str) -> super::strategies::Proposed {
+fn disable_action(node: &str) -> crate::solution::Proposed {
     proposed(
         "change_nova_service_state",
         json!({"resource_id": node, "resource_name": node, "state": "disabled",
@@ -515,4 +515,41 @@ pub fn upstream_basic_reference(
         }
     }
     Ok((released, migrations))
+}
+
+/// The server_consolidation goal's indicators and global efficacy.
+pub(crate) fn consolidation_efficacy(
+    enabled_nodes: usize,
+    released: usize,
+    migrations: usize,
+) -> (Vec<EfficacyIndicator>, Vec<EfficacyIndicator>) {
+    let specs = server_consolidation_spec();
+    let value = |name: &str| match name {
+        "compute_nodes_count" => enabled_nodes as f64,
+        "released_compute_nodes_count" => released as f64,
+        _ => migrations as f64,
+    };
+    let indicators = specs
+        .iter()
+        .map(|s| EfficacyIndicator {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            unit: s.unit.clone(),
+            value: value(&s.name),
+        })
+        .collect();
+    let ratio = if enabled_nodes == 0 {
+        0.0
+    } else {
+        released as f64 / enabled_nodes as f64 * 100.0
+    };
+    let global = vec![EfficacyIndicator {
+        name: "released_nodes_ratio".into(),
+        description:
+            "Ratio of released compute nodes divided by the total number of enabled compute nodes."
+                .into(),
+        unit: Some("%".into()),
+        value: ratio,
+    }];
+    (indicators, global)
 }

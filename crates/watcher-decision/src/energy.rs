@@ -4,7 +4,7 @@
 
 use super::model::ClusterModel;
 use super::placement::Placement;
-use super::strategies::{proposed, Solution, StrategyError};
+use crate::solution::{proposed, Solution, StrategyError};
 use serde_json::{json, Value};
 
 /// Upstream's `saving_energy` parameters.

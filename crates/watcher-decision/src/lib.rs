@@ -3,14 +3,19 @@
 
 pub mod balancing;
 pub mod consolidation;
+mod dummy;
 pub mod energy;
+mod goals;
+mod host_maintenance;
 pub mod metrics;
 pub mod model;
 pub mod noisy_neighbor;
+mod parameters;
 pub mod placement;
 pub mod planner;
 pub mod scope;
 pub mod scoring;
+pub mod solution;
 pub mod storage;
 pub mod strategies;
 pub mod thermal;
@@ -69,7 +74,7 @@ impl Default for DecisionConfig {
 
 /// Registers the goals and strategies this build knows.
 pub async fn sync_catalogue(store: &Store) -> Result<(), StoreError> {
-    for g in strategies::GOALS {
+    for g in goals::GOALS {
         store
             .upsert_goal(g.name, g.display_name, (g.efficacy_specification)())
             .await?;

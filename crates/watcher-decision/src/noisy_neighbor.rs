@@ -10,7 +10,7 @@
 use super::metrics::{Metric, MetricValues};
 use super::model::ClusterModel;
 use super::placement::Placement;
-use super::strategies::{Solution, StrategyError};
+use crate::solution::{Solution, StrategyError};
 use serde_json::{json, Value};
 
 const DEFAULT_PRIORITY: i64 = 5;

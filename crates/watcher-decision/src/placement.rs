@@ -6,7 +6,7 @@
 //! vectors, so a 1,000-host, 20,000-instance model plans in milliseconds.
 
 use super::model::ClusterModel;
-use super::strategies::{migrate_action, Proposed, StrategyError};
+use crate::solution::{migrate_action, Proposed, StrategyError};
 use std::collections::HashMap;
 use watcher_cloud::{ComputeNode, Flavor, Instance};
 

@@ -13,7 +13,7 @@
 //! The applier's limits (per plan, per host, per type) bound what really
 //! runs at once whatever the planner allowed.
 
-use super::strategies::Proposed;
+use crate::solution::Proposed;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;

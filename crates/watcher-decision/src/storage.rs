@@ -1,7 +1,7 @@
 //! Block-storage strategies: `storage_capacity_balance` (workload_balancing).
 
 use super::model::ClusterModel;
-use super::strategies::{proposed, Proposed, Solution, StrategyError};
+use crate::solution::{proposed, Proposed, Solution, StrategyError};
 use serde_json::{json, Value};
 use watcher_cloud::{StoragePool, Volume};
 

@@ -5,8 +5,8 @@
 use super::model::ClusterModel;
 use super::placement::{migration_type, Placement};
 use super::storage;
-use super::strategies::{proposed, EfficacyIndicator, Solution, StrategyError};
-use crate::strategies::Proposed;
+use crate::solution::Proposed;
+use crate::solution::{proposed, EfficacyIndicator, Solution, StrategyError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use watcher_cloud::{Instance, Volume};

@@ -1,8 +1,8 @@
 //! Actions: their reads, starts, state changes (one, or a plan's at once), skips and progress.
 
+use crate::cascade::{move_actions, plan_state};
 use crate::history::record_history;
 use crate::listing::{build_list_sql, Where};
-use crate::plans::plan_state;
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
 use std::collections::HashMap;
@@ -34,55 +34,6 @@ fn action_from_row(row: &Row) -> Result<Action, StoreError> {
         updated_at: row.opt_time("updated_at")?,
         deleted_at: row.opt_time("deleted_at")?,
     })
-}
-
-/// Moves every action of `plan` that is in `from` to `to`, with a history
-/// row each. Returns the actions moved.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn move_actions(
-    conn: &Conn,
-    events: &mut Vec<StoreEvent>,
-    plan: Uuid,
-    from: ActionState,
-    to: ActionState,
-    actor: Actor,
-    reason: &str,
-    status_message: Option<&str>,
-    now: i64,
-) -> Result<Vec<Uuid>, StoreError> {
-    if !action_transition_allowed(from, to, actor) {
-        return Err(StoreError::IllegalTransition {
-            from: from.into(),
-            to: to.into(),
-        });
-    }
-    // Set-based: one history INSERT and one UPDATE for the whole group, so
-    // cancelling a plan with thousands of PENDING actions stays fast.
-    let plan_id: i64 = conn.query_row(
-        "SELECT id FROM action_plans WHERE uuid = ?1",
-        [plan.to_string()],
-        |r| r.get(0),
-    )?;
-    conn.execute("INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
-         SELECT 'action', uuid, ?1, ?2, ?3, ?4, ?5, ?6 FROM actions \
-         WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id", args![plan.to_string(), from.as_str(), to.as_str(), actor.as_str(), reason, now, plan_id])?;
-    let deleted_at = (to == ActionState::Deleted).then_some(now);
-    let status_message = status_message.map(bound_status_message);
-    let uuids: Vec<Uuid> = conn
-        .query_map("UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
-             status_message = COALESCE(?4, status_message) WHERE action_plan_id = ?5 AND state = ?6 \
-             RETURNING uuid", 
-            args![to.as_str(), now, deleted_at, status_message, plan_id, from.as_str()],
-            |r| r.uuid(0),
-        )?;
-    if !uuids.is_empty() {
-        events.push(StoreEvent::ActionsMoved {
-            plan,
-            state: to,
-            count: uuids.len(),
-        });
-    }
-    Ok(uuids)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -40,6 +40,7 @@ mod writer;
 // of `Store` they define is one transaction.
 mod actions;
 mod audits;
+mod cascade;
 mod catalogue;
 mod history;
 mod journal;
@@ -59,13 +60,13 @@ pub use heartbeat::{Heartbeat, HEARTBEAT_EVERY, SERVICE_DOWN_TIME};
 pub use history::StateCounts;
 pub use journal::JournalEntry;
 pub use listing::{ListQuery, SortKey};
-pub use location::{DatabaseLocation, PostgresUrl};
+pub use location::{DatabaseLocation, PostgresUrl, WAL_LIMIT_BYTES};
 pub use plans::{NewPlan, PlanFilter, PlanUpdate, Takeover};
 pub use presence::Presence;
 pub use purge::{PurgeCounts, PurgeRequest};
 pub use sim_cloud::SimCloudRow;
 pub use templates::TemplateFields;
-pub use wal::{wal_bytes, WAL_LIMIT_BYTES};
+pub use wal::wal_bytes;
 pub use writer::Durability;
 
 use chrono::{DateTime, TimeZone, Utc};

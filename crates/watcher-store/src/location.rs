@@ -5,8 +5,6 @@ use crate::error::with_causes;
 use crate::error::StoreError;
 use crate::pg_connect;
 use crate::sql::{Conn, Dialect, PgConn};
-use crate::wal::WAL_LIMIT_BYTES;
-use crate::writer::{configure_sqlite_writer, Durability};
 use rusqlite::OpenFlags;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,34 +115,10 @@ impl DatabaseLocation {
             }
         }
     }
-
-    /// The connection of the writer thread.
-    pub(crate) fn open_writer(&self, durability: Durability) -> Result<Conn, StoreError> {
-        match self {
-            DatabaseLocation::Memory => {
-                let conn = rusqlite::Connection::open_in_memory()?;
-                conn.set_prepared_statement_cache_capacity(128);
-                configure_sqlite_writer(&conn, durability)?;
-                Ok(Conn::Sqlite(conn))
-            }
-            DatabaseLocation::File(path) => {
-                let conn = open_sqlite(path, OpenFlags::default())?;
-                check_integrity(&conn, path)?;
-                configure_sqlite_writer(&conn, durability)?;
-                Ok(Conn::Sqlite(conn))
-            }
-            DatabaseLocation::Postgres(url) => {
-                let conn = Conn::Postgres(Box::new(open_postgres(url)?));
-                // A writer stuck inside a transaction (its process stopped,
-                // not killed) must not hold the write lock for ever.
-                conn.batch(
-                    "SET idle_in_transaction_session_timeout = '30s'; SET lock_timeout = '20s'",
-                )?;
-                Ok(conn)
-            }
-        }
-    }
 }
+
+/// The WAL file is kept under this size (`docs/operations.md`).
+pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(crate) fn open_sqlite(
     path: &Path,
@@ -162,7 +136,7 @@ pub(crate) fn open_sqlite(
     Ok(conn)
 }
 
-fn open_postgres(url: &PostgresUrl) -> Result<PgConn, StoreError> {
+pub(crate) fn open_postgres(url: &PostgresUrl) -> Result<PgConn, StoreError> {
     let client = url.target.connect().map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot connect to PostgreSQL at {}: {}; is the server up, and does the URL \
@@ -177,7 +151,7 @@ fn open_postgres(url: &PostgresUrl) -> Result<PgConn, StoreError> {
 /// `PRAGMA quick_check` when the writer opens the file: a database
 /// damaged on disk stops watcherd at start, naming the file, instead of
 /// answering some requests with 500s later.
-fn check_integrity(conn: &rusqlite::Connection, path: &Path) -> Result<(), StoreError> {
+pub(crate) fn check_integrity(conn: &rusqlite::Connection, path: &Path) -> Result<(), StoreError> {
     let damaged = |detail: String| {
         StoreError::Corrupt(format!(
             "the database file {} is damaged ({detail}); restore it from a backup, or move it \

@@ -1,7 +1,7 @@
 //! Action plans: creation (whole, with their actions), state changes, leases and takeovers.
 
-use crate::actions::move_actions;
 use crate::audits::get_audit_conn;
+use crate::cascade::{move_actions, plan_state};
 use crate::history::record_history;
 use crate::listing::{build_list_sql, Where};
 use crate::sql::{args, Conn, Row, Value as SqlValue};
@@ -73,21 +73,6 @@ fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
         updated_at: row.opt_time("updated_at")?,
         deleted_at: row.opt_time("deleted_at")?,
     })
-}
-
-pub(crate) fn plan_state(conn: &Conn, uuid: Uuid) -> Result<ActionPlanState, StoreError> {
-    let s: Option<String> = conn.query_row_opt(
-        "SELECT state FROM action_plans WHERE uuid = ?1 AND deleted_at IS NULL",
-        [uuid.to_string()],
-        |r| r.get(0),
-    )?;
-    match s {
-        Some(s) => Ok(s.parse()?),
-        None => Err(StoreError::NotFound {
-            kind: "ActionPlan",
-            id: uuid.to_string(),
-        }),
-    }
 }
 
 fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPlan, StoreError> {

@@ -62,9 +62,6 @@ fn wal_state(path: &Path) -> (u64, Option<std::time::SystemTime>) {
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// The WAL file is kept under this size (`docs/operations.md`).
-pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
-
 /// Past this, the writer itself checkpoints (RESTART) before its next
 /// group, waiting for readers: a burst cannot outrun the checkpointer.
 pub(crate) const WAL_HIGH_WATER_BYTES: u64 = 48 * 1024 * 1024;

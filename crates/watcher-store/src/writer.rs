@@ -3,9 +3,10 @@
 
 use crate::error::StoreError;
 use crate::events::{Announcer, StoreEvent, CANCEL_CHANNEL, HISTORY_CHANNEL};
-use crate::location::DatabaseLocation;
+use crate::location::{check_integrity, open_postgres, open_sqlite, DatabaseLocation};
 use crate::sql::{args, Conn, Dialect};
 use crate::wal::{checkpoint, wal_bytes, WAL_HIGH_WATER_BYTES};
+use rusqlite::OpenFlags;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 use watcher_core::backoff::LogGate;
@@ -55,6 +56,36 @@ pub(crate) fn configure_sqlite_writer(
     // threshold (a cancel, say). The checkpointer thread does them instead.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
+}
+
+/// The connection of the writer thread.
+fn open_connection(
+    location: &DatabaseLocation,
+    durability: Durability,
+) -> Result<Conn, StoreError> {
+    match location {
+        DatabaseLocation::Memory => {
+            let conn = rusqlite::Connection::open_in_memory()?;
+            conn.set_prepared_statement_cache_capacity(128);
+            configure_sqlite_writer(&conn, durability)?;
+            Ok(Conn::Sqlite(conn))
+        }
+        DatabaseLocation::File(path) => {
+            let conn = open_sqlite(path, OpenFlags::default())?;
+            check_integrity(&conn, path)?;
+            configure_sqlite_writer(&conn, durability)?;
+            Ok(Conn::Sqlite(conn))
+        }
+        DatabaseLocation::Postgres(url) => {
+            let conn = Conn::Postgres(Box::new(open_postgres(url)?));
+            // A writer stuck inside a transaction (its process stopped,
+            // not killed) must not hold the write lock for ever.
+            conn.batch(
+                "SET idle_in_transaction_session_timeout = '30s'; SET lock_timeout = '20s'",
+            )?;
+            Ok(conn)
+        }
+    }
 }
 
 pub(crate) fn write_job<R, F>(f: F) -> (WriteJob, oneshot::Receiver<Result<R, StoreError>>)
@@ -156,7 +187,7 @@ impl Writer {
     pub(crate) fn connection(&mut self) -> Result<&Conn, StoreError> {
         if self.conn.as_ref().is_none_or(|c| !c.is_usable()) {
             self.conn = None;
-            self.conn = Some(self.location.open_writer(self.durability)?);
+            self.conn = Some(open_connection(&self.location, self.durability)?);
             tracing::debug!("the store's write connection is open");
         }
         Ok(self.conn.as_ref().expect("opened above"))

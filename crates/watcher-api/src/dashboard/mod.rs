@@ -180,7 +180,7 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    fn of(state: &AppState, caller: Option<&crate::auth::Caller>) -> Permissions {
+    fn of(state: &AppState, caller: Option<&crate::caller::Caller>) -> Permissions {
         use crate::auth::Auth;
         // Without authentication everything is allowed; under Keystone,
         // what the policy gives the caller (nothing without one).
@@ -335,7 +335,7 @@ type Params = Query<HashMap<String, String>>;
 /// the headers (the CSRF cookie) and the query (`part=main`).
 struct PageRequest {
     s: AppState,
-    caller: Option<crate::auth::Caller>,
+    caller: Option<crate::caller::Caller>,
     headers: HeaderMap,
     q: HashMap<String, String>,
 }
@@ -352,7 +352,7 @@ impl axum::extract::FromRequestParts<AppState> for PageRequest {
             .map_err(IntoResponse::into_response)?;
         Ok(PageRequest {
             s: state.clone(),
-            caller: parts.extensions.get::<crate::auth::Caller>().cloned(),
+            caller: parts.extensions.get::<crate::caller::Caller>().cloned(),
             headers: parts.headers.clone(),
             q,
         })

@@ -18,7 +18,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use persistence::{KeeperError, Resumed, RowKind, SavedRow, StateKeeper};
+pub use persistence::{KeeperError, Resumed, SavedRow, StateKeeper};
+pub use state::RowKind;
 
 use crate::rng::SplitMix64;
 use crate::scenario::Scenario;

@@ -7,7 +7,7 @@
 //! operation saved as running recomputes it from the wall clock and reaches
 //! the same end, as the real cloud would have while watcherd was down.
 
-use super::state::{Host, Op, OpKind, OpPhase, State};
+use super::state::{Host, Op, OpKind, OpPhase, RowKind, State};
 use super::SimulatedCloud;
 use crate::scenario::Scenario;
 use crate::{CloudError, Instance, Volume};
@@ -16,41 +16,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
-
-/// What a saved row holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RowKind {
-    /// The cloud's counters and the scenario it was built from.
-    Meta,
-    Host,
-    Instance,
-    Volume,
-    Operation,
-}
-
-impl RowKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RowKind::Meta => "meta",
-            RowKind::Host => "host",
-            RowKind::Instance => "instance",
-            RowKind::Volume => "volume",
-            RowKind::Operation => "operation",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RowKind> {
-        [
-            RowKind::Meta,
-            RowKind::Host,
-            RowKind::Instance,
-            RowKind::Volume,
-            RowKind::Operation,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
 
 /// One saved piece of the cloud; `body` is JSON the cloud alone reads.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,6 @@
 //! The simulated cloud's state: hosts, instances, volumes and operations,
 //! the capacity check, and how operations advance with time.
 
-use super::persistence::RowKind;
 use crate::rng::SplitMix64;
 use crate::scenario::{Faults, PoolSpec, Timing};
 use crate::*;
@@ -485,4 +484,39 @@ pub(super) fn progress_of(op: &Op, now: Instant) -> f64 {
         return 1.0;
     }
     (now.duration_since(op.started).as_secs_f64() / op.duration.as_secs_f64()).min(1.0)
+}
+
+/// What a saved row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RowKind {
+    /// The cloud's counters and the scenario it was built from.
+    Meta,
+    Host,
+    Instance,
+    Volume,
+    Operation,
+}
+
+impl RowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowKind::Meta => "meta",
+            RowKind::Host => "host",
+            RowKind::Instance => "instance",
+            RowKind::Volume => "volume",
+            RowKind::Operation => "operation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RowKind> {
+        [
+            RowKind::Meta,
+            RowKind::Host,
+            RowKind::Instance,
+            RowKind::Volume,
+            RowKind::Operation,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
