@@ -396,9 +396,6 @@ impl Store {
     }
 }
 
-/// A write request running `f` in its own savepoint, and where its answer
-/// will arrive once its group has committed.
-
 /// Timestamps are stored as microseconds since the epoch.
 pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

@@ -88,6 +88,8 @@ fn open_connection(
     }
 }
 
+/// A write request running `f` in its own savepoint, and where its answer
+/// will arrive once its group has committed.
 pub(crate) fn write_job<R, F>(f: F) -> (WriteJob, oneshot::Receiver<Result<R, StoreError>>)
 where
     R: Send + 'static,
