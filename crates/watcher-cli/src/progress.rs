@@ -3,13 +3,12 @@
 //! change, whole, for logs.
 
 use crate::client::Client;
+use crate::states::{action_state, plan_state};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 use unicode_width::UnicodeWidthChar;
-
-/// States after which a plan changes no more.
-pub const FINISHED: &[&str] = &["SUCCEEDED", "FAILED", "CANCELLED", "SUPERSEDED", "DELETED"];
+use watcher_core::{ActionPlanState, ActionState};
 
 /// What an action works on, for people: "live migration db-1 compute-1 ->
 /// compute-2", "sleep 30 s".
@@ -87,15 +86,17 @@ pub fn wait_for_plan(client: &Client, plan: &str) -> anyhow::Result<Value> {
         let done = actions
             .iter()
             .filter(|a| {
-                matches!(
-                    a["state"].as_str(),
-                    Some("SUCCEEDED" | "FAILED" | "CANCELLED" | "SKIPPED")
-                )
+                action_state(a).is_some_and(|s| s != ActionState::Deleted && s.is_finished())
             })
             .count();
         let current: Vec<String> = actions
             .iter()
-            .filter(|a| matches!(a["state"].as_str(), Some("ONGOING" | "CANCELLING")))
+            .filter(|a| {
+                matches!(
+                    action_state(a),
+                    Some(ActionState::Ongoing | ActionState::Cancelling)
+                )
+            })
             .map(|a| {
                 let st = a["state"].as_str().unwrap_or("?");
                 let what = describe(a);
@@ -132,7 +133,7 @@ pub fn wait_for_plan(client: &Client, plan: &str) -> anyhow::Result<Value> {
                 last_key = key;
             }
         }
-        if FINISHED.contains(&state.as_str()) {
+        if plan_state(&p).is_some_and(ActionPlanState::is_finished) {
             if tty {
                 eprintln!();
             }
