@@ -8,7 +8,7 @@
 //! so a lost event delays nothing by more than one sweep.
 
 pub mod actions;
-pub mod runner;
+mod runner;
 
 use actions::{ActionRegistry, ActionSettings};
 use runner::{RunContext, RunEnd};

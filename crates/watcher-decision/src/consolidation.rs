@@ -470,6 +470,7 @@ pub fn node_resource_consolidation(
 /// instance to the first node in descending score order with room, even
 /// when the node cannot be emptied, and even onto nodes it will empty
 /// later (those instances then move again).
+#[cfg(feature = "reference")]
 pub fn upstream_basic_reference(
     model: &ClusterModel,
     metrics: &MetricValues,
