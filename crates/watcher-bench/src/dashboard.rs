@@ -13,6 +13,7 @@ use watcher_store::*;
 /// its CPU over `seconds` and its RSS; then the p50 and p99 of list requests.
 /// The dashboard's overview and a plan's page, 100 times each, on a
 /// database holding `plans` plans of `actions` nops (every tenth cancelled).
+// Long because it fills the database, starts watcherd and times each page, in that order.
 pub(crate) fn dashboard_pages(
     plans: usize,
     actions: usize,

@@ -66,6 +66,8 @@ pub(crate) fn start_and_cancel(url: &str, runs: usize) -> anyhow::Result<StartCa
     Ok(out)
 }
 
+// Long because it fills the database, starts watcherd, samples it and times the lists, in
+// that order.
 pub(crate) fn idle_cost(plans: usize, history_rows: i64, seconds: u64) -> anyhow::Result<IdleCost> {
     let dir = temp_dir("idle-cost");
     let db = dir.join("watcher.db");

@@ -82,6 +82,8 @@ pub(crate) async fn big_plan_creation(
 /// A write burst on an embedded SQLite file while readers list continuously
 /// (each list a read snapshot the checkpointer must wait for): the largest
 /// WAL seen during it, and the WAL's size once writes have paused.
+// Long because the writers, the readers and the WAL sampler are set up and joined here,
+// each a few lines.
 pub(crate) async fn wal_burst(audits: usize) -> anyhow::Result<(Duration, u64, u64)> {
     use watcher_store::{AuditFilter, ListQuery};
     let dir = temp_dir("wal-burst");

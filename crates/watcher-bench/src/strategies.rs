@@ -18,6 +18,8 @@ pub(crate) struct StrategyRow {
 /// Strategies on generated clouds of each size (20 instances per host on
 /// average), timed on their own: the model and metrics are built first
 /// (their time is reported in the model row), as the decision engine does.
+// Long because it times each strategy on each size and the reference loop beside it, one
+// block per row kind.
 pub(crate) fn strategy_rows(sizes: &[usize]) -> anyhow::Result<Vec<StrategyRow>> {
     use watcher_decision::consolidation::upstream_basic_reference;
     use watcher_decision::metrics::SimulatedMetrics;

@@ -10,6 +10,8 @@ use crate::split::cross_process_cancel;
 
 /// Every row of the main table, measured now; `pending` overrides the
 /// PENDING actions of cancel case (a).
+// Long because it is the benchmark's main table: one row per measure, in the order
+// docs/benchmarks.md shows them.
 pub fn print_table(quick: bool, pending: Option<usize>) -> anyhow::Result<()> {
     let mut opts = if quick {
         Opts {

@@ -91,6 +91,7 @@ pub(crate) fn with_auto_strategy(mut audit: Value) -> Value {
 }
 
 /// `watcher audit ...`
+// Long because one arm per subcommand of `watcher audit`, each a few calls.
 pub(crate) fn audit(client: &Client, out: &Out, cmd: AuditCmd) -> anyhow::Result<i32> {
     match cmd {
         AuditCmd::Create {

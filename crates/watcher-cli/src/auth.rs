@@ -262,6 +262,8 @@ impl AuthArgs {
 
     /// The credentials: the clouds.yaml entry if one is named, with every
     /// option or `OS_*` variable given over it.
+    // Long because one line per option or OS_* variable laid over the clouds.yaml entry,
+    // as the OpenStack clients do.
     fn credentials(&self) -> Result<Credentials, AuthError> {
         let mut c = match &self.cloud {
             Some(cloud) => Credentials::from_cloud(cloud)?,

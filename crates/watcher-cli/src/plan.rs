@@ -105,6 +105,7 @@ pub(crate) fn report_final(client: &Client, out: &Out, plan: &Value) -> anyhow::
 }
 
 /// `watcher actionplan ...`
+// Long because one arm per subcommand of `watcher actionplan`, each a few calls.
 pub(crate) fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::Result<i32> {
     let plan_cols = || columns::plan(client.version());
     match cmd {

@@ -380,6 +380,8 @@ const REASON_FOR_NODE_RESOURCE: &str = "Watcher node resource consolidation stra
 /// chooses: the emptied nodes and the nodes that were already empty are
 /// disabled first so that it cannot pick them, and enabled again once the
 /// migrations are done (the node_resource_consolidation planner orders it).
+// Long because upstream's algorithm: choose the nodes to release, place their instances,
+// then the disable/enable actions around the moves.
 pub fn node_resource_consolidation(
     params: &Value,
     model: &ClusterModel,

@@ -266,6 +266,8 @@ impl DecisionEngine {
 
     /// One look at a CONTINUOUS audit: finish it after its end time, plan its
     /// first run, or run it when due. Returns when to look again.
+    // Long because the three cases of a CONTINUOUS audit (past its end, first run, due)
+    // each write their own transition.
     async fn continuous_step(&self, audit: Audit) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let host = self.settings.host.clone();
@@ -474,6 +476,8 @@ impl DecisionEngine {
     }
 
     /// Runs one ONESHOT audit: PENDING -> ONGOING -> (plan created, SUCCEEDED) | FAILED | CANCELLED.
+    // Long because one ONESHOT audit's whole path (claim, model, strategy, planner, plan)
+    // with the outcome of each step written as it happens.
     async fn run_audit(&self, uuid: Uuid) {
         // A ONESHOT audit runs once, when created; an EVENT audit each time
         // its webhook fires (PENDING the first time, SUCCEEDED after).

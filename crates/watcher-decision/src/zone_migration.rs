@@ -402,6 +402,7 @@ fn plan_instances(
 }
 
 /// The plan with upstream's efficacy indicators for zone migration.
+// Long because upstream's eight indicators, each computed and described in a few lines.
 fn efficacy(actions: Vec<Proposed>, c: &Counts) -> Solution {
     let ind = |name: &str, description: &str, value: usize| EfficacyIndicator {
         name: name.into(),

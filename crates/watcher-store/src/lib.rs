@@ -102,6 +102,8 @@ struct Inner {
 
 impl Store {
     /// Opens (creating if needed) the database and starts the writer thread.
+    // Long because it starts the store's threads (checkpointer, bulk writer, writer) in
+    // the order their channels need, each a few lines.
     pub fn open(location: &DatabaseLocation, durability: Durability) -> Result<Store, StoreError> {
         if let DatabaseLocation::File(path) = location {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -34,6 +34,7 @@ enum Mode {
     VerifyFull,
 }
 
+// Long because one arm per libpq parameter it takes out of the URL, each short.
 pub(crate) fn parse(url: &str) -> Result<PgTarget, StoreError> {
     let invalid = |what: String| {
         StoreError::Invalid(format!(

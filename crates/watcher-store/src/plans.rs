@@ -92,6 +92,8 @@ fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPl
 }
 
 /// [`Store::transition_plan`] inside a transaction that may do more.
+// Long because the compare-and-set, its history row and the cascades of each target state
+// belong to one transaction and are read together.
 #[allow(clippy::too_many_arguments)]
 fn transition_plan_conn(
     conn: &Conn,

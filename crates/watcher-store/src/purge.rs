@@ -127,10 +127,47 @@ impl Store {
             None => None,
         };
         let orphans = request.include_orphans;
+        let filters = (cutoff, goal, orphans);
+        let dry_run = request.dry_run;
         let mut budget = request.max_objects.unwrap_or(usize::MAX);
         let mut counts = PurgeCounts::default();
         // Plans first (with their actions), oldest first, as whole units
-        // within the budget.
+        // within the budget; then the audits left without plans, and the
+        // templates, a batch a transaction.
+        self.purge_plan_pages(filters, dry_run, &mut budget, &mut counts)
+            .await?;
+        let audits = audit_condition(orphans, dry_run);
+        counts.audits = self
+            .purge_leftovers(
+                ("audits", "a", audits),
+                filters,
+                dry_run,
+                &mut budget,
+                &mut counts,
+            )
+            .await?;
+        let templates = TEMPLATE_CONDITION.to_string();
+        counts.audit_templates = self
+            .purge_leftovers(
+                ("audit_templates", "t", templates),
+                filters,
+                dry_run,
+                &mut budget,
+                &mut counts,
+            )
+            .await?;
+        Ok(counts)
+    }
+
+    /// The plans the filters match, page by page, in batches of whole plans
+    /// within the budget.
+    async fn purge_plan_pages(
+        &self,
+        (cutoff, goal, orphans): (i64, Option<i64>, bool),
+        dry_run: bool,
+        budget: &mut usize,
+        counts: &mut PurgeCounts,
+    ) -> Result<(), StoreError> {
         let mut after = 0i64;
         loop {
             let page: Vec<Candidate> = self
@@ -158,12 +195,12 @@ impl Store {
             let mut batch: Vec<i64> = Vec::new();
             let mut rows = 0usize;
             for c in page {
-                if 1 + c.actions > budget {
+                if 1 + c.actions > *budget {
                     counts.limited = true;
                     break;
                 }
-                budget -= 1 + c.actions;
-                if request.dry_run {
+                *budget -= 1 + c.actions;
+                if dry_run {
                     // What the candidates say is what would go.
                     counts.action_plans += 1;
                     counts.actions += c.actions;
@@ -171,7 +208,7 @@ impl Store {
                 }
                 if !batch.is_empty() && rows + c.actions > BATCH_ROWS {
                     let ids = std::mem::take(&mut batch);
-                    self.purge_plans(ids, (cutoff, goal, orphans), &mut counts)
+                    self.purge_plans(ids, (cutoff, goal, orphans), counts)
                         .await?;
                     rows = 0;
                 }
@@ -179,85 +216,87 @@ impl Store {
                 batch.push(c.id);
             }
             if !batch.is_empty() {
-                self.purge_plans(batch, (cutoff, goal, orphans), &mut counts)
+                self.purge_plans(batch, (cutoff, goal, orphans), counts)
                     .await?;
             }
             if counts.limited {
                 break;
             }
         }
-        // Then the audits left without plans, and the templates, a batch
-        // a transaction.
-        for (table, alias, condition) in [
-            ("audits", "a", audit_condition(orphans, request.dry_run)),
-            ("audit_templates", "t", TEMPLATE_CONDITION.to_string()),
-        ] {
-            let mut removed = 0usize;
-            let mut after = 0i64;
-            while !counts.limited {
-                let take = budget.min(BATCH_PLANS);
-                // The next ids that match, one more than taken to know
-                // whether there are more.
-                let select = {
-                    let sql = format!(
-                        "SELECT {alias}.id FROM {table} {alias} WHERE {alias}.id > ?3 AND {condition} \
-                         ORDER BY {alias}.id LIMIT {}",
-                        take + 1
-                    );
-                    move |conn: &Conn| -> Result<(Vec<i64>, bool), StoreError> {
-                        let ids: Vec<i64> =
-                            conn.query_map(&sql, args![cutoff, goal, after], |r| r.get(0))?;
-                        let more = ids.len() > take;
-                        Ok((ids.into_iter().take(take).collect(), more))
+        Ok(())
+    }
+
+    /// The rows of `table` (`alias`, matched by `condition`) the filters
+    /// leave without plans, a batch a transaction; how many went.
+    async fn purge_leftovers(
+        &self,
+        (table, alias, condition): (&'static str, &'static str, String),
+        (cutoff, goal, _): (i64, Option<i64>, bool),
+        dry_run: bool,
+        budget: &mut usize,
+        counts: &mut PurgeCounts,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0usize;
+        let mut after = 0i64;
+        while !counts.limited {
+            let take = (*budget).min(BATCH_PLANS);
+            // The next ids that match, one more than taken to know
+            // whether there are more.
+            let select = {
+                let sql = format!(
+                    "SELECT {alias}.id FROM {table} {alias} WHERE {alias}.id > ?3 AND {condition} \
+                     ORDER BY {alias}.id LIMIT {}",
+                    take + 1
+                );
+                move |conn: &Conn| -> Result<(Vec<i64>, bool), StoreError> {
+                    let ids: Vec<i64> =
+                        conn.query_map(&sql, args![cutoff, goal, after], |r| r.get(0))?;
+                    let more = ids.len() > take;
+                    Ok((ids.into_iter().take(take).collect(), more))
+                }
+            };
+            let (ids, history, more) = if dry_run {
+                let (ids, more) = self.read(select).await?;
+                (ids, 0, more)
+            } else {
+                self.write(move |conn, _| {
+                    let (ids, more) = select(conn)?;
+                    if ids.is_empty() {
+                        return Ok((ids, 0, more));
                     }
-                };
-                let (ids, history, more) = if request.dry_run {
-                    let (ids, more) = self.read(select).await?;
-                    (ids, 0, more)
-                } else {
-                    self.write(move |conn, _| {
-                        let (ids, more) = select(conn)?;
-                        if ids.is_empty() {
-                            return Ok((ids, 0, more));
-                        }
-                        let values: Vec<SqlValue> = ids.iter().map(|&i| SqlValue::Int(i)).collect();
-                        let marks = marks(ids.len());
-                        let mut history = 0;
-                        if table == "audits" {
-                            history = conn.execute(
-                                &format!(
-                                    "DELETE FROM state_history WHERE entity = 'audit' AND uuid IN \
-                                     (SELECT uuid FROM audits WHERE id IN ({marks}))"
-                                ),
-                                values.clone(),
-                            )?;
-                        }
-                        conn.execute(
-                            &format!("DELETE FROM {table} WHERE id IN ({marks})"),
-                            values,
+                    let values: Vec<SqlValue> = ids.iter().map(|&i| SqlValue::Int(i)).collect();
+                    let marks = marks(ids.len());
+                    let mut history = 0;
+                    if table == "audits" {
+                        history = conn.execute(
+                            &format!(
+                                "DELETE FROM state_history WHERE entity = 'audit' AND uuid IN \
+                                 (SELECT uuid FROM audits WHERE id IN ({marks}))"
+                            ),
+                            values.clone(),
                         )?;
-                        Ok((ids, history, more))
-                    })
-                    .await?
-                };
-                removed += ids.len();
-                budget -= ids.len();
-                counts.history_rows += history;
-                let Some(&last) = ids.last() else { break };
-                after = last;
-                if more && budget == 0 {
-                    counts.limited = true;
-                }
-                if !more {
-                    break;
-                }
+                    }
+                    conn.execute(
+                        &format!("DELETE FROM {table} WHERE id IN ({marks})"),
+                        values,
+                    )?;
+                    Ok((ids, history, more))
+                })
+                .await?
+            };
+            removed += ids.len();
+            *budget -= ids.len();
+            counts.history_rows += history;
+            let Some(&last) = ids.last() else { break };
+            after = last;
+            if more && *budget == 0 {
+                counts.limited = true;
             }
-            match table {
-                "audits" => counts.audits = removed,
-                _ => counts.audit_templates = removed,
+            if !more {
+                break;
             }
         }
-        Ok(counts)
+        Ok(removed)
     }
 
     /// One transaction: the plans `ids` (checked again: one that became

@@ -196,6 +196,9 @@ impl Writer {
     }
 
     /// Runs and commits one group; the number of writes committed.
+    // Long because one group's transaction: begin, each write in its savepoint, commit or
+    // roll back, answer the callers, publish the events; the order of these steps is the
+    // durability guarantee, so they read best in one place.
     fn run_group(&mut self, pending: &mut Vec<WriterMsg>) -> usize {
         let (events, bulk) = (self.events.clone(), self.bulk);
         let conn = match self.connection() {

@@ -178,6 +178,8 @@ impl Config {
     }
 
     /// Refuses settings that would be unsafe or meaningless.
+    // Long because it is the list of refusals, one short check per setting, each with its
+    // own message.
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.cloud.as_str() {
             "simulated" | "openstack" => {}

@@ -79,6 +79,8 @@ impl Service {
         Service::start_with(config, ServiceOptions::default()).await
     }
 
+    // Long because it is the wiring of every layer in the order they must start (store,
+    // catalogue, cloud, engines, API); each step is a call, and the order is the point.
     pub async fn start_with(
         config: &Config,
         options: ServiceOptions,

@@ -448,6 +448,7 @@ impl AuditPatch {
             || e.auto_trigger.is_some()
     }
 
+    // Long because one branch per patchable field of an audit, each with its own check.
     fn apply(
         &mut self,
         audit: &Audit,

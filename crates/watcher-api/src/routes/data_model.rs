@@ -6,6 +6,7 @@ use super::*;
 
 /// `GET /v1/data_model` (>= 1.3): one flat entry per server with its host's
 /// figures, and one per host without servers, as upstream's compute model.
+// Long because it renders upstream's flat compute model, one field per line.
 pub async fn data_model(
     State(s): State<AppState>,
     Query(q): Q,

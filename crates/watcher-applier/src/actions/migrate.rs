@@ -244,6 +244,8 @@ pub(super) async fn confirm_or_revert(
 }
 
 /// After a restart: where is the instance a migration was moving?
+// Long because it is the recovery table of docs/architecture.md for a migration, one arm
+// per row.
 pub(super) async fn reconcile_migration(
     ctx: &ActionContext,
     journal: Option<&JournalEntry>,

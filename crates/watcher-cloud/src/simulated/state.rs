@@ -346,6 +346,7 @@ impl State {
     }
 
     /// Brings one operation up to `now`, applying its effect when it ends.
+    // Long because one arm per kind and phase of operation, each applying its own effect.
     pub(super) fn advance(&mut self, id: &str, now: Instant) {
         let Some(op) = self.ops.get(id).cloned() else {
             return;
