@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use watcher_cloud::Cloud;
 use watcher_core::backoff::Backoff;
+use watcher_core::StateChange;
 use watcher_core::{ActionPlan, ActionPlanState, Actor};
 use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent, Takeover};
 
@@ -600,10 +601,12 @@ impl Applier {
             .store
             .transition_plan(
                 uuid,
-                from,
-                ActionPlanState::Ongoing,
-                Actor::Applier,
-                "claimed by applier",
+                StateChange::new(
+                    from,
+                    ActionPlanState::Ongoing,
+                    Actor::Applier,
+                    "claimed by applier",
+                ),
                 update,
             )
             .await

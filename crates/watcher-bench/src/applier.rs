@@ -53,10 +53,12 @@ pub(crate) async fn throughput(
     store
         .transition_plan(
             plan,
-            ActionPlanState::Recommended,
-            ActionPlanState::Pending,
-            Actor::Api,
-            "bench",
+            StateChange::new(
+                ActionPlanState::Recommended,
+                ActionPlanState::Pending,
+                Actor::Api,
+                "bench",
+            ),
             PlanUpdate::default(),
         )
         .await?;

@@ -39,10 +39,12 @@ pub(crate) fn dashboard_pages(
                             store
                                 .transition_plan(
                                     plan,
-                                    ActionPlanState::Recommended,
-                                    ActionPlanState::Cancelled,
-                                    Actor::Api,
-                                    "cancelled by operator",
+                                    StateChange::new(
+                                        ActionPlanState::Recommended,
+                                        ActionPlanState::Cancelled,
+                                        Actor::Api,
+                                        "cancelled by operator",
+                                    ),
                                     PlanUpdate::default(),
                                 )
                                 .await?;

@@ -44,10 +44,12 @@ pub(crate) async fn make_plan(store: &Store, actions: Vec<NewAction>) -> anyhow:
     store
         .transition_audit(
             audit.uuid,
-            AuditState::Pending,
-            AuditState::Ongoing,
-            Actor::DecisionEngine,
-            "bench",
+            StateChange::new(
+                AuditState::Pending,
+                AuditState::Ongoing,
+                Actor::DecisionEngine,
+                "bench",
+            ),
             None,
             None,
         )

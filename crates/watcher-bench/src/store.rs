@@ -48,10 +48,12 @@ pub(crate) async fn big_plan_creation(
                 canceller
                     .transition_plan(
                         plan,
-                        ActionPlanState::Recommended,
-                        ActionPlanState::Cancelled,
-                        Actor::Api,
-                        "bench",
+                        StateChange::new(
+                            ActionPlanState::Recommended,
+                            ActionPlanState::Cancelled,
+                            Actor::Api,
+                            "bench",
+                        ),
                         PlanUpdate::default(),
                     )
                     .await?;

@@ -297,6 +297,51 @@ pub fn audit_transition_allowed(from: AuditState, to: AuditState, actor: Actor) 
     allowed(AUDIT_TRANSITIONS, from, to, actor)
 }
 
+/// A state machine's state, and its transition table.
+pub trait MachineState: Copy + PartialEq + 'static {
+    const TRANSITIONS: &'static [Transition<Self>];
+}
+
+impl MachineState for ActionPlanState {
+    const TRANSITIONS: &'static [Transition<Self>] = PLAN_TRANSITIONS;
+}
+
+impl MachineState for ActionState {
+    const TRANSITIONS: &'static [Transition<Self>] = ACTION_TRANSITIONS;
+}
+
+impl MachineState for AuditState {
+    const TRANSITIONS: &'static [Transition<Self>] = AUDIT_TRANSITIONS;
+}
+
+/// One change of a record's state as a caller asks for it and as its
+/// history row keeps it: from, to, who, and why. The store writes it only
+/// when the transition table allows it (`is_allowed`), by compare-and-set
+/// on `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange<S> {
+    pub from: S,
+    pub to: S,
+    pub actor: Actor,
+    pub reason: String,
+}
+
+impl<S: MachineState> StateChange<S> {
+    pub fn new(from: S, to: S, actor: Actor, reason: impl Into<String>) -> StateChange<S> {
+        StateChange {
+            from,
+            to,
+            actor,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the transition table lets `actor` make this change.
+    pub fn is_allowed(&self) -> bool {
+        allowed(S::TRANSITIONS, self.from, self.to, self.actor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

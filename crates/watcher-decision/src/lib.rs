@@ -34,8 +34,21 @@ use uuid::Uuid;
 use watcher_cloud::Cloud;
 use watcher_core::backoff::Backoff;
 use watcher_core::schedule::Schedule;
+use watcher_core::StateChange;
 use watcher_core::{ActionPlanState, Actor, Audit, AuditState, AuditType};
 use watcher_store::{Heartbeat, NewPlan, PlanUpdate, Store, StoreError, StoreEvent};
+
+/// Where strategies read their metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datasource {
+    /// Derived from the simulated cloud's scenario (or from instance UUIDs
+    /// on other clouds).
+    #[default]
+    Simulated,
+    /// Prometheus, at `prometheus_url`.
+    Prometheus,
+}
 
 /// The decision engine's settings (`[decision_engine]` of watcherd's configuration).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,10 +57,8 @@ pub struct DecisionConfig {
     pub action_plan_expiry_hours: f64,
     pub sweep_interval_secs: f64,
     pub planner: planner::WeightPlanner,
-    /// Where strategies' metrics come from: `simulated` (derived from the
-    /// simulated cloud's scenario, or from instance UUIDs on other clouds)
-    /// or `prometheus`.
-    pub datasource: String,
+    /// Where strategies' metrics come from.
+    pub datasource: Datasource,
     /// Prometheus's address, e.g. `http://prometheus:9090` (with `datasource = "prometheus"`).
     pub prometheus_url: String,
     /// TLS towards an `https://` Prometheus: `cafile`, `certfile`,
@@ -64,7 +75,7 @@ impl Default for DecisionConfig {
             action_plan_expiry_hours: 24.0,
             sweep_interval_secs: 5.0,
             planner: planner::WeightPlanner::default(),
-            datasource: "simulated".into(),
+            datasource: Datasource::Simulated,
             prometheus_url: String::new(),
             prometheus_tls: Default::default(),
             prometheus_timeout_secs: 30.0,
@@ -232,10 +243,12 @@ impl DecisionEngine {
                 .store
                 .transition_audit(
                     a.uuid,
-                    AuditState::Ongoing,
-                    AuditState::Failed,
-                    Actor::Recovery,
-                    "the decision engine stopped during the audit",
+                    StateChange::new(
+                        AuditState::Ongoing,
+                        AuditState::Failed,
+                        Actor::Recovery,
+                        "the decision engine stopped during the audit",
+                    ),
                     Some(
                         "The decision engine stopped while computing this audit; create it again."
                             .into(),
@@ -314,10 +327,12 @@ impl DecisionEngine {
                 .store
                 .transition_audit(
                     audit.uuid,
-                    AuditState::Pending,
-                    AuditState::Ongoing,
-                    Actor::DecisionEngine,
-                    "continuous audit started",
+                    StateChange::new(
+                        AuditState::Pending,
+                        AuditState::Ongoing,
+                        Actor::DecisionEngine,
+                        "continuous audit started",
+                    ),
                     None,
                     Some(host.clone()),
                 )
@@ -364,10 +379,12 @@ impl DecisionEngine {
                 .store
                 .transition_audit(
                     audit.uuid,
-                    AuditState::Pending,
-                    AuditState::Ongoing,
-                    Actor::DecisionEngine,
-                    "continuous audit started",
+                    StateChange::new(
+                        AuditState::Pending,
+                        AuditState::Ongoing,
+                        Actor::DecisionEngine,
+                        "continuous audit started",
+                    ),
                     None,
                     host.clone(),
                 )
@@ -380,10 +397,12 @@ impl DecisionEngine {
             .store
             .transition_audit(
                 audit.uuid,
-                AuditState::Ongoing,
-                AuditState::Succeeded,
-                Actor::DecisionEngine,
-                "end_time passed",
+                StateChange::new(
+                    AuditState::Ongoing,
+                    AuditState::Succeeded,
+                    Actor::DecisionEngine,
+                    "end_time passed",
+                ),
                 None,
                 host,
             )
@@ -398,10 +417,12 @@ impl DecisionEngine {
                 .store
                 .transition_audit(
                     audit.uuid,
-                    from,
-                    AuditState::Ongoing,
-                    Actor::DecisionEngine,
-                    "continuous audit started",
+                    StateChange::new(
+                        from,
+                        AuditState::Ongoing,
+                        Actor::DecisionEngine,
+                        "continuous audit started",
+                    ),
                     None,
                     Some(self.settings.host.clone()),
                 )
@@ -411,10 +432,12 @@ impl DecisionEngine {
             .store
             .transition_audit(
                 audit.uuid,
-                AuditState::Ongoing,
-                AuditState::Failed,
-                Actor::DecisionEngine,
-                "strategy failed",
+                StateChange::new(
+                    AuditState::Ongoing,
+                    AuditState::Failed,
+                    Actor::DecisionEngine,
+                    "strategy failed",
+                ),
                 Some(message),
                 None,
             )
@@ -465,10 +488,12 @@ impl DecisionEngine {
                 .store
                 .transition_plan(
                     uuid,
-                    ActionPlanState::Recommended,
-                    ActionPlanState::Superseded,
-                    Actor::DecisionEngine,
-                    "expired (action_plan_expiry)",
+                    StateChange::new(
+                        ActionPlanState::Recommended,
+                        ActionPlanState::Superseded,
+                        Actor::DecisionEngine,
+                        "expired (action_plan_expiry)",
+                    ),
                     PlanUpdate::default(),
                 )
                 .await;
@@ -510,10 +535,12 @@ impl DecisionEngine {
                     .store
                     .transition_audit(
                         uuid,
-                        AuditState::Pending,
-                        AuditState::Cancelled,
-                        Actor::DecisionEngine,
-                        "an action plan is ONGOING",
+                        StateChange::new(
+                            AuditState::Pending,
+                            AuditState::Cancelled,
+                            Actor::DecisionEngine,
+                            "an action plan is ONGOING",
+                        ),
                         Some(
                             "Cancelled: another action plan is ONGOING; use force to run anyway."
                                 .into(),
@@ -528,14 +555,16 @@ impl DecisionEngine {
             .store
             .transition_audit(
                 uuid,
-                audit.state,
-                AuditState::Ongoing,
-                Actor::DecisionEngine,
-                if audit.triggered {
-                    "audit triggered by its webhook"
-                } else {
-                    "audit started"
-                },
+                StateChange::new(
+                    audit.state,
+                    AuditState::Ongoing,
+                    Actor::DecisionEngine,
+                    if audit.triggered {
+                        "audit triggered by its webhook"
+                    } else {
+                        "audit started"
+                    },
+                ),
                 None,
                 Some(self.settings.host.clone()),
             )
@@ -551,10 +580,12 @@ impl DecisionEngine {
                 .store
                 .transition_audit(
                     uuid,
-                    AuditState::Ongoing,
-                    AuditState::Failed,
-                    Actor::DecisionEngine,
-                    "strategy failed",
+                    StateChange::new(
+                        AuditState::Ongoing,
+                        AuditState::Failed,
+                        Actor::DecisionEngine,
+                        "strategy failed",
+                    ),
                     Some(message),
                     None,
                 )

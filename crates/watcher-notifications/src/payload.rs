@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use watcher_core::{Action, ActionPlan, Audit, Entity, EntityState, HistoryEntry, Strategy};
+use watcher_core::{
+    Action, ActionPlan, ActionPlanState, ActionState, Audit, AuditState, Entity, EntityState,
+    HistoryEntry, Strategy,
+};
 use watcher_store::Store;
 
 /// An event type and its priority.
@@ -17,9 +20,9 @@ pub type Event = (&'static str, &'static str);
 /// and end and planner start before the plan's notifications, planner end
 /// after its actions'); an audit going ONGOING -> FAILED is one whose
 /// strategy failed (start and error, before the audit's update).
-pub fn run_phases(entity: Entity, from: Option<&str>, to: &str) -> (Vec<Event>, Vec<Event>) {
-    match (entity, from, to) {
-        (Entity::ActionPlan, None, _) => (
+pub fn run_phases(from: Option<EntityState>, to: EntityState) -> (Vec<Event>, Vec<Event>) {
+    match (from, to) {
+        (None, EntityState::ActionPlan(_)) => (
             vec![
                 ("audit.strategy.start", "INFO"),
                 ("audit.strategy.end", "INFO"),
@@ -27,13 +30,15 @@ pub fn run_phases(entity: Entity, from: Option<&str>, to: &str) -> (Vec<Event>, 
             ],
             vec![("audit.planner.end", "INFO")],
         ),
-        (Entity::Audit, Some("ONGOING"), "FAILED") => (
-            vec![
-                ("audit.strategy.start", "INFO"),
-                ("audit.strategy.error", "ERROR"),
-            ],
-            vec![],
-        ),
+        (Some(EntityState::Audit(AuditState::Ongoing)), EntityState::Audit(AuditState::Failed)) => {
+            (
+                vec![
+                    ("audit.strategy.start", "INFO"),
+                    ("audit.strategy.error", "ERROR"),
+                ],
+                vec![],
+            )
+        }
         _ => (vec![], vec![]),
     }
 }
@@ -68,28 +73,56 @@ impl Notification {
 /// The event types (and priorities) one state change means, `*.update`
 /// first: create and delete for the ends of a record's life, execution
 /// and cancel phases for plans and actions.
-pub fn events(entity: Entity, from: Option<&str>, to: &str) -> Vec<(String, &'static str)> {
-    let object = entity.as_str();
+pub fn events(from: Option<EntityState>, to: EntityState) -> Vec<(String, &'static str)> {
+    use EntityState::{Action as A, ActionPlan as P, Audit};
+    let object = to.entity().as_str();
+    let deleted = matches!(
+        to,
+        P(ActionPlanState::Deleted) | A(ActionState::Deleted) | Audit(AuditState::Deleted)
+    );
     let mut out = vec![];
-    match (from, to) {
-        (None, _) => return vec![(format!("{object}.create"), "INFO")],
-        (_, "DELETED") => return vec![(format!("{object}.delete"), "INFO")],
-        _ => out.push((format!("{object}.update"), "INFO")),
+    match from {
+        None => return vec![(format!("{object}.create"), "INFO")],
+        Some(_) if deleted => return vec![(format!("{object}.delete"), "INFO")],
+        Some(_) => out.push((format!("{object}.update"), "INFO")),
     }
-    let phase = match (entity, from.unwrap_or_default(), to) {
-        (Entity::Audit, _, _) => None,
-        (_, "PENDING" | "RECOMMENDED", "ONGOING") => Some(("execution.start", "INFO")),
-        (_, "ONGOING", "SUCCEEDED") => Some(("execution.end", "INFO")),
-        (_, "ONGOING", "FAILED") => Some(("execution.error", "ERROR")),
-        (_, "ONGOING", "CANCELLING") => Some(("cancel.start", "INFO")),
-        (_, "CANCELLING", "CANCELLED") => Some(("cancel.end", "INFO")),
-        (_, "CANCELLING", "FAILED") => Some(("cancel.error", "ERROR")),
+    let phase = match (from, to) {
+        (Some(P(from)), P(to)) => plan_phase(from, to),
+        (Some(A(from)), A(to)) => action_phase(from, to),
         _ => None,
     };
     if let Some((phase, priority)) = phase {
         out.push((format!("{object}.{phase}"), priority));
     }
     out
+}
+
+/// The execution or cancel phase a plan's change starts or ends.
+fn plan_phase(from: ActionPlanState, to: ActionPlanState) -> Option<Event> {
+    use ActionPlanState::*;
+    match (from, to) {
+        (Pending | Recommended, Ongoing) => Some(("execution.start", "INFO")),
+        (Ongoing, Succeeded) => Some(("execution.end", "INFO")),
+        (Ongoing, Failed) => Some(("execution.error", "ERROR")),
+        (Ongoing, Cancelling) => Some(("cancel.start", "INFO")),
+        (Cancelling, Cancelled) => Some(("cancel.end", "INFO")),
+        (Cancelling, Failed) => Some(("cancel.error", "ERROR")),
+        _ => None,
+    }
+}
+
+/// The execution or cancel phase an action's change starts or ends.
+fn action_phase(from: ActionState, to: ActionState) -> Option<Event> {
+    use ActionState::*;
+    match (from, to) {
+        (Pending, Ongoing) => Some(("execution.start", "INFO")),
+        (Ongoing, Succeeded) => Some(("execution.end", "INFO")),
+        (Ongoing, Failed) => Some(("execution.error", "ERROR")),
+        (Ongoing, Cancelling) => Some(("cancel.start", "INFO")),
+        (Cancelling, Cancelled) => Some(("cancel.end", "INFO")),
+        (Cancelling, Failed) => Some(("cancel.error", "ERROR")),
+        _ => None,
+    }
 }
 
 fn object(name: &str, version: &str, data: Value) -> Value {
@@ -214,11 +247,8 @@ pub async fn render(
 ) -> Result<Vec<Notification>, watcher_store::StoreError> {
     // oslo's format: str(datetime.utcnow()).
     let timestamp = row.at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    let (from, to) = (
-        row.from_state.map(EntityState::as_str),
-        row.to_state.as_str(),
-    );
-    let (before, after) = run_phases(row.entity, from, to);
+    let (from, to) = (row.from_state, row.to_state);
+    let (before, after) = run_phases(from, to);
     // The run's audit: the plan's, or the row's own.
     let audit = match row.entity {
         Entity::ActionPlan if !before.is_empty() => store
@@ -246,11 +276,7 @@ pub async fn render(
         .iter()
         .map(|(e, p)| (true, e.to_string(), *p))
         .collect();
-    slots.extend(
-        events(row.entity, from, to)
-            .into_iter()
-            .map(|(e, p)| (false, e, p)),
-    );
+    slots.extend(events(from, to).into_iter().map(|(e, p)| (false, e, p)));
     let first_after = slots.len();
     slots.extend(after.iter().map(|(e, p)| (true, e.to_string(), *p)));
     let mut out = vec![];
@@ -288,11 +314,11 @@ async fn run_payload(store: &Store, audit: uuid::Uuid, row: &HistoryEntry, event
         return object(
             "AuditActionPayload",
             "1.2",
-            json!({"uuid": audit, "state": "ONGOING"}),
+            json!({"uuid": audit, "state": AuditState::Ongoing}),
         );
     };
     let mut data = audit_fields(store, &a).await;
-    data.insert("state".into(), json!("ONGOING"));
+    data.insert("state".into(), json!(AuditState::Ongoing));
     let f = if event.ends_with(".error") {
         fault(
             &a.status_message,
@@ -450,9 +476,18 @@ fn action_fields(a: &Action) -> serde_json::Map<String, Value> {
 mod tests {
     use super::*;
 
+    /// A state change as the history writes it, from state names.
+    fn change(entity: Entity, from: Option<&str>, to: &str) -> (Option<EntityState>, EntityState) {
+        let state = |s| EntityState::parse(entity, s).unwrap();
+        (from.map(state), state(to))
+    }
+
     #[test]
     fn a_state_change_means_upstreams_event_types() {
-        let names = |e, f, t| -> Vec<String> { events(e, f, t).into_iter().map(|x| x.0).collect() };
+        let names = |e, f, t| -> Vec<String> {
+            let (from, to) = change(e, f, t);
+            events(from, to).into_iter().map(|x| x.0).collect()
+        };
         assert_eq!(
             names(Entity::ActionPlan, None, "RECOMMENDED"),
             ["action_plan.create"]
@@ -466,7 +501,10 @@ mod tests {
             ["action.update", "action.cancel.end"]
         );
         assert_eq!(
-            events(Entity::Action, Some("ONGOING"), "FAILED")[1],
+            {
+                let (from, to) = change(Entity::Action, Some("ONGOING"), "FAILED");
+                events(from, to)[1].clone()
+            },
             ("action.execution.error".to_string(), "ERROR")
         );
         assert_eq!(
@@ -499,7 +537,11 @@ mod tests {
     fn an_audit_runs_phases_bracket_the_rows_that_commit_its_outcome() {
         let names =
             |v: Vec<(&'static str, &'static str)>| v.into_iter().map(|x| x.0).collect::<Vec<_>>();
-        let (before, after) = run_phases(Entity::ActionPlan, None, "RECOMMENDED");
+        let phases = |e, f, t| {
+            let (from, to) = change(e, f, t);
+            run_phases(from, to)
+        };
+        let (before, after) = phases(Entity::ActionPlan, None, "RECOMMENDED");
         assert_eq!(
             names(before),
             [
@@ -509,7 +551,7 @@ mod tests {
             ]
         );
         assert_eq!(names(after), ["audit.planner.end"]);
-        let (before, after) = run_phases(Entity::Audit, Some("ONGOING"), "FAILED");
+        let (before, after) = phases(Entity::Audit, Some("ONGOING"), "FAILED");
         assert_eq!(before[1], ("audit.strategy.error", "ERROR"));
         assert!(after.is_empty());
         // Other rows bracket nothing.
@@ -519,7 +561,7 @@ mod tests {
             (Entity::ActionPlan, Some("RECOMMENDED"), "PENDING"),
             (Entity::Action, None, "PENDING"),
         ] {
-            assert_eq!(run_phases(entity, from, to), (vec![], vec![]));
+            assert_eq!(phases(entity, from, to), (vec![], vec![]));
         }
         assert_eq!(
             payload_class(Entity::Audit, "audit.strategy.end"),

@@ -1,7 +1,7 @@
 //! Actions: their reads, starts, state changes (one, or a plan's at once), skips and progress.
 
 use crate::cascade::{move_actions, plan_state};
-use crate::history::record_history;
+use crate::history::{check_transition, record_history, NewHistory};
 use crate::listing::{build_list_sql, Where};
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
@@ -36,35 +36,26 @@ fn action_from_row(row: &Row) -> Result<Action, StoreError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn change_action(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
-    plan: Uuid,
-    uuid: Uuid,
-    from: ActionState,
-    to: ActionState,
-    actor: Actor,
-    reason: &str,
+    (plan, uuid): (Uuid, Uuid),
+    change: &StateChange<ActionState>,
     status_message: Option<&str>,
 ) -> Result<(), StoreError> {
-    if !action_transition_allowed(from, to, actor) {
-        return Err(StoreError::IllegalTransition {
-            from: from.into(),
-            to: to.into(),
-        });
-    }
+    check_transition(change)?;
+    let (from, to) = (change.from, change.to);
     let now = now_micros();
     let n = conn.execute(
         // The message explains the latest state, so each change replaces it.
         "UPDATE actions SET state = ?1, updated_at = ?2, status_message = ?3 \
              WHERE uuid = ?4 AND state = ?5 AND deleted_at IS NULL",
         args![
-            to.as_str(),
+            to,
             now,
             status_message.map(bound_status_message),
-            uuid.to_string(),
-            from.as_str()
+            uuid,
+            from
         ],
     )?;
     if n == 0 {
@@ -87,14 +78,15 @@ fn change_action(
     }
     record_history(
         conn,
-        Entity::Action,
-        uuid,
-        Some(plan),
-        Some(from.as_str()),
-        to.as_str(),
-        actor,
-        reason,
-        now,
+        &NewHistory {
+            uuid,
+            plan: Some(plan),
+            from: Some(from.into()),
+            to: to.into(),
+            actor: change.actor,
+            reason: &change.reason,
+            at: now,
+        },
     )?;
     events.push(StoreEvent::ActionState {
         plan,
@@ -186,88 +178,63 @@ impl Store {
                     return Err(StoreError::NotOwner { plan, owner: h });
                 }
             }
-            change_action(
-                conn,
-                events,
-                plan,
-                uuid,
+            let start = StateChange::new(
                 ActionState::Pending,
                 ActionState::Ongoing,
                 Actor::Applier,
                 "started",
-                None,
-            )
+            );
+            change_action(conn, events, (plan, uuid), &start, None)
         })
         .await
     }
 
     /// Compare-and-set of one action's state, with its history row.
-    #[allow(clippy::too_many_arguments)]
     pub async fn transition_action(
         &self,
         plan: Uuid,
         uuid: Uuid,
-        from: ActionState,
-        to: ActionState,
-        actor: Actor,
-        reason: &str,
+        change: StateChange<ActionState>,
         status_message: Option<String>,
     ) -> Result<(), StoreError> {
-        self.enqueue_transition_action(plan, uuid, from, to, actor, reason, status_message)
+        self.enqueue_transition_action(plan, uuid, change, status_message)
             .await
             .map_err(|_| StoreError::Closed)?
     }
 
     /// Like [`Store::transition_action`], but queued now and answered later:
     /// see [`Store::enqueue`].
-    #[allow(clippy::too_many_arguments)]
     pub fn enqueue_transition_action(
         &self,
         plan: Uuid,
         uuid: Uuid,
-        from: ActionState,
-        to: ActionState,
-        actor: Actor,
-        reason: &str,
+        change: StateChange<ActionState>,
         status_message: Option<String>,
     ) -> tokio::sync::oneshot::Receiver<Result<(), StoreError>> {
-        let reason = reason.to_string();
         self.enqueue(move |conn, events| {
             change_action(
                 conn,
                 events,
-                plan,
-                uuid,
-                from,
-                to,
-                actor,
-                &reason,
+                (plan, uuid),
+                &change,
                 status_message.as_deref(),
             )
         })
     }
 
     /// Moves every action of the plan in `from` to `to`; returns those moved.
-    #[allow(clippy::too_many_arguments)]
     pub async fn transition_plan_actions(
         &self,
         plan: Uuid,
-        from: ActionState,
-        to: ActionState,
-        actor: Actor,
-        reason: &str,
+        change: StateChange<ActionState>,
         status_message: Option<String>,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let reason = reason.to_string();
         self.write(move |conn, events| {
             move_actions(
                 conn,
                 events,
                 plan,
-                from,
-                to,
-                actor,
-                &reason,
+                &change,
                 status_message.as_deref(),
                 now_micros(),
             )
@@ -302,17 +269,13 @@ impl Store {
                 return Err(StoreError::PlanNotRunning { plan, state });
             }
             if action.state != ActionState::Skipped {
-                change_action(
-                    conn,
-                    events,
-                    plan,
-                    uuid,
+                let skip = StateChange::new(
                     action.state,
                     ActionState::Skipped,
                     Actor::Api,
                     "skipped by operator",
-                    Some(&status_message),
-                )?;
+                );
+                change_action(conn, events, (plan, uuid), &skip, Some(&status_message))?;
             } else {
                 conn.execute(
                     "UPDATE actions SET status_message = ?1, updated_at = ?2 WHERE uuid = ?3",
@@ -361,8 +324,8 @@ impl Store {
     pub async fn set_action_progress(&self, uuid: Uuid, message: String) -> Result<(), StoreError> {
         self.write(move |conn, _| {
             conn.execute(
-                "UPDATE actions SET status_message = ?1 WHERE uuid = ?2 AND state = 'ONGOING'",
-                args![bound_status_message(&message), uuid.to_string()],
+                "UPDATE actions SET status_message = ?1 WHERE uuid = ?2 AND state = ?3",
+                args![bound_status_message(&message), uuid, ActionState::Ongoing],
             )?;
             Ok(())
         })

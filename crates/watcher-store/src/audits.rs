@@ -1,6 +1,6 @@
 //! Audits: creation, edits, triggers, schedules and their state machine.
 
-use crate::history::record_history;
+use crate::history::{check_transition, record_history, NewHistory};
 use crate::listing::{build_list_sql, Where};
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
@@ -110,7 +110,7 @@ impl Store {
             conn.execute(
                 "INSERT INTO audits (uuid, name, audit_type, state, goal_id, strategy_id, parameters, \
                  interval, scope, auto_trigger, force, start_time, end_time, created_at) \
-                 VALUES (?1, ?2, ?3, 'PENDING', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 VALUES (?1, ?2, ?3, ?14, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 args![
                     new.uuid.to_string(),
                     new.name,
@@ -124,10 +124,22 @@ impl Store {
                     new.force,
                     new.start_time.map(super::to_micros),
                     new.end_time.map(super::to_micros),
-                    now
+                    now,
+                    AuditState::Pending
                 ],
             )?;
-            record_history(conn, Entity::Audit, new.uuid, None, None, "PENDING", Actor::Api, "audit created", now)?;
+            record_history(
+                conn,
+                &NewHistory {
+                    uuid: new.uuid,
+                    plan: None,
+                    from: None,
+                    to: AuditState::Pending.into(),
+                    actor: Actor::Api,
+                    reason: "audit created",
+                    at: now,
+                },
+            )?;
             events.push(StoreEvent::AuditState { uuid: new.uuid, state: AuditState::Pending });
             get_audit_conn(conn, &new.uuid.to_string(), false)
         })
@@ -260,10 +272,10 @@ impl Store {
     pub async fn continuous_audits(&self, host: String) -> Result<Vec<Audit>, StoreError> {
         self.read(move |conn| {
             conn.query_map(&format!(
-                    "{AUDIT_SELECT} WHERE x.audit_type = 'CONTINUOUS' AND x.state IN ('PENDING', 'ONGOING') \
-                     AND (x.hostname IS NULL OR x.hostname = ?) AND x.deleted_at IS NULL ORDER BY x.id"
+                    "{AUDIT_SELECT} WHERE x.audit_type = ?2 AND x.state IN (?3, ?4) \
+                     AND (x.hostname IS NULL OR x.hostname = ?1) AND x.deleted_at IS NULL ORDER BY x.id"
                 ),
-                vec![SqlValue::Text(host)],
+                args![host, AuditType::Continuous, AuditState::Pending, AuditState::Ongoing],
                 audit_from_row,
             )
         })
@@ -309,40 +321,32 @@ impl Store {
     }
 
     /// Compare-and-set of an audit's state, with its history row.
-    #[allow(clippy::too_many_arguments)]
     pub async fn transition_audit(
         &self,
         uuid: Uuid,
-        from: AuditState,
-        to: AuditState,
-        actor: Actor,
-        reason: &str,
+        change: StateChange<AuditState>,
         status_message: Option<String>,
         hostname: Option<String>,
     ) -> Result<Audit, StoreError> {
-        let reason = reason.to_string();
         self.write(move |conn, events| {
-            if !audit_transition_allowed(from, to, actor) {
-                return Err(StoreError::IllegalTransition {
-            from: from.into(),
-            to: to.into(),
-        });
-            }
+            check_transition(&change)?;
+            let (from, to) = (change.from, change.to);
             let now = now_micros();
             let deleted_at = (to == AuditState::Deleted).then_some(now);
             let n = conn.execute(
                 "UPDATE audits SET state = ?1, updated_at = ?2, status_message = COALESCE(?3, status_message), \
                  hostname = COALESCE(?4, hostname), deleted_at = COALESCE(?5, deleted_at), \
-                 triggered = CASE WHEN ?1 = 'ONGOING' THEN 0 ELSE triggered END \
+                 triggered = CASE WHEN ?1 = ?8 THEN 0 ELSE triggered END \
                  WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL",
                 args![
-                    to.as_str(),
+                    to,
                     now,
                     status_message.as_deref().map(bound_status_message),
                     hostname,
                     deleted_at,
-                    uuid.to_string(),
-                    from.as_str()
+                    uuid,
+                    from,
+                    AuditState::Ongoing
                 ],
             )?;
             if n == 0 {
@@ -353,7 +357,18 @@ impl Store {
                     current: current.state.into(),
                 });
             }
-            record_history(conn, Entity::Audit, uuid, None, Some(from.as_str()), to.as_str(), actor, &reason, now)?;
+            record_history(
+                conn,
+                &NewHistory {
+                    uuid,
+                    plan: None,
+                    from: Some(from.into()),
+                    to: to.into(),
+                    actor: change.actor,
+                    reason: &change.reason,
+                    at: now,
+                },
+            )?;
             events.push(StoreEvent::AuditState { uuid, state: to });
             get_audit_conn(conn, &uuid.to_string(), true)
         })

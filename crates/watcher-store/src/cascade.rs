@@ -2,6 +2,7 @@
 //! both: a plan's state as a write sees it, and a set-based move of a
 //! plan's actions (a cancel, a delete).
 
+use crate::history::check_transition;
 use crate::sql::{args, Conn};
 use crate::*;
 use uuid::Uuid;
@@ -24,24 +25,16 @@ pub(crate) fn plan_state(conn: &Conn, uuid: Uuid) -> Result<ActionPlanState, Sto
 
 /// Moves every action of `plan` that is in `from` to `to`, with a history
 /// row each. Returns the actions moved.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn move_actions(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
     plan: Uuid,
-    from: ActionState,
-    to: ActionState,
-    actor: Actor,
-    reason: &str,
+    change: &StateChange<ActionState>,
     status_message: Option<&str>,
     now: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
-    if !action_transition_allowed(from, to, actor) {
-        return Err(StoreError::IllegalTransition {
-            from: from.into(),
-            to: to.into(),
-        });
-    }
+    check_transition(change)?;
+    let (from, to) = (change.from, change.to);
     // Set-based: one history INSERT and one UPDATE for the whole group, so
     // cancelling a plan with thousands of PENDING actions stays fast.
     let plan_id: i64 = conn.query_row(
@@ -50,15 +43,15 @@ pub(crate) fn move_actions(
         |r| r.get(0),
     )?;
     conn.execute("INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
-         SELECT 'action', uuid, ?1, ?2, ?3, ?4, ?5, ?6 FROM actions \
-         WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id", args![plan.to_string(), from.as_str(), to.as_str(), actor.as_str(), reason, now, plan_id])?;
+         SELECT ?8, uuid, ?1, ?2, ?3, ?4, ?5, ?6 FROM actions \
+         WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id", args![plan, from, to, change.actor, change.reason, now, plan_id, Entity::Action])?;
     let deleted_at = (to == ActionState::Deleted).then_some(now);
     let status_message = status_message.map(bound_status_message);
     let uuids: Vec<Uuid> = conn
         .query_map("UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
              status_message = COALESCE(?4, status_message) WHERE action_plan_id = ?5 AND state = ?6 \
              RETURNING uuid", 
-            args![to.as_str(), now, deleted_at, status_message, plan_id, from.as_str()],
+            args![to, now, deleted_at, status_message, plan_id, from],
             |r| r.uuid(0),
         )?;
     if !uuids.is_empty() {

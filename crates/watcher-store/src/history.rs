@@ -40,31 +40,51 @@ fn history_from_row(row: &Row) -> Result<HistoryEntry, StoreError> {
     })
 }
 
+/// A history row to write: the record, its change of state (`from` is
+/// None for a creation; equal to `to` for a takeover), who, why and when.
+pub(crate) struct NewHistory<'a> {
+    pub uuid: Uuid,
+    /// The plan the record belongs to (the plan itself for plan rows).
+    pub plan: Option<Uuid>,
+    pub from: Option<EntityState>,
+    pub to: EntityState,
+    pub actor: Actor,
+    pub reason: &'a str,
+    pub at: i64,
+}
+
 /// Writes one history row. Every state change calls this in its own transaction.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn record_history(
-    conn: &Conn,
-    entity: Entity,
-    uuid: Uuid,
-    plan: Option<Uuid>,
-    from: Option<&str>,
-    to: &str,
-    actor: Actor,
-    reason: &str,
-    at: i64,
-) -> Result<(), StoreError> {
-    conn.execute("INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", args![
-        entity.as_str(),
-        uuid.to_string(),
-        plan.map(|p| p.to_string()),
-        from,
-        to,
-        actor.as_str(),
-        reason,
-        at
-    ])?;
+pub(crate) fn record_history(conn: &Conn, row: &NewHistory<'_>) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO state_history (entity, uuid, action_plan_uuid, from_state, to_state, actor, reason, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        args![
+            row.to.entity(),
+            row.uuid,
+            row.plan,
+            row.from,
+            row.to,
+            row.actor,
+            row.reason,
+            row.at
+        ],
+    )?;
     Ok(())
+}
+
+/// Refuses a change the transition table does not allow its actor.
+pub(crate) fn check_transition<S>(change: &StateChange<S>) -> Result<(), StoreError>
+where
+    S: MachineState + Into<EntityState>,
+{
+    if change.is_allowed() {
+        Ok(())
+    } else {
+        Err(StoreError::IllegalTransition {
+            from: change.from.into(),
+            to: change.to.into(),
+        })
+    }
 }
 
 fn is_plan_creation(row: &HistoryEntry) -> bool {

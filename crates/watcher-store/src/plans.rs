@@ -2,7 +2,7 @@
 
 use crate::audits::get_audit_conn;
 use crate::cascade::{move_actions, plan_state};
-use crate::history::record_history;
+use crate::history::{check_transition, record_history, NewHistory};
 use crate::listing::{build_list_sql, Where};
 use crate::sql::{args, Conn, Row, Value as SqlValue};
 use crate::*;
@@ -94,24 +94,16 @@ fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPl
 /// [`Store::transition_plan`] inside a transaction that may do more.
 // Long because the compare-and-set, its history row and the cascades of each target state
 // belong to one transaction and are read together.
-#[allow(clippy::too_many_arguments)]
 fn transition_plan_conn(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
     uuid: Uuid,
-    from: ActionPlanState,
-    to: ActionPlanState,
-    actor: Actor,
-    reason: &str,
+    change: &StateChange<ActionPlanState>,
     update: PlanUpdate,
 ) -> Result<(), StoreError> {
     use ActionPlanState as P;
-    if !plan_transition_allowed(from, to, actor) {
-        return Err(StoreError::IllegalTransition {
-            from: from.into(),
-            to: to.into(),
-        });
-    }
+    check_transition(change)?;
+    let (from, to, actor) = (change.from, change.to, change.actor);
     let now = now_micros();
     let deleted_at = (to == P::Deleted).then_some(now);
     let n = conn
@@ -119,13 +111,13 @@ fn transition_plan_conn(
              status_message = COALESCE(?3, status_message), hostname = COALESCE(?4, hostname), \
              deleted_at = COALESCE(?5, deleted_at), lease_expires_at = COALESCE(?8, lease_expires_at) \
              WHERE uuid = ?6 AND state = ?7 AND deleted_at IS NULL", args![
-            to.as_str(),
+            to,
             now,
             update.status_message.as_deref().map(bound_status_message),
             update.hostname,
             deleted_at,
-            uuid.to_string(),
-            from.as_str(),
+            uuid,
+            from,
             update.lease_until
         ])?;
     if n == 0 {
@@ -138,29 +130,27 @@ fn transition_plan_conn(
     }
     record_history(
         conn,
-        Entity::ActionPlan,
-        uuid,
-        Some(uuid),
-        Some(from.as_str()),
-        to.as_str(),
-        actor,
-        reason,
-        now,
+        &NewHistory {
+            uuid,
+            plan: Some(uuid),
+            from: Some(from.into()),
+            to: to.into(),
+            actor,
+            reason: &change.reason,
+            at: now,
+        },
     )?;
     events.push(StoreEvent::PlanState { uuid, state: to });
     match to {
         P::Cancelled if matches!(from, P::Recommended | P::Pending) => {
-            move_actions(
-                conn,
-                events,
-                uuid,
+            let cancel = StateChange::new(
                 ActionState::Pending,
                 ActionState::Cancelled,
                 actor,
                 "action plan cancelled before it ran",
-                Some("Action plan cancelled before this action ran."),
-                now,
-            )?;
+            );
+            let message = "Action plan cancelled before this action ran.";
+            move_actions(conn, events, uuid, &cancel, Some(message), now)?;
         }
         P::Deleted => {
             for s in [
@@ -170,17 +160,9 @@ fn transition_plan_conn(
                 ActionState::Skipped,
                 ActionState::Cancelled,
             ] {
-                move_actions(
-                    conn,
-                    events,
-                    uuid,
-                    s,
-                    ActionState::Deleted,
-                    actor,
-                    "action plan deleted",
-                    None,
-                    now,
-                )?;
+                let delete =
+                    StateChange::new(s, ActionState::Deleted, actor, "action plan deleted");
+                move_actions(conn, events, uuid, &delete, None, now)?;
             }
         }
         _ => {}
@@ -202,20 +184,15 @@ fn insert_actions(
     now: i64,
 ) -> Result<(), StoreError> {
     for chunk in actions.chunks(ACTIONS_PER_INSERT) {
-        // ?1 and ?2 are shared by every row; each row's own values follow.
+        // ?1 to ?3 are shared by every row; each row's own values follow.
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let n = 3 + 4 * i;
-                format!(
-                    "(?{n}, ?1, ?{}, ?{}, ?{}, 'PENDING', ?2)",
-                    n + 1,
-                    n + 2,
-                    n + 3
-                )
+                let n = 4 + 4 * i;
+                format!("(?{n}, ?1, ?{}, ?{}, ?{}, ?3, ?2)", n + 1, n + 2, n + 3)
             })
             .collect();
-        let mut values = Vec::with_capacity(2 + 4 * chunk.len());
-        values.extend(args![plan_id, now]);
+        let mut values = Vec::with_capacity(3 + 4 * chunk.len());
+        values.extend(args![plan_id, now, ActionState::Pending]);
         for a in chunk {
             values.extend(args![
                 a.uuid.to_string(),
@@ -284,20 +261,33 @@ impl Store {
                 // Upstream's rule: a new run's plan replaces this audit's
                 // recommendations nobody started.
                 let older: Vec<Uuid> = conn
-                    .query_map("SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = 'RECOMMENDED' \
-                         AND deleted_at IS NULL AND id <> ?2", args![audit.id, plan_id], |r| r.uuid(0))?;
+                    .query_map("SELECT uuid FROM action_plans WHERE audit_id = ?1 AND state = ?3 \
+                         AND deleted_at IS NULL AND id <> ?2", args![audit.id, plan_id, ActionPlanState::Recommended], |r| r.uuid(0))?;
                 for old in older {
-                    transition_plan_conn(conn, events, old, ActionPlanState::Recommended,
-                        ActionPlanState::Cancelled, Actor::DecisionEngine,
-                        &format!("replaced by action plan {} of the same continuous audit", new.uuid),
-                        PlanUpdate::default())?;
+                    let replaced = StateChange::new(
+                        ActionPlanState::Recommended,
+                        ActionPlanState::Cancelled,
+                        Actor::DecisionEngine,
+                        format!("replaced by action plan {} of the same continuous audit", new.uuid),
+                    );
+                    transition_plan_conn(conn, events, old, &replaced, PlanUpdate::default())?;
                 }
             }
             // One row, for the actions' creations too (`history.rs`,
             // `actions_created_with`): a row per action here held every
             // other writer for as long as they took.
-            record_history(conn, Entity::ActionPlan, new.uuid, Some(new.uuid), None, state.as_str(),
-                Actor::DecisionEngine, &format!("created by audit {}", audit.uuid), now)?;
+            record_history(
+                conn,
+                &NewHistory {
+                    uuid: new.uuid,
+                    plan: Some(new.uuid),
+                    from: None,
+                    to: state.into(),
+                    actor: Actor::DecisionEngine,
+                    reason: &format!("created by audit {}", audit.uuid),
+                    at: now,
+                },
+            )?;
             if continuous {
                 conn.execute(
                     "UPDATE audits SET next_run_time = ?1, status_message = NULL, updated_at = ?2 WHERE id = ?3",
@@ -305,11 +295,21 @@ impl Store {
                 )?;
             } else {
                 conn.execute(
-                    "UPDATE audits SET state = 'SUCCEEDED', updated_at = ?1 WHERE id = ?2",
-                    args![now, audit.id],
+                    "UPDATE audits SET state = ?3, updated_at = ?1 WHERE id = ?2",
+                    args![now, audit.id, AuditState::Succeeded],
                 )?;
-                record_history(conn, Entity::Audit, audit.uuid, None, Some("ONGOING"), "SUCCEEDED",
-                    Actor::DecisionEngine, &format!("produced action plan {}", new.uuid), now)?;
+                record_history(
+                    conn,
+                    &NewHistory {
+                        uuid: audit.uuid,
+                        plan: None,
+                        from: Some(AuditState::Ongoing.into()),
+                        to: AuditState::Succeeded.into(),
+                        actor: Actor::DecisionEngine,
+                        reason: &format!("produced action plan {}", new.uuid),
+                        at: now,
+                    },
+                )?;
                 events.push(StoreEvent::AuditState { uuid: audit.uuid, state: AuditState::Succeeded });
             }
             events.push(StoreEvent::PlanState { uuid: new.uuid, state });
@@ -384,9 +384,9 @@ impl Store {
             conn.query_map(
                 &format!(
                     "{PLAN_SELECT} WHERE x.audit_id IN (SELECT id FROM audits WHERE auto_trigger = 1) \
-                     AND x.state || '' = 'RECOMMENDED' AND x.deleted_at IS NULL ORDER BY x.id"
+                     AND x.state || '' = ?1 AND x.deleted_at IS NULL ORDER BY x.id"
                 ),
-                (),
+                args![ActionPlanState::Recommended],
                 plan_from_row,
             )
         })
@@ -404,9 +404,9 @@ impl Store {
         let cutoff = to_micros(cutoff);
         self.read(move |conn| {
             conn.query_map(
-                "SELECT uuid FROM action_plans WHERE state = 'RECOMMENDED' AND created_at < ?1 \
+                "SELECT uuid FROM action_plans WHERE state = ?3 AND created_at < ?1 \
                  AND deleted_at IS NULL ORDER BY created_at LIMIT ?2",
-                args![cutoff, limit as i64],
+                args![cutoff, limit as i64, ActionPlanState::Recommended],
                 |r| r.uuid("uuid"),
             )
         })
@@ -419,15 +419,11 @@ impl Store {
     pub async fn transition_plan(
         &self,
         uuid: Uuid,
-        from: ActionPlanState,
-        to: ActionPlanState,
-        actor: Actor,
-        reason: &str,
+        change: StateChange<ActionPlanState>,
         update: PlanUpdate,
     ) -> Result<ActionPlan, StoreError> {
-        let reason = reason.to_string();
         self.write(move |conn, events| {
-            transition_plan_conn(conn, events, uuid, from, to, actor, &reason, update)?;
+            transition_plan_conn(conn, events, uuid, &change, update)?;
             get_plan_conn(conn, uuid, true)
         })
         .await
@@ -448,8 +444,8 @@ impl Store {
                     // A running plan without a holder (left by a version
                     // that did not record one) becomes this applier's.
                     .execute("UPDATE action_plans SET lease_expires_at = ?1, hostname = ?3 WHERE uuid = ?2 \
-                         AND (hostname = ?3 OR hostname IS NULL) AND state IN ('ONGOING', 'CANCELLING')",
-                         args![until, p.to_string(), host])?;
+                         AND (hostname = ?3 OR hostname IS NULL) AND state IN (?4, ?5)",
+                         args![until, p, host, ActionPlanState::Ongoing, ActionPlanState::Cancelling])?;
                 if n == 0 {
                     lost.push(p);
                 }
@@ -462,11 +458,12 @@ impl Store {
     /// ONGOING or CANCELLING plans whose applier's lease ran out before `now` (micros).
     pub async fn plans_with_expired_lease(&self, now: i64) -> Result<Vec<ActionPlan>, StoreError> {
         self.read(move |conn| {
-            conn.query_map(&format!(
-                    "{PLAN_SELECT} WHERE x.state IN ('ONGOING', 'CANCELLING') AND x.deleted_at IS NULL \
-                     AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ? ORDER BY x.id"
+            conn.query_map(
+                &format!(
+                    "{PLAN_SELECT} WHERE x.state IN (?2, ?3) AND x.deleted_at IS NULL \
+                     AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ?1 ORDER BY x.id"
                 ),
-                vec![SqlValue::Int(now)],
+                args![now, ActionPlanState::Ongoing, ActionPlanState::Cancelling],
                 plan_from_row,
             )
         })
@@ -496,9 +493,17 @@ impl Store {
                 &format!(
                     "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
                      WHERE uuid = ?4 AND hostname = ?5 {lease_check} \
-                     AND state IN ('ONGOING', 'CANCELLING') AND deleted_at IS NULL"
+                     AND state IN (?6, ?7) AND deleted_at IS NULL"
                 ),
-                args![to_host, until, now, uuid.to_string(), from_host],
+                args![
+                    to_host,
+                    until,
+                    now,
+                    uuid,
+                    from_host,
+                    ActionPlanState::Ongoing,
+                    ActionPlanState::Cancelling
+                ],
             )?;
             if n == 0 {
                 return Err(StoreError::LeaseLost {
@@ -507,24 +512,26 @@ impl Store {
                 });
             }
             let plan = get_plan_conn(conn, uuid, false)?;
-            let state = plan.state.as_str();
-            record_history(
-                conn,
-                Entity::ActionPlan,
-                uuid,
-                Some(uuid),
-                Some(state),
-                state,
-                Actor::Recovery,
-                &match why {
+            let state = EntityState::ActionPlan(plan.state);
+            let reason = match why {
                     Takeover::LeaseExpired => {
                         format!("the lease of applier {from_host} expired; taken over by {to_host}")
                     }
                     Takeover::ApplierGone => format!(
                         "applier {from_host} is gone (its database session ended); taken over by {to_host}"
                     ),
+            };
+            record_history(
+                conn,
+                &NewHistory {
+                    uuid,
+                    plan: Some(uuid),
+                    from: Some(state),
+                    to: state,
+                    actor: Actor::Recovery,
+                    reason: &reason,
+                    at: now,
                 },
-                now,
             )?;
             events.push(StoreEvent::PlanState {
                 uuid,

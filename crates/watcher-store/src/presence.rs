@@ -15,6 +15,7 @@ use crate::sql::{args, Conn, Dialect};
 use crate::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use watcher_core::ActionPlanState;
 
 /// The first key of presence locks ("WTCH"); the second is the host's hash.
 const PRESENCE_CLASS: i32 = 0x5754_4348;
@@ -129,21 +130,22 @@ impl Store {
         }
         self.read(move |conn| {
             let hosts: Vec<String> = conn.query_map(
-                "SELECT DISTINCT hostname FROM action_plans WHERE state IN ('ONGOING', 'CANCELLING') \
+                "SELECT DISTINCT hostname FROM action_plans WHERE state IN (?2, ?3) \
                  AND deleted_at IS NULL AND hostname IS NOT NULL AND hostname <> ?1",
-                [me],
+                args![me, ActionPlanState::Ongoing, ActionPlanState::Cancelling],
                 |r| r.get(0),
             )?;
             let mut gone = vec![];
             for host in hosts {
                 let key = args![PRESENCE_CLASS as i64, host_key(&host) as i64];
-                let free: bool = conn.query_row(
-                    "SELECT pg_try_advisory_lock(?1, ?2)",
-                    key.clone(),
-                    |r| r.get(0),
-                )?;
+                let free: bool =
+                    conn.query_row("SELECT pg_try_advisory_lock(?1, ?2)", key.clone(), |r| {
+                        r.get(0)
+                    })?;
                 if free {
-                    conn.query_row("SELECT pg_advisory_unlock(?1, ?2)", key, |r| r.get::<bool>(0))?;
+                    conn.query_row("SELECT pg_advisory_unlock(?1, ?2)", key, |r| {
+                        r.get::<bool>(0)
+                    })?;
                     gone.push(host);
                 }
             }

@@ -12,6 +12,7 @@
 use crate::sql::{args, marks, numbered_marks, Conn, Value as SqlValue};
 use crate::*;
 use chrono::{DateTime, Utc};
+use watcher_core::ActionPlanState;
 
 /// What to purge.
 #[derive(Debug, Clone, Default)]
@@ -69,8 +70,17 @@ fn plan_condition(orphans: bool) -> String {
     } else {
         ""
     };
+    // Made from the typed states rather than bound: the condition is
+    // shared by statements whose placeholders are numbered differently.
+    let may_run = [
+        ActionPlanState::Pending,
+        ActionPlanState::Ongoing,
+        ActionPlanState::Cancelling,
+    ]
+    .map(|s| format!("'{s}'"))
+    .join(", ");
     format!(
-        "p.state NOT IN ('PENDING', 'ONGOING', 'CANCELLING') \
+        "p.state NOT IN ({may_run}) \
          AND (CAST(?2 AS BIGINT) IS NULL OR a.goal_id = ?2) \
          AND ((p.deleted_at IS NOT NULL AND p.deleted_at < ?1){orphan}) \
          AND NOT EXISTS (SELECT 1 FROM state_history h WHERE h.action_plan_uuid = p.uuid AND {UNPUBLISHED})"

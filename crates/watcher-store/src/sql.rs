@@ -62,6 +62,27 @@ impl ToValue for Uuid {
         Value::Text(self.to_string())
     }
 }
+/// States, kinds and actors are stored as their upstream names, bound like
+/// any other value (never spelled in the SQL text).
+macro_rules! text_value {
+    ($($t:ty),+) => {$(
+        impl ToValue for $t {
+            fn to_value(&self) -> Value {
+                Value::Text(self.as_str().to_string())
+            }
+        }
+    )+};
+}
+text_value!(
+    watcher_core::ActionPlanState,
+    watcher_core::ActionState,
+    watcher_core::AuditState,
+    watcher_core::AuditType,
+    watcher_core::EntityState,
+    watcher_core::Entity,
+    watcher_core::Actor
+);
+
 impl<T: ToValue + ?Sized> ToValue for &T {
     fn to_value(&self) -> Value {
         (**self).to_value()

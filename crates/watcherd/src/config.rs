@@ -7,9 +7,53 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use watcher_api::auth::KeystoneConfig;
 use watcher_applier::ApplierConfig;
-use watcher_decision::DecisionConfig;
+use watcher_decision::{Datasource, DecisionConfig};
 use watcher_keystone::ClientsAuth;
 use watcher_store::Durability;
+
+/// The cloud watcherd manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloudKind {
+    /// The embedded simulated cloud, kept in watcherd's database.
+    #[default]
+    Simulated,
+    /// A real OpenStack (credentials from `[watcher_clients_auth]`,
+    /// `OS_CLOUD` + clouds.yaml, or the `OS_*` variables).
+    #[serde(rename = "openstack")]
+    #[value(name = "openstack")]
+    OpenStack,
+    /// A `watcherd sim-cloud` process, at `sim_cloud_url`.
+    SimCloud,
+}
+
+impl CloudKind {
+    /// The name the configuration and `--cloud` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloudKind::Simulated => "simulated",
+            CloudKind::OpenStack => "openstack",
+            CloudKind::SimCloud => "sim-cloud",
+        }
+    }
+}
+
+impl std::fmt::Display for CloudKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How API callers are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthStrategy {
+    /// Every caller is an admin: loopback only, unless `insecure_listen`.
+    #[default]
+    Noauth,
+    /// Callers' tokens are validated against Keystone (`[keystone]`).
+    Keystone,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -23,7 +67,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `simulated` (the default) or `openstack` (credentials from
     /// `OS_CLOUD` + clouds.yaml or the `OS_*` variables).
-    pub cloud: String,
+    pub cloud: CloudKind,
     /// Scenario file of the simulated cloud; empty means the built-in demo cloud.
     pub cloud_scenario: Option<PathBuf>,
     /// With `cloud = "sim-cloud"`: where `watcherd sim-cloud` listens.
@@ -38,7 +82,7 @@ pub struct Config {
     pub durability: Durability,
     /// `noauth` (every caller is an admin, so the API refuses to listen
     /// beyond loopback unless `insecure_listen` is set) or `keystone`.
-    pub auth_strategy: String,
+    pub auth_strategy: AuthStrategy,
     pub insecure_listen: bool,
     /// Serve the API over HTTPS with this PEM certificate (chain) and key.
     pub tls_cert: Option<PathBuf>,
@@ -117,13 +161,13 @@ impl Default for Config {
             listen: "127.0.0.1:9322".parse().expect("valid address"),
             database: String::new(),
             data_dir: default_data_dir(),
-            cloud: "simulated".into(),
+            cloud: CloudKind::Simulated,
             cloud_scenario: None,
             sim_cloud_url: String::new(),
             shared_database: false,
             host: default_host(),
             durability: Durability::Normal,
-            auth_strategy: "noauth".into(),
+            auth_strategy: AuthStrategy::Noauth,
             insecure_listen: false,
             tls_cert: None,
             tls_key: None,
@@ -181,20 +225,11 @@ impl Config {
     // Long because it is the list of refusals, one short check per setting, each with its
     // own message.
     pub fn check(&self) -> Result<(), ConfigError> {
-        match self.cloud.as_str() {
-            "simulated" | "openstack" => {}
-            "sim-cloud" if self.sim_cloud_url.starts_with("http://") => {}
-            "sim-cloud" => {
-                return Err(ConfigError::Invalid(
-                    "cloud = \"sim-cloud\" needs sim_cloud_url, the http://host:port `watcherd sim-cloud` printed"
-                        .into(),
-                ))
-            }
-            other => {
-                return Err(ConfigError::Invalid(format!(
-                    "cloud '{other}' is unknown; use 'simulated', 'openstack' or 'sim-cloud'"
-                )))
-            }
+        if self.cloud == CloudKind::SimCloud && !self.sim_cloud_url.starts_with("http://") {
+            return Err(ConfigError::Invalid(
+                "cloud = \"sim-cloud\" needs sim_cloud_url, the http://host:port `watcherd sim-cloud` printed"
+                    .into(),
+            ));
         }
         self.notifications.check().map_err(ConfigError::Invalid)?;
         let days = self.purge.deleted_after_days;
@@ -211,31 +246,16 @@ impl Config {
                     .into(),
             ));
         }
-        match (
-            self.decision_engine.datasource.as_str(),
-            self.decision_engine.prometheus_url.is_empty(),
-        ) {
-            ("simulated", _) | ("prometheus", false) => {}
-            ("prometheus", true) => return Err(ConfigError::Invalid(
+        if self.decision_engine.datasource == Datasource::Prometheus
+            && self.decision_engine.prometheus_url.is_empty()
+        {
+            return Err(ConfigError::Invalid(
                 "decision_engine.datasource = \"prometheus\" needs decision_engine.prometheus_url \
                      (e.g. \"http://prometheus:9090\")"
                     .into(),
-            )),
-            (other, _) => {
-                return Err(ConfigError::Invalid(format!(
-                "decision_engine.datasource '{other}' is unknown; use 'simulated' or 'prometheus'"
-            )))
-            }
+            ));
         }
-        match self.auth_strategy.as_str() {
-            "noauth" | "keystone" => {}
-            other => {
-                return Err(ConfigError::Invalid(format!(
-                    "auth_strategy '{other}' is unknown; use 'noauth' or 'keystone'"
-                )))
-            }
-        }
-        if self.auth_strategy == "keystone" {
+        if self.auth_strategy == AuthStrategy::Keystone {
             self.keystone.credentials().map_err(|e| {
                 ConfigError::Invalid(format!(
                     "auth_strategy = 'keystone' needs watcherd's service credentials: {e}"
@@ -249,7 +269,7 @@ impl Config {
         }
         self.api_tls()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if self.decision_engine.datasource == "prometheus" {
+        if self.decision_engine.datasource == Datasource::Prometheus {
             self.decision_engine
                 .prometheus_tls
                 .check("decision_engine.prometheus_tls")
@@ -257,7 +277,7 @@ impl Config {
         }
         watcher_store::DatabaseLocation::parse(&self.database_url())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if self.auth_strategy == "noauth"
+        if self.auth_strategy == AuthStrategy::Noauth
             && !self.listen.ip().is_loopback()
             && !self.insecure_listen
         {
@@ -347,6 +367,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("insecure_listen"));
+    }
+
+    #[test]
+    fn kinds_are_enums_and_an_unknown_one_is_refused_with_the_choices() {
+        let c: Config = toml::from_str(
+            "cloud = \"sim-cloud\"\nsim_cloud_url = \"http://127.0.0.1:1\"\nauth_strategy = \"keystone\"\n\
+             [decision_engine]\ndatasource = \"prometheus\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.cloud, CloudKind::SimCloud);
+        assert_eq!(c.auth_strategy, AuthStrategy::Keystone);
+        assert_eq!(c.decision_engine.datasource, Datasource::Prometheus);
+        for (text, choices) in [
+            ("cloud = \"nowhere\"", "`simulated`, `openstack`, `sim-cloud`"),
+            ("auth_strategy = \"ldap\"", "`noauth` or `keystone`"),
+            (
+                "[decision_engine]\ndatasource = \"gnocchi\"",
+                "`simulated` or `prometheus`",
+            ),
+        ] {
+            let e = toml::from_str::<Config>(text).unwrap_err().to_string();
+            assert!(e.contains("unknown variant") && e.contains(choices), "{e}");
+        }
     }
 
     #[test]

@@ -43,7 +43,7 @@ struct Args {
     /// clouds.yaml, or the OS_* variables of an openrc file), or sim-cloud (a
     /// `watcherd sim-cloud` process, at --sim-cloud-url) [default: simulated].
     #[arg(long, global = true, env = "WATCHER_CLOUD", value_name = "KIND")]
-    cloud: Option<String>,
+    cloud: Option<watcherd::config::CloudKind>,
     /// With --cloud sim-cloud: the URL `watcherd sim-cloud` printed.
     #[arg(long, global = true, env = "WATCHER_SIM_CLOUD_URL", value_name = "URL")]
     sim_cloud_url: Option<String>,
@@ -268,7 +268,7 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
         config.data_dir = d.clone();
     }
     if let Some(c) = &args.cloud {
-        config.cloud = c.clone();
+        config.cloud = *c;
     }
     if let Some(u) = &args.sim_cloud_url {
         config.sim_cloud_url = u.clone();
@@ -320,7 +320,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::ResetSimCloud { force }) = &args.command {
         let location = watcher_store::DatabaseLocation::parse(&config.database_url())?;
         let store = watcher_store::Store::open(&location, config.durability)?;
-        let removed = watcherd::sim_cloud_state::reset(&store, &config.cloud, *force).await?;
+        let removed = watcherd::sim_cloud_state::reset(&store, config.cloud, *force).await?;
         store.truncate_wal().await?;
         println!(
             "The simulated cloud is back to its scenario ({removed} saved rows removed); it starts so with watcherd."

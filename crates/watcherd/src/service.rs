@@ -1,7 +1,7 @@
 //! Wiring of the embedded daemon: store, cloud (simulated or OpenStack), decision engine,
 //! applier and API in one process, sharing one shutdown token.
 
-use crate::config::Config;
+use crate::config::{AuthStrategy, CloudKind, Config};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use watcher_cloud::openstack::OpenStackCloud;
 use watcher_cloud::scenario::Scenario;
 use watcher_cloud::{Cloud, CloudError};
 use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetrics};
+use watcher_decision::Datasource;
 use watcher_decision::DecisionEngine;
 use watcher_keystone::{Credentials, KeystoneError};
 use watcher_store::{DatabaseLocation, Store};
@@ -212,8 +213,8 @@ async fn connect_cloud(
     scenario: &Scenario,
     store: &Store,
 ) -> Result<Arc<dyn Cloud>, ServiceError> {
-    Ok(match config.cloud.as_str() {
-        "openstack" => {
+    Ok(match config.cloud {
+        CloudKind::OpenStack => {
             let credentials = Credentials::resolve(&config.watcher_clients_auth)
                 .map_err(|e| ServiceError::Cloud(e.to_string()))?;
             let source = credentials.source.clone();
@@ -235,10 +236,10 @@ async fn connect_cloud(
             .map_err(|e| ServiceError::Cloud(format!("{e} (credentials from {source})")))?;
             Arc::new(cloud)
         }
-        "sim-cloud" => Arc::new(watcher_cloud::remote::RemoteCloud::new(
+        CloudKind::SimCloud => Arc::new(watcher_cloud::remote::RemoteCloud::new(
             &config.sim_cloud_url,
         )),
-        _ => Arc::new(crate::sim_cloud_state::resume(store, scenario).await?),
+        CloudKind::Simulated => Arc::new(crate::sim_cloud_state::resume(store, scenario).await?),
     })
 }
 
@@ -248,14 +249,14 @@ fn metrics_source(
     scenario: &Scenario,
 ) -> Result<Arc<dyn MetricsSource>, ServiceError> {
     let d = &config.decision_engine;
-    Ok(match d.datasource.as_str() {
-        "prometheus" => Arc::new(PrometheusMetrics::new(
+    Ok(match d.datasource {
+        Datasource::Prometheus => Arc::new(PrometheusMetrics::new(
             &d.prometheus_url,
             &d.prometheus_tls,
             Duration::from_secs_f64(d.prometheus_timeout_secs),
         )?),
         // On another cloud than the scenario's, values are drawn per instance UUID.
-        _ => Arc::new(SimulatedMetrics::new(scenario)),
+        Datasource::Simulated => Arc::new(SimulatedMetrics::new(scenario)),
     })
 }
 
@@ -280,7 +281,7 @@ fn api_auth(config: &Config) -> Result<watcher_api::auth::Auth, ServiceError> {
         }
         None => Policy::default(),
     };
-    if config.auth_strategy != "keystone" {
+    if config.auth_strategy != AuthStrategy::Keystone {
         return Ok(auth::Auth::NoAuth);
     }
     let keystone = auth::Keystone::new(config.keystone.clone(), policy)

@@ -5,6 +5,7 @@
 //! from the store, and refuses a reset that would pull the cloud from under
 //! a running watcherd or a plan in flight.
 
+use crate::config::CloudKind;
 use std::sync::Arc;
 use std::time::Duration;
 use watcher_cloud::scenario::Scenario;
@@ -95,7 +96,7 @@ pub enum ResetError {
         "this configuration uses cloud = '{0}': only the embedded simulated cloud \
          (cloud = 'simulated') keeps its state in the database"
     )]
-    NotEmbedded(String),
+    NotEmbedded(CloudKind),
     #[error(
         "action plan {uuid} is {state}: it would resume on a cloud where its operations never \
          happened. Cancel it (watcher actionplan cancel {uuid}) and let it end, then reset"
@@ -114,9 +115,9 @@ pub enum ResetError {
 /// Puts the embedded simulated cloud back to its scenario: the saved state
 /// is removed, and the next start builds the cloud from the scenario. The
 /// number of saved rows removed.
-pub async fn reset(store: &Store, cloud: &str, force: bool) -> Result<usize, ResetError> {
-    if cloud != "simulated" {
-        return Err(ResetError::NotEmbedded(cloud.to_string()));
+pub async fn reset(store: &Store, cloud: CloudKind, force: bool) -> Result<usize, ResetError> {
+    if cloud != CloudKind::Simulated {
+        return Err(ResetError::NotEmbedded(cloud));
     }
     let in_flight = store
         .plans_in_states(&[ActionPlanState::Ongoing, ActionPlanState::Cancelling])

@@ -3,7 +3,7 @@
 //! `parameters_spec` (the API checks what is sent, and its message is
 //! shown as it is).
 
-use super::pages::{action_button, plan_link, short, state_badge, when};
+use super::pages::{action_button, patch_state, plan_link, short, state_badge, when};
 use super::Permissions;
 use maud::{html, Markup};
 use serde_json::Value;
@@ -87,7 +87,7 @@ impl AuditPage {
             div .buttons {
                 @if matches!(a.state, Pending | Ongoing | Suspended) && may.update_audit {
                     (action_button("Cancel audit", "PATCH", &url,
-                        Some(r#"[{"op": "replace", "path": "/state", "value": "CANCELLED"}]"#),
+                        Some(&patch_state(Cancelled.as_str(), None)),
                         "Cancel this audit? It makes no further plan; plans it already made stay as they are."))
                 }
                 @if matches!(a.state, Succeeded | Failed | Cancelled | Suspended) && may.delete_audit {

@@ -76,6 +76,16 @@ pub(super) fn short(u: &Uuid) -> String {
 
 /// A button that asks the API (under `/dashboard/v1`) for a change, after
 /// a confirmation that says what will happen.
+/// The JSON patch of a button that moves a record to `state`, with a
+/// status message when given.
+pub(super) fn patch_state(state: &str, status_message: Option<&str>) -> String {
+    let mut ops = vec![serde_json::json!({"op": "replace", "path": "/state", "value": state})];
+    if let Some(m) = status_message {
+        ops.push(serde_json::json!({"op": "add", "path": "/status_message", "value": m}));
+    }
+    serde_json::Value::Array(ops).to_string()
+}
+
 pub(super) fn action_button(
     label: &str,
     method: &str,
@@ -271,7 +281,7 @@ impl PlanPage {
                 }
                 @if matches!(p.state, Recommended | Pending | Ongoing) && may.cancel {
                     (action_button("Cancel plan", "PATCH", &url,
-                        Some(r#"[{"op": "replace", "path": "/state", "value": "CANCELLING"}]"#),
+                        Some(&patch_state(Cancelling.as_str(), None)),
                         "Cancel this plan? No new action will start; pending actions become CANCELLED; running ones are aborted (a live migration rolls back; a volume migration, which cannot be aborted, is awaited). Finished actions stay as they are."))
                 }
                 @if p.state.is_deletable() && may.archive {
@@ -301,7 +311,7 @@ impl PlanPage {
                             td .status { (a.status_message.as_deref().unwrap_or("")) }
                             td { @if a.state == ActionState::Pending && matches!(p.state, Recommended | Pending) && may.skip {
                                 (action_button("Skip", "PATCH", &format!("/dashboard/v1/actions/{}", a.uuid),
-                                    Some(r#"[{"op": "replace", "path": "/state", "value": "SKIPPED"}, {"op": "add", "path": "/status_message", "value": "skipped from the dashboard"}]"#),
+                                    Some(&patch_state(ActionState::Skipped.as_str(), Some("skipped from the dashboard"))),
                                     "Skip this action? It will not run; the actions after it still run."))
                             } }
                         }

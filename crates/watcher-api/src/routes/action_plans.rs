@@ -136,7 +136,11 @@ pub async fn patch_plan(
         };
         match s
             .store
-            .transition_plan(uuid, current, to, Actor::Api, reason, PlanUpdate::default())
+            .transition_plan(
+                uuid,
+                StateChange::new(current, to, Actor::Api, reason),
+                PlanUpdate::default(),
+            )
             .await
         {
             Ok(p) => return Ok(Json(views::action_plan(&p, &base, true, ver)).into_response()),
@@ -171,10 +175,12 @@ pub async fn start_plan(
         .store
         .transition_plan(
             uuid,
-            ActionPlanState::Recommended,
-            ActionPlanState::Pending,
-            Actor::Api,
-            "started by operator",
+            StateChange::new(
+                ActionPlanState::Recommended,
+                ActionPlanState::Pending,
+                Actor::Api,
+                "started by operator",
+            ),
             PlanUpdate::default(),
         )
         .await
@@ -200,10 +206,12 @@ pub async fn delete_plan(State(s): State<AppState>, Path(id): Path<String>) -> A
         .store
         .transition_plan(
             uuid,
-            plan.state,
-            ActionPlanState::Deleted,
-            Actor::Api,
-            "deleted by operator",
+            StateChange::new(
+                plan.state,
+                ActionPlanState::Deleted,
+                Actor::Api,
+                "deleted by operator",
+            ),
             PlanUpdate::default(),
         )
         .await

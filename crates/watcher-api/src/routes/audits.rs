@@ -559,10 +559,7 @@ pub async fn patch_audit(
             .store
             .transition_audit(
                 audit.uuid,
-                audit.state,
-                patch.state,
-                Actor::Api,
-                "changed by operator",
+                StateChange::new(audit.state, patch.state, Actor::Api, "changed by operator"),
                 None,
                 None,
             )
@@ -592,10 +589,12 @@ pub async fn delete_audit(State(s): State<AppState>, Path(ident): Path<String>) 
         .store
         .transition_audit(
             audit.uuid,
-            audit.state,
-            AuditState::Deleted,
-            Actor::Api,
-            "deleted by operator",
+            StateChange::new(
+                audit.state,
+                AuditState::Deleted,
+                Actor::Api,
+                "deleted by operator",
+            ),
             None,
             None,
         )

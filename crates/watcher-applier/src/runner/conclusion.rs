@@ -6,6 +6,7 @@ use super::dag::topological_order;
 use super::plan_run::PlanRun;
 use super::RunEnd;
 use tracing::info;
+use watcher_core::StateChange;
 use watcher_core::{ActionPlanState, ActionState, Actor, EntityState};
 use watcher_store::{PlanUpdate, StoreError};
 
@@ -61,10 +62,7 @@ impl PlanRun<'_> {
                 .transition_action(
                     self.plan,
                     node.action.uuid,
-                    ActionState::Succeeded,
-                    to,
-                    Actor::Applier,
-                    reason,
+                    StateChange::new(ActionState::Succeeded, to, Actor::Applier, reason),
                     Some(message),
                 )
                 .await?;
@@ -138,10 +136,7 @@ impl PlanRun<'_> {
         match store
             .transition_plan(
                 self.plan,
-                from,
-                to,
-                Actor::Applier,
-                reason,
+                StateChange::new(from, to, Actor::Applier, reason),
                 update(message.clone()),
             )
             .await
@@ -158,10 +153,12 @@ impl PlanRun<'_> {
                 store
                     .transition_plan(
                         self.plan,
-                        ActionPlanState::Cancelling,
-                        to,
-                        Actor::Applier,
-                        "cancel arrived after the last action",
+                        StateChange::new(
+                            ActionPlanState::Cancelling,
+                            to,
+                            Actor::Applier,
+                            "cancel arrived after the last action",
+                        ),
                         update(message),
                     )
                     .await?;

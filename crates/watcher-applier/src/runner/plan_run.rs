@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
+use watcher_core::StateChange;
 use watcher_core::{Action, ActionPlan, ActionPlanState, ActionState, Actor};
 use watcher_store::StoreError;
 
@@ -227,10 +228,12 @@ impl<'a> PlanRun<'a> {
         let moved = store
             .transition_plan_actions(
                 self.plan,
-                ActionState::Pending,
-                ActionState::Cancelled,
-                Actor::Applier,
-                "action plan cancelled",
+                StateChange::new(
+                    ActionState::Pending,
+                    ActionState::Cancelled,
+                    Actor::Applier,
+                    "action plan cancelled",
+                ),
                 Some("Cancelled before it started: the action plan was cancelled.".into()),
             )
             .await?;
@@ -252,10 +255,12 @@ impl<'a> PlanRun<'a> {
                 .transition_action(
                     self.plan,
                     node.action.uuid,
-                    ActionState::Ongoing,
-                    ActionState::Cancelling,
-                    Actor::Applier,
-                    "action plan cancelled: aborting",
+                    StateChange::new(
+                        ActionState::Ongoing,
+                        ActionState::Cancelling,
+                        Actor::Applier,
+                        "action plan cancelled: aborting",
+                    ),
                     Some("Aborting: the action plan was cancelled.".into()),
                 )
                 .await
@@ -424,10 +429,12 @@ impl<'a> PlanRun<'a> {
                     .transition_action(
                         plan,
                         uuid,
-                        from,
-                        ActionState::Pending,
-                        Actor::Recovery,
-                        "interrupted by shutdown; runs again at the next start",
+                        StateChange::new(
+                            from,
+                            ActionState::Pending,
+                            Actor::Recovery,
+                            "interrupted by shutdown; runs again at the next start",
+                        ),
                         Some(m),
                     )
                     .await?;
@@ -453,10 +460,7 @@ impl<'a> PlanRun<'a> {
         self.writes.push(store.enqueue_transition_action(
             plan,
             uuid,
-            from,
-            to,
-            Actor::Applier,
-            reason,
+            StateChange::new(from, to, Actor::Applier, reason),
             message,
         ));
         self.nodes[i].action.state = to;
@@ -479,10 +483,7 @@ impl<'a> PlanRun<'a> {
             .transition_action(
                 self.plan,
                 action.uuid,
-                ActionState::Pending,
-                to,
-                Actor::Applier,
-                reason,
+                StateChange::new(ActionState::Pending, to, Actor::Applier, reason),
                 Some(message),
             )
             .await

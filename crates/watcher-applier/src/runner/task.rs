@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use watcher_cloud::OperationId;
 use watcher_core::actions::ActionTypeError;
+use watcher_core::StateChange;
 use watcher_core::{Action, ActionState, Actor};
 use watcher_store::StoreError;
 
@@ -144,10 +145,7 @@ impl RunContext {
             .transition_action(
                 action.action_plan_uuid,
                 action.uuid,
-                from,
-                to,
-                Actor::Recovery,
-                reason,
+                StateChange::new(from, to, Actor::Recovery, reason),
                 Some(message),
             )
             .await?;

@@ -100,13 +100,12 @@ fn check_notifications(api: &Daemon, plan: &str, topic: &str, what: &str) {
         .unwrap()
         .iter()
         .filter(|h| {
-            let entity = watcher_core::Entity::parse(h["resource"].as_str().unwrap()).unwrap();
-            !watcher_notifications::payload::events(
-                entity,
-                h["from_state"].as_str(),
-                h["to_state"].as_str().unwrap(),
-            )
-            .is_empty()
+            use watcher_core::{Entity, EntityState};
+            let entity = Entity::parse(h["resource"].as_str().unwrap()).unwrap();
+            let state = |s: &str| EntityState::parse(entity, s).unwrap();
+            let from = h["from_state"].as_str().map(state);
+            !watcher_notifications::payload::events(from, state(h["to_state"].as_str().unwrap()))
+                .is_empty()
         })
         .map(|h| h["seq"].as_u64().unwrap())
         .collect();
