@@ -12,6 +12,7 @@
 //! hold what they share (plans made in the store, watcherd processes and
 //! HTTP, percentiles).
 
+mod api_chain;
 mod api_load;
 mod applier;
 mod cancel;
@@ -150,6 +151,19 @@ enum Only {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Only a chain of ACTIONS nops through the API (an actuator audit,
+    /// POST start), timed from the plan's history; with two `--watcherd`
+    /// binaries, PAIRS interleaved pairs: the A/B of a change on the
+    /// applier's path against its parent.
+    ApiChain {
+        #[arg(long, default_value_t = 1_000)]
+        actions: usize,
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// A watcherd binary (default: the one beside this bench); twice to compare.
+        #[arg(long = "watcherd", value_name = "PATH")]
+        binaries: Vec<std::path::PathBuf>,
+    },
     /// The split deployment's figures on PostgreSQL (applier throughput,
     /// cross-process cancel).
     Postgres {
@@ -194,5 +208,10 @@ fn main() -> anyhow::Result<()> {
         Some(Only::SlowPoll { poll_delay, runs }) => cancel::print_slow_poll(runs, poll_delay),
         Some(Only::Throughput { actions, chain }) => applier::print_throughput(actions, chain),
         Some(Only::Strategies) => strategies::print_table(quick),
+        Some(Only::ApiChain {
+            actions,
+            pairs,
+            binaries,
+        }) => api_chain::print_api_chain(actions, pairs, &binaries),
     }
 }

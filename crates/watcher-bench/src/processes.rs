@@ -17,18 +17,25 @@ pub(crate) fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Res
     Ok(serde_json::from_str(&resp.into_string()?).unwrap_or(Value::Null))
 }
 
-/// Starts the real watcherd binary; returns it and its URL.
 /// The real watcherd (embedded mode) with its data in `dir`, and its URL.
 pub(crate) fn spawn_watcherd(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    spawn_watcherd_binary(&std::env::current_exe()?.with_file_name("watcherd"), dir)
+}
+
+/// [`spawn_watcherd`] of the given binary (another build, for an A/B).
+pub(crate) fn spawn_watcherd_binary(exe: &Path, dir: &Path) -> anyhow::Result<(Proc, String)> {
     let dir = dir.to_str().context("data directory path")?;
-    let (proc_, line) = spawn_part(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir,
-        "--log",
-        "warn",
-    ])?;
+    let (proc_, line) = spawn_binary(
+        exe,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir,
+            "--log",
+            "warn",
+        ],
+    )?;
     let url = line
         .strip_prefix("watcherd listening on ")
         .context("watcherd did not start")?
@@ -48,7 +55,11 @@ impl Drop for Proc {
 
 /// Starts `watcherd ARGS...` and returns it with the first line it prints.
 pub(crate) fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
-    let exe = std::env::current_exe()?.with_file_name("watcherd");
+    spawn_binary(&std::env::current_exe()?.with_file_name("watcherd"), args)
+}
+
+/// [`spawn_part`] of the given binary.
+fn spawn_binary(exe: &Path, args: &[&str]) -> anyhow::Result<(Proc, String)> {
     // WATCHER_BENCH_LOG=<filter> (e.g. "info"): each part logs at that
     // level to a file of its own under the temporary directory, to find
     // where a latency goes; otherwise the parts' logs are dropped.
@@ -73,7 +84,7 @@ pub(crate) fn spawn_part(args: &[&str]) -> anyhow::Result<(Proc, String)> {
         }
         Err(_) => (args.to_vec(), std::process::Stdio::null()),
     };
-    let mut child = std::process::Command::new(&exe)
+    let mut child = std::process::Command::new(exe)
         .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)

@@ -380,7 +380,10 @@ mod tests {
         assert_eq!(c.auth_strategy, AuthStrategy::Keystone);
         assert_eq!(c.decision_engine.datasource, Datasource::Prometheus);
         for (text, choices) in [
-            ("cloud = \"nowhere\"", "`simulated`, `openstack`, `sim-cloud`"),
+            (
+                "cloud = \"nowhere\"",
+                "`simulated`, `openstack`, `sim-cloud`",
+            ),
             ("auth_strategy = \"ldap\"", "`noauth` or `keystone`"),
             (
                 "[decision_engine]\ndatasource = \"gnocchi\"",
