@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod policy;
 pub mod request_log;
 pub(crate) mod routes;
+pub mod same_origin;
 pub mod server;
 pub mod version;
 mod views;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub tally: health::SharedTally,
     /// How callers reach us (TLS, a trusted proxy), for links.
     pub origin: request_log::Origin,
+    /// Who may call without authentication, as browsers tell it.
+    pub sites: std::sync::Arc<same_origin::Sites>,
 }
 
 /// Largest request body accepted; larger ones get 413.
@@ -140,6 +143,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .merge(dashboard)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.sites.clone(),
+            same_origin::guard,
+        ))
         .layer(axum::middleware::from_fn(watcher_error_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(server::refuse_large_headers))

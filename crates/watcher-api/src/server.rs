@@ -195,6 +195,12 @@ pub struct ServerLimits {
     /// answer in memory; past this, a large answer gets 503 instead (small
     /// ones always go), until idle and stalled connections are closed.
     pub max_unsent_mib: usize,
+    /// Without authentication, the names (`host` or `host:port`) this
+    /// watcherd answers to besides loopback names and IP addresses, e.g.
+    /// the name of a proxy in front of it; any other `Host` gets 421, so a
+    /// web page whose name was rebound to this address (DNS rebinding)
+    /// cannot read the answers.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerLimits {
@@ -206,6 +212,7 @@ impl Default for ServerLimits {
             request_timeout_secs: 120.0,
             max_requests: 32,
             max_unsent_mib: 64,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -147,6 +147,11 @@ impl Service {
                     tls: config.tls_cert.is_some(),
                     proxy_headers: config.enable_proxy_headers_parsing,
                 },
+                sites: Arc::new(watcher_api::same_origin::Sites {
+                    noauth: config.auth_strategy == AuthStrategy::Noauth,
+                    listen: Some(config.listen),
+                    allowed_hosts: config.api.allowed_hosts.clone(),
+                }),
             };
             let stop = shutdown.clone();
             let tls = config.api_tls()?;

@@ -86,10 +86,10 @@ pub async fn patch_plan(
     Path(id): Path<String>,
     h: HeaderMap,
     Extension(ver): Extension<Version>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
     let uuid = parse_uuid("action plan", &id)?;
-    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
+    let ops = parse_patch(&body, INTERNAL_PATHS)?;
     let plan = s.store.get_plan(uuid, false).await?;
     let target = requested_plan_state(&ops, plan.state)?;
     let refuse = |from: ActionPlanState, to: &str| {

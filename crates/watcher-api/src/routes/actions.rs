@@ -80,7 +80,7 @@ pub async fn patch_action(
     Path(id): Path<String>,
     h: HeaderMap,
     Extension(ver): Extension<Version>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
     if !ver.at_least(1, 5) {
         return Err(ApiError::bad_request(
@@ -88,7 +88,7 @@ pub async fn patch_action(
         ));
     }
     let uuid = parse_uuid("action", &id)?;
-    let ops = parse_patch(&parse_json(&body)?, ACTION_INTERNAL_PATHS)?;
+    let ops = parse_patch(&body, ACTION_INTERNAL_PATHS)?;
     let mut state: Option<ActionState> = None;
     let mut reason: Option<String> = None;
     for op in &ops {

@@ -137,9 +137,8 @@ pub async fn create_audit_template(
     State(s): State<AppState>,
     h: HeaderMap,
     Extension(ver): Extension<Version>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let body = parse_json(&body)?;
     let doc = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("The audit template must be a JSON object."))?;
@@ -166,9 +165,9 @@ pub async fn patch_audit_template(
     Path(ident): Path<String>,
     h: HeaderMap,
     Extension(ver): Extension<Version>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
+    let ops = parse_patch(&body, INTERNAL_PATHS)?;
     let t = s.store.get_audit_template(&ident).await?;
     let mut doc = serde_json::Map::new();
     doc.insert("name".into(), json!(t.name));

@@ -269,9 +269,8 @@ pub async fn create_audit(
     State(s): State<AppState>,
     h: HeaderMap,
     Extension(ver): Extension<Version>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let body = parse_json(&body)?;
     let body = AuditBody::parse(&body)?;
     let audit_type = body.audit_type()?;
     let schedule = body.schedule(audit_type, ver)?;
@@ -548,9 +547,9 @@ pub async fn patch_audit(
     Path(ident): Path<String>,
     h: HeaderMap,
     Extension(ver): Extension<Version>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let ops = parse_patch(&parse_json(&body)?, INTERNAL_PATHS)?;
+    let ops = parse_patch(&body, INTERNAL_PATHS)?;
     let audit = s.store.get_audit(&ident, false).await?;
     let patch = AuditPatch::read(&audit, &ops, ver)?;
     let mut updated = audit.clone();

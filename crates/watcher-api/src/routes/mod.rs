@@ -101,9 +101,32 @@ pub(crate) fn parse_uuid(kind: &str, s: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("Expected a UUID for {kind} but received {s}.")))
 }
 
-fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|_| ApiError::bad_request("Request is not in valid JSON format"))
+/// A request body read as JSON, only when it is sent as JSON: a form or
+/// `text/plain` body (what a web page may send to another site without
+/// asking) gets 415, a body that is not JSON Watcher's 400.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        if crate::same_origin::body_not_json(req.headers()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "The request body must be JSON, sent with Content-Type: application/json.",
+            )
+            .into_response());
+        }
+        // A body over the limit: axum's 413, which `watcher_error_bodies`
+        // words as Watcher does.
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&body).map(JsonBody).map_err(|_| {
+            ApiError::bad_request("Request is not in valid JSON format").into_response()
+        })
+    }
 }
 
 /// Reads limit/marker/sort_key/sort_dir and checks them; `sort_keys` maps

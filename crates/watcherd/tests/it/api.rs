@@ -385,6 +385,7 @@ fn audit_templates_are_managed_and_audits_created_from_them_take_their_defaults(
     assert_eq!(status, 406);
     let r = ureq::post(&format!("{}/v1/audit_templates", d.url))
         .set("OpenStack-API-Version", "infra-optim 1.7")
+        .set("Content-Type", "application/json")
         .send_string(&json!({"name": "with-defaults", "goal": "dummy", "strategy": "dummy", "default_parameters": {"para1": 2}}).to_string())
         .unwrap();
     let with_defaults: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
@@ -505,7 +506,10 @@ fn of_many_concurrent_starts_of_one_plan_exactly_one_wins() {
             let url = url.clone();
             let plan = plan.clone();
             std::thread::spawn(move || {
-                match ureq::post(&format!("{url}/v1/action_plans/{plan}/start")).send_string("{}") {
+                match ureq::post(&format!("{url}/v1/action_plans/{plan}/start"))
+                    .set("Content-Type", "application/json")
+                    .send_string("{}")
+                {
                     Ok(r) => r.status(),
                     Err(ureq::Error::Status(code, _)) => code,
                     Err(e) => panic!("{e}"),

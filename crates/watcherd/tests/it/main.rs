@@ -24,6 +24,7 @@ mod postgres;
 mod prometheus;
 mod purge;
 mod recovery;
+mod same_origin;
 mod split_services;
 mod state_machine_doc;
 mod strategies;

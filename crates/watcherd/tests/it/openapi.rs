@@ -39,7 +39,8 @@ fn every_documented_operation_is_served() {
         let req = ureq::request(&r.method.to_uppercase(), &url)
             .set("OpenStack-API-Version", "infra-optim 1.7");
         let resp = if matches!(r.method, "post" | "patch") {
-            req.send_string("[]")
+            req.set("Content-Type", "application/json")
+                .send_string("[]")
         } else {
             req.call()
         };
