@@ -161,3 +161,78 @@ fn a_name_the_operator_allows_is_answered() {
     let (status, _) = send(&d, "GET /v1/goals HTTP/1.1\r\nHost: other.example.org", "");
     assert_eq!(status, 421);
 }
+
+/// Serves `page` to every GET on a port of its own, on a thread that
+/// lives as long as the test; its URL.
+fn serve_page(page: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    url
+}
+
+#[cfg_attr(
+    not(test_chromium),
+    ignore = "needs Chromium: set WATCHER_TEST_CHROMEDRIVER=/usr/bin/chromedriver (.ci/run installs Debian's chromium and chromium-driver)"
+)]
+#[test]
+fn a_page_from_another_local_port_changes_nothing_in_a_real_browser() {
+    let d = Daemon::start("same-origin-browser");
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let before = audits(&d);
+    // What a hostile page can do without the browser asking watcherd
+    // first: a no-cors fetch with a text/plain body, and a form posted
+    // into a frame. Each marks the title when its answer has come back.
+    let page = format!(
+        r#"<!doctype html><html><head><title>loading</title></head><body>
+<form id="f" method="POST" enctype="text/plain" target="sink"
+      action="{url}/v1/action_plans/{plan}/start"><input name='{{"a":"' value='"}}'></form>
+<iframe name="sink" id="sink"></iframe>
+<script>
+const marks = [];
+const mark = (m) => {{ marks.push(m); document.title = marks.sort().join(","); }};
+document.getElementById("sink").addEventListener("load", () => mark("posted"));
+fetch("{url}/v1/audits", {{method: "POST", mode: "no-cors", body: {body}}})
+  .then(() => mark("fetched"), () => mark("fetch-failed"));
+document.getElementById("f").submit();
+</script></body></html>"#,
+        url = d.url,
+        body = serde_json::to_string(ACTUATOR).unwrap(),
+    );
+    let attacker = serve_page(page);
+    let b = crate::dashboard::Browser::start();
+    b.open(&format!("{attacker}/"));
+    let title = wait_for(std::time::Duration::from_secs(20), || {
+        let t = b.script("return document.title");
+        let t = t.as_str().unwrap_or_default().to_string();
+        t.contains("fetch")
+            .then_some(t)
+            .filter(|t| t.contains("posted"))
+    });
+    assert_eq!(
+        title, "fetched,posted",
+        "both requests were sent and answered"
+    );
+    assert_eq!(audits(&d), before, "the page created an audit");
+    assert_eq!(
+        d.plan(&plan)["state"],
+        "RECOMMENDED",
+        "the page started the plan"
+    );
+    // The operator's own dashboard on the same browser still works.
+    b.open(&format!("{}/dashboard/action_plans/{plan}", d.url));
+    b.click("button[data-url$='/start']");
+    b.confirm();
+    d.wait_state(&plan, &["SUCCEEDED"]);
+}
