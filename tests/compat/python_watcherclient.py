@@ -88,7 +88,11 @@ with tempfile.TemporaryDirectory() as tmp:
             time.sleep(0.02)
         elapsed = time.monotonic() - t0
         check("the plan ends CANCELLED", final["State"] == "CANCELLED", final)
-        check(f"cancel settled in {elapsed:.2f}s, not 30s", elapsed < 3.0)
+        # What happened is the test; speed is the benchmark's (cancel (a) to
+        # (c) in docs/benchmarks.md). Each command here is a Python start-up,
+        # so the only time bound is the sleep's own 30 s: the plan settled
+        # because the sleep was aborted, not because it ended.
+        check(f"cancel settled in {elapsed:.2f}s, before the 30 s sleep could end", elapsed < 30.0)
         actions = value("action", "list", "--action-plan", plan, "--detail")
         by_type = [(a["Action"], a["State"]) for a in actions]
         check("finished actions stay, the sleep is CANCELLED",
