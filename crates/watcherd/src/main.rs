@@ -288,6 +288,7 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let json_logs = matches!(args.log_format, LogFormat::Json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -301,8 +302,13 @@ fn main() -> std::process::ExitCode {
             // The reason and its causes on one line, never a backtrace:
             // what an operator reads in journalctl must say what to fix.
             let message = watcher_core::secret::redact_urls_in(&format!("{e:#}"));
-            tracing::error!(error = %message, "watcherd cannot start");
-            eprintln!("watcherd: error: {message}");
+            // Once: as a JSON log line for a log collector, else as one
+            // plain line (the text log would say it a second time).
+            if json_logs {
+                tracing::error!(error = %message, "watcherd cannot start");
+            } else {
+                eprintln!("watcherd: error: {message}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
@@ -359,7 +365,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "http"
     };
     match service.addr {
-        Some(addr) => println!("watcherd listening on {scheme}://{addr}"),
+        Some(addr) => {
+            println!("watcherd listening on {scheme}://{addr}");
+            println!("dashboard: {scheme}://{addr}/dashboard");
+        }
         None => println!(
             "watcherd running as {} (no API in this process)",
             config.host

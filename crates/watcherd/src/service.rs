@@ -44,10 +44,12 @@ pub enum ServiceError {
     SimulatedCloud(#[from] watcher_cloud::simulated::KeeperError),
     #[error("keystone (auth_strategy = 'keystone'): {0}")]
     Keystone(String),
-    #[error("cannot listen on {addr}: {source}. Is another watcherd running? Pick another address with --listen.")]
+    // The OS's reason is part of the message, not a source: an error
+    // printed with its causes would say it twice.
+    #[error("cannot listen on {addr}: {reason}. Is another watcherd running? Pick another address with --listen.")]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -109,9 +111,9 @@ impl Service {
         let addr = listener
             .as_ref()
             .map(|l| {
-                l.local_addr().map_err(|source| ServiceError::Listen {
+                l.local_addr().map_err(|reason| ServiceError::Listen {
                     addr: config.listen,
-                    source,
+                    reason,
                 })
             })
             .transpose()?;
@@ -268,7 +270,7 @@ fn metrics_source(
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServiceError::Listen { addr, source })
+        .map_err(|reason| ServiceError::Listen { addr, reason })
 }
 
 /// How the API authenticates callers: not at all, or with Keystone tokens

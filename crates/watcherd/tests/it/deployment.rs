@@ -659,3 +659,41 @@ fn prometheus_over_https_with_the_operators_ca() {
     assert_eq!(audit["state"], "SUCCEEDED", "{audit}");
     assert!(queries.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
+
+#[test]
+fn the_start_says_where_the_dashboard_is_and_a_busy_address_is_said_once() {
+    use std::io::BufRead;
+    let dir = temp_dir("start-lines");
+    let mut first = Command::new(watcherd_binary())
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("first"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("watcherd listening on ")
+        .expect("the first line says where the API is")
+        .to_string();
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        format!("dashboard: {url}/dashboard")
+    );
+    let addr = url.trim_start_matches("http://").to_string();
+    let second = dir.join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let stderr = fails_to_start(&second, &["--listen", &addr, "--data-dir", "."]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "the reason once, in one line: {stderr}"
+    );
+    assert_eq!(stderr.matches("cannot listen").count(), 1, "{stderr}");
+    assert!(stderr.contains("--listen"), "{stderr}");
+}
