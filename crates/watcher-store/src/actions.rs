@@ -295,6 +295,44 @@ impl Store {
         .await
     }
 
+    /// How many live actions each of these plans has in each state: one
+    /// grouped query, however many plans and actions.
+    pub async fn action_counts(
+        &self,
+        plans: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, Vec<(ActionState, i64)>>, StoreError> {
+        self.read(move |conn| {
+            let mut out: HashMap<Uuid, Vec<(ActionState, i64)>> = HashMap::new();
+            for chunk in plans.chunks(400) {
+                let marks = crate::sql::marks(chunk.len());
+                let rows = conn.query_map(
+                    &format!(
+                        "SELECT p.uuid, x.state, COUNT(*) AS n FROM actions x \
+                         JOIN action_plans p ON p.id = x.action_plan_id \
+                         WHERE p.uuid IN ({marks}) AND x.deleted_at IS NULL \
+                         GROUP BY p.uuid, x.state"
+                    ),
+                    chunk
+                        .iter()
+                        .map(|u| SqlValue::Text(u.to_string()))
+                        .collect::<Vec<_>>(),
+                    |r| {
+                        Ok((
+                            r.uuid(0)?,
+                            r.parsed::<ActionState>("state")?,
+                            r.get::<i64>("n")?,
+                        ))
+                    },
+                )?;
+                for (plan, state, n) in rows {
+                    out.entry(plan).or_default().push((state, n));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// The type of each of these actions (deleted ones included).
     pub async fn action_types(
         &self,

@@ -109,14 +109,31 @@ struct Progress {
 
 impl Progress {
     fn of(actions: &[Action]) -> Progress {
-        Progress {
-            finished: actions.iter().filter(|a| a.state.is_finished()).count(),
-            total: actions.len(),
-            running: actions
-                .iter()
-                .filter(|a| a.state == ActionState::Ongoing)
-                .count(),
+        let mut counts: HashMap<ActionState, i64> = HashMap::new();
+        for a in actions {
+            *counts.entry(a.state).or_default() += 1;
         }
+        Progress::from_counts(counts)
+    }
+
+    /// From the number of actions in each state.
+    fn from_counts(counts: impl IntoIterator<Item = (ActionState, i64)>) -> Progress {
+        let mut p = Progress {
+            finished: 0,
+            total: 0,
+            running: 0,
+        };
+        for (state, n) in counts {
+            let n = n.max(0) as usize;
+            p.total += n;
+            if state.is_finished() {
+                p.finished += n;
+            }
+            if state == ActionState::Ongoing {
+                p.running += n;
+            }
+        }
+        p
     }
 
     fn render(&self) -> Markup {
@@ -174,11 +191,18 @@ impl Overview {
         use ActionPlanState::*;
         let counts = store.state_counts().await?.action_plans;
         let (f, q) = list(&[Ongoing, Cancelling, Pending], OVERVIEW_ROWS, false);
-        let mut running = vec![];
-        for p in store.list_plans(f, q).await? {
-            let progress = Progress::of(&actions_of(store, p.uuid).await?);
-            running.push((p, progress));
-        }
+        let plans = store.list_plans(f, q).await?;
+        // One grouped count for every running plan's progress.
+        let mut by_plan = store
+            .action_counts(plans.iter().map(|p| p.uuid).collect())
+            .await?;
+        let running = plans
+            .into_iter()
+            .map(|p| {
+                let progress = Progress::from_counts(by_plan.remove(&p.uuid).unwrap_or_default());
+                (p, progress)
+            })
+            .collect();
         let (f, q) = list(&[Recommended], OVERVIEW_ROWS, true);
         let recommended = store.list_plans(f, q).await?;
         let (f, q) = list(&[Failed, Cancelled], OVERVIEW_ROWS, true);

@@ -213,6 +213,27 @@ fn without_keystone_the_dashboard_answers_only_on_loopback() {
     );
 }
 
+#[test]
+fn the_overview_shows_each_running_plans_progress() {
+    let d = Daemon::start("dashboard-progress");
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 30}));
+    d.start_plan(&plan);
+    wait_for(Duration::from_secs(10), || {
+        d.actions(&plan)
+            .iter()
+            .any(|a| a["action_type"] == "sleep" && a["state"] == "ONGOING")
+            .then_some(())
+    });
+    let page = ureq::get(&format!("{}/dashboard", d.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    // Two nops done, the sleep running: counted for every running plan at once.
+    assert!(page.contains("2 of 3 finished, 1 running"), "{page}");
+    d.patch_state(&plan, "CANCELLING");
+}
+
 /// A headless Chromium behind chromedriver, spoken to over WebDriver.
 pub(crate) struct Browser {
     driver: Child,
