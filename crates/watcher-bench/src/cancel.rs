@@ -79,6 +79,9 @@ impl Cloud for RecordingCloud {
     ) -> Result<(), CloudError> {
         self.inner.set_compute_service(h, e, r).await
     }
+    async fn set_instance_power(&self, i: &str, on: bool) -> Result<(), CloudError> {
+        self.inner.set_instance_power(i, on).await
+    }
     async fn operation(&self, op: &str) -> Result<OperationState, CloudError> {
         self.inner.operation(op).await
     }

@@ -256,6 +256,13 @@ pub trait Cloud: Send + Sync {
         reason: Option<&str>,
     ) -> Result<(), CloudError>;
 
+    /// Stops (`on = false`) or starts an instance, as Nova's `os-stop` and
+    /// `os-start`: answers once the cloud took the request; the instance's
+    /// status shows when it is done (SHUTOFF, ACTIVE). `NotFound` for an
+    /// instance that does not exist, `Conflict` for one in a state that
+    /// cannot change so (already stopped, migrating).
+    async fn set_instance_power(&self, instance: &str, on: bool) -> Result<(), CloudError>;
+
     /// Powers a compute node on or off (it must hold no instance to go off).
     async fn set_node_power(&self, node: &str, on: bool) -> Result<(), CloudError> {
         let _ = (node, on);

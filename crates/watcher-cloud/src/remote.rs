@@ -121,6 +121,10 @@ async fn call(
             )
             .await,
         ),
+        "set_instance_power" => answer(
+            c.set_instance_power(&s("instance"), a["on"].as_bool().unwrap_or(true))
+                .await,
+        ),
         "set_node_power" => answer(
             c.set_node_power(&s("node"), a["on"].as_bool().unwrap_or(true))
                 .await,
@@ -256,6 +260,13 @@ impl Cloud for RemoteCloud {
         self.call(
             "set_compute_service",
             json!({"host": host, "enabled": enabled, "reason": reason}),
+        )
+        .await
+    }
+    async fn set_instance_power(&self, instance: &str, on: bool) -> Result<(), CloudError> {
+        self.call(
+            "set_instance_power",
+            json!({"instance": instance, "on": on}),
         )
         .await
     }

@@ -81,6 +81,12 @@ pub static CATALOGUE: &[ActionType] = &[
         validate: validate_volume_migrate,
         hosts: no_hosts,
     },
+    ActionType {
+        name: "stop",
+        description: "Stop a VM instance",
+        validate: validate_stop,
+        hosts: no_hosts,
+    },
 ];
 
 /// The catalogue's entry for `name`.
@@ -202,6 +208,12 @@ fn validate_resize(params: &Value) -> Result<(), String> {
     params::uuid_field(p, "resource_id")?;
     params::required_str(p, "flavor")?;
     params::optional_str(p, "resource_name")?;
+    Ok(())
+}
+
+fn validate_stop(params: &Value) -> Result<(), String> {
+    let p = object(params, &["resource_id"])?;
+    params::uuid_field(p, "resource_id")?;
     Ok(())
 }
 

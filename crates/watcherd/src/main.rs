@@ -365,9 +365,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "http"
     };
     match service.addr {
+        // One write for both lines, and no panic when whoever started us
+        // has stopped reading (a script that took the first line and
+        // closed the pipe): watcherd goes on serving.
         Some(addr) => {
-            println!("watcherd listening on {scheme}://{addr}");
-            println!("dashboard: {scheme}://{addr}/dashboard");
+            use std::io::Write as _;
+            let _ = write!(
+                std::io::stdout(),
+                "watcherd listening on {scheme}://{addr}\ndashboard: {scheme}://{addr}/dashboard\n"
+            );
+            let _ = std::io::stdout().flush();
         }
         None => println!(
             "watcherd running as {} (no API in this process)",

@@ -14,6 +14,7 @@ mod nop;
 mod nova_service;
 mod resize;
 mod sleep;
+mod stop;
 #[cfg(test)]
 mod tests;
 mod volume;
@@ -24,6 +25,7 @@ pub use nop::Nop;
 pub use nova_service::ChangeNovaServiceState;
 pub use resize::Resize;
 pub use sleep::Sleep;
+pub use stop::Stop;
 pub use volume::VolumeMigrate;
 
 use async_trait::async_trait;
@@ -303,6 +305,7 @@ impl Default for ActionRegistry {
             Arc::new(ChangeNovaServiceState),
             Arc::new(ChangeNodePowerState),
             Arc::new(VolumeMigrate),
+            Arc::new(Stop),
         ];
         ActionRegistry {
             plugins: Arc::new(all.into_iter().map(|p| (p.action_type(), p)).collect()),

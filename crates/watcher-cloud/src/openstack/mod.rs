@@ -389,6 +389,11 @@ impl Cloud for OpenStackCloud {
         let (v, t) = (volume.to_string(), new_type.to_string());
         self.call(move |n| n.retype_volume(&v, &t)).await
     }
+    async fn set_instance_power(&self, instance: &str, on: bool) -> Result<(), CloudError> {
+        let instance = instance.to_string();
+        self.call(move |n| n.set_instance_power(&instance, on))
+            .await
+    }
     async fn set_compute_service(
         &self,
         host: &str,

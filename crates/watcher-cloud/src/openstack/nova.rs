@@ -376,6 +376,33 @@ impl Endpoints {
         Ok(format!("resize/{server}/{id}"))
     }
 
+    /// Nova's `os-stop` / `os-start`.
+    pub fn set_instance_power(&self, instance: &str, on: bool) -> Result<(), CloudError> {
+        let action = if on { "os-start" } else { "os-stop" };
+        let resp = self.request(
+            "POST",
+            &self.compute,
+            &format!("/servers/{instance}/action"),
+            None,
+            Some(&json!({ action: null })),
+        )?;
+        match resp.status {
+            200..=299 => Ok(()),
+            404 => Err(CloudError::NotFound {
+                kind: "instance",
+                id: instance.to_string(),
+            }),
+            409 => Err(CloudError::Conflict(format!(
+                "{action}: {}",
+                fault(&resp.body)
+            ))),
+            code => Err(CloudError::Refused(format!(
+                "{action}: {code} {}",
+                fault(&resp.body)
+            ))),
+        }
+    }
+
     pub fn set_compute_service(
         &self,
         host: &str,

@@ -268,6 +268,28 @@ impl Cloud for SimulatedCloud {
         .await
     }
 
+    async fn set_instance_power(&self, instance: &str, on: bool) -> Result<(), CloudError> {
+        self.mutate(|st| {
+            let i = st
+                .instance_mut(instance)
+                .ok_or_else(|| not_found("Instance", instance))?;
+            let (from, to) = if on {
+                ("SHUTOFF", "ACTIVE")
+            } else {
+                ("ACTIVE", "SHUTOFF")
+            };
+            if i.status != from {
+                return Err(CloudError::Conflict(format!(
+                    "instance {instance} is {}, not {from}",
+                    i.status
+                )));
+            }
+            i.status = to.to_string();
+            Ok(())
+        })
+        .await
+    }
+
     async fn set_node_power(&self, node: &str, on: bool) -> Result<(), CloudError> {
         self.mutate(|st| {
             let busy = st.instances.values().filter(|i| i.host == node).count();

@@ -467,3 +467,68 @@ fn host_maintenance_empties_a_host_and_disables_it() {
     assert_eq!(status, 400);
     assert!(faultstring(&body).contains("maintenance_node"), "{body}");
 }
+
+#[test]
+fn stop_powers_an_instance_off_and_skips_one_that_is_gone_or_already_off() {
+    let d = Daemon::start("action-stop");
+    let status = |d: &Daemon, uuid: &str| {
+        d.get("/v1/data_model/?data_model_type=compute")["context"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["server_uuid"] == uuid)
+            .map(|s| s["server_state"].clone())
+    };
+    assert_eq!(status(&d, VM1), Some(json!("active")));
+    let plan =
+        d.actuator(json!([{"action_type": "stop", "input_parameters": {"resource_id": VM1}}]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    assert_eq!(d.actions(&plan)[0]["state"], "SUCCEEDED");
+    assert_eq!(status(&d, VM1), Some(json!("shutoff")));
+    // Upstream's rule: already off, or gone, is skipped and the plan succeeds.
+    let missing = "00000000-0000-4000-8000-00000000dead";
+    let plan = d.actuator(json!([
+        {"action_type": "stop", "input_parameters": {"resource_id": VM1}},
+        {"action_type": "stop", "input_parameters": {"resource_id": missing}},
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    let messages: Vec<String> = d
+        .actions(&plan)
+        .iter()
+        .map(|a| {
+            assert_eq!(a["state"], "SKIPPED", "{a}");
+            a["status_message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("already stopped")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("not found")),
+        "{messages:?}"
+    );
+    // Bad input fails the audit (as any strategy's invalid action), naming the field.
+    let (code, audit) = d.req(
+        "POST",
+        "/v1/audits",
+        Some(&json!({"audit_type": "ONESHOT", "goal": "unclassified", "strategy": "actuator",
+            "parameters": {"actions": [{"action_type": "stop", "input_parameters": {"resource_id": "vm-1"}}]}})),
+    );
+    assert_eq!(code, 201, "{audit}");
+    let uuid = audit["uuid"].as_str().unwrap().to_string();
+    let failed = wait_for(std::time::Duration::from_secs(10), || {
+        let a = d.get(&format!("/v1/audits/{uuid}"));
+        (a["state"] == "FAILED").then_some(a)
+    });
+    let why = failed["status_message"].as_str().unwrap_or_default();
+    assert!(why.contains("resource_id"), "{failed}");
+}
