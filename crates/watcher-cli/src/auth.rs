@@ -189,8 +189,9 @@ pub struct AuthArgs {
     /// Do not verify servers' certificates (tests only).
     #[arg(long, env = "OS_INSECURE", global = true)]
     pub insecure: bool,
-    /// Log in every time instead of keeping the token in ~/.cache/watcher.
-    #[arg(long, global = true)]
+    /// Log in every time instead of keeping the token (and its catalog) in
+    /// ~/.cache/watcher.
+    #[arg(long, visible_alias = "no-cache", global = true)]
     pub no_token_cache: bool,
 }
 
@@ -392,7 +393,9 @@ impl AuthArgs {
             .then(|| TokenCache::for_credentials(&credentials))
             .flatten();
         let session = Session::new(credentials)?;
-        if let Some(t) = cache.as_ref().and_then(TokenCache::load) {
+        let cached = cache.as_ref().and_then(TokenCache::load);
+        let from_cache = cached.is_some();
+        if let Some(t) = cached {
             session.adopt(t);
         }
         let before = session.issued().map(|t| t.id);
@@ -401,14 +404,30 @@ impl AuthArgs {
                 session.token(false)?;
                 e
             }
-            None => session.endpoint(SERVICE_TYPE).map_err(|e| match e {
-                KeystoneError::NoEndpoint { .. } => AuthError::Config(format!(
-                    "{e}: is Watcher registered in Keystone (openstack endpoint list \
-                     --service infra-optim)? Otherwise give watcherd's URL with \
-                     --os-endpoint-override"
-                )),
-                e => e.into(),
-            })?,
+            None => {
+                // A cached catalog may be older than Watcher's endpoint (it
+                // was registered or moved since): when it has none, or the
+                // one it names does not answer as watcherd, log in once
+                // more and take the fresh catalog's.
+                let stale = |e: &Result<String, KeystoneError>| match e {
+                    Err(KeystoneError::NoEndpoint { .. }) => true,
+                    Ok(url) => !answers_as_watcher(&agent, url),
+                    Err(_) => false,
+                };
+                let mut found = session.endpoint(SERVICE_TYPE);
+                if from_cache && stale(&found) {
+                    session.token(true)?;
+                    found = session.endpoint(SERVICE_TYPE);
+                }
+                found.map_err(|e| match e {
+                    KeystoneError::NoEndpoint { .. } => AuthError::Config(format!(
+                        "{e}: is Watcher registered in Keystone (openstack endpoint list \
+                         --service infra-optim)? Otherwise give watcherd's URL with \
+                         --os-endpoint-override"
+                    )),
+                    e => e.into(),
+                })?
+            }
         };
         if let (Some(cache), Some(now)) = (&cache, session.issued()) {
             if before.as_ref() != Some(&now.id) {
@@ -423,6 +442,22 @@ impl AuthArgs {
             },
             agent,
         })
+    }
+}
+
+/// Whether `url` answers as a Watcher API: its root document, without a
+/// token. A refused connection or a 404 means the cached catalog points
+/// where watcherd no longer is.
+fn answers_as_watcher(agent: &ureq::Agent, url: &str) -> bool {
+    match agent
+        .get(url.trim_end_matches('/'))
+        .timeout(Duration::from_secs(10))
+        .call()
+    {
+        Ok(_) => true,
+        Err(ureq::Error::Status(404, _)) | Err(ureq::Error::Transport(_)) => false,
+        // Anything else (401 from a proxy, 5xx) is the endpoint's to explain.
+        Err(ureq::Error::Status(..)) => true,
     }
 }
 

@@ -628,3 +628,75 @@ fn an_https_watcherd_is_trusted_through_the_operators_ca() {
     let o = watcher(&d, &["--insecure", "goal", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[cfg_attr(
+    not(test_keystone),
+    ignore = "needs Keystone: set WATCHER_KEYSTONE_URL (.ci/run does)"
+)]
+#[test]
+fn a_cached_catalog_older_than_watchers_endpoint_is_read_again() {
+    use common::keystone::{delete_endpoints, keystone, login, register_watcher};
+    let ks = keystone();
+    let first = start_under_keystone(&ks);
+    let admin = login(&ks, "admin", "admin", "admin");
+    let region = format!("WatcherCliMoved{}", std::process::id());
+    // The region exists; Watcher has no endpoint in it yet.
+    register_watcher(&ks, &admin, &region, &first.url);
+    delete_endpoints(&ks, &admin, &format!("region_id={region}"));
+    let cache = first.dir.join("cache");
+    let cache_s = cache.to_str().unwrap().to_string();
+    let openrc: Vec<(&str, &str)> = vec![
+        ("OS_AUTH_URL", &ks),
+        ("OS_USERNAME", "admin"),
+        ("OS_PASSWORD", "admin"),
+        ("OS_PROJECT_NAME", "admin"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", &region),
+        ("XDG_CACHE_HOME", &cache_s),
+    ];
+    // A command that names watcherd itself keeps a token whose catalog
+    // has no Watcher.
+    let o = watcher_env(
+        &["--os-endpoint-override", &first.url, "goal", "list"],
+        &openrc,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(cache.join("watcher").exists());
+
+    // Registered since: found with a fresh catalog, not refused.
+    register_watcher(&ks, &admin, &region, &first.url);
+    let o = watcher_env(&["goal", "list"], &openrc);
+    assert!(
+        o.status.success(),
+        "registered after the token was cached: {}",
+        stderr(&o)
+    );
+
+    // Moved to another watcherd, the first one gone: the cached catalog
+    // points where nothing answers, so the command logs in again.
+    let second = start_under_keystone(&ks);
+    register_watcher(&ks, &admin, &region, &second.url);
+    drop(first);
+    let o = watcher_env(&["goal", "list", "-f", "json"], &openrc);
+    assert!(
+        o.status.success(),
+        "moved after the token was cached: {}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("\"dummy\""), "{}", stdout(&o));
+
+    // --no-cache neither reads nor writes the cache.
+    let kept = std::fs::read_dir(cache.join("watcher"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    let o = watcher_env(&["--no-cache", "goal", "list"], &openrc);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = std::fs::read_dir(cache.join("watcher"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(kept, after);
+    delete_endpoints(&ks, &admin, &format!("region_id={region}"));
+}

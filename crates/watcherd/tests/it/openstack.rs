@@ -1074,3 +1074,62 @@ fn an_attached_volume_is_moved_through_cinder_and_nova_swaps_it() {
     nova.reset();
     nova.reset_volumes();
 }
+
+#[cfg_attr(
+    not(test_openstack),
+    ignore = "needs an OpenStack: set the admin's OS_* variables (.ci/run does)"
+)]
+#[test]
+fn stop_powers_a_server_off_through_nova_and_skips_it_once_it_is_off() {
+    let nova = openstack();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nova.reset();
+    let vm = nova.boot("wtest-stop", "compute1");
+    let d = start("os-stop", "");
+    let stop = json!([{"action_type": "stop", "input_parameters": {"resource_id": vm}}]);
+    let plan = d.actuator(stop.clone());
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED",
+        "{:?}",
+        d.actions(&plan)
+    );
+    assert_eq!(d.actions(&plan)[0]["state"], "SUCCEEDED");
+    assert_eq!(nova.server(&vm)["status"], "SHUTOFF");
+    // Upstream's rule: a server already off, or gone, is skipped.
+    let gone = "00000000-0000-4000-8000-00000000dead";
+    let plan = d.actuator(json!([
+        {"action_type": "stop", "input_parameters": {"resource_id": vm}},
+        {"action_type": "stop", "input_parameters": {"resource_id": gone}},
+    ]));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    let reasons: Vec<String> = d
+        .actions(&plan)
+        .iter()
+        .map(|a| {
+            assert_eq!(a["state"], "SKIPPED", "{a}");
+            a["status_message"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("already stopped")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not found")),
+        "{reasons:?}"
+    );
+    // Its history is the usual path.
+    let history = d.get(&format!("/v1/action_plans/{plan}/history"));
+    assert!(history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["to_state"] == "SKIPPED"));
+    nova.reset();
+}
