@@ -130,6 +130,21 @@ pub struct StoragePool {
     /// `volume_backend_name` extra spec is the pool's).
     #[serde(default)]
     pub volume_types: Vec<String>,
+    /// The volume types bound to no backend (no `volume_backend_name`):
+    /// Cinder's scheduler may place them on any pool, this one included.
+    #[serde(default)]
+    pub unbound_types: Vec<String>,
+}
+
+impl StoragePool {
+    /// Whether a volume of type `t` may be on this pool: its backend's own
+    /// types, and the types bound to no backend.
+    pub fn serves(&self, t: &str) -> bool {
+        self.volume_types
+            .iter()
+            .chain(&self.unbound_types)
+            .any(|x| x == t)
+    }
 }
 
 /// Whether Cinder's scheduler refuses to migrate a volume of `volume_type`

@@ -209,11 +209,7 @@ impl Targets {
                 }
             }
             if let Some(dst_type) = &t.dst_type {
-                if !model
-                    .pools
-                    .iter()
-                    .any(|p| p.volume_types.contains(dst_type))
-                {
+                if !model.pools.iter().any(|p| p.serves(dst_type)) {
                     return Err(invalid(format!(
                         "storage_pools: no pool serves volume type {dst_type}"
                     )));

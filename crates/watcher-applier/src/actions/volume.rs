@@ -40,7 +40,7 @@ impl ActionPlugin for VolumeMigrate {
                     v.name
                 )));
             }
-            if !pools.iter().any(|p| p.volume_types.iter().any(|x| x == t)) {
+            if !pools.iter().any(|p| p.serves(t)) {
                 return Err(Precondition::Fail(format!(
                     "volume type {t} is not served by any pool"
                 )));

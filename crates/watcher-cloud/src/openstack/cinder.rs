@@ -72,15 +72,17 @@ impl Endpoints {
             .collect();
         let types = get("/types?is_public=None", "listing volume types")?;
         let mut by_backend: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut unbound = vec![];
         for t in types["volume_types"].as_array().into_iter().flatten() {
-            if let (Some(name), Some(backend)) = (
-                t["name"].as_str(),
-                t["extra_specs"]["volume_backend_name"].as_str(),
-            ) {
-                by_backend
+            let Some(name) = t["name"].as_str() else {
+                continue;
+            };
+            match t["extra_specs"]["volume_backend_name"].as_str() {
+                Some(backend) => by_backend
                     .entry(backend)
                     .or_default()
-                    .push(name.to_string());
+                    .push(name.to_string()),
+                None => unbound.push(name.to_string()),
             }
         }
         Ok(body["pools"]
@@ -91,6 +93,7 @@ impl Endpoints {
                 let mut pool = pool_from(p);
                 let host = pool.name.split('#').next().unwrap_or_default();
                 pool.availability_zone = zone.get(host).unwrap_or(&"nova").to_string();
+                pool.unbound_types = unbound.clone();
                 if let Some(backend) = p["capabilities"]["volume_backend_name"].as_str() {
                     pool.volume_types = by_backend.get(backend).cloned().unwrap_or_default();
                 }
@@ -174,5 +177,6 @@ pub(super) fn pool_from(p: &Value) -> StoragePool {
         max_over_subscription_ratio: number("max_over_subscription_ratio", 1.0),
         availability_zone: String::new(),
         volume_types: vec![],
+        unbound_types: vec![],
     }
 }

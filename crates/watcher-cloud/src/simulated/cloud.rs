@@ -91,6 +91,8 @@ impl Cloud for SimulatedCloud {
                         max_over_subscription_ratio: p.max_over_subscription_ratio,
                         availability_zone: p.availability_zone.clone(),
                         volume_types: p.volume_types.clone(),
+                        // A scenario binds every type to the pools that serve it.
+                        unbound_types: vec![],
                     }
                 })
                 .collect())

@@ -1133,3 +1133,39 @@ fn stop_powers_a_server_off_through_nova_and_skips_it_once_it_is_off() {
         .any(|h| h["to_state"] == "SKIPPED"));
     nova.reset();
 }
+
+#[cfg_attr(
+    not(test_cinder),
+    ignore = "needs an OpenStack with Cinder: WITH_CINDER=1 for ../shared/openstack and WATCHER_TEST_CINDER=1 (.ci/run does)"
+)]
+#[test]
+fn zone_migration_retypes_to_a_type_no_backend_is_bound_to_and_cinder_places_it() {
+    let (nova, _one) = clean_cloud_with_cinder();
+    // __DEFAULT__ carries no volume_backend_name: any pool may serve it.
+    let volume = nova.create_volume("wtest-zone-unbound", 1, "fake1", false);
+    let d = start("os-cinder-unbound", "");
+    let plan = d.recommend(
+        "hardware_maintenance",
+        "zone_migration",
+        json!({"storage_pools": [{"src_pool": "cinder@fake1#pool1", "dst_type": "__DEFAULT__"}]}),
+    );
+    let actions = d.actions(&plan);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let p = &actions[0]["input_parameters"];
+    assert_eq!(
+        (
+            p["resource_id"].as_str(),
+            p["migration_type"].as_str(),
+            p["destination_type"].as_str()
+        ),
+        (Some(volume.as_str()), Some("retype"), Some("__DEFAULT__")),
+        "{p}"
+    );
+    d.start_plan(&plan);
+    let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
+    // Cinder's scheduler chose where it lives: a pool that serves it.
+    let v = nova.volume(&volume);
+    assert_eq!(v["volume_type"], "__DEFAULT__", "{v}");
+    assert_eq!(v["status"], "available", "{v}");
+}
