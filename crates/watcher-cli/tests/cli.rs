@@ -197,6 +197,20 @@ fn start_under_keystone(ks: &str) -> Daemon {
     Daemon::start_with_config(&dir, config, None)
 }
 
+/// The admin's openrc for `region`, with the token cache under `cache`.
+fn admin_openrc<'a>(ks: &'a str, region: &'a str, cache: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("OS_AUTH_URL", ks),
+        ("OS_USERNAME", "admin"),
+        ("OS_PASSWORD", "admin"),
+        ("OS_PROJECT_NAME", "admin"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", region),
+        ("XDG_CACHE_HOME", cache),
+    ]
+}
+
 /// `watcher` with a clean environment: only the variables given.
 fn watcher_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
@@ -221,16 +235,7 @@ fn keystone_logins_find_watcherd_in_the_catalog_and_keep_the_token() {
     register_watcher(&ks, &admin, &region, &d.url);
     let cache = d.dir.join("cache");
     let cache_s = cache.to_str().unwrap().to_string();
-    let openrc: Vec<(&str, &str)> = vec![
-        ("OS_AUTH_URL", &ks),
-        ("OS_USERNAME", "admin"),
-        ("OS_PASSWORD", "admin"),
-        ("OS_PROJECT_NAME", "admin"),
-        ("OS_USER_DOMAIN_NAME", "Default"),
-        ("OS_PROJECT_DOMAIN_NAME", "Default"),
-        ("OS_REGION_NAME", &region),
-        ("XDG_CACHE_HOME", &cache_s),
-    ];
+    let openrc = admin_openrc(&ks, &region, &cache_s);
 
     // Without credentials: watcherd's 401 says how to log in.
     let o = watcher_env(&["goal", "list"], &[("WATCHER_URL", &d.url)]);
@@ -645,16 +650,7 @@ fn a_cached_catalog_older_than_watchers_endpoint_is_read_again() {
     delete_endpoints(&ks, &admin, &format!("region_id={region}"));
     let cache = first.dir.join("cache");
     let cache_s = cache.to_str().unwrap().to_string();
-    let openrc: Vec<(&str, &str)> = vec![
-        ("OS_AUTH_URL", &ks),
-        ("OS_USERNAME", "admin"),
-        ("OS_PASSWORD", "admin"),
-        ("OS_PROJECT_NAME", "admin"),
-        ("OS_USER_DOMAIN_NAME", "Default"),
-        ("OS_PROJECT_DOMAIN_NAME", "Default"),
-        ("OS_REGION_NAME", &region),
-        ("XDG_CACHE_HOME", &cache_s),
-    ];
+    let openrc = admin_openrc(&ks, &region, &cache_s);
     // A command that names watcherd itself keeps a token whose catalog
     // has no Watcher.
     let o = watcher_env(
