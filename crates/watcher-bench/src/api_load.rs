@@ -19,7 +19,7 @@ pub(crate) fn idle_flood(connections: usize, requests: usize) -> anyhow::Result<
     for i in 0..connections {
         let mut s = std::net::TcpStream::connect(&addr)?;
         if i % 2 == 1 {
-            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: x\r\n");
+            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         }
         held.push(s);
     }
@@ -64,7 +64,8 @@ pub(crate) fn requests_in_flight(connections: usize) -> anyhow::Result<(u64, u64
     let mut peak = idle;
     for i in 0..connections {
         let mut s = std::net::TcpStream::connect(&addr)?;
-        let _ = s.write_all(b"GET /v1/actions/detail?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+        let _ =
+            s.write_all(b"GET /v1/actions/detail?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         held.push(s);
         if i % 500 == 0 {
             peak = peak.max(rss_kib(pid)?);

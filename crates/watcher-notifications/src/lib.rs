@@ -135,6 +135,9 @@ pub struct Relay {
     host: String,
     publisher_id: String,
     shutdown: CancellationToken,
+    /// This database's message-id prefix, kept with the cursor when the
+    /// cursor is created.
+    nonce: i64,
 }
 
 /// How many history rows one round publishes.
@@ -159,7 +162,18 @@ impl Relay {
             host: host.to_string(),
             publisher_id: format!("infra-optim:{host}"),
             shutdown,
+            nonce: uuid::Uuid::new_v4().as_u64_pair().0 as i64,
         })
+    }
+
+    /// Creates the cursor now if it does not exist yet, at the newest
+    /// history row: called before the API takes its first request, so that
+    /// every change made after watcherd started is notified (created by
+    /// the relay's task instead, a change made in the first milliseconds
+    /// could fall before it). History from before notifications were
+    /// enabled is not sent.
+    pub async fn start_cursor(&self) -> Result<(), watcher_store::StoreError> {
+        self.store.notification_cursor(self.nonce).await.map(drop)
     }
 
     /// Runs until shutdown: wakes on every store event and at least once a
@@ -174,7 +188,7 @@ impl Relay {
             ssl = self.config.ssl,
             "notifications go to the broker"
         );
-        let nonce = uuid::Uuid::new_v4().as_u64_pair().0 as i64;
+        let nonce = self.nonce;
         let mut connection: Option<Broker> = None;
         // The host to try first: after a failure, the next one (failover).
         let mut next_host = 0;

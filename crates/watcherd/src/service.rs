@@ -189,6 +189,11 @@ impl Service {
                 shutdown.clone(),
             )
             .map_err(|e| ServiceError::Notifications(e.to_string()))?;
+            if let Err(e) = relay.start_cursor().await {
+                // The relay's task tries again; the first changes may then
+                // go unnotified, as before notifications were enabled.
+                tracing::warn!(error = %e, "notifications: cannot create the cursor yet");
+            }
             tasks.push(tokio::spawn(relay.run()));
         }
         Ok(Service {

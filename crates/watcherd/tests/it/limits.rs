@@ -33,7 +33,7 @@ fn thousands_of_idle_and_trickling_connections_do_not_starve_a_real_request() {
         let mut s = TcpStream::connect(&addr).unwrap();
         if i % 2 == 1 {
             // Half a request, never finished.
-            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: x\r\n");
+            let _ = s.write_all(b"GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         }
         held.push(s);
     }
@@ -75,11 +75,11 @@ fn headers_too_large_get_431_with_watchers_error_body_and_the_limit() {
     let d = Daemon::start("limits-431");
     let addr = d.url.strip_prefix("http://").unwrap().to_string();
     let long = format!(
-        "GET /v1/goals HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Auth-Token: {}\r\n\r\n",
+        "GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Auth-Token: {}\r\n\r\n",
         "a".repeat(20_000)
     );
     let many = format!(
-        "GET /v1/goals HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+        "GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{}\r\n",
         (0..150)
             .map(|i| format!("X-Extra-{i}: {i}\r\n"))
             .collect::<String>()
@@ -97,7 +97,7 @@ fn headers_too_large_get_431_with_watchers_error_body_and_the_limit() {
     }
     // Within the limits, the same kind of request is served.
     let fine = format!(
-        "GET /v1/goals HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Extra: {}\r\n\r\n",
+        "GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Extra: {}\r\n\r\n",
         "a".repeat(8_000)
     );
     assert!(raw_request(&addr, &fine).0.contains(" 200 "));

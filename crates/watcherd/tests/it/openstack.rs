@@ -1067,10 +1067,14 @@ fn an_attached_volume_is_moved_through_cinder_and_nova_swaps_it() {
     d.start_plan(&plan);
     let p = wait_plan(&d, &plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
     assert_eq!(p["state"], "SUCCEEDED", "{p} {:?}", d.actions(&plan));
-    let v = nova.volume(&vol);
+    // Cinder shows the volume in-use on its new pool a moment before
+    // Nova's swap has written the attachment back: wait for it.
+    let v = wait_for(Duration::from_secs(30), || {
+        let v = nova.volume(&vol);
+        (v["attachments"][0]["server_id"] == vm.as_str()).then_some(v)
+    });
     assert_eq!(v["os-vol-host-attr:host"], to, "{v}");
     assert_eq!(v["status"], "in-use", "{v}");
-    assert_eq!(v["attachments"][0]["server_id"], vm.as_str(), "{v}");
     nova.reset();
     nova.reset_volumes();
 }
