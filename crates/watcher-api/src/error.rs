@@ -63,6 +63,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A refusal from a middleware, before any handler: `code` with
+/// Watcher's error body saying `message`.
+pub(crate) fn refuse(code: StatusCode, message: &str) -> Response {
+    ApiError::new(code, message.to_string()).into_response()
+}
+
 /// Renders the body for `status` and `message`.
 pub fn error_body(status: StatusCode, message: &str) -> String {
     let inner = json!({

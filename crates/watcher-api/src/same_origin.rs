@@ -26,11 +26,11 @@
 //! send their bodies as JSON, so they pass unchanged. The dashboard's own
 //! pages are same-origin.
 
-use crate::ApiError;
+use crate::error::refuse;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -174,10 +174,6 @@ pub async fn guard(State(sites): State<Arc<Sites>>, req: Request, next: Next) ->
         }
     }
     next.run(req).await
-}
-
-fn refuse(code: StatusCode, message: &str) -> Response {
-    ApiError::new(code, message.to_string()).into_response()
 }
 
 #[cfg(test)]

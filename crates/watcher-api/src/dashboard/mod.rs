@@ -22,6 +22,7 @@ mod audits;
 mod catalogue;
 mod pages;
 
+use crate::error::refuse;
 use crate::AppState;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -286,10 +287,6 @@ async fn logout() -> Response {
         ),
     );
     resp
-}
-
-fn refuse(code: StatusCode, message: &str) -> Response {
-    crate::ApiError::new(code, message.to_string()).into_response()
 }
 
 /// A cookie's value.

@@ -10,16 +10,19 @@ pub struct Stop;
 
 const SHUTOFF: &str = "SHUTOFF";
 
+/// Upstream's rule: an instance that vanished is stopped enough.
+fn vanished(instance: &str) -> Outcome {
+    Outcome::Succeeded(Some(format!(
+        "Instance {instance} no longer exists: nothing left to stop."
+    )))
+}
+
 /// Waits until `instance` is SHUTOFF (or gone), up to `deadline`.
 async fn await_shutoff(ctx: &ActionContext, instance: &str, deadline: Duration) -> Outcome {
     let until = tokio::time::Instant::now() + deadline;
     loop {
         match retry_transient(|| ctx.cloud.instance(instance)).await {
-            Ok(None) => {
-                return Outcome::Succeeded(Some(format!(
-                    "Instance {instance} no longer exists: nothing left to stop."
-                )))
-            }
+            Ok(None) => return vanished(instance),
             Ok(Some(i)) if i.status == SHUTOFF => return Outcome::Succeeded(None),
             Ok(Some(i)) if tokio::time::Instant::now() >= until => {
                 return Outcome::Failed(format!(
@@ -72,12 +75,7 @@ impl ActionPlugin for Stop {
             .await;
         match asked {
             Ok(_) => {}
-            // Upstream: an instance that vanished is stopped enough.
-            Err(ActionError::Cloud(CloudError::NotFound { .. })) => {
-                return Outcome::Succeeded(Some(format!(
-                    "Instance {instance} no longer exists: nothing left to stop."
-                )))
-            }
+            Err(ActionError::Cloud(CloudError::NotFound { .. })) => return vanished(&instance),
             // Already stopping (a restart asked again): wait for it below.
             Err(ActionError::Cloud(CloudError::Conflict(_))) => {}
             Err(e) => return not_started("stop", e),
