@@ -6,6 +6,7 @@
 //! (`/v1/actions/?...`) are rewritten before routing.
 
 pub mod auth;
+mod bare_errors;
 pub mod caller;
 mod dashboard;
 mod error;

@@ -15,9 +15,10 @@
 //!   task, under `header_timeout` too.
 //! - Headers past [`MAX_HEADER_COUNT`], [`MAX_HEADER_LINE`] or
 //!   [`MAX_HEADER_BYTES`] get 431 with Watcher's error body. hyper's own
-//!   limits, which answer a bare 431, sit above ours and only stop heads
-//!   too big to buffer.
+//!   limits sit above ours and only stop heads too big to buffer; its
+//!   bodiless answers are given Watcher's body too (`bare_errors.rs`).
 
+use crate::bare_errors::ErrorBodies;
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -422,7 +423,7 @@ async fn connection(
         .max_headers(HYPER_MAX_HEADERS)
         .max_buf_size(HYPER_MAX_BUF)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(ErrorBodies::new(io)), service);
     tokio::pin!(conn);
     let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
     loop {

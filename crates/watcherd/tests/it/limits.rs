@@ -103,3 +103,42 @@ fn headers_too_large_get_431_with_watchers_error_body_and_the_limit() {
     assert!(raw_request(&addr, &fine).0.contains(" 200 "));
     assert!(d.log().contains("431"), "the refusal is in the access log");
 }
+
+/// Heads hyper will not even buffer, and bytes that are not HTTP, are
+/// answered before any handler runs; the answer still has Watcher's body.
+#[test]
+fn requests_hyper_refuses_alone_get_watchers_error_body_too() {
+    let d = Daemon::start("limits-hyper");
+    let addr = d.url.strip_prefix("http://").unwrap().to_string();
+    let huge = format!(
+        "GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\n{}\r\n",
+        (0..20)
+            .map(|i| format!("X-Big-{i}: {}\r\n", "b".repeat(10_000)))
+            .collect::<String>()
+    );
+    let crowd = format!(
+        "GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\n{}\r\n",
+        (0..300)
+            .map(|i| format!("X-Extra-{i}: {i}\r\n"))
+            .collect::<String>()
+    );
+    for (head, code, says) in [
+        (huge, " 431 ", "headers are larger than the 64 KiB"),
+        (crowd, " 431 ", "headers are larger than the 64 KiB"),
+        (
+            "NOT HTTP AT ALL\r\n\r\n".to_string(),
+            " 400 ",
+            "not valid HTTP/1.1",
+        ),
+    ] {
+        let (status, body) = raw_request(&addr, &head);
+        assert!(status.contains(code), "{status}");
+        let body: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        let fault = faultstring(&body);
+        assert!(fault.contains(says), "{fault}");
+    }
+    // The server goes on serving.
+    let fine = "GET /v1/goals HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    assert!(raw_request(&addr, fine).0.contains(" 200 "));
+}
