@@ -64,6 +64,15 @@ impl DatabaseLocation {
             }));
         }
         if let Some((scheme, _)) = url.split_once("://") {
+            if scheme == "mysql" || scheme.starts_with("mysql+") {
+                return Err(StoreError::Invalid(format!(
+                    "database URL {}: the scheme '{scheme}' is not supported yet: watcherd \
+                     cannot use MariaDB or MySQL; use postgres://USER@HOST[:PORT]/DATABASE \
+                     or sqlite:///PATH (with a watcher.conf, --database overrides its \
+                     [database] connection)",
+                    redact_url(url)
+                )));
+            }
             if scheme != "sqlite" {
                 return Err(StoreError::Invalid(format!(
                     "database URL {}: the scheme '{scheme}' is not supported; use \
@@ -197,7 +206,10 @@ mod tests {
             "postgres://watcher@db1/watcher"
         );
         let e = DatabaseLocation::parse("mysql://root:secret@db1/watcher").unwrap_err();
-        assert!(e.to_string().contains("'mysql' is not supported"), "{e}");
+        assert!(
+            e.to_string().contains("'mysql' is not supported yet"),
+            "{e}"
+        );
         assert!(!e.to_string().contains("secret"), "{e}");
         let e = DatabaseLocation::parse("postgres://watcher:secret@db1:notaport/w").unwrap_err();
         assert!(e.to_string().contains("postgres://watcher:***@"), "{e}");

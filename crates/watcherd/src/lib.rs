@@ -6,5 +6,6 @@
 //! map with the invariants.
 
 pub mod config;
+pub mod oslo_conf;
 pub mod service;
 pub mod sim_cloud_state;

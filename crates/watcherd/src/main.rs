@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use watcherd::config::Config;
+use watcherd::config::{Config, Loaded};
+use watcherd::oslo_conf::{Fate, OsloSource};
 use watcherd::service::{Service, ServiceOptions};
 
 #[derive(Parser, Debug)]
@@ -20,15 +21,24 @@ engine, the applier and a SQLite database, against a simulated cloud (the defaul
 real OpenStack cloud (--cloud openstack). The subcommands split it into processes sharing \
 one database: a SQLite file on one machine, PostgreSQL (--database postgres://...) on \
 several.\n\n\
-Settings come from defaults, then --config FILE (TOML), then WATCHER_* environment \
-variables, then flags. `watcherd --print-config` shows the result."
+Settings come from defaults, then an upstream watcher.conf (--config-file, --config-dir), \
+then --config FILE (TOML), then WATCHER_* environment variables, then flags. \
+`watcherd --print-config` shows the result."
 )]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// TOML configuration file.
+    /// TOML configuration file (over the --config-file ones when both are given).
     #[arg(long, global = true, env = "WATCHER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Upstream Watcher's watcher.conf (oslo.config's INI format), read as
+    /// upstream reads it; several may be given, later ones winning.
+    #[arg(long = "config-file", global = true, value_name = "FILE")]
+    config_file: Vec<PathBuf>,
+    /// A directory of upstream *.conf files, read in name order where it
+    /// stands among the --config-file flags (as oslo.config does).
+    #[arg(long = "config-dir", global = true, value_name = "DIR")]
+    config_dir: Vec<PathBuf>,
     /// Address of the REST API [default: 127.0.0.1:9322].
     #[arg(long, global = true, env = "WATCHER_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -93,9 +103,13 @@ struct Args {
         default_value = "text"
     )]
     log_format: LogFormat,
-    /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer).
-    #[arg(long, global = true, env = "WATCHER_LOG", default_value = "info")]
-    log: String,
+    /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer) [default: info, or debug when watcher.conf says debug = true].
+    #[arg(long, global = true, env = "WATCHER_LOG")]
+    log: Option<String>,
+    /// Append the log to this file instead of standard error [default: upstream's
+    /// log_file or log_dir/watcherd.log when a watcher.conf sets them].
+    #[arg(long, global = true, env = "WATCHER_LOG_FILE", value_name = "FILE")]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -253,11 +267,32 @@ async fn sim_cloud(listen: SocketAddr, scenario: Option<PathBuf>) -> anyhow::Res
     Ok(())
 }
 
-fn effective_config(args: &Args) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+/// The --config-file and --config-dir flags in the order they were given:
+/// oslo.config reads a directory where it stands among the files.
+fn oslo_sources(args: &Args) -> Vec<OsloSource> {
+    let mut files = args.config_file.iter().cloned();
+    let mut dirs = args.config_dir.iter().cloned();
+    let mut sources: Vec<OsloSource> = std::env::args_os()
+        .filter_map(|a| {
+            let a = a.to_string_lossy().into_owned();
+            if a == "--config-file" || a.starts_with("--config-file=") {
+                files.next().map(OsloSource::File)
+            } else if a == "--config-dir" || a.starts_with("--config-dir=") {
+                dirs.next().map(OsloSource::Dir)
+            } else {
+                None
+            }
+        })
+        .collect();
+    // Whatever the scan did not see (spelled otherwise), in clap's order.
+    sources.extend(files.map(OsloSource::File));
+    sources.extend(dirs.map(OsloSource::Dir));
+    sources
+}
+
+fn effective_config(args: &Args) -> anyhow::Result<Loaded> {
+    let mut loaded = Config::load_sources(args.config.as_deref(), &oslo_sources(args))?;
+    let config = &mut loaded.config;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -283,7 +318,7 @@ fn effective_config(args: &Args) -> anyhow::Result<Config> {
         config.tls_cert = Some(cert.clone());
         config.tls_key = Some(key.clone());
     }
-    Ok(config)
+    Ok(loaded)
 }
 
 fn main() -> std::process::ExitCode {
@@ -319,7 +354,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let listen = args.listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
         return sim_cloud(listen, args.cloud_scenario.clone()).await;
     }
-    let mut config = effective_config(&args)?;
+    let Loaded {
+        mut config,
+        accounts,
+        debug,
+        log_file,
+    } = effective_config(&args)?;
     if let Some(Command::Purge(purge_args)) = &args.command {
         return purge(&config, purge_args).await;
     }
@@ -346,17 +386,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     if args.print_config {
+        // What became of each option of upstream's files, then the result.
+        for a in &accounts {
+            println!("# {a}");
+        }
         print!("{}", config.to_toml(args.show_secrets));
         return Ok(());
     }
     // `Targets` reads the same `level,target=level` filters as EnvFilter
     // without its regex engine (regex-automata, regex-syntax), which were the
     // slowest dependencies to build.
-    let filter: tracing_subscriber::filter::Targets = args
-        .log
+    let level = match (&args.log, debug) {
+        (Some(l), _) => l.as_str(),
+        (None, true) => "debug",
+        (None, false) => "info",
+    };
+    let filter: tracing_subscriber::filter::Targets = level
         .parse()
         .context("invalid --log filter (e.g. info, or warn,watcher_applier=debug)")?;
-    init_logging(filter, args.log_format);
+    init_logging(
+        filter,
+        args.log_format,
+        args.log_file.as_ref().or(log_file.as_ref()),
+    )?;
+    for a in &accounts {
+        // Once each, at start: oslo.config ignores what nobody registered.
+        match a.fate {
+            Fate::Unknown => tracing::warn!(
+                section = %a.section,
+                option = %a.option,
+                at = %a.at,
+                "watcher.conf: an option watcherd does not know; ignored"
+            ),
+            Fate::Unused(why) => tracing::info!(
+                section = %a.section,
+                option = %a.option,
+                "watcher.conf: an option watcherd does not use: {why}"
+            ),
+            Fate::Mapped(_) => {}
+        }
+    }
     let service = Service::start_with(&config, options).await?;
     // Tests and scripts read this line to find the port.
     let scheme = if config.tls_cert.is_some() {
@@ -390,15 +459,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Logs to stderr: text with colours only on a terminal (a journal or a
 /// file gets plain lines), or one JSON object per line.
-fn init_logging(filter: tracing_subscriber::filter::Targets, format: LogFormat) {
+/// The log on standard error, or appended to `file` (upstream's log_dir).
+fn init_logging(
+    filter: tracing_subscriber::filter::Targets,
+    format: LogFormat,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (writer, ansi) = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(std::io::stderr().is_terminal()),
+                    .with_writer(writer)
+                    .with_ansi(ansi),
             )
             .init(),
         LogFormat::Json => registry
@@ -408,10 +497,11 @@ fn init_logging(filter: tracing_subscriber::filter::Targets, format: LogFormat) 
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(writer),
             )
             .init(),
     }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -28,3 +28,4 @@ mod same_origin;
 mod split_services;
 mod state_machine_doc;
 mod strategies;
+mod upstream_conf;
