@@ -3,16 +3,40 @@
 use super::version::Version;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 use watcher_core::*;
 
 /// `2026-11-25T06:13:47.123456+00:00`, or without the fraction when it is zero.
 pub fn timestamp(t: &DateTime<Utc>) -> Value {
-    let fmt = if t.timestamp_subsec_micros() == 0 {
-        "%Y-%m-%dT%H:%M:%S+00:00"
-    } else {
-        "%Y-%m-%dT%H:%M:%S%.6f+00:00"
-    };
-    Value::String(t.format(fmt).to_string())
+    Value::String(time_text(t, true))
+}
+
+/// A time as upstream writes it: with the offset (`+00:00`, and the
+/// microseconds unless zero) or naive. Written field by field: chrono's
+/// `format` parses its pattern again on every call, which was a twentieth
+/// of a long list's rendering.
+fn time_text(t: &DateTime<Utc>, offset: bool) -> String {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    let mut s = String::with_capacity(32);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if offset {
+        let micros = t.timestamp_subsec_micros();
+        if micros != 0 {
+            let _ = write!(s, ".{micros:06}");
+        }
+        s.push_str("+00:00");
+    }
+    s
 }
 
 fn opt_timestamp(t: &Option<DateTime<Utc>>) -> Value {
@@ -21,7 +45,7 @@ fn opt_timestamp(t: &Option<DateTime<Utc>>) -> Value {
 
 /// Audit times upstream shows naive (no offset).
 fn naive(t: &Option<DateTime<Utc>>) -> Value {
-    t.map(|t| Value::String(t.format("%Y-%m-%dT%H:%M:%S").to_string()))
+    t.map(|t| Value::String(time_text(&t, false)))
         .unwrap_or(Value::Null)
 }
 
@@ -72,40 +96,157 @@ pub fn strategy(s: &Strategy, base: &str, detail: bool) -> Value {
     object(v)
 }
 
-pub fn audit(a: &Audit, base: &str, detail: bool, ver: Version) -> Value {
-    let mut v = vec![
-        ("uuid", json!(a.uuid)),
-        ("name", json!(a.name)),
-        ("audit_type", json!(a.audit_type)),
-        ("state", json!(a.state)),
-        ("goal_uuid", json!(a.goal_uuid)),
-        ("goal_name", json!(a.goal_name)),
-        ("strategy_uuid", json!(a.strategy_uuid)),
-        ("strategy_name", json!(a.strategy_name)),
-        ("interval", json!(a.interval)),
-        ("scope", a.scope.clone()),
-        ("auto_trigger", json!(a.auto_trigger)),
-        ("next_run_time", naive(&a.next_run_time)),
-        ("links", links(base, "audits", &a.uuid.to_string())),
-    ];
-    if detail {
-        v.push(("parameters", a.parameters.clone()));
-        v.push(("hostname", json!(a.hostname)));
-        v.push(("created_at", timestamp(&a.created_at)));
-        v.push(("updated_at", opt_timestamp(&a.updated_at)));
-        v.push(("deleted_at", opt_timestamp(&a.deleted_at)));
-        if ver.at_least(1, 1) {
-            v.push(("start_time", naive(&a.start_time)));
-            v.push(("end_time", naive(&a.end_time)));
-        }
-        if ver.at_least(1, 2) {
-            v.push(("force", json!(a.force)));
-        }
-        if ver.at_least(1, 5) {
-            v.push(("status_message", json!(a.status_message)));
+/// An audit as upstream shows it: serialized straight from the record,
+/// without a JSON tree in between (a list of 1,000 audits with their scope
+/// and parameters was mostly allocations). The fields are in alphabetical
+/// order, as the other resources' maps write theirs.
+#[derive(serde::Serialize)]
+pub struct AuditView<'a> {
+    audit_type: &'a AuditType,
+    auto_trigger: bool,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    created_at: Field<Time>,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    deleted_at: Field<Option<Time>>,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    end_time: Field<Option<Naive>>,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    force: Field<bool>,
+    goal_name: &'a str,
+    goal_uuid: &'a Uuid,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    hostname: Field<&'a Option<String>>,
+    interval: &'a Option<String>,
+    links: Links<'a>,
+    name: &'a str,
+    next_run_time: Option<Naive>,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    parameters: Field<&'a Value>,
+    scope: &'a Value,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    start_time: Field<Option<Naive>>,
+    state: &'a AuditState,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    status_message: Field<&'a Option<String>>,
+    strategy_name: &'a Option<String>,
+    strategy_uuid: &'a Option<Uuid>,
+    #[serde(skip_serializing_if = "Field::is_absent")]
+    updated_at: Field<Option<Time>>,
+    uuid: &'a Uuid,
+}
+
+pub fn audit<'a>(a: &'a Audit, base: &'a str, detail: bool, ver: Version) -> AuditView<'a> {
+    let at = |t: &Option<DateTime<Utc>>| t.map(Time);
+    let naive = |t: &Option<DateTime<Utc>>| t.map(Naive);
+    AuditView {
+        audit_type: &a.audit_type,
+        auto_trigger: a.auto_trigger,
+        created_at: Field::shown_if(detail, Time(a.created_at)),
+        deleted_at: Field::shown_if(detail, at(&a.deleted_at)),
+        end_time: Field::shown_if(detail && ver.at_least(1, 1), naive(&a.end_time)),
+        force: Field::shown_if(detail && ver.at_least(1, 2), a.force),
+        goal_name: &a.goal_name,
+        goal_uuid: &a.goal_uuid,
+        hostname: Field::shown_if(detail, &a.hostname),
+        interval: &a.interval,
+        links: Links {
+            base,
+            resource: "audits",
+            id: a.uuid,
+        },
+        name: &a.name,
+        next_run_time: naive(&a.next_run_time),
+        parameters: Field::shown_if(detail, &a.parameters),
+        scope: &a.scope,
+        start_time: Field::shown_if(detail && ver.at_least(1, 1), naive(&a.start_time)),
+        state: &a.state,
+        status_message: Field::shown_if(detail && ver.at_least(1, 5), &a.status_message),
+        strategy_name: &a.strategy_name,
+        strategy_uuid: &a.strategy_uuid,
+        updated_at: Field::shown_if(detail, at(&a.updated_at)),
+        uuid: &a.uuid,
+    }
+}
+
+/// A field a view shows only in some forms (detail, a microversion):
+/// absent is left out, shown is written even when it holds `null`.
+pub enum Field<T> {
+    Absent,
+    Shown(T),
+}
+
+impl<T> Field<T> {
+    fn shown_if(shown: bool, v: T) -> Field<T> {
+        if shown {
+            Field::Shown(v)
+        } else {
+            Field::Absent
         }
     }
-    object(v)
+
+    fn is_absent(&self) -> bool {
+        matches!(self, Field::Absent)
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for Field<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Absent => s.serialize_none(),
+            Field::Shown(v) => v.serialize(s),
+        }
+    }
+}
+
+/// A time written as [`timestamp`] writes it.
+#[derive(Clone, Copy)]
+pub struct Time(DateTime<Utc>);
+
+impl serde::Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&time_text(&self.0, true))
+    }
+}
+
+/// A time written naive, as upstream writes an audit's.
+#[derive(Clone, Copy)]
+pub struct Naive(DateTime<Utc>);
+
+impl serde::Serialize for Naive {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&time_text(&self.0, false))
+    }
+}
+
+/// A resource's `links`, as [`links`] builds them.
+pub struct Links<'a> {
+    base: &'a str,
+    resource: &'static str,
+    id: Uuid,
+}
+
+impl serde::Serialize for Links<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Link<'a> {
+            href: &'a str,
+            rel: &'static str,
+        }
+        let (base, resource, id) = (self.base, self.resource, self.id);
+        let own = format!("{base}/v1/{resource}/{id}");
+        let bookmark = format!("{base}/{resource}/{id}");
+        [
+            Link {
+                href: &own,
+                rel: "self",
+            },
+            Link {
+                href: &bookmark,
+                rel: "bookmark",
+            },
+        ]
+        .serialize(s)
+    }
 }
 
 pub fn action_plan(p: &ActionPlan, base: &str, detail: bool, ver: Version) -> Value {

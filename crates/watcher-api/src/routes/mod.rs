@@ -190,15 +190,15 @@ fn list_query(
 }
 
 /// `{"<name>": [...], "next": "..."}` with `next` only on a full page.
-fn collection<T>(
+fn collection<'a, T, V: serde::Serialize>(
     name: &str,
-    list: &[T],
+    list: &'a [T],
     uuid: impl Fn(&T) -> Uuid,
-    view: impl Fn(&T) -> Value,
+    view: impl Fn(&'a T) -> V,
     page: &Page,
 ) -> Response {
-    let mut body = serde_json::Map::new();
     let q = &page.query;
+    let mut next = None;
     if list.len() == q.limit && q.limit > 0 {
         if let Some(last) = list.last().map(&uuid) {
             let dir = if q.descending { "desc" } else { "asc" };
@@ -207,17 +207,58 @@ fn collection<T>(
             } else {
                 name.to_string()
             };
-            body.insert(
-                "next".into(),
-                json!(format!(
-                    "{}/v1/{path}?sort_key={}&sort_dir={dir}&limit={}&marker={last}",
-                    page.base, page.key, q.limit
-                )),
-            );
+            next = Some(format!(
+                "{}/v1/{path}?sort_key={}&sort_dir={dir}&limit={}&marker={last}",
+                page.base, page.key, q.limit
+            ));
         }
     }
-    body.insert(name.into(), Value::Array(list.iter().map(view).collect()));
-    Json(Value::Object(body)).into_response()
+    Json(Collection {
+        name,
+        items: Items { list, view },
+        next,
+    })
+    .into_response()
+}
+
+/// A list's body, written as it is serialized (each item straight from its
+/// view, no tree of the whole list); its two keys in alphabetical order,
+/// as a JSON map of them would be.
+struct Collection<'n, 'a, T, F> {
+    name: &'n str,
+    items: Items<'a, T, F>,
+    next: Option<String>,
+}
+
+struct Items<'a, T, F> {
+    list: &'a [T],
+    view: F,
+}
+
+impl<'a, T, V: serde::Serialize, F: Fn(&'a T) -> V> serde::Serialize for Items<'a, T, F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.list.iter().map(&self.view))
+    }
+}
+
+impl<'a, T, V: serde::Serialize, F: Fn(&'a T) -> V> serde::Serialize for Collection<'_, 'a, T, F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        let next_first = self.name > "next";
+        if next_first {
+            if let Some(next) = &self.next {
+                map.serialize_entry("next", next)?;
+            }
+        }
+        map.serialize_entry(self.name, &self.items)?;
+        if !next_first {
+            if let Some(next) = &self.next {
+                map.serialize_entry("next", next)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// One list request's paging, ordering and link base.
