@@ -2,6 +2,7 @@
 //! port with its own SQLite file, talk HTTP to it, wait for conditions.
 
 pub mod keystone;
+pub mod pg_replication;
 pub mod servers;
 
 use serde_json::{json, Value};

@@ -201,10 +201,13 @@ impl Drop for Stunnel {
 /// A PostgreSQL server of the test's own (initdb in its directory, its
 /// own port), so that stopping it leaves the machine's alone.
 pub struct PrivatePostgres {
-    dir: PathBuf,
-    bin: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) bin: PathBuf,
     pub port: u16,
-    ssl: bool,
+    pub(crate) ssl: bool,
+    /// More `-c name=value` settings of the server (a primary's
+    /// `synchronous_standby_names`).
+    pub(crate) settings: String,
 }
 
 impl PrivatePostgres {
@@ -238,6 +241,7 @@ impl PrivatePostgres {
             bin,
             port: free_port(),
             ssl: ca.is_some(),
+            settings: String::new(),
         };
         // The server refuses to run as root: it runs as the postgres user.
         let _ = Command::new("chown")
@@ -260,11 +264,11 @@ impl PrivatePostgres {
         pg
     }
 
-    fn data(&self) -> String {
+    pub(crate) fn data(&self) -> String {
         self.dir.join("data").display().to_string()
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    pub(crate) fn run(&self, program: &str, args: &[&str]) {
         let path = self.bin.join(program);
         let mut cmd = if is_root() {
             let mut c = Command::new("runuser");
@@ -282,6 +286,7 @@ impl PrivatePostgres {
             self.port,
             self.dir.display()
         );
+        options.push_str(&self.settings);
         if self.ssl {
             options.push_str(&format!(
                 " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",

@@ -20,6 +20,7 @@ mod limits;
 mod notifications;
 mod openapi;
 mod openstack;
+mod pg_failover;
 mod postgres;
 mod prometheus;
 mod purge;
