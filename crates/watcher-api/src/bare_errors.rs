@@ -21,15 +21,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// An IO stream whose bodiless parse-error answers get Watcher's body.
 pub(crate) struct ErrorBodies<T> {
     inner: T,
+    /// The size of request heads the server reads, for the 431's message.
+    head_limit: usize,
     /// A replacement answer not yet fully written.
     pending: Vec<u8>,
     written: usize,
 }
 
 impl<T> ErrorBodies<T> {
-    pub fn new(inner: T) -> Self {
+    pub fn new(inner: T, head_limit: usize) -> Self {
         ErrorBodies {
             inner,
+            head_limit,
             pending: Vec::new(),
             written: 0,
         }
@@ -37,12 +40,12 @@ impl<T> ErrorBodies<T> {
 }
 
 /// What the operator is told for each status hyper answers alone.
-fn explanation(status: StatusCode) -> Option<String> {
+fn explanation(status: StatusCode, head_limit: usize) -> Option<String> {
     Some(match status {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => format!(
             "The request's headers are larger than the {} KiB watcherd reads; send fewer or \
              shorter headers (a token too large for one?).",
-            crate::server::MAX_HEADER_BYTES / 1024
+            head_limit / 1024
         ),
         StatusCode::URI_TOO_LONG => {
             "The request's URI is too long; pass long values in the body of a POST or PATCH, \
@@ -58,7 +61,7 @@ fn explanation(status: StatusCode) -> Option<String> {
 
 /// The replacement for `bytes`, if they are a whole bodiless error answer
 /// of hyper's own.
-fn replacement(bytes: &[u8]) -> Option<Vec<u8>> {
+fn replacement(bytes: &[u8], head_limit: usize) -> Option<Vec<u8>> {
     // Every write passes here: answers' bodies are never scanned.
     if bytes.len() > 1024 || !bytes.starts_with(b"HTTP/1.1 4") {
         return None;
@@ -70,7 +73,7 @@ fn replacement(bytes: &[u8]) -> Option<Vec<u8>> {
     let head = std::str::from_utf8(bytes).ok()?;
     let code: u16 = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
     let status = StatusCode::from_u16(code).ok()?;
-    let message = explanation(status)?;
+    let message = explanation(status, head_limit)?;
     if !head
         .lines()
         .any(|l| l.eq_ignore_ascii_case("content-length: 0"))
@@ -123,7 +126,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_pending(cx))?;
-        if let Some(answer) = replacement(buf) {
+        if let Some(answer) = replacement(buf, this.head_limit) {
             // Taken whole: hyper sees its bytes written; ours follow.
             this.pending = answer;
             return Poll::Ready(Ok(buf.len()));
@@ -157,7 +160,7 @@ mod tests {
     #[test]
     fn only_hypers_bodiless_error_answers_are_replaced() {
         let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Mon, 07 Dec 2026 20:00:00 GMT\r\n\r\n";
-        let new = String::from_utf8(replacement(bare).unwrap()).unwrap();
+        let new = String::from_utf8(replacement(bare, 64 * 1024).unwrap()).unwrap();
         assert!(new.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         let (_, body) = new.split_once("\r\n\r\n").unwrap();
         assert!(new.contains(&format!("content-length: {}\r\n", body.len())));
@@ -168,14 +171,20 @@ mod tests {
             .contains("headers are larger"));
         // A handler's 431 has a body; a 200 is never touched.
         assert!(replacement(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 12\r\n\r\n"
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 12\r\n\r\n",
+            64 * 1024
         )
         .is_none());
         assert!(replacement(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n{}"
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n{}",
+            64 * 1024
         )
         .is_none());
-        assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
-        assert!(replacement(b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n").is_some());
+        assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 64 * 1024).is_none());
+        assert!(replacement(
+            b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n",
+            64 * 1024
+        )
+        .is_some());
     }
 }

@@ -423,7 +423,10 @@ async fn connection(
         .max_headers(HYPER_MAX_HEADERS)
         .max_buf_size(HYPER_MAX_BUF)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(ErrorBodies::new(io)), service);
+        .serve_connection(
+            TokioIo::new(ErrorBodies::new(io, MAX_HEADER_BYTES)),
+            service,
+        );
     tokio::pin!(conn);
     let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
     loop {

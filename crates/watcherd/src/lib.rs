@@ -9,3 +9,4 @@ pub mod config;
 pub mod oslo_conf;
 pub mod service;
 pub mod sim_cloud_state;
+pub mod sources;

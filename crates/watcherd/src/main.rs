@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use watcherd::config::{Config, Loaded};
+use watcherd::config::Config;
 use watcherd::oslo_conf::{Fate, OsloSource};
 use watcherd::service::{Service, ServiceOptions};
+use watcherd::sources::Loaded;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -291,7 +292,7 @@ fn oslo_sources(args: &Args) -> Vec<OsloSource> {
 }
 
 fn effective_config(args: &Args) -> anyhow::Result<Loaded> {
-    let mut loaded = Config::load_sources(args.config.as_deref(), &oslo_sources(args))?;
+    let mut loaded = watcherd::sources::load(args.config.as_deref(), &oslo_sources(args))?;
     let config = &mut loaded.config;
     if let Some(l) = args.listen {
         config.listen = l;
