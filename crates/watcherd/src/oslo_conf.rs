@@ -328,6 +328,42 @@ impl OsloConf {
                 self.mark(fates, section, option, to);
             }
         }
+        // keystoneauth's plugin names, with or without their `v3`.
+        if let Some(v) = self.get("watcher_clients_auth", "auth_type") {
+            let plugin = match v.value.trim() {
+                "password" | "v3password" => "password",
+                "applicationcredential" | "v3applicationcredential" => "v3applicationcredential",
+                other => other,
+            };
+            set(
+                table,
+                "watcher_clients_auth.auth_type",
+                toml::Value::String(plugin.into()),
+            );
+            self.mark(
+                fates,
+                "watcher_clients_auth",
+                "auth_type",
+                "watcher_clients_auth.auth_type",
+            );
+        }
+        // [oslo_policy] policy_file: a relative name is looked up beside the
+        // file that names it first, as oslo.config looks in its config
+        // directories.
+        if let Some(v) = self.get("oslo_policy", "policy_file") {
+            let name = PathBuf::from(v.value.trim());
+            let beside = v.file.parent().map(|d| d.join(&name));
+            let path = match beside {
+                Some(b) if name.is_relative() && b.exists() => b,
+                _ => name,
+            };
+            set(
+                table,
+                "policy_file",
+                toml::Value::String(path.display().to_string()),
+            );
+            self.mark(fates, "oslo_policy", "policy_file", "policy_file");
+        }
         // [prometheus_client]: the address of the datasource.
         if let Some(h) = self.get("prometheus_client", "host") {
             let port = match self.get("prometheus_client", "port") {

@@ -158,12 +158,6 @@ pub(super) const MAPPING: &[Mapped] = &[
     ),
     m(
         "watcher_clients_auth",
-        "auth_type",
-        "watcher_clients_auth.auth_type",
-        Kind::Str,
-    ),
-    m(
-        "watcher_clients_auth",
         "auth_url",
         "watcher_clients_auth.auth_url",
         Kind::Str,
@@ -240,7 +234,6 @@ pub(super) const MAPPING: &[Mapped] = &[
         "watcher_clients_auth.insecure",
         Kind::Bool,
     ),
-    m("oslo_policy", "policy_file", "policy_file", Kind::Str),
     m(
         "oslo_messaging_notifications",
         "topics",

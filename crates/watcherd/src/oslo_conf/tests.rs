@@ -250,6 +250,40 @@ fn notifications_follow_oslo_messagings_driver_and_transport_url() {
 }
 
 #[test]
+fn keystoneauth_plugin_names_and_a_policy_file_beside_the_conf() {
+    let d = temp("plugins");
+    write(&d, "policy.yaml", "\"admin_api\": \"role:admin\"\n");
+    let f = write(
+        &d,
+        "watcher.conf",
+        "[watcher_clients_auth]\nauth_type = v3password\n[oslo_policy]\npolicy_file = policy.yaml\n",
+    );
+    let (t, _) = OsloConf::read(&[OsloSource::File(f)])
+        .unwrap()
+        .to_table()
+        .unwrap();
+    assert_eq!(
+        t["watcher_clients_auth"]["auth_type"].as_str(),
+        Some("password")
+    );
+    assert_eq!(
+        t["policy_file"].as_str(),
+        Some(d.join("policy.yaml").to_str().unwrap())
+    );
+    // Not beside the file: left as given (relative to where watcherd runs).
+    let f = write(
+        &d,
+        "watcher.conf",
+        "[oslo_policy]\npolicy_file = elsewhere.yaml\n",
+    );
+    let (t, _) = OsloConf::read(&[OsloSource::File(f)])
+        .unwrap()
+        .to_table()
+        .unwrap();
+    assert_eq!(t["policy_file"].as_str(), Some("elsewhere.yaml"));
+}
+
+#[test]
 fn sqlalchemy_urls_lose_their_driver() {
     assert_eq!(
         sqlalchemy_url("mysql+pymysql://u:p@h/w?charset=utf8"),

@@ -165,3 +165,73 @@ fn a_cancel_sent_across_the_switch_is_honoured() {
     );
     assert_nothing_lost_nothing_twice(&d, &plan, &before);
 }
+
+/// The split deployment (API, decision engine, two appliers, the cloud as
+/// a process of its own) across the failover, a live migration running:
+/// every process finds the new primary, the migration is started once at
+/// the cloud whichever applier ends up following it, and a cancel sent
+/// across the switch aborts it.
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL's server programs: set WATCHER_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432 (.ci/run does)"
+)]
+#[test]
+fn split_processes_follow_the_failover_and_a_live_migration_runs_once() {
+    let root = temp_dir("pg-failover-split");
+    let pair = ReplicatedPostgres::start(&root);
+    let sim = SimCloud::start(&scenario_file(
+        &root,
+        "live_migration_secs = 60.0\nabort_secs = 0.2",
+        "",
+    ));
+    let (url, cloud) = (pair.url(), sim.cloud_config());
+    let config = |name: &str| {
+        shared_config_on(
+            &root.join(name),
+            name,
+            &url,
+            &cloud,
+            "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20\nshutdown_grace_secs = 0.5\nlease_secs = 60",
+        )
+    };
+    let api = Daemon::start_command(&root.join("api-1"), config("api-1"), None, Some("api"));
+    let _de = Part::start("decision-engine", &config("de-1"));
+    let _appliers = [
+        Part::start("applier", &config("ap-1")),
+        Part::start("applier", &config("ap-2")),
+    ];
+    let plan = api.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+            "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    api.start_plan(&plan);
+    api.wait_action_state(&plan, "migrate", "ONGOING");
+    wait_for(Duration::from_secs(10), || {
+        (sim.operations().len() == 1).then_some(())
+    });
+    let before = transitions(&api, &plan);
+
+    pair.kill_primary();
+    wait_for(Duration::from_secs(20), || {
+        (api.raw("GET", "/healthz", "").0 == 503).then_some(())
+    });
+    pair.promote_standby();
+    let path = format!("/v1/action_plans/{plan}");
+    let patch = json!([{"op": "replace", "path": "/state", "value": "CANCELLING"}]);
+    wait_for(Duration::from_secs(30), || {
+        (api.req("PATCH", &path, Some(&patch)).0 == 200).then_some(())
+    });
+    let p = wait_for(Duration::from_secs(30), || {
+        let p = api.plan(&plan);
+        ["CANCELLED", "FAILED", "SUCCEEDED"]
+            .contains(&p["state"].as_str().unwrap())
+            .then_some(p)
+    });
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    // Started once at the cloud, and aborted.
+    let ops = sim.operations();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(ops[0]["abort_requested_at"].as_f64().is_some(), "{ops:?}");
+    assert_nothing_lost_nothing_twice(&api, &plan, &before);
+}
