@@ -51,9 +51,14 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
         match e.sqlite_error_code() {
             Some(DatabaseBusy | DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+            // SQLite rolled the transaction back: nothing half-written, and
+            // it writes again once there is room.
+            Some(DiskFull) => StoreError::Unavailable(format!(
+                "{e}: the disk under the database file is full; free space on it"
+            )),
             _ => StoreError::Database(e.to_string()),
         }
     }
@@ -116,5 +121,27 @@ impl From<UnknownState> for StoreError {
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Corrupt(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_unavailable_not_an_internal_error() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        match StoreError::from(full) {
+            StoreError::Unavailable(m) => assert!(m.contains("disk"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let other = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(matches!(StoreError::from(other), StoreError::Database(_)));
     }
 }

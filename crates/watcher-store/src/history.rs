@@ -287,8 +287,6 @@ impl Store {
         .await
     }
 
-    /// The newest history row's number, and the notification cursor if
-    /// notifications were ever enabled.
     /// A real write, committed (and so written to disk) like any other:
     /// `/healthz` asks whether the database takes writes, not only reads.
     pub async fn probe_write(&self) -> Result<(), StoreError> {
@@ -296,6 +294,8 @@ impl Store {
             .await
     }
 
+    /// The newest history row's number, and the notification cursor if
+    /// notifications were ever enabled.
     pub async fn history_position(&self) -> Result<(i64, Option<i64>), StoreError> {
         self.read(|conn| {
             let newest: i64 =
