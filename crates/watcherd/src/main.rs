@@ -104,7 +104,7 @@ struct Args {
         default_value = "text"
     )]
     log_format: LogFormat,
-    /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer) [default: info, or debug when watcher.conf says debug = true].
+    /// Log filter: a level, then target=level pairs, e.g. info or warn,watcher_applier=debug (targets match by prefix: watcher=debug is every layer) [default: info, or info,watcher=debug when watcher.conf says debug = true].
     #[arg(long, global = true, env = "WATCHER_LOG")]
     log: Option<String>,
     /// Append the log to this file instead of standard error [default: upstream's
@@ -397,9 +397,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // `Targets` reads the same `level,target=level` filters as EnvFilter
     // without its regex engine (regex-automata, regex-syntax), which were the
     // slowest dependencies to build.
+    // Upstream's `debug = true` is watcherd's own debug lines; libraries
+    // (hyper, rustls, the AMQP client) stay at info, as oslo.log keeps its
+    // `default_log_levels` for theirs.
     let level = match (&args.log, debug) {
         (Some(l), _) => l.as_str(),
-        (None, true) => "debug",
+        (None, true) => "info,watcher=debug",
         (None, false) => "info",
     };
     let filter: tracing_subscriber::filter::Targets = level

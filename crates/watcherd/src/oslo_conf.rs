@@ -409,7 +409,7 @@ impl OsloConf {
         // defaults (main.rs), not settings of the service.
         if let Some(v) = self.get("DEFAULT", "debug") {
             Kind::Bool.convert(v, "DEFAULT", "debug")?;
-            self.mark(fates, "DEFAULT", "debug", "--log debug");
+            self.mark(fates, "DEFAULT", "debug", "--log info,watcher=debug");
         }
         self.mark(
             fates,
