@@ -716,6 +716,24 @@ pub fn drain(c: &mut TestBroker, queue: &str) -> Vec<Value> {
     out
 }
 
+/// A plan live-migrating web-1 from compute-1 to compute-2, started, with
+/// its migration under way at the cloud.
+pub fn running_live_migration(api: &Daemon, sim: &SimCloud) -> String {
+    let plan = api.actuator(json!([
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
+            "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    api.start_plan(&plan);
+    api.wait_action_state(&plan, "migrate", "ONGOING");
+    // The action is ONGOING from its journal entry on; the cloud has the
+    // migration a moment later.
+    wait_for(Duration::from_secs(10), || {
+        (sim.operations().len() == 1).then_some(())
+    });
+    plan
+}
+
 /// Each action's (and the plan's) history is a path: every change starts
 /// where the one before it ended.
 pub fn assert_history_unbroken(api: &Daemon, plan: &str) {

@@ -200,16 +200,7 @@ fn split_processes_follow_the_failover_and_a_live_migration_runs_once() {
         Part::start("applier", &config("ap-1")),
         Part::start("applier", &config("ap-2")),
     ];
-    let plan = api.actuator(json!([
-        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
-            "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
-    api.start_plan(&plan);
-    api.wait_action_state(&plan, "migrate", "ONGOING");
-    wait_for(Duration::from_secs(10), || {
-        (sim.operations().len() == 1).then_some(())
-    });
+    let plan = running_live_migration(&api, &sim);
     let before = transitions(&api, &plan);
 
     pair.kill_primary();

@@ -243,24 +243,6 @@ fn failover_part(root: &Path, name: &str, database: &str, sim: &SimCloud) -> Pat
     )
 }
 
-/// A plan live-migrating web-1 from compute-1 to compute-2, started, with
-/// its migration under way at the cloud.
-fn running_live_migration(api: &Daemon, sim: &SimCloud) -> String {
-    let plan = api.actuator(json!([
-        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
-            "resource_id": "6a1e2b6c-8d1f-4a52-9a51-2c4f7f0a0001",
-            "source_node": "compute-1", "destination_node": "compute-2"}}
-    ]));
-    api.start_plan(&plan);
-    api.wait_action_state(&plan, "migrate", "ONGOING");
-    // The action is ONGOING from its journal entry on; the cloud has the
-    // migration a moment later.
-    wait_for(Duration::from_secs(10), || {
-        (sim.operations().len() == 1).then_some(())
-    });
-    plan
-}
-
 /// The plan's history has a row whose reason contains `text`.
 fn assert_history_says(api: &Daemon, plan: &str, text: &str) {
     let history = api.get(&format!("/v1/action_plans/{plan}/history"))["history"].clone();
