@@ -50,10 +50,7 @@ fn naive(t: &Option<DateTime<Utc>>) -> Value {
 }
 
 pub fn links(base: &str, resource: &str, id: &str) -> Value {
-    json!([
-        {"href": format!("{base}/v1/{resource}/{id}"), "rel": "self"},
-        {"href": format!("{base}/{resource}/{id}"), "rel": "bookmark"},
-    ])
+    serde_json::to_value(Links { base, resource, id }).expect("links are plain strings")
 }
 
 fn object(pairs: Vec<(&str, Value)>) -> Value {
@@ -117,7 +114,7 @@ pub struct AuditView<'a> {
     #[serde(skip_serializing_if = "Field::is_absent")]
     hostname: Field<&'a Option<String>>,
     interval: &'a Option<String>,
-    links: Links<'a>,
+    links: Links<'a, Uuid>,
     name: &'a str,
     next_run_time: Option<Naive>,
     #[serde(skip_serializing_if = "Field::is_absent")]
@@ -218,21 +215,21 @@ impl serde::Serialize for Naive {
     }
 }
 
-/// A resource's `links`, as [`links`] builds them.
-pub struct Links<'a> {
+/// A resource's `links`: itself under `/v1` and its bookmark.
+pub struct Links<'a, I> {
     base: &'a str,
-    resource: &'static str,
-    id: Uuid,
+    resource: &'a str,
+    id: I,
 }
 
-impl serde::Serialize for Links<'_> {
+impl<I: std::fmt::Display> serde::Serialize for Links<'_, I> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(serde::Serialize)]
         struct Link<'a> {
             href: &'a str,
             rel: &'static str,
         }
-        let (base, resource, id) = (self.base, self.resource, self.id);
+        let (base, resource, id) = (self.base, self.resource, &self.id);
         let own = format!("{base}/v1/{resource}/{id}");
         let bookmark = format!("{base}/{resource}/{id}");
         [
