@@ -47,13 +47,25 @@ pub(crate) fn move_actions(
          WHERE action_plan_id = ?7 AND state = ?2 ORDER BY id", args![plan, from, to, change.actor, change.reason, now, plan_id, Entity::Action])?;
     let deleted_at = (to == ActionState::Deleted).then_some(now);
     let status_message = status_message.map(bound_status_message);
-    let uuids: Vec<Uuid> = conn
-        .query_map("UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
-             status_message = COALESCE(?4, status_message) WHERE action_plan_id = ?5 AND state = ?6 \
-             RETURNING uuid", 
-            args![to, now, deleted_at, status_message, plan_id, from],
+    let update =
+        "UPDATE actions SET state = ?1, updated_at = ?2, deleted_at = COALESCE(?3, deleted_at), \
+         status_message = COALESCE(?4, status_message) WHERE action_plan_id = ?5 AND state = ?6";
+    let update_args = args![to, now, deleted_at, status_message, plan_id, from];
+    let uuids: Vec<Uuid> = if conn.dialect() == Dialect::Mysql {
+        // No UPDATE .. RETURNING: the rows are read first, under the
+        // writers' lock, so no other writer moves them in between.
+        let uuids = conn.query_map(
+            "SELECT uuid FROM actions WHERE action_plan_id = ?1 AND state = ?2 ORDER BY id",
+            args![plan_id, from],
             |r| r.uuid(0),
         )?;
+        conn.execute(update, update_args)?;
+        uuids
+    } else {
+        conn.query_map(&format!("{update} RETURNING uuid"), update_args, |r| {
+            r.uuid(0)
+        })?
+    };
     if !uuids.is_empty() {
         events.push(StoreEvent::ActionsMoved {
             plan,

@@ -97,6 +97,40 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+impl From<mysql::Error> for StoreError {
+    fn from(e: mysql::Error) -> Self {
+        let mysql::Error::MySqlError(db) = &e else {
+            // No answer from the server (the connection gone, never made,
+            // or its TLS refused), or a statement the driver would not send.
+            return match e {
+                mysql::Error::DriverError(
+                    mysql::DriverError::MismatchedStmtParams(..)
+                    | mysql::DriverError::Params(_)
+                    | mysql::DriverError::MixedParams,
+                ) => StoreError::Database(with_causes(&e)),
+                mysql::Error::UrlError(_) => StoreError::Invalid(with_causes(&e)),
+                _ => StoreError::Unavailable(with_causes(&e)),
+            };
+        };
+        match db.code {
+            // A deadlock, a lock not had in time, a Galera certification
+            // conflict (reported as a deadlock): the transaction was rolled
+            // back whole, and the same writes succeed when tried again.
+            1213 | 1205 => StoreError::Unavailable(format!(
+                "{} ({}): the transaction was rolled back; try again",
+                db.message, db.code
+            )),
+            // Too many connections, the server shutting down, the session
+            // killed, a Galera node not in the primary component, the
+            // server read-only (a replica, or a primary being switched).
+            1040 | 1053 | 1927 | 1047 | 1290 | 1836 | 4031 => {
+                StoreError::Unavailable(format!("{} ({})", db.message, db.code))
+            }
+            _ => StoreError::Database(format!("{} ({})", db.message, db.code)),
+        }
+    }
+}
+
 /// An error and what caused it ("error connecting to server: Connection
 /// refused"): the client's own message alone does not say what to fix.
 pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {

@@ -5,8 +5,8 @@
 //! a history row, and applies its cascades. Zero rows updated is a lost race
 //! and comes back as [`StoreError::Conflict`], never as a silent overwrite.
 //!
-//! Two databases: a SQLite file (embedded, or several processes on one
-//! machine) and PostgreSQL (several machines). The queries are written once
+//! Three databases: a SQLite file (embedded, or several processes on one
+//! machine), PostgreSQL and MariaDB/MySQL (several machines). The queries are written once
 //! ([`sql`]); write transactions exclude each other on both
 //! ([`sql::Dialect::begin_write`]), so every state change sees the one
 //! before it, and history rows are numbered in commit order.
@@ -28,6 +28,7 @@ mod error;
 mod events;
 mod heartbeat;
 mod location;
+mod mariadb;
 mod pg_connect;
 mod reader;
 mod schema;
@@ -60,7 +61,8 @@ pub use heartbeat::{Heartbeat, HEARTBEAT_EVERY, SERVICE_DOWN_TIME};
 pub use history::StateCounts;
 pub use journal::JournalEntry;
 pub use listing::{ListQuery, SortKey};
-pub use location::{DatabaseLocation, PostgresUrl, WAL_LIMIT_BYTES};
+pub use location::{DatabaseLocation, MysqlUrl, PostgresUrl, WAL_LIMIT_BYTES};
+pub use mariadb::{in_mariadb_words, TABLE_PREFIX as MARIADB_TABLE_PREFIX};
 pub use plans::{NewPlan, PlanFilter, PlanUpdate, Takeover};
 pub use presence::Presence;
 pub use purge::{PurgeCounts, PurgeRequest};
@@ -121,7 +123,7 @@ impl Store {
                 location: location.clone(),
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(match location.dialect() {
-                    Dialect::Postgres => 4,
+                    Dialect::Postgres | Dialect::Mysql => 4,
                     Dialect::Sqlite => 8,
                 })),
             }),
@@ -142,7 +144,7 @@ impl Store {
         }
         let bulk_writer = match location.dialect() {
             Dialect::Sqlite => None,
-            Dialect::Postgres => {
+            Dialect::Postgres | Dialect::Mysql => {
                 let (bulk_tx, bulk_rx) = mpsc::channel::<WriterMsg>();
                 let bulk = Writer {
                     conn: None,
@@ -198,10 +200,10 @@ impl Store {
     }
 
     /// True when other watcherd processes may share this database as a
-    /// matter of course (PostgreSQL); a SQLite file is shared only when
-    /// the configuration says so.
+    /// matter of course (PostgreSQL, MariaDB); a SQLite file is shared only
+    /// when the configuration says so.
     pub fn is_server_database(&self) -> bool {
-        self.inner.location.dialect() == Dialect::Postgres
+        self.inner.location.dialect() != Dialect::Sqlite
     }
 
     /// Hears of changes other processes make to the same database (several

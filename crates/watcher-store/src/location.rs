@@ -3,6 +3,7 @@
 
 use crate::error::with_causes;
 use crate::error::StoreError;
+use crate::mariadb;
 use crate::pg_connect;
 use crate::sql::{Conn, Dialect, PgConn};
 use rusqlite::OpenFlags;
@@ -18,6 +19,36 @@ pub enum DatabaseLocation {
     File(PathBuf),
     /// A `postgres://` URL, as libpq takes it.
     Postgres(PostgresUrl),
+    /// A `mysql://` URL (MariaDB or MySQL), as SQLAlchemy and PyMySQL take it.
+    Mysql(MysqlUrl),
+}
+
+/// A MariaDB URL read once, as [`PostgresUrl`] is.
+#[derive(Clone)]
+pub struct MysqlUrl {
+    url: String,
+    target: Arc<mariadb::MysqlTarget>,
+}
+
+impl MysqlUrl {
+    /// The URL as given (with its password: not for messages).
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl PartialEq for MysqlUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for MysqlUrl {}
+
+impl std::fmt::Debug for MysqlUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.url))
+    }
 }
 
 /// A PostgreSQL URL read once: its connection settings and TLS
@@ -52,7 +83,9 @@ impl std::fmt::Debug for PostgresUrl {
 
 impl DatabaseLocation {
     /// Accepts `sqlite::memory:`, `sqlite://PATH`, `sqlite:PATH`, a bare
-    /// path, or `postgres://user@host:port/dbname` (`postgresql://` too).
+    /// path, `postgres://user@host:port/dbname` (`postgresql://` too), or
+    /// `mysql://user:password@host:port/dbname` (`mysql+pymysql://` too, as
+    /// upstream's `watcher.conf` spells it).
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         if url == "sqlite::memory:" || url == ":memory:" {
             return Ok(DatabaseLocation::Memory);
@@ -64,19 +97,27 @@ impl DatabaseLocation {
             }));
         }
         if let Some((scheme, _)) = url.split_once("://") {
-            if scheme == "mysql" || scheme.starts_with("mysql+") {
-                return Err(StoreError::Invalid(format!(
-                    "database URL {}: the scheme '{scheme}' is not supported yet: watcherd \
-                     cannot use MariaDB or MySQL; use postgres://USER@HOST[:PORT]/DATABASE \
-                     or sqlite:///PATH (with a watcher.conf, --database overrides its \
-                     [database] connection)",
-                    redact_url(url)
-                )));
+            // SQLAlchemy's drivers all speak to the same server.
+            if [
+                "mysql",
+                "mysql+pymysql",
+                "mysql+mysqldb",
+                "mysql+mysqlconnector",
+                "mariadb",
+                "mariadb+pymysql",
+            ]
+            .contains(&scheme)
+            {
+                return Ok(DatabaseLocation::Mysql(MysqlUrl {
+                    target: Arc::new(mariadb::parse(url)?),
+                    url: url.to_string(),
+                }));
             }
             if scheme != "sqlite" {
                 return Err(StoreError::Invalid(format!(
                     "database URL {}: the scheme '{scheme}' is not supported; use \
-                     sqlite:///PATH, sqlite::memory: or postgres://USER@HOST[:PORT]/DATABASE",
+                     sqlite:///PATH, sqlite::memory:, postgres://USER@HOST[:PORT]/DATABASE \
+                     or mysql://USER:PASSWORD@HOST[:PORT]/DATABASE",
                     redact_url(url)
                 )));
             }
@@ -94,6 +135,7 @@ impl DatabaseLocation {
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
             DatabaseLocation::Postgres(_) => Dialect::Postgres,
+            DatabaseLocation::Mysql(_) => Dialect::Mysql,
             _ => Dialect::Sqlite,
         }
     }
@@ -122,6 +164,7 @@ impl DatabaseLocation {
                 conn.batch("SET plan_cache_mode = force_custom_plan")?;
                 Ok(Some(conn))
             }
+            DatabaseLocation::Mysql(url) => Ok(Some(open_mysql(url)?)),
         }
     }
 }
@@ -155,6 +198,10 @@ pub(crate) fn open_postgres(url: &PostgresUrl) -> Result<PgConn, StoreError> {
         ))
     })?;
     Ok(PgConn::new(client))
+}
+
+pub(crate) fn open_mysql(url: &MysqlUrl) -> Result<Conn, StoreError> {
+    Ok(Conn::Mysql(Box::new(url.target.connect(&url.url)?)))
 }
 
 /// `PRAGMA quick_check` when the writer opens the file: a database
@@ -205,11 +252,14 @@ mod tests {
             redact_url("postgres://watcher@db1/watcher"),
             "postgres://watcher@db1/watcher"
         );
-        let e = DatabaseLocation::parse("mysql://root:secret@db1/watcher").unwrap_err();
-        assert!(
-            e.to_string().contains("'mysql' is not supported yet"),
-            "{e}"
-        );
+        let Ok(DatabaseLocation::Mysql(my)) =
+            DatabaseLocation::parse("mysql+pymysql://watcher:secret@db1/watcher?charset=utf8")
+        else {
+            panic!("not MariaDB")
+        };
+        assert!(!format!("{my:?}").contains("secret"));
+        let e = DatabaseLocation::parse("oracle://root:secret@db1/watcher").unwrap_err();
+        assert!(e.to_string().contains("'oracle' is not supported"), "{e}");
         assert!(!e.to_string().contains("secret"), "{e}");
         let e = DatabaseLocation::parse("postgres://watcher:secret@db1:notaport/w").unwrap_err();
         assert!(e.to_string().contains("postgres://watcher:***@"), "{e}");

@@ -1,10 +1,12 @@
-//! Appliers' presence on PostgreSQL: each applier holds a session-level
-//! advisory lock named after its host on a connection of its own, for as
-//! long as it lives. The server releases the lock the moment that session
-//! ends (a kill -9 closes the socket; a network cut is noticed by the
-//! server's keepalives within seconds), so the other appliers learn that an
-//! applier is gone by trying its lock, without waiting for its plans'
-//! leases to run out.
+//! Appliers' presence on a database server: each applier holds a
+//! session-level lock named after its host on a connection of its own, for
+//! as long as it lives (PostgreSQL's advisory lock, MariaDB's `GET_LOCK`).
+//! The server releases the lock the moment that session ends (a kill -9
+//! closes the socket; a network cut is noticed within seconds: by the
+//! server's keepalives on PostgreSQL, by a 5 s `wait_timeout` on MariaDB,
+//! as the connection is pinged twice a second), so the other appliers learn
+//! that an applier is gone by trying its lock, without waiting for its
+//! plans' leases to run out.
 //!
 //! A lock held means alive (or not yet known dead): the safe side. A lock
 //! free means the session is gone, or the applier has not taken it yet
@@ -53,6 +55,12 @@ fn hold(location: &DatabaseLocation, host: &str) -> Result<Conn, StoreError> {
     let conn = location
         .open_reader()?
         .ok_or_else(|| StoreError::Invalid("no presence without a database server".into()))?;
+    if conn.dialect() == Dialect::Mysql {
+        conn.batch("SET SESSION wait_timeout = 5")?;
+        // Waits as PostgreSQL's does (a year is MariaDB's "for ever").
+        conn.query_one("SELECT GET_LOCK(?1, 31536000)", [mysql_lock_name(host)])?;
+        return Ok(conn);
+    }
     conn.batch(
         "SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; \
          SET tcp_keepalives_count = 2; SET tcp_user_timeout = 3000",
@@ -67,13 +75,18 @@ fn hold(location: &DatabaseLocation, host: &str) -> Result<Conn, StoreError> {
     Ok(conn)
 }
 
+/// `host`'s presence lock on MariaDB (names are at most 64 characters).
+fn mysql_lock_name(host: &str) -> String {
+    format!("watcherd-presence-{:08x}", host_key(host) as u32)
+}
+
 impl Store {
     /// Takes and holds `host`'s presence lock on a thread of its own
-    /// (PostgreSQL; `None` on SQLite, whose appliers rely on leases).
+    /// (a database server; `None` on SQLite, whose appliers rely on leases).
     /// Returns once the lock is held, or after 5 s if the server cannot be
     /// reached now: the thread keeps trying, and holds it once it can.
     pub fn hold_presence(&self, host: &str) -> Option<Presence> {
-        if self.inner.location.dialect() != Dialect::Postgres {
+        if self.inner.location.dialect() == Dialect::Sqlite {
             return None;
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -123,9 +136,9 @@ impl Store {
     }
 
     /// Hosts other than `me` that hold ONGOING or CANCELLING plans but not
-    /// their presence lock (PostgreSQL; always empty on SQLite).
+    /// their presence lock (a database server; always empty on SQLite).
     pub async fn gone_appliers(&self, me: String) -> Result<Vec<String>, StoreError> {
-        if self.inner.location.dialect() != Dialect::Postgres {
+        if self.inner.location.dialect() == Dialect::Sqlite {
             return Ok(vec![]);
         }
         self.read(move |conn| {
@@ -137,6 +150,16 @@ impl Store {
             )?;
             let mut gone = vec![];
             for host in hosts {
+                if conn.dialect() == Dialect::Mysql {
+                    let free: bool =
+                        conn.query_row("SELECT IS_FREE_LOCK(?1)", [mysql_lock_name(&host)], |r| {
+                            r.get(0)
+                        })?;
+                    if free {
+                        gone.push(host);
+                    }
+                    continue;
+                }
                 let key = args![PRESENCE_CLASS as i64, host_key(&host) as i64];
                 let free: bool =
                     conn.query_row("SELECT pg_try_advisory_lock(?1, ?2)", key.clone(), |r| {

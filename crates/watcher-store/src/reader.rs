@@ -17,9 +17,9 @@ pub(crate) struct ReadPool {
 impl Drop for ReadPool {
     fn drop(&mut self) {
         let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
-        // PostgreSQL's client blocks while it closes a connection, which
+        // The servers' clients block while they close a connection, which
         // it must not do on the async thread that dropped the last handle.
-        if idle.iter().any(|c| c.dialect() == Dialect::Postgres) {
+        if idle.iter().any(|c| c.dialect() != Dialect::Sqlite) {
             let _ = std::thread::Builder::new()
                 .name("store-close".into())
                 .spawn(move || drop(idle));

@@ -197,11 +197,88 @@ pub fn for_postgres(sql: &str) -> String {
     .replace(" INTEGER", " BIGINT")
 }
 
+/// Text columns that are keys or in an index: MariaDB indexes a
+/// `VARCHAR(255)`, not a `TEXT`. Every other text column is a `LONGTEXT`.
+const MYSQL_KEY_COLUMNS: &[&str] = &[
+    "uuid",
+    "name",
+    "state",
+    "entity",
+    "action_plan_uuid",
+    "action_uuid",
+    "kind",
+    "id",
+    "host",
+];
+
+/// A migration in MariaDB's words, one statement each, every one of them
+/// safe to run again (MariaDB commits each DDL statement on its own, so a
+/// migration cut short is finished by the next start): `IF NOT EXISTS`
+/// everywhere, `BIGINT AUTO_INCREMENT` keys, `VARCHAR(255)` for text that
+/// is indexed, utf8mb4 compared as bytes (as SQLite and PostgreSQL compare
+/// text). A partial index becomes an index led by its condition's column;
+/// the unique name of live templates a unique index on a generated column
+/// that holds the name only while the template is not deleted.
+pub fn for_mysql(sql: &str) -> Vec<String> {
+    crate::mariadb::split_statements(sql)
+        .into_iter()
+        .map(|st| {
+            // A one-row table's key is checked, never generated.
+            let st = st
+                .replace("INTEGER PRIMARY KEY CHECK", "BIGINT PRIMARY KEY CHECK")
+                .replace("INTEGER PRIMARY KEY", "BIGINT AUTO_INCREMENT PRIMARY KEY")
+                .replace(" INTEGER", " BIGINT");
+            if let Some(rest) = st.strip_prefix("CREATE TABLE ") {
+                let columns: Vec<String> = rest.lines().map(mysql_text_column).collect();
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                    columns.join("\n")
+                )
+            } else if let Some(rest) = st.strip_prefix("ALTER TABLE ") {
+                mysql_text_column(&format!("ALTER TABLE {}", rest.replace("ADD COLUMN ", "ADD COLUMN IF NOT EXISTS ")))
+            } else if st.starts_with("CREATE UNIQUE INDEX audit_templates_live_name") {
+                "ALTER TABLE audit_templates ADD COLUMN IF NOT EXISTS live_name VARCHAR(255) \
+                 AS (IF(deleted_at IS NULL, name, NULL)) STORED, \
+                 ADD UNIQUE INDEX IF NOT EXISTS audit_templates_live_name (live_name)"
+                    .to_string()
+            } else if let Some(rest) = st.strip_prefix("CREATE INDEX ") {
+                let rest = match rest.split_once(" WHERE ") {
+                    None => rest.to_string(),
+                    Some((index, condition)) => {
+                        let column = condition.split_whitespace().next().unwrap_or_default();
+                        index.replacen('(', &format!("({column}, "), 1)
+                    }
+                };
+                format!("CREATE INDEX IF NOT EXISTS {rest}")
+            } else {
+                st
+            }
+        })
+        .collect()
+}
+
+/// `name TEXT` as `VARCHAR(255)` or `LONGTEXT` ([`MYSQL_KEY_COLUMNS`]).
+fn mysql_text_column(line: &str) -> String {
+    let Some(at) = line.find(" TEXT") else {
+        return line.to_string();
+    };
+    let name = line[..at].split_whitespace().last().unwrap_or_default();
+    let ty = if MYSQL_KEY_COLUMNS.contains(&name) {
+        " VARCHAR(255)"
+    } else {
+        " LONGTEXT"
+    };
+    format!("{}{ty}{}", &line[..at], &line[at + " TEXT".len()..])
+}
+
 /// Applies the migrations not applied yet, all in one write transaction:
 /// several processes may start on one database at once, and the write lock
 /// makes the second wait and then find the work done.
 pub(crate) fn migrate(conn: &Conn) -> Result<(), StoreError> {
     let dialect = conn.dialect();
+    if dialect == Dialect::Mysql {
+        return migrate_mysql(conn);
+    }
     conn.batch(&dialect.begin_write())?;
     let result = (|| {
         conn.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
@@ -212,8 +289,8 @@ pub(crate) fn migrate(conn: &Conn) -> Result<(), StoreError> {
             let version = i as i64 + 1;
             if version > current {
                 match dialect {
-                    Dialect::Sqlite => conn.batch(sql)?,
                     Dialect::Postgres => conn.batch(&for_postgres(sql))?,
+                    _ => conn.batch(sql)?,
                 }
                 conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
             }
@@ -229,6 +306,42 @@ pub(crate) fn migrate(conn: &Conn) -> Result<(), StoreError> {
     }
 }
 
+/// MariaDB's migrations: DDL commits on its own there, so instead of one
+/// transaction, a named lock keeps two processes from migrating at once,
+/// and every statement is safe to run again ([`for_mysql`]).
+fn migrate_mysql(conn: &Conn) -> Result<(), StoreError> {
+    let locked: Option<i64> = conn
+        .query_one("SELECT GET_LOCK('watcherd-schema', 300)", ())?
+        .get(0)?;
+    if locked != Some(1) {
+        return Err(StoreError::Unavailable(
+            "another watcherd has been migrating the schema for 5 minutes".into(),
+        ));
+    }
+    let result = (|| {
+        conn.batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL) ENGINE=InnoDB; \
+             CREATE TABLE IF NOT EXISTS writers_lock (id BIGINT PRIMARY KEY, locks BIGINT NOT NULL) ENGINE=InnoDB; \
+             INSERT IGNORE INTO writers_lock VALUES (1, 0)",
+        )?;
+        let current: i64 = conn
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())?
+            .get(0)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                for statement in for_mysql(sql) {
+                    conn.batch(&statement)?;
+                }
+                conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
+            }
+        }
+        Ok(())
+    })();
+    let _ = conn.query_one("SELECT RELEASE_LOCK('watcherd-schema')", ());
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +352,42 @@ mod tests {
         assert!(pg.contains("id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"));
         assert!(pg.contains("created_at BIGINT NOT NULL"));
         assert!(!pg.contains("INTEGER"));
+    }
+
+    #[test]
+    fn mariadb_schema_indexes_short_text_and_keeps_long_text_whole() {
+        let all: Vec<String> = MIGRATIONS.iter().flat_map(|m| for_mysql(m)).collect();
+        let goals = &all[0];
+        assert!(
+            goals.starts_with("CREATE TABLE IF NOT EXISTS goals"),
+            "{goals}"
+        );
+        assert!(
+            goals.contains("id BIGINT AUTO_INCREMENT PRIMARY KEY,"),
+            "{goals}"
+        );
+        assert!(
+            goals.contains("uuid VARCHAR(255) NOT NULL UNIQUE"),
+            "{goals}"
+        );
+        assert!(
+            goals.contains("efficacy_specification LONGTEXT NOT NULL"),
+            "{goals}"
+        );
+        assert!(goals.ends_with("COLLATE=utf8mb4_bin"), "{goals}");
+        assert!(all
+            .iter()
+            .all(|s| !s.contains(" TEXT") && !s.contains("INTEGER")));
+        assert!(all.contains(
+            &"CREATE INDEX IF NOT EXISTS state_history_audit ON state_history(entity, uuid, seq)"
+                .to_string()
+        ));
+        assert!(all
+            .iter()
+            .any(|s| s.contains("live_name VARCHAR(255) AS (IF(deleted_at IS NULL, name, NULL))")));
+        assert!(all.contains(
+            &"ALTER TABLE audits ADD COLUMN IF NOT EXISTS triggered BIGINT NOT NULL DEFAULT 0"
+                .to_string()
+        ));
     }
 }

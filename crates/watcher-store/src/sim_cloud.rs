@@ -44,9 +44,18 @@ impl Store {
         self.write(move |conn, _| {
             for r in rows {
                 conn.execute(
-                    "INSERT INTO sim_cloud_rows (kind, id, save_no, body) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT(kind, id) DO UPDATE SET save_no = excluded.save_no, body = excluded.body \
-                     WHERE excluded.save_no > sim_cloud_rows.save_no",
+                    if conn.dialect() == Dialect::Mysql {
+                        // No WHERE on the update: each column keeps its
+                        // value unless the save is later (body first, as
+                        // it compares with the save_no before the update).
+                        "INSERT INTO sim_cloud_rows (kind, id, save_no, body) VALUES (?1, ?2, ?3, ?4) \
+                         ON DUPLICATE KEY UPDATE body = IF(VALUES(save_no) > save_no, VALUES(body), body), \
+                         save_no = GREATEST(save_no, VALUES(save_no))"
+                    } else {
+                        "INSERT INTO sim_cloud_rows (kind, id, save_no, body) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT(kind, id) DO UPDATE SET save_no = excluded.save_no, body = excluded.body \
+                         WHERE excluded.save_no > sim_cloud_rows.save_no"
+                    },
                     args![r.kind, r.id, save_no, r.body],
                 )?;
             }

@@ -1,13 +1,15 @@
-//! One SQL interface over SQLite and PostgreSQL.
+//! One SQL interface over SQLite, PostgreSQL and MariaDB.
 //!
-//! The store's queries are written once, in the SQL both databases accept
-//! (`?N` placeholders, `ON CONFLICT`, `RETURNING`, row-value comparisons),
-//! and run through [`Conn`]. For PostgreSQL the placeholders are rewritten
-//! to `$N` and each value is encoded as the type PostgreSQL inferred for its
-//! parameter, so the callers bind plain integers, text and NULLs on both.
-//! The few statements that differ ask [`Conn::dialect`].
+//! The store's queries are written once, in the SQL SQLite and PostgreSQL
+//! both accept (`?N` placeholders, `ON CONFLICT`, `RETURNING`, row-value
+//! comparisons), and run through [`Conn`]. For PostgreSQL the placeholders
+//! are rewritten to `$N` and each value is encoded as the type PostgreSQL
+//! inferred for its parameter, so the callers bind plain integers, text and
+//! NULLs on all three; for MariaDB [`crate::mariadb`] rewrites each
+//! statement once. The few statements that differ ask [`Conn::dialect`].
 
 use super::StoreError;
+use crate::mariadb::MysqlConn;
 use postgres::types::{IsNull, ToSql, Type};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -196,6 +198,10 @@ impl<T: FromValue> FromValue for Option<T> {
 }
 
 impl Row {
+    pub(crate) fn new(columns: Arc<[String]>, values: Vec<Value>) -> Row {
+        Row { columns, values }
+    }
+
     pub fn get<T: FromValue>(&self, c: impl Column) -> Result<T, StoreError> {
         let v = c
             .position(&self.columns)
@@ -258,6 +264,7 @@ impl Row {
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
+    Mysql,
 }
 
 impl Dialect {
@@ -269,10 +276,15 @@ impl Dialect {
     /// seen every row before it: the notification relay and the history
     /// tail never skip a row), and the read-check-write steps of the store
     /// see no concurrent writer, as on SQLite.
+    /// On MariaDB, an update of the one row of `writers_lock`, the first
+    /// statement of the transaction: the same order, and on a Galera
+    /// cluster two writers on different nodes conflict at certification
+    /// (one is refused and retried) instead of both committing.
     pub fn begin_write(self) -> String {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE".into(),
             Dialect::Postgres => format!("BEGIN; {}", Self::LOCK_WRITERS),
+            Dialect::Mysql => format!("START TRANSACTION; {}", Self::MYSQL_LOCK_WRITERS),
         }
     }
 
@@ -283,12 +295,17 @@ impl Dialect {
         match self {
             Dialect::Sqlite => self.begin_write(),
             Dialect::Postgres => "BEGIN".into(),
+            Dialect::Mysql => "START TRANSACTION".into(),
         }
     }
 
     /// The transaction-scoped advisory lock every PostgreSQL write
     /// transaction takes (key 0x0057_4154_4348_4552, "WATCHER").
     const LOCK_WRITERS: &'static str = "SELECT pg_advisory_xact_lock(24560153135695186)";
+
+    /// MariaDB's writers' lock: its row is made with the schema.
+    const MYSQL_LOCK_WRITERS: &'static str =
+        "UPDATE writers_lock SET locks = locks + 1 WHERE id = 1";
 
     /// `column` equal to the argument `arg` (`?` or `?N`), ASCII letters compared
     /// without regard to case, the way upstream Watcher finds names on
@@ -301,6 +318,10 @@ impl Dialect {
             Dialect::Postgres => {
                 format!(r#"lower({column} COLLATE "C") = lower(CAST({arg} AS TEXT) COLLATE "C")"#)
             }
+            // MariaDB's LOWER folds every letter (É to é): ASCII letters
+            // are folded one by one instead, so that a name is found the
+            // same way on all three databases.
+            Dialect::Mysql => format!("{} = {}", ascii_lower(column), ascii_lower(arg)),
         }
     }
 
@@ -308,15 +329,24 @@ impl Dialect {
     pub fn greatest(self) -> &'static str {
         match self {
             Dialect::Sqlite => "MAX",
-            Dialect::Postgres => "GREATEST",
+            Dialect::Postgres | Dialect::Mysql => "GREATEST",
         }
     }
+}
+
+/// `expr` with its ASCII capitals made small and nothing else changed
+/// (MariaDB has no function for it: 26 REPLACEs, on the short names only).
+fn ascii_lower(expr: &str) -> String {
+    ('A'..='Z').fold(expr.to_string(), |e, c| {
+        format!("REPLACE({e}, '{c}', '{}')", c.to_ascii_lowercase())
+    })
 }
 
 /// An open connection to either database. Used by one thread at a time.
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
     Postgres(Box<PgConn>),
+    Mysql(Box<MysqlConn>),
 }
 
 pub(crate) struct PgConn {
@@ -540,6 +570,7 @@ impl Conn {
         match self {
             Conn::Sqlite(_) => Dialect::Sqlite,
             Conn::Postgres(_) => Dialect::Postgres,
+            Conn::Mysql(_) => Dialect::Mysql,
         }
     }
 
@@ -553,6 +584,7 @@ impl Conn {
             Conn::Postgres(c) => c.run(sql, &args, |client, st, params| {
                 client.execute(st, params).map(|n| n as usize)
             }),
+            Conn::Mysql(c) => c.execute(sql, &args),
         }
     }
 
@@ -591,6 +623,7 @@ impl Conn {
                     })
                     .collect()
             }
+            Conn::Mysql(c) => c.query(sql, &args),
         }
     }
 
@@ -640,6 +673,7 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres(c) => Ok(c.client.borrow_mut().batch_execute(sql)?),
+            Conn::Mysql(c) => c.batch(sql),
         }
     }
 
@@ -653,15 +687,17 @@ impl Conn {
         match self.dialect() {
             Dialect::Sqlite => Ok(()),
             Dialect::Postgres => self.batch(Dialect::LOCK_WRITERS),
+            Dialect::Mysql => self.batch(Dialect::MYSQL_LOCK_WRITERS),
         }
     }
 
-    /// False once the server has gone away (PostgreSQL); the connection
-    /// is then dropped and a new one opened.
+    /// False once the server has gone away (PostgreSQL, MariaDB); the
+    /// connection is then dropped and a new one opened.
     pub fn is_usable(&self) -> bool {
         match self {
             Conn::Sqlite(_) => true,
             Conn::Postgres(c) => !c.is_closed(),
+            Conn::Mysql(c) => c.is_usable(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The history tail: other processes' commits turned into events (LISTEN
-//! on PostgreSQL, polling a shared SQLite file).
+//! on PostgreSQL, polling the history's key on MariaDB and in a shared
+//! SQLite file).
 
 use crate::error::StoreError;
 use crate::events::{Announcer, StoreEvent, CANCEL_CHANNEL, HISTORY_CHANNEL};
@@ -13,6 +14,14 @@ use watcher_core::ActionPlanState;
 /// How often a process polls a shared SQLite file for other processes'
 /// changes (SQLite has no cross-process notification).
 const SQLITE_TAIL_EVERY: Duration = Duration::from_millis(50);
+/// How often a process polls MariaDB's history for other processes'
+/// changes. MariaDB has no LISTEN/NOTIFY; one read of the history's
+/// primary key past the last row seen costs the server next to nothing
+/// (a few hundred a second with a dozen processes), needs nothing the
+/// deployment does not have, and bounds how late a cancel is heard by
+/// another process. RabbitMQ would carry it sooner, but a lost message
+/// would then need this poll anyway.
+const MYSQL_TAIL_EVERY: Duration = Duration::from_millis(20);
 /// How often a process re-reads PostgreSQL's history although no
 /// notification came: the safety net for one lost with a connection.
 const POSTGRES_TAIL_EVERY: Duration = Duration::from_secs(2);
@@ -95,7 +104,8 @@ pub(crate) fn history_tail_loop(location: DatabaseLocation, events: Announcer) {
                 }
             },
             Conn::Sqlite(_) if idle => std::thread::sleep(SQLITE_TAIL_EVERY),
-            Conn::Sqlite(_) => {}
+            Conn::Mysql(_) if idle => std::thread::sleep(MYSQL_TAIL_EVERY),
+            Conn::Sqlite(_) | Conn::Mysql(_) => {}
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::events::{Announcer, StoreEvent, CANCEL_CHANNEL, HISTORY_CHANNEL};
-use crate::location::{check_integrity, open_postgres, open_sqlite, DatabaseLocation};
+use crate::location::{check_integrity, open_mysql, open_postgres, open_sqlite, DatabaseLocation};
 use crate::sql::{args, Conn, Dialect};
 use crate::wal::{checkpoint, wal_bytes, WAL_HIGH_WATER_BYTES};
 use rusqlite::OpenFlags;
@@ -85,6 +85,7 @@ fn open_connection(
             )?;
             Ok(conn)
         }
+        DatabaseLocation::Mysql(url) => open_mysql(url),
     }
 }
 
@@ -114,12 +115,12 @@ fn run_in_savepoint<R>(
     let mut local = Vec::new();
     match f(conn, &mut local) {
         Ok(r) => {
-            conn.batch("RELEASE request")?;
+            conn.batch("RELEASE SAVEPOINT request")?;
             events.extend(local);
             Ok(r)
         }
         Err(e) => {
-            conn.batch("ROLLBACK TO request; RELEASE request")?;
+            conn.batch("ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request")?;
             Err(e)
         }
     }

@@ -58,15 +58,56 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// The database URL for the database file `db` would be: that SQLite file,
-/// or with `WATCHER_TEST_DATABASE=postgres` a fresh PostgreSQL database on
-/// 127.0.0.1:5432 named after it (the same file, the same database, so the
-/// processes of one test share it as they would share the file).
+/// or with `WATCHER_TEST_DATABASE=postgres` (or `mysql`) a fresh PostgreSQL
+/// (or MariaDB) database named after it (the same file, the same database,
+/// so the processes of one test share it as they would share the file).
 pub fn database_url(db: &Path) -> String {
     match std::env::var("WATCHER_TEST_DATABASE").as_deref() {
         Ok("postgres") => postgres_database(db),
+        Ok("mysql") => mariadb_database(db),
         Ok("sqlite") | Err(_) => format!("sqlite://{}", db.display()),
-        Ok(other) => panic!("WATCHER_TEST_DATABASE={other}: expected sqlite or postgres"),
+        Ok(other) => panic!("WATCHER_TEST_DATABASE={other}: expected sqlite, postgres or mysql"),
     }
+}
+
+/// The name of the test database of `db` on a server: `wt_<hash>`.
+fn test_database_name(db: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    db.hash(&mut h);
+    format!("wt_{:016x}", h.finish())
+}
+
+/// The MariaDB server the tests use (`WATCHER_TEST_MARIADB`, default the
+/// machine's on 127.0.0.1:3306 as root).
+pub fn mariadb_server() -> String {
+    std::env::var("WATCHER_TEST_MARIADB").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A fresh MariaDB database on [`mariadb_server`] named after `db`.
+pub fn mariadb_database(db: &Path) -> String {
+    let name = test_database_name(db);
+    let server = mariadb_server();
+    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !created.contains(&name) {
+        use mysql::prelude::Queryable;
+        let mut admin =
+            mysql::Conn::new(mysql::Opts::from_url(&server).unwrap()).unwrap_or_else(|e| {
+                panic!("WATCHER_TEST_DATABASE=mysql, but {server} cannot be reached: {e}")
+            });
+        admin
+            .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin.query_drop(format!("CREATE DATABASE {name}")).unwrap();
+        created.push(name.clone());
+    }
+    format!("{server}/{name}")
+}
+
+/// A connection to a test database on MariaDB.
+fn mariadb_connection(url: &str) -> mysql::Conn {
+    mysql::Conn::new(mysql::Opts::from_url(url).unwrap()).unwrap()
 }
 
 /// The PostgreSQL server the tests use (`WATCHER_TEST_POSTGRES`, default
@@ -78,10 +119,7 @@ pub fn postgres_server() -> String {
 
 /// A fresh PostgreSQL database on [`postgres_server`] named after `db`.
 pub fn postgres_database(db: &Path) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    db.hash(&mut h);
-    let name = format!("wt_{:016x}", h.finish());
+    let name = test_database_name(db);
     let server = postgres_server();
     static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,6 +150,13 @@ pub fn execute_sql(dir: &Path, sql: &str) {
                 .execute_batch(sql)
                 .unwrap();
         }
+        None if url.starts_with("mysql://") => {
+            use mysql::prelude::Queryable;
+            let mut conn = mariadb_connection(&url);
+            for statement in watcher_store::in_mariadb_words(sql) {
+                conn.query_drop(statement).unwrap();
+            }
+        }
         None => postgres::Client::connect(&url, postgres::NoTls)
             .unwrap()
             .batch_execute(sql)
@@ -128,6 +173,14 @@ pub fn query_i64(dir: &Path, sql: &str) -> i64 {
             .unwrap()
             .query_row(sql, [], |r| r.get(0))
             .unwrap(),
+        None if url.starts_with("mysql://") => {
+            use mysql::prelude::Queryable;
+            let statement = watcher_store::in_mariadb_words(sql).remove(0);
+            mariadb_connection(&url)
+                .query_first::<i64, _>(statement)
+                .unwrap()
+                .unwrap()
+        }
         None => postgres::Client::connect(&url, postgres::NoTls)
             .unwrap()
             .query_one(sql, &[])

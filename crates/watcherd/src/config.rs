@@ -60,8 +60,9 @@ pub enum AuthStrategy {
 pub struct Config {
     /// Address of the REST API.
     pub listen: SocketAddr,
-    /// `sqlite:///path/watcher.db`, `sqlite::memory:` or
-    /// `postgres://user:password@host:port/dbname`; empty means
+    /// `sqlite:///path/watcher.db`, `sqlite::memory:`,
+    /// `postgres://user:password@host:port/dbname` or
+    /// `mysql://user:password@host:port/dbname`; empty means
     /// `watcher.db` in `data_dir`.
     pub database: String,
     pub data_dir: PathBuf,
@@ -431,11 +432,11 @@ mod tests {
     #[test]
     fn unknown_database_schemes_are_refused_before_anything_is_created() {
         let c = Config {
-            database: "mysql://root:pw@host/x".into(),
+            database: "oracle://root:pw@host/x".into(),
             ..Config::default()
         };
         let e = c.check().unwrap_err().to_string();
-        assert!(e.contains("'mysql' is not supported"), "{e}");
+        assert!(e.contains("'oracle' is not supported"), "{e}");
         assert!(!e.contains("pw@"), "{e}");
     }
 

@@ -20,8 +20,8 @@ use watcherd::sources::Loaded;
     long_about = "Runs the whole Watcher service in one process: the v1 REST API, the decision \
 engine, the applier and a SQLite database, against a simulated cloud (the default) or a \
 real OpenStack cloud (--cloud openstack). The subcommands split it into processes sharing \
-one database: a SQLite file on one machine, PostgreSQL (--database postgres://...) on \
-several.\n\n\
+one database: a SQLite file on one machine, PostgreSQL (--database postgres://...) or \
+MariaDB/MySQL (--database mysql://...) on several.\n\n\
 Settings come from defaults, then an upstream watcher.conf (--config-file, --config-dir), \
 then --config FILE (TOML), then WATCHER_* environment variables, then flags. \
 `watcherd --print-config` shows the result."
@@ -43,8 +43,9 @@ struct Args {
     /// Address of the REST API [default: 127.0.0.1:9322].
     #[arg(long, global = true, env = "WATCHER_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Database URL: sqlite:///path/watcher.db, sqlite::memory:, or
-    /// postgres://USER:PASSWORD@HOST:PORT/DB [default: watcher.db in the data directory].
+    /// Database URL: sqlite:///path/watcher.db, sqlite::memory:,
+    /// postgres://USER:PASSWORD@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB
+    /// [default: watcher.db in the data directory].
     #[arg(long, global = true, env = "WATCHER_DATABASE", value_name = "URL")]
     database: Option<String>,
     /// Directory for the default database file [default: ~/.local/share/watcherd].

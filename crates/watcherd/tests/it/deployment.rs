@@ -148,8 +148,8 @@ fn json_logs_carry_the_request_id_and_text_logs_to_a_file_have_no_colours() {
 #[test]
 fn configuration_errors_name_the_setting_and_change_nothing() {
     let dir = temp_dir("config-errors");
-    let e = fails_to_start(&dir, &["--database", "mysql://root:pw-1234@db/watcher"]);
-    assert!(e.contains("'mysql' is not supported"), "{e}");
+    let e = fails_to_start(&dir, &["--database", "oracle://root:pw-1234@db/watcher"]);
+    assert!(e.contains("'oracle' is not supported"), "{e}");
     assert!(!e.contains("pw-1234"), "{e}");
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
