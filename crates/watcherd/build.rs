@@ -8,6 +8,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("OS_AUTH_URL", "test_openstack"),
     ("WATCHER_TEST_RABBITMQ", "test_rabbitmq"),
     ("WATCHER_TEST_POSTGRES", "test_postgres"),
+    ("WATCHER_TEST_MARIADB", "test_mariadb"),
     ("WATCHER_TEST_STUNNEL", "test_stunnel"),
     ("WATCHER_TEST_PROMETHEUS", "test_prometheus"),
     ("WATCHER_TEST_CINDER", "test_cinder"),

@@ -387,9 +387,18 @@ pub(crate) fn parse(url: &str) -> Result<MysqlTarget, StoreError> {
 impl MysqlTarget {
     pub fn connect(&self, url: &str) -> Result<MysqlConn, StoreError> {
         let conn = mysql::Conn::new(self.opts.clone()).map_err(|e| {
+            let denied = matches!(&e, mysql::Error::MySqlError(db) if db.code == 1045);
+            // MariaDB refuses a plain connection to a server that takes
+            // TLS only with the same words as a wrong password.
+            let hint = if denied && self.opts.get_ssl_opts().is_none() {
+                "; check the user and password, and if the server takes TLS \
+                 connections only, add ssl_ca=FILE to the URL"
+            } else {
+                "; is the server up, and does the URL name the right host, port, user \
+                 and database?"
+            };
             StoreError::Unavailable(format!(
-                "cannot connect to MariaDB at {}: {}; is the server up, and does the URL \
-                 name the right host, port, user and database?",
+                "cannot connect to MariaDB at {}: {}{hint}",
                 redact_url(url),
                 with_causes(&e)
             ))

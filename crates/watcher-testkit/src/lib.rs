@@ -2,10 +2,12 @@
 //! port with its own SQLite file, talk HTTP to it, wait for conditions.
 
 pub mod keystone;
+pub mod mariadb_server;
 pub mod pg_replication;
 pub mod servers;
 
 use serde_json::{json, Value};
+pub use mariadb_server::PrivateMariadb;
 pub use servers::{CutProxy, PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ mod failover;
 mod fault_matrix;
 mod keystone;
 mod limits;
+mod mariadb;
 mod notifications;
 mod openapi;
 mod openstack;

@@ -1,0 +1,136 @@
+//! A MariaDB server of the test's own (Debian's mariadbd, a data directory
+//! made by mariadb-install-db, a free port), so that a test can stop it,
+//! restart it or give it TLS without touching the machine's server, which
+//! the OpenStack control plane of other tests uses.
+
+use crate::free_port;
+use crate::servers::{wait_for_port, TestCa};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The password of the server's `watcher` user (in a URL: `w%40t-pass`).
+pub const PASSWORD: &str = "w@t-pass";
+
+pub struct PrivateMariadb {
+    dir: PathBuf,
+    pub port: u16,
+    ssl: bool,
+    server: RefCell<Option<Child>>,
+}
+
+impl PrivateMariadb {
+    pub fn start(root: &Path) -> PrivateMariadb {
+        PrivateMariadb::start_with(root, None)
+    }
+
+    /// With `ca`: TLS with the CA's server certificate, and only TLS
+    /// connections taken (`require_secure_transport`).
+    pub fn start_with(root: &Path, ca: Option<&TestCa>) -> PrivateMariadb {
+        let dir = root.join("mariadb");
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(ca) = ca {
+            for (from, to) in [
+                (&ca.ca_cert, "ca.pem"),
+                (&ca.server_cert, "server.pem"),
+                (&ca.server_key, "server.key"),
+            ] {
+                std::fs::copy(from, dir.join(to)).unwrap();
+            }
+        }
+        let out = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args(["--user=root", "--auth-root-authentication-method=normal"])
+            .args(["--skip-test-db"])
+            .output()
+            .expect("mariadb-install-db (Debian's mariadb-server)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let server = PrivateMariadb {
+            dir,
+            port: free_port(),
+            ssl: ca.is_some(),
+            server: RefCell::new(None),
+        };
+        server.run();
+        // What a deployment gives watcherd: a user of its own, with a
+        // password, on the network.
+        server.sql(&format!(
+            "CREATE USER 'watcher'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
+             GRANT ALL ON *.* TO 'watcher'@'127.0.0.1'"
+        ));
+        server
+    }
+
+    /// Starts the server (again) and waits until it takes connections.
+    pub fn run(&self) {
+        let d = |p: &str| self.dir.join(p).display().to_string();
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d("data")))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", d("sock")))
+            .arg(format!("--pid-file={}", d("pid")))
+            .arg(format!("--log-error={}", d("error.log")))
+            .args(["--user=root", "--skip-name-resolve"])
+            .arg("--innodb-flush-log-at-trx-commit=2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.ssl {
+            cmd.arg(format!("--ssl-ca={}", d("ca.pem")))
+                .arg(format!("--ssl-cert={}", d("server.pem")))
+                .arg(format!("--ssl-key={}", d("server.key")))
+                .arg("--require-secure-transport=ON");
+        }
+        *self.server.borrow_mut() = Some(cmd.spawn().expect("mariadbd"));
+        wait_for_port(self.port, Duration::from_secs(60));
+    }
+
+    /// Stops the server at once (SIGKILL): every connection breaks, as
+    /// when the database host dies.
+    pub fn kill(&self) {
+        if let Some(mut server) = self.server.borrow_mut().take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// `mysql://watcher:PASSWORD@127.0.0.1:PORT/DATABASE`, the database
+    /// made if new; `query` is appended after a `?` when not empty.
+    pub fn url(&self, database: &str, query: &str) -> String {
+        self.sql(&format!("CREATE DATABASE IF NOT EXISTS {database}"));
+        let url = format!("mysql://watcher:w%40t-pass@127.0.0.1:{}/{database}", self.port);
+        if query.is_empty() {
+            url
+        } else {
+            format!("{url}?{query}")
+        }
+    }
+
+    /// Runs `sql` with the server's own client (through its socket).
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new("mariadb")
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["-u", "root", "-N", "-B", "-e", sql])
+            .output()
+            .expect("the mariadb client");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,204 @@
+//! MariaDB as upstream Watcher's deployments run it: a server that dies
+//! mid-plan and comes back, TLS verified against the deployment's CA (and
+//! refused without it), and upstream's own `watcher.conf` naming a database
+//! that holds upstream Watcher's tables, which watcherd leaves alone.
+//!
+//! Each test runs a MariaDB server of its own (mariadb-install-db in a
+//! temporary directory, its own port). The store's suites run on the
+//! machine's server too (`WATCHER_TEST_DATABASE=mysql` in `.ci/run`).
+
+use watcher_testkit as common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `watcherd ARGS` that must fail to start: its one-line error.
+fn start_error(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(watcherd_binary())
+        .args(args)
+        .env_remove("WATCHER_CONFIG")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "watcherd {args:?} started: {stderr}");
+    stderr
+}
+
+#[cfg_attr(
+    not(test_mariadb),
+    ignore = "needs MariaDB's server programs: set WATCHER_TEST_MARIADB=mysql://root@127.0.0.1:3306 (.ci/run does)"
+)]
+#[test]
+fn a_mariadb_server_killed_mid_plan_answers_503_meanwhile_and_the_plan_still_finishes() {
+    let root = temp_dir("mariadb-restart");
+    let db = PrivateMariadb::start(&root);
+    let dir = root.join("watcherd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::start_with_config(
+        &dir,
+        write_config_on(&dir, &db.url("watcher", "charset=utf8"), "", "", ""),
+        None,
+    );
+    let sleeps: Vec<Value> = (0..4)
+        .map(|_| json!({"action_type": "sleep", "input_parameters": {"duration": 1.0}}))
+        .collect();
+    let plan = d.actuator(json!(sleeps));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+
+    db.kill();
+    let (status, body) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        faultstring(&body).contains("database is unavailable"),
+        "{body}"
+    );
+    assert_eq!(d.raw("GET", "/healthz", "").0, 503);
+    wait_for(Duration::from_secs(20), || {
+        d.log().contains("plan run failed").then_some(())
+    });
+
+    // InnoDB recovers what was committed; every process reconnects.
+    db.run();
+    let p = wait_for(Duration::from_secs(40), || {
+        let (status, p) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
+        (status == 200
+            && ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&p["state"].as_str().unwrap()))
+        .then_some(p)
+    });
+    assert_eq!(p["state"], "SUCCEEDED", "{p}; log: {}", d.log());
+    let actions = d.actions(&plan);
+    assert!(
+        actions.iter().all(|a| a["state"] == "SUCCEEDED"),
+        "{actions:?}"
+    );
+    assert_history_unbroken(&d, &plan);
+    assert_eq!(d.raw("GET", "/healthz", "").0, 200);
+}
+
+#[cfg_attr(
+    not(test_mariadb),
+    ignore = "needs MariaDB's server programs: set WATCHER_TEST_MARIADB=mysql://root@127.0.0.1:3306 (.ci/run does)"
+)]
+#[test]
+fn tls_to_mariadb_is_verified_against_the_ca_and_a_wrong_or_missing_one_is_refused() {
+    let root = temp_dir("mariadb-tls");
+    let ca = TestCa::new(&root, "mariadb");
+    let other = TestCa::new(&root, "other");
+    let db = PrivateMariadb::start_with(&root, Some(&ca));
+    // The server takes TLS connections only; the plain client of the kit
+    // talks to it through its socket.
+    let plain = db.url("watcher", "");
+    let verified = format!(
+        "{plain}?charset=utf8&ssl_ca={}&ssl_verify_identity=true",
+        ca.ca_cert.display()
+    );
+
+    let e = start_error(&root, &["--database", &plain, "--data-dir", "."]);
+    assert!(e.contains("cannot connect to MariaDB"), "{e}");
+    // MariaDB says no more than "access denied"; watcherd says what to try.
+    assert!(e.contains("add ssl_ca=FILE"), "{e}");
+    assert!(!e.contains("t-pass"), "the password stays out: {e}");
+    let wrong = format!("{plain}?ssl_ca={}", other.ca_cert.display());
+    let e = start_error(&root, &["--database", &wrong, "--data-dir", "."]);
+    assert!(e.contains("cannot connect to MariaDB"), "{e}");
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+
+    let dir = root.join("watcherd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::start_with_config(&dir, write_config_on(&dir, &verified, "", "", ""), None);
+    let plan = d.recommend("dummy", "dummy", json!({"para1": 1}));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    // Every connection of watcherd's is encrypted (the server would not
+    // take another), and there are some.
+    let sessions: i64 = db
+        .sql("SELECT COUNT(*) FROM information_schema.processlist WHERE db = 'watcher'")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(sessions >= 2, "{sessions} sessions");
+}
+
+#[cfg_attr(
+    not(test_mariadb),
+    ignore = "needs MariaDB's server programs: set WATCHER_TEST_MARIADB=mysql://root@127.0.0.1:3306 (.ci/run does)"
+)]
+#[test]
+fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone() {
+    let root = temp_dir("mariadb-upstream-conf");
+    let db = PrivateMariadb::start(&root);
+    let url = db.url("watcher", "");
+    // Tables by upstream Watcher's names, as its migrations leave them.
+    db.sql(
+        "CREATE TABLE watcher.audits (id INT PRIMARY KEY, uuid VARCHAR(36), name VARCHAR(63)); \
+         INSERT INTO watcher.audits VALUES (7, 'a5b8e2b4-0000-4000-8000-000000000007', 'upstream-audit'); \
+         CREATE TABLE watcher.action_plans (id INT PRIMARY KEY, state VARCHAR(20)); \
+         INSERT INTO watcher.action_plans VALUES (3, 'RECOMMENDED'); \
+         CREATE TABLE watcher.alembic_version (version_num VARCHAR(32) NOT NULL)",
+    );
+    let before = db.sql("CHECKSUM TABLE watcher.audits, watcher.action_plans");
+
+    let conf = root.join("watcher.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[DEFAULT]\nenable_authentication = false\nhost = conf-host\n\
+             [database]\nconnection = {}\n[api]\nhost = 127.0.0.1\nport = 0\n",
+            url.replace("mysql://", "mysql+pymysql://") + "?charset=utf8"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(watcherd_binary())
+        .arg("--config-file")
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(&root)
+        .env_remove("WATCHER_LISTEN")
+        .env_remove("WATCHER_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = announced(&mut child, "watcherd listening on ")
+        .unwrap_or_else(|line| panic!("did not start: {line}"));
+    let d = Daemon {
+        child,
+        url: started,
+        dir: root.clone(),
+    };
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    d.start_plan(&plan);
+    assert_eq!(
+        d.wait_state(&plan, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    // Two audits of watcherd's, none of upstream's among them.
+    assert!(d.get("/v1/audits")["audits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["name"] != "upstream-audit"));
+
+    let tables = db.sql("SHOW TABLES FROM watcher");
+    assert!(tables.lines().any(|t| t == "watcherd_action_plans"), "{tables}");
+    assert!(tables.lines().any(|t| t == "watcherd_writers_lock"), "{tables}");
+    assert!(
+        tables
+            .lines()
+            .all(|t| t.starts_with("watcherd_") || ["audits", "action_plans", "alembic_version"].contains(&t)),
+        "{tables}"
+    );
+    assert_eq!(
+        db.sql("CHECKSUM TABLE watcher.audits, watcher.action_plans"),
+        before,
+        "upstream's tables are untouched"
+    );
+}
