@@ -168,13 +168,13 @@ impl Store {
             if state != ActionPlanState::Ongoing {
                 return Err(StoreError::PlanNotRunning { plan, state });
             }
-            if let Some(owner) = owner {
+            if let Some(owner) = &owner {
                 let holder: Option<String> = conn.query_row(
                     "SELECT hostname FROM action_plans WHERE uuid = ?1",
                     [plan.to_string()],
                     |r| r.get(0),
                 )?;
-                if let Some(h) = holder.filter(|h| *h != owner) {
+                if let Some(h) = holder.filter(|h| h != owner) {
                     return Err(StoreError::NotOwner { plan, owner: h });
                 }
             }

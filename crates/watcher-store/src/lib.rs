@@ -251,7 +251,7 @@ impl Store {
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
         self.enqueue(f).await.map_err(|_| StoreError::Closed)?
     }
@@ -276,7 +276,7 @@ impl Store {
     pub(crate) fn enqueue<R, F>(&self, f: F) -> oneshot::Receiver<Result<R, StoreError>>
     where
         R: Send + 'static,
-        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
         let (job, rx) = write_job(f);
         // If the writer is gone, `tx` is dropped with the job and the
@@ -294,7 +294,7 @@ impl Store {
     pub(crate) async fn write_bulk<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
     {
         let Some(bulk) = &self.inner.bulk_writer else {
             return self.write(f).await;

@@ -446,7 +446,11 @@ impl MysqlConn {
         let connection_lost = !matches!(e, mysql::Error::MySqlError(_));
         let e = StoreError::from(e);
         if rolled_back {
-            *self.rolled_back.borrow_mut() = Some(e.to_string());
+            let why = match &e {
+                StoreError::Unavailable(m) => m.clone(),
+                other => other.to_string(),
+            };
+            *self.rolled_back.borrow_mut() = Some(why);
         } else if connection_lost && matches!(e, StoreError::Unavailable(_)) {
             self.broken.set(true);
         }
@@ -463,7 +467,7 @@ impl MysqlConn {
         }
         match &*self.rolled_back.borrow() {
             Some(why) => Err(StoreError::Unavailable(format!(
-                "the server rolled this transaction back ({why})"
+                "the server rolled the transaction back: {why}"
             ))),
             None => Ok(()),
         }
@@ -545,6 +549,10 @@ impl MysqlConn {
 
     pub fn is_usable(&self) -> bool {
         !self.broken.get()
+    }
+
+    pub fn rolled_back_by_server(&self) -> bool {
+        self.rolled_back.borrow().is_some()
     }
 }
 

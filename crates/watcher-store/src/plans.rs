@@ -423,7 +423,7 @@ impl Store {
         update: PlanUpdate,
     ) -> Result<ActionPlan, StoreError> {
         self.write(move |conn, events| {
-            transition_plan_conn(conn, events, uuid, &change, update)?;
+            transition_plan_conn(conn, events, uuid, &change, update.clone())?;
             get_plan_conn(conn, uuid, true)
         })
         .await
@@ -439,7 +439,7 @@ impl Store {
     ) -> Result<Vec<Uuid>, StoreError> {
         self.write(move |conn, _| {
             let mut lost = vec![];
-            for p in plans {
+            for &p in &plans {
                 let n = conn
                     // A running plan without a holder (left by a version
                     // that did not record one) becomes this applier's.
@@ -508,7 +508,7 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::LeaseLost {
                     plan: uuid,
-                    holder: from_host,
+                    holder: from_host.clone(),
                 });
             }
             let plan = get_plan_conn(conn, uuid, false)?;

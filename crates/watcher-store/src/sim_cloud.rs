@@ -42,7 +42,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let save_no = i64::try_from(save_no).unwrap_or(i64::MAX);
         self.write(move |conn, _| {
-            for r in rows {
+            for r in &rows {
                 conn.execute(
                     if conn.dialect() == Dialect::Mysql {
                         // No WHERE on the update: each column keeps its

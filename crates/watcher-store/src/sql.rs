@@ -691,6 +691,16 @@ impl Conn {
         }
     }
 
+    /// True when the server rolled the open transaction back on its own
+    /// (MariaDB: a deadlock, a lock not had in time, a Galera conflict):
+    /// the same writes succeed when run again.
+    pub fn rolled_back_by_server(&self) -> bool {
+        match self {
+            Conn::Mysql(c) => c.rolled_back_by_server(),
+            _ => false,
+        }
+    }
+
     /// False once the server has gone away (PostgreSQL, MariaDB); the
     /// connection is then dropped and a new one opened.
     pub fn is_usable(&self) -> bool {

@@ -7,7 +7,7 @@ use crate::location::{check_integrity, open_mysql, open_postgres, open_sqlite, D
 use crate::sql::{args, Conn, Dialect};
 use crate::wal::{checkpoint, wal_bytes, WAL_HIGH_WATER_BYTES};
 use rusqlite::OpenFlags;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 use watcher_core::backoff::LogGate;
 use watcher_core::ActionPlanState;
@@ -26,10 +26,25 @@ pub enum Durability {
 }
 
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A write request. Called with `Err` when its group could not begin a
-/// transaction: it then answers with that error without running.
-pub(crate) type WriteJob =
-    Box<dyn FnOnce(Result<(&Conn, &mut Vec<StoreEvent>), StoreError>) -> Completion + Send>;
+/// One run of a write request in the group's transaction.
+type WriteRun = Box<dyn FnMut(&Conn, &mut Vec<StoreEvent>) -> Completion + Send>;
+
+/// A write request. `run` runs it in its own savepoint and returns what
+/// answers its caller once the group's commit is known; it runs again
+/// when the server rolled the whole group back on its own (MariaDB's
+/// deadlocks and Galera's certification conflicts), and only the answer
+/// of the run that committed is sent. `fail` answers with an error
+/// without running it (the group could not begin a transaction).
+pub(crate) struct WriteJob {
+    run: WriteRun,
+    fail: Box<dyn FnOnce(StoreError) + Send>,
+}
+
+/// How many times a group the server rolled back is run again before its
+/// callers are told the database is unavailable, and the first pause
+/// between two runs (doubling), as oslo.db retries upstream's.
+const ROLLED_BACK_RETRIES: u32 = 10;
+const ROLLED_BACK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 pub(crate) type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
 
 pub(crate) enum WriterMsg {
@@ -91,25 +106,40 @@ fn open_connection(
 
 /// A write request running `f` in its own savepoint, and where its answer
 /// will arrive once its group has committed.
-pub(crate) fn write_job<R, F>(f: F) -> (WriteJob, oneshot::Receiver<Result<R, StoreError>>)
+pub(crate) fn write_job<R, F>(mut f: F) -> (WriteJob, oneshot::Receiver<Result<R, StoreError>>)
 where
     R: Send + 'static,
-    F: FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
+    F: FnMut(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let job: WriteJob = Box::new(move |ctx| {
-        let result = ctx.and_then(|(conn, events)| run_in_savepoint(conn, events, f));
-        Box::new(move |commit: Result<(), StoreError>| {
-            let _ = tx.send(commit.and(result));
-        })
+    let slot = Arc::new(Mutex::new(Some(tx)));
+    let answer = slot.clone();
+    let take = |slot: &Mutex<Option<oneshot::Sender<Result<R, StoreError>>>>| {
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    };
+    let run = Box::new(
+        move |conn: &Conn, events: &mut Vec<StoreEvent>| -> Completion {
+            let result = run_in_savepoint(conn, events, &mut f);
+            let slot = slot.clone();
+            Box::new(move |commit: Result<(), StoreError>| {
+                if let Some(tx) = take(&slot) {
+                    let _ = tx.send(commit.and(result));
+                }
+            })
+        },
+    );
+    let fail = Box::new(move |e: StoreError| {
+        if let Some(tx) = take(&answer) {
+            let _ = tx.send(Err(e));
+        }
     });
-    (job, rx)
+    (WriteJob { run, fail }, rx)
 }
 
 fn run_in_savepoint<R>(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
-    f: impl FnOnce(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError>,
+    mut f: impl FnMut(&Conn, &mut Vec<StoreEvent>) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
     conn.batch("SAVEPOINT request")?;
     let mut local = Vec::new();
@@ -196,14 +226,12 @@ impl Writer {
         Ok(self.conn.as_ref().expect("opened above"))
     }
 
-    /// Runs and commits one group; the number of writes committed.
-    // Long because one group's transaction: begin, each write in its savepoint, commit or
-    // roll back, answer the callers, publish the events; the order of these steps is the
-    // durability guarantee, so they read best in one place.
+    /// Runs and commits one group; the number of writes committed. A group
+    /// the server rolled back on its own is run again, whole.
     fn run_group(&mut self, pending: &mut Vec<WriterMsg>) -> usize {
         let (events, bulk) = (self.events.clone(), self.bulk);
-        let conn = match self.connection() {
-            Ok(c) => c,
+        match self.connection().map(|_| ()) {
+            Ok(()) => {}
             Err(e) => {
                 if let Some(held_back) = self.gate.admit(&e.to_string(), std::time::Instant::now())
                 {
@@ -216,83 +244,110 @@ impl Writer {
                 };
                 for msg in pending.drain(..) {
                     if let WriterMsg::Write(job) = msg {
-                        job(Err(StoreError::Unavailable(reason.clone())))(Ok(()));
+                        (job.fail)(StoreError::Unavailable(reason.clone()));
                     }
                 }
                 return 0;
             }
-        };
-        let mut completions: Vec<Completion> = Vec::with_capacity(pending.len());
-        let mut batch_events = Vec::new();
-        let began = conn.batch(&if bulk {
-            conn.dialect().begin_unlocked()
-        } else {
-            conn.dialect().begin_write()
-        });
-        for msg in pending.drain(..) {
-            match msg {
-                WriterMsg::Read(job) => job(conn),
-                WriterMsg::Write(job) => match &began {
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot begin a transaction");
-                        job(Err(StoreError::Unavailable(format!(
-                            "the database could not begin a transaction: {e}"
-                        ))))(Ok(()));
-                    }
-                    Ok(()) => completions.push(job(Ok((conn, &mut batch_events)))),
-                },
+        }
+        // The connection and the log gate are borrowed apart.
+        let conn = self.conn.as_ref().expect("opened by connection()");
+        let mut jobs: Vec<WriteJob> = Vec::with_capacity(pending.len());
+        let mut pause = ROLLED_BACK_PAUSE;
+        for attempt in 0..=ROLLED_BACK_RETRIES {
+            let began = conn.batch(&if bulk {
+                conn.dialect().begin_unlocked()
+            } else {
+                conn.dialect().begin_write()
+            });
+            let mut completions: Vec<Completion> = Vec::with_capacity(pending.len() + jobs.len());
+            let mut batch_events = Vec::new();
+            if let Err(e) = &began {
+                tracing::warn!(error = %e, "cannot begin a transaction");
             }
-        }
-        if began.is_err() {
-            return 0;
-        }
-        // The bulk writer's job took the writers' lock before its history
-        // rows; taking it again here (it is reentrant) makes sure its
-        // commit is ordered like every other, even for a job that forgot.
-        let locked = if bulk { conn.lock_writers() } else { Ok(()) };
-        // Other processes listen: the NOTIFY is delivered with the commit.
-        let notified = locked.and_then(|()| match (conn.dialect(), batch_events.is_empty()) {
-            (Dialect::Postgres, false) => {
-                for ev in &batch_events {
-                    if let StoreEvent::PlanState {
-                        uuid,
-                        state: ActionPlanState::Cancelling,
-                    } = ev
+            // Reads run once, in their place in the queue.
+            for msg in pending.drain(..) {
+                match msg {
+                    WriterMsg::Read(job) => job(conn),
+                    WriterMsg::Write(job) => jobs.push(job),
+                }
+            }
+            if let Err(e) = began {
+                for job in jobs {
+                    (job.fail)(StoreError::Unavailable(format!(
+                        "the database could not begin a transaction: {e}"
+                    )));
+                }
+                return 0;
+            }
+            for job in &mut jobs {
+                completions.push((job.run)(conn, &mut batch_events));
+            }
+            let committed = commit(conn, bulk, &batch_events);
+            let retry =
+                committed.is_err() && conn.rolled_back_by_server() && attempt < ROLLED_BACK_RETRIES;
+            match committed {
+                Ok(()) => {
+                    let n = completions.len();
+                    for done in completions {
+                        done(Ok(()));
+                    }
+                    for ev in batch_events {
+                        events.announce(ev);
+                    }
+                    return n;
+                }
+                Err(e) if retry => {
+                    let _ = conn.batch("ROLLBACK");
+                    tracing::info!(error = %e, attempt = attempt + 1, writes = jobs.len(), "the server rolled the group back; running it again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                Err(e) => {
+                    if let Some(held_back) =
+                        self.gate.admit(&e.to_string(), std::time::Instant::now())
                     {
-                        conn.execute(
-                            "SELECT pg_notify(?1, ?2)",
-                            args![CANCEL_CHANNEL, uuid.to_string()],
-                        )?;
+                        tracing::error!(error = %e, not_logged = held_back, "commit failed; the whole group is rolled back");
                     }
+                    let _ = conn.batch("ROLLBACK");
+                    for done in completions {
+                        done(Err(match &e {
+                            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                            other => StoreError::Database(format!("commit failed: {other}")),
+                        }));
+                    }
+                    return 0;
                 }
-                conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}"))
-            }
-            _ => Ok(()),
-        });
-        match notified.and_then(|()| conn.batch("COMMIT")) {
-            Ok(()) => {
-                let n = completions.len();
-                for done in completions {
-                    done(Ok(()));
-                }
-                for ev in batch_events {
-                    events.announce(ev);
-                }
-                n
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; the whole group is rolled back");
-                let _ = conn.batch("ROLLBACK");
-                let unavailable = matches!(e, StoreError::Unavailable(_));
-                for done in completions {
-                    done(Err(if unavailable {
-                        StoreError::Unavailable(e.to_string())
-                    } else {
-                        StoreError::Database(format!("commit failed: {e}"))
-                    }));
-                }
-                0
             }
         }
+        unreachable!("the last attempt answers")
     }
+}
+
+/// Ends a group's transaction: takes the writers' lock if the bulk writer's
+/// job did not, tells other processes (PostgreSQL's NOTIFY is delivered
+/// with the commit), and commits.
+fn commit(conn: &Conn, bulk: bool, batch_events: &[StoreEvent]) -> Result<(), StoreError> {
+    // The bulk writer's job took the writers' lock before its history
+    // rows; taking it again here (it is reentrant) makes sure its
+    // commit is ordered like every other, even for a job that forgot.
+    if bulk {
+        conn.lock_writers()?;
+    }
+    if conn.dialect() == Dialect::Postgres && !batch_events.is_empty() {
+        for ev in batch_events {
+            if let StoreEvent::PlanState {
+                uuid,
+                state: ActionPlanState::Cancelling,
+            } = ev
+            {
+                conn.execute(
+                    "SELECT pg_notify(?1, ?2)",
+                    args![CANCEL_CHANNEL, uuid.to_string()],
+                )?;
+            }
+        }
+        conn.batch(&format!("NOTIFY {HISTORY_CHANNEL}"))?;
+    }
+    conn.batch("COMMIT")
 }

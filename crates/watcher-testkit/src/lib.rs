@@ -6,8 +6,8 @@ pub mod mariadb_server;
 pub mod pg_replication;
 pub mod servers;
 
-use serde_json::{json, Value};
 pub use mariadb_server::PrivateMariadb;
+use serde_json::{json, Value};
 pub use servers::{CutProxy, PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

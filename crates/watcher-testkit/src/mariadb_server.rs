@@ -105,7 +105,10 @@ impl PrivateMariadb {
     /// made if new; `query` is appended after a `?` when not empty.
     pub fn url(&self, database: &str, query: &str) -> String {
         self.sql(&format!("CREATE DATABASE IF NOT EXISTS {database}"));
-        let url = format!("mysql://watcher:w%40t-pass@127.0.0.1:{}/{database}", self.port);
+        let url = format!(
+            "mysql://watcher:w%40t-pass@127.0.0.1:{}/{database}",
+            self.port
+        );
         if query.is_empty() {
             url
         } else {

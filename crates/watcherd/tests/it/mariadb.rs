@@ -188,12 +188,17 @@ fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone
         .all(|a| a["name"] != "upstream-audit"));
 
     let tables = db.sql("SHOW TABLES FROM watcher");
-    assert!(tables.lines().any(|t| t == "watcherd_action_plans"), "{tables}");
-    assert!(tables.lines().any(|t| t == "watcherd_writers_lock"), "{tables}");
     assert!(
-        tables
-            .lines()
-            .all(|t| t.starts_with("watcherd_") || ["audits", "action_plans", "alembic_version"].contains(&t)),
+        tables.lines().any(|t| t == "watcherd_action_plans"),
+        "{tables}"
+    );
+    assert!(
+        tables.lines().any(|t| t == "watcherd_writers_lock"),
+        "{tables}"
+    );
+    assert!(
+        tables.lines().all(|t| t.starts_with("watcherd_")
+            || ["audits", "action_plans", "alembic_version"].contains(&t)),
         "{tables}"
     );
     assert_eq!(
@@ -201,4 +206,75 @@ fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone
         before,
         "upstream's tables are untouched"
     );
+}
+
+#[cfg_attr(
+    not(test_mariadb),
+    ignore = "needs MariaDB's server programs: set WATCHER_TEST_MARIADB=mysql://root@127.0.0.1:3306 (.ci/run does)"
+)]
+#[test]
+fn a_write_the_server_rolls_back_in_a_deadlock_is_run_again_and_the_caller_never_sees_it() {
+    use mysql::prelude::Queryable;
+    let root = temp_dir("mariadb-deadlock");
+    let db = PrivateMariadb::start(&root);
+    let url = db.url("watcher", "");
+    let dir = root.join("watcherd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::start_with_config(&dir, write_config_on(&dir, &url, "", "", ""), None);
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let audit = d.plan(&plan)["audit_uuid"].as_str().unwrap().to_string();
+
+    // Another client's transaction, heavier than any of watcherd's (InnoDB
+    // rolls back the lighter of two deadlocked transactions), holds the
+    // audit's row.
+    let connect = || mysql::Conn::new(mysql::Opts::from_url(&url).unwrap()).unwrap();
+    let mut other = connect();
+    other
+        .query_drop("CREATE TABLE scratch (n INT) ENGINE=InnoDB")
+        .unwrap();
+    other.query_drop("START TRANSACTION").unwrap();
+    other
+        .query_drop("INSERT INTO scratch SELECT seq FROM seq_1_to_20000")
+        .unwrap();
+    other
+        .query_drop(format!(
+            "SELECT id FROM watcherd_audits WHERE uuid = '{audit}' FOR UPDATE"
+        ))
+        .unwrap();
+    std::thread::scope(|s| {
+        let rename = s.spawn(|| {
+            d.req(
+                "PATCH",
+                &format!("/v1/audits/{audit}"),
+                Some(&json!([{"op": "replace", "path": "/name", "value": "renamed"}])),
+            )
+        });
+        // watcherd's writer holds the writers' lock and waits for the row.
+        let mut look = connect();
+        wait_for(Duration::from_secs(10), || {
+            let waiting: Option<i64> = look
+                .query_first(
+                    "SELECT COUNT(*) FROM information_schema.processlist \
+                     WHERE state = 'Updating' AND info LIKE 'UPDATE watcherd_audits%'",
+                )
+                .unwrap();
+            (waiting == Some(1)).then_some(())
+        });
+        // Now the other transaction wants the writers' lock: a deadlock.
+        // InnoDB rolls watcherd's group back; the other goes on and commits.
+        other
+            .query_drop("UPDATE watcherd_writers_lock SET locks = locks + 1 WHERE id = 1")
+            .unwrap();
+        other.query_drop("COMMIT").unwrap();
+        let (status, body) = rename.join().unwrap();
+        assert_eq!(status, 200, "{body}; log: {}", d.log());
+        assert_eq!(body["name"], "renamed");
+    });
+    assert!(
+        d.log()
+            .contains("the server rolled the group back; running it again"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.get(&format!("/v1/audits/{audit}"))["name"], "renamed");
 }
