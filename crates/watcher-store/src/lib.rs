@@ -355,11 +355,14 @@ impl Store {
         .await;
     }
 
-    /// Runs a read-only query on a pooled connection.
-    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    /// Runs a read-only query on a pooled connection. A pooled connection
+    /// found dead under the query (the server restarted, or failed over,
+    /// since it was last used) is replaced and the query run again once:
+    /// the first requests after the database is back do not fail.
+    pub(crate) async fn read<R, F>(&self, mut f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Conn) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Conn) -> Result<R, StoreError> + Send + 'static,
     {
         let Some(pool) = &self.inner.readers else {
             let (tx, rx) = oneshot::channel();
@@ -378,15 +381,21 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let pool = inner.readers.as_ref().expect("checked above");
-            let conn = pool.idle.lock().expect("read pool lock").pop();
-            let conn = match conn.filter(Conn::is_usable) {
-                Some(c) => c,
-                None => pool
-                    .location
-                    .open_reader()?
-                    .expect("only an in-memory database has no readers"),
+            let open = || {
+                pool.location
+                    .open_reader()
+                    .map(|c| c.expect("only an in-memory database has no readers"))
             };
-            let result = f(&conn);
+            let pooled = pool.idle.lock().expect("read pool lock").pop();
+            let (mut conn, reused) = match pooled.filter(Conn::is_usable) {
+                Some(c) => (c, true),
+                None => (open()?, false),
+            };
+            let mut result = f(&conn);
+            if result.is_err() && reused && !conn.is_usable() {
+                conn = open()?;
+                result = f(&conn);
+            }
             if conn.is_usable() {
                 let mut idle = pool.idle.lock().expect("read pool lock");
                 if idle.len() < 8 {

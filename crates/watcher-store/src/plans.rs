@@ -365,7 +365,7 @@ impl Store {
         self.read(move |conn| {
             let marks = crate::sql::marks(states.len());
             conn.query_map(&format!("{PLAN_SELECT} WHERE x.state IN ({marks}) AND x.deleted_at IS NULL ORDER BY x.id"),
-                states,
+                states.clone(),
                 plan_from_row,
             )
         })

@@ -60,7 +60,7 @@ impl Store {
                 Err(_) => (conn.dialect().name_eq("x.name", "?1"), SqlValue::Text(ident.clone())),
             };
             conn.query_row_opt(&format!("{SERVICE_SELECT} WHERE {clause} AND x.deleted_at IS NULL ORDER BY x.id LIMIT 1"), [arg], service_from_row)?
-                .ok_or(StoreError::NotFound { kind: "Service", id: ident })
+                .ok_or(StoreError::NotFound { kind: "Service", id: ident.clone() })
         })
         .await
     }

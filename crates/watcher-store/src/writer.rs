@@ -230,9 +230,11 @@ impl Writer {
     /// the server rolled back on its own is run again, whole.
     fn run_group(&mut self, pending: &mut Vec<WriterMsg>) -> usize {
         let (events, bulk) = (self.events.clone(), self.bulk);
-        match self.connection().map(|_| ()) {
-            Ok(()) => {}
-            Err(e) => {
+        let mut jobs: Vec<WriteJob> = Vec::with_capacity(pending.len());
+        let mut pause = ROLLED_BACK_PAUSE;
+        let mut reconnected = false;
+        for attempt in 0..=ROLLED_BACK_RETRIES {
+            if let Err(e) = self.connection().map(|_| ()) {
                 if let Some(held_back) = self.gate.admit(&e.to_string(), std::time::Instant::now())
                 {
                     tracing::warn!(error = %e, not_logged = held_back, "the database is unavailable; writes fail until it is back");
@@ -244,17 +246,16 @@ impl Writer {
                 };
                 for msg in pending.drain(..) {
                     if let WriterMsg::Write(job) = msg {
-                        (job.fail)(StoreError::Unavailable(reason.clone()));
+                        jobs.push(job);
                     }
+                }
+                for job in jobs {
+                    (job.fail)(StoreError::Unavailable(reason.clone()));
                 }
                 return 0;
             }
-        }
-        // The connection and the log gate are borrowed apart.
-        let conn = self.conn.as_ref().expect("opened by connection()");
-        let mut jobs: Vec<WriteJob> = Vec::with_capacity(pending.len());
-        let mut pause = ROLLED_BACK_PAUSE;
-        for attempt in 0..=ROLLED_BACK_RETRIES {
+            // The connection and the log gate are borrowed apart.
+            let conn = self.conn.as_ref().expect("opened by connection()");
             let began = conn.batch(&if bulk {
                 conn.dialect().begin_unlocked()
             } else {
@@ -273,6 +274,13 @@ impl Writer {
                 }
             }
             if let Err(e) = began {
+                // The connection died while idle (a server restart, a
+                // failover): nothing ran; again on a new one, once.
+                if !conn.is_usable() && !reconnected {
+                    reconnected = true;
+                    tracing::info!(error = %e, "the database connection was lost while idle; opening a new one");
+                    continue;
+                }
                 for job in jobs {
                     (job.fail)(StoreError::Unavailable(format!(
                         "the database could not begin a transaction: {e}"
@@ -283,9 +291,21 @@ impl Writer {
             for job in &mut jobs {
                 completions.push((job.run)(conn, &mut batch_events));
             }
-            let committed = commit(conn, bulk, &batch_events);
-            let retry =
-                committed.is_err() && conn.rolled_back_by_server() && attempt < ROLLED_BACK_RETRIES;
+            // A connection lost before the commit was sent committed
+            // nothing (the server rolls the transaction back when the
+            // session ends): the group runs again once, on a new one. One
+            // lost in the commit itself may have committed, and is not.
+            let lost = !conn.is_usable();
+            let committed = if lost {
+                Err(StoreError::Unavailable(
+                    "the connection to the database was lost".into(),
+                ))
+            } else {
+                commit(conn, bulk, &batch_events)
+            };
+            let retry = committed.is_err()
+                && attempt < ROLLED_BACK_RETRIES
+                && ((lost && !reconnected) || conn.rolled_back_by_server());
             match committed {
                 Ok(()) => {
                     let n = completions.len();
@@ -296,6 +316,10 @@ impl Writer {
                         events.announce(ev);
                     }
                     return n;
+                }
+                Err(e) if retry && lost => {
+                    reconnected = true;
+                    tracing::info!(error = %e, writes = jobs.len(), "the database connection was lost before the commit; running the group again on a new one");
                 }
                 Err(e) if retry => {
                     let _ = conn.batch("ROLLBACK");

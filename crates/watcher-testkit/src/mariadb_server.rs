@@ -29,7 +29,9 @@ impl PrivateMariadb {
     /// connections taken (`require_secure_transport`).
     pub fn start_with(root: &Path, ca: Option<&TestCa>) -> PrivateMariadb {
         let dir = root.join("mariadb");
-        std::fs::create_dir_all(&dir).unwrap();
+        // Its own temporary directory: servers bootstrapping at once in
+        // /tmp collide on their temporary tables' names.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         if let Some(ca) = ca {
             for (from, to) in [
                 (&ca.ca_cert, "ca.pem"),
@@ -44,6 +46,7 @@ impl PrivateMariadb {
             .arg(format!("--datadir={}", dir.join("data").display()))
             .args(["--user=root", "--auth-root-authentication-method=normal"])
             .args(["--skip-test-db"])
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .output()
             .expect("mariadb-install-db (Debian's mariadb-server)");
         assert!(
@@ -78,6 +81,7 @@ impl PrivateMariadb {
             .arg(format!("--socket={}", d("sock")))
             .arg(format!("--pid-file={}", d("pid")))
             .arg(format!("--log-error={}", d("error.log")))
+            .arg(format!("--tmpdir={}", d("tmp")))
             .args(["--user=root", "--skip-name-resolve"])
             .arg("--innodb-flush-log-at-trx-commit=2")
             .stdout(Stdio::null())

@@ -278,3 +278,55 @@ fn a_write_the_server_rolls_back_in_a_deadlock_is_run_again_and_the_caller_never
     );
     assert_eq!(d.get(&format!("/v1/audits/{audit}"))["name"], "renamed");
 }
+
+#[cfg_attr(
+    not(test_mariadb),
+    ignore = "needs MariaDB's server programs: set WATCHER_TEST_MARIADB=mysql://root@127.0.0.1:3306 (.ci/run does)"
+)]
+#[test]
+fn connections_the_server_dropped_are_replaced_under_the_requests_that_meet_them() {
+    let root = temp_dir("mariadb-killed-sessions");
+    let db = PrivateMariadb::start(&root);
+    let dir = root.join("watcherd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::start_with_config(
+        &dir,
+        write_config_on(&dir, &db.url("watcher", ""), "", "", ""),
+        None,
+    );
+    let plan = d.recommend("dummy", "dummy", json!({}));
+    let audit = d.plan(&plan)["audit_uuid"].as_str().unwrap().to_string();
+    // Fill the read pool: parallel reads each hold a connection.
+    let read_all = || {
+        std::thread::scope(|s| {
+            let reads: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| d.req("GET", &format!("/v1/action_plans/{plan}"), None)))
+                .collect();
+            reads
+                .into_iter()
+                .map(|r| r.join().unwrap().0)
+                .collect::<Vec<u16>>()
+        })
+    };
+    assert!(read_all().iter().all(|s| *s == 200));
+
+    // The server ends every session of watcherd's, as a restart or a
+    // failover would; the next requests meet dead connections.
+    let sessions = db.sql("SELECT id FROM information_schema.processlist WHERE user = 'watcher'");
+    assert!(sessions.lines().count() >= 3, "{sessions}");
+    for id in sessions.lines() {
+        db.sql(&format!("KILL CONNECTION {id}"));
+    }
+    let statuses = read_all();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}; log: {}",
+        d.log()
+    );
+    let (status, body) = d.req(
+        "PATCH",
+        &format!("/v1/audits/{audit}"),
+        Some(&json!([{"op": "replace", "path": "/name", "value": "after-kill"}])),
+    );
+    assert_eq!(status, 200, "{body}; log: {}", d.log());
+}
