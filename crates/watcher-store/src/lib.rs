@@ -67,6 +67,7 @@ pub use plans::{NewPlan, PlanFilter, PlanUpdate, Takeover};
 pub use presence::Presence;
 pub use purge::{PurgeCounts, PurgeRequest};
 pub use sim_cloud::SimCloudRow;
+pub use tail::Hearing;
 pub use templates::TemplateFields;
 pub use wal::wal_bytes;
 pub use writer::Durability;
@@ -207,16 +208,19 @@ impl Store {
     }
 
     /// Hears of changes other processes make to the same database (several
-    /// watcherd processes): PostgreSQL's LISTEN/NOTIFY, or polling a SQLite
-    /// file's history. Nothing to do for an in-memory database.
-    pub fn watch_other_processes(&self) -> Result<(), StoreError> {
+    /// watcherd processes): PostgreSQL's LISTEN/NOTIFY, or polling the
+    /// history of MariaDB or a SQLite file. Nothing to do for an in-memory
+    /// database. `hearing` says how soon this process must hear: an
+    /// applier must hear a cancel at once; the other processes can wait a
+    /// little, which spares a polled server most of their reads.
+    pub fn watch_other_processes(&self, hearing: Hearing) -> Result<(), StoreError> {
         if self.inner.location == DatabaseLocation::Memory {
             return Ok(());
         }
         let (location, events) = (self.inner.location.clone(), self.inner.events.clone());
         std::thread::Builder::new()
             .name("store-history-tail".into())
-            .spawn(move || tail::history_tail_loop(location, events))
+            .spawn(move || tail::history_tail_loop(location, events, hearing))
             .map_err(|e| StoreError::Invalid(format!("cannot start the history tail: {e}")))?;
         Ok(())
     }

@@ -15,13 +15,28 @@ use watcher_core::ActionPlanState;
 /// changes (SQLite has no cross-process notification).
 const SQLITE_TAIL_EVERY: Duration = Duration::from_millis(50);
 /// How often a process polls MariaDB's history for other processes'
-/// changes. MariaDB has no LISTEN/NOTIFY; one read of the history's
-/// primary key past the last row seen costs the server next to nothing
-/// (a few hundred a second with a dozen processes), needs nothing the
-/// deployment does not have, and bounds how late a cancel is heard by
-/// another process. RabbitMQ would carry it sooner, but a lost message
-/// would then need this poll anyway.
-const MYSQL_TAIL_EVERY: Duration = Duration::from_millis(20);
+/// changes, by how soon it must hear of them ([`Hearing`]). MariaDB has no
+/// LISTEN/NOTIFY; one read of the history's primary key past the last row
+/// seen needs nothing the deployment does not have, and bounds how late a
+/// cancel is heard by an applier in another process. RabbitMQ would carry
+/// it sooner, but a message lost with a broker node would need this poll
+/// anyway. Each read costs the server about a third of a millisecond of
+/// CPU (`docs/benchmarks.md`): only appliers read at the fast pace.
+const MYSQL_TAIL_PROMPT: Duration = Duration::from_millis(20);
+const MYSQL_TAIL_RELAXED: Duration = Duration::from_millis(250);
+
+/// How soon a process must hear of other processes' changes where it
+/// polls for them (MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hearing {
+    /// Within a few tens of milliseconds: an applier, which a cancel
+    /// written by another process must reach at once.
+    Prompt,
+    /// Within a quarter of a second: the API (its dashboard's live page)
+    /// and the decision engine, which also sweep the database.
+    Relaxed,
+}
+
 /// How often a process re-reads PostgreSQL's history although no
 /// notification came: the safety net for one lost with a connection.
 const POSTGRES_TAIL_EVERY: Duration = Duration::from_secs(2);
@@ -37,7 +52,11 @@ const POSTGRES_TAIL_GAP: Duration = Duration::from_millis(10);
 /// [`SQLITE_TAIL_EVERY`] on SQLite, on the commit's NOTIFY on PostgreSQL.
 /// Its own changes come round again too; every listener is idempotent.
 /// Runs for the life of the process, reconnecting as needed.
-pub(crate) fn history_tail_loop(location: DatabaseLocation, events: Announcer) {
+pub(crate) fn history_tail_loop(location: DatabaseLocation, events: Announcer, hearing: Hearing) {
+    let mysql_every = match hearing {
+        Hearing::Prompt => MYSQL_TAIL_PROMPT,
+        Hearing::Relaxed => MYSQL_TAIL_RELAXED,
+    };
     let mut last: Option<i64> = None;
     let mut conn: Option<Conn> = None;
     // While the database is away: 1 s doubling to 10 s between tries, the
@@ -104,7 +123,7 @@ pub(crate) fn history_tail_loop(location: DatabaseLocation, events: Announcer) {
                 }
             },
             Conn::Sqlite(_) if idle => std::thread::sleep(SQLITE_TAIL_EVERY),
-            Conn::Mysql(_) if idle => std::thread::sleep(MYSQL_TAIL_EVERY),
+            Conn::Mysql(_) if idle => std::thread::sleep(mysql_every),
             Conn::Sqlite(_) | Conn::Mysql(_) => {}
         }
     }

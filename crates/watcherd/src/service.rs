@@ -16,7 +16,7 @@ use watcher_decision::metrics::{MetricsSource, PrometheusMetrics, SimulatedMetri
 use watcher_decision::Datasource;
 use watcher_decision::DecisionEngine;
 use watcher_keystone::{Credentials, KeystoneError};
-use watcher_store::{DatabaseLocation, Store};
+use watcher_store::{DatabaseLocation, Hearing, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -102,7 +102,11 @@ impl Service {
         };
         let shutdown = CancellationToken::new();
         if config.shared_database || store.is_server_database() {
-            store.watch_other_processes()?;
+            store.watch_other_processes(if options.without_applier {
+                Hearing::Relaxed
+            } else {
+                Hearing::Prompt
+            })?;
         }
         let listener = match options.without_api {
             true => None,
