@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo run --release --bin watcher-bench` (add `-- --quick` for a
 //! short smoke run, `-- strategies` for the decision engine's table only,
-//! `-- postgres URL` for the split deployment's figures on PostgreSQL;
+//! `-- postgres URL` for the split deployment's figures on PostgreSQL or MariaDB;
 //! `--help` lists them).
 //! Prints its tables; every figure is measured here, now.
 
@@ -68,7 +68,7 @@ enum Only {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Only several appliers on PostgreSQL together: APPLIERS `watcherd
+    /// Only several appliers on PostgreSQL (or MariaDB) together: APPLIERS `watcherd
     /// applier` processes run PLANS plans of ACTIONS nops started at once
     /// (actions/s), while live migrations are cancelled (PATCH response ->
     /// abort at the cloud).
@@ -89,7 +89,7 @@ enum Only {
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
     },
-    /// Only failover on PostgreSQL: the applier running a live migration is
+    /// Only failover on PostgreSQL (or MariaDB): the applier running a live migration is
     /// killed with -9 and the plan cancelled right after; kill -> CANCELLED.
     Failover {
         #[arg(long)]
@@ -164,7 +164,7 @@ enum Only {
         #[arg(long = "watcherd", value_name = "PATH")]
         binaries: Vec<std::path::PathBuf>,
     },
-    /// The split deployment's figures on PostgreSQL (applier throughput,
+    /// The split deployment's figures on PostgreSQL or MariaDB (applier throughput,
     /// cross-process cancel).
     Postgres {
         /// An empty database (the bench fills it), e.g.

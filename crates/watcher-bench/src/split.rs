@@ -309,10 +309,16 @@ pub(crate) fn many_appliers(
     Ok((rate, cancels))
 }
 
-/// The split deployment's figures on PostgreSQL at `url`: the applier's
-/// throughput with every change committed there, and the cancel across
-/// processes, woken by LISTEN/NOTIFY.
+/// The split deployment's figures on the database server at `url`
+/// (PostgreSQL or MariaDB): the applier's throughput with every change
+/// committed there, and the cancel across processes, woken by
+/// LISTEN/NOTIFY on PostgreSQL and by the history poll on MariaDB.
 pub(crate) fn postgres_table(url: &str, quick: bool) -> anyhow::Result<()> {
+    let server = if url.starts_with("mysql") {
+        "MariaDB"
+    } else {
+        "PostgreSQL"
+    };
     let n = if quick { 1_000 } else { 10_000 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -320,7 +326,7 @@ pub(crate) fn postgres_table(url: &str, quick: bool) -> anyhow::Result<()> {
     let (seq, seq_hist) = rt.block_on(throughput(n, true, Some(url)))?;
     let (par, par_hist) = rt.block_on(throughput(n, false, Some(url)))?;
     let mut cross = cross_process_cancel(if quick { 10 } else { 100 }, Some(url))?;
-    println!("| measure (PostgreSQL) | result | target |");
+    println!("| measure ({server}) | result | target |");
     println!("|---|---|---|");
     println!("| applier: {n} nops, one sequential chain | {seq:.0} actions/s ({seq_hist} history rows) | |");
     println!("| applier: {n} nops, no parents (512 at once) | {par:.0} actions/s ({par_hist} history rows) | |");
