@@ -137,6 +137,10 @@ fn actions_created_with(
         .collect())
 }
 
+/// Below this much free space under a SQLite file, `/healthz` says 503:
+/// a new plan or audit would not fit.
+pub const DISK_FREE_MIN: u64 = 256 * 1024;
+
 impl Store {
     // ----- history and journal -------------------------------------------------
 
@@ -289,9 +293,26 @@ impl Store {
 
     /// A real write, committed (and so written to disk) like any other:
     /// `/healthz` asks whether the database takes writes, not only reads.
+    /// A write that succeeds proves less than it seems on SQLite: on a full
+    /// disk it still commits changes to pages it has (and its WAL reuses
+    /// its space), while every new audit or plan fails. So under a SQLite
+    /// file the probe also fails while the file system has less than
+    /// [`DISK_FREE_MIN`] left. (A database server refuses every write when
+    /// its disk is full, the probe's too.)
     pub async fn probe_write(&self) -> Result<(), StoreError> {
         self.write(|conn, _| conn.batch("UPDATE schema_version SET version = version"))
-            .await
+            .await?;
+        if let DatabaseLocation::File(path) = &self.inner.location {
+            if let Some(free) = crate::wal::disk_free_bytes(path) {
+                if free < DISK_FREE_MIN {
+                    return Err(StoreError::Unavailable(format!(
+                        "the disk under the database file {} has {free} bytes free; free space on it",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The newest history row's number, and the notification cursor if

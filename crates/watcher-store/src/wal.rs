@@ -94,3 +94,21 @@ pub(crate) fn checkpoint(path: &Path, mode: &str) -> Result<(), StoreError> {
 pub fn wal_bytes(path: &Path) -> u64 {
     wal_state(path).0
 }
+
+/// Bytes an unprivileged writer may still use on the file system that
+/// holds `path` (its directory's, for a file not made yet); `None` when it
+/// cannot be asked.
+pub(crate) fn disk_free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs the call fills in.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
