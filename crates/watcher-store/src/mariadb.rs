@@ -231,6 +231,35 @@ pub fn in_mariadb_words(sql: &str) -> Vec<String> {
 #[derive(Clone)]
 pub(crate) struct MysqlTarget {
     opts: mysql::Opts,
+    /// Every host of the URL, in order; `opts` names the first.
+    hosts: Vec<(String, u16)>,
+}
+
+/// `host[:port]` or `[v6][:port]`; MariaDB's port when none is given.
+fn parse_host(hostport: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address without its ']'".to_string())?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    let port: u16 = match port {
+        None | Some("") => 3306,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("port '{p}' is not a number"))?,
+    };
+    let host = if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
+    Ok((host, port))
 }
 
 /// The query parameters of upstream's URLs that are understood here.
@@ -269,28 +298,13 @@ pub(crate) fn parse(url: &str) -> Result<MysqlTarget, StoreError> {
         },
         None => (None, None),
     };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| invalid("an IPv6 address without its ']'".into()))?;
-        (h.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    let port: u16 = match port {
-        None | Some("") => 3306,
-        Some(p) => p
-            .parse()
-            .map_err(|_| invalid(format!("port '{p}' is not a number")))?,
-    };
-    let host = if host.is_empty() {
-        "localhost".to_string()
-    } else {
-        host
-    };
+    // Several hosts, tried in order (as libpq's `host=a,b`): the nodes of
+    // a Galera cluster, without a proxy in front of them.
+    let hosts = hostport
+        .split(',')
+        .map(|hp| parse_host(hp).map_err(|e| invalid(e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (host, port) = hosts[0].clone();
     let mut builder = mysql::OptsBuilder::new()
         .ip_or_hostname(Some(host))
         .tcp_port(port)
@@ -381,34 +395,58 @@ pub(crate) fn parse(url: &str) -> Result<MysqlTarget, StoreError> {
     builder = builder.init(init);
     Ok(MysqlTarget {
         opts: builder.into(),
+        hosts,
     })
 }
 
 impl MysqlTarget {
+    /// A connection to the first host of the URL that takes one and is
+    /// ready for queries (a Galera node outside the cluster's primary
+    /// component answers, but refuses every query).
     pub fn connect(&self, url: &str) -> Result<MysqlConn, StoreError> {
-        let conn = mysql::Conn::new(self.opts.clone()).map_err(|e| {
-            let denied = matches!(&e, mysql::Error::MySqlError(db) if db.code == 1045);
-            // MariaDB refuses a plain connection to a server that takes
-            // TLS only with the same words as a wrong password.
-            let hint = if denied && self.opts.get_ssl_opts().is_none() {
-                "; check the user and password, and if the server takes TLS \
-                 connections only, add ssl_ca=FILE to the URL"
-            } else {
-                "; is the server up, and does the URL name the right host, port, user \
-                 and database?"
-            };
-            StoreError::Unavailable(format!(
-                "cannot connect to MariaDB at {}: {}{hint}",
-                redact_url(url),
-                with_causes(&e)
-            ))
-        })?;
+        let mut last = None;
+        let mut conn = None;
+        for (host, port) in &self.hosts {
+            let opts = mysql::OptsBuilder::from_opts(self.opts.clone())
+                .ip_or_hostname(Some(host.clone()))
+                .tcp_port(*port);
+            match mysql::Conn::new(opts).and_then(|mut c| c.query_drop("SELECT 1").map(|()| c)) {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let conn = match (conn, last) {
+            (Some(c), _) => c,
+            (None, Some(e)) => return Err(self.cannot_connect(url, e)),
+            (None, None) => unreachable!("a URL names at least one host"),
+        };
         Ok(MysqlConn {
             conn: RefCell::new(conn),
             translated: RefCell::new(HashMap::new()),
             broken: Cell::new(false),
             rolled_back: RefCell::new(None),
         })
+    }
+
+    fn cannot_connect(&self, url: &str, e: mysql::Error) -> StoreError {
+        let denied = matches!(&e, mysql::Error::MySqlError(db) if db.code == 1045);
+        // MariaDB refuses a plain connection to a server that takes TLS
+        // only with the same words as a wrong password.
+        let hint = if denied && self.opts.get_ssl_opts().is_none() {
+            "; check the user and password, and if the server takes TLS \
+             connections only, add ssl_ca=FILE to the URL"
+        } else {
+            "; is the server up, and does the URL name the right host, port, user \
+             and database?"
+        };
+        StoreError::Unavailable(format!(
+            "cannot connect to MariaDB at {}: {}{hint}",
+            redact_url(url),
+            with_causes(&e)
+        ))
     }
 }
 
@@ -443,7 +481,14 @@ impl MysqlConn {
     fn failed(&self, e: mysql::Error) -> StoreError {
         let rolled_back =
             matches!(&e, mysql::Error::MySqlError(db) if db.code == 1213 || db.code == 1205);
-        let connection_lost = !matches!(e, mysql::Error::MySqlError(_));
+        // No answer, or a server that will not serve this session any more
+        // (shutting down, the session killed, a Galera node outside the
+        // primary component): the connection is replaced, on the next host
+        // of the URL that serves.
+        let connection_lost = match &e {
+            mysql::Error::MySqlError(db) => [1047, 1053, 1927, 4031].contains(&db.code),
+            _ => true,
+        };
         let e = StoreError::from(e);
         if rolled_back {
             let why = match &e {
@@ -643,6 +688,15 @@ mod tests {
         assert_eq!(t.opts.get_tcp_port(), 3307);
         assert_eq!(t.opts.get_pass(), Some("s@cret"));
         assert!(t.opts.get_ssl_opts().is_none());
+        let t = parse("mysql://w@db1,db2:3307,[::1]:3308/w").unwrap();
+        assert_eq!(
+            t.hosts,
+            vec![
+                ("db1".to_string(), 3306),
+                ("db2".to_string(), 3307),
+                ("::1".to_string(), 3308)
+            ]
+        );
         let t = parse("mysql://w@[::1]/w?ssl=true&ssl_verify_cert=false").unwrap();
         assert_eq!(t.opts.get_ip_or_hostname(), "::1");
         assert!(t.opts.get_ssl_opts().unwrap().accept_invalid_certs());

@@ -6,7 +6,7 @@ pub mod mariadb_server;
 pub mod pg_replication;
 pub mod servers;
 
-pub use mariadb_server::PrivateMariadb;
+pub use mariadb_server::{GaleraCluster, PrivateMariadb};
 use serde_json::{json, Value};
 pub use servers::{CutProxy, PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
 use std::io::{BufRead, BufReader};

@@ -15,6 +15,7 @@ mod database_file;
 mod deployment;
 mod failover;
 mod fault_matrix;
+mod galera;
 mod keystone;
 mod limits;
 mod mariadb;
