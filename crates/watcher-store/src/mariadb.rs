@@ -302,7 +302,7 @@ pub(crate) fn parse(url: &str) -> Result<MysqlTarget, StoreError> {
     // a Galera cluster, without a proxy in front of them.
     let hosts = hostport
         .split(',')
-        .map(|hp| parse_host(hp).map_err(|e| invalid(e)))
+        .map(|hp| parse_host(hp).map_err(&invalid))
         .collect::<Result<Vec<_>, _>>()?;
     let (host, port) = hosts[0].clone();
     let mut builder = mysql::OptsBuilder::new()
