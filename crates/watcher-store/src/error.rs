@@ -114,9 +114,10 @@ impl From<mysql::Error> for StoreError {
         };
         match db.code {
             // A deadlock, a lock not had in time, a Galera certification
-            // conflict (reported as a deadlock): the transaction was rolled
-            // back whole, and the same writes succeed when tried again.
-            1213 | 1205 => StoreError::Unavailable(format!("{} ({})", db.message, db.code)),
+            // conflict (reported as a deadlock, or as the writer's savepoint
+            // gone): the transaction was rolled back whole, and the same
+            // writes succeed when tried again.
+            1213 | 1205 | 1305 => StoreError::Unavailable(format!("{} ({})", db.message, db.code)),
             // Too many connections, the server shutting down, the session
             // killed, a Galera node not in the primary component, the
             // server read-only (a replica, or a primary being switched).

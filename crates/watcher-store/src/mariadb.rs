@@ -410,7 +410,7 @@ impl MysqlTarget {
             let opts = mysql::OptsBuilder::from_opts(self.opts.clone())
                 .ip_or_hostname(Some(host.clone()))
                 .tcp_port(*port);
-            match mysql::Conn::new(opts).and_then(|mut c| c.query_drop("SELECT 1").map(|()| c)) {
+            match mysql::Conn::new(opts).and_then(|mut c| causal_reads(&mut c).map(|()| c)) {
                 Ok(c) => {
                     conn = Some(c);
                     break;
@@ -450,6 +450,22 @@ impl MysqlTarget {
     }
 }
 
+/// Checks that the server serves queries (a Galera node outside the
+/// primary component refuses them), and on a Galera node asks for causal
+/// reads: a node applies the others' commits a moment after they commit,
+/// and a read there could miss a change another node has already
+/// confirmed (a cancel, a claim). With `wsrep_sync_wait` a read, an
+/// update or a delete first waits until the node has applied every commit
+/// before it, as on a single server.
+fn causal_reads(conn: &mut mysql::Conn) -> mysql::Result<()> {
+    conn.query_drop("SELECT 1")?;
+    // MySQL without Galera has no such variable: nothing to ask for.
+    if let Ok(Some(1)) = conn.query_first::<i64, _>("SELECT @@wsrep_on") {
+        conn.query_drop("SET SESSION wsrep_sync_wait = 3")?;
+    }
+    Ok(())
+}
+
 /// An open MariaDB connection, used by one thread at a time.
 pub(crate) struct MysqlConn {
     conn: RefCell<mysql::Conn>,
@@ -479,8 +495,12 @@ impl MysqlConn {
     }
 
     fn failed(&self, e: mysql::Error) -> StoreError {
+        // 1305: the writer's own savepoint is gone, which only a rollback
+        // by the server does (Galera aborts a transaction that conflicts
+        // with one replicated from another node, and the next savepoint
+        // statement finds nothing).
         let rolled_back =
-            matches!(&e, mysql::Error::MySqlError(db) if db.code == 1213 || db.code == 1205);
+            matches!(&e, mysql::Error::MySqlError(db) if [1213, 1205, 1305].contains(&db.code));
         // No answer, or a server that will not serve this session any more
         // (shutting down, the session killed, a Galera node outside the
         // primary component): the connection is replaced, on the next host

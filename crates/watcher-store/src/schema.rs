@@ -282,20 +282,10 @@ pub(crate) fn migrate(conn: &Conn) -> Result<(), StoreError> {
     conn.batch(&dialect.begin_write())?;
     let result = (|| {
         conn.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
-        let current: i64 = conn
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())?
-            .get(0)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            if version > current {
-                match dialect {
-                    Dialect::Postgres => conn.batch(&for_postgres(sql))?,
-                    _ => conn.batch(sql)?,
-                }
-                conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
-            }
-        }
-        Ok(())
+        apply_missing(conn, |sql| match dialect {
+            Dialect::Postgres => conn.batch(&for_postgres(sql)),
+            _ => conn.batch(sql),
+        })
     })();
     match result {
         Ok(()) => conn.batch("COMMIT"),
@@ -304,6 +294,25 @@ pub(crate) fn migrate(conn: &Conn) -> Result<(), StoreError> {
             Err(e)
         }
     }
+}
+
+/// Applies, through `apply`, each migration after the version recorded in
+/// `schema_version`, and records it.
+fn apply_missing(
+    conn: &Conn,
+    apply: impl Fn(&str) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())?
+        .get(0)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version > current {
+            apply(sql)?;
+            conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
+        }
+    }
+    Ok(())
 }
 
 /// MariaDB's migrations: DDL commits on its own there, so instead of one
@@ -324,19 +333,11 @@ fn migrate_mysql(conn: &Conn) -> Result<(), StoreError> {
              CREATE TABLE IF NOT EXISTS writers_lock (id BIGINT PRIMARY KEY, locks BIGINT NOT NULL) ENGINE=InnoDB; \
              INSERT IGNORE INTO writers_lock VALUES (1, 0)",
         )?;
-        let current: i64 = conn
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())?
-            .get(0)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            if version > current {
-                for statement in for_mysql(sql) {
-                    conn.batch(&statement)?;
-                }
-                conn.execute("INSERT INTO schema_version VALUES (?1)", args![version])?;
-            }
-        }
-        Ok(())
+        apply_missing(conn, |sql| {
+            for_mysql(sql)
+                .iter()
+                .try_for_each(|statement| conn.batch(statement))
+        })
     })();
     let _ = conn.query_one("SELECT RELEASE_LOCK('watcherd-schema')", ());
     result

@@ -263,9 +263,6 @@ impl Writer {
             });
             let mut completions: Vec<Completion> = Vec::with_capacity(pending.len() + jobs.len());
             let mut batch_events = Vec::new();
-            if let Err(e) = &began {
-                tracing::warn!(error = %e, "cannot begin a transaction");
-            }
             // Reads run once, in their place in the queue.
             for msg in pending.drain(..) {
                 match msg {
@@ -281,6 +278,16 @@ impl Writer {
                     tracing::info!(error = %e, "the database connection was lost while idle; opening a new one");
                     continue;
                 }
+                // The writers' lock itself lost a conflict (Galera): the
+                // same as a group rolled back at its commit.
+                if conn.rolled_back_by_server() && attempt < ROLLED_BACK_RETRIES {
+                    let _ = conn.batch("ROLLBACK");
+                    tracing::info!(error = %e, attempt = attempt + 1, "the server rolled the group back; running it again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                    continue;
+                }
+                tracing::warn!(error = %e, "cannot begin a transaction");
                 for job in jobs {
                     (job.fail)(StoreError::Unavailable(format!(
                         "the database could not begin a transaction: {e}"

@@ -1,11 +1,16 @@
 //! Helpers for black-box tests: start the real `watcherd` binary on a free
 //! port with its own SQLite file, talk HTTP to it, wait for conditions.
 
+pub mod databases;
 pub mod keystone;
 pub mod mariadb_server;
 pub mod pg_replication;
 pub mod servers;
 
+pub use databases::{
+    database_url, execute_sql, mariadb_database, mariadb_server, plan_through_a_database_outage,
+    postgres_database, postgres_server, query_i64,
+};
 pub use mariadb_server::{GaleraCluster, PrivateMariadb};
 use serde_json::{json, Value};
 pub use servers::{CutProxy, PrivatePostgres, PrivateRabbit, Stunnel, TestCa};
@@ -57,138 +62,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("watcherd-test-{name}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// The database URL for the database file `db` would be: that SQLite file,
-/// or with `WATCHER_TEST_DATABASE=postgres` (or `mysql`) a fresh PostgreSQL
-/// (or MariaDB) database named after it (the same file, the same database,
-/// so the processes of one test share it as they would share the file).
-pub fn database_url(db: &Path) -> String {
-    match std::env::var("WATCHER_TEST_DATABASE").as_deref() {
-        Ok("postgres") => postgres_database(db),
-        Ok("mysql") => mariadb_database(db),
-        Ok("sqlite") | Err(_) => format!("sqlite://{}", db.display()),
-        Ok(other) => panic!("WATCHER_TEST_DATABASE={other}: expected sqlite, postgres or mysql"),
-    }
-}
-
-/// The name of the test database of `db` on a server: `wt_<hash>`.
-fn test_database_name(db: &Path) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    db.hash(&mut h);
-    format!("wt_{:016x}", h.finish())
-}
-
-/// The MariaDB server the tests use (`WATCHER_TEST_MARIADB`, default the
-/// machine's on 127.0.0.1:3306 as root).
-pub fn mariadb_server() -> String {
-    std::env::var("WATCHER_TEST_MARIADB").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-}
-
-/// A fresh MariaDB database on [`mariadb_server`] named after `db`.
-pub fn mariadb_database(db: &Path) -> String {
-    let name = test_database_name(db);
-    let server = mariadb_server();
-    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    if !created.contains(&name) {
-        use mysql::prelude::Queryable;
-        let mut admin =
-            mysql::Conn::new(mysql::Opts::from_url(&server).unwrap()).unwrap_or_else(|e| {
-                panic!("WATCHER_TEST_DATABASE=mysql, but {server} cannot be reached: {e}")
-            });
-        admin
-            .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin.query_drop(format!("CREATE DATABASE {name}")).unwrap();
-        created.push(name.clone());
-    }
-    format!("{server}/{name}")
-}
-
-/// A connection to a test database on MariaDB.
-fn mariadb_connection(url: &str) -> mysql::Conn {
-    mysql::Conn::new(mysql::Opts::from_url(url).unwrap()).unwrap()
-}
-
-/// The PostgreSQL server the tests use (`WATCHER_TEST_POSTGRES`, default
-/// the machine's on 127.0.0.1:5432).
-pub fn postgres_server() -> String {
-    std::env::var("WATCHER_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-/// A fresh PostgreSQL database on [`postgres_server`] named after `db`.
-pub fn postgres_database(db: &Path) -> String {
-    let name = test_database_name(db);
-    let server = postgres_server();
-    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    if !created.contains(&name) {
-        let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls)
-            .unwrap_or_else(|e| {
-                panic!("WATCHER_TEST_DATABASE=postgres, but {server} cannot be reached: {e}")
-            });
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        created.push(name.clone());
-    }
-    format!("{server}/{name}")
-}
-
-/// Runs `sql` on the database of the daemon whose data is in `dir`, behind
-/// its back (to stage what a crash leaves, say).
-pub fn execute_sql(dir: &Path, sql: &str) {
-    let url = database_url(&dir.join("watcher.db"));
-    match url.strip_prefix("sqlite://") {
-        Some(path) => {
-            rusqlite::Connection::open(path)
-                .unwrap()
-                .execute_batch(sql)
-                .unwrap();
-        }
-        None if url.starts_with("mysql://") => {
-            use mysql::prelude::Queryable;
-            let mut conn = mariadb_connection(&url);
-            for statement in watcher_store::in_mariadb_words(sql) {
-                conn.query_drop(statement).unwrap();
-            }
-        }
-        None => postgres::Client::connect(&url, postgres::NoTls)
-            .unwrap()
-            .batch_execute(sql)
-            .unwrap(),
-    }
-}
-
-/// The first column of the first row of `sql` (a count, say), read from
-/// the database of the daemon whose data is in `dir`.
-pub fn query_i64(dir: &Path, sql: &str) -> i64 {
-    let url = database_url(&dir.join("watcher.db"));
-    match url.strip_prefix("sqlite://") {
-        Some(path) => rusqlite::Connection::open(path)
-            .unwrap()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap(),
-        None if url.starts_with("mysql://") => {
-            use mysql::prelude::Queryable;
-            let statement = watcher_store::in_mariadb_words(sql).remove(0);
-            mariadb_connection(&url)
-                .query_first::<i64, _>(statement)
-                .unwrap()
-                .unwrap()
-        }
-        None => postgres::Client::connect(&url, postgres::NoTls)
-            .unwrap()
-            .query_one(sql, &[])
-            .unwrap()
-            .get(0),
-    }
 }
 
 /// Test settings: quick sweeps, quick polling. `applier_extra` is TOML
@@ -279,6 +152,27 @@ impl Daemon {
                 std::fs::read_to_string(dir.join("watcherd.log")).unwrap_or_default()
             )
         });
+        Daemon {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `watcherd ARGS` and nothing else (no `--config`, no `WATCHER_*`
+    /// settings from the environment): upstream's `--config-file`, say.
+    /// Its data in `dir`; its log where its own settings put it.
+    pub fn start_bare(dir: &Path, args: &[&std::ffi::OsStr]) -> Daemon {
+        let mut child = Command::new(watcherd_binary())
+            .args(args)
+            .env_remove("WATCHER_LISTEN")
+            .env_remove("WATCHER_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watcherd");
+        let url = announced(&mut child, "watcherd listening on ")
+            .unwrap_or_else(|line| panic!("watcherd {args:?} did not start: {line}"));
         Daemon {
             child,
             url,

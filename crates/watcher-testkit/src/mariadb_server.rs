@@ -1,7 +1,8 @@
-//! A MariaDB server of the test's own (Debian's mariadbd, a data directory
-//! made by mariadb-install-db, a free port), so that a test can stop it,
-//! restart it or give it TLS without touching the machine's server, which
-//! the OpenStack control plane of other tests uses.
+//! MariaDB servers of the test's own (Debian's mariadbd, data directories
+//! made by mariadb-install-db, free ports), so that a test can kill them,
+//! restart them, give them TLS or join them into a Galera cluster without
+//! touching the machine's server, which the OpenStack control plane of
+//! other tests uses.
 
 use crate::free_port;
 use crate::servers::{wait_for_port, TestCa};
@@ -10,8 +11,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The password of the server's `watcher` user (in a URL: `w%40t-pass`).
+/// The password of the servers' `watcher` user (in a URL: `w%40t-pass`).
 pub const PASSWORD: &str = "w@t-pass";
+
+/// What a deployment gives watcherd: a user of its own, with a password,
+/// on the network.
+fn create_user() -> String {
+    format!(
+        "CREATE USER 'watcher'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
+         GRANT ALL ON *.* TO 'watcher'@'127.0.0.1'"
+    )
+}
+
+/// `mysql://watcher:PASSWORD@` the `ports` of 127.0.0.1, in order, `/database`.
+fn watcher_url(ports: &[u16], database: &str) -> String {
+    let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    format!("mysql://watcher:w%40t-pass@{}/{database}", hosts.join(","))
+}
 
 pub struct PrivateMariadb {
     dir: PathBuf,
@@ -29,8 +45,6 @@ impl PrivateMariadb {
     /// connections taken (`require_secure_transport`).
     pub fn start_with(root: &Path, ca: Option<&TestCa>) -> PrivateMariadb {
         let dir = root.join("mariadb");
-        // Its own temporary directory: servers bootstrapping at once in
-        // /tmp collide on their temporary tables' names.
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         if let Some(ca) = ca {
             for (from, to) in [
@@ -41,19 +55,7 @@ impl PrivateMariadb {
                 std::fs::copy(from, dir.join(to)).unwrap();
             }
         }
-        let out = Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", dir.join("data").display()))
-            .args(["--user=root", "--auth-root-authentication-method=normal"])
-            .args(["--skip-test-db"])
-            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
-            .output()
-            .expect("mariadb-install-db (Debian's mariadb-server)");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        install(&dir, "root");
         let server = PrivateMariadb {
             dir,
             port: free_port(),
@@ -61,31 +63,15 @@ impl PrivateMariadb {
             server: RefCell::new(None),
         };
         server.run();
-        // What a deployment gives watcherd: a user of its own, with a
-        // password, on the network.
-        server.sql(&format!(
-            "CREATE USER 'watcher'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
-             GRANT ALL ON *.* TO 'watcher'@'127.0.0.1'"
-        ));
+        server.sql(&create_user());
         server
     }
 
     /// Starts the server (again) and waits until it takes connections.
     pub fn run(&self) {
         let d = |p: &str| self.dir.join(p).display().to_string();
-        let mut cmd = Command::new("mariadbd");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", d("data")))
-            .arg(format!("--port={}", self.port))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", d("sock")))
-            .arg(format!("--pid-file={}", d("pid")))
-            .arg(format!("--log-error={}", d("error.log")))
-            .arg(format!("--tmpdir={}", d("tmp")))
-            .args(["--user=root", "--skip-name-resolve"])
-            .arg("--innodb-flush-log-at-trx-commit=2")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = server_command(&self.dir, self.port, "root");
+        cmd.arg("--innodb-flush-log-at-trx-commit=2");
         if self.ssl {
             cmd.arg(format!("--ssl-ca={}", d("ca.pem")))
                 .arg(format!("--ssl-cert={}", d("server.pem")))
@@ -109,10 +95,7 @@ impl PrivateMariadb {
     /// made if new; `query` is appended after a `?` when not empty.
     pub fn url(&self, database: &str, query: &str) -> String {
         self.sql(&format!("CREATE DATABASE IF NOT EXISTS {database}"));
-        let url = format!(
-            "mysql://watcher:w%40t-pass@127.0.0.1:{}/{database}",
-            self.port
-        );
+        let url = watcher_url(&[self.port], database);
         if query.is_empty() {
             url
         } else {
@@ -122,17 +105,7 @@ impl PrivateMariadb {
 
     /// Runs `sql` with the server's own client (through its socket).
     pub fn sql(&self, sql: &str) -> String {
-        let out = Command::new("mariadb")
-            .arg(format!("--socket={}", self.dir.join("sock").display()))
-            .args(["-u", "root", "-N", "-B", "-e", sql])
-            .output()
-            .expect("the mariadb client");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        client(&self.dir, sql)
     }
 }
 
@@ -167,19 +140,7 @@ impl GaleraCluster {
                 .args(["-R", "mysql:mysql"])
                 .arg(&node)
                 .status();
-            let out = Command::new("mariadb-install-db")
-                .arg("--no-defaults")
-                .arg(format!("--datadir={}", node.join("data").display()))
-                .args(["--user=mysql", "--auth-root-authentication-method=normal"])
-                .arg("--skip-test-db")
-                .arg(format!("--tmpdir={}", node.join("tmp").display()))
-                .output()
-                .expect("mariadb-install-db");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            install(&node, "mysql");
         }
         let cluster = GaleraCluster {
             dir,
@@ -187,13 +148,8 @@ impl GaleraCluster {
             nodes: RefCell::new((0..size).map(|_| None).collect()),
         };
         cluster.run(0, true);
-        cluster.sql(
-            0,
-            &format!(
-                "CREATE USER 'watcher'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
-                 GRANT ALL ON *.* TO 'watcher'@'127.0.0.1'"
-            ),
-        );
+        // Made before the others join: they receive it with the data.
+        cluster.sql(0, &create_user());
         for n in 1..size {
             cluster.run(n, false);
         }
@@ -207,24 +163,14 @@ impl GaleraCluster {
     /// Starts node `n` (the first of a new cluster with `bootstrap`) and
     /// waits until it is synced with the others.
     pub fn run(&self, n: usize, bootstrap: bool) {
-        let d = |p: &str| self.node_dir(n).join(p).display().to_string();
         let [sql, gcomm, ist, sst] = self.ports[n];
         let members: Vec<String> = self
             .ports
             .iter()
             .map(|p| format!("127.0.0.1:{}", p[1]))
             .collect();
-        let mut cmd = Command::new("mariadbd");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", d("data")))
-            .arg(format!("--port={sql}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", d("sock")))
-            .arg(format!("--pid-file={}", d("pid")))
-            .arg(format!("--log-error={}", d("error.log")))
-            .arg(format!("--tmpdir={}", d("tmp")))
-            .args(["--user=mysql", "--skip-name-resolve"])
-            .args(["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"])
+        let mut cmd = server_command(&self.node_dir(n), sql, "mysql");
+        cmd.args(["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"])
             .args(["--binlog-format=ROW", "--innodb-autoinc-lock-mode=2"])
             .args(["--wsrep-on=ON", "--wsrep-provider=/usr/lib/galera/libgalera_smm.so"])
             .arg("--wsrep-cluster-name=watcherd-test")
@@ -235,23 +181,18 @@ impl GaleraCluster {
                 "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{gcomm};ist.recv_addr=127.0.0.1:{ist};base_port={gcomm}"
             ))
             .arg(format!("--wsrep-sst-receive-address=127.0.0.1:{sst}"))
-            .arg("--wsrep-sst-method=rsync")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .arg("--wsrep-sst-method=rsync");
         if bootstrap {
             cmd.arg("--wsrep-new-cluster");
         }
         self.nodes.borrow_mut()[n] = Some(cmd.spawn().expect("mariadbd"));
         crate::wait_for(Duration::from_secs(90), || {
-            let out = Command::new("mariadb")
-                .arg(format!("--socket={}", d("sock")))
-                .args(["-u", "root", "-N", "-B", "-e"])
-                .arg("SHOW STATUS LIKE 'wsrep_local_state_comment'")
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .contains("Synced")
-                .then_some(())
+            try_client(
+                &self.node_dir(n),
+                "SHOW STATUS LIKE 'wsrep_local_state_comment'",
+            )
+            .filter(|out| out.contains("Synced"))
+            .map(|_| ())
         });
     }
 
@@ -270,29 +211,13 @@ impl GaleraCluster {
             nodes[0],
             &format!("CREATE DATABASE IF NOT EXISTS {database}"),
         );
-        let hosts: Vec<String> = nodes
-            .iter()
-            .map(|&n| format!("127.0.0.1:{}", self.ports[n][0]))
-            .collect();
-        format!("mysql://watcher:w%40t-pass@{}/{database}", hosts.join(","))
+        let ports: Vec<u16> = nodes.iter().map(|&n| self.ports[n][0]).collect();
+        watcher_url(&ports, database)
     }
 
     /// Runs `sql` on node `n` with the server's own client.
     pub fn sql(&self, n: usize, sql: &str) -> String {
-        let out = Command::new("mariadb")
-            .arg(format!(
-                "--socket={}",
-                self.node_dir(n).join("sock").display()
-            ))
-            .args(["-u", "root", "-N", "-B", "-e", sql])
-            .output()
-            .expect("the mariadb client");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        client(&self.node_dir(n), sql)
     }
 }
 
@@ -302,4 +227,62 @@ impl Drop for GaleraCluster {
             self.kill(n);
         }
     }
+}
+
+/// A data directory made by mariadb-install-db in `dir/data`, for a server
+/// run as `user`. Its own temporary directory, `dir/tmp`: servers
+/// bootstrapping at once in /tmp collide on their temporary tables' names.
+fn install(dir: &Path, user: &str) {
+    let out = Command::new("mariadb-install-db")
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--user={user}"))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
+        .output()
+        .expect("mariadb-install-db (Debian's mariadb-server)");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mariadbd` on the data directory in `dir`, listening on
+/// 127.0.0.1:`port` and on its socket, its log and pid file in `dir`, run
+/// as `user`.
+fn server_command(dir: &Path, port: u16, user: &str) -> Command {
+    let d = |p: &str| dir.join(p).display().to_string();
+    let mut cmd = Command::new("mariadbd");
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", d("data")))
+        .arg(format!("--port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--socket={}", d("sock")))
+        .arg(format!("--pid-file={}", d("pid")))
+        .arg(format!("--log-error={}", d("error.log")))
+        .arg(format!("--tmpdir={}", d("tmp")))
+        .arg(format!("--user={user}"))
+        .arg("--skip-name-resolve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// What the server's own client prints for `sql`, run as root through the
+/// socket in `dir`; `None` when it fails.
+fn try_client(dir: &Path, sql: &str) -> Option<String> {
+    let out = Command::new("mariadb")
+        .arg(format!("--socket={}", dir.join("sock").display()))
+        .args(["-u", "root", "-N", "-B", "-e", sql])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`try_client`], which must succeed.
+fn client(dir: &Path, sql: &str) -> String {
+    try_client(dir, sql).unwrap_or_else(|| panic!("the mariadb client failed on: {sql}"))
 }

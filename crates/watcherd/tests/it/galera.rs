@@ -31,7 +31,15 @@ fn two_watcherds_writing_through_two_nodes_conflict_are_run_again_and_lose_nothi
             let dir = root.join(format!("watcherd{n}"));
             std::fs::create_dir_all(&dir).unwrap();
             let url = cluster.url(&[n], "watcher");
-            Daemon::start_with_config(&dir, write_config_on(&dir, &url, "", "", ""), None)
+            // Two controllers: each its own host name, as its own applier.
+            let config = shared_config_on(
+                &dir,
+                &format!("controller-{n}"),
+                &url,
+                "",
+                "[applier]\nsweep_interval_secs = 0.5\npoll_interval_ms = 20",
+            );
+            Daemon::start_with_config(&dir, config, None)
         })
         .collect();
     // Both create plans at once, each through its own node (an audit is
@@ -82,6 +90,9 @@ fn two_watcherds_writing_through_two_nodes_conflict_are_run_again_and_lose_nothi
         "no certification conflict was met (nothing proven): {logs}"
     );
     assert!(!logs.contains(" 500 "), "{logs}");
+    // Each plan ran on one applier, start to end.
+    assert!(!logs.contains("expected ONGOING"), "{logs}");
+    assert!(!logs.contains("plan run failed"), "{logs}");
 }
 
 #[cfg_attr(

@@ -10,9 +10,9 @@
 use watcher_testkit as common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// `watcherd ARGS` that must fail to start: its one-line error.
@@ -43,41 +43,8 @@ fn a_mariadb_server_killed_mid_plan_answers_503_meanwhile_and_the_plan_still_fin
         write_config_on(&dir, &db.url("watcher", "charset=utf8"), "", "", ""),
         None,
     );
-    let sleeps: Vec<Value> = (0..4)
-        .map(|_| json!({"action_type": "sleep", "input_parameters": {"duration": 1.0}}))
-        .collect();
-    let plan = d.actuator(json!(sleeps));
-    d.start_plan(&plan);
-    d.wait_action_state(&plan, "sleep", "ONGOING");
-
-    db.kill();
-    let (status, body) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        faultstring(&body).contains("database is unavailable"),
-        "{body}"
-    );
-    assert_eq!(d.raw("GET", "/healthz", "").0, 503);
-    wait_for(Duration::from_secs(20), || {
-        d.log().contains("plan run failed").then_some(())
-    });
-
     // InnoDB recovers what was committed; every process reconnects.
-    db.run();
-    let p = wait_for(Duration::from_secs(40), || {
-        let (status, p) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
-        (status == 200
-            && ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&p["state"].as_str().unwrap()))
-        .then_some(p)
-    });
-    assert_eq!(p["state"], "SUCCEEDED", "{p}; log: {}", d.log());
-    let actions = d.actions(&plan);
-    assert!(
-        actions.iter().all(|a| a["state"] == "SUCCEEDED"),
-        "{actions:?}"
-    );
-    assert_history_unbroken(&d, &plan);
-    assert_eq!(d.raw("GET", "/healthz", "").0, 200);
+    plan_through_a_database_outage(&d, || db.kill(), || db.run());
 }
 
 #[cfg_attr(
@@ -156,24 +123,15 @@ fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone
         ),
     )
     .unwrap();
-    let mut child = Command::new(watcherd_binary())
-        .arg("--config-file")
-        .arg(&conf)
-        .arg("--data-dir")
-        .arg(&root)
-        .env_remove("WATCHER_LISTEN")
-        .env_remove("WATCHER_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = announced(&mut child, "watcherd listening on ")
-        .unwrap_or_else(|line| panic!("did not start: {line}"));
-    let d = Daemon {
-        child,
-        url: started,
-        dir: root.clone(),
-    };
+    let d = Daemon::start_bare(
+        &root,
+        &[
+            "--config-file".as_ref(),
+            conf.as_os_str(),
+            "--data-dir".as_ref(),
+            root.as_os_str(),
+        ],
+    );
     let plan = d.recommend("dummy", "dummy", json!({}));
     d.start_plan(&plan);
     assert_eq!(

@@ -35,60 +35,28 @@ fn a_postgresql_restart_mid_plan_answers_503_meanwhile_and_the_plan_still_finish
     let dir = root.join("watcherd");
     std::fs::create_dir_all(&dir).unwrap();
     let d = Daemon::start_with_config(&dir, write_config_on(&dir, &pg.url(), "", "", ""), None);
-    let sleeps: Vec<Value> = (0..4)
-        .map(|_| json!({"action_type": "sleep", "input_parameters": {"duration": 1.0}}))
-        .collect();
-    let plan = d.actuator(json!(sleeps));
-    d.start_plan(&plan);
-    d.wait_action_state(&plan, "sleep", "ONGOING");
-
-    pg.stop();
-    let (status, body) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        faultstring(&body).contains("database is unavailable"),
-        "{body}"
+    plan_through_a_database_outage(
+        &d,
+        || pg.stop(),
+        || {
+            // Every loop meets the outage (sweeps, heartbeats, the history
+            // tail, the plan's run): each says so, then waits longer between
+            // tries and repeats itself once a minute at most. Nothing spins.
+            let before = d.log().len();
+            std::thread::sleep(Duration::from_secs(6));
+            let log = d.log();
+            let noisy: Vec<&str> = log[before..]
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect();
+            assert!(
+                noisy.len() < 10,
+                "{} warnings in 6 s: {noisy:#?}",
+                noisy.len()
+            );
+            pg.pg_ctl_start();
+        },
     );
-    let (status, _) = d.raw("GET", "/healthz", "");
-    assert_eq!(status, 503);
-    // The running sleep ends during the outage: its result cannot be
-    // written, and the plan's run stops there.
-    wait_for(Duration::from_secs(20), || {
-        d.log().contains("plan run failed").then_some(())
-    });
-    // Every loop meets the outage (sweeps, heartbeats, the history tail,
-    // the plan's run): each says so, then waits longer between tries and
-    // repeats itself once a minute at most. Nothing spins.
-    let before = d.log().len();
-    std::thread::sleep(Duration::from_secs(6));
-    let log = d.log();
-    let noisy: Vec<&str> = log[before..]
-        .lines()
-        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .collect();
-    assert!(
-        noisy.len() < 10,
-        "{} warnings in 6 s: {noisy:#?}",
-        noisy.len()
-    );
-
-    pg.pg_ctl_start();
-    let p = wait_for(Duration::from_secs(30), || {
-        let (status, p) = d.req("GET", &format!("/v1/action_plans/{plan}"), None);
-        (status == 200
-            && ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&p["state"].as_str().unwrap()))
-        .then_some(p)
-    });
-    assert_eq!(p["state"], "SUCCEEDED", "{p}; log: {}", d.log());
-    let actions = d.actions(&plan);
-    assert_eq!(actions.len(), 4);
-    assert!(
-        actions.iter().all(|a| a["state"] == "SUCCEEDED"),
-        "{actions:?}"
-    );
-    assert_history_unbroken(&d, &plan);
-    let (status, _) = d.raw("GET", "/healthz", "");
-    assert_eq!(status, 200);
 }
 
 #[cfg_attr(

@@ -7,7 +7,7 @@ use watcher_testkit as common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A watcher.conf as a deployment renders it, for a loopback watcherd
 /// without Keystone (upstream's `enable_authentication = false`).
@@ -73,24 +73,15 @@ fn watcherd_runs_on_upstreams_watcher_conf_alone() {
         "{text}"
     );
 
-    let mut child = Command::new(watcherd_binary())
-        .arg("--config-file")
-        .arg(&conf)
-        .arg("--config-dir")
-        .arg(&d)
-        .env_remove("WATCHER_LISTEN")
-        .env_remove("WATCHER_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = announced(&mut child, "watcherd listening on ")
-        .unwrap_or_else(|line| panic!("did not start: {line}"));
-    let daemon = Daemon {
-        child,
-        url,
-        dir: dir.clone(),
-    };
+    let daemon = Daemon::start_bare(
+        &dir,
+        &[
+            "--config-file".as_ref(),
+            conf.as_os_str(),
+            "--config-dir".as_ref(),
+            d.as_os_str(),
+        ],
+    );
     assert!(daemon.get("/v1/goals")["goals"].as_array().is_some());
     let plan = daemon.recommend("dummy", "dummy", serde_json::json!({}));
     let audit = daemon.plan(&plan)["audit_uuid"]
