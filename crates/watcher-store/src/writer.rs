@@ -273,7 +273,7 @@ impl Writer {
             if let Err(e) = began {
                 // The connection died while idle (a server restart, a
                 // failover): nothing ran; again on a new one, once.
-                if !conn.is_usable() && !reconnected {
+                if !conn.is_usable() && !reconnected && attempt < ROLLED_BACK_RETRIES {
                     reconnected = true;
                     tracing::info!(error = %e, "the database connection was lost while idle; opening a new one");
                     continue;
@@ -283,8 +283,7 @@ impl Writer {
                 if conn.rolled_back_by_server() && attempt < ROLLED_BACK_RETRIES {
                     let _ = conn.batch("ROLLBACK");
                     tracing::info!(error = %e, attempt = attempt + 1, "the server rolled the group back; running it again");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                    pause_before_retry(&mut pause);
                     continue;
                 }
                 tracing::warn!(error = %e, "cannot begin a transaction");
@@ -331,8 +330,7 @@ impl Writer {
                 Err(e) if retry => {
                     let _ = conn.batch("ROLLBACK");
                     tracing::info!(error = %e, attempt = attempt + 1, writes = jobs.len(), "the server rolled the group back; running it again");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                    pause_before_retry(&mut pause);
                 }
                 Err(e) => {
                     if let Some(held_back) =
@@ -353,6 +351,13 @@ impl Writer {
         }
         unreachable!("the last attempt answers")
     }
+}
+
+/// Waits `pause` before a group runs again, and doubles it (at most half
+/// a second), so that two nodes' writers do not keep meeting.
+fn pause_before_retry(pause: &mut std::time::Duration) {
+    std::thread::sleep(*pause);
+    *pause = (*pause * 2).min(std::time::Duration::from_millis(500));
 }
 
 /// Ends a group's transaction: takes the writers' lock if the bulk writer's
