@@ -34,6 +34,7 @@ mod reader;
 mod schema;
 pub(crate) mod sql;
 mod tail;
+mod values;
 mod wal;
 mod writer;
 

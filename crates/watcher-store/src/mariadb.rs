@@ -1,7 +1,7 @@
 //! MariaDB and MySQL: the database upstream Watcher's deployments already
 //! run, as a third store beside SQLite and PostgreSQL.
 //!
-//! The store's statements are written once ([`crate::sql`]); here they are
+//! The store's statements are written once (in `sql.rs`); here they are
 //! put in MariaDB's words when first run, and the result is kept with the
 //! connection:
 //!
@@ -19,10 +19,10 @@
 //!   `INSERT .. RETURNING id` the insert's own `LAST_INSERT_ID()` (which
 //!   MySQL has and `RETURNING` it does not).
 //!
-//! Statements that cannot be said this way ask [`crate::sql::Dialect`].
+//! Statements that cannot be said this way ask the `Dialect` of `sql.rs`.
 
 use crate::error::{with_causes, StoreError};
-use crate::sql::{Row, Value};
+use crate::values::{Row, Value};
 use mysql::prelude::Queryable;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
