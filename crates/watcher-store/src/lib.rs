@@ -63,7 +63,7 @@ pub use history::StateCounts;
 pub use journal::JournalEntry;
 pub use listing::{ListQuery, SortKey};
 pub use location::{DatabaseLocation, MysqlUrl, PostgresUrl, WAL_LIMIT_BYTES};
-pub use mariadb::{in_mariadb_words, TABLE_PREFIX as MARIADB_TABLE_PREFIX};
+pub use mariadb::in_mariadb_words;
 pub use plans::{NewPlan, PlanFilter, PlanUpdate, Takeover};
 pub use presence::Presence;
 pub use purge::{PurgeCounts, PurgeRequest};

@@ -16,8 +16,8 @@
 //! - `ON CONFLICT (..) DO UPDATE SET c = excluded.c` becomes
 //!   `ON DUPLICATE KEY UPDATE c = VALUES(c)`, `ON CONFLICT DO NOTHING` an
 //!   `INSERT IGNORE`, `CAST(.. AS BIGINT)` a `CAST(.. AS SIGNED)`, and an
-//!   `INSERT .. RETURNING id` the insert's own `LAST_INSERT_ID()` (which
-//!   MySQL has and `RETURNING` it does not).
+//!   `INSERT .. RETURNING id` the insert's own `LAST_INSERT_ID()` (MySQL
+//!   has no `RETURNING`).
 //!
 //! Statements that cannot be said this way ask the `Dialect` of `sql.rs`.
 
@@ -32,7 +32,7 @@ use std::time::Duration;
 use watcher_core::secret::{percent_decode, redact_url};
 
 /// The prefix of every table watcherd makes in a MariaDB database.
-pub const TABLE_PREFIX: &str = "watcherd_";
+pub(crate) const TABLE_PREFIX: &str = "watcherd_";
 
 /// The tables of ours, as the statements name them.
 const TABLES: &[&str] = &[
