@@ -372,6 +372,20 @@ impl Applier {
                     self.try_claim(p.uuid, ActionPlanState::Recommended).await?
                 }
                 ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {
+                    // The list is older than this moment: a run that ended
+                    // since has finished its plan. Look again before
+                    // taking it for an orphan.
+                    let p = match store.get_plan(p.uuid, false).await {
+                        Ok(now)
+                            if matches!(
+                                now.state,
+                                ActionPlanState::Ongoing | ActionPlanState::Cancelling
+                            ) && self.is_orphan(&now) =>
+                        {
+                            now
+                        }
+                        _ => continue,
+                    };
                     // Ours, but no run holds it (its run ended on an error):
                     // resume it rather than leave it stuck.
                     if self
