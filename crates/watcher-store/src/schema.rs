@@ -340,7 +340,26 @@ fn migrate_mysql(conn: &Conn) -> Result<(), StoreError> {
         })
     })();
     let _ = conn.query_one("SELECT RELEASE_LOCK('watcherd-schema')", ());
-    result
+    result?;
+    note_upstream_tables(conn);
+    Ok(())
+}
+
+/// Says once at start when the database also holds upstream Watcher's
+/// tables (its `alembic_version`): an operator switching over must not
+/// believe their audits and plans came along.
+fn note_upstream_tables(conn: &Conn) {
+    let Ok(Some(row)) = conn.query_opt("SELECT version_num FROM alembic_version LIMIT 1", ())
+    else {
+        return; // no such table: not an upstream Watcher's database
+    };
+    let revision: String = row.get(0).unwrap_or_default();
+    tracing::warn!(
+        alembic_revision = %revision,
+        "this database also holds upstream Watcher's tables; watcherd keeps its own \
+         (watcherd_*) beside them and neither reads nor changes upstream's: upstream's \
+         audits, plans and templates are not served by watcherd"
+    );
 }
 
 #[cfg(test)]

@@ -109,7 +109,8 @@ fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone
          INSERT INTO watcher.audits VALUES (7, 'a5b8e2b4-0000-4000-8000-000000000007', 'upstream-audit'); \
          CREATE TABLE watcher.action_plans (id INT PRIMARY KEY, state VARCHAR(20)); \
          INSERT INTO watcher.action_plans VALUES (3, 'RECOMMENDED'); \
-         CREATE TABLE watcher.alembic_version (version_num VARCHAR(32) NOT NULL)",
+         CREATE TABLE watcher.alembic_version (version_num VARCHAR(32) NOT NULL); \
+         INSERT INTO watcher.alembic_version VALUES ('d098df6021e2')",
     );
     let before = db.sql("CHECKSUM TABLE watcher.audits, watcher.action_plans");
 
@@ -117,8 +118,9 @@ fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone
     std::fs::write(
         &conf,
         format!(
-            "[DEFAULT]\nenable_authentication = false\nhost = conf-host\n\
+            "[DEFAULT]\nenable_authentication = false\nhost = conf-host\nlog_dir = {}\n\
              [database]\nconnection = {}\n[api]\nhost = 127.0.0.1\nport = 0\n",
+            root.display(),
             url.replace("mysql://", "mysql+pymysql://") + "?charset=utf8"
         ),
     )
@@ -163,6 +165,12 @@ fn upstreams_watcher_conf_names_the_database_and_upstreams_tables_are_left_alone
         db.sql("CHECKSUM TABLE watcher.audits, watcher.action_plans"),
         before,
         "upstream's tables are untouched"
+    );
+    // The operator is told that upstream's objects did not come along.
+    let log = d.log();
+    assert!(
+        log.contains("also holds upstream Watcher's tables") && log.contains("d098df6021e2"),
+        "{log}"
     );
 }
 
