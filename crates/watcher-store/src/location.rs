@@ -23,59 +23,47 @@ pub enum DatabaseLocation {
     Mysql(MysqlUrl),
 }
 
-/// A MariaDB URL read once, as [`PostgresUrl`] is.
-#[derive(Clone)]
-pub struct MysqlUrl {
-    url: String,
-    target: Arc<mariadb::MysqlTarget>,
-}
-
-impl MysqlUrl {
-    /// The URL as given (with its password: not for messages).
-    pub fn as_str(&self) -> &str {
-        &self.url
-    }
-}
-
-impl PartialEq for MysqlUrl {
-    fn eq(&self, other: &Self) -> bool {
-        self.url == other.url
-    }
-}
-
-impl Eq for MysqlUrl {}
-
-impl std::fmt::Debug for MysqlUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&redact_url(&self.url))
-    }
-}
-
-/// A PostgreSQL URL read once: its connection settings and TLS
+/// A database server's URL read once: its connection settings and TLS
 /// configuration (which reads the system's CA bundle) are built when the
-/// URL is parsed and shared by every connection opened from it.
-#[derive(Clone)]
-pub struct PostgresUrl {
+/// URL is parsed (`T`: PostgreSQL's or MariaDB's) and shared by every
+/// connection opened from it. Compared by the URL; shown without its
+/// password.
+pub struct ServerUrl<T> {
     url: String,
-    target: Arc<pg_connect::PgTarget>,
+    target: Arc<T>,
 }
 
-impl PostgresUrl {
+/// A `postgres://` URL read once.
+pub type PostgresUrl = ServerUrl<pg_connect::PgTarget>;
+/// A `mysql://` URL read once.
+pub type MysqlUrl = ServerUrl<mariadb::MysqlTarget>;
+
+impl<T> ServerUrl<T> {
     /// The URL as given (with its password: not for messages).
     pub fn as_str(&self) -> &str {
         &self.url
     }
 }
 
-impl PartialEq for PostgresUrl {
+// By hand: derived, these would ask `T` for what only the `Arc` needs.
+impl<T> Clone for ServerUrl<T> {
+    fn clone(&self) -> Self {
+        ServerUrl {
+            url: self.url.clone(),
+            target: self.target.clone(),
+        }
+    }
+}
+
+impl<T> PartialEq for ServerUrl<T> {
     fn eq(&self, other: &Self) -> bool {
         self.url == other.url
     }
 }
 
-impl Eq for PostgresUrl {}
+impl<T> Eq for ServerUrl<T> {}
 
-impl std::fmt::Debug for PostgresUrl {
+impl<T> std::fmt::Debug for ServerUrl<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&redact_url(&self.url))
     }

@@ -229,7 +229,7 @@ pub fn in_mariadb_words(sql: &str) -> Vec<String> {
 
 /// What to connect to: a `mysql://` URL as SQLAlchemy and PyMySQL read it.
 #[derive(Clone)]
-pub(crate) struct MysqlTarget {
+pub struct MysqlTarget {
     opts: mysql::Opts,
     /// Every host of the URL, in order; `opts` names the first.
     hosts: Vec<(String, u16)>,
@@ -403,7 +403,7 @@ impl MysqlTarget {
     /// A connection to the first host of the URL that takes one and is
     /// ready for queries (a Galera node outside the cluster's primary
     /// component answers, but refuses every query).
-    pub fn connect(&self, url: &str) -> Result<MysqlConn, StoreError> {
+    pub(crate) fn connect(&self, url: &str) -> Result<MysqlConn, StoreError> {
         let mut last = None;
         let mut conn = None;
         for (host, port) in &self.hosts {

@@ -19,10 +19,10 @@ use watcher_core::secret::{percent_decode, redact_url};
 use watcher_tls::TlsOptions;
 
 /// What to connect to and how.
-pub(crate) struct PgTarget {
-    pub config: postgres::Config,
+pub struct PgTarget {
+    pub(crate) config: postgres::Config,
     /// None: plain TCP (`sslmode=disable`).
-    pub tls: Option<MakeRustlsConnect>,
+    pub(crate) tls: Option<MakeRustlsConnect>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,7 +129,7 @@ pub(crate) fn parse(url: &str) -> Result<PgTarget, StoreError> {
 }
 
 impl PgTarget {
-    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+    pub(crate) fn connect(&self) -> Result<postgres::Client, postgres::Error> {
         match &self.tls {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(postgres::NoTls),
