@@ -37,11 +37,8 @@ pub fn mariadb_server() -> String {
 
 /// A fresh MariaDB database on [`mariadb_server`] named after `db`.
 pub fn mariadb_database(db: &Path) -> String {
-    let name = test_database_name(db);
     let server = mariadb_server();
-    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    if !created.contains(&name) {
+    fresh_database(db, &server, |name| {
         use mysql::prelude::Queryable;
         let mut admin =
             mysql::Conn::new(mysql::Opts::from_url(&server).unwrap()).unwrap_or_else(|e| {
@@ -51,6 +48,18 @@ pub fn mariadb_database(db: &Path) -> String {
             .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
             .unwrap();
         admin.query_drop(format!("CREATE DATABASE {name}")).unwrap();
+    })
+}
+
+/// `server/NAME`, NAME the test database of `db`, made afresh by
+/// `recreate` (drop, then create) the first time this process asks: the
+/// processes of one test share it, as they would share the file.
+fn fresh_database(db: &Path, server: &str, recreate: impl FnOnce(&str)) -> String {
+    let name = test_database_name(db);
+    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !created.contains(&name) {
+        recreate(&name);
         created.push(name.clone());
     }
     format!("{server}/{name}")
@@ -70,11 +79,8 @@ pub fn postgres_server() -> String {
 
 /// A fresh PostgreSQL database on [`postgres_server`] named after `db`.
 pub fn postgres_database(db: &Path) -> String {
-    let name = test_database_name(db);
     let server = postgres_server();
-    static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    if !created.contains(&name) {
+    fresh_database(db, &server, |name| {
         let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls)
             .unwrap_or_else(|e| {
                 panic!("WATCHER_TEST_DATABASE=postgres, but {server} cannot be reached: {e}")
@@ -85,9 +91,7 @@ pub fn postgres_database(db: &Path) -> String {
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
-        created.push(name.clone());
-    }
-    format!("{server}/{name}")
+    })
 }
 
 /// Runs `sql` on the database of the daemon whose data is in `dir`, behind
