@@ -12,6 +12,12 @@
 //! free means the session is gone, or the applier has not taken it yet
 //! after a server restart; [`Store::gone_appliers`]'s caller waits for a
 //! second look before acting on it.
+//!
+//! Not on Galera: `GET_LOCK` there is held by one node only and not
+//! replicated, so an applier writing through another node would find a
+//! living applier's lock free and take its plans while it still runs them.
+//! On a Galera node there is no presence; an applier that dies is taken
+//! over when its plans' leases run out.
 
 use crate::sql::{args, Conn, Dialect};
 use crate::*;
@@ -75,6 +81,20 @@ fn hold(location: &DatabaseLocation, host: &str) -> Result<Conn, StoreError> {
     Ok(conn)
 }
 
+/// Whether `conn` is a session on a Galera node, whose named locks are its
+/// own and not the cluster's. MySQL without Galera has no such variable.
+fn on_galera(conn: &Conn) -> bool {
+    conn.dialect() == Dialect::Mysql
+        && conn
+            .query_row("SELECT @@wsrep_on", (), |r| r.get::<i64>(0))
+            .is_ok_and(|on| on == 1)
+}
+
+/// Why there is no presence on a Galera node, said once by each applier.
+const NO_PRESENCE_ON_GALERA: &str = "the database is a Galera cluster, whose named locks are \
+     not shared between its nodes: an applier that dies is taken over when its plans' leases \
+     run out (applier.lease_secs), not within seconds";
+
 /// `host`'s presence lock on MariaDB (names are at most 64 characters).
 fn mysql_lock_name(host: &str) -> String {
     format!("watcherd-presence-{:08x}", host_key(host) as u32)
@@ -86,8 +106,19 @@ impl Store {
     /// Returns once the lock is held, or after 5 s if the server cannot be
     /// reached now: the thread keeps trying, and holds it once it can.
     pub fn hold_presence(&self, host: &str) -> Option<Presence> {
-        if self.inner.location.dialect() == Dialect::Sqlite {
-            return None;
+        match self.inner.location.dialect() {
+            Dialect::Sqlite => return None,
+            Dialect::Mysql => {
+                // Checked before the lock is taken; gone_appliers checks
+                // again for a server that could not be reached now.
+                if let Ok(Some(conn)) = self.inner.location.open_reader() {
+                    if on_galera(&conn) {
+                        tracing::warn!("no applier presence: {NO_PRESENCE_ON_GALERA}");
+                        return None;
+                    }
+                }
+            }
+            Dialect::Postgres => {}
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (location, host, flag) = (self.inner.location.clone(), host.to_string(), stop.clone());
@@ -149,6 +180,9 @@ impl Store {
                 |r| r.get(0),
             )?;
             let mut gone = vec![];
+            if !hosts.is_empty() && on_galera(conn) {
+                return Ok(gone);
+            }
             for host in hosts {
                 if conn.dialect() == Dialect::Mysql {
                     let free: bool =

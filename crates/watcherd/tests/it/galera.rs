@@ -90,7 +90,16 @@ fn two_watcherds_writing_through_two_nodes_conflict_are_run_again_and_lose_nothi
         "no certification conflict was met (nothing proven): {logs}"
     );
     assert!(!logs.contains(" 500 "), "{logs}");
-    // Each plan ran on one applier, start to end.
+    // Each plan ran on one applier, start to end: named locks are each
+    // node's own, so neither applier may read the other's as free and
+    // take its plans (a race that once took a plan from a living one).
+    assert!(
+        logs.matches("no applier presence: the database is a Galera cluster")
+            .count()
+            == 2,
+        "{logs}"
+    );
+    assert!(!logs.contains("whose applier is gone"), "{logs}");
     assert!(!logs.contains("expected ONGOING"), "{logs}");
     assert!(!logs.contains("plan run failed"), "{logs}");
 }
