@@ -21,14 +21,18 @@ pub enum Actor {
     DecisionEngine,
     /// The applier's start-up reconciliation after a crash or shutdown.
     Recovery,
+    /// Upstream Watcher, whose objects `watcherd db upgrade` took over in
+    /// the state it left them.
+    Upstream,
 }
 
 impl Actor {
-    pub const ALL: [Actor; 4] = [
+    pub const ALL: [Actor; 5] = [
         Actor::Api,
         Actor::Applier,
         Actor::DecisionEngine,
         Actor::Recovery,
+        Actor::Upstream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Actor {
             Actor::Applier => "applier",
             Actor::DecisionEngine => "decision_engine",
             Actor::Recovery => "recovery",
+            Actor::Upstream => "upstream",
         }
     }
 }

@@ -53,6 +53,7 @@ mod purge;
 mod services;
 mod sim_cloud;
 mod templates;
+mod upstream;
 
 pub use actions::ActionFilter;
 pub use audits::{AuditEdit, AuditFilter, NewAudit};
@@ -70,6 +71,7 @@ pub use purge::{PurgeCounts, PurgeRequest};
 pub use sim_cloud::SimCloudRow;
 pub use tail::Hearing;
 pub use templates::TemplateFields;
+pub use upstream::{SyncRecord, TakeoverCounts, UpstreamDatabase, KNOWN_REVISIONS};
 pub use wal::wal_bytes;
 pub use writer::Durability;
 

@@ -49,6 +49,7 @@ const TABLES: &[&str] = &[
     "sim_cloud_rows",
     "schema_version",
     "writers_lock",
+    "upstream_syncs",
 ];
 
 /// Column names that are reserved words in MariaDB and MySQL.

@@ -184,6 +184,18 @@ CREATE TABLE sim_cloud_rows (
     PRIMARY KEY (kind, id)
 );
 "#,
+    r#"
+-- Copies between an upstream Watcher's tables and watcherd's in the same
+-- database (`watcherd db upgrade`, `watcherd db export-upstream`): which
+-- way, at what upstream revision, when, and what was copied.
+CREATE TABLE upstream_syncs (
+    id INTEGER PRIMARY KEY,
+    direction TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    summary TEXT NOT NULL
+);
+"#,
 ];
 
 /// A migration in PostgreSQL's words. The migrations are written once, for
@@ -341,25 +353,8 @@ fn migrate_mysql(conn: &Conn) -> Result<(), StoreError> {
     })();
     let _ = conn.query_one("SELECT RELEASE_LOCK('watcherd-schema')", ());
     result?;
-    note_upstream_tables(conn);
+    crate::upstream::note_at_start(conn);
     Ok(())
-}
-
-/// Says once at start when the database also holds upstream Watcher's
-/// tables (its `alembic_version`): an operator switching over must not
-/// believe their audits and plans came along.
-fn note_upstream_tables(conn: &Conn) {
-    let Ok(Some(row)) = conn.query_opt("SELECT version_num FROM alembic_version LIMIT 1", ())
-    else {
-        return; // no such table: not an upstream Watcher's database
-    };
-    let revision: String = row.get(0).unwrap_or_default();
-    tracing::warn!(
-        alembic_revision = %revision,
-        "this database also holds upstream Watcher's tables; watcherd keeps its own \
-         (watcherd_*) beside them and neither reads nor changes upstream's: upstream's \
-         audits, plans and templates are not served by watcherd"
-    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! map with the invariants.
 
 pub mod config;
+pub mod db_commands;
 pub mod oslo_conf;
 pub mod service;
 pub mod sim_cloud_state;

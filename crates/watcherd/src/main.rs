@@ -138,6 +138,11 @@ enum Command {
     /// actions and history; with orphans, the plans of deleted audits that
     /// cannot run. Batches of whole plans: running plans and cancels go on.
     Purge(PurgeArgs),
+    /// Database commands (upstream's `watcher-db-manage`): `db upgrade`
+    /// brings watcherd's tables up to date and takes over the objects of an
+    /// upstream Watcher whose tables are in the same database.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Put the embedded simulated cloud back to its scenario (the demo's
     /// starting point): instances on their first hosts, services enabled, no
     /// operations. The cloud is kept in the database between runs; stop
@@ -145,6 +150,21 @@ enum Command {
     ResetSimCloud {
         /// Reset even though an applier reported within the last 20 s
         /// (after a watcherd that was just stopped).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Bring watcherd's tables up to date; if the database also holds an
+    /// upstream Watcher's tables (Watcher 17), copy every object of theirs
+    /// into watcherd's, once, in one transaction. Stop upstream Watcher
+    /// first. Upstream's tables are left as they are.
+    Upgrade {
+        /// Copy even though upstream's services reported within the last
+        /// 90 s, or its objects were taken over before (upstream's state
+        /// then replaces watcherd's, object by object).
         #[arg(long)]
         force: bool,
     },
@@ -364,6 +384,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } = effective_config(&args)?;
     if let Some(Command::Purge(purge_args)) = &args.command {
         return purge(&config, purge_args).await;
+    }
+    if let Some(Command::Db(DbCommand::Upgrade { force })) = &args.command {
+        return watcherd::db_commands::upgrade(&config, *force).await;
     }
     if let Some(Command::ResetSimCloud { force }) = &args.command {
         let location = watcher_store::DatabaseLocation::parse(&config.database_url())?;

@@ -32,3 +32,4 @@ mod split_services;
 mod state_machine_doc;
 mod strategies;
 mod upstream_conf;
+mod upstream_takeover;
