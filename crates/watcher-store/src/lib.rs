@@ -54,6 +54,8 @@ mod services;
 mod sim_cloud;
 mod templates;
 mod upstream;
+mod upstream_export;
+mod upstream_import;
 
 pub use actions::ActionFilter;
 pub use audits::{AuditEdit, AuditFilter, NewAudit};
@@ -71,7 +73,9 @@ pub use purge::{PurgeCounts, PurgeRequest};
 pub use sim_cloud::SimCloudRow;
 pub use tail::Hearing;
 pub use templates::TemplateFields;
-pub use upstream::{SyncRecord, TakeoverCounts, UpstreamDatabase, KNOWN_REVISIONS};
+pub use upstream::{SyncRecord, UpstreamDatabase, KNOWN_REVISIONS};
+pub use upstream_export::ExportCounts;
+pub use upstream_import::TakeoverCounts;
 pub use wal::wal_bytes;
 pub use writer::Durability;
 

@@ -99,3 +99,80 @@ fn print_takeover(c: &TakeoverCounts, secs: f64) {
     }
     println!("Upstream's tables are unchanged; upstream Watcher can still be started on them.");
 }
+
+/// `watcherd db export-upstream`: the way back to upstream Watcher. Every
+/// object of watcherd's written into upstream's tables in the same database
+/// (see `docs/operations.md`, "Replacing an upstream Watcher").
+pub async fn export_upstream(config: &Config, force: bool) -> anyhow::Result<()> {
+    let location = DatabaseLocation::parse(&config.database_url())?;
+    let store = Store::open(&location, config.durability)?;
+    let Some(upstream) = store.upstream_database(UPSTREAM_SEEN_WITHIN_SECS).await? else {
+        bail!(
+            "this database holds no upstream Watcher tables to export to: upstream's \
+             `watcher-db-manage upgrade` makes them (Watcher 17), on the database its \
+             watcher.conf names. Nothing was written."
+        );
+    };
+    if upstream.release.is_none() {
+        bail!(
+            "upstream Watcher's tables are at alembic revision {}, which watcherd does not know; \
+             nothing was written",
+            upstream.revision
+        );
+    }
+    let now = chrono::Utc::now();
+    let running: Vec<String> = store
+        .list_services(10_000, None, false)
+        .await?
+        .into_iter()
+        .filter(|s| {
+            s.last_seen_up
+                .is_some_and(|t| (now - t).num_seconds() < UPSTREAM_SEEN_WITHIN_SECS)
+        })
+        .map(|s| format!("{} on {}", s.name, s.host))
+        .collect();
+    if !running.is_empty() && !force {
+        bail!(
+            "watcherd still runs: its services reported within the last {UPSTREAM_SEEN_WITHIN_SECS} s: {}. \
+             Stop every watcherd process on this database first, then run this again; add \
+             --force if they are stopped and their last report is simply recent. Nothing was written.",
+            running.join(", ")
+        );
+    }
+    let started = Instant::now();
+    let counts = store.export_to_upstream().await?;
+    println!(
+        "Written into upstream Watcher's tables in {:.1} s, in one transaction:",
+        started.elapsed().as_secs_f64()
+    );
+    for (what, n) in [
+        ("audit templates", counts.audit_templates),
+        ("audits", counts.audits),
+        ("action plans", counts.action_plans),
+        ("actions", counts.actions),
+    ] {
+        println!("  {what:<16}{n:>10}");
+    }
+    if counts.deleted > 0 {
+        println!("  ({} of them soft-deleted, and kept so)", counts.deleted);
+    }
+    if counts.catalogue_added > 0 {
+        println!(
+            "{} goals or strategies upstream did not have were added; upstream's sync retires \
+             those its plugins do not know, with the audits on them.",
+            counts.catalogue_added
+        );
+    }
+    if !counts.notes.is_empty() {
+        println!("Changed to fit upstream's columns:");
+        for n in &counts.notes {
+            println!("  {n}");
+        }
+    }
+    println!(
+        "Upstream Watcher can be started on this database now. watcherd's history, action \
+         journal and leases stay in its own tables; `watcherd db upgrade` brings upstream's \
+         objects back over later."
+    );
+    Ok(())
+}

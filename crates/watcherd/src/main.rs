@@ -168,6 +168,15 @@ enum DbCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The way back: write every object of watcherd's into the upstream
+    /// Watcher 17 tables of the same database, so that upstream Watcher
+    /// started on them serves what watcherd served. Stop watcherd first;
+    /// running plans must have finished.
+    ExportUpstream {
+        /// Write even though watcherd's services reported within the last 90 s.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -387,6 +396,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(Command::Db(DbCommand::Upgrade { force })) = &args.command {
         return watcherd::db_commands::upgrade(&config, *force).await;
+    }
+    if let Some(Command::Db(DbCommand::ExportUpstream { force })) = &args.command {
+        return watcherd::db_commands::export_upstream(&config, *force).await;
     }
     if let Some(Command::ResetSimCloud { force }) = &args.command {
         let location = watcher_store::DatabaseLocation::parse(&config.database_url())?;

@@ -171,6 +171,11 @@ fn an_upstream_watcher_17_database_is_taken_over_whole_and_upstream_tables_are_u
     assert_eq!(continuous["interval"], "3600");
     assert_eq!(continuous["auto_trigger"], true);
     assert_eq!(continuous["parameters"]["para2"], "hi");
+    // ... and is run by watcherd's decision engine, which schedules the next.
+    wait_for(std::time::Duration::from_secs(10), || {
+        let a = d.get("/v1/audits/d4c0ffee-0000-4000-8000-000000000002");
+        (a["next_run_time"] != "2026-11-07T03:00:00" && !a["next_run_time"].is_null()).then_some(())
+    });
     let failed = d.get("/v1/audits/d4c0ffee-0000-4000-8000-000000000004");
     assert_eq!(failed["state"], "FAILED");
     assert_eq!(failed["status_message"], "compute model not available");
@@ -295,4 +300,161 @@ fn an_upstream_revision_watcherd_does_not_know_is_refused_and_nothing_changes() 
     );
     assert_eq!(count(&url, "watcherd_audits"), 0);
     assert_eq!(count(&url, "watcherd_upstream_syncs"), 0);
+}
+
+#[cfg_attr(
+    not(test_mariadb),
+    ignore = "needs a MariaDB server: set WATCHER_TEST_MARIADB=mysql://root@127.0.0.1:3306 (.ci/run does)"
+)]
+#[test]
+fn the_way_back_writes_what_watcherd_did_into_upstreams_tables_and_comes_again() {
+    let root = temp_dir("upstream-way-back");
+    let (url, conf) = upstream_database(&root);
+    let (ok, out, err) = db_upgrade(&conf, &[]);
+    assert!(ok, "{out}{err}");
+    let mut d = Daemon::start_bare(&root, &["--config-file".as_ref(), conf.as_os_str()]);
+    // What an operator does meanwhile: a new audit's plan run, another
+    // cancelled, a template renamed, another deleted, and the plan
+    // upstream left running finished (first: an audit made while a plan
+    // runs ends without one, as upstream's).
+    let ongoing = "e5c0ffee-0000-4000-8000-000000000004";
+    assert_eq!(
+        d.wait_state(ongoing, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    let ran = d.recommend("dummy", "dummy", serde_json::json!({}));
+    d.start_plan(&ran);
+    assert_eq!(
+        d.wait_state(&ran, &["SUCCEEDED", "FAILED"])["state"],
+        "SUCCEEDED"
+    );
+    let cancelled = d.recommend("dummy", "dummy", serde_json::json!({}));
+    assert_eq!(d.patch_state(&cancelled, "CANCELLED").0, 200);
+    let (status, _) = d.req(
+        "PATCH",
+        "/v1/audit_templates/c3c0ffee-0000-4000-8000-000000000001",
+        Some(&serde_json::json!([{"op": "replace", "path": "/name", "value": "renamed-by-watcherd"}])),
+    );
+    assert_eq!(status, 200);
+    let (status, template) = d.req(
+        "POST",
+        "/v1/audit_templates",
+        Some(&serde_json::json!({"name": "short-lived", "goal": "dummy"})),
+    );
+    assert_eq!(status, 201, "{template}");
+    let short_lived = template["uuid"].as_str().unwrap().to_string();
+    let (status, _) = d.req(
+        "DELETE",
+        &format!("/v1/audit_templates/{short_lived}"),
+        None,
+    );
+    assert_eq!(status, 204);
+    let served = d.get(&format!("/v1/action_plans/{ran}"));
+    d.terminate();
+
+    // Refused while watcherd's services reported a moment ago.
+    let export = |args: &[&str]| {
+        let out = Command::new(watcherd_binary())
+            .args(["db", "export-upstream", "--config-file"])
+            .arg(&conf)
+            .args(args)
+            .env_remove("WATCHER_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = export(&[]);
+    assert!(
+        !ok && err.contains("watcherd still runs") && err.contains("Nothing was written"),
+        "{err}"
+    );
+    let (ok, out, err) = export(&["--force"]);
+    assert!(ok, "{out}{err}");
+
+    let one = |q: &str| -> Option<String> {
+        sql(&url, q)
+            .first()
+            .and_then(|r| r.get::<Option<String>, _>(0).flatten())
+    };
+    assert_eq!(
+        one(&format!(
+            "SELECT state FROM action_plans WHERE uuid = '{ran}'"
+        ))
+        .as_deref(),
+        Some("SUCCEEDED")
+    );
+    assert_eq!(
+        one(&format!(
+            "SELECT state FROM action_plans WHERE uuid = '{cancelled}'"
+        ))
+        .as_deref(),
+        Some("CANCELLED")
+    );
+    assert_eq!(
+        one(&format!(
+            "SELECT state FROM action_plans WHERE uuid = '{ongoing}'"
+        ))
+        .as_deref(),
+        Some("SUCCEEDED")
+    );
+    // The new plan's audit points at upstream's own goal row, its actions
+    // at the plan, in upstream's words.
+    assert_eq!(
+        one(&format!(
+            "SELECT g.uuid FROM action_plans p JOIN audits a ON a.id = p.audit_id \
+             JOIN goals g ON g.id = a.goal_id WHERE p.uuid = '{ran}'"
+        ))
+        .as_deref(),
+        Some("a1c0ffee-0000-4000-8000-000000000001")
+    );
+    let actions = served["uuid"].as_str().map(|_| {
+        sql(
+            &url,
+            &format!(
+                "SELECT COUNT(*) FROM actions x JOIN action_plans p ON p.id = x.action_plan_id \
+                 WHERE p.uuid = '{ran}' AND x.state = 'SUCCEEDED' AND x.deleted = 0"
+            ),
+        )[0]
+        .get::<i64, _>(0)
+        .unwrap()
+    });
+    assert!(actions.unwrap() > 0);
+    assert_eq!(
+        one("SELECT name FROM audit_templates WHERE uuid = 'c3c0ffee-0000-4000-8000-000000000001'")
+            .as_deref(),
+        Some("renamed-by-watcherd")
+    );
+    // A deletion as upstream writes one: deleted_at, and `deleted` its id.
+    let deleted: Vec<mysql::Row> = sql(
+        &url,
+        &format!("SELECT deleted = id, deleted_at IS NOT NULL FROM audit_templates WHERE uuid = '{short_lived}'"),
+    );
+    assert_eq!(deleted[0].get::<i64, _>(0), Some(1));
+    assert_eq!(deleted[0].get::<i64, _>(1), Some(1));
+    // Rows upstream had and nobody changed are as they were.
+    assert_eq!(
+        one("SELECT status_message FROM actions WHERE uuid = '07c0ffee-0000-4000-8000-000000000005'")
+            .as_deref(),
+        Some("Action was cancelled")
+    );
+
+    // And forth again: after a return to upstream, `db upgrade` takes its
+    // objects over anew (the last copy was the other way).
+    sql(
+        &url,
+        "UPDATE audit_templates SET description = 'changed under upstream' \
+         WHERE uuid = 'c3c0ffee-0000-4000-8000-000000000001'",
+    );
+    let (ok, out, err) = db_upgrade(&conf, &[]);
+    assert!(ok && out.contains("Taken over"), "{out}{err}");
+    let d = Daemon::start_bare(&root, &["--config-file".as_ref(), conf.as_os_str()]);
+    let t = d.get("/v1/audit_templates/c3c0ffee-0000-4000-8000-000000000001");
+    assert_eq!(t["description"], "changed under upstream");
+    assert_eq!(t["name"], "renamed-by-watcherd");
+    assert_eq!(d.plan(&ran)["state"], "SUCCEEDED");
+    assert_history_unbroken(&d, &ran);
 }
