@@ -29,6 +29,11 @@ fn test_database_name(db: &Path) -> String {
     format!("wt_{:016x}", h.finish())
 }
 
+/// Upstream Watcher 17.0's tables as its migrations make them, with their
+/// alembic revision (for the takeover tests and the takeover benchmark).
+pub const UPSTREAM_WATCHER_17_SCHEMA: &str =
+    include_str!("../fixtures/upstream-watcher-17-schema.sql");
+
 /// The MariaDB server the tests use (`WATCHER_TEST_MARIADB`, default the
 /// machine's on 127.0.0.1:3306 as root).
 pub fn mariadb_server() -> String {

@@ -9,7 +9,7 @@ pub mod servers;
 
 pub use databases::{
     database_url, execute_sql, mariadb_database, mariadb_server, plan_through_a_database_outage,
-    postgres_database, postgres_server, query_i64,
+    postgres_database, postgres_server, query_i64, UPSTREAM_WATCHER_17_SCHEMA,
 };
 pub use mariadb_server::{GaleraCluster, PrivateMariadb};
 use serde_json::{json, Value};

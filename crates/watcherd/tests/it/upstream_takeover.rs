@@ -1,7 +1,7 @@
 //! Taking over an upstream Watcher 17 database in place: `watcherd db
 //! upgrade` on the MariaDB database upstream's `watcher.conf` names, holding
 //! upstream's schema (as its migrations made it) and objects of every kind
-//! and state (`tests/fixtures/upstream-watcher-17.sql`). Refused while
+//! and state (`tests/fixtures/upstream-watcher-17-objects.sql`). Refused while
 //! upstream still runs and at a revision watcherd does not know, with
 //! nothing changed; then every object served by watcherd as upstream
 //! served it, the plan upstream left ONGOING finished by watcherd's
@@ -14,14 +14,15 @@ use mysql::prelude::Queryable;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FIXTURE: &str = include_str!("../fixtures/upstream-watcher-17.sql");
+const OBJECTS: &str = include_str!("../fixtures/upstream-watcher-17-objects.sql");
 
 /// A fresh database on the test server holding the fixture, and the
 /// upstream `watcher.conf` naming it (written in `root`).
 fn upstream_database(root: &Path) -> (String, PathBuf) {
     let url = mariadb_database(&root.join("watcher.db"));
     let mut conn = mysql::Conn::new(mysql::Opts::from_url(&url).unwrap()).unwrap();
-    conn.query_drop(FIXTURE).unwrap();
+    conn.query_drop(UPSTREAM_WATCHER_17_SCHEMA).unwrap();
+    conn.query_drop(OBJECTS).unwrap();
     let conf = root.join("watcher.conf");
     std::fs::write(
         &conf,
