@@ -25,6 +25,7 @@ mod split;
 mod store;
 mod strategies;
 mod table;
+mod takeover;
 
 /// The benchmarks of docs/benchmarks.md: every figure measured here, now,
 /// and printed as a table.
@@ -164,6 +165,18 @@ enum Only {
         #[arg(long = "watcherd", value_name = "PATH")]
         binaries: Vec<std::path::PathBuf>,
     },
+    /// Only the takeover of an upstream Watcher 17 database and the way
+    /// back: upstream's tables made in a database `watcher_bench_takeover`
+    /// on SERVER (a MariaDB URL without a database, e.g.
+    /// mysql://root@127.0.0.1:3306) and filled with PLANS plans of ACTIONS
+    /// actions, then `watcherd db upgrade` and `db export-upstream` timed.
+    UpstreamTakeover {
+        server: String,
+        #[arg(long, default_value_t = 10_000)]
+        plans: usize,
+        #[arg(long, default_value_t = 10)]
+        actions: usize,
+    },
     /// The split deployment's figures on PostgreSQL or MariaDB (applier throughput,
     /// cross-process cancel).
     Postgres {
@@ -198,6 +211,11 @@ fn main() -> anyhow::Result<()> {
         Some(Only::InFlight { connections }) => api_load::print_in_flight(connections),
         Some(Only::Failover { database, runs }) => split::print_failover(&database, runs),
         Some(Only::Memory { plans, actions }) => idle::print_memory(plans, actions),
+        Some(Only::UpstreamTakeover {
+            server,
+            plans,
+            actions,
+        }) => takeover::print_takeover(&server, plans, actions),
         Some(Only::Dashboard { plans, actions }) => dashboard::print_pages(plans, actions),
         Some(Only::IdleCost {
             plans,
