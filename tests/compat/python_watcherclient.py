@@ -183,7 +183,7 @@ with tempfile.TemporaryDirectory() as tmp:
               and all(x["Status"] == "ACTIVE" for x in services), services)
         check("service show", value("service", "show", "watcher-applier")["Name"] == "watcher-applier")
         engines = value("scoringengine", "list")
-        check("scoringengine list", sorted(e["Name"] for e in engines) == ["dummy_avg_scorer", "dummy_scorer"], engines)
+        check("scoringengine list", sorted(e["Name"] for e in engines) == ["dummy_avg_scorer", "dummy_max_scorer", "dummy_min_scorer", "dummy_scorer"], engines)
         shown = value("scoringengine", "show", "dummy_scorer")
         check("scoringengine show", "cpu-intensive" in json.dumps(shown), shown)
         check("strategy state", any(x.get("Type") == "Name" for x in value("strategy", "state", "dummy")))

@@ -128,6 +128,7 @@ def snapshot():
                       ("audits", "uuid"), ("action_plans", "uuid"), ("actions", "uuid")):
         out[kind] = {o[key]: o for o in api("GET", f"/v1/{kind}/detail?limit=1000")[kind]}
     out["services"] = {f"{s['name']}@{s['host']}": s for s in api("GET", "/v1/services/detail")["services"]}
+    out["scoring_engines"] = {e["name"]: e for e in api("GET", "/v1/scoring_engines/detail")["scoring_engines"]}
     return out
 
 

@@ -335,14 +335,15 @@ pub fn service(s: &ServiceRecord, base: &str, detail: bool) -> Value {
 
 pub fn scoring_engine(
     e: &watcher_decision::scoring::ScoringEngine,
+    uuid: &str,
     base: &str,
     detail: bool,
 ) -> Value {
     let mut v = vec![
-        ("uuid", json!(e.uuid)),
+        ("uuid", json!(uuid)),
         ("name", json!(e.name)),
         ("description", json!(e.description)),
-        ("links", links(base, "scoring_engines", e.uuid)),
+        ("links", links(base, "scoring_engines", uuid)),
     ];
     if detail {
         v.push(("metainfo", json!(e.metainfo)));

@@ -63,12 +63,23 @@ pub fn print_takeover(server: &str, plans: usize, actions: usize) -> anyhow::Res
     let rate = |secs: f64| format!("{secs:.1} s ({:.0} objects/s)", objects as f64 / secs);
     print_rows(&[
         (
-            format!("db upgrade: takeover of {plans} plans, {} actions", plans * actions),
+            format!(
+                "db upgrade: takeover of {plans} plans, {} actions",
+                plans * actions
+            ),
             rate(import),
             "minutes, not hours",
         ),
-        ("db export-upstream: the way back, every row updated".into(), rate(export), "-"),
-        ("db upgrade again after the way back (nothing changed)".into(), rate(again), "-"),
+        (
+            "db export-upstream: the way back, every row updated".into(),
+            rate(export),
+            "-",
+        ),
+        (
+            "db upgrade again after the way back (nothing changed)".into(),
+            rate(again),
+            "-",
+        ),
     ]);
     Ok(())
 }

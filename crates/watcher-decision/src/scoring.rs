@@ -22,7 +22,9 @@ pub const SCORING_ENGINES: &[ScoringEngine] = &[
         uuid: "5a1c0a6e-3c2b-4d5e-9f1a-000000000001",
         name: "dummy_scorer",
         description: "Dummy workload classifier",
-        metainfo: r#"{"feature_columns": ["proc-processor-time-%", "mem-total-bytes", "mem-avail-bytes", "mem-page-reads/sec", "mem-page-writes/sec", "disk-read-bytes/sec", "disk-write-bytes/sec", "net-bytes-received/sec", "net-bytes-sent/sec"], "result_columns": ["workload", "idle-probability", "cpu-probability", "memory-probability", "disk-probability"], "workloads": ["idle", "cpu-intensive", "memory-intensive", "disk-intensive"]}"#,
+        // Served as upstream's plugin returns it, whitespace included: a
+        // client comparing the text sees the same.
+        metainfo: DUMMY_SCORER_METAINFO,
         calculate: classify_workload,
     },
     ScoringEngine {
@@ -33,7 +35,47 @@ pub const SCORING_ENGINES: &[ScoringEngine] = &[
         metainfo: "",
         calculate: average,
     },
+    ScoringEngine {
+        id: 3,
+        uuid: "5a1c0a6e-3c2b-4d5e-9f1a-000000000003",
+        name: "dummy_min_scorer",
+        description: "Dummy Scorer calculating the minimum value",
+        metainfo: "",
+        calculate: minimum,
+    },
+    ScoringEngine {
+        id: 4,
+        uuid: "5a1c0a6e-3c2b-4d5e-9f1a-000000000004",
+        name: "dummy_max_scorer",
+        description: "Dummy Scorer calculating the maximum value",
+        metainfo: "",
+        calculate: maximum,
+    },
 ];
+
+const DUMMY_SCORER_METAINFO: &str = "{
+            \"feature_columns\": [
+                \"proc-processor-time-%\",
+                \"mem-total-bytes\",
+                \"mem-avail-bytes\",
+                \"mem-page-reads/sec\",
+                \"mem-page-writes/sec\",
+                \"disk-read-bytes/sec\",
+                \"disk-write-bytes/sec\",
+                \"net-bytes-received/sec\",
+                \"net-bytes-sent/sec\"],
+            \"result_columns\": [
+                \"workload\",
+                \"idle-probability\",
+                \"cpu-probability\",
+                \"memory-probability\",
+                \"disk-probability\"],
+            \"workloads\": [
+                \"idle\",
+                \"cpu-intensive\",
+                \"memory-intensive\",
+                \"disk-intensive\"]
+            }";
 
 /// An engine by UUID or by name, the name compared without regard to ASCII
 /// case as upstream finds names on MySQL.
@@ -78,12 +120,30 @@ fn classify_workload(features: &Value) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-fn average(features: &Value) -> Result<Value, String> {
+/// The numbers of `features`, at least one (upstream's simple scorers).
+fn some_numbers(features: &Value) -> Result<Vec<f64>, String> {
     let f = numbers(features)?;
     if f.is_empty() {
-        return Err("no features to average".into());
+        return Err("At least one feature is required".into());
     }
+    Ok(f)
+}
+
+fn average(features: &Value) -> Result<Value, String> {
+    let f = some_numbers(features)?;
     Ok(json!([f.iter().sum::<f64>() / f.len() as f64]))
+}
+
+fn minimum(features: &Value) -> Result<Value, String> {
+    Ok(json!([some_numbers(features)?
+        .into_iter()
+        .fold(f64::INFINITY, f64::min)]))
+}
+
+fn maximum(features: &Value) -> Result<Value, String> {
+    Ok(json!([some_numbers(features)?
+        .into_iter()
+        .fold(f64::NEG_INFINITY, f64::max)]))
 }
 
 #[cfg(test)]
@@ -103,5 +163,22 @@ mod tests {
             .contains("expected 9"));
         let a = find(SCORING_ENGINES[1].uuid).unwrap();
         assert_eq!((a.calculate)(&json!([1, 2, 3, 6])).unwrap(), json!([3.0]));
+        let min = find("dummy_min_scorer").unwrap();
+        assert_eq!(
+            (min.calculate)(&json!([4, -2.5, 3])).unwrap(),
+            json!([-2.5])
+        );
+        let max = find("DUMMY_MAX_SCORER").unwrap();
+        assert_eq!((max.calculate)(&json!([4, -2.5, 3])).unwrap(), json!([4.0]));
+        assert_eq!(
+            (max.calculate)(&json!([])).unwrap_err(),
+            "At least one feature is required"
+        );
+        // The text upstream's plugin gives, whitespace and all.
+        assert!(c
+            .metainfo
+            .starts_with("{\n            \"feature_columns\": [\n"));
+        let meta: Value = serde_json::from_str(c.metainfo).unwrap();
+        assert_eq!(meta["workloads"][3], "disk-intensive");
     }
 }

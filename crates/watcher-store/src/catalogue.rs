@@ -43,6 +43,22 @@ fn strategy_from_row(row: &Row) -> Result<Strategy, StoreError> {
 impl Store {
     // ----- catalogue -----------------------------------------------------
 
+    /// The UUIDs an upstream Watcher gave the built-in scoring engines, by
+    /// name (taken over with its database; empty otherwise).
+    pub async fn scoring_engine_uuids(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Uuid>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .query_map("SELECT name, uuid FROM scoring_engine_uuids", (), |r| {
+                    Ok((r.get(0)?, r.uuid(1)?))
+                })?
+                .into_iter()
+                .collect())
+        })
+        .await
+    }
+
     /// Registers a goal, keeping its UUID if it exists already.
     pub async fn upsert_goal(
         &self,

@@ -50,6 +50,7 @@ const TABLES: &[&str] = &[
     "schema_version",
     "writers_lock",
     "upstream_syncs",
+    "scoring_engine_uuids",
 ];
 
 /// Column names that are reserved words in MariaDB and MySQL.

@@ -196,6 +196,15 @@ CREATE TABLE upstream_syncs (
     summary TEXT NOT NULL
 );
 "#,
+    r#"
+-- The scoring engines are built in; an upstream Watcher's database gave
+-- them UUIDs of its own, which a takeover keeps (by name) so that what
+-- upstream served stays served.
+CREATE TABLE scoring_engine_uuids (
+    name TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE
+);
+"#,
 ];
 
 /// A migration in PostgreSQL's words. The migrations are written once, for

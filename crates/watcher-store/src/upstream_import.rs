@@ -31,6 +31,8 @@ pub struct TakeoverCounts {
     pub action_plans: usize,
     pub actions: usize,
     pub services: usize,
+    /// Scoring engines whose UUIDs were kept (the engines are built in).
+    pub scoring_engines: usize,
     /// Of the above, soft-deleted ones (kept deleted).
     pub deleted: usize,
     /// Plans upstream left ONGOING or CANCELLING, handed to the appliers'
@@ -453,6 +455,23 @@ fn take_over(conn: &Conn) -> Result<TakeoverCounts, StoreError> {
         counts.services += 1;
     }
 
+    // Scoring engines are built in: their UUIDs, by name.
+    for e in conn.query_map(
+        &format!(
+            "SELECT x.name, x.uuid FROM {} x WHERE x.deleted_at IS NULL ORDER BY x.id",
+            t("scoring_engines")
+        ),
+        (),
+        |r| Ok(r.clone()),
+    )? {
+        conn.execute(
+            "INSERT INTO scoring_engine_uuids (name, uuid) VALUES (?1, ?2) \
+             ON CONFLICT(name) DO UPDATE SET uuid = excluded.uuid",
+            args![e.get::<String>("name")?, e.get::<String>("uuid")?],
+        )?;
+        counts.scoring_engines += 1;
+    }
+
     // The objects did not change: their rows are not news to notify.
     let history_after: i64 =
         conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM state_history", (), |r| {
@@ -549,7 +568,7 @@ impl TakeoverCounts {
     pub fn summary(&self) -> String {
         format!(
             "{} goals, {} strategies, {} audit templates, {} audits, {} action plans, {} actions, \
-             {} services ({} of them deleted); {} plans left to the appliers' recovery",
+             {} services, {} scoring engines ({} of them deleted); {} plans left to the appliers' recovery",
             self.goals,
             self.strategies,
             self.audit_templates,
@@ -557,6 +576,7 @@ impl TakeoverCounts {
             self.action_plans,
             self.actions,
             self.services,
+            self.scoring_engines,
             self.deleted,
             self.to_reconcile.len()
         )

@@ -81,6 +81,7 @@ fn print_takeover(c: &TakeoverCounts, secs: f64) {
         ("action plans", c.action_plans),
         ("actions", c.actions),
         ("services", c.services),
+        ("scoring engines", c.scoring_engines),
     ] {
         println!("  {what:<16}{n:>10}");
     }

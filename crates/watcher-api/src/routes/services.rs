@@ -1,6 +1,7 @@
 //! `/v1/services` and `/v1/scoring_engines`.
 
 use super::*;
+use watcher_decision::scoring::ScoringEngine;
 
 // ----- services and scoring engines ----------------------------------------------------
 
@@ -80,10 +81,26 @@ pub async fn show_service(
     Ok(Json(views::service(&svc, &base_url(&h), true)).into_response())
 }
 
-/// The scoring engines this build ships (`decision::scoring`), paged and
-/// sorted like every collection.
+/// The scoring engines this build ships (`decision::scoring`), each with
+/// its UUID: the built-in one, or the one an upstream Watcher's database
+/// gave it (taken over with that database).
+async fn scoring_engines(
+    store: &watcher_store::Store,
+) -> Result<Vec<(&'static ScoringEngine, String)>, ApiError> {
+    let taken_over = store.scoring_engine_uuids().await?;
+    Ok(watcher_decision::scoring::SCORING_ENGINES
+        .iter()
+        .map(|e| {
+            let uuid = taken_over
+                .get(e.name)
+                .map_or_else(|| e.uuid.to_string(), |u| u.to_string());
+            (e, uuid)
+        })
+        .collect())
+}
+
+/// The scoring engines, paged and sorted like every collection.
 pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
-    use watcher_decision::scoring::SCORING_ENGINES;
     let p = page(
         &r.q,
         &r.headers,
@@ -91,18 +108,18 @@ pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
         detail,
     )?;
     let lq = &p.query;
-    let mut list: Vec<_> = SCORING_ENGINES.iter().collect();
+    let mut list = scoring_engines(&r.state.store).await?;
     match lq.sort.0 {
-        "uuid" => list.sort_by_key(|e| e.uuid),
-        "name" => list.sort_by_key(|e| e.name),
-        _ => list.sort_by_key(|e| e.id),
+        "uuid" => list.sort_by(|a, b| a.1.cmp(&b.1)),
+        "name" => list.sort_by_key(|e| e.0.name),
+        _ => list.sort_by_key(|e| e.0.id),
     }
     if lq.descending {
         list.reverse();
     }
     if let Some(m) = lq.marker {
         let m = m.to_string();
-        match list.iter().position(|e| e.uuid == m) {
+        match list.iter().position(|e| e.1 == m) {
             Some(p) => list.drain(..=p).for_each(drop),
             None => {
                 return Err(ApiError::not_found(format!(
@@ -115,15 +132,27 @@ pub async fn list_scoring_engines(r: ListRequest, detail: bool) -> ApiResult {
     Ok(collection(
         "scoring_engines",
         &list,
-        |e| Uuid::parse_str(e.uuid).unwrap_or_default(),
-        |e| views::scoring_engine(e, &p.base, detail),
+        |e| Uuid::parse_str(&e.1).unwrap_or_default(),
+        |e| views::scoring_engine(e.0, &e.1, &p.base, detail),
         &p,
     ))
 }
 
-pub async fn show_scoring_engine(Path(ident): Path<String>, h: HeaderMap) -> ApiResult {
-    match watcher_decision::scoring::find(&ident) {
-        Some(e) => Ok(Json(views::scoring_engine(e, &base_url(&h), true)).into_response()),
+/// An engine by UUID or by name, the name compared without regard to ASCII
+/// case as upstream finds names on MySQL.
+pub async fn show_scoring_engine(
+    State(s): State<AppState>,
+    Path(ident): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
+    let found = scoring_engines(&s.store)
+        .await?
+        .into_iter()
+        .find(|(e, uuid)| *uuid == ident || e.name.eq_ignore_ascii_case(&ident));
+    match found {
+        Some((e, uuid)) => {
+            Ok(Json(views::scoring_engine(e, &uuid, &base_url(&h), true)).into_response())
+        }
         None => Err(ApiError::not_found(format!(
             "ScoringEngine {ident} could not be found"
         ))),

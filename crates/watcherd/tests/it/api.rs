@@ -289,7 +289,15 @@ fn services_report_the_applier_and_decision_engine_alive_and_scoring_engines_are
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["dummy_scorer", "dummy_avg_scorer"]);
+    assert_eq!(
+        names,
+        [
+            "dummy_scorer",
+            "dummy_avg_scorer",
+            "dummy_min_scorer",
+            "dummy_max_scorer"
+        ]
+    );
     assert!(engines[0].get("metainfo").is_none(), "{engines}");
     let uuid = engines[0]["uuid"].as_str().unwrap();
     let shown = d.get(&format!("/v1/scoring_engines/{uuid}"));

@@ -119,6 +119,7 @@ fn an_upstream_watcher_17_database_is_taken_over_whole_and_upstream_tables_are_u
         "action plans             5",
         "actions                  9",
         "services                 2",
+        "scoring engines          2",
         "(5 of them soft-deleted, and kept so)",
         "e5c0ffee-0000-4000-8000-000000000004",
     ] {
@@ -167,6 +168,13 @@ fn an_upstream_watcher_17_database_is_taken_over_whole_and_upstream_tables_are_u
         "b2c0ffee-0000-4000-8000-000000000001"
     );
 
+    // The scoring engines are built in, under upstream's UUIDs.
+    let scorer = d.get("/v1/scoring_engines/5c0fe000-0000-4000-8000-000000000001");
+    assert_eq!(scorer["name"], "dummy_scorer");
+    assert_eq!(
+        d.get("/v1/scoring_engines/dummy_avg_scorer")["uuid"],
+        "5c0fe000-0000-4000-8000-000000000002"
+    );
     let continuous = d.get("/v1/audits/d4c0ffee-0000-4000-8000-000000000002");
     assert_eq!(continuous["audit_type"], "CONTINUOUS");
     assert_eq!(continuous["interval"], "3600");
@@ -311,6 +319,10 @@ fn an_upstream_revision_watcherd_does_not_know_is_refused_and_nothing_changes() 
 fn the_way_back_writes_what_watcherd_did_into_upstreams_tables_and_comes_again() {
     let root = temp_dir("upstream-way-back");
     let (url, conf) = upstream_database(&root);
+    // Upstream's CONTINUOUS audit suspended: its runs (auto-triggered
+    // plans) would otherwise come between this test's audits and their
+    // plans (an audit made while a plan runs ends without one).
+    sql(&url, "UPDATE audits SET state = 'SUSPENDED' WHERE id = 2");
     let (ok, out, err) = db_upgrade(&conf, &[]);
     assert!(ok, "{out}{err}");
     let mut d = Daemon::start_bare(&root, &["--config-file".as_ref(), conf.as_os_str()]);
