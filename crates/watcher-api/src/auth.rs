@@ -268,11 +268,17 @@ impl Keystone {
     }
 }
 
+/// Where watcherd's own operations live under `/v1`: a namespace upstream
+/// will not use, so that its next microversions cannot collide with them.
+pub const EXTENSION_PREFIX: &str = "/x-watcherd";
+
 /// The policy rule of a route, with upstream's names.
 pub fn rule_for(method: &Method, path: &str) -> Option<String> {
     // The dashboard mounts the same API under /dashboard/v1: same rules.
     let path = path.strip_prefix("/dashboard").unwrap_or(path);
     let p = path.strip_prefix("/v1").unwrap_or(path);
+    // watcherd's extensions name their rules as upstream's would be named.
+    let p = p.strip_prefix(EXTENSION_PREFIX).unwrap_or(p);
     let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
     let resource = match *segs.first()? {
         "goals" => "goal",
@@ -294,6 +300,8 @@ pub fn rule_for(method: &Method, path: &str) -> Option<String> {
         ("GET", Some(_), _) => "get",
         ("POST", None, _) => "create",
         ("POST", Some(_), Some("start")) => "start",
+        ("POST", Some(_), Some("pause")) => "pause",
+        ("POST", Some(_), Some("resume")) => "resume",
         ("PATCH", Some(_), _) => "update",
         ("DELETE", Some(_), _) => "delete",
         _ => return None,

@@ -121,6 +121,8 @@ pub fn router(state: AppState) -> Router {
             get(show_plan).patch(patch_plan).delete(delete_plan),
         )
         .route("/action_plans/{uuid}/start", post(start_plan))
+        .route("/x-watcherd/action_plans/{uuid}/pause", post(pause_plan))
+        .route("/x-watcherd/action_plans/{uuid}/resume", post(resume_plan))
         .route("/action_plans/{uuid}/history", get(plan_history))
         .route("/actions", get(|r: ListRequest| list_actions(r, false)))
         .route(

@@ -145,6 +145,20 @@ pub const ROUTES: &[Operation] = &[
         200,
     ),
     op(
+        "post",
+        "/x-watcherd/action_plans/{uuid}/pause",
+        "Pause an ONGOING action plan: nothing more starts, running actions finish \
+         (extension; optional body {\"reason\": \"...\"})",
+        200,
+    ),
+    op(
+        "post",
+        "/x-watcherd/action_plans/{uuid}/resume",
+        "Resume a PAUSED action plan where it stopped (extension; optional body \
+         {\"reason\": \"...\"})",
+        200,
+    ),
+    op(
         "get",
         "/actions",
         "List actions (filters: action_plan_uuid, audit_uuid)",

@@ -157,7 +157,11 @@ const RESOURCES: &[(&str, &[&str])] = &[
     ("strategy", &["state"]),
     ("audit", &["create", "update", "delete"]),
     ("audit_template", &["create", "update", "delete"]),
-    ("action_plan", &["update", "start", "delete"]),
+    // `pause` and `resume`: watcherd's own (`/v1/x-watcherd/...`).
+    (
+        "action_plan",
+        &["update", "start", "delete", "pause", "resume"],
+    ),
     ("action", &["update"]),
     ("service", &[]),
     ("scoring_engine", &[]),

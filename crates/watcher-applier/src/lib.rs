@@ -32,6 +32,8 @@ use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent, Takeov
 
 struct Runs {
     cancel: CancellationToken,
+    /// Whether the plan is PAUSED (the run starts nothing while it is).
+    pause: tokio::sync::watch::Sender<bool>,
     /// Fired when the plan is no longer this applier's to run
     /// ([`Applier::fence_lapsed_leases`]).
     fence: CancellationToken,
@@ -291,6 +293,16 @@ impl Applier {
                     }
                 });
             }
+            // A pause, or a resume of a plan whose run is still alive:
+            // the run hears it at once (a commit's event, not a re-read).
+            ActionPlanState::Paused | ActionPlanState::Ongoing => {
+                if let Some(r) = self.inner.running.lock().expect("running lock").get(&uuid) {
+                    r.pause.send_if_modified(|p| {
+                        let now = state == ActionPlanState::Paused;
+                        std::mem::replace(p, now) != now
+                    });
+                }
+            }
             // A cancel has a lane of its own (`subscribe_cancels`, taken
             // first in `run`): every commit of CANCELLING, this process's
             // or another's, is announced there too, so it is not handled
@@ -359,6 +371,7 @@ impl Applier {
                 ActionPlanState::Pending,
                 ActionPlanState::Ongoing,
                 ActionPlanState::Cancelling,
+                ActionPlanState::Paused,
             ]),
             store.auto_trigger_plans(),
         )?;
@@ -371,7 +384,11 @@ impl Applier {
                 ActionPlanState::Recommended => {
                     self.try_claim(p.uuid, ActionPlanState::Recommended).await?
                 }
-                ActionPlanState::Ongoing | ActionPlanState::Cancelling if self.is_orphan(&p) => {
+                ActionPlanState::Ongoing
+                | ActionPlanState::Cancelling
+                | ActionPlanState::Paused
+                    if self.is_orphan(&p) =>
+                {
                     // The list is older than this moment: a run that ended
                     // since has finished its plan. Look again before
                     // taking it for an orphan.
@@ -379,7 +396,9 @@ impl Applier {
                         Ok(now)
                             if matches!(
                                 now.state,
-                                ActionPlanState::Ongoing | ActionPlanState::Cancelling
+                                ActionPlanState::Ongoing
+                                    | ActionPlanState::Cancelling
+                                    | ActionPlanState::Paused
                             ) && self.is_orphan(&now) =>
                         {
                             now
@@ -526,7 +545,11 @@ impl Applier {
         let plans = self
             .inner
             .store
-            .plans_in_states(&[ActionPlanState::Ongoing, ActionPlanState::Cancelling])
+            .plans_in_states(&[
+                ActionPlanState::Ongoing,
+                ActionPlanState::Cancelling,
+                ActionPlanState::Paused,
+            ])
             .await?;
         for p in plans {
             match p.hostname {
@@ -636,18 +659,26 @@ impl Applier {
     }
 
     /// After a restart: plans left ONGOING or CANCELLING by this host are
-    /// reconciled with the cloud and resumed, never blindly cancelled.
+    /// reconciled with the cloud and resumed, never blindly cancelled; a
+    /// PAUSED one it still held has its running actions reconciled, then
+    /// is let go.
     async fn resume_owned_plans(&self) -> Result<(), StoreError> {
         let plans = self
             .inner
             .store
-            .plans_in_states(&[ActionPlanState::Ongoing, ActionPlanState::Cancelling])
+            .plans_in_states(&[
+                ActionPlanState::Ongoing,
+                ActionPlanState::Cancelling,
+                ActionPlanState::Paused,
+            ])
             .await?;
         for plan in plans {
-            let mine = plan
-                .hostname
-                .as_deref()
-                .is_none_or(|h| h == self.inner.settings.host);
+            let host = self.inner.settings.host.as_str();
+            // A released PAUSED plan (no holder) is nobody's until resumed.
+            let mine = match plan.state {
+                ActionPlanState::Paused => plan.hostname.as_deref() == Some(host),
+                _ => plan.hostname.as_deref().is_none_or(|h| h == host),
+            };
             if mine {
                 info!(plan = %plan.uuid, state = %plan.state, "resuming a plan interrupted by a stop");
                 // Its lease is renewed by the first sweep, within the lease.
@@ -672,6 +703,9 @@ impl Applier {
             Ok(RunEnd::Fenced) => {
                 info!(plan = %uuid, "plan run stopped: the plan is no longer this applier's")
             }
+            Ok(RunEnd::Paused) => {
+                info!(plan = %uuid, "plan paused: nothing runs; it goes on when resumed")
+            }
             Err(e) => {
                 // Resumed after 1 s, then twice as long each time up
                 // to 5 s: a database that refuses writes is retried
@@ -695,6 +729,7 @@ impl Applier {
         if plan.state == ActionPlanState::Cancelling {
             cancel.cancel();
         }
+        let (pause, paused) = tokio::sync::watch::channel(plan.state == ActionPlanState::Paused);
         {
             let mut running = self.inner.running.lock().expect("running lock");
             if running.contains_key(&plan.uuid) {
@@ -704,6 +739,7 @@ impl Applier {
                 plan.uuid,
                 Runs {
                     cancel: cancel.clone(),
+                    pause,
                     fence: fence.clone(),
                     leased_until: leased_at + self.inner.settings.lease,
                 },
@@ -713,7 +749,11 @@ impl Applier {
         let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
             let uuid = plan.uuid;
-            let outcome = this.inner.runner.run(plan, cancel, shutdown, fence).await;
+            let outcome = this
+                .inner
+                .runner
+                .run(plan, cancel, paused, shutdown, fence)
+                .await;
             this.record_outcome(uuid, outcome);
             let idle = {
                 let mut running = this.inner.running.lock().expect("running lock");

@@ -1,4 +1,4 @@
-//! `watcher actionplan list|show|start|cancel|update|delete|history`,
+//! `watcher actionplan list|show|start|cancel|pause|resume|update|delete|history`,
 //! with `--wait` and the exit codes of a plan's end.
 
 use crate::arguments::*;
@@ -40,6 +40,24 @@ pub(crate) enum PlanCmd {
     Cancel {
         plan: String,
         /// Wait until the cancel has settled.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Ours: pause an ONGOING action plan. Nothing more starts; running
+    /// actions finish; PENDING ones wait for the resume.
+    Pause {
+        plan: String,
+        /// Why, for the plan's history (at most 255 characters).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Ours: resume a PAUSED action plan where it stopped.
+    Resume {
+        plan: String,
+        /// Why, for the plan's history (at most 255 characters).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Follow the plan until it finishes, with a progress line.
         #[arg(long)]
         wait: bool,
     },
@@ -182,6 +200,32 @@ pub(crate) fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::R
                 return report_final(client, out, &p);
             }
             out.show(&p, &plan_cols())?;
+        }
+        PlanCmd::Pause { plan, reason } => {
+            check_uuid("actionplan", &plan)?;
+            let p = client.post(
+                &format!("/v1/x-watcherd/action_plans/{plan}/pause"),
+                &json!({ "reason": reason }),
+            )?;
+            out.show(&p, &plan_cols())?;
+            eprintln!(
+                "Paused {plan}: nothing more starts; running actions finish. \
+                 `watcher actionplan resume {plan}` goes on; `watcher actionplan cancel {plan}` stops it."
+            );
+        }
+        PlanCmd::Resume { plan, reason, wait } => {
+            check_uuid("actionplan", &plan)?;
+            let p = client.post(
+                &format!("/v1/x-watcherd/action_plans/{plan}/resume"),
+                &json!({ "reason": reason }),
+            )?;
+            if !wait {
+                out.show(&p, &plan_cols())?;
+                return Ok(0);
+            }
+            eprintln!("Resumed {plan}; following it (Ctrl-C stops following, not the plan).");
+            let p = wait_for_plan(client, &plan)?;
+            return report_final(client, out, &p);
         }
         PlanCmd::Delete { plans } => {
             for plan in plans {

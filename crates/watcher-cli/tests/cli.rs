@@ -98,6 +98,55 @@ fn start_wait_exits_0_on_success_and_4_when_cancelled() {
 }
 
 #[test]
+fn pause_and_resume_steer_a_running_plan() {
+    let d = Daemon::start("cli-pause");
+    let plan = d.actuator(serde_json::json!([
+        {"action_type": "sleep", "input_parameters": {"duration": 1.0}},
+        {"action_type": "sleep", "input_parameters": {"duration": 0.2}},
+    ]));
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    let o = watcher(
+        &d,
+        &[
+            "actionplan",
+            "pause",
+            &plan,
+            "--reason",
+            "traffic is back",
+            "-f",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["State"], "PAUSED");
+    assert!(
+        stderr(&o).contains("watcher actionplan resume"),
+        "{}",
+        stderr(&o)
+    );
+    // A second pause: the server's reason, and a failing exit code.
+    let o = watcher(&d, &["actionplan", "pause", &plan]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("only an ONGOING action plan can be paused"),
+        "{}",
+        stderr(&o)
+    );
+    let o = watcher(&d, &["actionplan", "resume", &plan, "--wait"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("SUCCEEDED"));
+    let o = watcher(&d, &["actionplan", "history", &plan]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("paused by operator: traffic is back"),
+        "{text}"
+    );
+    assert!(text.contains("resumed by operator"), "{text}");
+}
+
+#[test]
 fn errors_say_what_went_wrong_and_what_to_do() {
     let d = Daemon::start("cli-errors");
     let o = watcher(&d, &["actionplan", "show", "not-a-uuid"]);

@@ -101,11 +101,13 @@ macro_rules! state_enum {
 }
 
 state_enum!(
-    /// States of an action plan, exactly upstream's names.
+    /// States of an action plan: upstream's names, and PAUSED, watcherd's
+    /// own (a running plan an operator paused: nothing new starts).
     ActionPlanState {
         Recommended => "RECOMMENDED",
         Pending => "PENDING",
         Ongoing => "ONGOING",
+        Paused => "PAUSED",
         Cancelling => "CANCELLING",
         Cancelled => "CANCELLED",
         Succeeded => "SUCCEEDED",
@@ -222,6 +224,15 @@ pub const PLAN_TRANSITIONS: &[Transition<ActionPlanState>] = &[
     t(P::Pending, P::Cancelled, &[Api]),
     t(P::Pending, P::Ongoing, &[Applier]),
     t(P::Ongoing, P::Cancelling, &[Api]),
+    // Pause and resume (watcherd's own): a paused plan starts nothing; its
+    // resume hands it to whichever applier claims it first.
+    t(P::Ongoing, P::Paused, &[Api]),
+    t(P::Paused, P::Pending, &[Api]),
+    t(P::Paused, P::Ongoing, &[Api]),
+    t(P::Paused, P::Cancelling, &[Api]),
+    t(P::Paused, P::Cancelled, &[Api]),
+    t(P::Paused, P::Succeeded, &[Applier]),
+    t(P::Paused, P::Failed, &[Applier, Recovery]),
     t(P::Ongoing, P::Succeeded, &[Applier]),
     t(P::Ongoing, P::Failed, &[Applier, Recovery]),
     t(P::Cancelling, P::Cancelled, &[Applier, Recovery]),

@@ -47,6 +47,7 @@ mod catalogue;
 mod history;
 mod journal;
 mod listing;
+mod pause;
 mod plans;
 mod presence;
 mod purge;

@@ -75,7 +75,11 @@ fn plan_from_row(row: &Row) -> Result<ActionPlan, StoreError> {
     })
 }
 
-fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPlan, StoreError> {
+pub(crate) fn get_plan_conn(
+    conn: &Conn,
+    uuid: Uuid,
+    show_deleted: bool,
+) -> Result<ActionPlan, StoreError> {
     let sql = format!(
         "{PLAN_SELECT} WHERE x.uuid = ?1{}",
         if show_deleted {
@@ -94,7 +98,7 @@ fn get_plan_conn(conn: &Conn, uuid: Uuid, show_deleted: bool) -> Result<ActionPl
 /// [`Store::transition_plan`] inside a transaction that may do more.
 // Long because the compare-and-set, its history row and the cascades of each target state
 // belong to one transaction and are read together.
-fn transition_plan_conn(
+pub(crate) fn transition_plan_conn(
     conn: &Conn,
     events: &mut Vec<StoreEvent>,
     uuid: Uuid,
@@ -142,7 +146,7 @@ fn transition_plan_conn(
     )?;
     events.push(StoreEvent::PlanState { uuid, state: to });
     match to {
-        P::Cancelled if matches!(from, P::Recommended | P::Pending) => {
+        P::Cancelled if matches!(from, P::Recommended | P::Pending | P::Paused) => {
             let cancel = StateChange::new(
                 ActionState::Pending,
                 ActionState::Cancelled,
@@ -444,8 +448,9 @@ impl Store {
                     // A running plan without a holder (left by a version
                     // that did not record one) becomes this applier's.
                     .execute("UPDATE action_plans SET lease_expires_at = ?1, hostname = ?3 WHERE uuid = ?2 \
-                         AND (hostname = ?3 OR hostname IS NULL) AND state IN (?4, ?5)",
-                         args![until, p, host, ActionPlanState::Ongoing, ActionPlanState::Cancelling])?;
+                         AND (hostname = ?3 OR hostname IS NULL) AND state IN (?4, ?5, ?6)",
+                         args![until, p, host, ActionPlanState::Ongoing, ActionPlanState::Cancelling,
+                               ActionPlanState::Paused])?;
                 if n == 0 {
                     lost.push(p);
                 }
@@ -455,15 +460,21 @@ impl Store {
         .await
     }
 
-    /// ONGOING or CANCELLING plans whose applier's lease ran out before `now` (micros).
+    /// Held plans (ONGOING, CANCELLING, or PAUSED with its run still
+    /// finishing) whose applier's lease ran out before `now` (micros).
     pub async fn plans_with_expired_lease(&self, now: i64) -> Result<Vec<ActionPlan>, StoreError> {
         self.read(move |conn| {
             conn.query_map(
                 &format!(
-                    "{PLAN_SELECT} WHERE x.state IN (?2, ?3) AND x.deleted_at IS NULL \
+                    "{PLAN_SELECT} WHERE x.state IN (?2, ?3, ?4) AND x.deleted_at IS NULL \
                      AND x.lease_expires_at IS NOT NULL AND x.lease_expires_at < ?1 ORDER BY x.id"
                 ),
-                args![now, ActionPlanState::Ongoing, ActionPlanState::Cancelling],
+                args![
+                    now,
+                    ActionPlanState::Ongoing,
+                    ActionPlanState::Cancelling,
+                    ActionPlanState::Paused
+                ],
                 plan_from_row,
             )
         })
@@ -493,7 +504,7 @@ impl Store {
                 &format!(
                     "UPDATE action_plans SET hostname = ?1, lease_expires_at = ?2, updated_at = ?3 \
                      WHERE uuid = ?4 AND hostname = ?5 {lease_check} \
-                     AND state IN (?6, ?7) AND deleted_at IS NULL"
+                     AND state IN (?6, ?7, ?8) AND deleted_at IS NULL"
                 ),
                 args![
                     to_host,
@@ -502,7 +513,8 @@ impl Store {
                     uuid,
                     from_host,
                     ActionPlanState::Ongoing,
-                    ActionPlanState::Cancelling
+                    ActionPlanState::Cancelling,
+                    ActionPlanState::Paused
                 ],
             )?;
             if n == 0 {

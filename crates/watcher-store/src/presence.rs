@@ -174,9 +174,14 @@ impl Store {
         }
         self.read(move |conn| {
             let hosts: Vec<String> = conn.query_map(
-                "SELECT DISTINCT hostname FROM action_plans WHERE state IN (?2, ?3) \
+                "SELECT DISTINCT hostname FROM action_plans WHERE state IN (?2, ?3, ?4) \
                  AND deleted_at IS NULL AND hostname IS NOT NULL AND hostname <> ?1",
-                args![me, ActionPlanState::Ongoing, ActionPlanState::Cancelling],
+                args![
+                    me,
+                    ActionPlanState::Ongoing,
+                    ActionPlanState::Cancelling,
+                    ActionPlanState::Paused
+                ],
                 |r| r.get(0),
             )?;
             let mut gone = vec![];

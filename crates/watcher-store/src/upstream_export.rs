@@ -13,8 +13,8 @@
 //! journal, the applier's lease, an EVENT audit's pending trigger. Text
 //! longer than upstream's columns is cut, and characters outside
 //! upstream's three-byte UTF-8 replaced, each noted in what this returns;
-//! JSON keeps them, escaped. A running plan (ONGOING, CANCELLING) cannot be
-//! handed over: the export refuses until it has finished.
+//! JSON keeps them, escaped. A running or paused plan (ONGOING, CANCELLING, PAUSED)
+//! cannot be handed over: the export refuses until it has finished.
 
 use crate::sql::{args, Conn, Row, Value};
 use crate::upstream::{database_name, known_revision, record_sync, upstream_table};
@@ -216,14 +216,19 @@ impl Store {
 fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
     let revision = known_revision(conn)?;
     let running: Vec<String> = conn.query_map(
-        "SELECT uuid FROM action_plans WHERE state IN (?1, ?2) AND deleted_at IS NULL ORDER BY id",
-        args![ActionPlanState::Ongoing, ActionPlanState::Cancelling],
+        "SELECT uuid FROM action_plans WHERE state IN (?1, ?2, ?3) AND deleted_at IS NULL ORDER BY id",
+        args![
+            ActionPlanState::Ongoing,
+            ActionPlanState::Cancelling,
+            ActionPlanState::Paused
+        ],
         |r| r.get(0),
     )?;
     if !running.is_empty() {
         return Err(StoreError::Invalid(format!(
-            "plans are running: {}; let them finish or cancel them (upstream's applier would not \
-             know how far they got), then export again; nothing was written",
+            "plans are running or paused: {}; let them finish, resume or cancel them (upstream \
+             knows no PAUSED, and its applier would not know how far they got), then export \
+             again; nothing was written",
             running.join(", ")
         )));
     }

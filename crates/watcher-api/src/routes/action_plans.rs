@@ -116,6 +116,28 @@ pub async fn patch_plan(
                     ActionPlanState::Cancelled
                 }
                 ActionPlanState::Ongoing => ActionPlanState::Cancelling,
+                // CANCELLING while its run still finishes actions, else
+                // CANCELLED at once: decided in the store's transaction.
+                ActionPlanState::Paused => {
+                    match s
+                        .store
+                        .cancel_paused_plan(uuid, "cancelled by operator".into())
+                        .await
+                    {
+                        Ok(p) => {
+                            return Ok(
+                                Json(views::action_plan(&p, &base, true, ver)).into_response()
+                            )
+                        }
+                        Err(StoreError::Conflict { current: now, .. }) => {
+                            current = now.plan().ok_or_else(|| {
+                                ApiError::conflict("The action plan changed state; retry.")
+                            })?;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 // A second cancel is not an error: the plan is returned as it is.
                 ActionPlanState::Cancelling | ActionPlanState::Cancelled => {
                     let p = s.store.get_plan(uuid, false).await?;
@@ -126,7 +148,12 @@ pub async fn patch_plan(
         } else {
             target
         };
-        if to == ActionPlanState::Deleted || !plan_transition_allowed(current, to, Actor::Api) {
+        // Pause and resume are watcherd's own operations, not upstream's PATCH.
+        let ours = |st: ActionPlanState| st == ActionPlanState::Paused;
+        if to == ActionPlanState::Deleted
+            || (!cancel && (ours(to) || ours(current)))
+            || !plan_transition_allowed(current, to, Actor::Api)
+        {
             return Err(refuse(current, to.as_str()));
         }
         let reason = if cancel {
@@ -233,4 +260,91 @@ pub async fn plan_history(State(s): State<AppState>, Path(id): Path<String>) -> 
         Json(json!({"history": rows.iter().map(views::history_entry).collect::<Vec<_>>()}))
             .into_response(),
     )
+}
+
+/// The optional `{"reason": "..."}` of a pause or a resume, for the
+/// plan's history: at most 255 characters, no control characters.
+fn operator_reason(h: &HeaderMap, body: &[u8], what: &str) -> Result<String, ApiError> {
+    if !body.is_empty() && crate::same_origin::body_not_json(h) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The request body must be JSON, sent with Content-Type: application/json.",
+        ));
+    }
+    let given = match body {
+        b"" => None,
+        bytes => {
+            let v: Value = serde_json::from_slice(bytes)
+                .map_err(|_| ApiError::bad_request("Request is not in valid JSON format"))?;
+            match v.get("reason") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(r))
+                    if r.chars().count() <= 255 && !r.chars().any(char::is_control) =>
+                {
+                    Some(r.clone())
+                }
+                Some(_) => return Err(ApiError::bad_request(
+                    "reason must be a string of at most 255 characters without control characters",
+                )),
+            }
+        }
+    };
+    Ok(match given {
+        Some(r) if !r.trim().is_empty() => format!("{what} by operator: {r}"),
+        _ => format!("{what} by operator"),
+    })
+}
+
+/// watcherd's extension: ONGOING -> PAUSED. Nothing more starts; running
+/// actions finish; PENDING ones stay PENDING until the resume.
+pub async fn pause_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let reason = operator_reason(&h, &body, "paused")?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    if plan.state != ActionPlanState::Ongoing {
+        return Err(ApiError::conflict(format!(
+            "Couldn't pause when state is '{}': only an ONGOING action plan can be paused.",
+            plan.state
+        )));
+    }
+    match s.store.pause_plan(uuid, reason).await {
+        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::conflict(format!(
+            "Couldn't pause when state is '{current}': only an ONGOING action plan can be paused."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// watcherd's extension: PAUSED -> ONGOING (its run still finishing
+/// actions goes on) or PENDING (the first applier to claim it goes on).
+pub async fn resume_plan(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Extension(ver): Extension<Version>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let uuid = parse_uuid("action plan", &id)?;
+    let reason = operator_reason(&h, &body, "resumed")?;
+    let plan = s.store.get_plan(uuid, false).await?;
+    if plan.state != ActionPlanState::Paused {
+        return Err(ApiError::conflict(format!(
+            "Couldn't resume when state is '{}': only a PAUSED action plan can be resumed.",
+            plan.state
+        )));
+    }
+    match s.store.resume_plan(uuid, reason).await {
+        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(ApiError::conflict(format!(
+            "Couldn't resume when state is '{current}': only a PAUSED action plan can be resumed."
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -337,5 +337,19 @@ pub async fn v1_root(headers: HeaderMap, Extension(ver): Extension<Version>) -> 
     for r in resources {
         doc.insert(r.into(), json!([{"href": format!("{base}/v1/{r}/"), "rel": "self"}, {"href": format!("{base}/{r}/"), "rel": "bookmark"}]));
     }
+    // watcherd's own operations: under a prefix of their own, outside the
+    // microversions, so that upstream's next ones cannot collide with them.
+    let ext = format!("{base}/v1{}", crate::auth::EXTENSION_PREFIX);
+    doc.insert(
+        "x-watcherd".into(),
+        json!({
+            "description": "watcherd's own operations, beside upstream's API; no microversion applies to them",
+            "operations": [
+                {"name": "pause", "method": "POST", "href": format!("{ext}/action_plans/{{uuid}}/pause")},
+                {"name": "resume", "method": "POST", "href": format!("{ext}/action_plans/{{uuid}}/resume")},
+            ],
+            "links": [{"href": format!("{base}/v1/openapi.json"), "rel": "describedby", "type": "application/json"}],
+        }),
+    );
     Json(Value::Object(doc))
 }

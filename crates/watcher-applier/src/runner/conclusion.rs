@@ -82,6 +82,12 @@ impl PlanRun<'_> {
             .collect();
         let skipped = nodes.iter().any(|n| n.action.state == ActionState::Skipped);
         let count = |s: ActionState| nodes.iter().filter(|n| n.action.state == s).count();
+        // Paused while its last actions ran: it ends from PAUSED.
+        let running = if self.paused {
+            ActionPlanState::Paused
+        } else {
+            ActionPlanState::Ongoing
+        };
         match (self.cancelling, failed.is_empty()) {
             (true, true) => (
                 ActionPlanState::Cancelling,
@@ -104,7 +110,7 @@ impl PlanRun<'_> {
                 ),
             ),
             (false, true) => (
-                ActionPlanState::Ongoing,
+                running,
                 ActionPlanState::Succeeded,
                 "all actions finished",
                 if skipped {
@@ -114,7 +120,7 @@ impl PlanRun<'_> {
                 },
             ),
             (false, false) => (
-                ActionPlanState::Ongoing,
+                running,
                 ActionPlanState::Failed,
                 "one or more actions failed",
                 format!("{} action(s) failed: {}", failed.len(), failed.join(", ")),
@@ -145,9 +151,28 @@ impl PlanRun<'_> {
                 info!(state = %to, "plan finished");
                 Ok(to)
             }
+            // Paused, or resumed, after the last action settled: it ends
+            // from the state it is in.
+            Err(StoreError::Conflict {
+                current: EntityState::ActionPlan(now),
+                ..
+            }) if from != ActionPlanState::Cancelling
+                && now != from
+                && matches!(now, ActionPlanState::Ongoing | ActionPlanState::Paused) =>
+            {
+                store
+                    .transition_plan(
+                        self.plan,
+                        StateChange::new(now, to, Actor::Applier, reason),
+                        update(message),
+                    )
+                    .await?;
+                info!(state = %to, "plan finished");
+                Ok(to)
+            }
             Err(StoreError::Conflict { current, .. })
                 if current == EntityState::ActionPlan(ActionPlanState::Cancelling)
-                    && from == ActionPlanState::Ongoing =>
+                    && from != ActionPlanState::Cancelling =>
             {
                 let message = format!("Cancel arrived after every action had finished. {message}");
                 store

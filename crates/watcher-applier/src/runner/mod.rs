@@ -42,6 +42,9 @@ pub enum RunEnd {
     /// Stopped by shutdown; the plan stays ONGOING or CANCELLING for the
     /// next start to reconcile and resume.
     Interrupted,
+    /// The plan is PAUSED and nothing of it runs: this applier let it go
+    /// (no holder, no lease) until an operator resumes it.
+    Paused,
     /// Stopped at once because this applier's lease on the plan ran out
     /// (or another applier holds it now): its action tasks were dropped
     /// without a cancel, so nothing was aborted and nothing more was
@@ -68,8 +71,9 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    /// Runs `plan` (already ONGOING or CANCELLING and owned by this applier)
-    /// to its end. `cancel` fires when the store says CANCELLING; `shutdown`
+    /// Runs `plan` (already ONGOING, CANCELLING or PAUSED and owned by this
+    /// applier) to its end. `cancel` fires when the store says CANCELLING;
+    /// `paused` says whether it is PAUSED now; `shutdown`
     /// when watcherd is stopping; `fence` when the plan is no longer this
     /// applier's (its lease ran out): then the run stops at once, even in
     /// the middle of a write that hangs, and touches the cloud no more.
@@ -77,6 +81,7 @@ impl RunContext {
         &self,
         plan: ActionPlan,
         cancel: CancellationToken,
+        mut paused: tokio::sync::watch::Receiver<bool>,
         shutdown: CancellationToken,
         fence: CancellationToken,
     ) -> Result<RunEnd, StoreError> {
@@ -85,7 +90,7 @@ impl RunContext {
         let run = async {
             let actions = self.store.plan_actions(plan.uuid).await?;
             PlanRun::new(self, &plan, actions, &cancel, tasks.clone())
-                .drive(&cancel, &shutdown)
+                .drive(&cancel, &mut paused, &shutdown)
                 .await
         }
         .instrument(span);

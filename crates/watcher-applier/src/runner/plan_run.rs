@@ -59,6 +59,9 @@ pub(super) struct PlanRun<'a> {
     cancel_entered: bool,
     /// watcherd is stopping: start nothing, let running actions finish.
     pub(super) shutting_down: bool,
+    /// The plan is PAUSED: start nothing, let running actions finish, then
+    /// let the plan go.
+    pub(super) paused: bool,
     /// When running actions are aborted because the shutdown grace is over.
     grace_deadline: Option<tokio::time::Instant>,
 }
@@ -90,6 +93,7 @@ impl<'a> PlanRun<'a> {
             cancelling: plan.state == ActionPlanState::Cancelling,
             cancel_entered: false,
             shutting_down: false,
+            paused: plan.state == ActionPlanState::Paused,
             grace_deadline: None,
         }
     }
@@ -100,11 +104,13 @@ impl<'a> PlanRun<'a> {
     pub(super) async fn drive(
         mut self,
         cancel: &CancellationToken,
+        pause: &mut tokio::sync::watch::Receiver<bool>,
         shutdown: &CancellationToken,
     ) -> Result<RunEnd, StoreError> {
         // The action tokens hang under this scope, which is cancelled when
         // this function returns for any reason: no action task outlives its run.
         let _abort_on_exit = self.scope.clone().drop_guard();
+        self.paused |= *pause.borrow_and_update();
         self.resume_interrupted_actions().await?;
         loop {
             if !self.cancelling && cancel.is_cancelled() {
@@ -113,6 +119,19 @@ impl<'a> PlanRun<'a> {
             self.enter_cancel_once().await?;
             self.start_ready_actions();
             if self.is_over() {
+                if self.paused && !self.cancelling && !self.shutting_down && self.has_pending() {
+                    match self.let_go().await? {
+                        None => return Ok(RunEnd::Paused),
+                        // Resumed (or cancelled) before the let-go committed: go on.
+                        Some(ActionPlanState::Ongoing) => self.paused = false,
+                        Some(ActionPlanState::Cancelling) => self.cancelling = true,
+                        Some(other) => {
+                            warn!(state = %other, "paused plan changed state under the applier; stopping");
+                            return Ok(RunEnd::Interrupted);
+                        }
+                    }
+                    continue;
+                }
                 break;
             }
             let grace = async {
@@ -135,6 +154,10 @@ impl<'a> PlanRun<'a> {
                     }
                 }
                 _ = cancel.cancelled(), if !self.cancelling => self.cancelling = true,
+                Ok(()) = pause.changed() => {
+                    self.paused = *pause.borrow_and_update();
+                    info!(paused = self.paused, running = self.running.len(), "pause or resume");
+                }
                 _ = shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
                 _ = grace => self.abort_after_grace(),
             }
@@ -286,7 +309,7 @@ impl<'a> PlanRun<'a> {
     /// Starts every ready action the limits allow, unless the plan is
     /// cancelling or watcherd stopping.
     fn start_ready_actions(&mut self) {
-        if self.cancelling || self.shutting_down {
+        if self.cancelling || self.shutting_down || self.paused {
             return;
         }
         let limits = &self.ctx.limits;
@@ -369,7 +392,27 @@ impl<'a> PlanRun<'a> {
 
     /// Nothing runs and nothing more will start.
     fn is_over(&self) -> bool {
-        self.running.is_empty() && (self.ready.is_empty() || self.cancelling || self.shutting_down)
+        self.running.is_empty()
+            && (self.ready.is_empty() || self.cancelling || self.shutting_down || self.paused)
+    }
+
+    fn has_pending(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.action.state == ActionState::Pending)
+    }
+
+    /// A PAUSED plan with nothing running is let go (no holder, no lease),
+    /// once the writes of its finished actions have committed. None when
+    /// it was; else the plan's state now.
+    async fn let_go(&mut self) -> Result<Option<ActionPlanState>, StoreError> {
+        for w in self.writes.drain(..) {
+            w.await.map_err(|_| StoreError::Closed)??;
+        }
+        let Some(host) = self.ctx.owner.clone() else {
+            return Ok(None);
+        };
+        self.ctx.store.release_paused_plan(self.plan, host).await
     }
 
     /// Records what action `i` reported. `Some` ends the run early: the
@@ -513,6 +556,12 @@ impl<'a> PlanRun<'a> {
                 }
             }
             ActionPlanState::Cancelling => self.cancelling = true,
+            // Paused before it started: it waits in the queue for the resume.
+            ActionPlanState::Paused => {
+                self.paused = true;
+                let t = self.nodes[i].action.action_type.clone();
+                self.ready.entry(t).or_default().push_front(i);
+            }
             other => {
                 warn!(state = %other, "plan changed state under the applier; stopping");
                 return Ok(Some(RunEnd::Interrupted));

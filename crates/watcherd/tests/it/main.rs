@@ -22,6 +22,7 @@ mod mariadb;
 mod notifications;
 mod openapi;
 mod openstack;
+mod pause;
 mod pg_failover;
 mod postgres;
 mod prometheus;
