@@ -19,6 +19,7 @@ mod cancel;
 mod dashboard;
 mod fixtures;
 mod idle;
+mod pause;
 mod processes;
 mod report;
 mod split;
@@ -165,6 +166,15 @@ enum Only {
         #[arg(long = "watcherd", value_name = "PATH")]
         binaries: Vec<std::path::PathBuf>,
     },
+    /// Only pause and resume across processes on PostgreSQL (DATABASE, an
+    /// empty database): TRIALS pauses and resumes of a running plan, with
+    /// the actions started while paused counted (must be 0) and both timed.
+    Pause {
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 1_000)]
+        trials: usize,
+    },
     /// Only the takeover of an upstream Watcher 17 database and the way
     /// back: upstream's tables made in a database `watcher_bench_takeover`
     /// on SERVER (a MariaDB URL without a database, e.g.
@@ -211,6 +221,7 @@ fn main() -> anyhow::Result<()> {
         Some(Only::InFlight { connections }) => api_load::print_in_flight(connections),
         Some(Only::Failover { database, runs }) => split::print_failover(&database, runs),
         Some(Only::Memory { plans, actions }) => idle::print_memory(plans, actions),
+        Some(Only::Pause { database, trials }) => pause::print_pause(&database, trials),
         Some(Only::UpstreamTakeover {
             server,
             plans,
