@@ -95,7 +95,11 @@ pub fn print_pause(database: &str, trials: usize) -> anyhow::Result<()> {
         (vec![], vec![], vec![], vec![], vec![]);
     let mut started_while_paused = 0usize;
     for (n, plan) in plans.iter().enumerate() {
-        http("POST", &format!("{url}/v1/action_plans/{plan}/start"), Some(&json!({})))?;
+        http(
+            "POST",
+            &format!("{url}/v1/action_plans/{plan}/start"),
+            Some(&json!({})),
+        )?;
         let mut last = wait_row(&mut db, plan, 0, "action start", |r| {
             r.entity == "action" && r.to_state == "ONGOING"
         })?
@@ -131,14 +135,14 @@ pub fn print_pause(database: &str, trials: usize) -> anyhow::Result<()> {
             // Between the pause and the resume, nothing started.
             started_while_paused += rows_after(&mut db, plan, paused.seq)?
                 .iter()
-                .filter(|r| {
-                    r.seq < resumed.seq && r.entity == "action" && r.to_state == "ONGOING"
-                })
+                .filter(|r| r.seq < resumed.seq && r.entity == "action" && r.to_state == "ONGOING")
                 .count();
             let claimed = wait_row(&mut db, plan, resumed.seq, "claim after the resume", |r| {
                 r.entity == "action_plan" && r.to_state == "ONGOING"
             })?;
-            to_claim.push(Duration::from_micros((claimed.at - resumed.at).max(0) as u64));
+            to_claim.push(Duration::from_micros(
+                (claimed.at - resumed.at).max(0) as u64
+            ));
             let first = wait_row(&mut db, plan, resumed.seq, "start after the resume", |r| {
                 r.entity == "action" && r.to_state == "ONGOING"
             })?;
@@ -154,7 +158,12 @@ pub fn print_pause(database: &str, trials: usize) -> anyhow::Result<()> {
     let row = |name: &str, v: &mut Vec<Duration>, target: &'static str| {
         (
             format!("{name} ({trials} trials)"),
-            format!("p50 {}, p99 {}, max {}", ms(pct(v, 0.5)), ms(pct(v, 0.99)), ms(pct(v, 1.0))),
+            format!(
+                "p50 {}, p99 {}, max {}",
+                ms(pct(v, 0.5)),
+                ms(pct(v, 0.99)),
+                ms(pct(v, 1.0))
+            ),
             target,
         )
     };

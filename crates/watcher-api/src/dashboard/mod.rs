@@ -171,6 +171,8 @@ fn to_login(req: &Request) -> Response {
 pub struct Permissions {
     pub start: bool,
     pub cancel: bool,
+    pub pause: bool,
+    pub resume: bool,
     pub archive: bool,
     pub skip: bool,
     pub create_audit: bool,
@@ -193,6 +195,8 @@ impl Permissions {
         Permissions {
             start: may("action_plan:start"),
             cancel: may("action_plan:update"),
+            pause: may("action_plan:pause"),
+            resume: may("action_plan:resume"),
             archive: may("action_plan:delete"),
             skip: may("action:update"),
             create_audit: may("audit:create"),

@@ -190,7 +190,11 @@ impl Overview {
     pub async fn load(store: &Store) -> Result<Overview, StoreError> {
         use ActionPlanState::*;
         let counts = store.state_counts().await?.action_plans;
-        let (f, q) = list(&[Ongoing, Cancelling, Pending], OVERVIEW_ROWS, false);
+        let (f, q) = list(
+            &[Ongoing, Cancelling, Pending, Paused],
+            OVERVIEW_ROWS,
+            false,
+        );
         let plans = store.list_plans(f, q).await?;
         // One grouped count for every running plan's progress.
         let mut by_plan = store
@@ -303,7 +307,17 @@ impl PlanPage {
                     (action_button("Start", "POST", &format!("{url}/start"), None,
                         &format!("Start this plan? Its {n} actions will run on the cloud, as their dependencies allow.")))
                 }
-                @if matches!(p.state, Recommended | Pending | Ongoing) && may.cancel {
+                @if p.state == Ongoing && may.pause {
+                    (action_button("Pause", "POST",
+                        &format!("/dashboard/v1/x-watcherd/action_plans/{}/pause", p.uuid), None,
+                        "Pause this plan? No new action will start; running ones finish (a live migration under way completes); pending ones wait until you resume it."))
+                }
+                @if p.state == Paused && may.resume {
+                    (action_button("Resume", "POST",
+                        &format!("/dashboard/v1/x-watcherd/action_plans/{}/resume", p.uuid), None,
+                        "Resume this plan? Its pending actions run again, as their dependencies allow; finished ones are not run again."))
+                }
+                @if matches!(p.state, Recommended | Pending | Ongoing | Paused) && may.cancel {
                     (action_button("Cancel plan", "PATCH", &url,
                         Some(&patch_state(Cancelling.as_str(), None)),
                         "Cancel this plan? No new action will start; pending actions become CANCELLED; running ones are aborted (a live migration rolls back; a volume migration, which cannot be aborted, is awaited). Finished actions stay as they are."))

@@ -66,6 +66,18 @@ fn a_pause_starts_nothing_more_and_a_resume_goes_on_where_it_stopped() {
     let plan = sleeps(&d, 1.0);
     d.start_plan(&plan);
     d.wait_action_state(&plan, "sleep", "ONGOING");
+    // The dashboard offers the pause of a running plan, through this API.
+    let page = |d: &Daemon| {
+        d.raw("GET", &format!("/dashboard/action_plans/{plan}"), "")
+            .1
+    };
+    let ext = format!("/dashboard/v1/x-watcherd/action_plans/{plan}");
+    assert!(
+        page(&d).contains(&format!("data-url=\"{ext}/pause\"")),
+        "{}",
+        page(&d)
+    );
+    assert!(!page(&d).contains(&format!("{ext}/resume")));
     let (status, body) = pause(&d, &plan, Some(&json!({"reason": "traffic is back"})));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "PAUSED");
@@ -79,6 +91,17 @@ fn a_pause_starts_nothing_more_and_a_resume_goes_on_where_it_stopped() {
     let p = d.plan(&plan);
     assert_eq!(p["state"], "PAUSED");
     assert!(p["hostname"].is_null(), "{p}");
+    // ... and its resume, or its cancel, once paused.
+    let shown = page(&d);
+    assert!(
+        shown.contains(&format!("data-url=\"{ext}/resume\"")),
+        "{shown}"
+    );
+    assert!(!shown.contains(&format!("{ext}/pause")));
+    assert!(
+        shown.contains("Cancel plan") && shown.contains("state-paused"),
+        "{shown}"
+    );
     // No action started after the pause committed.
     let rows = history(&d, &plan);
     let paused_at = rows.iter().position(|r| r["to_state"] == "PAUSED").unwrap();
