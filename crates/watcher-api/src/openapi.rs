@@ -147,8 +147,9 @@ pub const ROUTES: &[Operation] = &[
     op(
         "post",
         "/x-watcherd/action_plans/{uuid}/pause",
-        "Pause an ONGOING action plan: nothing more starts, running actions finish \
-         (extension; optional body {\"reason\": \"...\"})",
+        "Pause an ONGOING action plan: nothing more starts, running actions finish, or \
+         are aborted to run again on resume (extension; optional body {\"reason\": \"...\", \
+         \"abort_running\": false})",
         200,
     ),
     op(

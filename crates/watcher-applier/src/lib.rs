@@ -14,7 +14,7 @@ mod settings;
 pub use settings::{ApplierConfig, ApplierSettings, Limits};
 
 use actions::ActionRegistry;
-use runner::{RunContext, RunEnd};
+use runner::{Pause, RunContext, RunEnd};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ use watcher_store::{Heartbeat, PlanUpdate, Store, StoreError, StoreEvent, Takeov
 struct Runs {
     cancel: CancellationToken,
     /// Whether the plan is PAUSED (the run starts nothing while it is).
-    pause: tokio::sync::watch::Sender<bool>,
+    pause: tokio::sync::watch::Sender<Pause>,
     /// Fired when the plan is no longer this applier's to run
     /// ([`Applier::fence_lapsed_leases`]).
     fence: CancellationToken,
@@ -295,13 +295,20 @@ impl Applier {
             }
             // A pause, or a resume of a plan whose run is still alive:
             // the run hears it at once (a commit's event, not a re-read).
-            ActionPlanState::Paused | ActionPlanState::Ongoing => {
-                if let Some(r) = self.inner.running.lock().expect("running lock").get(&uuid) {
-                    r.pause.send_if_modified(|p| {
-                        let now = state == ActionPlanState::Paused;
-                        std::mem::replace(p, now) != now
-                    });
+            ActionPlanState::Ongoing => {
+                self.hear_pause(uuid, |p| *p != Pause::No, Pause::No);
+            }
+            ActionPlanState::Paused => {
+                if !self.hear_pause(uuid, |p| *p == Pause::No, Pause::Yes) {
+                    return;
                 }
+                // Whether the pause also aborts what runs: one read, after
+                // the run has already stopped starting actions.
+                self.inner.tasks.spawn(async move {
+                    if let Ok(true) = this.inner.store.pause_aborts(uuid).await {
+                        this.hear_pause(uuid, |p| *p == Pause::Yes, Pause::Aborting);
+                    }
+                });
             }
             // A cancel has a lane of its own (`subscribe_cancels`, taken
             // first in `run`): every commit of CANCELLING, this process's
@@ -309,6 +316,23 @@ impl Applier {
             // a second time here. The sweep remains the safety net.
             _ => {}
         }
+    }
+
+    /// Tells the run of `uuid`, if this applier has one, that the plan is
+    /// now `to` when `from` holds of what it last heard; whether it did.
+    fn hear_pause(&self, uuid: Uuid, from: impl Fn(&Pause) -> bool, to: Pause) -> bool {
+        let running = self.inner.running.lock().expect("running lock");
+        let Some(r) = running.get(&uuid) else {
+            return false;
+        };
+        r.pause.send_if_modified(|p| {
+            if from(p) {
+                *p = to;
+                true
+            } else {
+                false
+            }
+        })
     }
 
     async fn auto_trigger(&self, plan: &ActionPlan) -> bool {
@@ -729,7 +753,12 @@ impl Applier {
         if plan.state == ActionPlanState::Cancelling {
             cancel.cancel();
         }
-        let (pause, paused) = tokio::sync::watch::channel(plan.state == ActionPlanState::Paused);
+        let (pause, paused) =
+            tokio::sync::watch::channel(if plan.state == ActionPlanState::Paused {
+                Pause::Yes
+            } else {
+                Pause::No
+            });
         {
             let mut running = self.inner.running.lock().expect("running lock");
             if running.contains_key(&plan.uuid) {

@@ -50,6 +50,10 @@ pub(crate) enum PlanCmd {
         /// Why, for the plan's history (at most 255 characters).
         #[arg(long)]
         reason: Option<String>,
+        /// Abort the running actions too, as a cancel would (a live
+        /// migration rolls back); they run again on resume.
+        #[arg(long)]
+        abort_running: bool,
     },
     /// Ours: resume a PAUSED action plan where it stopped.
     Resume {
@@ -201,11 +205,15 @@ pub(crate) fn action_plan(client: &Client, out: &Out, cmd: PlanCmd) -> anyhow::R
             }
             out.show(&p, &plan_cols())?;
         }
-        PlanCmd::Pause { plan, reason } => {
+        PlanCmd::Pause {
+            plan,
+            reason,
+            abort_running,
+        } => {
             check_uuid("actionplan", &plan)?;
             let p = client.post(
                 &format!("/v1/x-watcherd/action_plans/{plan}/pause"),
-                &json!({ "reason": reason }),
+                &json!({ "reason": reason, "abort_running": abort_running }),
             )?;
             out.show(&p, &plan_cols())?;
             eprintln!(

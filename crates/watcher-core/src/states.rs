@@ -260,7 +260,9 @@ pub const ACTION_TRANSITIONS: &[Transition<ActionState>] = &[
     t(A::Ongoing, A::Succeeded, &[Applier, Recovery]),
     t(A::Ongoing, A::Failed, &[Applier, Recovery]),
     t(A::Ongoing, A::Cancelling, &[Applier]),
-    t(A::Ongoing, A::Pending, &[Recovery]),
+    // Recovery: no effect in the cloud, it runs again; the applier: aborted
+    // by a pause that asked for it, it runs again on resume.
+    t(A::Ongoing, A::Pending, &[Applier, Recovery]),
     t(A::Ongoing, A::Cancelled, &[Recovery]),
     t(A::Cancelling, A::Cancelled, &[Applier, Recovery]),
     t(A::Cancelling, A::Succeeded, &[Applier, Recovery]),

@@ -29,8 +29,14 @@ fn held(conn: &Conn, plan: Uuid) -> Result<bool, StoreError> {
 
 impl Store {
     /// ONGOING -> PAUSED, by the operator: the applier starts nothing more
-    /// and lets running actions finish.
-    pub async fn pause_plan(&self, plan: Uuid, reason: String) -> Result<ActionPlan, StoreError> {
+    /// and lets running actions finish, or with `abort_running` aborts them
+    /// as a cancel would (they run again on resume).
+    pub async fn pause_plan(
+        &self,
+        plan: Uuid,
+        reason: String,
+        abort_running: bool,
+    ) -> Result<ActionPlan, StoreError> {
         self.write(move |conn, events| {
             let change = StateChange::new(
                 ActionPlanState::Ongoing,
@@ -39,7 +45,23 @@ impl Store {
                 reason.clone(),
             );
             transition_plan_conn(conn, events, plan, &change, PlanUpdate::default())?;
+            conn.execute(
+                "UPDATE action_plans SET pause_aborts = ?1 WHERE uuid = ?2",
+                args![abort_running, plan],
+            )?;
             get_plan_conn(conn, plan, false)
+        })
+        .await
+    }
+
+    /// Whether the pause of `plan` asked to abort its running actions.
+    pub async fn pause_aborts(&self, plan: Uuid) -> Result<bool, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT pause_aborts FROM action_plans WHERE uuid = ?1",
+                args![plan],
+                |r| r.get(0),
+            )
         })
         .await
     }

@@ -205,6 +205,11 @@ CREATE TABLE scoring_engine_uuids (
     uuid TEXT NOT NULL UNIQUE
 );
 "#,
+    r#"
+-- A pause that also aborts the running actions (they run again on
+-- resume): set with the pause, read by the applier that runs the plan.
+ALTER TABLE action_plans ADD COLUMN pause_aborts INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// A migration in PostgreSQL's words. The migrations are written once, for

@@ -296,7 +296,9 @@ fn operator_reason(h: &HeaderMap, body: &[u8], what: &str) -> Result<String, Api
 }
 
 /// watcherd's extension: ONGOING -> PAUSED. Nothing more starts; running
-/// actions finish; PENDING ones stay PENDING until the resume.
+/// actions finish (or, with `"abort_running": true`, are aborted as a
+/// cancel would and run again on resume); PENDING ones stay PENDING until
+/// the resume.
 pub async fn pause_plan(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -306,6 +308,22 @@ pub async fn pause_plan(
 ) -> ApiResult {
     let uuid = parse_uuid("action plan", &id)?;
     let reason = operator_reason(&h, &body, "paused")?;
+    let abort_running = match body.as_ref() {
+        b"" => false,
+        bytes => match serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("abort_running").cloned())
+        {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(ApiError::bad_request("abort_running must be true or false")),
+        },
+    };
+    let reason = if abort_running {
+        format!("{reason} (running actions aborted, to run again on resume)")
+    } else {
+        reason
+    };
     let plan = s.store.get_plan(uuid, false).await?;
     if plan.state != ActionPlanState::Ongoing {
         return Err(ApiError::conflict(format!(
@@ -313,7 +331,7 @@ pub async fn pause_plan(
             plan.state
         )));
     }
-    match s.store.pause_plan(uuid, reason).await {
+    match s.store.pause_plan(uuid, reason, abort_running).await {
         Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
         Err(StoreError::Conflict { current, .. }) => Err(ApiError::conflict(format!(
             "Couldn't pause when state is '{current}': only an ONGOING action plan can be paused."

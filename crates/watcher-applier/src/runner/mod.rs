@@ -35,6 +35,18 @@ use watcher_cloud::Cloud;
 use watcher_core::{Action, ActionPlan, ActionPlanState};
 use watcher_store::{Store, StoreError};
 
+/// Whether the plan is paused, as the run hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Not paused (ONGOING or CANCELLING).
+    No,
+    /// PAUSED: start nothing, let running actions finish.
+    Yes,
+    /// PAUSED by a pause that asked to abort the running actions: they are
+    /// aborted as a cancel would and run again on resume.
+    Aborting,
+}
+
 /// How a plan run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
@@ -81,7 +93,7 @@ impl RunContext {
         &self,
         plan: ActionPlan,
         cancel: CancellationToken,
-        mut paused: tokio::sync::watch::Receiver<bool>,
+        mut paused: tokio::sync::watch::Receiver<Pause>,
         shutdown: CancellationToken,
         fence: CancellationToken,
     ) -> Result<RunEnd, StoreError> {

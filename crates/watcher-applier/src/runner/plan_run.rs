@@ -4,7 +4,7 @@
 
 use super::dag::{dag, release_children, Node, ReadyQueues};
 use super::task::{Report, Reports};
-use super::{ActionTasks, RunContext, RunEnd};
+use super::{ActionTasks, Pause, RunContext, RunEnd};
 use crate::actions::Outcome;
 use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +25,8 @@ struct Running {
     cancelling: bool,
     /// Whether it was interrupted by shutdown rather than by a cancel.
     interrupted: bool,
+    /// Whether a pause that asked for it aborted it: it runs again on resume.
+    requeued: bool,
 }
 
 /// How recording a report left the action.
@@ -104,13 +106,14 @@ impl<'a> PlanRun<'a> {
     pub(super) async fn drive(
         mut self,
         cancel: &CancellationToken,
-        pause: &mut tokio::sync::watch::Receiver<bool>,
+        pause: &mut tokio::sync::watch::Receiver<Pause>,
         shutdown: &CancellationToken,
     ) -> Result<RunEnd, StoreError> {
         // The action tokens hang under this scope, which is cancelled when
         // this function returns for any reason: no action task outlives its run.
         let _abort_on_exit = self.scope.clone().drop_guard();
-        self.paused |= *pause.borrow_and_update();
+        let heard = *pause.borrow_and_update();
+        self.hear_pause(heard);
         self.resume_interrupted_actions().await?;
         loop {
             if !self.cancelling && cancel.is_cancelled() {
@@ -155,8 +158,9 @@ impl<'a> PlanRun<'a> {
                 }
                 _ = cancel.cancelled(), if !self.cancelling => self.cancelling = true,
                 Ok(()) = pause.changed() => {
-                    self.paused = *pause.borrow_and_update();
-                    info!(paused = self.paused, running = self.running.len(), "pause or resume");
+                    let heard = *pause.borrow_and_update();
+                    info!(pause = ?heard, running = self.running.len(), "pause or resume");
+                    self.hear_pause(heard);
                 }
                 _ = shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
                 _ = grace => self.abort_after_grace(),
@@ -233,6 +237,7 @@ impl<'a> PlanRun<'a> {
                 token,
                 cancelling,
                 interrupted: false,
+                requeued: false,
             },
         );
         Ok(())
@@ -353,6 +358,7 @@ impl<'a> PlanRun<'a> {
                         token,
                         cancelling: false,
                         interrupted: false,
+                        requeued: false,
                     },
                 );
             }
@@ -396,6 +402,17 @@ impl<'a> PlanRun<'a> {
             && (self.ready.is_empty() || self.cancelling || self.shutting_down || self.paused)
     }
 
+    /// A pause, its abort of the running actions, or a resume.
+    fn hear_pause(&mut self, heard: Pause) {
+        self.paused = heard != Pause::No;
+        if heard == Pause::Aborting && !self.cancelling {
+            for r in self.running.values_mut().filter(|r| !r.requeued) {
+                r.requeued = true;
+                r.token.cancel();
+            }
+        }
+    }
+
     fn has_pending(&self) -> bool {
         self.nodes
             .iter()
@@ -425,8 +442,17 @@ impl<'a> PlanRun<'a> {
             _ => ActionState::Ongoing,
         };
         let interrupted = r.as_ref().is_some_and(|r| r.interrupted);
-        match self.record_report(i, from, report, interrupted).await? {
+        let requeued = r.as_ref().is_some_and(|r| r.requeued);
+        match self
+            .record_report(i, from, report, interrupted, requeued)
+            .await?
+        {
             Settle::Done => release_children(&mut self.nodes, i, &mut self.ready),
+            // Aborted by a pause: it waits in the queue for the resume.
+            Settle::BackToPending if requeued => {
+                let t = self.nodes[i].action.action_type.clone();
+                self.ready.entry(t).or_default().push_front(i);
+            }
             Settle::BackToPending => {}
             Settle::PlanStopped => return self.after_refused_start(i).await,
         }
@@ -442,6 +468,7 @@ impl<'a> PlanRun<'a> {
         from: ActionState,
         report: Report,
         interrupted: bool,
+        requeued: bool,
     ) -> Result<Settle, StoreError> {
         let outcome = match report {
             // Refused because the plan stopped; the cancel path settles it.
@@ -466,18 +493,22 @@ impl<'a> PlanRun<'a> {
         let store = &self.ctx.store;
         let cancelling = from == ActionState::Cancelling;
         let (to, reason, message) = match outcome {
-            // Aborted by shutdown with its effect undone: it runs again at the next start.
-            Outcome::Cancelled(m) if interrupted && !cancelling => {
+            // Aborted by shutdown, or by a pause that asked for it, with its
+            // effect undone: it runs again at the next start, or on resume.
+            Outcome::Cancelled(m) if (interrupted || requeued) && !cancelling => {
+                let (actor, reason) = if requeued {
+                    (Actor::Applier, "aborted by the pause; runs again on resume")
+                } else {
+                    (
+                        Actor::Recovery,
+                        "interrupted by shutdown; runs again at the next start",
+                    )
+                };
                 store
                     .transition_action(
                         plan,
                         uuid,
-                        StateChange::new(
-                            from,
-                            ActionState::Pending,
-                            Actor::Recovery,
-                            "interrupted by shutdown; runs again at the next start",
-                        ),
+                        StateChange::new(from, ActionState::Pending, actor, reason),
                         Some(m),
                     )
                     .await?;

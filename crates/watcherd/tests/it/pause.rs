@@ -230,3 +230,37 @@ fn a_paused_plan_survives_kill_9_with_an_action_running_and_resumes_after() {
     );
     assert_history_unbroken(&d, &plan);
 }
+
+#[test]
+fn a_pause_that_aborts_puts_running_actions_back_and_the_resume_runs_them_again() {
+    let d = Daemon::start("pause-abort");
+    let plan = sleeps(&d, 30.0);
+    d.start_plan(&plan);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    let (status, body) = pause(&d, &plan, Some(&json!({"abort_running": "yes"})));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(d.plan(&plan)["state"], "ONGOING");
+    let (status, body) = pause(&d, &plan, Some(&json!({"abort_running": true})));
+    assert_eq!(status, 200, "{body}");
+    // The 30 s sleep is aborted at once and waits, PENDING, with the others.
+    wait_let_go(&d, &plan);
+    assert_eq!(action_states(&d, &plan), ["PENDING"; 3]);
+    let rows = history(&d, &plan);
+    assert!(
+        rows.iter().any(|r| r["resource"] == "action"
+            && r["from_state"] == "ONGOING"
+            && r["to_state"] == "PENDING"
+            && r["actor"] == "applier"
+            && r["reason"] == "aborted by the pause; runs again on resume"),
+        "{rows:?}"
+    );
+    // Resumed, the aborted sleep runs again; a cancel ends the test.
+    assert_eq!(resume(&d, &plan).0, 200);
+    d.wait_action_state(&plan, "sleep", "ONGOING");
+    assert_eq!(d.patch_state(&plan, "CANCELLED").0, 200);
+    assert_eq!(
+        d.wait_state(&plan, &["CANCELLED", "FAILED", "SUCCEEDED"])["state"],
+        "CANCELLED"
+    );
+    assert_history_unbroken(&d, &plan);
+}
