@@ -447,9 +447,12 @@ mod tests {
     }
 
     #[test]
-    fn only_recovery_may_send_an_action_back_to_pending() {
+    fn only_recovery_and_a_pause_that_aborts_send_an_action_back_to_pending() {
         assert!(action_transition_allowed(A::Ongoing, A::Pending, Recovery));
-        assert!(!action_transition_allowed(A::Ongoing, A::Pending, Applier));
+        // The applier, for a pause that asked to abort running actions.
+        assert!(action_transition_allowed(A::Ongoing, A::Pending, Applier));
+        // Never the API: an operator cannot make a running action PENDING.
         assert!(!action_transition_allowed(A::Ongoing, A::Pending, Api));
+        assert!(!action_transition_allowed(A::Cancelling, A::Pending, Applier));
     }
 }

@@ -103,6 +103,74 @@ fn a_dead_appliers_plan_is_taken_over_within_the_lease_and_its_migration_finishe
 }
 
 #[test]
+fn a_paused_plan_whose_applier_dies_is_taken_over_and_let_go_still_paused() {
+    let root = temp_dir("failover-paused");
+    let sim = SimCloud::start(&scenario_file(&root, "", ""));
+    let db = root.join("watcher.db");
+    let mut a = applier(&root.join("a"), "applier-a", &db, &sim);
+    let mut b = applier(&root.join("b"), "applier-b", &db, &sim);
+    // The sleep first (the planner's weights), then the migration.
+    let plan = a.actuator(json!([
+        {"action_type": "sleep", "input_parameters": {"duration": 30.0}},
+        {"action_type": "migrate", "input_parameters": {"migration_type": "live",
+            "resource_id": WEB_1, "source_node": "compute-1", "destination_node": "compute-2"}}
+    ]));
+    a.start_plan(&plan);
+    a.wait_action_state(&plan, "sleep", "ONGOING");
+    let (status, body) = a.req(
+        "POST",
+        &format!("/v1/x-watcherd/action_plans/{plan}/pause"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    // The applier holding the paused plan (its sleep still running) dies;
+    // the other takes the plan over, reconciles the sleep, starts nothing,
+    // and lets the plan go, still PAUSED.
+    let owner = a.plan(&plan)["hostname"].as_str().unwrap().to_string();
+    let (survivor, name) = if owner == "applier-a" {
+        a.kill9();
+        (&b, "applier-b")
+    } else {
+        b.kill9();
+        (&a, "applier-a")
+    };
+    wait_for(Duration::from_secs(20), || {
+        history(survivor, &plan)
+            .iter()
+            .any(|r| {
+                r["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("applier {name} lets it go"))
+            })
+            .then_some(())
+    });
+    let p = survivor.plan(&plan);
+    assert_eq!(p["state"], "PAUSED", "{p}");
+    let states: Vec<String> = survivor
+        .actions(&plan)
+        .iter()
+        .map(|a| a["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["PENDING", "PENDING"], "{p}");
+    assert!(sim.operations().iter().all(|o| o["resource"] != WEB_1));
+    // Resumed: it runs to its end; the migration ran once at the cloud.
+    let (status, _) = survivor.req(
+        "POST",
+        &format!("/v1/x-watcherd/action_plans/{plan}/resume"),
+        None,
+    );
+    assert_eq!(status, 200);
+    // The sleep runs again in full before the migration: cancel instead
+    // of waiting for it, once it runs again.
+    survivor.wait_action_state(&plan, "sleep", "ONGOING");
+    assert_eq!(survivor.patch_state(&plan, "CANCELLED").0, 200);
+    let p = survivor.wait_state(&plan, &["SUCCEEDED", "FAILED", "CANCELLED"]);
+    assert_eq!(p["state"], "CANCELLED", "{p}");
+    common::assert_history_unbroken(survivor, &plan);
+}
+
+#[test]
 fn racing_appliers_run_each_plan_exactly_once() {
     let root = temp_dir("race-appliers");
     let sim = SimCloud::start(&scenario_file(&root, "", ""));
