@@ -453,6 +453,10 @@ mod tests {
         assert!(action_transition_allowed(A::Ongoing, A::Pending, Applier));
         // Never the API: an operator cannot make a running action PENDING.
         assert!(!action_transition_allowed(A::Ongoing, A::Pending, Api));
-        assert!(!action_transition_allowed(A::Cancelling, A::Pending, Applier));
+        assert!(!action_transition_allowed(
+            A::Cancelling,
+            A::Pending,
+            Applier
+        ));
     }
 }

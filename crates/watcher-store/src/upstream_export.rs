@@ -239,86 +239,41 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
     // The catalogue: upstream's rows by name, never rewritten.
     let mut goal_ids: HashMap<i64, i64> = HashMap::new();
     for g in all(conn, "SELECT * FROM goals ORDER BY id")? {
-        let name: String = g.get("name")?;
-        let found: Option<i64> = conn
-            .query_opt(
-                &format!(
-                    "SELECT id FROM {} WHERE (name = ?1 AND deleted = 0) OR uuid = ?2 \
-                     ORDER BY deleted = 0 DESC LIMIT 1",
-                    t("goals")
+        let id = catalogue_id(conn, &t("goals"), &g, &mut c, |g, notes| {
+            Ok(vec![
+                (
+                    "display_name",
+                    text(fit(g.get("display_name")?, 63, "goal display name", notes)),
                 ),
-                args![name.clone(), g.get::<String>("uuid")?],
-            )?
-            .map(|r| r.get(0))
-            .transpose()?;
-        let id = match found {
-            Some(id) => id,
-            None => {
-                c.catalogue_added += 1;
-                let mut cols = times(&g)?;
-                cols.extend([
-                    ("name", text(fit(Some(name), 63, "goal name", &mut c.notes))),
-                    (
-                        "display_name",
-                        text(fit(
-                            g.get("display_name")?,
-                            63,
-                            "goal display name",
-                            &mut c.notes,
-                        )),
-                    ),
-                    (
-                        "efficacy_specification",
-                        text(Some(json_for_upstream(g.get("efficacy_specification")?))),
-                    ),
-                ]);
-                put(conn, &t("goals"), &g.get::<String>("uuid")?, cols)?
-            }
-        };
+                (
+                    "efficacy_specification",
+                    text(Some(json_for_upstream(g.get("efficacy_specification")?))),
+                ),
+            ])
+        })?;
         goal_ids.insert(g.get("id")?, id);
     }
     let mut strategy_ids: HashMap<i64, i64> = HashMap::new();
     for s in all(conn, "SELECT * FROM strategies ORDER BY id")? {
-        let name: String = s.get("name")?;
-        let found: Option<i64> = conn
-            .query_opt(
-                &format!(
-                    "SELECT id FROM {} WHERE (name = ?1 AND deleted = 0) OR uuid = ?2 \
-                     ORDER BY deleted = 0 DESC LIMIT 1",
-                    t("strategies")
+        let goal_id = goal(&goal_ids, s.get("goal_id")?)?;
+        let id = catalogue_id(conn, &t("strategies"), &s, &mut c, |s, notes| {
+            Ok(vec![
+                (
+                    "display_name",
+                    text(fit(
+                        s.get("display_name")?,
+                        63,
+                        "strategy display name",
+                        notes,
+                    )),
                 ),
-                args![name.clone(), s.get::<String>("uuid")?],
-            )?
-            .map(|r| r.get(0))
-            .transpose()?;
-        let id = match found {
-            Some(id) => id,
-            None => {
-                c.catalogue_added += 1;
-                let mut cols = times(&s)?;
-                cols.extend([
-                    (
-                        "name",
-                        text(fit(Some(name), 63, "strategy name", &mut c.notes)),
-                    ),
-                    (
-                        "display_name",
-                        text(fit(
-                            s.get("display_name")?,
-                            63,
-                            "strategy display name",
-                            &mut c.notes,
-                        )),
-                    ),
-                    ("goal_id", int(goal(&goal_ids, s.get("goal_id")?)?)),
-                    (
-                        "parameters_spec",
-                        text(Some(json_for_upstream(s.get("parameters_spec")?))),
-                    ),
-                ]);
-                put(conn, &t("strategies"), &s.get::<String>("uuid")?, cols)?
-            }
-        };
+                ("goal_id", int(goal_id)),
+                (
+                    "parameters_spec",
+                    text(Some(json_for_upstream(s.get("parameters_spec")?))),
+                ),
+            ])
+        })?;
         strategy_ids.insert(s.get("id")?, id);
     }
     let strategy = |id: Option<i64>| -> Result<Col, StoreError> {
@@ -555,6 +510,40 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
     }
     record_sync(conn, "export", &revision, &c.summary())?;
     Ok(c)
+}
+
+/// The id in upstream's `table` (goals or strategies) of watcherd's
+/// catalogue row `row`: upstream's live row of that name, or its row of
+/// that UUID; else a row added with the name and what `cols` gives.
+fn catalogue_id(
+    conn: &Conn,
+    table: &str,
+    row: &Row,
+    c: &mut ExportCounts,
+    cols: impl FnOnce(&Row, &mut Vec<String>) -> Result<Vec<(&'static str, Col)>, StoreError>,
+) -> Result<i64, StoreError> {
+    let (name, uuid): (String, String) = (row.get("name")?, row.get("uuid")?);
+    let found: Option<i64> = conn
+        .query_opt(
+            &format!(
+                "SELECT id FROM {table} WHERE (name = ?1 AND deleted = 0) OR uuid = ?2 \
+                 ORDER BY deleted = 0 DESC LIMIT 1"
+            ),
+            args![name.clone(), uuid.clone()],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    c.catalogue_added += 1;
+    let mut all = times(row)?;
+    all.push((
+        "name",
+        text(fit(Some(name), 63, "catalogue name", &mut c.notes)),
+    ));
+    all.extend(cols(row, &mut c.notes)?);
+    put(conn, table, &uuid, all)
 }
 
 fn goal(ids: &HashMap<i64, i64>, id: i64) -> Result<i64, StoreError> {

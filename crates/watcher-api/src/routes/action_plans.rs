@@ -326,18 +326,32 @@ pub async fn pause_plan(
     };
     let plan = s.store.get_plan(uuid, false).await?;
     if plan.state != ActionPlanState::Ongoing {
-        return Err(ApiError::conflict(format!(
-            "Couldn't pause when state is '{}': only an ONGOING action plan can be paused.",
-            plan.state
-        )));
+        return Err(not_steerable("pause", "an ONGOING", plan.state));
     }
-    match s.store.pause_plan(uuid, reason, abort_running).await {
-        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
-        Err(StoreError::Conflict { current, .. }) => Err(ApiError::conflict(format!(
-            "Couldn't pause when state is '{current}': only an ONGOING action plan can be paused."
-        ))),
+    let done = s.store.pause_plan(uuid, reason, abort_running).await;
+    steered(done, &h, ver, "pause", "an ONGOING")
+}
+
+/// The answer to a pause or a resume: the plan, or 409 when it was not (or
+/// no longer) in the state the operation needs.
+fn steered(
+    done: Result<watcher_core::ActionPlan, StoreError>,
+    h: &HeaderMap,
+    ver: Version,
+    verb: &str,
+    needs: &str,
+) -> ApiResult {
+    match done {
+        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(h), true, ver)).into_response()),
+        Err(StoreError::Conflict { current, .. }) => Err(not_steerable(verb, needs, current)),
         Err(e) => Err(e.into()),
     }
+}
+
+fn not_steerable(verb: &str, needs: &str, state: impl std::fmt::Display) -> ApiError {
+    ApiError::conflict(format!(
+        "Couldn't {verb} when state is '{state}': only {needs} action plan can be {verb}d."
+    ))
 }
 
 /// watcherd's extension: PAUSED -> ONGOING (its run still finishing
@@ -353,16 +367,8 @@ pub async fn resume_plan(
     let reason = operator_reason(&h, &body, "resumed")?;
     let plan = s.store.get_plan(uuid, false).await?;
     if plan.state != ActionPlanState::Paused {
-        return Err(ApiError::conflict(format!(
-            "Couldn't resume when state is '{}': only a PAUSED action plan can be resumed.",
-            plan.state
-        )));
+        return Err(not_steerable("resume", "a PAUSED", plan.state));
     }
-    match s.store.resume_plan(uuid, reason).await {
-        Ok(p) => Ok(Json(views::action_plan(&p, &base_url(&h), true, ver)).into_response()),
-        Err(StoreError::Conflict { current, .. }) => Err(ApiError::conflict(format!(
-            "Couldn't resume when state is '{current}': only a PAUSED action plan can be resumed."
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    let done = s.store.resume_plan(uuid, reason).await;
+    steered(done, &h, ver, "resume", "a PAUSED")
 }

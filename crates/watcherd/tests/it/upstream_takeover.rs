@@ -49,8 +49,13 @@ fn count(url: &str, table: &str) -> i64 {
 
 /// `watcherd db upgrade --config-file CONF ARGS`: success, stdout, stderr.
 fn db_upgrade(conf: &Path, args: &[&str]) -> (bool, String, String) {
+    watcherd_db(conf, "upgrade", args)
+}
+
+/// `watcherd db COMMAND --config-file CONF ARGS`: success, stdout, stderr.
+fn watcherd_db(conf: &Path, command: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(watcherd_binary())
-        .args(["db", "upgrade", "--config-file"])
+        .args(["db", command, "--config-file"])
         .arg(conf)
         .args(args)
         .env_remove("WATCHER_CONFIG")
@@ -366,20 +371,7 @@ fn the_way_back_writes_what_watcherd_did_into_upstreams_tables_and_comes_again()
     d.terminate();
 
     // Refused while watcherd's services reported a moment ago.
-    let export = |args: &[&str]| {
-        let out = Command::new(watcherd_binary())
-            .args(["db", "export-upstream", "--config-file"])
-            .arg(&conf)
-            .args(args)
-            .env_remove("WATCHER_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let export = |args: &[&str]| watcherd_db(&conf, "export-upstream", args);
     let (ok, _, err) = export(&[]);
     assert!(
         !ok && err.contains("watcherd still runs") && err.contains("Nothing was written"),
