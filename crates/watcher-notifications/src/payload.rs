@@ -101,11 +101,13 @@ pub fn events(from: Option<EntityState>, to: EntityState) -> Vec<(String, &'stat
 fn plan_phase(from: ActionPlanState, to: ActionPlanState) -> Option<Event> {
     use ActionPlanState::*;
     match (from, to) {
+        // A resumed plan starts its execution again (PAUSED -> PENDING ->
+        // ONGOING); one paused while its last actions ran ends from PAUSED.
         (Pending | Recommended, Ongoing) => Some(("execution.start", "INFO")),
-        (Ongoing, Succeeded) => Some(("execution.end", "INFO")),
-        (Ongoing, Failed) => Some(("execution.error", "ERROR")),
-        (Ongoing, Cancelling) => Some(("cancel.start", "INFO")),
-        (Cancelling, Cancelled) => Some(("cancel.end", "INFO")),
+        (Ongoing | Paused, Succeeded) => Some(("execution.end", "INFO")),
+        (Ongoing | Paused, Failed) => Some(("execution.error", "ERROR")),
+        (Ongoing | Paused, Cancelling) => Some(("cancel.start", "INFO")),
+        (Cancelling | Paused, Cancelled) => Some(("cancel.end", "INFO")),
         (Cancelling, Failed) => Some(("cancel.error", "ERROR")),
         _ => None,
     }
@@ -499,6 +501,19 @@ mod tests {
         assert_eq!(
             names(Entity::Action, Some("CANCELLING"), "CANCELLED"),
             ["action.update", "action.cancel.end"]
+        );
+        // A pause is an update; a paused plan's end still ends its execution.
+        assert_eq!(
+            names(Entity::ActionPlan, Some("ONGOING"), "PAUSED"),
+            ["action_plan.update"]
+        );
+        assert_eq!(
+            names(Entity::ActionPlan, Some("PAUSED"), "SUCCEEDED"),
+            ["action_plan.update", "action_plan.execution.end"]
+        );
+        assert_eq!(
+            names(Entity::ActionPlan, Some("PAUSED"), "CANCELLED"),
+            ["action_plan.update", "action_plan.cancel.end"]
         );
         assert_eq!(
             {
