@@ -63,6 +63,28 @@ enum Col {
     Time(Option<i64>),
 }
 
+/// Text column `column` of `row`, fitted to upstream's `max` characters
+/// (noted as "`what` column").
+fn fitted(
+    row: &Row,
+    column: &str,
+    max: usize,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Col, StoreError> {
+    let label = format!("{what} {}", column.replace('_', " "));
+    Ok(text(fit(row.get(column)?, max, &label, notes)))
+}
+
+/// JSON column `column` of `row`, in words upstream's tables can hold.
+fn json_col(row: &Row, column: &str) -> Result<Col, StoreError> {
+    Ok(text(Some(json_for_upstream(row.get(column)?))))
+}
+
+fn is_deleted(row: &Row) -> Result<bool, StoreError> {
+    Ok(row.get::<Option<i64>>("deleted_at")?.is_some())
+}
+
 fn text(v: Option<String>) -> Col {
     Col::Is(v.map_or(Value::Null, Value::Text))
 }
@@ -176,8 +198,7 @@ fn json_for_upstream(json: String) -> String {
 /// deleted one gets its own id at the end ([`settle_deleted`]), and until
 /// then a number no live row or other deleted one has.
 fn deleted_mark(row: &Row) -> Result<i64, StoreError> {
-    let deleted: Option<i64> = row.get("deleted_at")?;
-    Ok(if deleted.is_some() {
+    Ok(if is_deleted(row)? {
         -row.get::<i64>("id")?
     } else {
         0
@@ -247,7 +268,7 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
                 ),
                 (
                     "efficacy_specification",
-                    text(Some(json_for_upstream(g.get("efficacy_specification")?))),
+                    json_col(g, "efficacy_specification")?,
                 ),
             ])
         })?;
@@ -268,10 +289,7 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
                     )),
                 ),
                 ("goal_id", int(goal_id)),
-                (
-                    "parameters_spec",
-                    text(Some(json_for_upstream(s.get("parameters_spec")?))),
-                ),
+                ("parameters_spec", json_col(s, "parameters_spec")?),
             ])
         })?;
         strategy_ids.insert(s.get("id")?, id);
@@ -294,27 +312,14 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
         let mut cols = times(&a)?;
         let what = format!("audit template {uuid}");
         cols.extend([
-            (
-                "name",
-                text(fit(
-                    a.get("name")?,
-                    63,
-                    &format!("{what} name"),
-                    &mut c.notes,
-                )),
-            ),
+            ("name", fitted(&a, "name", 63, &what, &mut c.notes)?),
             (
                 "description",
-                text(fit(
-                    a.get("description")?,
-                    255,
-                    &format!("{what} description"),
-                    &mut c.notes,
-                )),
+                fitted(&a, "description", 255, &what, &mut c.notes)?,
             ),
             ("goal_id", int(goal(&goal_ids, a.get("goal_id")?)?)),
             ("strategy_id", strategy(a.get("strategy_id")?)?),
-            ("scope", text(Some(json_for_upstream(a.get("scope")?)))),
+            ("scope", json_col(&a, "scope")?),
             (
                 "default_parameters",
                 text(
@@ -325,7 +330,7 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
         ]);
         put(conn, &t("audit_templates"), &uuid, cols)?;
         c.audit_templates += 1;
-        c.deleted += usize::from(a.get::<Option<i64>>("deleted_at")?.is_some());
+        c.deleted += usize::from(is_deleted(&a)?);
     }
 
     let mut audit_ids: HashMap<i64, i64> = HashMap::new();
@@ -334,33 +339,14 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
         let what = format!("audit {uuid}");
         let mut cols = times(&a)?;
         cols.extend([
-            (
-                "name",
-                text(fit(
-                    a.get("name")?,
-                    63,
-                    &format!("{what} name"),
-                    &mut c.notes,
-                )),
-            ),
+            ("name", fitted(&a, "name", 63, &what, &mut c.notes)?),
             ("audit_type", text(a.get("audit_type")?)),
             ("state", text(a.get("state")?)),
-            (
-                "parameters",
-                text(Some(json_for_upstream(a.get("parameters")?))),
-            ),
-            (
-                "interval",
-                text(fit(
-                    a.get("interval")?,
-                    36,
-                    &format!("{what} interval"),
-                    &mut c.notes,
-                )),
-            ),
+            ("parameters", json_col(&a, "parameters")?),
+            ("interval", fitted(&a, "interval", 36, &what, &mut c.notes)?),
             ("goal_id", int(goal(&goal_ids, a.get("goal_id")?)?)),
             ("strategy_id", strategy(a.get("strategy_id")?)?),
-            ("scope", text(Some(json_for_upstream(a.get("scope")?)))),
+            ("scope", json_col(&a, "scope")?),
             ("auto_trigger", int(a.get("auto_trigger")?)),
             ("force", int(a.get("force")?)),
             ("next_run_time", Col::Time(a.get("next_run_time")?)),
@@ -368,27 +354,17 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
             ("end_time", Col::Time(a.get("end_time")?)),
             (
                 "hostname",
-                text(fit(
-                    a.get("hostname")?,
-                    255,
-                    &format!("{what} hostname"),
-                    &mut c.notes,
-                )),
+                fitted(&a, "hostname", 255, &what, &mut c.notes)?,
             ),
             (
                 "status_message",
-                text(fit(
-                    a.get("status_message")?,
-                    255,
-                    &format!("{what} status message"),
-                    &mut c.notes,
-                )),
+                fitted(&a, "status_message", 255, &what, &mut c.notes)?,
             ),
         ]);
         let id = put(conn, &t("audits"), &uuid, cols)?;
         audit_ids.insert(a.get("id")?, id);
         c.audits += 1;
-        c.deleted += usize::from(a.get::<Option<i64>>("deleted_at")?.is_some());
+        c.deleted += usize::from(is_deleted(&a)?);
     }
 
     let mut plan_ids: HashMap<i64, i64> = HashMap::new();
@@ -406,27 +382,14 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
             ),
             ("strategy_id", strategy(Some(p.get("strategy_id")?))?),
             ("state", text(p.get("state")?)),
-            (
-                "global_efficacy",
-                text(Some(json_for_upstream(p.get("global_efficacy")?))),
-            ),
+            ("global_efficacy", json_col(&p, "global_efficacy")?),
             (
                 "hostname",
-                text(fit(
-                    p.get("hostname")?,
-                    255,
-                    &format!("{what} hostname"),
-                    &mut c.notes,
-                )),
+                fitted(&p, "hostname", 255, &what, &mut c.notes)?,
             ),
             (
                 "status_message",
-                text(fit(
-                    p.get("status_message")?,
-                    255,
-                    &format!("{what} status message"),
-                    &mut c.notes,
-                )),
+                fitted(&p, "status_message", 255, &what, &mut c.notes)?,
             ),
         ]);
         let id = put(conn, &t("action_plans"), &uuid, cols)?;
@@ -461,7 +424,7 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
             )?;
         }
         c.action_plans += 1;
-        c.deleted += usize::from(p.get::<Option<i64>>("deleted_at")?.is_some());
+        c.deleted += usize::from(is_deleted(&p)?);
     }
 
     for a in all(conn, "SELECT * FROM actions ORDER BY id")? {
@@ -477,25 +440,17 @@ fn export(conn: &Conn) -> Result<ExportCounts, StoreError> {
                 })?),
             ),
             ("action_type", text(a.get("action_type")?)),
-            (
-                "input_parameters",
-                text(Some(json_for_upstream(a.get("input_parameters")?))),
-            ),
+            ("input_parameters", json_col(&a, "input_parameters")?),
             ("state", text(a.get("state")?)),
-            ("parents", text(Some(json_for_upstream(a.get("parents")?)))),
+            ("parents", json_col(&a, "parents")?),
             (
                 "status_message",
-                text(fit(
-                    a.get("status_message")?,
-                    255,
-                    &format!("{what} status message"),
-                    &mut c.notes,
-                )),
+                fitted(&a, "status_message", 255, &what, &mut c.notes)?,
             ),
         ]);
         put(conn, &t("actions"), &uuid, cols)?;
         c.actions += 1;
-        c.deleted += usize::from(a.get::<Option<i64>>("deleted_at")?.is_some());
+        c.deleted += usize::from(is_deleted(&a)?);
     }
 
     for table in [

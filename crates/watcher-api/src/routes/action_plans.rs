@@ -262,31 +262,34 @@ pub async fn plan_history(State(s): State<AppState>, Path(id): Path<String>) -> 
     )
 }
 
-/// The optional `{"reason": "..."}` of a pause or a resume, for the
-/// plan's history: at most 255 characters, no control characters.
-fn operator_reason(h: &HeaderMap, body: &[u8], what: &str) -> Result<String, ApiError> {
-    if !body.is_empty() && crate::same_origin::body_not_json(h) {
+/// The optional JSON body of a pause or a resume (Null when empty), read
+/// once.
+fn steering_body(h: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    if crate::same_origin::body_not_json(h) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The request body must be JSON, sent with Content-Type: application/json.",
         ));
     }
-    let given = match body {
-        b"" => None,
-        bytes => {
-            let v: Value = serde_json::from_slice(bytes)
-                .map_err(|_| ApiError::bad_request("Request is not in valid JSON format"))?;
-            match v.get("reason") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(r))
-                    if r.chars().count() <= 255 && !r.chars().any(char::is_control) =>
-                {
-                    Some(r.clone())
-                }
-                Some(_) => return Err(ApiError::bad_request(
-                    "reason must be a string of at most 255 characters without control characters",
-                )),
-            }
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("Request is not in valid JSON format"))
+}
+
+/// The body's optional `reason`, for the plan's history: at most 255
+/// characters, no control characters.
+fn operator_reason(body: &Value, what: &str) -> Result<String, ApiError> {
+    let given = match body.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.chars().count() <= 255 && !r.chars().any(char::is_control) => {
+            Some(r)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "reason must be a string of at most 255 characters without control characters",
+            ))
         }
     };
     Ok(match given {
@@ -307,17 +310,12 @@ pub async fn pause_plan(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let uuid = parse_uuid("action plan", &id)?;
-    let reason = operator_reason(&h, &body, "paused")?;
-    let abort_running = match body.as_ref() {
-        b"" => false,
-        bytes => match serde_json::from_slice::<Value>(bytes)
-            .ok()
-            .and_then(|v| v.get("abort_running").cloned())
-        {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => b,
-            Some(_) => return Err(ApiError::bad_request("abort_running must be true or false")),
-        },
+    let body = steering_body(&h, &body)?;
+    let reason = operator_reason(&body, "paused")?;
+    let abort_running = match body.get("abort_running") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("abort_running must be true or false")),
     };
     let reason = if abort_running {
         format!("{reason} (running actions aborted, to run again on resume)")
@@ -364,7 +362,7 @@ pub async fn resume_plan(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let uuid = parse_uuid("action plan", &id)?;
-    let reason = operator_reason(&h, &body, "resumed")?;
+    let reason = operator_reason(&steering_body(&h, &body)?, "resumed")?;
     let plan = s.store.get_plan(uuid, false).await?;
     if plan.state != ActionPlanState::Paused {
         return Err(not_steerable("resume", "a PAUSED", plan.state));

@@ -24,6 +24,22 @@ fn applier(dir: &Path, host: &str, db: &Path, sim: &SimCloud) -> Daemon {
     Daemon::start_with_config(dir, config, None)
 }
 
+/// Kills (-9) whichever of `applier-a` and `applier-b` holds the plan
+/// (`owner`): the survivor and its host name.
+fn kill_holder<'a>(
+    a: &'a mut Daemon,
+    b: &'a mut Daemon,
+    owner: &str,
+) -> (&'a Daemon, &'static str) {
+    if owner == "applier-a" {
+        a.kill9();
+        (b, "applier-b")
+    } else {
+        b.kill9();
+        (a, "applier-a")
+    }
+}
+
 fn history(d: &Daemon, plan: &str) -> Vec<Value> {
     d.get(&format!("/v1/action_plans/{plan}/history"))["history"]
         .as_array()
@@ -50,13 +66,7 @@ fn a_dead_appliers_plan_is_taken_over_within_the_lease_and_its_migration_finishe
         assert_eq!(d.raw("GET", "/metrics", "").0, 200);
     }
     // Kill whichever applier claimed it; the other must take over.
-    let (survivor, name) = if owner == "applier-a" {
-        a.kill9();
-        (&b, "applier-b")
-    } else {
-        b.kill9();
-        (&a, "applier-a")
-    };
+    let (survivor, name) = kill_holder(&mut a, &mut b, &owner);
     let killed = Instant::now();
     wait_for(Duration::from_secs(15), || {
         (survivor.plan(&plan)["hostname"] == name).then_some(())
@@ -127,13 +137,7 @@ fn a_paused_plan_whose_applier_dies_is_taken_over_and_let_go_still_paused() {
     // the other takes the plan over, reconciles the sleep, starts nothing,
     // and lets the plan go, still PAUSED.
     let owner = a.plan(&plan)["hostname"].as_str().unwrap().to_string();
-    let (survivor, name) = if owner == "applier-a" {
-        a.kill9();
-        (&b, "applier-b")
-    } else {
-        b.kill9();
-        (&a, "applier-a")
-    };
+    let (survivor, name) = kill_holder(&mut a, &mut b, &owner);
     wait_for(Duration::from_secs(20), || {
         history(survivor, &plan)
             .iter()
